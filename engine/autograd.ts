@@ -1,0 +1,116 @@
+/**
+ * Reverse-mode autograd, micrograd-sized. An op that sees an input requiring grad (while grad
+ * mode is on) stores a GradNode on its output: the inputs and a backward function that launches
+ * GPU kernels. `backward(loss)` walks the graph in reverse topological order; gradients
+ * accumulate on the GPU into `leaf.grad`. The heavy lifting lives in the kernels, not here.
+ */
+import { check, fmtShape } from './errors.js';
+import type { Tensor } from './tensor.js';
+import { addInPlace, fill } from './ops/basic.js';
+
+export interface GradNode {
+  op: string;
+  inputs: readonly Tensor[];
+  /** dL/d(output) -> dL/d(input i) for each input (null where none flows). Runs with grad off. */
+  backward: (gradOut: Tensor) => readonly (Tensor | null)[];
+}
+
+/** Attaches a GradNode to `out` when grad mode is on and some input requires grad. Returns `out`. */
+export function recordOp(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode['backward']): Tensor {
+  if (out.engine.gradEnabled && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.node = { op, inputs, backward };
+  }
+  return out;
+}
+
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  // Iterative DFS: CANet graphs are a few hundred nodes deep, fine for recursion, but a
+  // user's long unrolled graph should not hit the call-stack limit.
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1]!;
+    const [t, i] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const child = inputs[i]!;
+      if (child.requiresGrad && !seen.has(child)) {
+        seen.add(child);
+        stack.push([child, 0]);
+      }
+    } else {
+      order.push(t);
+      stack.pop();
+    }
+  }
+  return order.reverse();
+}
+
+export interface BackwardOptions {
+  /** dL/d(root); defaults to ones for a one-element root. */
+  gradOutput?: Tensor;
+  /** Keep the graph (saved tensors) for a second backward. */
+  retainGraph?: boolean;
+}
+
+/** Computes gradients of `root` into `.grad` of every leaf tensor that requires grad. */
+export function backward(root: Tensor, opts: BackwardOptions = {}): void {
+  const engine = root.engine;
+  check(root.requiresGrad, 'backward', () => `${root.name} does not require grad (no parameter took part in computing it)`);
+  if (!opts.gradOutput)
+    check(root.size === 1, 'backward', () => `${root.name} has shape ${fmtShape(root.shape)}; pass gradOutput for a non-scalar root`);
+  else
+    check(opts.gradOutput.size === root.size, 'backward', () => `gradOutput ${fmtShape(opts.gradOutput!.shape)} does not match ${root.name} ${fmtShape(root.shape)}`);
+
+  const order = topoOrder(root);
+  const grads = new Map<Tensor, Tensor>();
+  engine.noGrad(() => {
+    grads.set(root, opts.gradOutput ?? fill(engine.empty(root.shape, 'f32').keep(), 1));
+    for (const t of order) {
+      const g = grads.get(t);
+      if (!g) continue;
+      grads.delete(t);
+      if (!t.node) {
+        // A leaf: accumulate into .grad, which the leaf owns.
+        if (t.grad) {
+          addInPlace(t.grad, g);
+          if (g !== opts.gradOutput) g.dispose();
+        } else {
+          t.grad = g === opts.gradOutput ? engine.copy(g).keep() : g;
+        }
+        continue;
+      }
+      if (t.disposed) throw new Error(`backward: ${t.name} (output of ${t.node.op}) was disposed before backward`);
+      const node = t.node;
+      for (const input of node.inputs)
+        if (input.disposed) throw new Error(`backward: input ${input.name} of ${node.op} was disposed before backward`);
+      const inGrads = engine.scope(() => node.backward(g));
+      // A backward may pass gradOut straight through (add) or return one tensor for two inputs
+      // (x + x); each input's gradient must be its own tensor, since each is disposed on its own.
+      const used = new Set<Tensor>();
+      const merged: Tensor[] = [];
+      node.inputs.forEach((input, i) => {
+        let gi = inGrads[i];
+        if (!gi || !input.requiresGrad) return;
+        check(gi.size === input.size, 'backward', () => `${node.op} returned grad ${fmtShape(gi!.shape)} for input ${input.name} ${fmtShape(input.shape)}`);
+        if (gi === g || used.has(gi)) gi = engine.copy(gi);
+        used.add(gi);
+        gi.keep();
+        const prev = grads.get(input);
+        if (prev) {
+          addInPlace(prev, gi);
+          merged.push(gi);
+        } else grads.set(input, gi);
+      });
+      for (const gi of merged) gi.dispose();
+      for (const gi of inGrads) if (gi && gi !== g && !used.has(gi)) gi.dispose();
+      if (g !== opts.gradOutput) g.dispose();
+      if (!opts.retainGraph) t.node = null;
+    }
+  });
+  for (const g of grads.values()) g.dispose();
+}

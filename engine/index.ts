@@ -1,0 +1,8 @@
+/** Platform-neutral engine API (the Node and browser entries add createEngine). */
+export { Engine, type AdapterSummary, type EngineStats, type KernelTiming } from './engine.js';
+export { Tensor, type DType } from './tensor.js';
+export { ShapeError, GPUExecutionError, EngineClosedError } from './errors.js';
+export { backward, recordOp, type GradNode, type BackwardOptions } from './autograd.js';
+export { type Program, kernelSection, grid1d, f32, i32 } from './program.js';
+export { bucketSize } from './pool.js';
+export * as ops from './ops/index.js';

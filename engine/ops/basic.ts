@@ -1,0 +1,184 @@
+/**
+ * The first kernels: fill, copy, same-shape add/sub/mul, scale, in-place accumulate and a full sum.
+ * They prove the machinery end to end and are the building blocks autograd needs.
+ */
+import elementwise from '../../shaders/elementwise.wgsl';
+import reduce from '../../shaders/reduce.wgsl';
+import { recordOp } from '../autograd.js';
+import { check, fmtShape } from '../errors.js';
+import { f32, grid1d, kernelSection } from '../program.js';
+import type { Tensor } from '../tensor.js';
+
+const WG = 64;
+
+function sameShape(op: string, a: Tensor, b: Tensor): void {
+  check(a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]), op, () =>
+    `${a.name} ${fmtShape(a.shape)} and ${b.name} ${fmtShape(b.shape)} must have the same shape`);
+}
+
+function isF32(op: string, ...ts: Tensor[]): void {
+  for (const t of ts) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
+}
+
+/** Fills `t` with `value` in place and returns it. */
+export function fill(t: Tensor, value: number): Tensor {
+  const n4 = Math.ceil(t.size / 4);
+  t.engine.run({
+    name: 'fill',
+    source: kernelSection(elementwise, 'fill'),
+    defines: { WG },
+    uniforms: [n4, f32(value)],
+    bindings: [t],
+    dispatch: grid1d(n4, WG, t.engine.limits.maxComputeWorkgroupsPerDimension),
+    bytes: t.byteLength,
+  });
+  return t;
+}
+
+/** A new tensor of `shape` filled with `value`. */
+export function full(engine: Tensor['engine'], shape: readonly number[], value: number): Tensor {
+  return fill(engine.empty(shape, 'f32'), value);
+}
+
+/** A copy of `t` (copyBufferToBuffer: no kernel). Gradient flows through unchanged. */
+export function copyTensor(t: Tensor): Tensor {
+  const out = t.engine.empty(t.shape, t.dtype);
+  t.engine.copyBuffer(t.buffer, 0, out.buffer, 0, Math.ceil(t.byteLength / 4) * 4);
+  return recordOp(out, 'copy', [t], (g) => [g]);
+}
+
+type BinaryOp = 'add' | 'sub' | 'mul';
+const binaryExpr: Record<BinaryOp, string> = { add: 'a + b', sub: 'a - b', mul: 'a * b' };
+
+function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
+  sameShape(op, a, b);
+  isF32(op, a, b);
+  const engine = a.engine;
+  const out = engine.empty(a.shape, 'f32');
+  const n4 = Math.ceil(a.size / 4);
+  engine.run({
+    name: `binary_${op}`,
+    source: kernelSection(elementwise, 'binary'),
+    defines: { WG, EXPR: binaryExpr[op] },
+    uniforms: [n4],
+    bindings: [a, b, out],
+    dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: a.size,
+    bytes: 3 * a.byteLength,
+  });
+  return out;
+}
+
+/** a + b (same shape). */
+export function add(a: Tensor, b: Tensor): Tensor {
+  return recordOp(binary('add', a, b), 'add', [a, b], (g) => [g, g]);
+}
+
+/** a - b (same shape). */
+export function sub(a: Tensor, b: Tensor): Tensor {
+  return recordOp(binary('sub', a, b), 'sub', [a, b], (g) => [g, scale(g, -1)]);
+}
+
+/** a * b elementwise (same shape). */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  return recordOp(binary('mul', a, b), 'mul', [a, b], (g) => [
+    a.requiresGrad ? binary('mul', g, b) : null,
+    b.requiresGrad ? binary('mul', g, a) : null,
+  ]);
+}
+
+/** y += alpha * x in place (no autograd: used for gradient accumulation and updates). */
+export function axpyInPlace(y: Tensor, x: Tensor, alpha: number): Tensor {
+  sameShape('axpyInPlace', y, x);
+  isF32('axpyInPlace', y, x);
+  const n4 = Math.ceil(y.size / 4);
+  y.engine.run({
+    name: 'axpy_inplace',
+    source: kernelSection(elementwise, 'axpy_inplace'),
+    defines: { WG },
+    uniforms: [n4, f32(alpha)],
+    bindings: [x, y],
+    dispatch: grid1d(n4, WG, y.engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 2 * y.size,
+    bytes: 3 * y.byteLength,
+  });
+  return y;
+}
+
+/** y += x in place. */
+export function addInPlace(y: Tensor, x: Tensor): Tensor {
+  return axpyInPlace(y, x, 1);
+}
+
+/** alpha * x. */
+export function scale(x: Tensor, alpha: number): Tensor {
+  isF32('scale', x);
+  const out = unaryKernel('scale', x, 'x * alpha', alpha);
+  return recordOp(out, 'scale', [x], (g) => [scale(g, alpha)]);
+}
+
+/** Runs the `unary` kernel with a WGSL expression in x (vec4) and the uniform alpha. */
+export function unaryKernel(name: string, x: Tensor, expr: string, alpha = 0): Tensor {
+  const engine = x.engine;
+  const out = engine.empty(x.shape, 'f32');
+  const n4 = Math.ceil(x.size / 4);
+  engine.run({
+    name,
+    source: kernelSection(elementwise, 'unary'),
+    defines: { WG, EXPR: expr },
+    uniforms: [n4, f32(alpha)],
+    bindings: [x, out],
+    dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: x.size,
+    bytes: 2 * x.byteLength,
+  });
+  return out;
+}
+
+/** Sum of all elements, as a one-element tensor. Gradient: ones times the incoming scalar. */
+export function sum(x: Tensor): Tensor {
+  isF32('sum', x);
+  const engine = x.engine;
+  const out = engine.noGrad(() => sumAll(x));
+  return recordOp(out, 'sum', [x], (g) => [broadcastScalar(g, x.shape)]);
+}
+
+function sumAll(x: Tensor): Tensor {
+  const engine = x.engine;
+  // Each pass leaves ~n/256 partial sums; a pass of a few thousand elements finishes in one invocation.
+  let cur = x;
+  for (;;) {
+    const threads = cur.size <= 4096 ? 1 : Math.ceil(cur.size / 256);
+    const next = engine.empty(threads === 1 ? [1] : [threads], 'f32');
+    engine.run({
+      name: 'sum_partial',
+      source: kernelSection(reduce, 'sum_partial'),
+      defines: { WG },
+      uniforms: [cur.size, threads],
+      bindings: [cur, next],
+      dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+      flops: cur.size,
+      bytes: cur.byteLength,
+    });
+    if (cur !== x) cur.dispose();
+    cur = next;
+    if (threads === 1) return cur;
+  }
+}
+
+/** A tensor of `shape` whose every element is the single value of `s` (GPU side, no readback). */
+export function broadcastScalar(s: Tensor, shape: readonly number[]): Tensor {
+  check(s.size === 1, 'broadcastScalar', () => `${s.name} must have one element, has shape ${fmtShape(s.shape)}`);
+  const engine = s.engine;
+  const out = engine.empty(shape, 'f32');
+  const n4 = Math.ceil(out.size / 4);
+  engine.run({
+    name: 'broadcast_scalar',
+    source: kernelSection(elementwise, 'broadcast_scalar'),
+    defines: { WG },
+    uniforms: [n4],
+    bindings: [s, out],
+    dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+  });
+  return out;
+}

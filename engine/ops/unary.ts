@@ -1,0 +1,87 @@
+/**
+ * The unary op table (after webgpu-torch's op_table): each activation is declared once with its
+ * WGSL forward expression (in x, vec4), its WGSL gradient (in x, y = forward output, g) and a
+ * float64 CPU reference with derivative. Kernels, autograd and tests all come from this table,
+ * so adding an activation is one entry here.
+ */
+import elementwise from '../../shaders/elementwise.wgsl';
+import { recordOp } from '../autograd.js';
+import { check } from '../errors.js';
+import { f32, grid1d, kernelSection } from '../program.js';
+import type { Tensor } from '../tensor.js';
+import { unaryKernel } from './basic.js';
+
+export interface UnaryOpSpec {
+  /** WGSL vec4 expression in `x` (and the uniform `alpha`). */
+  forward: string;
+  /** WGSL vec4 expression for dL/dx in `x`, `y` (forward output), `g` (dL/dy) and `alpha`. */
+  backward: string;
+  /** float64 reference and its derivative, for tests. */
+  ref: (x: number, alpha: number) => number;
+  refGrad: (x: number, alpha: number) => number;
+}
+
+const zero = 'vec4<f32>(0.0)';
+
+const table = {
+  relu: {
+    forward: `max(x, ${zero})`,
+    backward: `select(${zero}, g, x > ${zero})`,
+    ref: (x) => Math.max(x, 0),
+    refGrad: (x) => (x > 0 ? 1 : 0),
+  },
+  relu6: {
+    forward: `clamp(x, ${zero}, vec4<f32>(6.0))`,
+    backward: `select(${zero}, g, (x > ${zero}) & (x < vec4<f32>(6.0)))`,
+    ref: (x) => Math.min(Math.max(x, 0), 6),
+    refGrad: (x) => (x > 0 && x < 6 ? 1 : 0),
+  },
+  sigmoid: {
+    // exp(-|x|) never overflows; pick the branch by sign for full precision on both sides.
+    forward: `select(exp(x) / (1.0 + exp(x)), 1.0 / (1.0 + exp(-x)), x >= ${zero})`,
+    backward: `g * y * (1.0 - y)`,
+    ref: (x) => 1 / (1 + Math.exp(-x)),
+    refGrad: (x) => {
+      const s = 1 / (1 + Math.exp(-x));
+      return s * (1 - s);
+    },
+  },
+  leakyRelu: {
+    forward: `select(alpha * x, x, x > ${zero})`,
+    backward: `select(alpha * g, g, x > ${zero})`,
+    ref: (x, a) => (x > 0 ? x : a * x),
+    refGrad: (x, a) => (x > 0 ? 1 : a),
+  },
+} satisfies Record<string, UnaryOpSpec>;
+
+export type UnaryOpName = keyof typeof table;
+export const unaryOps: Record<UnaryOpName, UnaryOpSpec> = table;
+
+/** Applies a table op elementwise; records its gradient. */
+export function unary(op: UnaryOpName, x: Tensor, alpha = 0): Tensor {
+  check(x.dtype === 'f32', op, () => `${x.name} must be f32, got ${x.dtype}`);
+  const spec: UnaryOpSpec = unaryOps[op];
+  const y = unaryKernel(op, x, spec.forward, alpha);
+  return recordOp(y, op, [x], (g) => [unaryBackward(op, x, y, g, alpha)]);
+}
+
+function unaryBackward(op: UnaryOpName, x: Tensor, y: Tensor, g: Tensor, alpha: number): Tensor {
+  const engine = x.engine;
+  const dx = engine.empty(x.shape, 'f32');
+  const n4 = Math.ceil(x.size / 4);
+  engine.run({
+    name: `${op}_backward`,
+    source: kernelSection(elementwise, 'unary_backward'),
+    defines: { WG: 64, GRAD: unaryOps[op].backward },
+    uniforms: [n4, f32(alpha)],
+    bindings: [x, y, g, dx],
+    dispatch: grid1d(n4, 64, engine.limits.maxComputeWorkgroupsPerDimension),
+    bytes: 4 * x.byteLength,
+  });
+  return dx;
+}
+
+export const relu = (x: Tensor): Tensor => unary('relu', x);
+export const relu6 = (x: Tensor): Tensor => unary('relu6', x);
+export const sigmoid = (x: Tensor): Tensor => unary('sigmoid', x);
+export const leakyRelu = (x: Tensor, slope = 0.01): Tensor => unary('leakyRelu', x, slope);

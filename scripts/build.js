@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Builds with esbuild: the Node library (dist/node), the browser ESM bundle (dist/browser), the CLI
+// and bench entry points, and the tests (dist/test). WGSL files are bundled as text.
+// `--types` also emits .d.ts files with tsc (slow; done by `prepare`).
+import { build } from 'esbuild';
+import { readdirSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+process.chdir(root);
+const common = { bundle: true, format: 'esm', sourcemap: true, loader: { '.wgsl': 'text' }, logLevel: 'warning', target: 'es2022' };
+const nodeOpts = { ...common, platform: 'node', packages: 'external' };
+const fromDir = (dir, re) => (existsSync(dir) ? readdirSync(dir).filter((f) => re.test(f)).map((f) => join(dir, f)) : []);
+
+const jobs = [
+  build({ ...nodeOpts, entryPoints: { index: 'engine/entry-node.ts' }, outdir: 'dist/node' }),
+  build({ ...common, platform: 'browser', entryPoints: { 'canet-gpu': 'engine/entry-browser.ts' }, outdir: 'dist/browser' }),
+];
+const tests = fromDir('test', /\.test\.ts$/);
+if (tests.length)
+  jobs.push(build({ ...nodeOpts, entryPoints: tests, outdir: 'dist/test', outbase: 'test', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
+const cli = fromDir('cli', /\.ts$/);
+if (cli.length) jobs.push(build({ ...nodeOpts, entryPoints: cli, outdir: 'dist/cli', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
+const benches = fromDir('bench', /\.ts$/);
+if (benches.length) jobs.push(build({ ...nodeOpts, entryPoints: benches, outdir: 'dist/bench', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
+await Promise.all(jobs);
+
+if (process.argv.includes('--types')) {
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  if (existsSync(tsc)) execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+}

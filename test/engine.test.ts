@@ -1,0 +1,214 @@
+/** The engine foundation: adapter, tensors, pool, scopes, errors, embedding. */
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { createEngine, ShapeError, GPUExecutionError, EngineClosedError, ops, kernelSection, grid1d } from '../engine/entry-node.js';
+import { suite } from './harness.js';
+import { testEngine, randn } from './gpu.js';
+
+const t = suite('engine');
+
+function runNode(code: string, env: Record<string, string> = {}): { stdout: string; stderr: string; status: number | null } {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+    cwd: process.cwd(),
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { stdout: r.stdout, stderr: r.stderr, status: r.status };
+}
+
+const distIndex = new URL('../node/index.js', import.meta.url).href;
+
+t('software fallback prints one line naming SwiftShader', () => {
+  const r = runNode(`import { createEngine } from '${distIndex}';
+    const e = await createEngine({ forceSoftware: true }); const e2 = await createEngine({ forceSoftware: true });
+    console.log(JSON.stringify(e.adapter)); e.destroy(); e2.destroy();`);
+  assert.is(r.status, 0, r.stderr);
+  const lines = r.stderr.split('\n').filter((l) => l.includes('canet-gpu:'));
+  assert.is(lines.length, 1, `expected one notice, got: ${r.stderr}`);
+  assert.match(lines[0]!, /no hardware GPU adapter found; using the SwiftShader software GPU/);
+  const adapter = JSON.parse(r.stdout.trim());
+  assert.ok(adapter.isSoftware);
+  assert.match(adapter.description, /SwiftShader/i);
+});
+
+t('no adapter and no SwiftShader: the error says what to install', () => {
+  const r = runNode(`import { createEngine } from '${distIndex}';
+    try { await createEngine({ forceSoftware: true }); console.log('created'); } catch (e) { console.log(e.message); }`,
+    { CANET_SWIFTSHADER_ICD: '/nonexistent/icd.json' });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /apt-get install -y chromium libvulkan1/);
+});
+
+t('tensor round trip of odd sizes and every dtype', async () => {
+  const e = await testEngine();
+  for (const n of [1, 3, 1000003]) {
+    const f = Float32Array.from(randn(n, n));
+    const i = Int32Array.from({ length: n }, (_, k) => (k * 7919) % 1000 - 500);
+    const u = Uint32Array.from({ length: n }, (_, k) => (k * 2654435761) >>> 0);
+    for (const data of [f, i, u]) {
+      const x = e.tensor(data, [n]);
+      const back = await x.read();
+      assert.is(back.constructor, data.constructor);
+      assert.equal(Array.from(back.subarray(0, 1000)), Array.from(data.subarray(0, 1000)));
+      assert.ok(back.every((v, k) => v === data[k]), `round trip of ${n} ${x.dtype} elements`);
+      x.dispose();
+    }
+  }
+});
+
+t('scope disposes all but the result, and the pool serves every later iteration', async () => {
+  const e = await testEngine();
+  const x = e.tensor(Float32Array.from(randn(1001, 1)), [7, 11, 13]);
+  const before = e.stats();
+  let created = 0;
+  for (let k = 0; k < 100; k++) {
+    const y = e.scope(() => {
+      const a = ops.add(x, x);
+      const b = ops.mul(a, x);
+      return ops.scale(b, 0.5);
+    });
+    if (k === 0) created = e.stats().buffersCreated;
+    y.dispose();
+  }
+  await e.flush();
+  const after = e.stats();
+  assert.is(after.buffersCreated, created, 'no new buffers after the first iteration');
+  assert.is(after.liveTensors, before.liveTensors, 'no tensors leaked');
+  assert.is(after.liveBytes, before.liveBytes);
+  assert.ok(after.poolHits - before.poolHits >= 99 * 3, `pool hits ${after.poolHits - before.poolHits}`);
+  x.dispose();
+});
+
+t('async scope keeps returned tensors and disposes the rest', async () => {
+  const e = await testEngine();
+  const live0 = e.stats().liveTensors;
+  const [kept, value] = await e.scope(async () => {
+    const a = ops.full(e, [5], 2);
+    await e.flush();
+    const b = ops.add(a, a);
+    return [b, await b.read()] as const;
+  });
+  assert.is(e.stats().liveTensors, live0 + 1);
+  assert.equal(Array.from(value), [4, 4, 4, 4, 4]);
+  assert.equal(Array.from(await kept.read()), [4, 4, 4, 4, 4]);
+  kept.dispose();
+  assert.is(e.stats().liveTensors, live0);
+});
+
+t('overlapping async scopes each dispose only their own tensors', async () => {
+  const e = await testEngine();
+  const live0 = e.stats().liveTensors;
+  const job = (v: number) =>
+    e.scope(async () => {
+      const a = ops.full(e, [3], v);
+      await new Promise((r) => setTimeout(r, 5 * v));
+      const b = ops.scale(a, 2);
+      return (await b.read())[0];
+    });
+  const results = await Promise.all([job(1), job(2), job(3)]);
+  assert.equal(results, [2, 4, 6]);
+  assert.is(e.stats().liveTensors, live0);
+});
+
+t('shape mismatch names the op and both shapes, and records nothing', async () => {
+  const e = await testEngine();
+  const a = e.tensor(new Float32Array(6), [2, 3]);
+  const b = e.tensor(new Float32Array(6), [3, 2]);
+  const dispatches = e.stats().dispatches;
+  try {
+    ops.add(a, b);
+    assert.unreachable('add of [2,3] and [3,2] must throw');
+  } catch (err) {
+    assert.instance(err, ShapeError);
+    assert.match((err as Error).message, /add: .*\[2, 3\].*\[3, 2\]/);
+  }
+  assert.is(e.stats().dispatches, dispatches);
+  assert.throws(() => e.tensor([1, 2, 3], [2, 2]), /3 elements but shape \[2, 2\] needs 4/);
+  assert.throws(() => e.empty([2, -1]), /non-negative integers/);
+  a.dispose();
+  b.dispose();
+});
+
+t('a WGSL error is reported naming the kernel, and the engine keeps working', async () => {
+  const e = await testEngine();
+  const x = e.tensor([1, 2, 3, 4], [4]);
+  e.run({ name: 'deliberately_broken', source: 'fn main( {', bindings: [x], dispatch: [1] });
+  try {
+    await e.flush();
+    assert.unreachable('flush must reject');
+  } catch (err) {
+    assert.instance(err, GPUExecutionError);
+    assert.match((err as Error).message, /deliberately_broken/);
+  }
+  const y = ops.add(x, x);
+  assert.equal(Array.from(await y.read()), [2, 4, 6, 8]);
+  x.dispose();
+  y.dispose();
+});
+
+t('kernels compile once and serve every size (shapes are uniforms)', async () => {
+  const e = await testEngine();
+  const p0 = e.stats().pipelines;
+  for (const n of [5, 17, 1023]) {
+    e.scope(() => ops.add(ops.full(e, [n], 1), ops.full(e, [n], 2)));
+  }
+  await e.flush();
+  assert.ok(e.stats().pipelines - p0 <= 2, `pipelines grew by ${e.stats().pipelines - p0}`);
+});
+
+t('dispatches beyond 65535 workgroups are folded into a 2-D grid', async () => {
+  const e = await testEngine();
+  const [x, y] = grid1d(70000 * 64, 64, 65535);
+  assert.ok(x <= 65535 && x * y >= 70000, `${x} x ${y}`);
+  const n = 64 * 4 * 70000; // 17.9 M elements: 70000 workgroups of 64 vec4 invocations
+  const t1 = ops.full(e, [n], 1.5);
+  const s = ops.sum(t1);
+  assert.is((await s.read())[0], 1.5 * n);
+  t1.dispose();
+  s.dispose();
+});
+
+t('embedding: an engine on the caller\'s device leaves the device alive after destroy()', async () => {
+  const owner = await testEngine();
+  const device = owner.device; // a device this test's engine did not create
+  const guest = await createEngine({ device });
+  const x = guest.tensor([1, 2, 3], [3]);
+  assert.equal(Array.from(await ops.scale(x, 2).read()), [2, 4, 6]);
+  guest.destroy();
+  assert.throws(() => guest.tensor([1], [1]), (err: unknown) => err instanceof EngineClosedError);
+  assert.is(owner.closed, null);
+  const y = owner.tensor([5, 6], [2]);
+  assert.equal(Array.from(await y.read()), [5, 6], 'device still usable');
+  y.dispose();
+});
+
+t('destroy() releases every buffer and closes the engine', async () => {
+  const e = await createEngine({ quiet: true });
+  const a = e.tensor([1, 2], [2]);
+  ops.add(a, a);
+  await e.flush();
+  e.destroy();
+  assert.match(e.closed ?? '', /destroyed/);
+  assert.is(e.stats().liveTensors, 0);
+  await assert.not.throws(() => a.dispose());
+});
+
+t('profile() times each kernel with timestamp queries', async () => {
+  const e = await testEngine();
+  if (!e.features.has('timestamp-query')) return;
+  const x = ops.full(e, [4096], 1);
+  const { kernels } = await e.profile(() => e.scope(() => void ops.add(ops.scale(x, 2), x)));
+  assert.equal(kernels.map((k) => k.name), ['scale', 'binary_add']);
+  assert.ok(kernels.every((k) => k.ms >= 0 && Number.isFinite(k.ms)));
+  x.dispose();
+});
+
+t('kernelSection splits family files and reports unknown names', () => {
+  const fam = '// shared\nfn h() {}\n//# kernel a\nA body\n//# kernel b\nB body\n';
+  assert.match(kernelSection(fam, 'a'), /fn h\(\) \{\}\s+A body/);
+  assert.not.match(kernelSection(fam, 'a'), /B body/);
+  assert.throws(() => kernelSection(fam, 'c'), /no kernel 'c'.*a, b/);
+});
+
+t.run();

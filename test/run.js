@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// Runs the built tests (dist/test/*.test.js) in one process under uvu and ends with the line
+// `N passed, N failed` that CI reads. `node test/run.js conv pool` runs only files matching.
+import { readdirSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dir = join(root, 'dist', 'test');
+if (!existsSync(dir)) {
+  console.error('dist/test is missing: run `npm run build` (npm test does it for you).');
+  process.exit(1);
+}
+const filters = process.argv.slice(2);
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.test.js'))
+  .filter((f) => !filters.length || filters.some((p) => f.includes(p)))
+  .sort();
+
+globalThis.UVU_DEFER = 1;
+globalThis.UVU_QUEUE = [];
+const counts = (globalThis.__canetCounts ??= { passed: 0, failed: 0, skipped: 0 });
+const started = Date.now();
+for (const [i, f] of files.entries()) {
+  globalThis.UVU_INDEX = i;
+  globalThis.UVU_QUEUE.push([f.replace(/\.js$/, '')]);
+  try {
+    await import(pathToFileURL(join(dir, f)).href);
+  } catch (e) {
+    counts.failed++;
+    console.error(`\n${f}: failed to load: ${e?.stack ?? e}`);
+  }
+}
+const { exec } = await import('uvu');
+await exec();
+const secs = ((Date.now() - started) / 1000).toFixed(1);
+console.log(`${files.length} test files in ${secs} s`);
+console.log(`${counts.passed} passed, ${counts.failed} failed` + (counts.skipped ? `, ${counts.skipped} skipped` : ''));
+process.exit(counts.failed ? 1 : 0);
