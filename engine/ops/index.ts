@@ -1,3 +1,4 @@
 /** All tensor ops. */
 export { fill, full, copyTensor as copy, add, sub, mul, scale, axpyInPlace, addInPlace, sum, broadcastScalar } from './basic.js';
+export { sumColumns } from './reduce.js';
 export { unary, unaryOps, relu, relu6, sigmoid, leakyRelu, type UnaryOpName, type UnaryOpSpec } from './unary.js';
