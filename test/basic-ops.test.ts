@@ -103,7 +103,7 @@ t('autograd: gradients of a small graph (x*y + x, summed) accumulate on the GPU'
 
 t('sumColumns sums every axis but the last (rel err < 1e-5)', async () => {
   const e = await testEngine();
-  for (const [shape, seed] of [[[1], 1], [[7, 9], 2], [[2, 33, 17, 5], 3], [[3, 64, 65, 96], 4], [[100000, 3], 5]] as const) {
+  for (const [shape, seed] of [[[1], 1], [[7, 9], 2], [[2, 33, 17, 5], 3], [[3, 64, 65, 96], 4], [[100000, 3], 5]] as [number[], number][]) {
     const n = shape.reduce((a, b) => a * b, 1);
     const cols = shape[shape.length - 1]!;
     const x = Float32Array.from(randn(n, seed));
