@@ -1,0 +1,48 @@
+// Image bytes -> normalised float NHWC, in one pass: unpack 8-bit RGB/RGBA (4 bytes per u32 word),
+// optionally resize bilinearly (PyTorch align_corners=false), scale to [0, 1], subtract the
+// mean and divide by the std per channel. Images arrive as bytes, a quarter of the floats' size.
+
+//# kernel image_to_tensor
+struct Params {
+  in_w: u32, in_h: u32, channels: u32, out_w: u32, out_h: u32, batch_index: u32,
+  scale_x: f32, scale_y: f32,
+  mean_r: f32, mean_g: f32, mean_b: f32,
+  inv_std_r: f32, inv_std_g: f32, inv_std_b: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+fn byte_at(i: u32) -> f32 {
+  return f32((src[i / 4u] >> ((i % 4u) * 8u)) & 0xffu);
+}
+
+fn texel(x: u32, y: u32) -> vec3<f32> {
+  let base = (y * p.in_w + x) * p.channels;
+  return vec3<f32>(byte_at(base), byte_at(base + 1u), byte_at(base + 2u));
+}
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.out_w * p.out_h) { return; }
+  let ox = i % p.out_w;
+  let oy = i / p.out_w;
+  // PyTorch's align_corners=false source coordinate, clamped at 0.
+  let sx = max((f32(ox) + 0.5) * p.scale_x - 0.5, 0.0);
+  let sy = max((f32(oy) + 0.5) * p.scale_y - 0.5, 0.0);
+  let x0 = min(u32(sx), p.in_w - 1u);
+  let y0 = min(u32(sy), p.in_h - 1u);
+  let x1 = min(x0 + 1u, p.in_w - 1u);
+  let y1 = min(y0 + 1u, p.in_h - 1u);
+  let lx = sx - f32(x0);
+  let ly = sy - f32(y0);
+  let top = mix(texel(x0, y0), texel(x1, y0), lx);
+  let bottom = mix(texel(x0, y1), texel(x1, y1), lx);
+  let rgb = mix(top, bottom, ly) / 255.0;
+  let norm = (rgb - vec3<f32>(p.mean_r, p.mean_g, p.mean_b)) * vec3<f32>(p.inv_std_r, p.inv_std_g, p.inv_std_b);
+  let o = ((p.batch_index * p.out_h + oy) * p.out_w + ox) * 3u;
+  dst[o] = norm.x;
+  dst[o + 1u] = norm.y;
+  dst[o + 2u] = norm.z;
+}

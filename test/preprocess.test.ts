@@ -1,0 +1,59 @@
+/** Image bytes -> normalised NHWC tensor on the GPU, against a float64 reference. */
+import * as assert from 'uvu/assert';
+import { imageToTensor, IMAGENET_MEAN, IMAGENET_STD } from '../engine/ops/preprocess.js';
+import { suite } from './harness.js';
+import { expectClose, rng, testEngine } from './gpu.js';
+import { refImageToTensor } from './ref/preprocess.js';
+
+const t = suite('preprocess');
+const bytes = (n: number, seed: number) => {
+  const r = rng(seed);
+  return Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
+};
+
+t('reference on a hand-computed pixel', () => {
+  // One white RGB pixel: (1 - mean) / std.
+  const out = refImageToTensor([255, 255, 255], 1, 1, 3, 1, 1, IMAGENET_MEAN, IMAGENET_STD);
+  assert.ok(Math.abs(out[0]! - (1 - 0.485) / 0.229) < 1e-12);
+  // 2x1 -> 1x1 downscale samples the midpoint: average of the two pixels.
+  const mid = refImageToTensor([0, 0, 0, 255, 255, 255], 2, 1, 3, 1, 1, [0, 0, 0], [1, 1, 1]);
+  assert.ok(Math.abs(mid[0]! - 0.5) < 1e-12);
+});
+
+t('RGB and RGBA, same size and resized, odd sizes (rel err < 1e-4: f32 cancellation in v - mean)', async () => {
+  const e = await testEngine();
+  for (const [w, h, ch, ow, oh, seed] of [
+    [7, 9, 3, 7, 9, 1], [33, 17, 4, 33, 17, 2], [33, 17, 3, 64, 32, 3], [65, 31, 4, 32, 16, 4], [5, 3, 3, 5, 3, 5],
+  ] as const) {
+    const data = bytes(w * h * ch, seed);
+    const want = refImageToTensor(data, w, h, ch, ow, oh, IMAGENET_MEAN, IMAGENET_STD);
+    await e.scope(async () => {
+      const x = imageToTensor(e, { data, width: w, height: h, channels: ch }, { outWidth: ow, outHeight: oh });
+      assert.equal(x.shape, [1, oh, ow, 3]);
+      expectClose(await x.read(), want, 1e-4, `${w}x${h}x${ch} -> ${ow}x${oh}`);
+    });
+  }
+});
+
+t('writes image i of a batch in place', async () => {
+  const e = await testEngine();
+  await e.scope(async () => {
+    const batch = e.empty([3, 4, 6, 3]);
+    const imgs = [0, 1, 2].map((i) => bytes(6 * 4 * 3, 10 + i));
+    imgs.forEach((data, i) => imageToTensor(e, { data, width: 6, height: 4, channels: 3 }, { into: { tensor: batch, index: i } }));
+    const got = await batch.read();
+    imgs.forEach((data, i) => {
+      const want = refImageToTensor(data, 6, 4, 3, 6, 4, IMAGENET_MEAN, IMAGENET_STD);
+      expectClose(got.subarray(i * 72, (i + 1) * 72), want, 1e-4, `image ${i}`);
+    });
+  });
+});
+
+t('bad images are refused before any upload', async () => {
+  const e = await testEngine();
+  assert.throws(() => imageToTensor(e, { data: new Uint8Array(10), width: 2, height: 2, channels: 3 }), /needs 12 bytes, got 10/);
+  assert.throws(() => imageToTensor(e, { data: new Uint8Array(0), width: 0, height: 2, channels: 3 }), /positive integers, got 0x2/);
+  assert.throws(() => imageToTensor(e, { data: new Uint8Array(8), width: 2, height: 2, channels: 2 as 3 }), /channels must be 3 \(RGB\) or 4/);
+});
+
+t.run();
