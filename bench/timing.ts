@@ -1,0 +1,48 @@
+/** Shared timing protocol for benchmarks: warm-up runs first, then timed runs that each end with the GPU really done. */
+import type { Engine } from '../engine/engine.js';
+
+export interface Timing {
+  firstMs: number;
+  minMs: number;
+  medianMs: number;
+  maxMs: number;
+  iters: number;
+}
+
+/** Times `fn` (which records GPU work): the first run (pipeline compilation included) separately, then `iters` runs. */
+export async function timeGpu(engine: Engine, fn: () => void | Promise<void>, iters: number, warmup = 1): Promise<Timing> {
+  const once = async () => {
+    const t0 = performance.now();
+    await engine.scope(async () => {
+      await fn();
+      await engine.sync();
+    });
+    return performance.now() - t0;
+  };
+  const firstMs = await once();
+  for (let i = 1; i < warmup; i++) await once();
+  const runs: number[] = [];
+  for (let i = 0; i < iters; i++) runs.push(await once());
+  runs.sort((a, b) => a - b);
+  return { firstMs, minMs: runs[0]!, medianMs: runs[Math.floor(runs.length / 2)]!, maxMs: runs[runs.length - 1]!, iters };
+}
+
+export function describeAdapter(engine: Engine): string {
+  const a = engine.adapter;
+  return `${a.description} (vendor ${a.vendor || '?'}, architecture ${a.architecture || '?'}${a.isSoftware ? ', software' : ''}); features: ${[...engine.features].join(', ')}`;
+}
+
+export function parseArgs(argv: string[]): Map<string, string | true> {
+  const m = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) continue;
+    const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
+    if (v !== undefined) m.set(k, v);
+    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) m.set(k, argv[++i]!);
+    else m.set(k, true);
+  }
+  return m;
+}
+
+export const fmt = (v: number, d = 1) => v.toFixed(d);

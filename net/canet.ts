@@ -1,0 +1,207 @@
+/**
+ * CANet (Liu & Yin 2019) exactly as ../shared/NETWORK.md fixes it, with the PyTorch names of the
+ * public re-implementation (zh320/realtime-semantic-segmentation-pytorch, models/canet.py):
+ * a shallow spatial branch (1/8), a deep context branch (backbone + two x2 deconvs, 1/8), and the
+ * Feature Cross Attention module fusing them with a spatial map from the shallow branch and a
+ * channel vector from the deep one. All tensors are NHWC.
+ */
+import type { Engine } from '../engine/engine.js';
+import { ShapeError, fmtShape } from '../engine/errors.js';
+import type { Tensor } from '../engine/tensor.js';
+import { concat, slice } from '../engine/ops/concat.js';
+import { fcaFuse } from '../engine/ops/fca.js';
+import { globalAvgPool, globalMaxPool } from '../engine/ops/pool.js';
+import { add } from '../engine/ops/basic.js';
+import { sigmoid } from '../engine/ops/unary.js';
+import { argmax } from '../engine/ops/softmax.js';
+import { resizeBilinear } from '../engine/ops/upsample.js';
+import { full } from '../engine/ops/basic.js';
+import { Module, Sequential } from './module.js';
+import { Conv2d, ConvBNAct, DeConvBNAct, Linear } from './layers.js';
+import { MobileNetV2, makeDivisible } from './mobilenetv2.js';
+import { ResNet } from './resnet.js';
+import { SeededRandom } from './init.js';
+
+export type BackboneName = 'mobilenetv2' | 'resnet18' | 'resnet101';
+export type HeadName = 'compatible' | 'plain';
+
+export interface CANetOptions {
+  backbone?: BackboneName;
+  /** Number of classes K (19 for Cityscapes). */
+  classes?: number;
+  /**
+   * 'compatible' (default): the reference's head, conv3x3 -> BN -> ReLU then a x8 deconv -> BN -> ReLU
+   * (so logits are non-negative); loads the reference's checkpoints. 'plain': conv3x3 with bias and a
+   * parameter-free bilinear x8 upsampling, logits unconstrained: better for training from scratch.
+   */
+  head?: HeadName;
+  /** Width multiplier for every layer (1 = the reference; 0.5 halves channels, ~4x fewer FLOPs). */
+  width?: number;
+  /** Seed of the deterministic initialisation. */
+  seed?: number;
+  /** Pad inputs whose sides are not multiples of 32 (zeros at the bottom/right) and crop the output back, instead of throwing. */
+  padInput?: boolean;
+}
+
+/** Three stride-2 ConvBNAct(3x3, ReLU): 3 -> 64 -> 128 -> 256 channels at 1/8 resolution. */
+export class SpatialBranch extends Sequential {
+  constructor(engine: Engine, channels: number, rng: SeededRandom) {
+    super(engine, [
+      new ConvBNAct(engine, { inChannels: 3, outChannels: channels, kernel: 3, stride: 2 }, 'relu', rng.fork('0')),
+      new ConvBNAct(engine, { inChannels: channels, outChannels: channels * 2, kernel: 3, stride: 2 }, 'relu', rng.fork('1')),
+      new ConvBNAct(engine, { inChannels: channels * 2, outChannels: channels * 4, kernel: 3, stride: 2 }, 'relu', rng.fork('2')),
+    ]);
+  }
+}
+
+/** Backbone, then up1 = DBR(C32 -> hid, x2) and up2 = DBR(concat(up1, C16) -> out, x2): 1/8 resolution. */
+export class ContextBranch extends Module {
+  readonly backbone: MobileNetV2 | ResNet;
+  readonly up1: DeConvBNAct;
+  readonly up2: DeConvBNAct;
+  constructor(engine: Engine, backbone: BackboneName, outChannels: number, hidChannels: number, width: number, rng: SeededRandom) {
+    super(engine);
+    const r = rng.fork('backbone');
+    this.backbone = this.add('backbone', backbone === 'mobilenetv2' ? new MobileNetV2(engine, r, width) : new ResNet(engine, backbone === 'resnet18' ? 18 : 101, r, width));
+    const [, , c16, c32] = this.backbone.channels;
+    this.up1 = this.add('up1', new DeConvBNAct(engine, c32, hidChannels, 2, 'relu', rng.fork('up1')));
+    this.up2 = this.add('up2', new DeConvBNAct(engine, hidChannels + c16, outChannels, 2, 'relu', rng.fork('up2')));
+  }
+  forward(x: Tensor): Tensor {
+    const [x4, x8, x16, x32] = this.backbone.forward(x);
+    const grad = x32.requiresGrad;
+    if (!grad) {
+      x4.dispose();
+      x8.dispose();
+    }
+    const u1 = this.up1.forward(x32);
+    const cat = concat([u1, x16], -1);
+    if (!grad) [u1, x16, x32].forEach((t) => t.dispose());
+    const out = this.up2.forward(cat);
+    if (!grad) cat.dispose();
+    return out;
+  }
+}
+
+/** A_s = sigmoid(BN(conv3x3(S) -> 1 channel)): where to look, from the detail branch. */
+export class SpatialAttention extends Sequential {
+  constructor(engine: Engine, channels: number, rng: SeededRandom) {
+    super(engine, [new ConvBNAct(engine, { inChannels: channels, outChannels: 1, kernel: 3 }, 'sigmoid', rng.fork('0'))]);
+  }
+}
+
+/** A_c = sigmoid(FC(maxpool(X)) + FC(avgpool(X))), one shared Linear: which channels matter, from the context branch. */
+export class ChannelAttention extends Module {
+  readonly fc: Linear;
+  constructor(engine: Engine, channels: number, rng: SeededRandom) {
+    super(engine);
+    this.fc = this.add('fc', new Linear(engine, channels, channels, rng.fork('fc')));
+  }
+  forward(x: Tensor): Tensor {
+    return sigmoid(add(this.fc.forward(globalMaxPool(x)), this.fc.forward(globalAvgPool(x))));
+  }
+}
+
+/** Feature Cross Attention: F = CBR(concat(S, X)); Y = F * A_s * A_c + F; then the classifier conv. */
+export class FCA extends Module {
+  readonly convInit: ConvBNAct;
+  readonly sa: SpatialAttention;
+  readonly ca: ChannelAttention;
+  readonly convLast: ConvBNAct | Conv2d;
+  constructor(engine: Engine, channels: number, classes: number, head: HeadName, rng: SeededRandom) {
+    super(engine);
+    this.convInit = this.add('conv_init', new ConvBNAct(engine, { inChannels: 2 * channels, outChannels: channels, kernel: 3 }, 'relu', rng.fork('conv_init')));
+    this.sa = this.add('sa', new SpatialAttention(engine, channels, rng.fork('sa')));
+    this.ca = this.add('ca', new ChannelAttention(engine, channels, rng.fork('ca')));
+    this.convLast = this.add(
+      'conv_last',
+      head === 'compatible'
+        ? new ConvBNAct(engine, { inChannels: channels, outChannels: classes, kernel: 3 }, 'relu', rng.fork('conv_last'))
+        : new Conv2d(engine, { inChannels: channels, outChannels: classes, kernel: 3, bias: true }, rng.fork('conv_last')),
+    );
+  }
+  forward(s: Tensor, x: Tensor): Tensor {
+    const cat = concat([s, x], -1);
+    const f = this.convInit.forward(cat);
+    const as = this.sa.forward(s);
+    const ac = this.ca.forward(x);
+    const y = fcaFuse(f, as, ac);
+    if (!y.requiresGrad) [cat, f, as, ac].forEach((t) => t.dispose());
+    const z = this.convLast.forward(y);
+    if (!z.requiresGrad) y.dispose();
+    return z;
+  }
+}
+
+export class CANet extends Module {
+  readonly spatialBranch: SpatialBranch;
+  readonly contextBranch: ContextBranch;
+  readonly fca: FCA;
+  readonly up: DeConvBNAct | null;
+  readonly options: Required<CANetOptions>;
+
+  constructor(engine: Engine, opts: CANetOptions = {}) {
+    super(engine);
+    this.options = { backbone: 'mobilenetv2', classes: 19, head: 'compatible', width: 1, seed: 0, padInput: false, ...opts };
+    const { backbone, classes, head, width, seed } = this.options;
+    if (!(classes >= 1 && Number.isInteger(classes))) throw new ShapeError(`canet: classes must be a positive integer, got ${classes}`);
+    if (!(width > 0 && width <= 4)) throw new ShapeError(`canet: width must be in (0, 4], got ${width}`);
+    const rng = new SeededRandom(seed);
+    const spatial = makeDivisible(64 * width);
+    const fused = 4 * spatial; // the FCA works on the spatial branch's 4x width (256 at width 1)
+    this.spatialBranch = this.add('spatial_branch', new SpatialBranch(engine, spatial, rng.fork('spatial_branch')));
+    this.contextBranch = this.add('context_branch', new ContextBranch(engine, backbone, fused, makeDivisible(192 * width), width, rng.fork('context_branch')));
+    this.fca = this.add('fca', new FCA(engine, fused, classes, head, rng.fork('fca')));
+    this.up = head === 'compatible' ? this.add('up', new DeConvBNAct(engine, classes, classes, 8, 'relu', rng.fork('up'))) : null;
+    this.nameTensors();
+  }
+
+  /** Logits [N, H, W, K] at input resolution for an NHWC image batch [N, H, W, 3] (ImageNet-normalised). */
+  forward(x: Tensor): Tensor {
+    const [n, h, w, c] = x.shape as [number, number, number, number];
+    if (x.rank !== 4 || c !== 3)
+      throw new ShapeError(`canet.forward: input ${x.name} must be NHWC [N, H, W, 3], got ${fmtShape(x.shape)}`);
+    if (h % 32 !== 0 || w % 32 !== 0) {
+      if (!this.options.padInput)
+        throw new ShapeError(
+          `canet.forward: input height and width must be multiples of 32 (the backbone downsamples 32x), got ${h}x${w}; resize the image or create the model with { padInput: true }`,
+        );
+      return this.forwardPadded(x, n, h, w);
+    }
+    const s = this.spatialBranch.forward(x);
+    const ctx = this.contextBranch.forward(x);
+    const z = this.fca.forward(s, ctx);
+    if (!z.requiresGrad) {
+      s.dispose();
+      ctx.dispose();
+    }
+    const out = this.up ? this.up.forward(z) : resizeBilinear(z, h, w);
+    if (!out.requiresGrad) z.dispose();
+    return out;
+  }
+
+  private forwardPadded(x: Tensor, n: number, h: number, w: number): Tensor {
+    const H = Math.ceil(h / 32) * 32;
+    const W = Math.ceil(w / 32) * 32;
+    return this.engine.scope(() => {
+      let p = x;
+      if (H > h) p = concat([p, full(this.engine, [n, H - h, w, 3], 0)], 1);
+      if (W > w) p = concat([p, full(this.engine, [n, H, W - w, 3], 0)], 2);
+      const y = this.forward(p);
+      const cropped = slice(slice(y, 1, 0, h), 2, 0, w);
+      return cropped;
+    });
+  }
+
+  /** Class ids [N, H, W] (i32), inference only. */
+  segment(x: Tensor): Tensor {
+    return this.engine.noGrad(() =>
+      this.engine.scope(() => argmax(this.forward(x))),
+    );
+  }
+}
+
+/** Builds CANet; `canet(engine, { backbone: 'mobilenetv2', classes: 19 })` is the reference model (4,774,186 parameters). */
+export function canet(engine: Engine, opts: CANetOptions = {}): CANet {
+  return new CANet(engine, opts);
+}

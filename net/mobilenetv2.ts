@@ -1,0 +1,86 @@
+/**
+ * torchvision's MobileNetV2 feature extractor (features[0:18]), split as the reference CANet
+ * splits it: layer1 = features[0:4] (1/4), layer2 = [4:7] (1/8), layer3 = [7:14] (1/16),
+ * layer4 = [14:18] (1/32). PyTorch's Sequential slicing keeps the original indices, so the
+ * block names are layer2.4, layer2.5, ... exactly as in torchvision.
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { add } from '../engine/ops/basic.js';
+import { Module, Sequential } from './module.js';
+import { BatchNorm2d, Conv2d, ConvBNAct } from './layers.js';
+import type { SeededRandom } from './init.js';
+
+/** torchvision's _make_divisible: round to a multiple of 8, never below 90% of the value. */
+export function makeDivisible(v: number, divisor = 8): number {
+  let out = Math.max(divisor, Math.floor(v + divisor / 2) - ((Math.floor(v + divisor / 2)) % divisor));
+  if (out < 0.9 * v) out += divisor;
+  return out;
+}
+
+/** Expand 1x1 (if t != 1) -> depthwise 3x3 -> project 1x1 (linear), with a residual when shapes allow. */
+export class InvertedResidual extends Module {
+  readonly conv: Sequential;
+  readonly useResidual: boolean;
+  constructor(engine: Engine, inp: number, oup: number, stride: number, expand: number, rng: SeededRandom) {
+    super(engine);
+    const hidden = Math.round(inp * expand);
+    this.useResidual = stride === 1 && inp === oup;
+    const layers: Module[] = [];
+    if (expand !== 1) layers.push(new ConvBNAct(engine, { inChannels: inp, outChannels: hidden, kernel: 1 }, 'relu6', rng.fork(`conv.${layers.length}`)));
+    layers.push(new ConvBNAct(engine, { inChannels: hidden, outChannels: hidden, kernel: 3, stride, groups: hidden }, 'relu6', rng.fork(`conv.${layers.length}`)));
+    layers.push(new Conv2d(engine, { inChannels: hidden, outChannels: oup, kernel: 1, bias: false }, rng.fork(`conv.${layers.length}`)));
+    layers.push(new BatchNorm2d(engine, oup));
+    this.conv = this.add('conv', new Sequential(engine, layers as (Module & { forward(x: Tensor): Tensor })[]));
+  }
+  forward(x: Tensor): Tensor {
+    const y = this.conv.forward(x);
+    if (!this.useResidual) return y;
+    const out = add(x, y);
+    if (!out.requiresGrad) y.dispose();
+    return out;
+  }
+}
+
+/** (expansion t, channels c, repeats n, first stride s) per stage, as in the paper and torchvision. */
+const SETTINGS: [number, number, number, number][] = [
+  [1, 16, 1, 1],
+  [6, 24, 2, 2],
+  [6, 32, 3, 2],
+  [6, 64, 4, 2],
+  [6, 96, 3, 1],
+  [6, 160, 3, 2],
+  [6, 320, 1, 1],
+];
+
+export class MobileNetV2 extends Module {
+  readonly layers: Sequential[];
+  /** Channels of layer1..layer4 outputs (24, 32, 96, 320 at width 1). */
+  readonly channels: [number, number, number, number];
+  constructor(engine: Engine, rng: SeededRandom, width = 1) {
+    super(engine);
+    const features: (Module & { forward(x: Tensor): Tensor })[] = [];
+    let inp = makeDivisible(32 * width);
+    features.push(new ConvBNAct(engine, { inChannels: 3, outChannels: inp, kernel: 3, stride: 2 }, 'relu6', rng.fork('features.0')));
+    const outChannels: number[] = [inp];
+    for (const [t, c, n, s] of SETTINGS) {
+      const oup = makeDivisible(c * width);
+      for (let i = 0; i < n; i++) {
+        features.push(new InvertedResidual(engine, inp, oup, i === 0 ? s : 1, t, rng.fork(`features.${features.length}`)));
+        outChannels.push(oup);
+        inp = oup;
+      }
+    }
+    const cuts = [0, 4, 7, 14, 18];
+    this.layers = [0, 1, 2, 3].map((i) => this.add(`layer${i + 1}`, new Sequential(engine, features.slice(cuts[i], cuts[i + 1]), cuts[i])));
+    this.channels = [outChannels[3]!, outChannels[6]!, outChannels[13]!, outChannels[17]!];
+  }
+  /** Returns the four stage outputs (1/4, 1/8, 1/16, 1/32). */
+  forward(x: Tensor): [Tensor, Tensor, Tensor, Tensor] {
+    const x1 = this.layers[0]!.forward(x);
+    const x2 = this.layers[1]!.forward(x1);
+    const x3 = this.layers[2]!.forward(x2);
+    const x4 = this.layers[3]!.forward(x3);
+    return [x1, x2, x3, x4];
+  }
+}

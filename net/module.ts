@@ -1,0 +1,260 @@
+/**
+ * Modules: parameters, buffers and children under PyTorch state_dict names, train/eval modes, and
+ * state dict export/import in PyTorch layouts (so `safetensors.torch.save_file(model.state_dict())`
+ * from the reference CANet loads here, and what we save loads there).
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { fmtShape } from '../engine/errors.js';
+import {
+  convTransposeFromInternal,
+  convTransposeToInternal,
+  depthwiseFromHwc,
+  depthwiseToHwc,
+  ohwiToOihw,
+  oihwToOhwi,
+} from '../engine/layout.js';
+
+/** How a tensor's engine layout relates to PyTorch's (see engine/layout.ts). */
+export type ParamLayout = 'plain' | 'conv' | 'depthwise' | 'convTranspose';
+
+/** A tensor in a state dict, in PyTorch's layout. */
+export interface StateTensor {
+  dtype: 'F32' | 'I64';
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+export type StateDict = Map<string, StateTensor>;
+
+export interface LoadReport {
+  loaded: string[];
+  missing: string[];
+  unexpected: string[];
+  /** Present under the right name with the wrong shape: "name: expected [..], got [..]". */
+  mismatched: string[];
+}
+
+type Slot =
+  | { kind: 'param' | 'buffer'; tensor: Tensor; torchShape: number[]; layout: ParamLayout }
+  | { kind: 'counter'; get: () => number; set: (v: number) => void };
+
+/** Engine shape for a PyTorch shape under a layout. */
+export function engineShape(torchShape: readonly number[], layout: ParamLayout): number[] {
+  const [a, b, c, d] = torchShape as [number, number, number, number];
+  switch (layout) {
+    case 'plain':
+      return [...torchShape];
+    case 'conv':
+      return [a, c, d, b];
+    case 'depthwise':
+      return [c, d, a];
+    case 'convTranspose':
+      return [b, c, d, a];
+  }
+}
+
+function toTorch(data: Float32Array, torchShape: number[], layout: ParamLayout): Float32Array {
+  const es = engineShape(torchShape, layout);
+  switch (layout) {
+    case 'plain':
+      return data;
+    case 'conv':
+      return ohwiToOihw(data, es).data;
+    case 'depthwise':
+      return depthwiseFromHwc(data, es).data;
+    case 'convTranspose':
+      return convTransposeFromInternal(data, es).data;
+  }
+}
+
+function fromTorch(data: Float32Array, torchShape: number[], layout: ParamLayout): Float32Array {
+  switch (layout) {
+    case 'plain':
+      return data;
+    case 'conv':
+      return oihwToOhwi(data, torchShape).data;
+    case 'depthwise':
+      return depthwiseToHwc(data, torchShape).data;
+    case 'convTranspose':
+      return convTransposeToInternal(data, torchShape).data;
+  }
+}
+
+export abstract class Module {
+  training = true;
+  private readonly slots = new Map<string, Slot>();
+  private readonly children = new Map<string, Module>();
+
+  constructor(readonly engine: Engine) {}
+
+  /** Registers a child module under `name` and returns it. */
+  protected add<M extends Module>(name: string, module: M): M {
+    this.children.set(name, module);
+    return module;
+  }
+
+  /** Registers a trainable parameter, initialised from `init` (engine layout). */
+  protected param(name: string, torchShape: number[], layout: ParamLayout, init: Float32Array): Tensor {
+    return this.slot('param', name, torchShape, layout, init);
+  }
+
+  /** Registers a buffer (saved in the state dict, never trained). */
+  protected buffer(name: string, torchShape: number[], init: Float32Array): Tensor {
+    return this.slot('buffer', name, torchShape, 'plain', init);
+  }
+
+  /** Registers an integer counter kept on the CPU (e.g. BN's num_batches_tracked, saved as I64). */
+  protected counter(name: string, get: () => number, set: (v: number) => void): void {
+    this.slots.set(name, { kind: 'counter', get, set });
+  }
+
+  private slot(kind: 'param' | 'buffer', name: string, torchShape: number[], layout: ParamLayout, init: Float32Array): Tensor {
+    const t = this.engine.tensor(init, engineShape(torchShape, layout)).keep();
+    t.name = name;
+    t.requiresGrad = kind === 'param';
+    this.slots.set(name, { kind, tensor: t, torchShape, layout });
+    return t;
+  }
+
+  /** Sets full names on every tensor (called once by the top-level model). */
+  protected nameTensors(prefix = ''): void {
+    for (const [name, s] of this.slots) if (s.kind !== 'counter') s.tensor.name = prefix + name;
+    for (const [name, c] of this.children) c.nameTensors(`${prefix}${name}.`);
+  }
+
+  private *walk(prefix = ''): Generator<[string, Slot]> {
+    for (const [name, s] of this.slots) yield [prefix + name, s];
+    for (const [name, c] of this.children) yield* c.walk(`${prefix}${name}.`);
+  }
+
+  /** Modules below this one (depth first, this one first). */
+  *modules(): Generator<Module> {
+    yield this;
+    for (const c of this.children.values()) yield* c.modules();
+  }
+
+  /** Trainable parameters with their state_dict names. */
+  namedParameters(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [name, s] of this.walk()) if (s.kind === 'param') out.push([name, s.tensor]);
+    return out;
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  /** Parameter count as PyTorch counts it (weights and biases; running statistics excluded). */
+  numParameters(): number {
+    return this.parameters().reduce((n, t) => n + t.size, 0);
+  }
+
+  /** Training mode: batch norm uses batch statistics and updates its running statistics. */
+  train(on = true): this {
+    for (const m of this.modules()) m.training = on;
+    return this;
+  }
+
+  /** Inference mode: batch norm uses running statistics. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Every parameter and buffer, read back in PyTorch's layouts and names. */
+  async stateDict(): Promise<StateDict> {
+    const out: StateDict = new Map();
+    for (const [name, s] of this.walk()) {
+      if (s.kind === 'counter') {
+        out.set(name, { dtype: 'I64', shape: [], data: Int32Array.of(s.get()) });
+        continue;
+      }
+      const data = (await s.tensor.read()) as Float32Array;
+      out.set(name, { dtype: 'F32', shape: [...s.torchShape], data: toTorch(data, s.torchShape, s.layout) });
+    }
+    return out;
+  }
+
+  /**
+   * Loads a state dict (PyTorch names and layouts). Every name and shape is checked before anything
+   * is written: in strict mode (default) any missing, unexpected or mis-shaped tensor throws an
+   * Error listing all of them with both shapes, and the model is left unchanged; with
+   * `strict: false` the good tensors load and the report lists the rest.
+   */
+  loadStateDict(state: StateDict | Record<string, StateTensor>, opts: { strict?: boolean } = {}): LoadReport {
+    const strict = opts.strict ?? true;
+    const given = state instanceof Map ? state : new Map(Object.entries(state));
+    const report: LoadReport = { loaded: [], missing: [], unexpected: [], mismatched: [] };
+    const writes: (() => void)[] = [];
+    const expected = new Map(this.walk());
+    for (const [name, slot] of expected) {
+      const t = given.get(name);
+      if (!t) {
+        report.missing.push(name);
+        continue;
+      }
+      if (slot.kind === 'counter') {
+        const size = t.shape.reduce((a, b) => a * b, 1);
+        if (size !== 1) report.mismatched.push(`${name}: expected a scalar counter, got ${fmtShape(t.shape)}`);
+        else {
+          const v = Number(t.data[0]);
+          writes.push(() => slot.set(v));
+          report.loaded.push(name);
+        }
+        continue;
+      }
+      const same = t.shape.length === slot.torchShape.length && t.shape.every((d, i) => d === slot.torchShape[i]);
+      if (!same) {
+        report.mismatched.push(`${name}: expected ${fmtShape(slot.torchShape)}, got ${fmtShape(t.shape)}`);
+        continue;
+      }
+      if (!(t.data instanceof Float32Array)) {
+        report.mismatched.push(`${name}: expected floating-point data, got ${t.dtype}`);
+        continue;
+      }
+      const data = fromTorch(t.data, slot.torchShape, slot.layout);
+      writes.push(() => this.engine.writeTensor(slot.tensor, data));
+      report.loaded.push(name);
+    }
+    for (const name of given.keys()) if (!expected.has(name)) report.unexpected.push(name);
+    const problems = report.missing.length + report.unexpected.length + report.mismatched.length;
+    if (strict && problems) {
+      const lines = [
+        ...report.mismatched.map((m) => `  wrong shape: ${m}`),
+        ...report.missing.map((m) => `  missing: ${m}`),
+        ...report.unexpected.map((m) => `  unexpected: ${m}`),
+      ];
+      const shown = lines.slice(0, 40).join('\n') + (lines.length > 40 ? `\n  ... and ${lines.length - 40} more` : '');
+      throw new Error(`loadStateDict: ${problems} problem(s); nothing was loaded:\n${shown}`);
+    }
+    for (const w of writes) w();
+    return report;
+  }
+
+  /** Releases every parameter and buffer (and their gradients). */
+  dispose(): void {
+    for (const [, s] of this.walk()) if (s.kind !== 'counter') s.tensor.dispose();
+  }
+}
+
+/** Children named '0', '1', ... applied in order (PyTorch's nn.Sequential naming). */
+export class Sequential extends Module {
+  private readonly layers: { forward(x: Tensor): Tensor }[] = [];
+  constructor(engine: Engine, layers: (Module & { forward(x: Tensor): Tensor })[], firstIndex = 0) {
+    super(engine);
+    layers.forEach((l, i) => {
+      this.add(String(firstIndex + i), l);
+      this.layers.push(l);
+    });
+  }
+  forward(x: Tensor): Tensor {
+    let y = x;
+    for (const l of this.layers) {
+      const next = l.forward(y);
+      // Without a graph nothing needs the intermediate again: free it now, so inference peaks at
+      // two live activations per chain instead of all of them.
+      if (y !== x && next !== y && !next.requiresGrad) y.dispose();
+      y = next;
+    }
+    return y;
+  }
+}

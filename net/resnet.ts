@@ -1,0 +1,119 @@
+/**
+ * torchvision ResNet-18 (basic blocks) and ResNet-101 (bottlenecks, stride on the 3x3 as in
+ * torchvision's "v1.5"), with torchvision's names: conv1, bn1, layer1..4 (.N.conv1, .bn1, ...,
+ * .downsample.0/.1). Returns the four stage outputs like the MobileNetV2 backbone.
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { add } from '../engine/ops/basic.js';
+import { relu } from '../engine/ops/unary.js';
+import { maxPool2d } from '../engine/ops/pool.js';
+import { Module, Sequential } from './module.js';
+import { BatchNorm2d, Conv2d } from './layers.js';
+import type { SeededRandom } from './init.js';
+
+type Forward = Module & { forward(x: Tensor): Tensor };
+
+function residualJoin(identity: Tensor, y: Tensor): Tensor {
+  const out = relu(add(y, identity));
+  return out;
+}
+
+class Downsample extends Sequential {
+  constructor(engine: Engine, inp: number, oup: number, stride: number, rng: SeededRandom) {
+    super(engine, [new Conv2d(engine, { inChannels: inp, outChannels: oup, kernel: 1, stride, padding: 0 }, rng.fork('0')), new BatchNorm2d(engine, oup)]);
+  }
+}
+
+export class BasicBlock extends Module {
+  static expansion = 1;
+  private readonly conv1: Conv2d;
+  private readonly bn1: BatchNorm2d;
+  private readonly conv2: Conv2d;
+  private readonly bn2: BatchNorm2d;
+  private readonly downsample: Downsample | null;
+  constructor(engine: Engine, inp: number, planes: number, stride: number, rng: SeededRandom) {
+    super(engine);
+    this.conv1 = this.add('conv1', new Conv2d(engine, { inChannels: inp, outChannels: planes, kernel: 3, stride }, rng.fork('conv1')));
+    this.bn1 = this.add('bn1', new BatchNorm2d(engine, planes));
+    this.conv2 = this.add('conv2', new Conv2d(engine, { inChannels: planes, outChannels: planes, kernel: 3 }, rng.fork('conv2')));
+    this.bn2 = this.add('bn2', new BatchNorm2d(engine, planes));
+    this.downsample = stride !== 1 || inp !== planes ? this.add('downsample', new Downsample(engine, inp, planes, stride, rng.fork('downsample'))) : null;
+  }
+  forward(x: Tensor): Tensor {
+    const y = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
+    return residualJoin(this.downsample ? this.downsample.forward(x) : x, y);
+  }
+}
+
+export class Bottleneck extends Module {
+  static expansion = 4;
+  private readonly conv1: Conv2d;
+  private readonly bn1: BatchNorm2d;
+  private readonly conv2: Conv2d;
+  private readonly bn2: BatchNorm2d;
+  private readonly conv3: Conv2d;
+  private readonly bn3: BatchNorm2d;
+  private readonly downsample: Downsample | null;
+  constructor(engine: Engine, inp: number, planes: number, stride: number, rng: SeededRandom) {
+    super(engine);
+    const out = planes * 4;
+    this.conv1 = this.add('conv1', new Conv2d(engine, { inChannels: inp, outChannels: planes, kernel: 1 }, rng.fork('conv1')));
+    this.bn1 = this.add('bn1', new BatchNorm2d(engine, planes));
+    this.conv2 = this.add('conv2', new Conv2d(engine, { inChannels: planes, outChannels: planes, kernel: 3, stride }, rng.fork('conv2')));
+    this.bn2 = this.add('bn2', new BatchNorm2d(engine, planes));
+    this.conv3 = this.add('conv3', new Conv2d(engine, { inChannels: planes, outChannels: out, kernel: 1 }, rng.fork('conv3')));
+    this.bn3 = this.add('bn3', new BatchNorm2d(engine, out));
+    this.downsample = stride !== 1 || inp !== out ? this.add('downsample', new Downsample(engine, inp, out, stride, rng.fork('downsample'))) : null;
+  }
+  forward(x: Tensor): Tensor {
+    let y = relu(this.bn1.forward(this.conv1.forward(x)));
+    y = relu(this.bn2.forward(this.conv2.forward(y)));
+    y = this.bn3.forward(this.conv3.forward(y));
+    return residualJoin(this.downsample ? this.downsample.forward(x) : x, y);
+  }
+}
+
+export type ResNetDepth = 18 | 101;
+const CONFIGS: Record<ResNetDepth, { block: 'basic' | 'bottleneck'; blocks: [number, number, number, number] }> = {
+  18: { block: 'basic', blocks: [2, 2, 2, 2] },
+  101: { block: 'bottleneck', blocks: [3, 4, 23, 3] },
+};
+
+export class ResNet extends Module {
+  private readonly conv1: Conv2d;
+  private readonly bn1: BatchNorm2d;
+  private readonly layers: Sequential[] = [];
+  readonly channels: [number, number, number, number];
+  constructor(engine: Engine, depth: ResNetDepth, rng: SeededRandom, width = 1) {
+    super(engine);
+    const cfg = CONFIGS[depth];
+    const expansion = cfg.block === 'basic' ? 1 : 4;
+    const w = (c: number) => Math.max(8, Math.round(c * width));
+    this.conv1 = this.add('conv1', new Conv2d(engine, { inChannels: 3, outChannels: w(64), kernel: 7, stride: 2, padding: 3 }, rng.fork('conv1')));
+    this.bn1 = this.add('bn1', new BatchNorm2d(engine, w(64)));
+    let inp = w(64);
+    const chans: number[] = [];
+    cfg.blocks.forEach((n, i) => {
+      const planes = w(64 * 2 ** i);
+      const blocks: Forward[] = [];
+      for (let j = 0; j < n; j++) {
+        const stride = j === 0 && i > 0 ? 2 : 1;
+        const r = rng.fork(`layer${i + 1}.${j}`);
+        blocks.push(cfg.block === 'basic' ? new BasicBlock(engine, inp, planes, stride, r) : new Bottleneck(engine, inp, planes, stride, r));
+        inp = planes * expansion;
+      }
+      this.layers.push(this.add(`layer${i + 1}`, new Sequential(engine, blocks)));
+      chans.push(inp);
+    });
+    this.channels = chans as [number, number, number, number];
+  }
+  forward(x: Tensor): [Tensor, Tensor, Tensor, Tensor] {
+    const stem = maxPool2d(relu(this.bn1.forward(this.conv1.forward(x))), { kernel: 3, stride: 2, padding: 1 });
+    const x1 = this.layers[0]!.forward(stem);
+    const x2 = this.layers[1]!.forward(x1);
+    const x3 = this.layers[2]!.forward(x2);
+    const x4 = this.layers[3]!.forward(x3);
+    return [x1, x2, x3, x4];
+  }
+}
