@@ -29,5 +29,13 @@ await Promise.all(jobs);
 
 if (process.argv.includes('--types')) {
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-  if (existsSync(tsc)) execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  // Declarations are emitted even when tsc reports errors; `npm run typecheck` (run by CI) is the
+  // gate for type errors, so an install never fails on them.
+  if (existsSync(tsc)) {
+    try {
+      execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+    } catch {
+      console.warn('build: tsc reported type errors (declarations were still written); run `npm run typecheck`.');
+    }
+  }
 }
