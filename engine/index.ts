@@ -6,3 +6,5 @@ export { backward, recordOp, type GradNode, type BackwardOptions } from './autog
 export { type Program, kernelSection, grid1d, f32, i32 } from './program.js';
 export { bucketSize } from './pool.js';
 export * as ops from './ops/index.js';
+export * from '../weights/safetensors.js';
+export * from '../weights/names.js';

@@ -1,0 +1,80 @@
+/**
+ * safetensors files on disk (Node only; `weights/safetensors.ts` is the platform-neutral part).
+ *
+ * Writes are atomic: the bytes go to a temporary file in the target's directory, are flushed to
+ * disk (fsync), and only then renamed over the target. A crash or error at any point leaves the
+ * target either with its old content or with the complete new content, never half a checkpoint.
+ */
+// `promises` is used as an object (fsp.rename, not an imported binding) so the fault-injection
+// tests can make one step fail and check what is left behind.
+import { promises as fsp } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { parseSafetensors, serializeSafetensors, SafetensorsError, type ParseOptions, type ParsedSafetensors, type SafeTensorInput, type SerializeOptions } from './safetensors.js';
+
+/**
+ * Reads and parses a safetensors file (see {@link parseSafetensors} for dtypes and checks).
+ * File-system errors (missing file, permissions) are Node's own, which name the path; format
+ * errors are {@link SafetensorsError}s with the path in front of the message.
+ */
+export async function readSafetensorsFile(path: string, opts: ParseOptions = {}): Promise<ParsedSafetensors> {
+  const bytes = await fsp.readFile(path);
+  try {
+    return parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), opts);
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw new SafetensorsError(`${path}: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * Serializes `tensors` (see {@link serializeSafetensors}) and writes them to `path` atomically:
+ * temporary file beside the target, fsync, rename, then fsync of the directory so the rename
+ * itself survives a power cut. Validation happens before any file is created; on any error the
+ * temporary file is removed and the target is untouched.
+ */
+export async function writeSafetensorsFile(path: string, tensors: Record<string, SafeTensorInput>, metadata?: Record<string, string>, opts: SerializeOptions = {}): Promise<void> {
+  await writeFileAtomic(path, serializeSafetensors(tensors, metadata, opts));
+}
+
+/** Temporary files start with this, so a directory listing shows what an interrupted write left. */
+export const TEMP_PREFIX = '.canet-tmp-';
+
+/**
+ * Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename). The
+ * temporary file must be in the same directory: rename is only atomic within one file system.
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const dir = dirname(path);
+  // Random suffix and exclusive create ('wx'): concurrent writers never share a temporary file.
+  const temp = join(dir, `${TEMP_PREFIX}${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}`);
+  let handle: Awaited<ReturnType<typeof fsp.open>> | undefined;
+  try {
+    handle = await fsp.open(temp, 'wx', 0o644);
+    await handle.writeFile(bytes);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await fsp.rename(temp, path);
+  } catch (e) {
+    if (handle) await handle.close().catch(() => {});
+    await fsp.unlink(temp).catch(() => {}); // absent if open failed or the rename went through
+    throw e;
+  }
+  await syncDirectory(dir);
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  // Linux needs the directory fsync'd for the rename to be durable; Windows cannot open a
+  // directory this way and some file systems refuse fsync on one. The data is already in place
+  // and renamed, so failing here would report an error for a write that succeeded.
+  let handle: Awaited<ReturnType<typeof fsp.open>> | undefined;
+  try {
+    handle = await fsp.open(dir, 'r');
+    await handle.sync();
+  } catch {
+    /* best effort, see above */
+  } finally {
+    await handle?.close().catch(() => {});
+  }
+}
