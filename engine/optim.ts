@@ -1,0 +1,397 @@
+/**
+ * Optimizers with torch.optim's semantics: SGD (momentum, dampening, Nesterov, L2 weight decay),
+ * Adam (L2 weight decay added to the gradient) and AdamW (decoupled weight decay). Each step is
+ * one fused kernel per parameter tensor (shaders/optim.wgsl); hyper-parameters travel as uniforms,
+ * so changing `lr` every step compiles nothing new.
+ *
+ * State: the moment buffers live on the GPU, allocated once at a parameter's first update and
+ * reused in place, so a training loop creates no buffers after its first step. Step counts are
+ * plain integers on the CPU (as torch's default, non-capturable Adam keeps them): the bias
+ * corrections 1 - beta^t are computed from them in float64 and sent as uniforms, which is more
+ * accurate than a pow() in f32 on the GPU and needs no readback.
+ */
+import optim from '../shaders/optim.wgsl';
+import type { Engine } from './engine.js';
+import { check, fmtShape } from './errors.js';
+import { f32, grid1d, kernelSection, type UniformValue } from './program.js';
+import type { Tensor } from './tensor.js';
+import { fill } from './ops/basic.js';
+
+const WG = 64;
+
+export interface SGDOptions {
+  lr: number;
+  momentum?: number;
+  dampening?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+}
+
+export interface AdamOptions {
+  lr: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+}
+
+export type OptimizerKind = 'SGD' | 'Adam' | 'AdamW';
+
+/** One parameter's state as plain data. */
+export interface ParamState {
+  /** Updates applied to this parameter so far. */
+  step: number;
+  /** GPU buffers by torch's names (`momentum_buffer`; `exp_avg`, `exp_avg_sq`), each the parameter's size. */
+  buffers: Record<string, Float32Array>;
+}
+
+/**
+ * A checkpointable snapshot of an optimizer (like torch's `optimizer.state_dict()`): the
+ * hyper-parameters and, per parameter in constructor order, its state or null before its first update.
+ */
+export interface OptimizerState {
+  kind: OptimizerKind;
+  options: Required<SGDOptions> | Required<AdamOptions>;
+  params: (ParamState | null)[];
+}
+
+interface LiveState {
+  step: number;
+  buffers: Map<string, Tensor>;
+}
+
+/** What SGD, Adam and AdamW share: parameter bookkeeping, state storage, zeroGrad, checkpoints. */
+export abstract class Optimizer {
+  /** Learning rate of the next step; set it from a schedule before each step (no recompilation). */
+  lr: number;
+  readonly params: readonly Tensor[];
+  protected readonly engine: Engine;
+  protected state: (LiveState | null)[];
+  private disposed = false;
+
+  protected constructor(readonly kind: OptimizerKind, params: Tensor[], lr: number) {
+    const op = kind;
+    check(Array.isArray(params) && params.length > 0, op, () => `needs at least one parameter tensor`);
+    const seen = new Set<Tensor>();
+    params.forEach((p, i) => {
+      check(p.dtype === 'f32', op, () => `parameter ${i} (${p.name}) must be f32, got ${p.dtype}`);
+      check(!p.disposed, op, () => `parameter ${i} (${p.name}) was disposed`);
+      check(p.engine === params[0]!.engine, op, () => `parameter ${i} (${p.name}) belongs to another engine than ${params[0]!.name}`);
+      check(!seen.has(p), op, () => `parameter ${i} (${p.name}) appears twice`);
+      seen.add(p);
+    });
+    this.params = [...params];
+    this.engine = params[0]!.engine;
+    this.state = params.map(() => null);
+    this.lr = lr;
+  }
+
+  /** Throws a RangeError unless the hyper-parameters are valid (checked at construction and each step). */
+  protected abstract validate(): void;
+  /** The resolved hyper-parameters, as stored in a checkpoint. */
+  protected abstract options(): Required<SGDOptions> | Required<AdamOptions>;
+  protected abstract setOptions(o: Record<string, unknown>): void;
+  /** Names of the state buffers a parameter needs right now. */
+  protected abstract bufferNames(): string[];
+  /** Buffer names a checkpoint may hold for one parameter, and those it must hold. */
+  protected abstract checkpointBuffers(): { allowed: string[]; required: string[] };
+  /** Records the update of one parameter; `s.step` is already incremented. */
+  protected abstract update(p: Tensor, g: Tensor, s: LiveState, fresh: Set<string>): void;
+
+  /**
+   * Updates every parameter that has a gradient (those with `grad === null` are skipped and their
+   * step counts do not advance). Records GPU work only; nothing is read back.
+   */
+  step(): void {
+    this.assertOpen();
+    this.validate();
+    const names = this.bufferNames();
+    const todo: [Tensor, Tensor, number][] = [];
+    // Validate everything before recording anything, so a bad gradient leaves no half-applied step.
+    this.params.forEach((p, i) => {
+      check(!p.disposed, this.kind, () => `parameter ${i} (${p.name}) was disposed`);
+      const g = p.grad;
+      if (!g) return;
+      check(!g.disposed, this.kind, () => `gradient of parameter ${i} (${p.name}) was disposed`);
+      check(g.dtype === 'f32' && g.size === p.size, this.kind, () =>
+        `gradient of ${p.name} must be f32 with ${p.size} elements (shape ${fmtShape(p.shape)}), got ${g.dtype} ${fmtShape(g.shape)}`);
+      todo.push([p, g, i]);
+    });
+    for (const [p, g, i] of todo) {
+      const s = (this.state[i] ??= { step: 0, buffers: new Map() });
+      const fresh = new Set<string>();
+      for (const name of names) {
+        if (s.buffers.has(name)) continue;
+        s.buffers.set(name, this.engine.empty(p.shape, 'f32', `${p.name}.${name}`).keep());
+        fresh.add(name);
+      }
+      s.step++;
+      this.update(p, g, s, fresh);
+    }
+  }
+
+  /**
+   * Drops every gradient (`grad = null`, buffers back to the pool), like torch's default
+   * `zero_grad(set_to_none=True)`: the next backward takes ownership of its gradient tensors
+   * instead of adding into zeroed ones, which saves a fill and an add per parameter. With
+   * `setToNone = false` the gradients are zero-filled in place instead.
+   */
+  zeroGrad(setToNone = true): void {
+    this.assertOpen();
+    for (const p of this.params) {
+      if (!p.grad) continue;
+      if (setToNone) {
+        p.grad.dispose();
+        p.grad = null;
+      } else {
+        fill(p.grad, 0);
+      }
+    }
+  }
+
+  /** Copies the optimizer state to the CPU (one readback per buffer) for a checkpoint. */
+  async stateDict(): Promise<OptimizerState> {
+    this.assertOpen();
+    const params = await Promise.all(
+      this.state.map(async (s) => {
+        if (!s) return null;
+        const buffers: Record<string, Float32Array> = {};
+        for (const [name, t] of s.buffers) buffers[name] = (await t.read()) as Float32Array;
+        return { step: s.step, buffers };
+      }),
+    );
+    return { kind: this.kind, options: { ...this.options() }, params };
+  }
+
+  /**
+   * Restores a {@link stateDict} snapshot (hyper-parameters included, as torch does), so training
+   * resumes exactly. Validates everything before changing anything; throws a ShapeError naming
+   * the parameter and buffer on a mismatch.
+   */
+  loadStateDict(s: OptimizerState): void {
+    this.assertOpen();
+    const op = `${this.kind}.loadStateDict`;
+    check(s.kind === this.kind, op, () => `state was saved by ${s.kind}, not ${this.kind}`);
+    check(s.params.length === this.params.length, op, () => `state has ${s.params.length} parameters, optimizer has ${this.params.length}`);
+    s.params.forEach((ps, i) => {
+      if (!ps) return;
+      const p = this.params[i]!;
+      check(typeof ps.buffers === 'object' && ps.buffers !== null, op, () => `parameter ${i} (${p.name}): buffers must be an object of Float32Arrays`);
+      check(Number.isInteger(ps.step) && ps.step >= 0, op, () => `parameter ${i} (${p.name}): step must be a non-negative integer, got ${ps.step}`);
+      const { allowed, required } = this.checkpointBuffers();
+      const names = Object.keys(ps.buffers);
+      check(names.every((n) => allowed.includes(n)) && required.every((n) => names.includes(n)), op, () =>
+        `parameter ${i} (${p.name}): buffers must be ${required.length ? required.join(' and ') : `none or ${allowed.join(', ')}`}, got [${names.join(', ')}]`);
+      for (const [name, data] of Object.entries(ps.buffers))
+        check(data instanceof Float32Array && data.length === p.size, op, () =>
+          `parameter ${i} (${p.name}): buffer ${name} must be a Float32Array of ${p.size} elements (shape ${fmtShape(p.shape)}), got ${(data as { length?: number })?.length ?? data}`);
+    });
+    const before = this.options();
+    this.setOptions(s.options);
+    try {
+      this.validate();
+    } catch (e) {
+      this.setOptions(before);
+      throw e;
+    }
+    this.state.forEach((st, i) => {
+      if (st) for (const t of st.buffers.values()) t.dispose();
+      const ps = s.params[i];
+      if (!ps) return void (this.state[i] = null);
+      const p = this.params[i]!;
+      const buffers = new Map<string, Tensor>();
+      for (const [name, data] of Object.entries(ps.buffers)) {
+        const t = this.engine.empty(p.shape, 'f32', `${p.name}.${name}`).keep();
+        this.engine.writeTensor(t, data);
+        buffers.set(name, t);
+      }
+      this.state[i] = { step: ps.step, buffers };
+    });
+  }
+
+  /** Releases the state buffers; the optimizer is unusable afterwards. Parameters are untouched. */
+  dispose(): void {
+    for (const s of this.state) if (s) for (const t of s.buffers.values()) t.dispose();
+    this.state = this.params.map(() => null);
+    this.disposed = true;
+  }
+
+  private assertOpen(): void {
+    if (this.disposed) throw new Error(`${this.kind}: the optimizer was disposed`);
+  }
+
+  /** Records one elementwise update kernel over the first binding's vec4s. */
+  protected run(kernel: string, bindings: Tensor[], uniforms: UniformValue[]): void {
+    const n4 = Math.ceil(bindings[0]!.size / 4);
+    this.engine.run({
+      name: kernel,
+      source: kernelSection(optim, kernel),
+      defines: { WG },
+      uniforms: [n4, ...uniforms],
+      bindings,
+      dispatch: grid1d(n4, WG, this.engine.limits.maxComputeWorkgroupsPerDimension),
+      bytes: bindings.length * 2 * bindings[0]!.byteLength,
+    });
+  }
+}
+
+function finite(kind: string, what: string, v: unknown, min: number, maxExclusive = Infinity): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v >= maxExclusive)
+    throw new RangeError(`${kind}: ${what} must be a finite number in [${min}, ${maxExclusive === Infinity ? '∞' : maxExclusive}), got ${v}`);
+}
+
+/**
+ * Stochastic gradient descent as torch.optim.SGD: with weight decay wd, momentum mu,
+ * dampening tau: d = g + wd * p; buf = d on a parameter's first step, else mu * buf + (1 - tau) * d;
+ * p -= lr * (nesterov ? d + mu * buf : buf) (plain `p -= lr * d` when mu = 0).
+ */
+export class SGD extends Optimizer {
+  momentum: number;
+  dampening: number;
+  nesterov: boolean;
+  weightDecay: number;
+
+  constructor(params: Tensor[], opts: SGDOptions) {
+    super('SGD', params, opts.lr);
+    this.momentum = opts.momentum ?? 0;
+    this.dampening = opts.dampening ?? 0;
+    this.nesterov = opts.nesterov ?? false;
+    this.weightDecay = opts.weightDecay ?? 0;
+    this.validate();
+  }
+
+  protected validate(): void {
+    finite('SGD', 'lr', this.lr, 0);
+    finite('SGD', 'momentum', this.momentum, 0);
+    finite('SGD', 'dampening', this.dampening, -Infinity);
+    finite('SGD', 'weightDecay', this.weightDecay, 0);
+    if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0))
+      throw new RangeError(`SGD: nesterov needs momentum > 0 and dampening 0, got momentum ${this.momentum}, dampening ${this.dampening}`);
+  }
+
+  protected options(): Required<SGDOptions> {
+    return { lr: this.lr, momentum: this.momentum, dampening: this.dampening, nesterov: this.nesterov, weightDecay: this.weightDecay };
+  }
+
+  protected setOptions(o: Record<string, unknown>): void {
+    this.lr = o.lr as number;
+    this.momentum = o.momentum as number;
+    this.dampening = o.dampening as number;
+    this.nesterov = o.nesterov as boolean;
+    this.weightDecay = o.weightDecay as number;
+  }
+
+  protected bufferNames(): string[] {
+    // As torch: momentum 0 keeps no buffer; a buffer made earlier is kept (and used again if
+    // momentum is turned back on).
+    return this.momentum !== 0 ? ['momentum_buffer'] : [];
+  }
+
+  protected checkpointBuffers(): { allowed: string[]; required: string[] } {
+    return { allowed: ['momentum_buffer'], required: [] };
+  }
+
+  protected update(p: Tensor, g: Tensor, s: LiveState, fresh: Set<string>): void {
+    if (this.momentum === 0) {
+      this.run('sgd', [p, g], [f32(this.lr), f32(this.weightDecay)]);
+      return;
+    }
+    this.run('sgd_momentum', [p, g, s.buffers.get('momentum_buffer')!], [
+      f32(this.lr),
+      f32(this.weightDecay),
+      f32(this.momentum),
+      f32(1 - this.dampening),
+      this.nesterov ? 1 : 0,
+      fresh.has('momentum_buffer') ? 1 : 0,
+    ]);
+  }
+}
+
+/** Shared by Adam and AdamW: they differ only in where weight decay enters. */
+abstract class AdamBase extends Optimizer {
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+
+  protected constructor(kind: 'Adam' | 'AdamW', params: Tensor[], opts: AdamOptions, defaultDecay: number) {
+    super(kind, params, opts.lr);
+    this.betas = opts.betas ? [opts.betas[0], opts.betas[1]] : [0.9, 0.999];
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? defaultDecay;
+    this.validate();
+  }
+
+  protected validate(): void {
+    finite(this.kind, 'lr', this.lr, 0);
+    if (!Array.isArray(this.betas) || this.betas.length !== 2) throw new RangeError(`${this.kind}: betas must be [beta1, beta2], got ${this.betas}`);
+    finite(this.kind, 'betas[0]', this.betas[0], 0, 1);
+    finite(this.kind, 'betas[1]', this.betas[1], 0, 1);
+    finite(this.kind, 'eps', this.eps, 0);
+    finite(this.kind, 'weightDecay', this.weightDecay, 0);
+  }
+
+  protected options(): Required<AdamOptions> {
+    return { lr: this.lr, betas: [this.betas[0], this.betas[1]], eps: this.eps, weightDecay: this.weightDecay };
+  }
+
+  protected setOptions(o: Record<string, unknown>): void {
+    this.lr = o.lr as number;
+    const b = o.betas as [number, number];
+    this.betas = Array.isArray(b) ? [b[0], b[1]] : b;
+    this.eps = o.eps as number;
+    this.weightDecay = o.weightDecay as number;
+  }
+
+  protected bufferNames(): string[] {
+    return ['exp_avg', 'exp_avg_sq'];
+  }
+
+  protected checkpointBuffers(): { allowed: string[]; required: string[] } {
+    return { allowed: ['exp_avg', 'exp_avg_sq'], required: ['exp_avg', 'exp_avg_sq'] };
+  }
+
+  protected abstract decoupled(): boolean;
+
+  protected update(p: Tensor, g: Tensor, s: LiveState, fresh: Set<string>): void {
+    const [b1, b2] = this.betas;
+    const decoupled = this.decoupled();
+    this.run('adam', [p, g, s.buffers.get('exp_avg')!, s.buffers.get('exp_avg_sq')!], [
+      f32(this.lr / (1 - b1 ** s.step)),
+      f32(Math.sqrt(1 - b2 ** s.step)),
+      f32(b1),
+      f32(1 - b1),
+      f32(b2),
+      f32(1 - b2),
+      f32(this.eps),
+      f32(decoupled ? 0 : this.weightDecay),
+      f32(decoupled ? 1 - this.lr * this.weightDecay : 1),
+      // Both moments are created together, so one flag serves both.
+      fresh.has('exp_avg') ? 1 : 0,
+    ]);
+  }
+}
+
+/**
+ * Adam as torch.optim.Adam (amsgrad off): L2 weight decay is added to the gradient, and the
+ * update is p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+ */
+export class Adam extends AdamBase {
+  constructor(params: Tensor[], opts: AdamOptions) {
+    super('Adam', params, opts, 0);
+  }
+  protected decoupled(): boolean {
+    return false;
+  }
+}
+
+/**
+ * AdamW as torch.optim.AdamW: decoupled weight decay p *= 1 - lr * wd before the Adam update
+ * (the gradient itself is not decayed). weightDecay defaults to 0.01, as torch's.
+ */
+export class AdamW extends AdamBase {
+  constructor(params: Tensor[], opts: AdamOptions) {
+    super('AdamW', params, opts, 0.01);
+  }
+  protected decoupled(): boolean {
+    return true;
+  }
+}
