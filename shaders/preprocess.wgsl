@@ -1,11 +1,12 @@
 // Image bytes -> normalised float NHWC, in one pass: unpack 8-bit RGB/RGBA (4 bytes per u32 word),
-// optionally resize bilinearly (PyTorch align_corners=false), scale to [0, 1], subtract the
-// mean and divide by the std per channel. Images arrive as bytes, a quarter of the floats' size.
+// sample a crop window (bilinear, PyTorch align_corners=false when the window is the whole image),
+// optionally mirrored, scale to [0, 1], subtract the mean and divide by the std per channel.
+// Images arrive as bytes, a quarter of the floats' size; augmentation costs nothing extra.
 
 //# kernel image_to_tensor
 struct Params {
-  in_w: u32, in_h: u32, channels: u32, out_w: u32, out_h: u32, batch_index: u32,
-  scale_x: f32, scale_y: f32,
+  in_w: u32, in_h: u32, channels: u32, out_w: u32, out_h: u32, batch_index: u32, flip: u32,
+  origin_x: f32, origin_y: f32, scale_x: f32, scale_y: f32,
   mean_r: f32, mean_g: f32, mean_b: f32,
   inv_std_r: f32, inv_std_g: f32, inv_std_b: f32,
 }
@@ -28,9 +29,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= p.out_w * p.out_h) { return; }
   let ox = i % p.out_w;
   let oy = i / p.out_w;
-  // PyTorch's align_corners=false source coordinate, clamped at 0.
-  let sx = max((f32(ox) + 0.5) * p.scale_x - 0.5, 0.0);
-  let sy = max((f32(oy) + 0.5) * p.scale_y - 0.5, 0.0);
+  let fx = select(ox, p.out_w - 1u - ox, p.flip != 0u);
+  // PyTorch's align_corners=false source coordinate inside the crop window, clamped at 0.
+  let sx = max(p.origin_x + (f32(fx) + 0.5) * p.scale_x - 0.5, 0.0);
+  let sy = max(p.origin_y + (f32(oy) + 0.5) * p.scale_y - 0.5, 0.0);
   let x0 = min(u32(sx), p.in_w - 1u);
   let y0 = min(u32(sy), p.in_h - 1u);
   let x1 = min(x0 + 1u, p.in_w - 1u);
@@ -45,4 +47,27 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   dst[o] = norm.x;
   dst[o + 1u] = norm.y;
   dst[o + 2u] = norm.z;
+}
+
+//# kernel labels_to_tensor
+// 8-bit label map -> u32 labels [N, H, W] with the same crop window and mirror as the image,
+// sampled nearest (labels must never be blended).
+struct Params {
+  in_w: u32, in_h: u32, out_w: u32, out_h: u32, batch_index: u32, flip: u32,
+  origin_x: f32, origin_y: f32, scale_x: f32, scale_y: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.out_w * p.out_h) { return; }
+  let ox = i % p.out_w;
+  let oy = i / p.out_w;
+  let fx = select(ox, p.out_w - 1u - ox, p.flip != 0u);
+  let x = min(u32(max(p.origin_x + (f32(fx) + 0.5) * p.scale_x, 0.0)), p.in_w - 1u);
+  let y = min(u32(max(p.origin_y + (f32(oy) + 0.5) * p.scale_y, 0.0)), p.in_h - 1u);
+  let b = y * p.in_w + x;
+  dst[(p.batch_index * p.out_h + oy) * p.out_w + ox] = (src[b / 4u] >> ((b % 4u) * 8u)) & 0xffu;
 }

@@ -1,9 +1,9 @@
 /** Image bytes -> normalised NHWC tensor on the GPU, against a float64 reference. */
 import * as assert from 'uvu/assert';
-import { imageToTensor, IMAGENET_MEAN, IMAGENET_STD } from '../engine/ops/preprocess.js';
+import { imageToTensor, labelsToTensor, IMAGENET_MEAN, IMAGENET_STD } from '../engine/ops/preprocess.js';
 import { suite } from './harness.js';
 import { expectClose, rng, testEngine } from './gpu.js';
-import { refImageToTensor } from './ref/preprocess.js';
+import { refImageToTensor, refLabelsToTensor } from './ref/preprocess.js';
 
 const t = suite('preprocess');
 const bytes = (n: number, seed: number) => {
@@ -47,6 +47,36 @@ t('writes image i of a batch in place', async () => {
       expectClose(got.subarray(i * 72, (i + 1) * 72), want, 1e-4, `image ${i}`);
     });
   });
+});
+
+t('augmentation: crop window and flip, image bilinear and labels nearest, in one batch', async () => {
+  const e = await testEngine();
+  const [w, h] = [37, 23];
+  const img = bytes(w * h * 3, 21);
+  const lab = Uint8Array.from(bytes(w * h, 22), (v) => v % 19);
+  const cases = [
+    { crop: { x: 3.5, y: 2, width: 24.25, height: 15 }, flip: true },
+    { crop: { x: 0, y: 0, width: w, height: h }, flip: true },
+    { crop: { x: 10, y: 5, width: 27, height: 18 }, flip: false },
+  ];
+  await e.scope(async () => {
+    const images = e.empty([3, 12, 16, 3]);
+    const labels = e.empty([3, 12, 16], 'u32');
+    cases.forEach((c, i) => {
+      imageToTensor(e, { data: img, width: w, height: h, channels: 3 }, { outWidth: 16, outHeight: 12, ...c, into: { tensor: images, index: i } });
+      labelsToTensor(e, { data: lab, width: w, height: h }, { outWidth: 16, outHeight: 12, ...c, into: { tensor: labels, index: i } });
+    });
+    const gi = await images.read();
+    const gl = await labels.read();
+    cases.forEach((c, i) => {
+      // Sample coordinates are f32 on the GPU: ~1e-7 px of rounding times a slope of up to
+      // 4.4 per px gives ~1e-6 absolute near zero, hence the 0.01 floor (abs err < 1e-6 there).
+      expectClose(gi.subarray(i * 576, (i + 1) * 576), refImageToTensor(img, w, h, 3, 16, 12, IMAGENET_MEAN, IMAGENET_STD, c.crop, c.flip), 1e-4, `image ${i}`, 0.01);
+      assert.equal(Array.from(gl.subarray(i * 192, (i + 1) * 192)), refLabelsToTensor(lab, w, h, 16, 12, c.crop, c.flip), `labels ${i}`);
+    });
+  });
+  assert.throws(() => imageToTensor(e, { data: img, width: w, height: h, channels: 3 }, { crop: { x: 30, y: 0, width: 10, height: 5 } }), /must lie inside the 37x23 image/);
+  assert.throws(() => labelsToTensor(e, { data: lab.subarray(1), width: w, height: h }), /needs 851 bytes, got 850/);
 });
 
 t('bad images are refused before any upload', async () => {

@@ -27,6 +27,40 @@ export interface PreprocessOptions {
   std?: [number, number, number];
   /** Write image i of a batch into this existing [N, outH, outW, 3] tensor instead of a new one. */
   into?: { tensor: Tensor; index: number };
+  /** Source window to sample (augmentation: random scale + crop); default the whole image. */
+  crop?: CropWindow;
+  /** Mirror horizontally (augmentation). */
+  flip?: boolean;
+}
+
+/** A window of the source image in pixels (fractional allowed), resampled to the output size. */
+export interface CropWindow {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+function checkCrop(op: string, crop: CropWindow, w: number, h: number): void {
+  const { x, y, width, height } = crop;
+  check([x, y, width, height].every(Number.isFinite) && width > 0 && height > 0 && x >= 0 && y >= 0 && x + width <= w + 1e-6 && y + height <= h + 1e-6, op, () =>
+    `crop window ${JSON.stringify(crop)} must lie inside the ${w}x${h} image`);
+}
+
+/** Packs bytes into u32 words (zero-padded to a multiple of 4) and uploads them. */
+function uploadBytes(engine: Engine, data: Uint8Array | Uint8ClampedArray): Tensor {
+  const padded = new Uint8Array(Math.ceil(data.length / 4) * 4);
+  padded.set(data);
+  return engine.tensor(new Uint32Array(padded.buffer), [padded.length / 4], 'u32');
+}
+
+/** Resolves `into` / a new tensor of [1, ...shape] for a batch writer. */
+function target(engine: Engine, op: string, into: { tensor: Tensor; index: number } | undefined, shape: number[], dtype: 'f32' | 'u32'): [Tensor, number] {
+  if (!into) return [engine.empty([1, ...shape], dtype), 0];
+  const { tensor, index } = into;
+  const ok = tensor.rank === shape.length + 1 && shape.every((d, i) => tensor.shape[i + 1] === d) && tensor.dtype === dtype && Number.isInteger(index) && index >= 0 && index < tensor.shape[0]!;
+  check(ok, op, () => `into: ${tensor.name} [${tensor.shape.join(', ')}] (${tensor.dtype}) cannot take item ${index} of shape [${shape.join(', ')}] (${dtype})`);
+  return [tensor, index];
 }
 
 function validate(img: ImageBytes): void {
@@ -46,29 +80,54 @@ export function imageToTensor(engine: Engine, img: ImageBytes, opts: PreprocessO
   check(Number.isInteger(outW) && Number.isInteger(outH) && outW > 0 && outH > 0, 'imageToTensor', () => `output size must be positive integers, got ${outW}x${outH}`);
   const mean = opts.mean ?? IMAGENET_MEAN;
   const std = opts.std ?? IMAGENET_STD;
-  let out: Tensor;
-  let index = 0;
-  if (opts.into) {
-    out = opts.into.tensor;
-    index = opts.into.index;
-    const [n, h, w, c] = out.shape;
-    check(out.rank === 4 && h === outH && w === outW && c === 3 && Number.isInteger(index) && index >= 0 && index < n!, 'imageToTensor', () =>
-      `into: ${out.name} [${out.shape.join(', ')}] cannot take image ${index} of ${outW}x${outH}x3`);
-  } else out = engine.empty([1, outH, outW, 3], 'f32');
-  // Pack the bytes into u32 words; a copy only when the byte length is not a multiple of 4.
-  const n = img.data.length;
-  const padded = new Uint8Array(Math.ceil(n / 4) * 4);
-  padded.set(img.data);
-  const src = engine.tensor(new Uint32Array(padded.buffer), [padded.length / 4], 'u32');
+  const crop = opts.crop ?? { x: 0, y: 0, width: img.width, height: img.height };
+  checkCrop('imageToTensor', crop, img.width, img.height);
+  const [out, index] = target(engine, 'imageToTensor', opts.into, [outH, outW, 3], 'f32');
+  const src = uploadBytes(engine, img.data);
   engine.run({
     name: 'image_to_tensor',
     source: kernelSection(preprocess, 'image_to_tensor'),
     defines: { WG: 64 },
-    uniforms: [img.width, img.height, img.channels, outW, outH, index, f32(img.width / outW), f32(img.height / outH),
+    uniforms: [img.width, img.height, img.channels, outW, outH, index, opts.flip ? 1 : 0,
+      f32(crop.x), f32(crop.y), f32(crop.width / outW), f32(crop.height / outH),
       f32(mean[0]), f32(mean[1]), f32(mean[2]), f32(1 / std[0]), f32(1 / std[1]), f32(1 / std[2])],
     bindings: [src, out],
     dispatch: grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension),
-    bytes: n + outW * outH * 12,
+    bytes: img.data.length + outW * outH * 12,
+  });
+  src.dispose();
+  return out;
+}
+
+export interface LabelBytes {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/**
+ * Uploads an 8-bit label map as u32 labels [1, H, W] (or into image `index` of a batch), with the
+ * same crop window and flip as the matching imageToTensor call, sampled nearest.
+ */
+export function labelsToTensor(engine: Engine, labels: LabelBytes, opts: Omit<PreprocessOptions, 'mean' | 'std'> = {}): Tensor {
+  const { data, width, height } = labels;
+  check(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0, 'labelsToTensor', () => `label map size must be positive integers, got ${width}x${height}`);
+  check(data.length === width * height, 'labelsToTensor', () => `${width}x${height} label map needs ${width * height} bytes, got ${data.length}`);
+  const outW = opts.outWidth ?? width;
+  const outH = opts.outHeight ?? height;
+  check(Number.isInteger(outW) && Number.isInteger(outH) && outW > 0 && outH > 0, 'labelsToTensor', () => `output size must be positive integers, got ${outW}x${outH}`);
+  const crop = opts.crop ?? { x: 0, y: 0, width, height };
+  checkCrop('labelsToTensor', crop, width, height);
+  const [out, index] = target(engine, 'labelsToTensor', opts.into, [outH, outW], 'u32');
+  const src = uploadBytes(engine, data);
+  engine.run({
+    name: 'labels_to_tensor',
+    source: kernelSection(preprocess, 'labels_to_tensor'),
+    defines: { WG: 64 },
+    uniforms: [width, height, outW, outH, index, opts.flip ? 1 : 0, f32(crop.x), f32(crop.y), f32(crop.width / outW), f32(crop.height / outH)],
+    bindings: [src, out],
+    dispatch: grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension),
+    bytes: data.length + outW * outH * 4,
   });
   src.dispose();
   return out;
