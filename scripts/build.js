@@ -21,10 +21,9 @@ const jobs = [
 const tests = fromDir('test', /\.test\.ts$/);
 if (tests.length)
   jobs.push(build({ ...nodeOpts, entryPoints: tests, outdir: 'dist/test', outbase: 'test', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
-const cli = fromDir('cli', /\.ts$/);
-if (cli.length) jobs.push(build({ ...nodeOpts, entryPoints: cli, outdir: 'dist/cli', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
-const benches = fromDir('bench', /\.ts$/);
-if (benches.length) jobs.push(build({ ...nodeOpts, entryPoints: benches, outdir: 'dist/bench', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
+// Node programs: the CLI and the benchmarks (their other files are modules they import).
+const programs = ['cli/main.ts', 'bench/run.ts', 'bench/kernels.ts'].filter((f) => existsSync(f));
+if (programs.length) jobs.push(build({ ...nodeOpts, entryPoints: programs, outdir: 'dist', outbase: '.', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
 await Promise.all(jobs);
 
 if (process.argv.includes('--types')) {

@@ -2,6 +2,9 @@
 export { fill, full, copyTensor as copy, add, sub, mul, scale, axpyInPlace, addInPlace, sum, broadcastScalar } from './basic.js';
 export { sumColumns } from './reduce.js';
 export { unary, unaryOps, relu, relu6, sigmoid, leakyRelu, type UnaryOpName, type UnaryOpSpec } from './unary.js';
+export { batchNorm2d, type BatchNormOptions } from './batchnorm.js';
+export { globalAvgPool, globalMaxPool, maxPool2d, type MaxPoolOptions } from './pool.js';
+export { linear } from './linear.js';
 export { softmaxCrossEntropy, checkLossFinite, readLossStats, validateLabels, LossCheckError, type CrossEntropyOptions, type LossStats } from './loss.js';
 export { imageToTensor, IMAGENET_MEAN, IMAGENET_STD, type ImageBytes, type PreprocessOptions } from './preprocess.js';
 export { ConfusionMatrix, type SegmentationScores } from './metrics.js';

@@ -1,0 +1,122 @@
+/**
+ * Fully connected layer, PyTorch's nn.Linear: y = x w^T + b. CANet's channel attention uses a
+ * 256 x 256 one on [N, 256]: small, so plain register tiles without workgroup memory suffice.
+ */
+import linearWgsl from '../../shaders/linear.wgsl';
+import { recordOp } from '../autograd.js';
+import { check, fmtShape } from '../errors.js';
+import { grid1d, kernelSection } from '../program.js';
+import type { Tensor } from '../tensor.js';
+import { sumColumns } from './reduce.js';
+
+const WG = 64;
+/** Outputs per invocation in the forward tile (rows of x take min(N, 4)). */
+const TO = 4;
+
+/**
+ * Fully connected layer: x [N, In], w [Out, In] (PyTorch layout), bias [Out] or null -> [N, Out].
+ * Gradients: dx = g w, dw = g^T x (summed over the batch), db = the column sums of g.
+ * @throws ShapeError for ranks other than 2, empty tensors, In or Out mismatches, non-f32 data.
+ */
+export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
+  const op = 'linear';
+  check(x.rank === 2, op, () => `input ${x.name} must be [N, In], got ${fmtShape(x.shape)}`);
+  check(w.rank === 2, op, () => `weight ${w.name} must be [Out, In], got ${fmtShape(w.shape)}`);
+  const [n, inF] = x.shape as [number, number];
+  const [outF, wIn] = w.shape as [number, number];
+  check(x.size > 0, op, () => `input ${x.name} ${fmtShape(x.shape)} is empty`);
+  check(w.size > 0, op, () => `weight ${w.name} ${fmtShape(w.shape)} is empty`);
+  check(wIn === inF, op, () => `weight ${w.name} ${fmtShape(w.shape)} must be [Out, ${inF}] to match input ${x.name} ${fmtShape(x.shape)}`);
+  if (bias) check(bias.rank === 1 && bias.shape[0] === outF, op, () => `bias ${bias.name} must be [${outF}] (the rows of weight ${w.name} ${fmtShape(w.shape)}), got ${fmtShape(bias.shape)}`);
+  for (const t of bias ? [x, w, bias] : [x, w]) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
+
+  const engine = x.engine;
+  const v = inF % 4 === 0 ? 4 : 1;
+  const T = v === 4 ? 'vec4<f32>' : 'f32';
+  const tn = Math.min(n, 4);
+  const oBlocks = Math.ceil(outF / TO);
+  const total = Math.ceil(n / tn) * oBlocks;
+  const y = engine.empty([n, outF], 'f32');
+  engine.run({
+    name: 'linear_forward',
+    source: kernelSection(linearWgsl, 'linear_forward'),
+    defines: {
+      WG,
+      T,
+      TN: tn,
+      TO,
+      BIAS_DECL: bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : '',
+      BODY: forwardBody(tn, v, bias !== null),
+    },
+    uniforms: [n, inF / v, outF, oBlocks, total],
+    bindings: bias ? [x, w, y, bias] : [x, w, y],
+    dispatch: grid1d(total, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 2 * n * inF * outF,
+    bytes: x.byteLength + w.byteLength + y.byteLength,
+  });
+  const inputs = bias ? [x, w, bias] : [x, w];
+  return recordOp(y, op, inputs, (g) => [
+    x.requiresGrad ? matmul(g, w, n, outF, inF, false) : null,
+    w.requiresGrad ? matmul(g, x, outF, n, inF, true) : null,
+    bias?.requiresGrad ? sumColumns(g) : null,
+  ]);
+}
+
+/** The unrolled tn x TO tile: dot products along In, then bias and masked stores. */
+function forwardBody(tn: number, v: number, hasBias: boolean): string {
+  const dot = (a: string, b: string) => (v === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`);
+  const out: string[] = [];
+  // Rows past the edge read a valid row (clamped) and are not stored: no bounds checks in the loop.
+  for (let r = 0; r < tn; r++) out.push(`  let xr${r} = min(n0 + ${r}u, p.n - 1u) * p.kv;`);
+  for (let o = 0; o < TO; o++) out.push(`  let wr${o} = min(o0 + ${o}u, p.out - 1u) * p.kv;`);
+  for (let r = 0; r < tn; r++) for (let o = 0; o < TO; o++) out.push(`  var acc${r}_${o} = 0.0;`);
+  out.push('  for (var k = 0u; k < p.kv; k = k + 1u) {');
+  for (let r = 0; r < tn; r++) out.push(`    let x${r} = x[xr${r} + k];`);
+  for (let o = 0; o < TO; o++) out.push(`    let w${o} = w[wr${o} + k];`);
+  for (let r = 0; r < tn; r++) for (let o = 0; o < TO; o++) out.push(`    acc${r}_${o} = acc${r}_${o} + ${dot(`x${r}`, `w${o}`)};`);
+  out.push('  }');
+  for (let o = 0; o < TO; o++) out.push(`  let b${o} = ${hasBias ? `bias[min(o0 + ${o}u, p.out - 1u)]` : '0.0'};`);
+  for (let r = 0; r < tn; r++)
+    for (let o = 0; o < TO; o++)
+      out.push(`  if ((n0 + ${r}u < p.n) & (o0 + ${o}u < p.out)) { y[(n0 + ${r}u) * p.out + o0 + ${o}u] = acc${r}_${o} + b${o}; }`);
+  return out.join('\n');
+}
+
+/**
+ * c [m, cols] = A b with b [k, cols]; A is `a` [m, k] or, transposed, `a` [k, m]. Serves
+ * dx = g w (m = N, k = Out) and dw = g^T x (m = Out, k = N, A transposed).
+ */
+function matmul(a: Tensor, b: Tensor, m: number, k: number, cols: number, transposeA: boolean): Tensor {
+  const engine = a.engine;
+  const v = cols % 4 === 0 ? 4 : 1;
+  const T = v === 4 ? 'vec4<f32>' : 'f32';
+  const tm = Math.min(m, 4);
+  const tj = v === 4 ? 2 : 4;
+  const nv = cols / v;
+  const jBlocks = Math.ceil(nv / tj);
+  const total = Math.ceil(m / tm) * jBlocks;
+  const aAt = (row: string) => (transposeA ? `a[k * p.m + ${row}]` : `a[${row} * p.k + k]`);
+  const body: string[] = [];
+  for (let r = 0; r < tm; r++) body.push(`  let mr${r} = min(m0 + ${r}u, p.m - 1u);`);
+  for (let j = 0; j < tj; j++) body.push(`  let jc${j} = min(j0 + ${j}u, p.nv - 1u);`);
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tj; j++) body.push(`  var c${r}_${j} = ${T}(0.0);`);
+  body.push('  for (var k = 0u; k < p.k; k = k + 1u) {');
+  for (let r = 0; r < tm; r++) body.push(`    let a${r} = ${aAt(`mr${r}`)};`);
+  for (let j = 0; j < tj; j++) body.push(`    let b${j} = b[k * p.nv + jc${j}];`);
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tj; j++) body.push(`    c${r}_${j} = c${r}_${j} + a${r} * b${j};`);
+  body.push('  }');
+  for (let r = 0; r < tm; r++)
+    for (let j = 0; j < tj; j++) body.push(`  if ((m0 + ${r}u < p.m) & (j0 + ${j}u < p.nv)) { c[(m0 + ${r}u) * p.nv + j0 + ${j}u] = c${r}_${j}; }`);
+  const out = engine.empty([m, cols], 'f32');
+  engine.run({
+    name: transposeA ? 'linear_matmul_tn' : 'linear_matmul_nn',
+    source: kernelSection(linearWgsl, 'linear_matmul'),
+    defines: { WG, T, TM: tm, TJ: tj, A_AT: aAt('m'), BODY: body.join('\n') },
+    uniforms: [m, k, nv, jBlocks, total],
+    bindings: [a, b, out],
+    dispatch: grid1d(total, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 2 * m * k * cols,
+    bytes: a.byteLength + b.byteLength + out.byteLength,
+  });
+  return out;
+}

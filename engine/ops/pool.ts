@@ -1,0 +1,413 @@
+/**
+ * Pooling over NHWC tensors: global average and max pooling ([N, H, W, C] -> [N, C], CANet's
+ * channel attention) and PyTorch's MaxPool2d (ResNet's stem). Channels are processed four at a
+ * time (vec4) when C % 4 == 0.
+ */
+import pool from '../../shaders/pool.wgsl';
+import { recordOp } from '../autograd.js';
+import { check, checkInt, fmtShape } from '../errors.js';
+import { f32, grid1d, kernelSection } from '../program.js';
+import type { Tensor } from '../tensor.js';
+
+const WG = 64;
+/** Pixels per loop iteration in the global reductions (unrolled). */
+const UNROLL = 4;
+/** Pixels written per invocation by the global pooling backward passes. */
+const K = 8;
+/**
+ * maxPool2d's backward takes blocks of stride-height x stride-width inputs per invocation, one
+ * accumulator each, up to this many (register budget, SWIFTSHADER.md lesson 3); larger strides
+ * use the one-input-per-invocation kernel.
+ */
+const MAX_BLOCK = 16;
+/**
+ * Global reductions split H*W into chunks until about this many invocations run, with at least
+ * MIN_PIXELS_PER_CHUNK pixels each. On SwiftShader 256-1024 invocations measured 10-50% faster than
+ * 4096-16384 (1x64x128x256, 2x32x64x96, 1x128x256x19); hardware GPUs need many more in flight
+ * (the hardware value is not measured: no hardware adapter was available).
+ */
+const TARGET_INVOCATIONS = { software: 1024, hardware: 16384 };
+const MIN_PIXELS_PER_CHUNK = 32;
+
+/** WGSL types for V channels per invocation. */
+interface Vec {
+  v: 1 | 4;
+  T: string;
+  U: string;
+  B: string;
+}
+
+function vecFor(c: number): Vec {
+  return c % 4 === 0 ? { v: 4, T: 'vec4<f32>', U: 'vec4<u32>', B: 'vec4<bool>' } : { v: 1, T: 'f32', U: 'u32', B: 'bool' };
+}
+
+const lines = (n: number, line: (k: number) => string): string => Array.from({ length: n }, (_, k) => line(k)).join('\n');
+
+function checkNhwc(op: string, x: Tensor): [number, number, number, number] {
+  check(x.rank === 4, op, () => `input ${x.name} must be [N, H, W, C], got ${fmtShape(x.shape)}`);
+  check(x.size > 0, op, () => `input ${x.name} ${fmtShape(x.shape)} is empty`);
+  check(x.dtype === 'f32', op, () => `${x.name} must be f32, got ${x.dtype}`);
+  return x.shape as [number, number, number, number];
+}
+
+/** Chunks of H*W for a global reduction over n images of cv channel vectors. */
+function chunking(x: Tensor, n: number, hw: number, cv: number): { ppc: number; chunks: number } {
+  const target = TARGET_INVOCATIONS[x.engine.adapter.isSoftware ? 'software' : 'hardware'];
+  const want = Math.max(1, Math.ceil(target / (n * cv)));
+  const chunks0 = Math.min(want, Math.max(1, Math.floor(hw / MIN_PIXELS_PER_CHUNK)));
+  const ppc = Math.ceil(hw / chunks0);
+  return { ppc, chunks: Math.ceil(hw / ppc) };
+}
+
+/**
+ * Global average pooling: [N,H,W,C] -> [N,C], the mean over H and W.
+ * @throws ShapeError for a rank other than 4, an empty or non-f32 input.
+ */
+export function globalAvgPool(x: Tensor): Tensor {
+  const [n, h, w, c] = checkNhwc('globalAvgPool', x);
+  const engine = x.engine;
+  const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
+  const vec = vecFor(c);
+  const cv = c / vec.v;
+  const hw = h * w;
+  const { ppc, chunks } = chunking(x, n, hw, cv);
+  const out = engine.empty([n, c], 'f32');
+  const part = chunks === 1 ? out : engine.empty([n, chunks, c], 'f32');
+  engine.run({
+    name: 'global_avg_partial',
+    source: kernelSection(pool, 'global_avg_partial'),
+    defines: { WG, T: vec.T, UNROLL, ACCUMULATE: lines(UNROLL, (k) => `    acc = acc + x[at + ${k}u * p.cv];`) },
+    uniforms: [hw, cv, ppc, chunks, n * chunks * cv, f32(chunks === 1 ? 1 / hw : 1)],
+    bindings: [x, part],
+    dispatch: grid1d(n * chunks * cv, WG, maxDim),
+    flops: x.size,
+    bytes: x.byteLength,
+  });
+  if (chunks > 1) {
+    engine.run({
+      name: 'global_avg_finish',
+      source: kernelSection(pool, 'global_avg_finish'),
+      defines: { WG, T: vec.T },
+      uniforms: [cv, chunks, n * cv, f32(1 / hw)],
+      bindings: [part, out],
+      dispatch: grid1d(n * cv, WG, maxDim),
+    });
+    part.dispose();
+  }
+  return recordOp(out, 'globalAvgPool', [x], (g) => {
+    const dx = engine.empty(x.shape, 'f32');
+    const blocks = Math.ceil(hw / K);
+    engine.run({
+      name: 'global_avg_backward',
+      source: kernelSection(pool, 'global_avg_backward'),
+      defines: { WG, T: vec.T, K, STORE: lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = gv; }`) },
+      uniforms: [hw, cv, blocks, n * blocks * cv, f32(1 / hw)],
+      bindings: [g, dx],
+      dispatch: grid1d(n * blocks * cv, WG, maxDim),
+      bytes: x.byteLength,
+    });
+    return [dx];
+  });
+}
+
+/**
+ * Global max pooling: [N,H,W,C] -> [N,C]; backward routes the gradient to the (first) argmax position.
+ * @throws ShapeError for a rank other than 4, an empty or non-f32 input.
+ */
+export function globalMaxPool(x: Tensor): Tensor {
+  const [n, h, w, c] = checkNhwc('globalMaxPool', x);
+  const engine = x.engine;
+  const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
+  const vec = vecFor(c);
+  const cv = c / vec.v;
+  const hw = h * w;
+  const { ppc, chunks } = chunking(x, n, hw, cv);
+  const out = engine.empty([n, c], 'f32');
+  const idx = engine.empty([n, c], 'u32');
+  const single = chunks === 1;
+  const part = single ? out : engine.empty([n, chunks, c], 'f32');
+  const partIdx = single ? idx : engine.empty([n, chunks, c], 'u32');
+  const step = (k: number) => `    { let v = x[at + ${k}u * p.cv]; let take = (v > best) | (is_nan(v) & !is_nan(best));
+      best = select(best, v, take); idx = select(idx, ${vec.U}(q + ${k}u), take); }`;
+  engine.run({
+    name: 'global_max_partial',
+    source: kernelSection(pool, 'global_max_partial'),
+    defines: { WG, T: vec.T, U: vec.U, B: vec.B, UNROLL, ACCUMULATE: lines(UNROLL, step) },
+    uniforms: [hw, cv, ppc, chunks, n * chunks * cv],
+    bindings: [x, part, partIdx],
+    dispatch: grid1d(n * chunks * cv, WG, maxDim),
+    flops: x.size,
+    bytes: x.byteLength,
+  });
+  if (!single) {
+    engine.run({
+      name: 'global_max_finish',
+      source: kernelSection(pool, 'global_max_finish'),
+      defines: { WG, T: vec.T, U: vec.U, B: vec.B },
+      uniforms: [cv, chunks, n * cv],
+      bindings: [part, partIdx, out, idx],
+      dispatch: grid1d(n * cv, WG, maxDim),
+    });
+    part.dispose();
+    partIdx.dispose();
+  }
+  const y = recordOp(out, 'globalMaxPool', [x], (g) => {
+    if (idx.disposed) throw new Error(`globalMaxPool backward: the saved argmax indices were disposed; call backward inside the scope that ran the forward pass`);
+    const dx = engine.empty(x.shape, 'f32');
+    const blocks = Math.ceil(hw / K);
+    engine.run({
+      name: 'global_max_backward',
+      source: kernelSection(pool, 'global_max_backward'),
+      defines: { WG, T: vec.T, U: vec.U, K, STORE: lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = select(${vec.T}(0.0), gv, iv == ${vec.U}(q0 + ${k}u)); }`) },
+      uniforms: [hw, cv, blocks, n * blocks * cv],
+      bindings: [g, idx, dx],
+      dispatch: grid1d(n * blocks * cv, WG, maxDim),
+      bytes: x.byteLength,
+    });
+    return [dx];
+  });
+  if (!y.node) idx.dispose();
+  return y;
+}
+
+/** Options of {@link maxPool2d} (PyTorch's MaxPool2d without dilation, ceil_mode false). */
+export interface MaxPoolOptions {
+  /** Window size, square or [height, width]. */
+  kernel: number | [number, number];
+  /** Step between windows; defaults to the kernel size (as PyTorch). */
+  stride?: number | [number, number];
+  /** Implicit -inf border on each side; at most half the kernel size. Default 0. */
+  padding?: number | [number, number];
+}
+
+const pair = (v: number | [number, number]): [number, number] => (Array.isArray(v) ? [v[0], v[1]] : [v, v]);
+
+/**
+ * 2-D max pooling: [N,H,W,C] -> [N,Ho,Wo,C] with Ho = floor((H + 2 pad - k) / stride) + 1, PyTorch
+ * MaxPool2d semantics (padding counts as -inf; the first maximum in the window wins; NaN
+ * propagates) — ResNet's stem uses k3 s2 p1. Backward routes each gradient to its argmax.
+ * @throws ShapeError for a rank other than 4, an empty or non-f32 input, a kernel or stride below
+ *   1, padding below 0 or above half the kernel, or an input smaller than one window.
+ */
+export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
+  const op = 'maxPool2d';
+  const [n, h, w, c] = checkNhwc(op, x);
+  const [kh, kw] = pair(opts.kernel);
+  const [sh, sw] = pair(opts.stride ?? opts.kernel);
+  const [ph, pw] = pair(opts.padding ?? 0);
+  checkInt(op, 'kernel height', kh);
+  checkInt(op, 'kernel width', kw);
+  checkInt(op, 'stride height', sh);
+  checkInt(op, 'stride width', sw);
+  checkInt(op, 'padding height', ph, 0);
+  checkInt(op, 'padding width', pw, 0);
+  check(2 * ph <= kh && 2 * pw <= kw, op, () => `padding [${ph}, ${pw}] must be at most half of kernel [${kh}, ${kw}] (PyTorch's rule: a window is never all padding)`);
+  check(h + 2 * ph >= kh && w + 2 * pw >= kw, op, () =>
+    `input ${x.name} ${fmtShape(x.shape)} with padding [${ph}, ${pw}] is smaller than kernel [${kh}, ${kw}]: output would be empty`);
+  const ho = Math.floor((h + 2 * ph - kh) / sh) + 1;
+  const wo = Math.floor((w + 2 * pw - kw) / sw) + 1;
+
+  const engine = x.engine;
+  const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
+  const vec = vecFor(c);
+  const cv = c / vec.v;
+  const saveIdx = engine.gradEnabled && x.requiresGrad;
+  // Neighbouring outputs share input columns when the kernel is wider than the stride; small
+  // windows compute 4 outputs per invocation (fewer loads per output), large ones fewer so the
+  // unrolled code and the live registers stay bounded.
+  const area = kh * kw;
+  const owp = Math.min(area <= 16 ? 4 : area <= 49 ? 2 : 1, 1 << Math.ceil(Math.log2(wo)));
+  const owBlocks = Math.ceil(wo / owp);
+  const y = engine.empty([n, ho, wo, c], 'f32');
+  const idx = saveIdx ? engine.empty([n, ho, wo, c], 'u32') : null;
+  const total = n * ho * owBlocks * cv;
+  engine.run({
+    name: 'max_pool_forward',
+    source: kernelSection(pool, 'max_pool_forward'),
+    defines: {
+      WG,
+      T: vec.T,
+      U: vec.U,
+      B: vec.B,
+      OWP: owp,
+      SH: sh,
+      SW: sw,
+      IDX_DECL: saveIdx ? `@group(0) @binding(3) var<storage, read_write> idx: array<${vec.U}>;` : '',
+      BODY: maxPoolForwardBody(vec, kh, kw, sw, owp, saveIdx),
+    },
+    uniforms: [h, w, cv, ho, wo, ph, pw, owBlocks, total, f32(-Infinity)],
+    bindings: idx ? [x, y, idx] : [x, y],
+    dispatch: grid1d(total, WG, maxDim),
+    flops: n * ho * wo * c * area,
+    bytes: x.byteLength + y.byteLength,
+  });
+  return recordOp(y, op, [x], (g) => {
+    if (idx!.disposed) throw new Error(`${op} backward: the saved argmax indices were disposed; call backward inside the scope that ran the forward pass`);
+    const dx = engine.empty(x.shape, 'f32');
+    if (sh * sw <= MAX_BLOCK) {
+      const [bh, bw] = [Math.ceil(h / sh), Math.ceil(w / sw)];
+      engine.run({
+        name: 'max_pool_backward_blocked',
+        source: kernelSection(pool, 'max_pool_backward_blocked'),
+        defines: {
+          WG,
+          T: vec.T,
+          U: vec.U,
+          SH: sh,
+          SW: sw,
+          OH_SHIFT: Math.floor(ph / sh),
+          OW_SHIFT: Math.floor(pw / sw),
+          BODY: maxPoolBackwardBlockedBody(vec, [kh, kw], [sh, sw], [ph, pw]),
+        },
+        uniforms: [h, w, cv, ho, wo, bh, bw, n * bh * bw * cv],
+        bindings: [g, idx!, dx],
+        dispatch: grid1d(n * bh * bw * cv, WG, maxDim),
+        bytes: x.byteLength + 2 * y.byteLength,
+      });
+    } else {
+      engine.run({
+        name: 'max_pool_backward',
+        source: kernelSection(pool, 'max_pool_backward'),
+        defines: { WG, T: vec.T, U: vec.U, SH: sh, SW: sw, BODY: maxPoolBackwardBody(vec, kh, kw, sh, sw) },
+        uniforms: [h, w, cv, ho, wo, ph, pw, x.size / vec.v],
+        bindings: [g, idx!, dx],
+        dispatch: grid1d(x.size / vec.v, WG, maxDim),
+        bytes: x.byteLength + 2 * y.byteLength,
+      });
+    }
+    return [dx];
+  });
+}
+
+/**
+ * Unrolled window scan for `owp` outputs: each input column of a kernel row is loaded once and
+ * offered to every output whose window holds it. Rows are unrolled too unless the kernel is tall.
+ */
+function maxPoolForwardBody(vec: Vec, kh: number, kw: number, sw: number, owp: number, saveIdx: boolean): string {
+  const out: string[] = [];
+  // As PyTorch: the maximum starts at -inf with the index of the window's first in-image tap
+  // (padding never exceeds half the kernel, so that tap exists); a tap takes the place when it
+  // is larger or NaN, so ties keep the first and out-of-image taps (-inf) never win.
+  for (let o = 0; o < owp; o++)
+    out.push(`  var best${o} = ${vec.T}(p.neg_inf);`, `  var idx${o} = ${vec.U}(u32(max(0, -ih0) * ${kw} + max(0, -(iw0 + ${o * sw}))));`);
+  const unrollRows = kh <= 7;
+  const row = (r: string): string[] => {
+    const body = [
+      `    let ih = ih0 + ${r};`,
+      `    let okh = (ih >= 0) & (ih <= hmax);`,
+      `    let row = (n * p.h + u32(clamp(ih, 0, hmax))) * p.w;`,
+    ];
+    for (let cc = 0; cc < (owp - 1) * sw + kw; cc++) {
+      body.push(
+        `    {`,
+        `      let iw = iw0 + ${cc};`,
+        `      let ok = okh & (iw >= 0) & (iw <= wmax);`,
+        `      let v = select(${vec.T}(p.neg_inf), x[(row + u32(clamp(iw, 0, wmax))) * p.cv + j], ok);`,
+      );
+      for (let o = 0; o < owp; o++) {
+        const k = cc - o * sw;
+        if (k < 0 || k >= kw) continue;
+        body.push(
+          `      { let t = (v > best${o}) | is_nan(v);`,
+          `        best${o} = select(best${o}, v, t); idx${o} = select(idx${o}, ${vec.U}(u32(${r} * ${kw} + ${k})), t); }`,
+        );
+      }
+      body.push(`    }`);
+    }
+    return body;
+  };
+  if (unrollRows) for (let r = 0; r < kh; r++) out.push('  {', ...row(String(r)), '  }');
+  else out.push(`  for (var r = 0; r < ${kh}; r = r + 1) {`, ...row('r'), '  }');
+  out.push(`  let obase = ((n * p.ho + oh) * p.wo + ow0) * p.cv + j;`);
+  for (let o = 0; o < owp; o++) {
+    const store = [`y[obase + ${o}u * p.cv] = best${o};`];
+    if (saveIdx) store.push(`idx[obase + ${o}u * p.cv] = idx${o};`);
+    out.push(o === 0 ? `  ${store.join(' ')}` : `  if (ow0 + ${o}u < p.wo) { ${store.join(' ')} }`);
+  }
+  return out.join('\n');
+}
+
+/**
+ * Unrolled gather for a block of sh x sw inputs (one per stride phase). Input row ih0 + u meets
+ * output row oh_base - t at window row u + (ph mod sh) + t sh, so the rows t with a window row in
+ * [0, kh) for some u are the candidates, and each (input, candidate) pair has a constant window
+ * position; the same holds for columns.
+ */
+function maxPoolBackwardBlockedBody(vec: Vec, [kh, kw]: [number, number], [sh, sw]: [number, number], [ph, pw]: [number, number]): string {
+  const phase = [ph % sh, pw % sw];
+  const range = (k: number, s: number, m: number) => {
+    const ts: number[] = [];
+    for (let t = -Math.floor((s - 1 + m) / s); t <= Math.floor((k - 1 - m) / s); t++) ts.push(t);
+    return ts;
+  };
+  const rows = range(kh, sh, phase[0]!);
+  const cols = range(kw, sw, phase[1]!);
+  const out: string[] = [];
+  for (let u = 0; u < sh; u++) for (let v = 0; v < sw; v++) out.push(`  var acc${u}_${v} = ${vec.T}(0.0);`);
+  rows.forEach((t, a) =>
+    out.push(
+      `  let oh${a} = oh_base - (${t});`,
+      `  let okh${a} = (oh${a} >= 0) & (oh${a} < ho);`,
+      `  let orow${a} = (n * p.ho + u32(clamp(oh${a}, 0, ho - 1))) * p.wo;`,
+    ),
+  );
+  cols.forEach((t, b) =>
+    out.push(
+      `  let ow${b} = ow_base - (${t});`,
+      `  let okw${b} = (ow${b} >= 0) & (ow${b} < wo);`,
+      `  let ocol${b} = u32(clamp(ow${b}, 0, wo - 1));`,
+    ),
+  );
+  rows.forEach((t, a) =>
+    cols.forEach((s, b) => {
+      const pairs: string[] = [];
+      for (let u = 0; u < sh; u++)
+        for (let v = 0; v < sw; v++) {
+          const wr = u + phase[0]! + t * sh;
+          const wc = v + phase[1]! + s * sw;
+          if (wr >= 0 && wr < kh && wc >= 0 && wc < kw) pairs.push(`    acc${u}_${v} = acc${u}_${v} + select(${vec.T}(0.0), gv, iv == ${vec.U}(${wr * kw + wc}u));`);
+        }
+      if (!pairs.length) return;
+      out.push(
+        `  { let o = (orow${a} + ocol${b}) * p.cv + j;`,
+        `    let gv = select(${vec.T}(0.0), g[o], okh${a} & okw${b});`,
+        `    let iv = idx[o];`,
+        ...pairs,
+        `  }`,
+      );
+    }),
+  );
+  for (let u = 0; u < sh; u++)
+    for (let v = 0; v < sw; v++)
+      out.push(`  if ((ih0 + ${u}u < p.h) & (iw0 + ${v}u < p.w)) { dx[((n * p.h + ih0 + ${u}u) * p.w + iw0 + ${v}u) * p.cv + j] = acc${u}_${v}; }`);
+  return out.join('\n');
+}
+
+/** Unrolled gather over the ceil(kh / sh) x ceil(kw / sw) outputs whose window can hold the input. */
+function maxPoolBackwardBody(vec: Vec, kh: number, kw: number, sh: number, sw: number): string {
+  const th = Math.ceil(kh / sh);
+  const tw = Math.ceil(kw / sw);
+  const out: string[] = [];
+  for (let a = 0; a < th; a++)
+    out.push(
+      `  let oh${a} = oh_hi - ${a};`,
+      `  let kh${a} = ih + i32(p.pad_h) - oh${a} * ${sh};`,
+      `  let okh${a} = (oh${a} >= 0) & (oh${a} < ho) & (kh${a} < ${kh});`,
+      `  let orow${a} = (n * p.ho + u32(clamp(oh${a}, 0, ho - 1))) * p.wo;`,
+    );
+  for (let b = 0; b < tw; b++)
+    out.push(
+      `  let ow${b} = ow_hi - ${b};`,
+      `  let kw${b} = iw + i32(p.pad_w) - ow${b} * ${sw};`,
+      `  let okw${b} = (ow${b} >= 0) & (ow${b} < wo) & (kw${b} < ${kw});`,
+      `  let ocol${b} = u32(clamp(ow${b}, 0, wo - 1));`,
+    );
+  for (let a = 0; a < th; a++)
+    for (let b = 0; b < tw; b++)
+      out.push(
+        `  { let o = (orow${a} + ocol${b}) * p.cv + j;`,
+        `    let hit = ${vec.B}(okh${a} & okw${b}) & (idx[o] == ${vec.U}(u32(kh${a} * ${kw} + kw${b})));`,
+        `    acc = acc + select(${vec.T}(0.0), g[o], hit); }`,
+      );
+  return out.join('\n');
+}

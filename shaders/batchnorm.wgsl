@@ -1,0 +1,354 @@
+// Batch normalisation over x [..., C]: per-channel statistics over every other axis.
+//
+// Layout: x is read as a run of "groups" of L = lcm(C, 4) floats (P = L / 4 vec4s). Lane e of every
+// group holds channel e % C, so every kernel here reads x as vec4s whatever C is (the 19-class head
+// included), and a per-channel vector replicated to L floats (L / C copies) lines up with the data
+// lane for lane. Reductions keep one accumulator per lane; the per-channel finishing kernels merge
+// the copies. Only the last group may be partial: there, lanes at or past `rem` hold no data.
+//
+// Reductions work in chunks of `gpc` groups, one invocation per (chunk, vec4 column); chunk
+// results are merged a fixed number at a time. No workgroup memory and no barriers
+// (SWIFTSHADER.md, lesson 2).
+
+// How many data elements each lane e holds in the groups [chunk * gpc, min(groups, (chunk + 1) * gpc)).
+// Counts follow from the chunk geometry, so no pass stores them.
+fn lane_count4(chunk: u32, gpc: u32, groups: u32, rem: u32, e: vec4<u32>) -> vec4<f32> {
+  let g0 = chunk * gpc;
+  let g1 = min(groups, g0 + gpc);
+  let short = vec4<bool>(g1 == groups) & (e >= vec4<u32>(rem));
+  return vec4<f32>(f32(g1 - g0)) - select(vec4<f32>(0.0), vec4<f32>(1.0), short);
+}
+
+fn lane_count1(chunk: u32, gpc: u32, groups: u32, rem: u32, e: u32) -> f32 {
+  let g0 = chunk * gpc;
+  let g1 = min(groups, g0 + gpc);
+  return f32(g1 - g0) - select(0.0, 1.0, (g1 == groups) & (e >= rem));
+}
+
+// Count, mean and M2 (sum of squared deviations from the mean) of a set of values.
+struct Moments4 { n: vec4<f32>, mean: vec4<f32>, m2: vec4<f32> }
+struct Moments1 { n: f32, mean: f32, m2: f32 }
+
+// Chan, Golub and LeVeque's pairwise update: merging partial (n, mean, M2) never forms
+// sum(x^2) - n mean^2, which cancels catastrophically in f32 when |mean| >> std.
+fn merge4(a: Moments4, n: vec4<f32>, mean: vec4<f32>, m2: vec4<f32>) -> Moments4 {
+  let total = a.n + n;
+  let w = n / max(total, vec4<f32>(1.0));
+  let d = mean - a.mean;
+  return Moments4(total, a.mean + d * w, a.m2 + m2 + d * d * a.n * w);
+}
+
+fn merge1(a: Moments1, n: f32, mean: f32, m2: f32) -> Moments1 {
+  let total = a.n + n;
+  let w = n / max(total, 1.0);
+  let d = mean - a.mean;
+  return Moments1(total, a.mean + d * w, a.m2 + m2 + d * d * a.n * w);
+}
+
+//# kernel bn_stats_partial
+// Mean and M2 per (chunk, lane). The sums are taken about the chunk's first value, and the mean
+// is written as a deviation from the pivot, the channel's value in row 0 of x: every quantity
+// merged later is then of the order of the spread of the data, not of its offset, so f32 keeps
+// full precision when the data sit far from zero.
+struct Params { groups: u32, p4: u32, rem: u32, gpc: u32, chunks: u32, n4: u32, c: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> mean_p: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> m2_p: array<vec4<f32>>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.p4 * p.chunks) { return; }
+  let j = i % p.p4;
+  let chunk = i / p.p4;
+  let g0 = chunk * p.gpc;
+  let g1 = min(p.groups, g0 + p.gpc);
+  // Groups before full_end are complete; the last group of the tensor is handled after the loops.
+  let full_end = min(g1, p.groups - 1u);
+  let e = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+  let in_tail = e < vec4<u32>(p.rem);
+  let ch = e % vec4<u32>(p.c);
+  let pivot = vec4<f32>(x[ch.x / 4u][ch.x % 4u], x[ch.y / 4u][ch.y % 4u], x[ch.z / 4u][ch.z % 4u], x[ch.w / 4u][ch.w % 4u]);
+  let shift = select(pivot, x[min(g0 * p.p4 + j, p.n4 - 1u)], in_tail | vec4<bool>(g0 < full_end));
+  var s1 = vec4<f32>(0.0);
+  var s2 = vec4<f32>(0.0);
+  var g = g0;
+  for (; g + {{UNROLL}}u <= full_end; g = g + {{UNROLL}}u) {
+    let base = g * p.p4 + j;
+{{ACCUMULATE}}
+  }
+  for (; g < full_end; g = g + 1u) {
+    let d = x[g * p.p4 + j] - shift;
+    s1 = s1 + d;
+    s2 = s2 + d * d;
+  }
+  if (g1 == p.groups) {
+    let d = select(vec4<f32>(0.0), x[min(g * p.p4 + j, p.n4 - 1u)] - shift, in_tail);
+    s1 = s1 + d;
+    s2 = s2 + d * d;
+  }
+  let inv = 1.0 / max(lane_count4(chunk, p.gpc, p.groups, p.rem, e), vec4<f32>(1.0));
+  mean_p[i] = (shift - pivot) + s1 * inv;
+  m2_p[i] = max(s2 - s1 * s1 * inv, vec4<f32>(0.0));
+}
+
+//# kernel bn_stats_combine
+// Merges up to {{MERGE}} consecutive chunks per lane; the output chunk spans gpc * {{MERGE}} groups.
+struct Params { groups: u32, p4: u32, rem: u32, gpc: u32, chunks: u32, out_chunks: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> mean_in: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> m2_in: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> mean_out: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> m2_out: array<vec4<f32>>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.p4 * p.out_chunks) { return; }
+  let j = i % p.p4;
+  let oc = i / p.p4;
+  let e = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+  var m = Moments4(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  let k1 = min(p.chunks, (oc + 1u) * {{MERGE}}u);
+  for (var k = oc * {{MERGE}}u; k < k1; k = k + 1u) {
+    m = merge4(m, lane_count4(k, p.gpc, p.groups, p.rem, e), mean_in[k * p.p4 + j], m2_in[k * p.p4 + j]);
+  }
+  mean_out[i] = m.mean;
+  m2_out[i] = m.m2;
+}
+
+//# kernel bn_stats_finish
+// One invocation per channel: merges its lanes over the remaining chunks, then writes the saved
+// statistics [pivot; dev; invstd] (mean = pivot + dev) and the normalise parameters
+// [gamma * invstd; pivot; dev; beta], each replicated to L floats, and updates the running
+// statistics in place as PyTorch does:
+// running = (1 - momentum) * running + momentum * batch, with the unbiased variance M2 / (n - 1).
+// For n == 1 that is 0 / 0 (PyTorch refuses such a batch); we use M2 / max(n - 1, 1) = 0 so
+// the running variance stays finite.
+struct Params { groups: u32, l: u32, c: u32, rem: u32, gpc: u32, chunks: u32, eps: f32, momentum: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> mean_p: array<f32>;
+@group(0) @binding(3) var<storage, read> m2_p: array<f32>;
+@group(0) @binding(4) var<storage, read> gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> beta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(7) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(8) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(9) var<storage, read_write> affine: array<f32>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = flat_id(gid, nwg, {{WG}}u);
+  if (c >= p.c) { return; }
+  // m.mean is the deviation of the mean from the pivot (see bn_stats_partial).
+  var m = Moments1(0.0, 0.0, 0.0);
+  for (var e = c; e < p.l; e = e + p.c) {
+    for (var k = 0u; k < p.chunks; k = k + 1u) {
+      m = merge1(m, lane_count1(k, p.gpc, p.groups, p.rem, e), mean_p[k * p.l + e], m2_p[k * p.l + e]);
+    }
+  }
+  let invstd = inverseSqrt(m.m2 / max(m.n, 1.0) + p.eps);
+  let unbiased = m.m2 / max(m.n - 1.0, 1.0);
+  let pivot = x[c];
+  running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * (pivot + m.mean);
+  running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+  let a = gamma[c] * invstd;
+  let b = beta[c];
+  for (var e = c; e < p.l; e = e + p.c) {
+    stats[e] = pivot;
+    stats[p.l + e] = m.mean;
+    stats[2u * p.l + e] = invstd;
+    affine[e] = a;
+    affine[p.l + e] = pivot;
+    affine[2u * p.l + e] = m.mean;
+    affine[3u * p.l + e] = b;
+  }
+}
+
+//# kernel bn_inference_params
+// Inference: the same saved statistics and normalise parameters, from the running statistics
+// (pivot = running mean, dev = 0).
+struct Params { l: u32, c: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> running_var: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(6) var<storage, read_write> affine: array<f32>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = flat_id(gid, nwg, {{WG}}u);
+  if (c >= p.c) { return; }
+  let mean = running_mean[c];
+  let invstd = inverseSqrt(running_var[c] + p.eps);
+  let a = gamma[c] * invstd;
+  let b = beta[c];
+  for (var e = c; e < p.l; e = e + p.c) {
+    stats[e] = mean;
+    stats[p.l + e] = 0.0;
+    stats[2u * p.l + e] = invstd;
+    affine[e] = a;
+    affine[p.l + e] = mean;
+    affine[2u * p.l + e] = 0.0;
+    affine[3u * p.l + e] = b;
+  }
+}
+
+//# kernel bn_affine
+// y = ((x - pivot) - dev) * a + b per lane, with params [a; pivot; dev; b] replicated to L floats.
+// x - pivot is exact for data near the pivot (a data value of the channel), and dev is small, so
+// x - mean keeps full precision even when |mean| >> std. Each invocation handles {{K}} groups of one
+// vec4 column: the parameters are loaded once per {{K}} vec4s.
+struct Params { n4: u32, p4: u32, blocks: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> params: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.p4 * p.blocks) { return; }
+  let j = i % p.p4;
+  let base = (i / p.p4) * {{K}}u * p.p4 + j;
+  let a = params[j];
+  let pivot = params[p.p4 + j];
+  let dev = params[2u * p.p4 + j];
+  let b = params[3u * p.p4 + j];
+{{APPLY}}
+}
+
+//# kernel bn_grad_partial
+// Per (chunk, lane): sum(g) and sum(g * (x - mean)), the two reductions of the backward pass,
+// with x - mean formed as (x - pivot) - dev as in the forward pass.
+struct Params { groups: u32, p4: u32, rem: u32, gpc: u32, chunks: u32, n4: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gr: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> stats: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> sg_p: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> sgx_p: array<vec4<f32>>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.p4 * p.chunks) { return; }
+  let j = i % p.p4;
+  let chunk = i / p.p4;
+  let g0 = chunk * p.gpc;
+  let g1 = min(p.groups, g0 + p.gpc);
+  let full_end = min(g1, p.groups - 1u);
+  let e = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+  let in_tail = e < vec4<u32>(p.rem);
+  let pivot = stats[j];
+  let dev = stats[p.p4 + j];
+  var s1 = vec4<f32>(0.0);
+  var s2 = vec4<f32>(0.0);
+  var g = g0;
+  for (; g + {{UNROLL}}u <= full_end; g = g + {{UNROLL}}u) {
+    let base = g * p.p4 + j;
+{{ACCUMULATE}}
+  }
+  for (; g < full_end; g = g + 1u) {
+    let at = g * p.p4 + j;
+    let gv = gr[at];
+    s1 = s1 + gv;
+    s2 = s2 + gv * ((x[at] - pivot) - dev);
+  }
+  if (g1 == p.groups) {
+    let at = min(g * p.p4 + j, p.n4 - 1u);
+    let gv = select(vec4<f32>(0.0), gr[at], in_tail);
+    s1 = s1 + gv;
+    s2 = s2 + gv * select(vec4<f32>(0.0), (x[at] - pivot) - dev, in_tail);
+  }
+  sg_p[i] = s1;
+  sgx_p[i] = s2;
+}
+
+//# kernel bn_grad_combine
+// Sums up to {{MERGE}} consecutive chunks per lane.
+struct Params { p4: u32, chunks: u32, out_chunks: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> sg_in: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> sgx_in: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> sg_out: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> sgx_out: array<vec4<f32>>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.p4 * p.out_chunks) { return; }
+  let j = i % p.p4;
+  let oc = i / p.p4;
+  var s1 = vec4<f32>(0.0);
+  var s2 = vec4<f32>(0.0);
+  let k1 = min(p.chunks, (oc + 1u) * {{MERGE}}u);
+  for (var k = oc * {{MERGE}}u; k < k1; k = k + 1u) {
+    s1 = s1 + sg_in[k * p.p4 + j];
+    s2 = s2 + sgx_in[k * p.p4 + j];
+  }
+  sg_out[i] = s1;
+  sgx_out[i] = s2;
+}
+
+//# kernel bn_grad_finish
+// One invocation per channel: dbeta = sum(g), dgamma = sum(g * xhat), and the dx coefficients
+// [a; pivot; d - b dev; b] replicated to L floats, with dx = a g + b (x - mean) + d
+// = a g + (x - pivot) b + (d - b dev). Training (the batch statistics depend on x): a = gamma invstd,
+// b = -a invstd sum(g xhat) / n, d = -a sum(g) / n, i.e. dx = gamma invstd / n (n g - sum(g) -
+// xhat sum(g xhat)). Inference: the rows are [a; 0; 0; 0], as bn_affine parameters dx = g a.
+struct Params { l: u32, c: u32, chunks: u32, n: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> sg_p: array<f32>;
+@group(0) @binding(2) var<storage, read> sgx_p: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read> gamma: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(7) var<storage, read_write> coef: array<f32>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = flat_id(gid, nwg, {{WG}}u);
+  if (c >= p.c) { return; }
+  var sg = 0.0;
+  var sgx = 0.0;
+  for (var e = c; e < p.l; e = e + p.c) {
+    for (var k = 0u; k < p.chunks; k = k + 1u) {
+      sg = sg + sg_p[k * p.l + e];
+      sgx = sgx + sgx_p[k * p.l + e];
+    }
+  }
+  let invstd = stats[2u * p.l + c];
+  let sgxhat = sgx * invstd;
+  dgamma[c] = sgxhat;
+  dbeta[c] = sg;
+  let a = gamma[c] * invstd;
+  let pivot = {{PIVOT}};
+  let b = {{COEF_B}};
+  let d = {{COEF_D}} - b * stats[p.l + c];
+  for (var e = c; e < p.l; e = e + p.c) {
+    coef[e] = a;
+    coef[p.l + e] = pivot;
+    coef[2u * p.l + e] = d;
+    coef[3u * p.l + e] = b;
+  }
+}
+
+//# kernel bn_backward_dx
+// Training dx = a g + (x - pivot) b + d per lane, coefficients [a; pivot; d; b] from bn_grad_finish
+// ({{K}} groups of one vec4 column per invocation).
+struct Params { n4: u32, p4: u32, blocks: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gr: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> coef: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dx: array<vec4<f32>>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.p4 * p.blocks) { return; }
+  let j = i % p.p4;
+  let base = (i / p.p4) * {{K}}u * p.p4 + j;
+  let a = coef[j];
+  let pivot = coef[p.p4 + j];
+  let d = coef[2u * p.p4 + j];
+  let b = coef[3u * p.p4 + j];
+{{APPLY}}
+}

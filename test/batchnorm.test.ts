@@ -1,0 +1,285 @@
+/** batchNorm2d against the float64 reference of PyTorch's BatchNorm2d (training and inference). */
+import * as assert from 'uvu/assert';
+import { backward, ShapeError, type Engine, type Tensor } from '../engine/entry-node.js';
+import { batchNorm2d, type BatchNormOptions } from '../engine/ops/batchnorm.js';
+import { suite } from './harness.js';
+import { expectClose, randn, testEngine } from './gpu.js';
+import { gradCheck } from './gradcheck.js';
+import { refBatchNorm } from './ref/batchnorm.js';
+
+const t = suite('batchnorm');
+
+const f64 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a);
+/** Rounds to f32 and back, so the reference sees exactly the values the GPU gets. */
+const asF32 = (a: Float64Array): Float64Array => f64(Float32Array.from(a));
+const sizeOf = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+
+interface Params {
+  gamma: Float64Array;
+  beta: Float64Array;
+  rm: Float64Array;
+  rv: Float64Array;
+}
+
+function params(c: number, seed: number): Params {
+  return {
+    gamma: asF32(randn(c, seed, 0.5, 1.5)),
+    beta: asF32(randn(c, seed + 1)),
+    rm: asF32(randn(c, seed + 2, -0.5, 0.5)),
+    rv: asF32(randn(c, seed + 3, 0.5, 2)),
+  };
+}
+
+function upload(e: Engine, p: Params): { gamma: Tensor; beta: Tensor; rm: Tensor; rv: Tensor } {
+  const c = p.gamma.length;
+  return {
+    gamma: e.tensor(Float32Array.from(p.gamma), [c]),
+    beta: e.tensor(Float32Array.from(p.beta), [c]),
+    rm: e.tensor(Float32Array.from(p.rm), [c]),
+    rv: e.tensor(Float32Array.from(p.rv), [c]),
+  };
+}
+
+t('reference is right on a hand-computed case', () => {
+  // One channel, values 1 and 3: mean 2, biased variance 1, unbiased 2.
+  const r = refBatchNorm(f64([1, 3]), 1, f64([2]), f64([0.5]), f64([0]), f64([1]), { training: true, eps: 0 });
+  assert.equal(Array.from(r.y), [-1.5, 2.5]);
+  assert.equal(Array.from(r.mean), [2]);
+  assert.equal(Array.from(r.variance), [1]);
+  assert.ok(Math.abs(r.runningMean[0]! - 0.2) < 1e-15, '0.9 * 0 + 0.1 * 2');
+  assert.ok(Math.abs(r.runningVar[0]! - 1.1) < 1e-15, '0.9 * 1 + 0.1 * 2 (unbiased)');
+  // Two channels interleaved (NHWC), inference: (x - rm) / sqrt(rv) * gamma + beta.
+  const s = refBatchNorm(f64([1, 10, 3, 20]), 2, f64([1, 2]), f64([0, 1]), f64([1, 10]), f64([4, 25]), { training: false, eps: 0 });
+  assert.equal(Array.from(s.y), [0, 1, 1, 5]);
+});
+
+// Shapes: batch 1 and 3, channels 1, 2, 3, 5, 16, 17 and 576, odd spatial sizes, rank 2 and 4,
+// and [3, 64, 65, 8], long enough per channel to need the chunk-merging passes.
+const SHAPES: number[][] = [
+  [1, 7, 9, 3],
+  [3, 7, 9, 5],
+  [1, 33, 17, 17],
+  [3, 5, 5, 1],
+  [2, 3, 3, 2],
+  [1, 9, 7, 16],
+  [7, 5],
+  [1, 3, 5, 576],
+  [3, 64, 65, 8],
+];
+
+t('training forward: output and running statistics after 1 and 2 calls match float64 (rel err < 1e-4)', async () => {
+  const e = await testEngine();
+  for (const [k, shape] of SHAPES.entries()) {
+    const c = shape[shape.length - 1]!;
+    const n = sizeOf(shape);
+    const p = params(c, 100 + k);
+    const x1 = asF32(randn(n, 200 + k, -2, 3));
+    const x2 = asF32(randn(n, 300 + k, -1, 1));
+    const opts: BatchNormOptions = { training: true, momentum: 0.3, eps: 1e-5 };
+    await e.scope(async () => {
+      const g = upload(e, p);
+      const r1 = refBatchNorm(x1, c, p.gamma, p.beta, p.rm, p.rv, opts);
+      const y1 = batchNorm2d(e.tensor(Float32Array.from(x1), shape), g.gamma, g.beta, g.rm, g.rv, opts);
+      expectClose(await y1.read(), r1.y, 1e-4, `y after 1 call ${shape}`);
+      expectClose(await g.rm.read(), r1.runningMean, 1e-4, `runningMean after 1 call ${shape}`);
+      expectClose(await g.rv.read(), r1.runningVar, 1e-4, `runningVar after 1 call ${shape}`);
+      const r2 = refBatchNorm(x2, c, p.gamma, p.beta, r1.runningMean, r1.runningVar, opts);
+      const y2 = batchNorm2d(e.tensor(Float32Array.from(x2), shape), g.gamma, g.beta, g.rm, g.rv, opts);
+      expectClose(await y2.read(), r2.y, 1e-4, `y after 2 calls ${shape}`);
+      expectClose(await g.rm.read(), r2.runningMean, 1e-4, `runningMean after 2 calls ${shape}`);
+      expectClose(await g.rv.read(), r2.runningVar, 1e-4, `runningVar after 2 calls ${shape}`);
+    });
+  }
+});
+
+t('training statistics stay accurate far from zero (mean 1000, std 0.6; rel err < 1e-4)', async () => {
+  // sum(x^2) - n mean^2 would lose every digit here (and an f32 mean near 1000 carries 3e-5 of
+  // rounding); shifted sums, Chan's merge and the (pivot, deviation) form of the mean do not.
+  const e = await testEngine();
+  for (const shape of [[3, 64, 65, 8], [2, 17, 33, 5]]) {
+    const c = shape[shape.length - 1]!;
+    const p = params(c, 7);
+    const x = asF32(randn(sizeOf(shape), 8, 999, 1001));
+    const opts = { training: true };
+    await e.scope(async () => {
+      const g = upload(e, p);
+      const r = refBatchNorm(x, c, p.gamma, p.beta, p.rm, p.rv, opts);
+      const y = batchNorm2d(e.tensor(Float32Array.from(x), shape), g.gamma, g.beta, g.rm, g.rv, opts);
+      console.log(expectClose(await y.read(), r.y, 1e-4, `y ${shape}`));
+      expectClose(await g.rv.read(), r.runningVar, 1e-4, `runningVar ${shape}`);
+      expectClose(await g.rm.read(), r.runningMean, 1e-6, `runningMean ${shape}`);
+    });
+  }
+});
+
+t('inference forward matches float64 (rel err < 1e-4) and leaves the running statistics alone', async () => {
+  const e = await testEngine();
+  for (const [k, shape] of SHAPES.entries()) {
+    const c = shape[shape.length - 1]!;
+    const p = params(c, 400 + k);
+    const x = asF32(randn(sizeOf(shape), 500 + k, -2, 2));
+    const opts = { training: false, eps: 1e-3 };
+    await e.scope(async () => {
+      const g = upload(e, p);
+      const r = refBatchNorm(x, c, p.gamma, p.beta, p.rm, p.rv, opts);
+      const y = batchNorm2d(e.tensor(Float32Array.from(x), shape), g.gamma, g.beta, g.rm, g.rv, opts);
+      expectClose(await y.read(), r.y, 1e-4, `y ${shape}`);
+      assert.equal(Array.from(await g.rm.read()), Array.from(Float32Array.from(p.rm)), 'runningMean unchanged');
+      assert.equal(Array.from(await g.rv.read()), Array.from(Float32Array.from(p.rv)), 'runningVar unchanged');
+    });
+  }
+});
+
+/** gradCheck of batchNorm2d for x, gamma, beta; running buffers are made fresh inside the GPU forward. */
+async function bnGradCheck(e: Engine, shape: number[], training: boolean, seed: number, gradX = true): Promise<void> {
+  const c = shape[shape.length - 1]!;
+  const p = params(c, seed);
+  const opts = { training, momentum: 0.1, eps: 1e-5 };
+  await gradCheck(e, {
+    gpu: ([x, gamma, beta]) => {
+      const rm = e.tensor(Float32Array.from(p.rm), [c]);
+      const rv = e.tensor(Float32Array.from(p.rv), [c]);
+      return batchNorm2d(x!, gamma!, beta!, rm, rv, opts);
+    },
+    // The reference recomputes the batch statistics for every perturbed input, so the finite
+    // differences see the dependence of mean and variance on x, as the analytic backward must.
+    ref: ([x, gamma, beta]) => refBatchNorm(x!, c, gamma!, beta!, p.rm, p.rv, opts).y,
+    inputs: [
+      { name: 'x', shape, data: randn(sizeOf(shape), seed + 10, -2, 2), grad: gradX },
+      { name: 'gamma', shape: [c], data: p.gamma },
+      { name: 'beta', shape: [c], data: p.beta },
+    ],
+    tol: 2e-3,
+    maxElements: 40,
+    seed,
+  });
+}
+
+t('training backward: x, gamma, beta vs finite differences of float64 (rel err < 2e-3)', async () => {
+  // dx in training mode is a difference of O(1) terms that nearly cancel (sum over the batch of
+  // dx is 0); 2e-3 covers f32 rounding of those terms with margin.
+  const e = await testEngine();
+  await bnGradCheck(e, [2, 5, 7, 3], true, 1);
+  await bnGradCheck(e, [2, 3, 5, 5], true, 2);
+  await bnGradCheck(e, [2, 3, 3, 8], true, 3);
+  await bnGradCheck(e, [1, 9, 7, 17], true, 4);
+  await bnGradCheck(e, [3, 5, 3, 3], true, 5, false);
+});
+
+t('inference backward: x, gamma, beta vs finite differences of float64 (rel err < 2e-3)', async () => {
+  const e = await testEngine();
+  await bnGradCheck(e, [2, 5, 7, 3], false, 6);
+  await bnGradCheck(e, [1, 3, 5, 8], false, 7);
+  await bnGradCheck(e, [2, 3, 3, 5], false, 8, false);
+});
+
+t('training backward on a long reduction (merge passes) matches the closed form (rel err < 1e-3)', async () => {
+  // Too large for finite differences; checks dx, dgamma, dbeta against the analytic formula in float64.
+  const e = await testEngine();
+  const shape = [3, 64, 65, 8];
+  const c = 8;
+  const n = sizeOf(shape);
+  const rows = n / c;
+  const p = params(c, 9);
+  const x = asF32(randn(n, 10, -2, 2));
+  const gout = asF32(randn(n, 11, -1, 1));
+  const r = refBatchNorm(x, c, p.gamma, p.beta, p.rm, p.rv, { training: true });
+  const sg = new Float64Array(c);
+  const sgx = new Float64Array(c);
+  const xhat = x.map((v, i) => (v - r.mean[i % c]!) / Math.sqrt(r.variance[i % c]! + 1e-5));
+  for (let i = 0; i < n; i++) {
+    sg[i % c] += gout[i]!;
+    sgx[i % c] += gout[i]! * xhat[i]!;
+  }
+  const dx = gout.map((gv, i) => {
+    const k = i % c;
+    return (p.gamma[k]! / Math.sqrt(r.variance[k]! + 1e-5) / rows) * (rows * gv - sg[k]! - xhat[i]! * sgx[k]!);
+  });
+  await e.scope(async () => {
+    const g = upload(e, p);
+    const xt = e.tensor(Float32Array.from(x), shape);
+    xt.requiresGrad = g.gamma.requiresGrad = g.beta.requiresGrad = true;
+    const y = batchNorm2d(xt, g.gamma, g.beta, g.rm, g.rv, { training: true });
+    backward(y, { gradOutput: e.tensor(Float32Array.from(gout), shape) });
+    expectClose(await g.beta.grad!.read(), sg, 1e-4, 'dbeta');
+    expectClose(await g.gamma.grad!.read(), sgx, 1e-3, 'dgamma');
+    expectClose(await xt.grad!.read(), dx, 1e-3, 'dx');
+  });
+});
+
+t('one pixel and constant input: no NaN, output is beta, running variance stays finite', async () => {
+  const e = await testEngine();
+  for (const [shape, value] of [[[1, 1, 1, 5], 0.7], [[1, 1, 1, 8], -3], [[2, 3, 3, 5], 2.5], [[1, 1, 1, 1], 1e6]] as [number[], number][]) {
+    const c = shape[shape.length - 1]!;
+    const p = params(c, 12);
+    await e.scope(async () => {
+      const g = upload(e, p);
+      const x = e.tensor(new Float32Array(sizeOf(shape)).fill(value), shape);
+      x.requiresGrad = g.gamma.requiresGrad = g.beta.requiresGrad = true;
+      const y = batchNorm2d(x, g.gamma, g.beta, g.rm, g.rv, { training: true });
+      const yv = await y.read();
+      assert.ok(yv.every(Number.isFinite), `finite output for ${shape}`);
+      expectClose(yv, Array.from({ length: yv.length }, (_, i) => Float32Array.from(p.beta)[i % c]!), 1e-6, `y = beta for ${shape}`);
+      const r = refBatchNorm(new Float64Array(sizeOf(shape)).fill(value), c, p.gamma, p.beta, p.rm, p.rv, { training: true });
+      expectClose(await g.rv.read(), r.runningVar, 1e-6, `running var for ${shape}`);
+      expectClose(await g.rm.read(), r.runningMean, 1e-6, `running mean for ${shape}`);
+      backward(y, { gradOutput: e.tensor(Float32Array.from(randn(sizeOf(shape), 13)), shape) });
+      for (const gr of [x.grad!, g.gamma.grad!, g.beta.grad!]) assert.ok((await gr.read()).every(Number.isFinite), `finite gradients for ${shape}`);
+    });
+  }
+});
+
+t('no tensors leak: inference under noGrad and a training step in a scope', async () => {
+  const e = await testEngine();
+  const p = params(5, 14);
+  const g = upload(e, p);
+  const before = e.stats().liveTensors;
+  const x = e.tensor(Float32Array.from(randn(3 * 7 * 9 * 5, 15)), [3, 7, 9, 5]);
+  e.noGrad(() => batchNorm2d(x, g.gamma, g.beta, g.rm, g.rv, { training: true }).dispose());
+  assert.is(e.stats().liveTensors, before + 1, 'only x is live after a no-grad call');
+  await e.scope(async () => {
+    x.requiresGrad = true;
+    backward(batchNorm2d(x, g.gamma, g.beta, g.rm, g.rv, { training: true }), { gradOutput: e.tensor(new Float32Array(x.size).fill(1), x.shape) });
+    await x.grad!.read();
+  });
+  x.dispose();
+  for (const v of Object.values(g)) v.dispose();
+  assert.is(e.stats().liveTensors, before - 4, 'everything made by the op is gone');
+});
+
+t('backward after the forward scope is gone says so', async () => {
+  const e = await testEngine();
+  const g = upload(e, params(3, 17));
+  const x = e.tensor(Float32Array.from(randn(2 * 3 * 3 * 3, 18)), [2, 3, 3, 3]);
+  x.requiresGrad = true;
+  const y = e.scope(() => batchNorm2d(x, g.gamma, g.beta, g.rm, g.rv, { training: true }));
+  const gradOutput = e.tensor(new Float32Array(x.size), x.shape);
+  assert.throws(() => backward(y, { gradOutput }), /batchNorm2d backward: the saved batch statistics were disposed/);
+  for (const v of [x, y, gradOutput, ...Object.values(g)]) v.dispose();
+});
+
+t('bad input throws a ShapeError naming the op, tensor and shapes before dispatching', async () => {
+  const e = await testEngine();
+  await e.scope(async () => {
+    const g = upload(e, params(4, 16));
+    const x = e.tensor(new Float32Array(2 * 3 * 3 * 4), [2, 3, 3, 4]);
+    const run = (xx: Tensor, o: Partial<typeof g> = {}, opts: BatchNormOptions = { training: true }) => () => {
+      const a = { ...g, ...o };
+      batchNorm2d(xx, a.gamma, a.beta, a.rm, a.rv, opts);
+    };
+    const dispatches = e.stats().dispatches;
+    assert.throws(run(e.tensor(new Float32Array(4), [4])), (err: Error) => err instanceof ShapeError && /batchNorm2d: input .* must be \[N, H, W, C\].*got \[4\]/.test(err.message));
+    assert.throws(run(e.tensor(new Float32Array(0), [0, 3, 3, 4])), /batchNorm2d: input .*\[0, 3, 3, 4\] is empty/);
+    assert.throws(run(x, { gamma: e.tensor(new Float32Array(5), [5]) }), /batchNorm2d: gamma .* must be \[4\] \(the channels of .*\[2, 3, 3, 4\]\), got \[5\]/);
+    assert.throws(run(x, { beta: e.tensor(new Float32Array(4), [1, 4]) }), /batchNorm2d: beta .* must be \[4\].*got \[1, 4\]/);
+    assert.throws(run(x, { rv: e.tensor(new Float32Array(3), [3]) }), /batchNorm2d: runningVar .* must be \[4\].*got \[3\]/);
+    assert.throws(run(x, { rm: e.tensor(new Int32Array(4), [4]) }), /batchNorm2d: .* must be f32, got i32/);
+    assert.throws(run(x, { rm: g.rv }), /batchNorm2d: runningMean .* must be its own tensor/);
+    assert.throws(run(x, { rm: g.gamma }), /batchNorm2d: runningMean .* must be its own tensor/);
+    assert.throws(run(x, {}, { training: true, momentum: 1.5 }), /batchNorm2d: momentum must be in \[0, 1\], got 1.5/);
+    assert.throws(run(x, {}, { training: false, eps: 0 }), /batchNorm2d: eps must be positive, got 0/);
+    assert.is(e.stats().dispatches, dispatches, 'nothing was dispatched');
+  });
+});
+
+t.run();
