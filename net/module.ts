@@ -178,9 +178,10 @@ export abstract class Module {
    * Loads a state dict (PyTorch names and layouts). Every name and shape is checked before anything
    * is written: in strict mode (default) any missing, unexpected or mis-shaped tensor throws an
    * Error listing all of them with both shapes, and the model is left unchanged; with
-   * `strict: false` the good tensors load and the report lists the rest.
+   * `strict: false` the good tensors load and the report lists the rest. `dryRun` checks and
+   * reports without writing anything.
    */
-  loadStateDict(state: StateDict | Record<string, StateTensor>, opts: { strict?: boolean } = {}): LoadReport {
+  loadStateDict(state: StateDict | Record<string, StateTensor>, opts: { strict?: boolean; dryRun?: boolean } = {}): LoadReport {
     const strict = opts.strict ?? true;
     const given = state instanceof Map ? state : new Map(Object.entries(state));
     const report: LoadReport = { loaded: [], missing: [], unexpected: [], mismatched: [] };
@@ -226,7 +227,7 @@ export abstract class Module {
       const shown = lines.slice(0, 40).join('\n') + (lines.length > 40 ? `\n  ... and ${lines.length - 40} more` : '');
       throw new Error(`loadStateDict: ${problems} problem(s); nothing was loaded:\n${shown}`);
     }
-    for (const w of writes) w();
+    if (!opts.dryRun) for (const w of writes) w();
     return report;
   }
 

@@ -1,0 +1,77 @@
+/**
+ * One training step of a segmentation model on the GPU (forward, loss, backward, optimizer update),
+ * and batch upload with GPU-side augmentation. Platform-neutral: the CLI adds files and data.
+ */
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { backward } from '../engine/autograd.js';
+import { softmaxCrossEntropy } from '../engine/ops/loss.js';
+import { imageToTensor, labelsToTensor, type CropWindow } from '../engine/ops/preprocess.js';
+import type { Optimizer } from '../engine/optim.js';
+import { SeededRandom } from './init.js';
+
+export interface Sample {
+  /** RGB bytes, height x width x 3. */
+  image: Uint8Array;
+  /** Train ids, height x width. */
+  labels: Uint8Array;
+  width: number;
+  height: number;
+}
+
+export interface AugmentOptions {
+  /** Random zoom in [1, maxScale]: a window of 1/scale of the image, resampled to the output size. */
+  maxScale?: number;
+  /** Mirror with probability 0.5. */
+  flip?: boolean;
+}
+
+/** The window and mirror for one sample, drawn from `rng` (deterministic per seed). */
+export function drawAugmentation(rng: SeededRandom, w: number, h: number, opts: AugmentOptions): { crop: CropWindow; flip: boolean } {
+  const scale = 1 + rng.uniform() * Math.max(0, (opts.maxScale ?? 1) - 1);
+  const cw = w / scale;
+  const ch = h / scale;
+  const crop = { x: rng.uniform() * (w - cw), y: rng.uniform() * (h - ch), width: cw, height: ch };
+  const flip = opts.flip ? rng.uniform() < 0.5 : false;
+  return { crop, flip };
+}
+
+/**
+ * Uploads samples as a batch: images [N, H, W, 3] normalised and labels [N, H, W] u32, resized to
+ * outW x outH, with augmentation drawn from `seed` when given (so a resumed run draws the same).
+ */
+export function uploadBatch(engine: Engine, samples: Sample[], outW: number, outH: number, augment?: AugmentOptions & { seed: number }): { images: Tensor; labels: Tensor } {
+  const images = engine.empty([samples.length, outH, outW, 3], 'f32', 'images');
+  const labels = engine.empty([samples.length, outH, outW], 'u32', 'labels');
+  const rng = augment ? new SeededRandom(augment.seed) : null;
+  samples.forEach((s, i) => {
+    const aug = rng ? drawAugmentation(rng, s.width, s.height, augment!) : { crop: undefined, flip: false };
+    imageToTensor(engine, { data: s.image, width: s.width, height: s.height, channels: 3 }, { outWidth: outW, outHeight: outH, crop: aug.crop, flip: aug.flip, into: { tensor: images, index: i } });
+    labelsToTensor(engine, { data: s.labels, width: s.width, height: s.height }, { outWidth: outW, outHeight: outH, crop: aug.crop, flip: aug.flip, into: { tensor: labels, index: i } });
+  });
+  return { images, labels };
+}
+
+export interface TrainableModel {
+  forward(x: Tensor): Tensor;
+  train(on?: boolean): unknown;
+}
+
+/**
+ * Forward, cross-entropy, backward and one optimizer update, all recorded on the GPU with no
+ * readback. Returns the loss (a one-element tensor the caller disposes or reads; see
+ * checkLossFinite for the one readback per step that also reports invalid labels).
+ */
+export function trainStep(model: TrainableModel, optimizer: Optimizer, images: Tensor, labels: Tensor, opts: { ignoreIndex?: number; classWeights?: Tensor | null } = {}): Tensor {
+  const engine = images.engine;
+  model.train(true);
+  const loss = engine.scope(() => {
+    optimizer.zeroGrad();
+    const logits = model.forward(images);
+    const l = softmaxCrossEntropy(logits, labels, { ignoreIndex: opts.ignoreIndex ?? 255, classWeights: opts.classWeights ?? null });
+    backward(l);
+    optimizer.step();
+    return l;
+  });
+  return loss;
+}
