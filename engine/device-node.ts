@@ -73,6 +73,9 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
   const seen: string[] = [];
 
   let adapter: GPUAdapter | null = null;
+  // Mesa's lavapipe (a CPU Vulkan driver that chromium's dependencies install) is rejected by
+  // Dawn with a warning on every probe; SwiftShader is the CPU driver we use, so skip lavapipe.
+  process.env.VK_LOADER_DRIVERS_DISABLE ??= '*lvp*';
   if (!forceSoftware) {
     const gpu = gpuInstance(flags);
     for (const powerPreference of [options.powerPreference ?? 'high-performance', 'low-power'] as const) {

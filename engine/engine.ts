@@ -43,6 +43,8 @@ export interface EngineStats {
   dispatches: number;
   submits: number;
   bindGroupsCreated: number;
+  /** Useful floating-point operations recorded (sum of the programs' declared flops). */
+  flops: number;
 }
 
 export interface KernelTiming {
@@ -120,7 +122,7 @@ export class Engine {
   private pass: GPUComputePassEncoder | null = null;
   private batchKernels = new Set<string>();
   private pendingChecks: Promise<GPUExecutionError | null>[] = [];
-  private counters = { dispatches: 0, submits: 0, bindGroupsCreated: 0 };
+  private counters = { dispatches: 0, submits: 0, bindGroupsCreated: 0, flops: 0 };
   private profiler: Profiler | null = null;
   private closedReason: string | null = null;
 
@@ -372,6 +374,7 @@ export class Engine {
     if (timed) pass!.end();
     this.batchKernels.add(program.name);
     this.counters.dispatches++;
+    this.counters.flops += program.flops ?? 0;
   }
 
   /** Records a buffer-to-buffer copy (cheaper than a kernel: no pass, no bind group). */

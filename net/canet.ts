@@ -16,7 +16,7 @@ import { sigmoid } from '../engine/ops/unary.js';
 import { argmax } from '../engine/ops/softmax.js';
 import { resizeBilinear } from '../engine/ops/upsample.js';
 import { full } from '../engine/ops/basic.js';
-import { Module, Sequential } from './module.js';
+import { Module, Sequential, release } from './module.js';
 import { Conv2d, ConvBNAct, DeConvBNAct, Linear } from './layers.js';
 import { MobileNetV2, makeDivisible } from './mobilenetv2.js';
 import { ResNet } from './resnet.js';
@@ -98,7 +98,12 @@ export class ChannelAttention extends Module {
     this.fc = this.add('fc', new Linear(engine, channels, channels, rng.fork('fc')));
   }
   forward(x: Tensor): Tensor {
-    return sigmoid(add(this.fc.forward(globalMaxPool(x)), this.fc.forward(globalAvgPool(x))));
+    const mx = globalMaxPool(x);
+    const av = globalAvgPool(x);
+    const fm = release(this.fc.forward(mx), mx);
+    const fa = release(this.fc.forward(av), av);
+    const sum = release(add(fm, fa), fm, fa);
+    return release(sigmoid(sum), sum);
   }
 }
 

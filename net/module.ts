@@ -237,6 +237,15 @@ export abstract class Module {
   }
 }
 
+/**
+ * Frees `inputs` once `out` is computed, unless a graph is being recorded (then backward needs
+ * them). Inference chains use it so that only live activations hold GPU memory.
+ */
+export function release(out: Tensor, ...inputs: Tensor[]): Tensor {
+  if (!out.requiresGrad) for (const t of inputs) if (t !== out) t.dispose();
+  return out;
+}
+
 /** Children named '0', '1', ... applied in order (PyTorch's nn.Sequential naming). */
 export class Sequential extends Module {
   private readonly layers: { forward(x: Tensor): Tensor }[] = [];

@@ -8,15 +8,27 @@ import type { Tensor } from '../engine/tensor.js';
 import { add } from '../engine/ops/basic.js';
 import { relu } from '../engine/ops/unary.js';
 import { maxPool2d } from '../engine/ops/pool.js';
-import { Module, Sequential } from './module.js';
+import { Module, Sequential, release } from './module.js';
 import { BatchNorm2d, Conv2d } from './layers.js';
 import type { SeededRandom } from './init.js';
 
 type Forward = Module & { forward(x: Tensor): Tensor };
 
-function residualJoin(identity: Tensor, y: Tensor): Tensor {
-  const out = relu(add(y, identity));
-  return out;
+/** relu(y + identity); frees y (and a downsampled identity) when no graph is recorded. */
+function residualJoin(identity: Tensor, y: Tensor, ownsIdentity: boolean): Tensor {
+  const sum = release(add(y, identity), y, ...(ownsIdentity ? [identity] : []));
+  return release(relu(sum), sum);
+}
+
+/** Applies `fns` in order, freeing each intermediate when no graph is recorded. */
+function chain(x: Tensor, ...fns: ((t: Tensor) => Tensor)[]): Tensor {
+  let y = x;
+  for (const f of fns) {
+    const next = f(y);
+    if (y !== x) release(next, y);
+    y = next;
+  }
+  return y;
 }
 
 class Downsample extends Sequential {
@@ -41,8 +53,8 @@ export class BasicBlock extends Module {
     this.downsample = stride !== 1 || inp !== planes ? this.add('downsample', new Downsample(engine, inp, planes, stride, rng.fork('downsample'))) : null;
   }
   forward(x: Tensor): Tensor {
-    const y = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
-    return residualJoin(this.downsample ? this.downsample.forward(x) : x, y);
+    const y = chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => this.conv2.forward(t), (t) => this.bn2.forward(t));
+    return residualJoin(this.downsample ? this.downsample.forward(x) : x, y, this.downsample !== null);
   }
 }
 
@@ -67,10 +79,13 @@ export class Bottleneck extends Module {
     this.downsample = stride !== 1 || inp !== out ? this.add('downsample', new Downsample(engine, inp, out, stride, rng.fork('downsample'))) : null;
   }
   forward(x: Tensor): Tensor {
-    let y = relu(this.bn1.forward(this.conv1.forward(x)));
-    y = relu(this.bn2.forward(this.conv2.forward(y)));
-    y = this.bn3.forward(this.conv3.forward(y));
-    return residualJoin(this.downsample ? this.downsample.forward(x) : x, y);
+    const y = chain(
+      x,
+      (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu,
+      (t) => this.conv2.forward(t), (t) => this.bn2.forward(t), relu,
+      (t) => this.conv3.forward(t), (t) => this.bn3.forward(t),
+    );
+    return residualJoin(this.downsample ? this.downsample.forward(x) : x, y, this.downsample !== null);
   }
 }
 
@@ -109,7 +124,7 @@ export class ResNet extends Module {
     this.channels = chans as [number, number, number, number];
   }
   forward(x: Tensor): [Tensor, Tensor, Tensor, Tensor] {
-    const stem = maxPool2d(relu(this.bn1.forward(this.conv1.forward(x))), { kernel: 3, stride: 2, padding: 1 });
+    const stem = chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => maxPool2d(t, { kernel: 3, stride: 2, padding: 1 }));
     const x1 = this.layers[0]!.forward(stem);
     const x2 = this.layers[1]!.forward(x1);
     const x3 = this.layers[2]!.forward(x2);
