@@ -3,7 +3,7 @@
  * back to SwiftShader, the CPU Vulkan driver that Debian's chromium package ships, and say so once.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from 'webgpu';
@@ -55,6 +55,22 @@ function gpuInstance(flags: string[]): GPU {
   return gpu;
 }
 
+/**
+ * Whether a hardware adapter can exist. On Linux a GPU driver needs a device node (DRM render
+ * nodes, NVIDIA's, WSL's dxg); without one, probing only makes the Vulkan loader print errors.
+ */
+function hardwarePossible(): boolean {
+  if (process.platform !== 'linux') return true;
+  const has = (dir: string, re: RegExp) => {
+    try {
+      return readdirSync(dir).some((f) => re.test(f));
+    } catch {
+      return false;
+    }
+  };
+  return has('/dev/dri', /^renderD/) || has('/dev', /^(nvidia\d|dxg$)/);
+}
+
 function matches(summary: AdapterSummary, name: string | undefined): boolean {
   if (!name) return true;
   const n = name.toLowerCase();
@@ -76,7 +92,7 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
   // Mesa's lavapipe (a CPU Vulkan driver that chromium's dependencies install) is rejected by
   // Dawn with a warning on every probe; SwiftShader is the CPU driver we use, so skip lavapipe.
   process.env.VK_LOADER_DRIVERS_DISABLE ??= '*lvp*';
-  if (!forceSoftware) {
+  if (!forceSoftware && (hardwarePossible() || options.adapter)) {
     const gpu = gpuInstance(flags);
     for (const powerPreference of [options.powerPreference ?? 'high-performance', 'low-power'] as const) {
       const a = await gpu.requestAdapter({ powerPreference });
