@@ -1,0 +1,110 @@
+/**
+ * Kernel micro-benchmark: the convolutions that dominate CANet at a 1024x512 input, timed on this
+ * adapter with GFLOP/s, next to the engine's own best matmul (a 1x1 convolution is a matmul), so
+ * each conv's fraction of the adapter's matmul ceiling is visible.
+ *   node bench/kernels.js [--quick] [--iters N] [--json PATH]
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createEngine } from '../engine/device-node.js';
+import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
+import { conv2d } from '../engine/ops/conv2d.js';
+import { depthwiseConv2d } from '../engine/ops/depthwise.js';
+import { convTranspose2d } from '../engine/ops/conv-transpose.js';
+import { describeAdapter, fmt, parseArgs, timeGpu } from './timing.js';
+
+interface Case {
+  name: string;
+  flops: number;
+  setup: (e: Engine) => Tensor[];
+  run: (ts: Tensor[]) => Tensor;
+}
+
+function randomTensor(e: Engine, shape: number[], scale = 0.1): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  let s = 12345;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    data[i] = ((s >>> 8) / 16777216 - 0.5) * scale;
+  }
+  return e.tensor(data, shape).keep();
+}
+
+function convCase(name: string, n: number, h: number, w: number, ci: number, co: number, k: number, stride: number): Case {
+  const pad = (k - 1) / 2;
+  const ho = Math.floor((h + 2 * pad - k) / stride) + 1;
+  const wo = Math.floor((w + 2 * pad - k) / stride) + 1;
+  return {
+    name: `${name}: conv ${n}x${h}x${w}x${ci} -> ${co}, ${k}x${k} s${stride}`,
+    flops: 2 * n * ho * wo * co * ci * k * k,
+    setup: (e) => [randomTensor(e, [n, h, w, ci]), randomTensor(e, [co, k, k, ci])],
+    run: ([x, wt]) => conv2d(x!, wt!, null, { stride, padding: pad }),
+  };
+}
+
+export function kernelCases(quick: boolean): Case[] {
+  // Sizes at a 1024x512 input (W x H); --quick divides spatial sizes by 4 in each direction.
+  const q = quick ? 4 : 1;
+  return [
+    { ...convCase('matmul ceiling', 1, 32, 32, 1024, 1024, 1, 1), name: 'matmul ceiling: 1024x1024x1024 as a 1x1 conv' },
+    convCase('FCA conv_init', 1, 64 / q, 128 / q, 512, 256, 3, 1),
+    convCase('spatial_branch.1', 1, 256 / q, 512 / q, 64, 128, 3, 2),
+    convCase('MobileNetV2 expand', 1, 32 / q, 64 / q, 96, 576, 1, 1),
+    {
+      name: `MobileNetV2 depthwise: 1x${32 / q}x${64 / q}x576, 3x3 s1`,
+      flops: 2 * (32 / q) * (64 / q) * 576 * 9,
+      setup: (e) => [randomTensor(e, [1, 32 / q, 64 / q, 576]), randomTensor(e, [3, 3, 576])],
+      run: ([x, w]) => depthwiseConv2d(x!, w!, null, { stride: 1, padding: 1 }),
+    },
+    {
+      // Only ceil(15/8)^2 = 4 taps reach each output of a k15 s8 deconv: that is the useful work.
+      name: `x8 deconv: 1x${64 / q}x${128 / q}x19 -> 19, k15 s8`,
+      flops: 2 * (512 / q) * (1024 / q) * 19 * 19 * 4,
+      setup: (e) => [randomTensor(e, [1, 64 / q, 128 / q, 19]), randomTensor(e, [19, 15, 15, 19])],
+      run: ([x, w]) => convTranspose2d(x!, w!, null, { stride: 8, padding: 7, outputPadding: 7 }),
+    },
+  ];
+}
+
+export interface KernelResult {
+  name: string;
+  gflop: number;
+  firstMs: number;
+  medianMs: number;
+  gflops: number;
+  fractionOfMatmul: number;
+}
+
+export async function runKernelBench(engine: Engine, quick: boolean, iters: number): Promise<KernelResult[]> {
+  const results: KernelResult[] = [];
+  let ceiling = 0;
+  for (const c of kernelCases(quick)) {
+    const inputs = c.setup(engine);
+    const t = await timeGpu(engine, () => void c.run(inputs), iters);
+    inputs.forEach((x) => x.dispose());
+    const gflops = c.flops / 1e9 / (t.medianMs / 1000);
+    if (c.name.startsWith('matmul ceiling')) ceiling = gflops;
+    results.push({ name: c.name, gflop: c.flops / 1e9, firstMs: t.firstMs, medianMs: t.medianMs, gflops, fractionOfMatmul: ceiling ? gflops / ceiling : 1 });
+    console.log(`${c.name.padEnd(58)} ${fmt(c.flops / 1e9, 2).padStart(7)} GFLOP  first ${fmt(t.firstMs, 0).padStart(6)} ms  median ${fmt(t.medianMs, 1).padStart(8)} ms  ${fmt(gflops, 2).padStart(6)} GFLOP/s  ${fmt((100 * gflops) / (ceiling || gflops), 0).padStart(4)}% of matmul`);
+  }
+  return results;
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const quick = args.has('quick');
+  const iters = Number(args.get('iters') ?? (quick ? 2 : 3));
+  const engine = await createEngine();
+  console.log(`adapter: ${describeAdapter(engine)}`);
+  const results = await runKernelBench(engine, quick, iters);
+  const json = args.get('json');
+  if (typeof json === 'string') {
+    mkdirSync(dirname(json), { recursive: true });
+    writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), adapter: engine.adapter, quick, iters, results }, null, 2));
+  }
+  engine.destroy();
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('kernels.js')) await main();

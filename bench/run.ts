@@ -1,0 +1,173 @@
+/**
+ * Throughput benchmark: CANet inference and training steps on this machine's adapter.
+ *   node bench/run.js [--quick] [--full] [--backbone mobilenetv2|resnet18|resnet101] [--size WxH]
+ *                     [--batch N] [--iters N] [--width W] [--profile] [--json PATH]
+ * Protocol: a first run (pipeline compilation included, reported as "first ms"), a warm-up, then
+ * N timed runs each ending with the GPU really done (onSubmittedWorkDone); the median is reported.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createEngine } from '../engine/device-node.js';
+import type { Engine, KernelTiming } from '../engine/engine.js';
+import { SGD } from '../engine/optim.js';
+import { canet, type BackboneName } from '../net/canet.js';
+import { trainStep } from '../net/train.js';
+import { describeAdapter, fmt, parseArgs, timeGpu } from './timing.js';
+
+export interface BenchCase {
+  model: 'canet';
+  backbone: BackboneName;
+  width: number;
+  mode: 'infer' | 'train';
+  batch: number;
+  size: [number, number];
+}
+
+export interface BenchResult extends BenchCase {
+  iterations: number;
+  firstMs: number;
+  minMs: number;
+  medianMs: number;
+  maxMs: number;
+  imagesPerSecond: number;
+  /** GPU memory held by the engine's pools after the case (live + pooled buffers). */
+  peakGpuBytes: number;
+  /** Useful FLOPs of one image's forward (2 x multiply-adds), from the kernels' own counts. */
+  forwardGflopPerImage: number;
+  /** Achieved rate: FLOPs of what the timed call ran / its median time. */
+  gflops: number;
+  dispatches: number;
+  profile?: { kernel: string; calls: number; ms: number; gflops: number | null }[];
+}
+
+function randomImages(engine: Engine, n: number, h: number, w: number) {
+  const data = new Float32Array(n * h * w * 3);
+  let s = 1;
+  for (let i = 0; i < data.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = (s >>> 8) / 8388608 - 1;
+  }
+  return engine.tensor(data, [n, h, w, 3]).keep();
+}
+
+function groupProfile(kernels: KernelTiming[]) {
+  const by = new Map<string, { calls: number; ms: number; flops: number }>();
+  for (const k of kernels) {
+    const g = by.get(k.name) ?? { calls: 0, ms: 0, flops: 0 };
+    g.calls++;
+    g.ms += k.ms;
+    g.flops += k.flops ?? 0;
+    by.set(k.name, g);
+  }
+  return [...by.entries()]
+    .map(([kernel, g]) => ({ kernel, calls: g.calls, ms: g.ms, gflops: g.flops ? g.flops / 1e9 / (g.ms / 1000) : null }))
+    .sort((a, b) => b.ms - a.ms);
+}
+
+export async function runCase(engine: Engine, c: BenchCase, iters: number, profile: boolean): Promise<BenchResult> {
+  const [w, h] = c.size;
+  const model = canet(engine, { backbone: c.backbone, classes: 19, width: c.width, seed: 1 });
+  const images = randomImages(engine, c.batch, h, w);
+  const labels = engine.tensor(Int32Array.from({ length: c.batch * h * w }, (_, i) => (i * 7) % 19), [c.batch, h, w]).keep();
+  const opt = c.mode === 'train' ? new SGD(model.parameters(), { lr: 1e-4, momentum: 0.9, weightDecay: 1e-4 }) : null;
+  const once = () => {
+    if (c.mode === 'infer') {
+      model.eval();
+      engine.noGrad(() => model.forward(images));
+    } else trainStep(model, opt!, images, labels);
+  };
+  try {
+    // What one call records: FLOPs and dispatches (counted, not timed).
+    const s0 = engine.stats();
+    await engine.scope(async () => {
+      once();
+      await engine.sync();
+    });
+    const s1 = engine.stats();
+    const fwd0 = engine.stats();
+    await engine.scope(async () => {
+      model.eval();
+      engine.noGrad(() => model.forward(images));
+      await engine.sync();
+    });
+    const forwardFlops = (engine.stats().flops - fwd0.flops) / c.batch;
+    const t = await timeGpu(engine, once, iters, 1);
+    const callFlops = s1.flops - s0.flops;
+    const st = engine.stats();
+    const result: BenchResult = {
+      ...c,
+      iterations: iters,
+      firstMs: t.firstMs,
+      minMs: t.minMs,
+      medianMs: t.medianMs,
+      maxMs: t.maxMs,
+      imagesPerSecond: (c.batch * 1000) / t.medianMs,
+      peakGpuBytes: st.liveBufferBytes + st.freeBytes,
+      forwardGflopPerImage: forwardFlops / 1e9,
+      gflops: callFlops / 1e9 / (t.medianMs / 1000),
+      dispatches: s1.dispatches - s0.dispatches,
+    };
+    if (profile && engine.features.has('timestamp-query')) {
+      const { kernels } = await engine.profile(() => engine.scope(async () => {
+        once();
+        await engine.sync();
+      }));
+      result.profile = groupProfile(kernels);
+    }
+    return result;
+  } finally {
+    opt?.dispose();
+    images.dispose();
+    labels.dispose();
+    model.dispose();
+  }
+}
+
+function defaultCases(args: Map<string, string | true>): BenchCase[] {
+  const backbone = (args.get('backbone') as BackboneName | undefined) ?? 'mobilenetv2';
+  const width = Number(args.get('width') ?? 1);
+  const base = { model: 'canet' as const, backbone, width };
+  const size = typeof args.get('size') === 'string' ? (String(args.get('size')).split('x').map(Number) as [number, number]) : null;
+  const batch = args.has('batch') ? Number(args.get('batch')) : null;
+  if (size) {
+    const modes = args.has('train') ? (['train'] as const) : args.has('infer') ? (['infer'] as const) : (['infer', 'train'] as const);
+    return modes.map((mode) => ({ ...base, mode, batch: batch ?? (mode === 'train' ? 2 : 1), size }));
+  }
+  if (args.has('quick')) return [{ ...base, mode: 'infer', batch: batch ?? 1, size: [256, 128] }];
+  const cases: BenchCase[] = [
+    { ...base, mode: 'infer', batch: batch ?? 1, size: [512, 256] },
+    { ...base, mode: 'infer', batch: batch ?? 1, size: [1024, 512] },
+  ];
+  if (args.has('full')) cases.push({ ...base, mode: 'infer', batch: batch ?? 1, size: [2048, 1024] });
+  cases.push({ ...base, mode: 'train', batch: batch ?? 2, size: [512, 256] });
+  return cases;
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const engine = await createEngine();
+  console.log(`adapter: ${describeAdapter(engine)}`);
+  const cases = defaultCases(args);
+  const iters = Number(args.get('iters') ?? (engine.adapter.isSoftware ? 3 : 20));
+  const results: BenchResult[] = [];
+  console.log(`${'case'.padEnd(34)} ${'first ms'.padStart(9)} ${'median ms'.padStart(10)} ${'min'.padStart(8)} ${'max'.padStart(8)} ${'img/s'.padStart(8)} ${'GFLOP/img'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'dispatches'.padStart(10)} ${'GPU MB'.padStart(7)}`);
+  for (const c of cases) {
+    const r = await runCase(engine, c, iters, args.has('profile'));
+    results.push(r);
+    const name = `${r.mode} ${r.backbone}${r.width !== 1 ? `x${r.width}` : ''} ${r.size.join('x')} b${r.batch}`;
+    console.log(`${name.padEnd(34)} ${fmt(r.firstMs, 0).padStart(9)} ${fmt(r.medianMs, 1).padStart(10)} ${fmt(r.minMs, 1).padStart(8)} ${fmt(r.maxMs, 1).padStart(8)} ${fmt(r.imagesPerSecond, 2).padStart(8)} ${fmt(r.forwardGflopPerImage, 2).padStart(9)} ${fmt(r.gflops, 2).padStart(8)} ${String(r.dispatches).padStart(10)} ${fmt(r.peakGpuBytes / 2 ** 20, 0).padStart(7)}`);
+    if (r.profile) {
+      const total = r.profile.reduce((s, k) => s + k.ms, 0);
+      console.log(`  top kernels (GPU time of one call, ${fmt(total, 1)} ms in all):`);
+      for (const k of r.profile.slice(0, 10))
+        console.log(`    ${k.kernel.padEnd(32)} ${String(k.calls).padStart(4)}x ${fmt(k.ms, 2).padStart(9)} ms ${fmt((100 * k.ms) / total, 1).padStart(5)}%  ${k.gflops === null ? '' : fmt(k.gflops, 2) + ' GFLOP/s'}`);
+    }
+  }
+  const json = typeof args.get('json') === 'string' ? String(args.get('json')) : 'bench/results/latest.json';
+  mkdirSync(dirname(json), { recursive: true });
+  writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), adapter: engine.adapter, features: [...engine.features], results }, null, 2) + '\n');
+  console.log(`wrote ${json}`);
+  engine.destroy();
+}
+
+await main();
