@@ -25,23 +25,3 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   partial[i] = s;
 }
 
-//# kernel sum_columns_partial
-// x viewed as [rows, cols] (cols = last axis, e.g. channels of an NHWC tensor). Invocation
-// (col, chunk) sums rows [chunk * rows_per_chunk, ...) of one column: neighbouring invocations read
-// neighbouring columns. A second pass over the [chunks, cols] partials finishes the job.
-struct Params { rows: u32, cols: u32, rows_per_chunk: u32, chunks: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
-@compute @workgroup_size({{WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
-  if (i >= p.cols * p.chunks) { return; }
-  let col = i % p.cols;
-  let chunk = i / p.cols;
-  let r0 = chunk * p.rows_per_chunk;
-  let r1 = min(p.rows, r0 + p.rows_per_chunk);
-  var acc = 0.0;
-  for (var r = r0; r < r1; r = r + 1u) { acc = acc + x[r * p.cols + col]; }
-  partial[chunk * p.cols + col] = acc;
-}

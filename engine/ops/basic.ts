@@ -1,6 +1,6 @@
 /**
- * The first kernels: fill, copy, same-shape add/sub/mul, scale, in-place accumulate and a full sum.
- * They prove the machinery end to end and are the building blocks autograd needs.
+ * The first kernels: fill, copy, add/sub/mul (broadcasting; same shapes take a flat vec4 kernel),
+ * scale, in-place accumulate and a full sum. They are the building blocks autograd needs.
  */
 import elementwise from '../../shaders/elementwise.wgsl';
 import reduce from '../../shaders/reduce.wgsl';
@@ -8,6 +8,7 @@ import { recordOp } from '../autograd.js';
 import { check, fmtShape } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
+import { binaryBroadcastKernel, broadcastShapes, sumToShape as sumToShapeOp, sumToShapeKernel } from './broadcast.js';
 
 const WG = 64;
 
@@ -50,9 +51,12 @@ export function copyTensor(t: Tensor): Tensor {
 type BinaryOp = 'add' | 'sub' | 'mul';
 const binaryExpr: Record<BinaryOp, string> = { add: 'a + b', sub: 'a - b', mul: 'a * b' };
 
+const sameShapeOf = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** Same-shape operands take the flat vec4 kernel; others the broadcasting one. No autograd. */
 function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
-  sameShape(op, a, b);
   isF32(op, a, b);
+  if (!sameShapeOf(a.shape, b.shape)) return binaryBroadcastKernel(op, binaryExpr[op], a, b, broadcastShapes(op, a, b));
   const engine = a.engine;
   const out = engine.empty(a.shape, 'f32');
   const n4 = Math.ceil(a.size / 4);
@@ -69,22 +73,39 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
-/** a + b (same shape). */
+/** The gradient of a broadcast operand: g summed back down to its shape (g itself when no axis was broadcast). */
+function reduceGrad(g: Tensor, shape: readonly number[]): Tensor {
+  return sameShapeOf(g.shape, shape) ? g : sumToShapeKernel(g, shape);
+}
+
+/** a + b with NumPy broadcasting (shapes aligned at the right, size-1 axes stretch). */
 export function add(a: Tensor, b: Tensor): Tensor {
-  return recordOp(binary('add', a, b), 'add', [a, b], (g) => [g, g]);
+  return recordOp(binary('add', a, b), 'add', [a, b], (g) => [
+    a.requiresGrad ? reduceGrad(g, a.shape) : null,
+    b.requiresGrad ? reduceGrad(g, b.shape) : null,
+  ]);
 }
 
-/** a - b (same shape). */
+/** a - b with NumPy broadcasting. */
 export function sub(a: Tensor, b: Tensor): Tensor {
-  return recordOp(binary('sub', a, b), 'sub', [a, b], (g) => [g, scale(g, -1)]);
+  return recordOp(binary('sub', a, b), 'sub', [a, b], (g) => [
+    a.requiresGrad ? reduceGrad(g, a.shape) : null,
+    // Negate after reducing: the reduced gradient is the smaller tensor.
+    b.requiresGrad ? scale(reduceGrad(g, b.shape), -1) : null,
+  ]);
 }
 
-/** a * b elementwise (same shape). */
+/** a * b elementwise with NumPy broadcasting. */
 export function mul(a: Tensor, b: Tensor): Tensor {
   return recordOp(binary('mul', a, b), 'mul', [a, b], (g) => [
-    a.requiresGrad ? binary('mul', g, b) : null,
-    b.requiresGrad ? binary('mul', g, a) : null,
+    a.requiresGrad ? reduceGrad(binary('mul', g, b), a.shape) : null,
+    b.requiresGrad ? reduceGrad(binary('mul', g, a), b.shape) : null,
   ]);
+}
+
+/** Sums x over broadcast axes down to `shape` (the reverse of broadcasting). Backward: broadcastTo. */
+export function sumToShape(x: Tensor, shape: readonly number[]): Tensor {
+  return sumToShapeOp(x, shape);
 }
 
 /** y += alpha * x in place (no autograd: used for gradient accumulation and updates). */

@@ -1,5 +1,10 @@
 /** All tensor ops. */
-export { fill, full, copyTensor as copy, add, sub, mul, scale, axpyInPlace, addInPlace, sum, broadcastScalar } from './basic.js';
+export { fill, full, copyTensor as copy, add, sub, mul, sumToShape, scale, axpyInPlace, addInPlace, sum, broadcastScalar } from './basic.js';
+export { broadcastTo, broadcastShapes } from './broadcast.js';
+export { concat, slice, permute } from './concat.js';
+export { resizeBilinear, type ResizeOptions } from './upsample.js';
+export { softmax, argmax } from './softmax.js';
+export { fcaFuse } from './fca.js';
 export { sumColumns } from './reduce.js';
 export { unary, unaryOps, relu, relu6, sigmoid, leakyRelu, type UnaryOpName, type UnaryOpSpec } from './unary.js';
 export { batchNorm2d, type BatchNormOptions } from './batchnorm.js';

@@ -1,0 +1,323 @@
+/**
+ * NumPy broadcasting: binary ops on broadcast shapes, broadcastTo, and its reverse sumToShape (the
+ * gradient of every broadcast). Shapes are collapsed before launch (size-1 output axes dropped,
+ * neighbouring axes with the same broadcast pattern merged), so any rank whose collapsed form has at
+ * most six axes runs on one kernel, and the common NHWC cases ([N,H,W,C] with [C], [N,1,1,C] or
+ * [N,H,W,1]) collapse to rank 2 or 3 and read their contiguous operands as vec4s.
+ */
+import broadcastWgsl from '../../shaders/broadcast.wgsl';
+import { recordOp } from '../autograd.js';
+import { check, fmtShape } from '../errors.js';
+import { grid1d, kernelSection } from '../program.js';
+import type { Tensor } from '../tensor.js';
+import { fill } from './basic.js';
+
+const WG = 64;
+/** Most axes a broadcast may have after collapsing (see the module comment). */
+export const MAX_COLLAPSED_RANK = 6;
+
+const prod = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
+
+/**
+ * The NumPy broadcast of two shapes (aligned at the right; a size-1 axis stretches). Throws a
+ * ShapeError naming `op`, both tensors and the first axis that disagrees.
+ */
+export function broadcastShapes(op: string, a: Tensor, b: Tensor): number[] {
+  const r = Math.max(a.rank, b.rank);
+  const out: number[] = [];
+  for (let k = 0; k < r; k++) {
+    const da = a.shape[a.rank - r + k] ?? 1;
+    const db = b.shape[b.rank - r + k] ?? 1;
+    check(da === db || da === 1 || db === 1, op, () =>
+      `${a.name} ${fmtShape(a.shape)} and ${b.name} ${fmtShape(b.shape)} do not broadcast: axis ${k - r} is ${da} vs ${db} (sizes must match or one be 1)`);
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/** A broadcast in collapsed form: dims[0] is innermost; strides[j][k] is operand j's stride of axis k (0: broadcast). */
+interface Collapsed {
+  dims: number[];
+  strides: number[][];
+}
+
+/** Collapses `out` and operands broadcasting to it (each right-aligned to `out`). */
+function collapse(out: readonly number[], operands: readonly (readonly number[])[]): Collapsed {
+  const r = out.length;
+  const full = operands.map((s) => [...Array<number>(r - s.length).fill(1), ...s]);
+  // Contiguous strides of each operand in its own layout, 0 where it is broadcast.
+  const strides = full.map((s) => {
+    const st = new Array<number>(r);
+    for (let k = r - 1, acc = 1; k >= 0; k--) {
+      st[k] = s[k] === 1 ? 0 : acc;
+      acc *= s[k]!;
+    }
+    return st;
+  });
+  const dims: number[] = [];
+  const cs: number[][] = operands.map(() => []);
+  for (let k = r - 1; k >= 0; k--) {
+    const d = out[k]!;
+    if (d === 1) continue;
+    const last = dims.length - 1;
+    // Axis k merges into the inner group when every operand walks both with one stride.
+    const merges = last >= 0 && strides.every((st, j) => (st[k] === 0 && cs[j]![last] === 0) || st[k] === cs[j]![last]! * dims[last]!);
+    if (merges) dims[last]! *= d;
+    else {
+      dims.push(d);
+      strides.forEach((st, j) => cs[j]!.push(st[k]!));
+    }
+  }
+  if (!dims.length) return { dims: [1], strides: operands.map(() => [0]) };
+  return { dims, strides: cs };
+}
+
+/**
+ * WGSL computing i0..i{rank-1} (axis 0 innermost) from the linear index expression `v`, with the
+ * sizes in uniforms p.d0..p.d5. Shared by the kernels that walk collapsed shapes. `mutable`
+ * declares them with var, for stepping with `stepIndex`.
+ */
+export function decompose(rank: number, v: string, mutable = false): string {
+  const decl = mutable ? 'var' : 'let';
+  const lines = [`var r = ${v};`];
+  for (let k = 0; k < rank - 1; k++) lines.push(`${decl} i${k} = r % p.d${k}; r = r / p.d${k};`);
+  lines.push(`${decl} i${rank - 1} = r;`);
+  return lines.join(' ');
+}
+
+/**
+ * WGSL advancing the multi-index i0..i{rank-1} by one element, carrying with selects: kernels that
+ * do several consecutive elements decompose once, since integer division is emulated lane by lane
+ * on CPU adapters (measured ~5 ns per div or mod on SwiftShader). The outermost index is not
+ * wrapped: it runs past the end only for tail lanes, whose reads the caller clamps.
+ */
+export function stepIndex(rank: number): string {
+  const lines = ['i0 = i0 + 1u;'];
+  for (let k = 0; k < rank - 1; k++)
+    lines.push(`{ let w = i${k} == p.d${k}; i${k} = select(i${k}, 0u, w); i${k + 1} = select(i${k + 1}, i${k + 1} + 1u, w); }`);
+  return lines.join(' ');
+}
+
+/** WGSL for the offset sum of i_k * p.{s}k over the axes. */
+export const offset = (rank: number, s: string): string => Array.from({ length: rank }, (_, k) => `i${k} * p.${s}${k}`).join(' + ');
+
+/** Uniforms d0..d5 then each operand's s0..s5 (unused axes 1 and 0). */
+function indexUniforms(dims: readonly number[], strides: readonly (readonly number[])[]): number[] {
+  const pad = (xs: readonly number[], v: number) => [...xs, ...Array<number>(MAX_COLLAPSED_RANK - xs.length).fill(v)];
+  return [...pad(dims, 1), ...strides.flatMap((s) => pad(s, 0))];
+}
+
+/**
+ * How many consecutive units (vec4s, usually) of a run of `units` one invocation takes: 4, 2 or 1,
+ * whichever divides it. They share index arithmetic and weights, which costs more than the loads
+ * on CPU adapters; four vec4s stay inside the register budget (SWIFTSHADER.md lesson 3).
+ */
+export const runLength = (units: number): number => (units % 4 === 0 ? 4 : units % 2 === 0 ? 2 : 1);
+
+/**
+ * Generates the body of binary_broadcast / expand. `vec`: vector mode (d0 counted in vec4s, the
+ * stride of axis 0 scaled by 4 so offsets stay in floats), `per` vec4s per invocation;
+ * `vecOperand[j]`: operand j is read as vec4 (else it is broadcast along axis 0: one splatted load).
+ */
+function broadcastBody(rank: number, vec: boolean, per: number, vecOperand: readonly boolean[], expr: string): string {
+  const names = ['a', 'b'].slice(0, vecOperand.length);
+  const arrays = ['as_', 'bs'];
+  if (vec) {
+    const lines = [decompose(rank, `i * ${per}u`)];
+    names.forEach((n, j) => {
+      const off = offset(rank, `s${n}`);
+      lines.push(vecOperand[j] ? `let o${n} = (${off}) >> 2u;` : `let ${n} = vec4<f32>(${arrays[j]}[${off}]);`);
+    });
+    for (let k = 0; k < per; k++) {
+      const loads = names.filter((_, j) => vecOperand[j]).map((n) => `let ${n} = ${arrays[names.indexOf(n)]}[o${n} + ${k}u];`);
+      lines.push(`{ ${loads.join(' ')} outs[i * ${per}u + ${k}u] = ${expr}; }`);
+    }
+    return lines.join('\n  ');
+  }
+  // Scalar mode: four consecutive elements; reads clamped to the buffer for the tail lanes.
+  const loads = names.map((n, j) => `let ${n} = ${arrays[j]}[min(${offset(rank, `s${n}`)}, last_${n})];`).join(' ');
+  const lanes = [0, 1, 2, 3].map((u) => `{ ${loads} v[${u}] = ${expr}; }${u < 3 ? ' ' + stepIndex(rank) : ''}`);
+  return [
+    decompose(rank, 'i * 4u', true),
+    ...names.map((n, j) => `let last_${n} = arrayLength(&${arrays[j]}) - 1u;`),
+    'var v: vec4<f32>;',
+    ...lanes,
+    'outs[i] = v;',
+  ].join('\n  ');
+}
+
+/** Runs binary_broadcast or expand for operands broadcasting to `outShape`. No autograd. */
+function runBroadcast(op: string, kernel: 'binary_broadcast' | 'expand', expr: string, operands: readonly Tensor[], outShape: readonly number[]): Tensor {
+  const engine = operands[0]!.engine;
+  const c = collapse(outShape, operands.map((t) => t.shape));
+  const rank = c.dims.length;
+  check(rank <= MAX_COLLAPSED_RANK, op, () =>
+    `${operands.map((t) => `${t.name} ${fmtShape(t.shape)}`).join(' and ')} broadcast to ${fmtShape(outShape)} with ${rank} alternating broadcast axes; at most ${MAX_COLLAPSED_RANK} are supported`);
+  const out = engine.empty(outShape, 'f32');
+  const n = out.size;
+  if (n === 0) return out;
+  const vec = c.dims[0]! % 4 === 0;
+  const vecOperand = c.strides.map((s) => vec && s[0] === 1);
+  const dims = vec ? [c.dims[0]! / 4, ...c.dims.slice(1)] : c.dims;
+  const strides = vec ? c.strides.map((s) => [s[0]! * 4, ...s.slice(1)]) : c.strides;
+  const n4 = Math.ceil(n / 4);
+  const per = vec ? runLength(dims[0]!) : 1;
+  const threads = n4 / per;
+  const defines: Record<string, string | number> = { WG, BODY: broadcastBody(rank, vec, per, vecOperand, expr), TA: vecOperand[0] ? 'vec4<f32>' : 'f32' };
+  if (kernel === 'binary_broadcast') defines.TB = vecOperand[1] ? 'vec4<f32>' : 'f32';
+  engine.run({
+    name: `${kernel}_${op}`,
+    source: kernelSection(broadcastWgsl, kernel),
+    defines,
+    uniforms: [threads, n, ...indexUniforms(dims, strides)],
+    bindings: [...operands, out],
+    dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: kernel === 'binary_broadcast' ? n : 0,
+    bytes: 4 * n + operands.reduce((s, t) => s + t.byteLength, 0),
+  });
+  return out;
+}
+
+/**
+ * `a OP b` with NumPy broadcasting, `expr` a WGSL expression in `a` and `b` valid for both f32 and
+ * vec4<f32>. No autograd: the ops in basic.ts record it. Shapes must already be validated.
+ */
+export function binaryBroadcastKernel(op: string, expr: string, a: Tensor, b: Tensor, outShape: readonly number[]): Tensor {
+  return runBroadcast(op, 'binary_broadcast', expr, [a, b], outShape);
+}
+
+function checkBroadcastTo(op: string, x: Tensor, shape: readonly number[], xIsSmall: boolean): void {
+  const small = xIsSmall ? x.shape : shape;
+  const big = xIsSmall ? shape : x.shape;
+  const what = xIsSmall ? `${x.name} ${fmtShape(x.shape)} does not broadcast to ${fmtShape(shape)}` : `${x.name} ${fmtShape(x.shape)} cannot be summed down to ${fmtShape(shape)}`;
+  check(Array.isArray(shape) && shape.every((d) => Number.isInteger(d) && d >= 0), op, () => `target shape must be non-negative integers, got ${JSON.stringify(shape)}`);
+  check(small.length <= big.length, op, () => `${what}: the smaller shape has more axes`);
+  for (let k = 1; k <= small.length; k++) {
+    const s = small[small.length - k]!;
+    const b = big[big.length - k]!;
+    check(s === b || s === 1, op, () => `${what}: axis ${-k} is ${s} vs ${b} (sizes must match or the smaller be 1)`);
+  }
+}
+
+/** `x` broadcast (copied) to `shape`; NumPy rules. Backward: sumToShape. */
+export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
+  check(x.dtype === 'f32', 'broadcastTo', () => `${x.name} must be f32, got ${x.dtype}`);
+  checkBroadcastTo('broadcastTo', x, shape, true);
+  const out = runBroadcast('broadcastTo', 'expand', 'a', [x], shape);
+  return recordOp(out, 'broadcastTo', [x], (g) => [sumToShapeKernel(g, x.shape)]);
+}
+
+/** Sums x over broadcast axes down to `shape` (the reverse of broadcasting). Backward: broadcastTo. */
+export function sumToShape(x: Tensor, shape: readonly number[]): Tensor {
+  check(x.dtype === 'f32', 'sumToShape', () => `${x.name} must be f32, got ${x.dtype}`);
+  checkBroadcastTo('sumToShape', x, shape, false);
+  const out = sumToShapeKernel(x, shape);
+  return recordOp(out, 'sumToShape', [x], (g) => [runBroadcast('sumToShape_backward', 'expand', 'a', [g], x.shape)]);
+}
+
+/**
+ * sumToShape without validation or autograd (backward of broadcast ops). The kept and summed
+ * axes of x are collapsed into alternating groups; each summed group is reduced as the middle axis
+ * of an [outer, r, inner] view, innermost group first, the last pass writing straight into a
+ * tensor of `shape`.
+ */
+export function sumToShapeKernel(x: Tensor, shape: readonly number[]): Tensor {
+  const engine = x.engine;
+  const r = x.rank;
+  const target = [...Array<number>(r - shape.length).fill(1), ...shape];
+  const groups: { size: number; summed: boolean }[] = [];
+  for (let k = 0; k < r; k++) {
+    const d = x.shape[k]!;
+    if (d === 1) continue;
+    const summed = target[k] === 1;
+    const last = groups[groups.length - 1];
+    if (last && last.summed === summed) last.size *= d;
+    else groups.push({ size: d, summed });
+  }
+  if (x.size === 0 || !groups.some((g) => g.summed)) {
+    // Nothing to sum (or nothing to sum over): a copy, or zeros for an empty reduction.
+    const out = engine.empty(shape, 'f32');
+    if (x.size === 0) fill(out, 0);
+    else engine.copyBuffer(x.buffer, 0, out.buffer, 0, x.byteLength);
+    return out;
+  }
+  let cur = x;
+  for (;;) {
+    let j = groups.length - 1;
+    while (!groups[j]!.summed) j--;
+    const outer = prod(groups.slice(0, j).map((g) => g.size));
+    const inner = prod(groups.slice(j + 1).map((g) => g.size));
+    const rows = groups.splice(j, 1)[0]!.size;
+    const last = !groups.some((g) => g.summed);
+    const next = sumMiddleAxis(cur, outer, rows, inner, last ? shape : [outer * inner]);
+    if (cur !== x) cur.dispose();
+    cur = next;
+    if (last) return cur;
+  }
+}
+
+/** Invocations a reduction pass aims for: enough to fill a real GPU, few enough partials to re-read cheaply. */
+const TARGET_THREADS = 16384;
+const MIN_ROWS_PER_CHUNK = 32;
+
+function chunking(lanes: number, rows: number): { chunks: number; perChunk: number } {
+  let chunks = lanes >= TARGET_THREADS ? 1 : Math.min(Math.ceil(TARGET_THREADS / lanes), Math.ceil(rows / MIN_ROWS_PER_CHUNK));
+  chunks = Math.max(1, chunks);
+  const perChunk = Math.max(1, Math.ceil(rows / chunks));
+  return { chunks: Math.max(1, Math.ceil(rows / perChunk)), perChunk };
+}
+
+/**
+ * Sums `x`, viewed as [outer, r, inner], over r into a tensor of `outShape` (outer * inner
+ * elements). Passes of chunked partial sums (no workgroup memory, no atomics) until one is left.
+ * No validation or autograd: a building block for sumToShape, fcaFuse and friends.
+ */
+export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number, outShape: readonly number[]): Tensor {
+  const engine = x.engine;
+  const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
+  let cur = x;
+  let rows = r;
+  for (;;) {
+    let chunks: number;
+    let next: Tensor;
+    if (inner === 1) {
+      const vec = rows % 4 === 0;
+      const units = vec ? rows / 4 : rows;
+      const c = chunking(outer, units);
+      chunks = c.chunks;
+      next = engine.empty(chunks === 1 ? outShape : [outer, chunks], 'f32');
+      const threads = outer * chunks;
+      engine.run({
+        name: 'sum_rows_partial',
+        source: kernelSection(broadcastWgsl, 'sum_rows_partial'),
+        defines: { WG, T: vec ? 'vec4<f32>' : 'f32', HSUM: vec ? 'dot(acc, vec4<f32>(1.0))' : 'acc' },
+        uniforms: [threads, units, c.perChunk, chunks],
+        bindings: [cur, next],
+        dispatch: grid1d(threads, WG, maxDim),
+        flops: outer * rows,
+        bytes: 4 * outer * rows,
+      });
+    } else {
+      const vec = inner % 4 === 0;
+      const cols = vec ? inner / 4 : inner;
+      const c = chunking(outer * cols, rows);
+      chunks = c.chunks;
+      next = engine.empty(chunks === 1 ? outShape : [outer, chunks, inner], 'f32');
+      const threads = outer * chunks * cols;
+      engine.run({
+        name: 'sum_middle_partial',
+        source: kernelSection(broadcastWgsl, 'sum_middle_partial'),
+        defines: { WG, T: vec ? 'vec4<f32>' : 'f32' },
+        uniforms: [threads, cols, rows, c.perChunk, chunks],
+        bindings: [cur, next],
+        dispatch: grid1d(threads, WG, maxDim),
+        flops: outer * rows * inner,
+        bytes: 4 * outer * rows * inner,
+      });
+    }
+    if (cur !== x) cur.dispose();
+    cur = next;
+    rows = chunks;
+    if (chunks === 1) return cur;
+  }
+}

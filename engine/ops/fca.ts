@@ -1,0 +1,170 @@
+/**
+ * The FCA (feature cross attention) combination of CANet: Y = F * As * Ac + F, spatial attention
+ * As (one value per pixel) and channel attention Ac (one per image and channel) applied to the
+ * fused features F in one kernel that reads F once. Its backward reads g and F once: dF directly,
+ * dAs and dAc as chunked partial sums finished by the reductions of broadcast.ts.
+ */
+import fcaWgsl from '../../shaders/fca.wgsl';
+import { recordOp } from '../autograd.js';
+import { check, fmtShape } from '../errors.js';
+import { grid1d, kernelSection } from '../program.js';
+import type { Tensor } from '../tensor.js';
+import { runLength, sumMiddleAxis } from './broadcast.js';
+
+const WG = 64;
+/** Invocations the backward aims for; more pixels per chunk means fewer dAc partials. */
+const TARGET_THREADS = 8192;
+const MIN_PIXELS_PER_CHUNK = 16;
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
+
+function checkFca(F: Tensor, As: Tensor, Ac: Tensor): [number, number, number, number] {
+  const op = 'fcaFuse';
+  for (const t of [F, As, Ac]) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
+  check(F.rank === 4, op, () => `F (${F.name}) must be [N, H, W, C], got ${fmtShape(F.shape)}`);
+  const [n, h, w, c] = F.shape as [number, number, number, number];
+  check(n >= 1 && h >= 1 && w >= 1 && c >= 1, op, () => `F (${F.name}) ${fmtShape(F.shape)} has a zero size`);
+  const asOk = (As.rank === 4 && As.shape[3] === 1) || As.rank === 3;
+  check(asOk && As.shape[0] === n && As.shape[1] === h && As.shape[2] === w, op, () =>
+    `As (${As.name}) must be [${n}, ${h}, ${w}, 1] (spatial attention of F ${fmtShape(F.shape)}), got ${fmtShape(As.shape)}`);
+  const acOk = (Ac.rank === 2 && Ac.shape[1] === c) || (Ac.rank === 4 && Ac.shape[1] === 1 && Ac.shape[2] === 1 && Ac.shape[3] === c);
+  check(acOk && Ac.shape[0] === n, op, () => `Ac (${Ac.name}) must be [${n}, ${c}] (channel attention of F ${fmtShape(F.shape)}), got ${fmtShape(Ac.shape)}`);
+  return [n, h, w, c];
+}
+
+/** Y = X * (As * Ac + 1): the forward with X = F, and dF with X = g. */
+function fcaScale(X: Tensor, As: Tensor, Ac: Tensor, hw: number, c: number): Tensor {
+  const engine = X.engine;
+  const y = engine.empty(X.shape, 'f32');
+  const total = X.size;
+  let body: string;
+  let threads: number;
+  let nb = 0;
+  if (c % 4 === 0) {
+    const c4 = c / 4;
+    const v = runLength(c4);
+    nb = c4 / v;
+    threads = (total / c) * nb;
+    body = [
+      'let b = i % p.nb;',
+      'let pix = i / p.nb;',
+      'let s = as_[pix];',
+      `let fb = pix * p.c + b * ${v}u;`,
+      `let ab = (pix / p.hw) * p.c + b * ${v}u;`,
+      ...range(v).map((k) => `y[fb + ${k}u] = f[fb + ${k}u] * (s * ac[ab + ${k}u] + 1.0);`),
+    ].join('\n  ');
+  } else {
+    threads = Math.ceil(total / 4);
+    // Four consecutive elements: F read and Y written as one vec4; the (image, pixel, channel)
+    // index decomposed once and stepped with carries (integer division is slow on CPU adapters);
+    // reads clamped for the tail lanes.
+    body = [
+      'let fv = f[i];',
+      'var pix = i * 4u / p.c;',
+      'var ch = i * 4u - pix * p.c;',
+      'var n = pix / p.hw;',
+      'var q = pix - n * p.hw;',
+      'let last_s = arrayLength(&as_) - 1u;',
+      'let last_c = arrayLength(&ac) - 1u;',
+      'var v: vec4<f32>;',
+      ...range(4).map(
+        (u) =>
+          `v[${u}] = fv[${u}] * (as_[min(pix, last_s)] * ac[min(n * p.c + ch, last_c)] + 1.0);` +
+          (u < 3 ? ' ch = ch + 1u; { let w = ch == p.c; ch = select(ch, 0u, w); pix = select(pix, pix + 1u, w); q = select(q, q + 1u, w); let wq = q == p.hw; q = select(q, 0u, wq); n = select(n, n + 1u, wq); }' : ''),
+      ),
+      'y[i] = v;',
+    ].join('\n  ');
+  }
+  engine.run({
+    name: 'fca_forward',
+    source: kernelSection(fcaWgsl, 'fca_forward'),
+    defines: { WG, TAC: c % 4 === 0 ? 'vec4<f32>' : 'f32', BODY: body },
+    uniforms: [threads, total, hw, c % 4 === 0 ? c / 4 : c, nb],
+    bindings: [X, As, Ac, y],
+    dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 3 * total,
+    bytes: 8 * total + As.byteLength,
+  });
+  return y;
+}
+
+/**
+ * FCA combination Y = F * As * Ac + F in one kernel that reads F once. F [N,H,W,C], As [N,H,W,1]
+ * (spatial attention; [N,H,W] also accepted), Ac [N,C] (channel attention; [N,1,1,C] also
+ * accepted). Backward: dF = g*(As*Ac + 1), dAs = sum_c g*F*Ac, dAc = sum_{h,w} g*F*As, from one
+ * pass over g and F plus parallel reductions of the partial sums.
+ */
+export function fcaFuse(F: Tensor, As: Tensor, Ac: Tensor): Tensor {
+  const [, h, w, c] = checkFca(F, As, Ac);
+  const y = fcaScale(F, As, Ac, h * w, c);
+  return recordOp(y, 'fcaFuse', [F, As, Ac], (g) => {
+    if (!As.requiresGrad && !Ac.requiresGrad) return [fcaScale(g, As, Ac, h * w, c), null, null];
+    return fcaBackward(g, F, As, Ac);
+  });
+}
+
+function fcaBackward(g: Tensor, F: Tensor, As: Tensor, Ac: Tensor): [Tensor, Tensor, Tensor] {
+  const engine = g.engine;
+  const [n, h, w, c] = F.shape as [number, number, number, number];
+  const hw = h * w;
+  const vec = c % 4 === 0;
+  const v = vec ? runLength(c / 4) : 1;
+  const nb = vec ? c / 4 / v : Math.ceil(c / 4);
+  let chunks = Math.max(1, Math.min(Math.ceil(TARGET_THREADS / (n * nb)), Math.ceil(hw / MIN_PIXELS_PER_CHUNK)));
+  const perChunk = Math.ceil(hw / chunks);
+  chunks = Math.ceil(hw / perChunk);
+  const threads = n * chunks * nb;
+
+  const dF = engine.empty(F.shape, 'f32');
+  const dasPart = engine.empty(nb === 1 ? As.shape : [n * hw, nb], 'f32');
+  const dacPart = engine.empty(chunks === 1 ? Ac.shape : [n, chunks, c], 'f32');
+  const body = vec ? backwardVecBody(v) : backwardScalarBody();
+  engine.run({
+    name: 'fca_backward',
+    source: kernelSection(fcaWgsl, 'fca_backward'),
+    defines: { WG, T: vec ? 'vec4<f32>' : 'f32', BODY: body },
+    uniforms: [threads, hw, vec ? c / 4 : c, nb, chunks, perChunk],
+    bindings: [g, F, As, Ac, dF, dasPart, dacPart],
+    dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 8 * F.size,
+    bytes: 12 * F.size,
+  });
+  const dAs = nb === 1 ? dasPart : sumMiddleAxis(dasPart, n * hw, nb, 1, As.shape);
+  const dAc = chunks === 1 ? dacPart : sumMiddleAxis(dacPart, n, chunks, c, Ac.shape);
+  return [dF, dAs, dAc];
+}
+
+function backwardVecBody(v: number): string {
+  const ks = range(v);
+  return [
+    `let ab = n * p.c + b * ${v}u;`,
+    ...ks.map((k) => `let ac${k} = ac[ab + ${k}u]; var acc${k} = vec4<f32>(0.0);`),
+    'for (var q = p0; q < p1; q = q + 1u) {',
+    '    let pix = n * p.hw + q;',
+    '    let s = as_[pix];',
+    `    let base = pix * p.c + b * ${v}u;`,
+    ...ks.map((k) => `    let g${k} = g[base + ${k}u]; let gf${k} = g${k} * f[base + ${k}u]; df[base + ${k}u] = g${k} * (s * ac${k} + 1.0); acc${k} = acc${k} + gf${k} * s;`),
+    `    das_part[pix * p.nb + b] = ${ks.map((k) => `dot(gf${k}, ac${k})`).join(' + ')};`,
+    '  }',
+    `  let db = (n * p.chunks + chunk) * p.c + b * ${v}u;`,
+    ...ks.map((k) => `  dac_part[db + ${k}u] = acc${k};`),
+  ].join('\n  ');
+}
+
+function backwardScalarBody(): string {
+  const us = range(4);
+  return [
+    'let c0 = b * 4u;',
+    ...us.map((u) => `let ok${u} = c0 + ${u}u < p.c; let ac${u} = select(0.0, ac[n * p.c + min(c0 + ${u}u, p.c - 1u)], ok${u}); var acc${u} = 0.0;`),
+    'for (var q = p0; q < p1; q = q + 1u) {',
+    '    let pix = n * p.hw + q;',
+    '    let s = as_[pix];',
+    '    let base = pix * p.c + c0;',
+    '    var d = 0.0;',
+    ...us.map((u) => `    if (ok${u}) { let gg = g[base + ${u}u]; let gf = gg * f[base + ${u}u]; df[base + ${u}u] = gg * (s * ac${u} + 1.0); acc${u} = acc${u} + gf * s; d = d + gf * ac${u}; }`),
+    '    das_part[pix * p.nb + b] = d;',
+    '  }',
+    '  let db = (n * p.chunks + chunk) * p.c + c0;',
+    ...us.map((u) => `  if (ok${u}) { dac_part[db + ${u}u] = acc${u}; }`),
+  ].join('\n  ');
+}

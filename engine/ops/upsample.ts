@@ -1,0 +1,204 @@
+/**
+ * Bilinear resize of NHWC feature maps with PyTorch's F.interpolate(mode='bilinear') formulas.
+ * Bilinear interpolation is separable, so forward and backward both run as one-axis passes: the
+ * y axis of an NHWC map has rows of W*C contiguous floats, which are vec4-aligned even when C is
+ * not (19 classes, say), so the pass over the full-size tensor can use vec4 loads; the order of
+ * the passes is chosen by a small cost model. The forward x-then-y order is PyTorch's own
+ * evaluation order, h0l*(w0l*v00 + w1l*v01) + h1l*(w0l*v10 + w1l*v11). The backward is a gather
+ * over the outputs that read each input (no atomics). An axis whose size does not change is the
+ * identity and is skipped.
+ */
+import upsampleWgsl from '../../shaders/upsample.wgsl';
+import { recordOp } from '../autograd.js';
+import { check, fmtShape } from '../errors.js';
+import { f32, grid1d, kernelSection } from '../program.js';
+import type { Tensor } from '../tensor.js';
+import { runLength } from './broadcast.js';
+
+const WG = 64;
+
+export interface ResizeOptions {
+  /** PyTorch's align_corners (default false: pixel centres, negative source coordinates clamped to 0). */
+  alignCorners?: boolean;
+}
+
+type Shape4 = [number, number, number, number];
+
+/** PyTorch's area_pixel_compute_scale for an explicit output size, rounded to f32 as the kernel uses it. */
+function axisScale(inSize: number, outSize: number, align: boolean): number {
+  if (align) return outSize > 1 ? Math.fround((inSize - 1) / (outSize - 1)) : 0;
+  return Math.fround(inSize / outSize);
+}
+
+/**
+ * One pass over one axis: it reads a tensor viewed as [a, from, b] and writes [a, to, b] (`b` is
+ * the run of floats per index along the axis). `scale` is the forward's, in either direction.
+ */
+interface AxisPass {
+  a: number;
+  from: number;
+  to: number;
+  b: number;
+  scale: number;
+}
+
+/**
+ * Relative cost of a pass producing `elements` floats with `taps` reads each: a vec4 read costs
+ * about as much as a scalar one on SwiftShader (SWIFTSHADER.md lesson 1), so vec4 passes count 1/4.
+ */
+const passCost = (elements: number, b: number, taps: number): number => (elements * taps) / (b % 4 === 0 ? 4 : 1);
+
+/**
+ * The passes in the cheaper order for going from NHWC shape `from` to `to`; `taps(from, to)` is
+ * the reads per written element of a pass along an axis of those sizes. Identity axes are left out.
+ */
+function planPasses(from: Shape4, to: Shape4, scaleY: number, scaleX: number, taps: (from: number, to: number) => number): AxisPass[] {
+  const [n, h0, w0, c] = from;
+  const [, h1, w1] = to;
+  const xPass = (rows: number): AxisPass => ({ a: n * rows, from: w0, to: w1, b: c, scale: scaleX });
+  const yPass = (width: number): AxisPass => ({ a: n, from: h0, to: h1, b: width * c, scale: scaleY });
+  if (h0 === h1 && w0 === w1) return [];
+  if (h0 === h1) return [xPass(h0)];
+  if (w0 === w1) return [yPass(w0)];
+  const xThenY = [xPass(h0), yPass(w1)];
+  const yThenX = [yPass(w0), xPass(h1)];
+  const cost = (ps: AxisPass[]) => ps.reduce((s, p) => s + passCost(p.a * p.to * p.b, p.b, taps(p.from, p.to)), 0);
+  // Ties go to x then y: PyTorch's order of operations.
+  return cost(xThenY) <= cost(yThenX) ? xThenY : yThenX;
+}
+
+/** Runs the forward or backward kernel of each pass in turn, the last writing a tensor of `finalShape`; intermediates are freed. */
+function runPasses(x: Tensor, passes: AxisPass[], finalShape: readonly number[], align: boolean, backward: boolean): Tensor {
+  const engine = x.engine;
+  let cur = x;
+  passes.forEach((ps, k) => {
+    const last = k === passes.length - 1;
+    const next = engine.empty(last ? finalShape : [ps.a, ps.to, ps.b], 'f32');
+    if (backward) axisBackward(cur, next, ps, align);
+    else axisForward(cur, next, ps, align);
+    if (cur !== x) cur.dispose();
+    cur = next;
+  });
+  return cur;
+}
+
+function axisForward(x: Tensor, y: Tensor, ps: AxisPass, align: boolean): void {
+  const engine = x.engine;
+  const n = y.size;
+  if (n === 0) return;
+  const vec = ps.b % 4 === 0;
+  const per = vec ? runLength(ps.b / 4) : 1;
+  const threads = Math.ceil(n / 4 / per);
+  // Scalar mode: one index decomposition per invocation (integer division is slow on CPU
+  // adapters), stepped with carries from lane to lane; reads clamped for the tail lanes.
+  const scalarBody = [
+    'let e0 = i * 4u;',
+    'var c = e0 % p.b;',
+    'let r = e0 / p.b;',
+    'var o = r % p.out_size;',
+    'var a = r / p.out_size;',
+    'let last = arrayLength(&x) - 1u;',
+    'var v: vec4<f32>;',
+    ...range(4).map((u) =>
+      [
+        '{',
+        '    let t = source_tap(o, p.scale, p.align, p.in_size);',
+        '    let base = a * p.in_size * p.b + c;',
+        `    v[${u}] = (1.0 - t.lam) * x[min(base + t.i0 * p.b, last)] + t.lam * x[min(base + t.i1 * p.b, last)];`,
+        u < 3 ? '    c = c + 1u; let wc = c == p.b; c = select(c, 0u, wc); o = select(o, o + 1u, wc); let wo = o == p.out_size; o = select(o, 0u, wo); a = select(a, a + 1u, wo);' : '',
+        '  }',
+      ].join('\n  '),
+    ),
+    'y[i] = v;',
+  ].join('\n  ');
+  const vecBody = [
+    `let e0 = i * ${per}u;`,
+    'let c = e0 % p.b;',
+    'let r = e0 / p.b;',
+    'let base = (r / p.out_size) * p.in_size * p.b + c;',
+    'let t = source_tap(r % p.out_size, p.scale, p.align, p.in_size);',
+    'let w0 = 1.0 - t.lam;',
+    'let s0 = base + t.i0 * p.b;',
+    'let s1 = base + t.i1 * p.b;',
+    ...range(per).map((k) => `y[e0 + ${k}u] = w0 * x[s0 + ${k}u] + t.lam * x[s1 + ${k}u];`),
+  ].join('\n  ');
+  engine.run({
+    name: 'resize_axis',
+    source: kernelSection(upsampleWgsl, 'resize_axis'),
+    defines: { WG, T: vec ? 'vec4<f32>' : 'f32', BODY: vec ? vecBody : scalarBody },
+    uniforms: [threads, n, vec ? ps.b / 4 : ps.b, ps.from, ps.to, f32(ps.scale), align ? 1 : 0],
+    bindings: [x, y],
+    dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 3 * n,
+    bytes: 4 * n + x.byteLength,
+  });
+}
+
+/** g viewed as [a, from, b] (from: the forward's output size) -> dx [a, to, b]. */
+function axisBackward(g: Tensor, dx: Tensor, ps: AxisPass, align: boolean): void {
+  const engine = g.engine;
+  const vec = ps.b % 4 === 0;
+  const bu = vec ? ps.b / 4 : ps.b;
+  const per = runLength(bu);
+  const threads = (ps.a * ps.to * bu) / per;
+  if (threads === 0) return;
+  const T = vec ? 'vec4<f32>' : 'f32';
+  const body = [
+    ...range(per).map((k) => `var acc${k} = ${T}(0.0);`),
+    'for (var o = u32(lo); o <= u32(hi); o = o + 1u) {',
+    '    let t = source_tap(o, p.scale, p.align, p.in_size);',
+    '    let w = select(0.0, 1.0 - t.lam, t.i0 == i) + select(0.0, t.lam, t.i1 == i);',
+    ...range(per).map((k) => `    acc${k} = acc${k} + w * g[at + ${k}u];`),
+    '    at = at + p.b;',
+    '  }',
+    ...range(per).map((k) => `  dx[idx * ${per}u + ${k}u] = acc${k};`),
+  ].join('\n  ');
+  engine.run({
+    name: 'resize_axis_backward',
+    source: kernelSection(upsampleWgsl, 'resize_axis_backward'),
+    defines: { WG, T, PER: per, BODY: body },
+    uniforms: [threads, bu, ps.to, ps.from, f32(ps.scale), align ? 1 : 0],
+    bindings: [g, dx],
+    dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 4 * ps.a * ps.b * ps.from,
+    bytes: 4 * ps.a * ps.b * (2 * ps.from + ps.to),
+  });
+}
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
+
+/** Forward reads per output: two. Backward: the run of outputs reading one input, plus the margin. */
+const forwardTaps = (): number => 2;
+const backwardTaps = (from: number, to: number): number => 2 * Math.max(1, from / to) + 2;
+
+/**
+ * Bilinear resize of [N,H,W,C] to [N,outH,outW,C] with PyTorch's F.interpolate(mode='bilinear')
+ * formulas: align_corners=false (default) samples at src = (dst + 0.5) * in/out - 0.5 clamped at 0,
+ * alignCorners samples at dst * (in-1)/(out-1). Backward: gathers over the contributing outputs.
+ */
+export function resizeBilinear(x: Tensor, outH: number, outW: number, opts: ResizeOptions = {}): Tensor {
+  const op = 'resizeBilinear';
+  check(x.rank === 4, op, () => `${x.name} must be [N, H, W, C], got ${fmtShape(x.shape)}`);
+  check(x.dtype === 'f32', op, () => `${x.name} must be f32, got ${x.dtype}`);
+  const inShape = x.shape as Shape4;
+  const [n, h, w, c] = inShape;
+  check(h >= 1 && w >= 1, op, () => `${x.name} ${fmtShape(x.shape)} has no pixels to interpolate from`);
+  check(Number.isInteger(outH) && outH >= 1 && Number.isInteger(outW) && outW >= 1, op, () =>
+    `output size must be positive integers, got ${outH} x ${outW} for ${x.name} ${fmtShape(x.shape)}`);
+  const align = opts.alignCorners === true;
+  const sy = axisScale(h, outH, align);
+  const sx = axisScale(w, outW, align);
+  const outShape: Shape4 = [n, outH, outW, c];
+  const out = copyIfIdentity(x, outShape) ?? runPasses(x, planPasses(inShape, outShape, sy, sx, forwardTaps), outShape, align, false);
+  return recordOp(out, 'resizeBilinear', [x], (g) => [
+    copyIfIdentity(g, inShape) ?? runPasses(g, planPasses(outShape, inShape, sy, sx, backwardTaps), inShape, align, true),
+  ]);
+}
+
+/** A copy of t when the resize does not change its size (both axes are then the identity). */
+function copyIfIdentity(t: Tensor, shape: Shape4): Tensor | null {
+  if (t.shape[1] !== shape[1] || t.shape[2] !== shape[2]) return null;
+  const out = t.engine.empty(shape, 'f32');
+  t.engine.copyBuffer(t.buffer, 0, out.buffer, 0, t.byteLength);
+  return out;
+}

@@ -1,0 +1,46 @@
+// The FCA combination Y = F * As * Ac + F = F * (As * Ac + 1), F [N,H,W,C], As [N,H,W] (one value
+// per pixel), Ac [N,C] (one per image and channel), and its backward. Vector mode (C % 4 == 0):
+// an invocation owns a block of V vec4s of channels (V unrolled by TS in the BODY define).
+// Scalar mode: forward takes four consecutive elements (F read and Y written as one vec4);
+// backward a block of four channels guarded against C.
+
+//# kernel fca_forward
+struct Params { threads: u32, n: u32, hw: u32, c: u32, nb: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> f: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> as_: array<f32>;
+@group(0) @binding(3) var<storage, read> ac: array<{{TAC}}>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.threads) { return; }
+  {{BODY}}
+}
+
+//# kernel fca_backward
+// One pass over g and F: dF = g * (As * Ac + 1) directly; dAs and dAc as partial sums, summed
+// after. Invocation (n, chunk, block) walks the pixels of one chunk for one block of channels:
+//   das_part[pixel, block] = sum over the block's channels of g * F * Ac
+//   dac_part[n, chunk, c]  = sum over the chunk's pixels of g * F * As
+struct Params { threads: u32, hw: u32, c: u32, nb: u32, chunks: u32, per_chunk: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> g: array<{{T}}>;
+@group(0) @binding(2) var<storage, read> f: array<{{T}}>;
+@group(0) @binding(3) var<storage, read> as_: array<f32>;
+@group(0) @binding(4) var<storage, read> ac: array<{{T}}>;
+@group(0) @binding(5) var<storage, read_write> df: array<{{T}}>;
+@group(0) @binding(6) var<storage, read_write> das_part: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dac_part: array<{{T}}>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.threads) { return; }
+  let b = i % p.nb;
+  let t = i / p.nb;
+  let chunk = t % p.chunks;
+  let n = t / p.chunks;
+  let p0 = chunk * p.per_chunk;
+  let p1 = min(p.hw, p0 + p.per_chunk);
+  {{BODY}}
+}

@@ -1,0 +1,136 @@
+/**
+ * The `canet` command line end to end: a short training run whose loss falls, kill -9 mid-run and
+ * resume giving the same loss sequence as an uninterrupted run, segmentation outputs, evaluation,
+ * and one clear message (non-zero exit, nothing half-written) for each kind of bad input.
+ */
+import * as assert from 'uvu/assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from './harness.js';
+
+const t = suite('cli');
+const root = process.cwd();
+const bin = join(root, 'bin', 'canet.js');
+const work = mkdtempSync(join(tmpdir(), 'canet-cli-'));
+
+function canet(args: string[], timeoutMs = 240_000) {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: work, encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, CANET_DEBUG: '' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const TRAIN = ['train', '--synthetic', '64', '--val-synthetic', '4', '--size', '128x64', '--batch', '2', '--width', '0.25', '--head', 'plain', '--optimizer', 'adamw', '--lr', '0.003', '--seed', '5'];
+
+function losses(dir: string): number[] {
+  return readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.loss !== undefined).map((r) => r.loss as number);
+}
+
+t('canet train --synthetic 64 --steps 20 --size 128x64: loss falls, and it writes model, checkpoint, metrics and curve', () => {
+  const r = canet([...TRAIN, '--steps', '20', '--out', 'run-a', '--checkpoint-every', '10']);
+  assert.is(r.code, 0, r.err + r.out);
+  const l = losses(join(work, 'run-a'));
+  assert.is(l.length, 20);
+  const head = (l[0]! + l[1]! + l[2]!) / 3;
+  const tail = (l[17]! + l[18]! + l[19]!) / 3;
+  assert.ok(tail < 0.8 * head, `loss ${head.toFixed(3)} -> ${tail.toFixed(3)}`);
+  for (const f of ['model.safetensors', 'model.json', 'checkpoint.safetensors', 'curve.svg']) assert.ok(existsSync(join(work, 'run-a', f)), f);
+  assert.match(readFileSync(join(work, 'run-a', 'curve.svg'), 'utf8'), /<svg/);
+  assert.match(r.out, /final: val mIoU/);
+}, { timeoutMs: 300_000 });
+
+t('kill -9 mid-run, then --resume: the same loss sequence as the uninterrupted run', async () => {
+  const dir = join(work, 'run-b');
+  const child = spawn(process.execPath, [bin, ...TRAIN, '--steps', '20', '--out', 'run-b', '--checkpoint-every', '5'], { cwd: work, stdio: 'ignore' });
+  // Kill as soon as the second checkpoint (step 10) is on disk and the run has gone past it.
+  const started = Date.now();
+  await new Promise<void>((resolve, reject) => {
+    const poll = setInterval(() => {
+      const n = existsSync(join(dir, 'metrics.jsonl')) ? losses(dir).length : 0;
+      if (n >= 12) {
+        clearInterval(poll);
+        child.kill('SIGKILL');
+        resolve();
+      } else if (Date.now() - started > 200_000 || child.exitCode !== null) {
+        clearInterval(poll);
+        reject(new Error(`run did not reach step 12 before the kill (${n} steps)`));
+      }
+    }, 50);
+  });
+  await new Promise((r) => child.once('exit', r));
+  // The checkpoint on disk is a whole one (atomic write), from step 10 (or 15 if it got there).
+  const r = canet(['train', '--resume', join(dir, 'checkpoint.safetensors'), '--out', 'run-b']);
+  assert.is(r.code, 0, r.err + r.out);
+  assert.match(r.out, /resumed from .* at step (10|15)\/20/);
+  const resumed = losses(dir);
+  const clean = losses(join(work, 'run-a'));
+  // metrics.jsonl holds the killed run's lines then the resumed ones: compare the last 20 steps
+  // by step number.
+  const byStep = new Map<number, number>();
+  readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => x.loss !== undefined).forEach((x) => byStep.set(x.step, x.loss));
+  assert.ok(resumed.length >= 20);
+  for (let s = 1; s <= 20; s++) assert.is(byStep.get(s), clean[s - 1], `step ${s}`);
+}, { timeoutMs: 400_000 });
+
+t('canet segment writes label, overlay and id PNGs; canet eval prints per-class IoU and mIoU', () => {
+  const model = join(work, 'run-a', 'model.safetensors');
+  const r = canet(['segment', join(root, 'weights', 'sample.png'), '--weights', model, '--out', 'seg', '--ids']);
+  assert.is(r.code, 0, r.err);
+  for (const f of ['sample_labels.png', 'sample_overlay.png', 'sample_ids.png']) assert.ok(statSync(join(work, 'seg', f)).size > 100, f);
+  assert.match(r.out, /preprocess \d+ ms, GPU \d+ ms, readback \d+ ms/);
+  const e = canet(['eval', '--synthetic', '4', '--weights', model, '--json', 'scores.json']);
+  assert.is(e.code, 0, e.err);
+  assert.match(e.out, /road\s+[\d.]+%/);
+  assert.match(e.out, /mIoU\s+[\d.]+%/);
+  const scores = JSON.parse(readFileSync(join(work, 'scores.json'), 'utf8'));
+  assert.is(scores.confusion.length, 19);
+}, { timeoutMs: 300_000 });
+
+t('bad input: one clear message each, non-zero exit, checkpoints untouched', () => {
+  const ckpt = join(work, 'run-a', 'checkpoint.safetensors');
+  const before = readFileSync(ckpt);
+  const model = join(work, 'run-a', 'model.safetensors');
+  writeFileSync(join(work, 'notes.txt'), 'hello, not an image');
+  const png = readFileSync(join(root, 'weights', 'sample.png'));
+  writeFileSync(join(work, 'corrupt.png'), png.subarray(0, 200));
+  // A folder dataset whose label has the wrong size, and an empty one.
+  mkdirSync(join(work, 'ds', 'images'), { recursive: true });
+  mkdirSync(join(work, 'ds', 'masks'), { recursive: true });
+  copyFileSync(join(root, 'weights', 'sample.png'), join(work, 'ds', 'images', 'a.png'));
+  copyFileSync(join(work, 'seg', 'sample_ids.png'), join(work, 'ds', 'masks', 'a.png'));
+  spawnSync('sh', ['-c', `cd ${work} && mkdir -p ds2/images ds2/masks empty`]);
+  const small = canet(['segment', join(root, 'weights', 'sample.png'), '--weights', model, '--out', 'small', '--ids', '--size', '64x32']);
+  assert.is(small.code, 0, small.err);
+  copyFileSync(join(root, 'weights', 'sample.png'), join(work, 'ds2', 'images', 'b.png'));
+  // a 64x32 id map would still be 512x256 (ids are resized back): make a wrong-size label by hand
+  writeFileSync(join(work, 'ds2', 'masks', 'b.png'), readFileSync(join(work, 'seg', 'sample_ids.png')));
+  const cases: [string[], RegExp][] = [
+    [['segment', 'missing.png', '--weights', model], /missing\.png.*(no such file|not found|does not exist)/i],
+    [['segment', 'notes.txt', '--weights', model], /notes\.txt.*(not a PNG or JPEG|not an image|unsupported|text)/i],
+    [['segment', 'corrupt.png', '--weights', model], /corrupt\.png.*(truncated|corrupt|invalid)/i],
+    [['segment', join(root, 'weights', 'sample.png'), '--weights', 'nope.safetensors'], /weights nope\.safetensors: no such file/],
+    [['segment', join(root, 'weights', 'sample.png'), '--weights', 'notes.txt'], /weights|safetensors|header/i],
+    [['eval', '--data', 'empty', '--weights', model], /empty.*(no .*pairs|looked for)/i],
+    [['train', '--data', 'empty', '--steps', '1', '--out', 'run-a'], /empty.*(no .*pairs|looked for)/i],
+    [['train', '--synthetic', '4', '--size', '100x64', '--out', 'run-a'], /multiples of 32/],
+    [['train', '--bogus', '1'], /unknown option --bogus/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+  ];
+  for (const [args, re] of cases) {
+    const r = canet(args, 120_000);
+    assert.ok(r.code !== 0, `${args.join(' ')} should fail`);
+    assert.match(r.err, re, `${args.join(' ')}: ${r.err}`);
+    assert.ok(!/\n\s+at /.test(r.err), `${args.join(' ')} printed a stack trace: ${r.err}`);
+  }
+  assert.ok(Buffer.compare(before, readFileSync(ckpt)) === 0, 'checkpoint unchanged by failed runs');
+}, { timeoutMs: 400_000 });
+
+t('--help works for every command', () => {
+  for (const c of ['segment', 'train', 'eval', 'make-dataset', 'demo']) {
+    const r = canet([c, '--help']);
+    assert.is(r.code, 0, c);
+    assert.match(r.out, new RegExp(`canet ${c}`));
+  }
+});
+
+t.run();
