@@ -1,4 +1,7 @@
-/** canet-gpu for Node: the engine on Dawn (webgpu package), with the SwiftShader fallback. */
+/** canet-gpu for Node: the engine on Dawn (webgpu package), with the SwiftShader fallback, and file helpers. */
 export * from './index.js';
 export { createEngine, SWIFTSHADER_ICD, SOFTWARE_GPU_HELP, type NodeEngineOptions } from './device-node.js';
 export { readSafetensorsFile, writeSafetensorsFile, writeFileAtomic } from '../weights/file.js';
+export { loadWeightsFile } from '../weights/load-file.js';
+export { readImage, decodeImage, encodePng, writePng, readLabelImage } from '../data/image-io.js';
+export { findPairs, loadPair, writeSyntheticDataset } from '../data/datasets.js';

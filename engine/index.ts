@@ -1,4 +1,4 @@
-/** Platform-neutral engine API (the Node and browser entries add createEngine). */
+/** Platform-neutral API (the Node and browser entries add createEngine and file helpers). */
 export { Engine, type AdapterSummary, type EngineStats, type KernelTiming } from './engine.js';
 export { Tensor, type DType } from './tensor.js';
 export { ShapeError, GPUExecutionError, EngineClosedError } from './errors.js';
@@ -9,5 +9,13 @@ export * as ops from './ops/index.js';
 export { Optimizer, SGD, Adam, AdamW, type SGDOptions, type AdamOptions, type OptimizerKind, type OptimizerState, type ParamState } from './optim.js';
 export { polyLR, cosineLR, type CosineLROptions } from './schedule.js';
 export * as layout from './layout.js';
+export { imageToTensor, labelsToTensor, IMAGENET_MEAN, IMAGENET_STD, type ImageBytes, type LabelBytes, type PreprocessOptions, type CropWindow } from './ops/preprocess.js';
+export { softmaxCrossEntropy, checkLossFinite, readLossStats, validateLabels, LossCheckError } from './ops/loss.js';
+export { ConfusionMatrix, type SegmentationScores } from './ops/metrics.js';
+export * from '../net/index.js';
+export { trainStep, uploadBatch, drawAugmentation, type Sample, type AugmentOptions } from '../net/train.js';
 export * from '../weights/safetensors.js';
 export * from '../weights/names.js';
+export { loadWeightsBytes, serializeStateDict, stateDictFromParsed, OPTIMIZER_PREFIX } from '../weights/state.js';
+export { CLASS_NAMES, PALETTE, IGNORE_INDEX, NUM_CLASSES, colorize, overlay } from '../data/palette.js';
+export { generateScene, syntheticSeeds } from '../data/synthetic.js';
