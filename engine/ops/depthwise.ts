@@ -1,0 +1,293 @@
+/**
+ * Depthwise 2-D convolution (one KH x KW filter per channel), NHWC, weights [KH, KW, C]: the 3x3
+ * stride-1 and stride-2 layers of MobileNetV2, and any kernel size, stride, padding and dilation.
+ *
+ * Kernels (shaders/depthwise.wgsl) are register-tiled: an invocation owns 4 channels (a vec4, when
+ * C % 4 == 0; one channel otherwise) times a block of adjacent outputs (8 x 4 in the forward) that
+ * share their input windows, so each input vector loaded feeds several FMAs. The window loops
+ * are unrolled here in TypeScript, so a pipeline is compiled per (kernel size, strides,
+ * dilations, vec4 or scalar); sizes, padding and whether there is a bias are uniforms. The input
+ * gradient is a gather (no atomics); the filter gradient sums chunks of output rows in parallel
+ * and finishes with sumColumns.
+ */
+import depthwiseWgsl from '../../shaders/depthwise.wgsl';
+import { recordOp } from '../autograd.js';
+import { check, fmtShape } from '../errors.js';
+import { grid1d, i32, kernelSection } from '../program.js';
+import type { Tensor } from '../tensor.js';
+import { sumColumns } from './reduce.js';
+
+export interface DepthwiseOptions {
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+  dilation?: number | [number, number];
+}
+
+const WG = 64;
+/**
+ * Register tiles, measured on SwiftShader (process CPU time, 3x3, the MobileNetV2 shapes of the
+ * commit report): forward 8 rows x 4 columns (2.7x faster than 1 x 4 at stride 1, 1.6x at stride
+ * 2; 8 x 8 no better); input gradient 4 x 4 pixels, rounded up to multiples of the strides (8 x 8
+ * saved ~10% of the backward but took seconds longer to compile); filter gradient 4 columns per
+ * step.
+ */
+const FWD_TILE_H = 8;
+const FWD_TILE_W = 4;
+const BWD_INPUT_TILE = 4;
+const BWD_FILTER_TILE = 4;
+/**
+ * Filter-gradient invocations to aim for: enough to fill a GPU, few enough partials to sum
+ * (on SwiftShader 8192 also beat 1024: finer chunks balance the cores better).
+ */
+const FILTER_GRAD_THREADS = 8192;
+
+/** Everything a depthwise kernel needs to know about one call. */
+interface Geometry {
+  n: number; h: number; w: number; c: number;
+  kh: number; kw: number;
+  sh: number; sw: number; ph: number; pw: number; dh: number; dw: number;
+  ho: number; wo: number;
+  /** 4 when C % 4 == 0 (vec4 over channels), else 1. */
+  vec: 1 | 4;
+}
+
+/** Reads a `number | [h, w]` option as an [h, w] pair of integers >= min. */
+export function pairOption(op: string, name: string, v: number | [number, number] | undefined, dflt: number, min: number): [number, number] {
+  const pr: [number, number] = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : v;
+  check(Array.isArray(pr) && pr.length === 2 && pr.every((d) => Number.isInteger(d) && d >= min), op, () =>
+    `${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`);
+  return pr;
+}
+
+function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOptions): Geometry {
+  const op = 'depthwiseConv2d';
+  for (const t of bias ? [x, w, bias] : [x, w]) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
+  check(x.rank === 4, op, () => `input ${x.name} must be [N, H, W, C] (rank 4), got ${fmtShape(x.shape)}`);
+  check(w.rank === 3, op, () => `weight ${w.name} must be [KH, KW, C] (rank 3), got ${fmtShape(w.shape)}`);
+  const [n, h, wd, c] = x.shape as [number, number, number, number];
+  const [kh, kw, wc] = w.shape as [number, number, number];
+  check(n > 0 && h > 0 && wd > 0 && c > 0, op, () => `input ${x.name} ${fmtShape(x.shape)} has a zero dimension`);
+  check(kh > 0 && kw > 0, op, () => `weight ${w.name} ${fmtShape(w.shape)} has a zero kernel size`);
+  check(wc === c, op, () => `weight ${w.name} ${fmtShape(w.shape)} must be [KH, KW, ${c}] for input ${x.name} ${fmtShape(x.shape)} with ${c} channels`);
+  if (bias) check(bias.rank === 1 && bias.shape[0] === c, op, () => `bias ${bias.name} must be [${c}], got ${fmtShape(bias.shape)}`);
+  const [sh, sw] = pairOption(op, 'stride', opts.stride, 1, 1);
+  const [ph, pw] = pairOption(op, 'padding', opts.padding, 0, 0);
+  const [dh, dw] = pairOption(op, 'dilation', opts.dilation, 1, 1);
+  const ho = Math.floor((h + 2 * ph - dh * (kh - 1) - 1) / sh) + 1;
+  const wo = Math.floor((wd + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
+  check(ho > 0 && wo > 0, op, () =>
+    `output would be ${ho}x${wo}: input ${x.name} ${fmtShape(x.shape)} is smaller than the dilated kernel ${(kh - 1) * dh + 1}x${(kw - 1) * dw + 1} with padding [${ph}, ${pw}]`);
+  return { n, h, w: wd, c, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, vec: c % 4 === 0 ? 4 : 1 };
+}
+
+const vecType = (g: Geometry): string => (g.vec === 4 ? 'vec4<f32>' : 'f32');
+const uniqueSorted = (xs: number[]): number[] => [...new Set(xs)].sort((a, b) => a - b);
+/** `base + k` for a compile-time k, written so negative k stays valid WGSL. */
+const plus = (base: string, k: number): string => (k === 0 ? base : k > 0 ? `${base} + ${k}` : `${base} - ${-k}`);
+
+/**
+ * Depthwise convolution: x [N, H, W, C] (NHWC), w [KH, KW, C], bias [C] or null ->
+ * [N, Ho, Wo, C] with Ho = floor((H + 2 * padH - dilH * (KH - 1) - 1) / strideH) + 1 (as PyTorch's
+ * Conv2d with groups = C). Records autograd for x, w and bias.
+ */
+export function depthwiseConv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOptions = {}): Tensor {
+  const g = geometry(x, w, bias, opts);
+  const out = depthwiseForward(x, w, bias, g);
+  const inputs = bias ? [x, w, bias] : [x, w];
+  return recordOp(out, 'depthwiseConv2d', inputs, (gy) => [
+    x.requiresGrad ? depthwiseBackwardInput(gy, w, g) : null,
+    w.requiresGrad ? depthwiseBackwardFilter(x, gy, g) : null,
+    bias?.requiresGrad ? sumColumns(gy) : null,
+  ]);
+}
+
+function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry): Tensor {
+  const engine = x.engine;
+  const out = engine.empty([g.n, g.ho, g.wo, g.c], 'f32');
+  // Fixed tile sizes, even for images smaller than a tile (the extra outputs are computed and
+  // not stored): one pipeline per window geometry instead of one per small image size.
+  const TW = FWD_TILE_W;
+  const TH = FWD_TILE_H;
+  const cv = g.c / g.vec;
+  const tilesW = Math.ceil(g.wo / TW);
+  const tilesH = Math.ceil(g.ho / TH);
+  const threads = g.n * tilesH * tilesW * cv;
+
+  // Input row i / column j of the tile window (relative to iy0 / ix0) feeds output row r / column
+  // t through tap ky / kx when i = r * SH + ky * DH / j = t * SW + kx * DW; only the rows and
+  // columns that some pair reaches are loaded, each once.
+  const hits = (tile: number, k: number, s: number, d: number): Map<number, [number, number][]> => {
+    const m = new Map<number, [number, number][]>();
+    for (let o = 0; o < tile; o++) for (let kk = 0; kk < k; kk++) {
+      const at = o * s + kk * d;
+      if (!m.has(at)) m.set(at, []);
+      m.get(at)!.push([o, kk]);
+    }
+    return new Map([...m.entries()].sort((p, q) => p[0] - q[0]));
+  };
+  const rowHits = hits(TH, g.kh, g.sh, g.dh);
+  const colHits = hits(TW, g.kw, g.sw, g.dw);
+  const body: string[] = [];
+  for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = b;`);
+  for (let ky = 0; ky < g.kh; ky++) for (let kx = 0; kx < g.kw; kx++) body.push(`  let w${ky}_${kx} = wt[${ky * g.kw + kx}u * p.cv + c];`);
+  for (const j of colHits.keys())
+    body.push(`  let ok${j} = (${plus('ix0', j)} >= 0) & (${plus('ix0', j)} <= wmax);`, `  let cj${j} = u32(clamp(${plus('ix0', j)}, 0, wmax)) * p.cv;`);
+  for (const [i, rs] of rowHits) {
+    body.push(`  {`, `    let iy = ${plus('iy0', i)};`, `    let rok = (iy >= 0) & (iy <= hmax);`,
+      `    let row = (n * p.h + u32(clamp(iy, 0, hmax))) * p.w * p.cv + c;`);
+    for (const [j, cs] of colHits) {
+      body.push(`    { let v = select(zero, x[row + cj${j}], rok & ok${j});`);
+      for (const [r, ky] of rs) for (const [t, kx] of cs) body.push(`      a${r}_${t} = a${r}_${t} + v * w${ky}_${kx};`);
+      body.push(`    }`);
+    }
+    body.push(`  }`);
+  }
+  const store: string[] = [];
+  for (let r = 0; r < TH; r++) {
+    store.push(`  if (oy0 + ${r}u < p.ho) {`, `    let ybase = ((n * p.ho + oy0 + ${r}u) * p.wo + ox0) * p.cv + c;`);
+    for (let t = 0; t < TW; t++) store.push(`    if (ox0 + ${t}u < p.wo) { y[ybase + ${t}u * p.cv] = a${r}_${t}; }`);
+    store.push(`  }`);
+  }
+  const V = vecType(g);
+  engine.run({
+    name: 'depthwise_forward',
+    source: kernelSection(depthwiseWgsl, 'depthwise_forward'),
+    defines: {
+      WG, V, TW, TH, SW: g.sw, SH: g.sh,
+      BODY: body.join('\n'),
+      STORE: store.join('\n'),
+    },
+    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, tilesW, tilesH, i32(g.ph), i32(g.pw), bias ? 1 : 0, threads],
+    bindings: [x, w, out, bias ?? w],
+    dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 2 * g.n * g.ho * g.wo * g.c * g.kh * g.kw,
+    bytes: 4 * (x.size + w.size + out.size),
+  });
+  return out;
+}
+
+/**
+ * For a tile of `tile` inputs starting where (i + pad) is a multiple of `s`: input o meets
+ * output `base + d` through tap k when o - k * dil = d * s. Returns d -> [o, k] pairs.
+ */
+function gatherTaps(tile: number, k: number, s: number, dil: number): Map<number, [number, number][]> {
+  const m = new Map<number, [number, number][]>();
+  for (let o = 0; o < tile; o++)
+    for (let kk = 0; kk < k; kk++) {
+      const num = o - kk * dil;
+      if (num % s !== 0) continue;
+      const d = num / s;
+      if (!m.has(d)) m.set(d, []);
+      m.get(d)!.push([o, kk]);
+    }
+  return new Map([...m.entries()].sort((p, q) => p[0] - q[0]));
+}
+
+/** dL/dx: a gather over the outputs each input pixel reached (no atomics). */
+function depthwiseBackwardInput(gy: Tensor, w: Tensor, g: Geometry): Tensor {
+  const engine = gy.engine;
+  const dx = engine.empty([g.n, g.h, g.w, g.c], 'f32');
+  // Multiples of the strides, so the tile's phase on the output grid is fixed.
+  const TH = Math.ceil(BWD_INPUT_TILE / g.sh) * g.sh;
+  const TW = Math.ceil(BWD_INPUT_TILE / g.sw) * g.sw;
+  const cv = g.c / g.vec;
+  const phMod = g.ph % g.sh;
+  const pwMod = g.pw % g.sw;
+  const tilesH = Math.ceil((g.h + phMod) / TH);
+  const tilesW = Math.ceil((g.w + pwMod) / TW);
+  const threads = g.n * tilesH * tilesW * cv;
+
+  const rows = gatherTaps(TH, g.kh, g.sh, g.dh);
+  const cols = gatherTaps(TW, g.kw, g.sw, g.dw);
+  const body: string[] = [];
+  for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = zero;`);
+  const usedW = new Set<string>();
+  for (const rs of rows.values()) for (const [, ky] of rs) for (const cs of cols.values()) for (const [, kx] of cs) usedW.add(`${ky}_${kx}`);
+  for (const k of usedW) {
+    const [ky, kx] = k.split('_').map(Number) as [number, number];
+    body.push(`  let w${k} = wt[${ky * g.kw + kx}u * p.cv + c];`);
+  }
+  for (const dc of cols.keys()) {
+    const i = dc - Math.min(...cols.keys());
+    body.push(`  let okc${i} = (${plus('oxb', dc)} >= 0) & (${plus('oxb', dc)} <= womax);`, `  let cc${i} = u32(clamp(${plus('oxb', dc)}, 0, womax)) * p.cv;`);
+  }
+  for (const [dr, rs] of rows) {
+    body.push(`  {`, `    let oy = ${plus('oyb', dr)};`, `    let rok = (oy >= 0) & (oy <= homax);`,
+      `    let row = (n * p.ho + u32(clamp(oy, 0, homax))) * p.wo * p.cv + c;`);
+    for (const [dc, cs] of cols) {
+      const i = dc - Math.min(...cols.keys());
+      body.push(`    { let v = select(zero, gy[row + cc${i}], rok & okc${i});`);
+      for (const [r, ky] of rs) for (const [t, kx] of cs) body.push(`      a${r}_${t} = a${r}_${t} + v * w${ky}_${kx};`);
+      body.push(`    }`);
+    }
+    body.push(`  }`);
+  }
+  const store: string[] = [];
+  for (let r = 0; r < TH; r++) {
+    store.push(`  { let iy = ${plus('iy0', r)}; if ((iy >= 0) & (iy < i32(p.h))) {`, `    let xrow = (n * p.h + u32(iy)) * p.w;`);
+    for (let t = 0; t < TW; t++) store.push(`    { let ix = ${plus('ix0', t)}; if ((ix >= 0) & (ix < i32(p.w))) { dx[(xrow + u32(ix)) * p.cv + c] = a${r}_${t}; } }`);
+    store.push(`  } }`);
+  }
+  engine.run({
+    name: 'depthwise_backward_input',
+    source: kernelSection(depthwiseWgsl, 'depthwise_backward_input'),
+    defines: { WG, V: vecType(g), TH, TW, TH_OVER_SH: TH / g.sh, TW_OVER_SW: TW / g.sw, BODY: body.join('\n'), STORE: store.join('\n') },
+    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, tilesW, tilesH, phMod, pwMod, i32((g.ph - phMod) / g.sh), i32((g.pw - pwMod) / g.sw), threads],
+    bindings: [gy, w, dx],
+    dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 2 * g.n * g.ho * g.wo * g.c * g.kh * g.kw,
+    bytes: 4 * (gy.size + w.size + dx.size),
+  });
+  return dx;
+}
+
+/** dL/dw: per-chunk partial sums over output pixels, then a column sum over chunks. */
+function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry): Tensor {
+  const engine = x.engine;
+  const TW = BWD_FILTER_TILE;
+  const cv = g.c / g.vec;
+  const rows = g.n * g.ho;
+  const chunks = Math.max(1, Math.min(rows, Math.ceil(FILTER_GRAD_THREADS / cv)));
+  const rowsPerChunk = Math.ceil(rows / chunks);
+  const used = Math.ceil(rows / rowsPerChunk);
+  const threads = used * cv;
+  const taps = g.kh * g.kw;
+  const dw = engine.empty([g.kh, g.kw, g.c], 'f32');
+  const partial = used === 1 ? dw : engine.empty([used, taps * g.c], 'f32');
+
+  const cols = uniqueSorted(Array.from({ length: TW * g.kw }, (_, i) => Math.floor(i / g.kw) * g.sw + (i % g.kw) * g.dw));
+  const acc: string[] = [];
+  for (let k = 0; k < taps; k++) acc.push(`  var a${k} = zero;`);
+  const rowSetup: string[] = [];
+  for (let ky = 0; ky < g.kh; ky++)
+    rowSetup.push(`    let ry${ky} = iy0 + ${ky} * i32(p.dil_h);`, `    let rok${ky} = (ry${ky} >= 0) & (ry${ky} <= hmax);`,
+      `    let xrow${ky} = (n * p.h + u32(clamp(ry${ky}, 0, hmax))) * p.w * p.cv + c;`);
+  const body: string[] = [];
+  // Output columns past Wo get a zero gradient, so their (clamped) input loads add nothing.
+  for (let t = 0; t < TW; t++) body.push(`      let g${t} = select(zero, gy[grow + min(ox0 + ${t}u, p.wo - 1u) * p.cv], ox0 + ${t}u < p.wo);`);
+  for (const j of cols)
+    body.push(`      let ok${j} = (${plus('ix0', j)} >= 0) & (${plus('ix0', j)} <= wmax);`, `      let cj${j} = u32(clamp(${plus('ix0', j)}, 0, wmax)) * p.cv;`);
+  for (let ky = 0; ky < g.kh; ky++)
+    for (const j of cols) {
+      body.push(`      { let v = select(zero, x[xrow${ky} + cj${j}], rok${ky} & ok${j});`);
+      for (let t = 0; t < TW; t++)
+        for (let kx = 0; kx < g.kw; kx++) if (t * g.sw + kx * g.dw === j) body.push(`        a${ky * g.kw + kx} = a${ky * g.kw + kx} + v * g${t};`);
+      body.push(`      }`);
+    }
+  const store = Array.from({ length: taps }, (_, k) => `  partial[(chunk * ${taps}u + ${k}u) * p.cv + c] = a${k};`);
+  engine.run({
+    name: 'depthwise_backward_filter',
+    source: kernelSection(depthwiseWgsl, 'depthwise_backward_filter'),
+    defines: { WG, V: vecType(g), TW, SW: g.sw, ACC_DECL: acc.join('\n'), ROW_SETUP: rowSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') },
+    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, Math.ceil(g.wo / TW), g.sh, g.dh, i32(g.ph), i32(g.pw), rows, rowsPerChunk, threads],
+    bindings: [x, gy, partial],
+    dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 2 * g.n * g.ho * g.wo * g.c * taps,
+    bytes: 4 * (x.size + gy.size + partial.size),
+  });
+  if (partial === dw) return dw;
+  const summed = sumColumns(partial);
+  // sumColumns gives [KH * KW * C]; the gradient must carry the weight's shape.
+  engine.copyBuffer(summed.buffer, 0, dw.buffer, 0, dw.byteLength);
+  return dw;
+}

@@ -1,0 +1,233 @@
+/**
+ * Transposed convolution: forward and both backward kernels against the float64 scatter reference
+ * in test/ref/conv-transpose.ts (CANet's k3 s2 p1 op1 and k15 s8 p7 op7, plus k4 s2 p1, k2 s2 p0,
+ * stride 1, non-square and degenerate cases; scalar and vec4 channel counts), gradCheck for dx, dw
+ * and db, and shape errors. Tolerances (relative, see expectClose for the floor): forward outputs
+ * sum at most ceil(KH / stride) * ceil(KW / stride) * Ci products and dx KH * KW * Co, asserted at
+ * 1e-4 (3e-4 for dx of the 15x15 kernel, see there); dw and db sum over N * H * W pixels in
+ * chunks, asserted at 2e-4.
+ */
+import * as assert from 'uvu/assert';
+import { backward, ShapeError, type Engine } from '../engine/entry-node.js';
+import { convTranspose2d } from '../engine/ops/conv-transpose.js';
+import { suite } from './harness.js';
+import { expectClose, randn, testEngine } from './gpu.js';
+import { gradCheck } from './gradcheck.js';
+import { convTransposeOutShape, refConvTranspose, refConvTransposeBackward, type ConvTransposeGeometry } from './ref/conv-transpose.js';
+
+const t = suite('conv-transpose');
+
+interface Case {
+  x: [number, number, number, number];
+  /** [Co, KH, KW] */
+  k: [number, number, number];
+  stride: [number, number];
+  padding: [number, number];
+  outputPadding: [number, number];
+  bias: boolean;
+}
+
+const sq = (v: number): [number, number] => [v, v];
+/** x shape, Co, square kernel, stride, padding, output padding, bias. */
+const mk = (x: Case['x'], co: number, k: number, s: number, p: number, op: number, bias: boolean): Case => ({
+  x, k: [co, k, k], stride: sq(s), padding: sq(p), outputPadding: sq(op), bias,
+});
+const f32Round = (a: Float64Array): Float64Array => Float64Array.from(Float32Array.from(a));
+const describe = (c: Case): string =>
+  `x [${c.x}] w [${c.k},${c.x[3]}] s [${c.stride}] p [${c.padding}] op [${c.outputPadding}]${c.bias ? ' +bias' : ''}`;
+
+/** Forward (and, with `grads`, the backward kernels through autograd) vs the float64 reference. */
+async function checkCase(e: Engine, c: Case, seed: number, grads: boolean): Promise<void> {
+  const g: ConvTransposeGeometry = c;
+  const [co, kh, kw] = c.k;
+  const ci = c.x[3];
+  const xs = f32Round(randn(c.x.reduce((a, b) => a * b, 1), seed));
+  const ws = f32Round(randn(co * kh * kw * ci, seed + 1));
+  const bs = c.bias ? f32Round(randn(co, seed + 2)) : null;
+  const outShape = convTransposeOutShape(g);
+  const gys = f32Round(randn(outShape.reduce((a, b) => a * b, 1), seed + 3));
+  await e.scope(async () => {
+    const x = e.tensor(Float32Array.from(xs), c.x);
+    const w = e.tensor(Float32Array.from(ws), [co, kh, kw, ci]);
+    const b = bs ? e.tensor(Float32Array.from(bs), [co]) : null;
+    for (const tns of b ? [x, w, b] : [x, w]) tns.requiresGrad = grads;
+    const y = convTranspose2d(x, w, b, { stride: c.stride, padding: c.padding, outputPadding: c.outputPadding });
+    assert.equal(y.shape, outShape, `shape ${describe(c)}`);
+    expectClose(await y.read(), refConvTranspose(g, xs, ws, bs), 1e-4, `forward ${describe(c)}`);
+    if (!grads) return;
+    backward(y, { gradOutput: e.tensor(Float32Array.from(gys), outShape) });
+    const want = refConvTransposeBackward(g, xs, ws, gys);
+    // dx sums KH * KW * Co products: 4275 for the x8 head, whose random-sign sums cancel so much
+    // that f32 rounding reaches 1.3e-4 of the result (plus floor); shorter sums stay under 1e-4.
+    expectClose(await x.grad!.read(), want.dx, kh * kw * co > 1000 ? 3e-4 : 1e-4, `dx ${describe(c)}`);
+    assert.equal(w.grad!.shape, w.shape);
+    expectClose(await w.grad!.read(), want.dw, 2e-4, `dw ${describe(c)}`);
+    if (b) expectClose(await b.grad!.read(), want.db, 2e-4, `db ${describe(c)}`);
+  });
+}
+
+t('reference: hand-computed 2x2 input, 2x2 filter, stride 2/1, padding, output padding, two channels', () => {
+  const x = [1, 2, 3, 4];
+  const w = [1, 10, 100, 1000];
+  const base = { x: [1, 2, 2, 1], k: [1, 2, 2], outputPadding: [0, 0] } as const;
+  // Stride 2: the patches x[iy, ix] * w tile the 4x4 output without overlap.
+  assert.equal(Array.from(refConvTranspose({ ...base, stride: [2, 2], padding: [0, 0] }, x, w, null)), [
+    1, 10, 2, 20, 100, 1000, 200, 2000, 3, 30, 4, 40, 300, 3000, 400, 4000]);
+  // Stride 1: they overlap; padding 1 crops to the centre; output padding 1 adds a zero row/column.
+  assert.equal(Array.from(refConvTranspose({ ...base, stride: [1, 1], padding: [0, 0] }, x, w, [0.5])), [
+    1.5, 12.5, 20.5, 103.5, 1234.5, 2040.5, 300.5, 3400.5, 4000.5]);
+  assert.equal(Array.from(refConvTranspose({ ...base, stride: [1, 1], padding: [1, 1] }, x, w, null)), [1234]);
+  assert.equal(Array.from(refConvTranspose({ ...base, stride: [2, 2], padding: [1, 1], outputPadding: [1, 1] }, x, w, null)), [
+    1000, 200, 2000, 30, 4, 40, 3000, 400, 4000]);
+  // Two input channels into two output channels: y[co] = sum over ci of x[ci] * w[co, ci] (1x1 kernel).
+  assert.equal(Array.from(refConvTranspose({ x: [1, 1, 1, 2], k: [2, 1, 1], stride: [1, 1], padding: [0, 0], outputPadding: [0, 0] }, [1, 2], [3, 4, 5, 6], null)), [11, 17]);
+});
+
+t('reference backward equals central differences of the reference forward', () => {
+  const g: ConvTransposeGeometry = { x: [2, 3, 2, 3], k: [2, 3, 4], stride: [2, 3], padding: [1, 1], outputPadding: [1, 2] };
+  const x = randn(2 * 3 * 2 * 3, 1);
+  const w = randn(2 * 3 * 4 * 3, 2);
+  const gy = randn(convTransposeOutShape(g).reduce((a, b) => a * b, 1), 3);
+  const loss = (xx: Float64Array, ww: Float64Array): number => refConvTranspose(g, xx, ww, null).reduce((s, v, i) => s + v * gy[i]!, 0);
+  const { dx, dw } = refConvTransposeBackward(g, x, w, gy);
+  const h = 1e-6;
+  for (const [arr, grad] of [[x, dx], [w, dw]] as const)
+    for (let i = 0; i < arr.length; i += 2) {
+      const v = arr[i]!;
+      arr[i] = v + h;
+      const lp = loss(x, w);
+      arr[i] = v - h;
+      const lm = loss(x, w);
+      arr[i] = v;
+      assert.ok(Math.abs((lp - lm) / (2 * h) - grad[i]!) < 1e-6, `element ${i}`);
+    }
+});
+
+t('forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17 and 8, 12 (vec4), batch 1/3, 7x9 and 33x17 (rel err < 1e-4)', async () => {
+  const e = await testEngine();
+  const cases = [
+    mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
+    mk([3, 33, 17, 5], 3, 3, 2, 1, 1, false),
+    mk([1, 7, 9, 17], 1, 3, 2, 1, 1, false),
+    mk([1, 7, 9, 1], 17, 3, 2, 1, 1, true),
+    mk([1, 33, 17, 8], 12, 3, 2, 1, 1, true),
+    mk([3, 7, 9, 12], 8, 3, 2, 1, 1, false),
+  ];
+  for (const [i, c] of cases.entries()) await checkCase(e, c, 100 + 10 * i, false);
+});
+
+t('forward k15 s8 p7 op7 (CANet x8 head), k4 s2 p1, k2 s2 p0, stride 1, padding 0/1 (rel err < 1e-4)', async () => {
+  const e = await testEngine();
+  const cases = [
+    mk([1, 3, 5, 19], 19, 15, 8, 7, 7, true),
+    mk([3, 3, 5, 5], 3, 15, 8, 7, 7, false),
+    mk([1, 7, 9, 4], 8, 15, 8, 7, 7, true),
+    mk([1, 7, 9, 3], 5, 4, 2, 1, 0, true),
+    mk([1, 33, 17, 8], 8, 4, 2, 1, 0, false),
+    mk([3, 7, 9, 5], 17, 2, 2, 0, 0, true),
+    mk([1, 33, 17, 3], 4, 2, 2, 0, 0, false),
+    mk([1, 7, 9, 5], 3, 3, 1, 0, 0, false),
+    mk([3, 7, 9, 3], 5, 3, 1, 1, 0, true),
+  ];
+  for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
+});
+
+t('forward: non-square kernel/stride/padding, a stride phase with no taps (k1 s2), large padding (rel err < 1e-4)', async () => {
+  const e = await testEngine();
+  const cases: Case[] = [
+    { x: [1, 7, 9, 3], k: [5, 3, 5], stride: [2, 3], padding: [1, 2], outputPadding: [1, 0], bias: true },
+    { x: [3, 5, 4, 4], k: [4, 2, 3], stride: [1, 2], padding: [0, 1], outputPadding: [0, 1], bias: false },
+    mk([1, 7, 9, 5], 3, 1, 2, 0, 1, true),
+    mk([1, 9, 7, 3], 2, 5, 2, 3, 1, false),
+  ];
+  for (const [i, c] of cases.entries()) await checkCase(e, c, 300 + 10 * i, false);
+});
+
+t('backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)', async () => {
+  const e = await testEngine();
+  const cases: Case[] = [
+    mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
+    mk([3, 33, 17, 5], 3, 3, 2, 1, 1, true),
+    mk([1, 7, 9, 8], 12, 3, 2, 1, 1, true),
+    // CANet's x8 head at a small size and at one large enough for the big register tiles.
+    mk([1, 3, 5, 19], 19, 15, 8, 7, 7, true),
+    mk([2, 8, 16, 19], 19, 15, 8, 7, 7, true),
+    // Large input-gradient tile with 16 channels (CANet's up1/up2 have 320 and 288).
+    mk([1, 9, 11, 16], 12, 3, 2, 1, 1, false),
+    mk([3, 7, 9, 3], 1, 4, 2, 1, 0, false),
+    mk([1, 33, 17, 1], 4, 2, 2, 0, 0, true),
+    mk([3, 7, 9, 5], 3, 3, 1, 1, 0, true),
+    { x: [1, 7, 9, 3], k: [5, 3, 5], stride: [2, 3], padding: [1, 2], outputPadding: [1, 0], bias: true },
+  ];
+  for (const [i, c] of cases.entries()) await checkCase(e, c, 400 + 10 * i, true);
+});
+
+const gradCases: [string, Case][] = [
+  ['k3 s2 p1 op1, 3 -> 5 channels', mk([2, 3, 4, 3], 5, 3, 2, 1, 1, true)],
+  ['k3 s2 p1 op1, 8 -> 4 channels (vec4)', mk([2, 3, 3, 8], 4, 3, 2, 1, 1, true)],
+  ['k15 s8 p7 op7, 3 -> 3 channels', mk([2, 2, 3, 3], 3, 15, 8, 7, 7, true)],
+];
+for (const [name, c] of gradCases)
+  t(`gradCheck dx, dw, db: batch 2, ${name} (tol 1e-3)`, async () => {
+    const e = await testEngine();
+    const [co, kh, kw] = c.k;
+    const ci = c.x[3];
+    await gradCheck(e, {
+      gpu: ([x, w, b]) => convTranspose2d(x!, w!, b!, { stride: c.stride, padding: c.padding, outputPadding: c.outputPadding }),
+      ref: ([x, w, b]) => refConvTranspose(c, x!, w!, b!),
+      inputs: [
+        { name: 'x', shape: c.x, data: randn(c.x.reduce((a, b) => a * b, 1), 500 + kh) },
+        { name: 'w', shape: [co, kh, kw, ci], data: randn(co * kh * kw * ci, 501 + kh) },
+        { name: 'b', shape: [co], data: randn(co, 502 + kh) },
+      ],
+      tol: 1e-3,
+      maxElements: 40,
+    });
+  });
+
+t('gradients reach only the inputs that require them; no tensors leak', async () => {
+  const e = await testEngine();
+  const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
+  for (const which of ['x', 'w', 'b'] as const) {
+    const live = e.stats().liveTensors;
+    await e.scope(async () => {
+      const x = e.tensor(Float32Array.from(randn(size([1, 5, 7, 5]), 1)), [1, 5, 7, 5]);
+      const w = e.tensor(Float32Array.from(randn(size([3, 3, 3, 5]), 2)), [3, 3, 3, 5]);
+      const b = e.tensor(Float32Array.from(randn(size([3]), 3)), [3]);
+      ({ x, w, b })[which].requiresGrad = true;
+      const y = convTranspose2d(x, w, b, { stride: 2, padding: 1, outputPadding: 1 });
+      backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) });
+      for (const [name, tns] of Object.entries({ x, w, b })) assert.is(tns.grad !== null, name === which, `${which}: grad of ${name}`);
+      assert.is(e.stats().liveTensors > live, true);
+    });
+    await e.flush();
+    assert.is(e.stats().liveTensors, live, `${which}: every temporary was disposed`);
+  }
+});
+
+t('bad input throws ShapeError naming the op, tensor and shapes, before any dispatch', async () => {
+  const e = await testEngine();
+  await e.flush();
+  e.scope(() => {
+    const x = e.tensor(new Float32Array(1 * 5 * 7 * 3), [1, 5, 7, 3]);
+    const w = e.tensor(new Float32Array(4 * 9 * 3), [4, 3, 3, 3]);
+    const before = e.stats().dispatches;
+    const bad = (fn: () => unknown, re: RegExp): void =>
+      assert.throws(fn, (err: Error) => err instanceof ShapeError && re.test(err.message), re.source);
+    bad(() => convTranspose2d(e.tensor(new Float32Array(105), [5, 7, 3]), w, null), /convTranspose2d: input .*\(rank 4\), got \[5, 7, 3\]/);
+    bad(() => convTranspose2d(x, e.tensor(new Float32Array(27), [3, 3, 3]), null), /convTranspose2d: weight .*\(rank 4\), got \[3, 3, 3\]/);
+    bad(() => convTranspose2d(x, e.tensor(new Float32Array(4 * 9 * 5), [4, 3, 3, 5]), null), /convTranspose2d: weight .*\[4, 3, 3, 5\] must be \[Co, KH, KW, 3\] .*\[1, 5, 7, 3\]/);
+    bad(() => convTranspose2d(x, w, e.tensor(new Float32Array(3), [3])), /convTranspose2d: bias .* must be \[4\], got \[3\]/);
+    bad(() => convTranspose2d(x, w, null, { stride: 2, outputPadding: 2 }), /convTranspose2d: outputPadding \[2, 2\] must be smaller than stride \[2, 2\]/);
+    bad(() => convTranspose2d(x, w, null, { outputPadding: [0, 1] }), /convTranspose2d: outputPadding \[0, 1\] must be smaller than stride \[1, 1\]/);
+    bad(() => convTranspose2d(x, w, null, { padding: 4 }), /convTranspose2d: output would be -1x1: input .*\[1, 5, 7, 3\]/);
+    bad(() => convTranspose2d(e.tensor(new Float32Array(0), [0, 5, 7, 3]), w, null), /convTranspose2d: input .*\[0, 5, 7, 3\] has a zero dimension/);
+    bad(() => convTranspose2d(x, e.tensor(new Float32Array(0), [0, 3, 3, 3]), null), /convTranspose2d: weight .*\[0, 3, 3, 3\] has a zero dimension/);
+    bad(() => convTranspose2d(x, w, null, { stride: 0 }), /convTranspose2d: stride must be an integer >= 1/);
+    bad(() => convTranspose2d(x, w, null, { padding: -1 }), /convTranspose2d: padding must be an integer >= 0/);
+    bad(() => convTranspose2d(x, e.tensor(new Int32Array(108), [4, 3, 3, 3]), null), /convTranspose2d: .* must be f32, got i32/);
+    assert.is(e.stats().dispatches, before, 'nothing dispatched');
+  });
+});
+
+t.run();

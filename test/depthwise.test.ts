@@ -1,0 +1,195 @@
+/**
+ * Depthwise convolution: forward and both backward kernels against the float64 reference in
+ * test/ref/depthwise.ts on awkward shapes (both the vec4 path, C % 4 == 0, and the scalar path),
+ * gradCheck for dx, dw and db, and shape errors. Tolerances: forward and dx sum at most KH * KW
+ * products per output, so f32 stays within 1e-5 relative (1e-4 asserted); dw and db sum over up
+ * to N * Ho * Wo products in chunks, asserted at 2e-4.
+ */
+import * as assert from 'uvu/assert';
+import { backward, ShapeError, type Engine } from '../engine/entry-node.js';
+import { depthwiseConv2d, type DepthwiseOptions } from '../engine/ops/depthwise.js';
+import { suite } from './harness.js';
+import { expectClose, randn, testEngine } from './gpu.js';
+import { gradCheck } from './gradcheck.js';
+import { depthwiseOutShape, refDepthwise, refDepthwiseBackward, type DepthwiseGeometry } from './ref/depthwise.js';
+
+const t = suite('depthwise');
+
+interface Case {
+  x: [number, number, number, number];
+  k: [number, number];
+  stride: [number, number];
+  padding: [number, number];
+  dilation: [number, number];
+  bias: boolean;
+}
+
+const f32Round = (a: Float64Array): Float64Array => Float64Array.from(Float32Array.from(a));
+const describe = (c: Case): string =>
+  `x [${c.x}] k ${c.k.join('x')} s [${c.stride}] p [${c.padding}] d [${c.dilation}]${c.bias ? ' +bias' : ''}`;
+
+/** Forward (and, with `grads`, the backward kernels through autograd) vs the float64 reference. */
+async function checkCase(e: Engine, c: Case, seed: number, grads: boolean): Promise<void> {
+  const g: DepthwiseGeometry = c;
+  const ch = c.x[3];
+  const xs = f32Round(randn(c.x.reduce((a, b) => a * b, 1), seed));
+  const ws = f32Round(randn(c.k[0] * c.k[1] * ch, seed + 1));
+  const bs = c.bias ? f32Round(randn(ch, seed + 2)) : null;
+  const outShape = depthwiseOutShape(g);
+  const gys = f32Round(randn(outShape.reduce((a, b) => a * b, 1), seed + 3));
+  const opts: DepthwiseOptions = { stride: c.stride, padding: c.padding, dilation: c.dilation };
+  await e.scope(async () => {
+    const x = e.tensor(Float32Array.from(xs), c.x);
+    const w = e.tensor(Float32Array.from(ws), [c.k[0], c.k[1], ch]);
+    const b = bs ? e.tensor(Float32Array.from(bs), [ch]) : null;
+    for (const tns of b ? [x, w, b] : [x, w]) tns.requiresGrad = grads;
+    const y = depthwiseConv2d(x, w, b, opts);
+    assert.equal(y.shape, outShape, `shape ${describe(c)}`);
+    expectClose(await y.read(), refDepthwise(g, xs, ws, bs), 1e-4, `forward ${describe(c)}`);
+    if (!grads) return;
+    backward(y, { gradOutput: e.tensor(Float32Array.from(gys), outShape) });
+    const want = refDepthwiseBackward(g, xs, ws, gys);
+    expectClose(await x.grad!.read(), want.dx, 1e-4, `dx ${describe(c)}`);
+    assert.equal(w.grad!.shape, w.shape);
+    expectClose(await w.grad!.read(), want.dw, 2e-4, `dw ${describe(c)}`);
+    if (b) expectClose(await b.grad!.read(), want.db, 2e-4, `db ${describe(c)}`);
+  });
+}
+
+t('reference: hand-computed 3x3 image, 2x2 filter, two channels, stride/padding/bias', () => {
+  // Channel 0 of x is 1..9, channel 1 is 10 * that; filter 0 = [[1, 0], [0, -1]] (x[i, j] - x[i+1, j+1]),
+  // filter 1 = [[0, 1], [0, 0]] (picks x[i, j+1]).
+  const x = Float64Array.from({ length: 18 }, (_, i) => (Math.floor(i / 2) + 1) * (i % 2 ? 10 : 1));
+  const w = Float64Array.from([1, 0, 0, 1, 0, 0, -1, 0]);
+  const base = { x: [1, 3, 3, 2], k: [2, 2], dilation: [1, 1] } as const;
+  const y = refDepthwise({ ...base, stride: [1, 1], padding: [0, 0] }, x, w, [0.5, 0]);
+  assert.equal(Array.from(y), [-3.5, 20, -3.5, 30, -3.5, 50, -3.5, 60]);
+  // Padding 1, stride 2: outputs at the corners see only the in-image taps.
+  const y2 = refDepthwise({ ...base, stride: [2, 2], padding: [1, 1] }, x, w, null);
+  assert.equal(Array.from(y2), [-1, 0, -3, 0, -7, 40, 5 - 9, 60]);
+  // Dilation 2 on a 3x3 image with a 2x2 filter reaches the corners: one output.
+  const y3 = refDepthwise({ ...base, stride: [1, 1], padding: [0, 0], dilation: [2, 2] }, x, w, null);
+  assert.equal(Array.from(y3), [1 - 9, 30]);
+});
+
+t('reference backward equals central differences of the reference forward', () => {
+  const g: DepthwiseGeometry = { x: [2, 5, 4, 3], k: [3, 2], stride: [2, 1], padding: [1, 0], dilation: [1, 2] };
+  const x = randn(2 * 5 * 4 * 3, 1);
+  const w = randn(3 * 2 * 3, 2);
+  const gy = randn(depthwiseOutShape(g).reduce((a, b) => a * b, 1), 3);
+  const loss = (xx: Float64Array, ww: Float64Array): number => refDepthwise(g, xx, ww, null).reduce((s, v, i) => s + v * gy[i]!, 0);
+  const { dx, dw } = refDepthwiseBackward(g, x, w, gy);
+  const h = 1e-6;
+  for (const [arr, grad] of [[x, dx], [w, dw]] as const)
+    for (let i = 0; i < arr.length; i += 3) {
+      const v = arr[i]!;
+      arr[i] = v + h;
+      const lp = loss(x, w);
+      arr[i] = v - h;
+      const lm = loss(x, w);
+      arr[i] = v;
+      assert.ok(Math.abs((lp - lm) / (2 * h) - grad[i]!) < 1e-6, `element ${i}`);
+    }
+});
+
+t('forward 3x3: channels 1, 3, 5, 17 (scalar) and 8, 96 (vec4), stride 1/2, padding 0/1, batch 1/3, 7x9 and 33x17 (rel err < 1e-4)', async () => {
+  const e = await testEngine();
+  // Every (stride, padding) meets both sizes and both batch sizes across the channel counts.
+  for (const [ci, ch] of [1, 3, 5, 17, 8, 96].entries())
+    for (const [si, [s, p]] of ([[1, 0], [1, 1], [2, 0], [2, 1]] as const).entries()) {
+      const big = (ci + si) % 2 === 0;
+      const c: Case = { x: [big ? 3 : 1, big ? 33 : 7, big ? 17 : 9, ch], k: [3, 3], stride: [s, s], padding: [p, p], dilation: [1, 1], bias: ci % 2 === 1 };
+      await checkCase(e, c, 100 + 4 * ci + si, false);
+    }
+});
+
+t('forward: dilation 2, non-square kernels and strides, large padding, 1-pixel outputs (rel err < 1e-4)', async () => {
+  const e = await testEngine();
+  const cases: Case[] = [
+    { x: [1, 33, 17, 5], k: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2], bias: true },
+    { x: [3, 7, 9, 8], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [2, 2], bias: false },
+    { x: [1, 7, 9, 3], k: [5, 3], stride: [2, 1], padding: [2, 0], dilation: [1, 1], bias: true },
+    { x: [1, 9, 7, 4], k: [1, 7], stride: [1, 3], padding: [0, 3], dilation: [1, 1], bias: false },
+    { x: [1, 3, 3, 4], k: [3, 3], stride: [1, 1], padding: [0, 0], dilation: [1, 1], bias: true },
+    { x: [1, 2, 2, 1], k: [3, 3], stride: [2, 2], padding: [2, 2], dilation: [1, 1], bias: false },
+  ];
+  for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
+});
+
+t('backward kernels (dx, dw, db via autograd) vs float64 reference on awkward shapes (dx < 1e-4, dw/db < 2e-4)', async () => {
+  const e = await testEngine();
+  const cases: Case[] = [
+    { x: [1, 7, 9, 3], k: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], bias: true },
+    { x: [3, 33, 17, 5], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], bias: true },
+    { x: [1, 33, 17, 17], k: [3, 3], stride: [2, 2], padding: [0, 0], dilation: [1, 1], bias: false },
+    { x: [3, 7, 9, 8], k: [3, 3], stride: [1, 1], padding: [0, 0], dilation: [1, 1], bias: true },
+    { x: [1, 33, 17, 96], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], bias: true },
+    { x: [1, 9, 11, 4], k: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2], bias: false },
+    { x: [1, 7, 9, 1], k: [5, 3], stride: [2, 3], padding: [2, 1], dilation: [1, 1], bias: true },
+  ];
+  for (const [i, c] of cases.entries()) await checkCase(e, c, 300 + 10 * i, true);
+});
+
+for (const ch of [3, 8])
+  t(`gradCheck dx, dw, db: batch 2, 3x3 stride 2 padding 1, ${ch} channels (tol 1e-3)`, async () => {
+    const e = await testEngine();
+    const g: DepthwiseGeometry = { x: [2, 5, 7, ch], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1] };
+    await gradCheck(e, {
+      gpu: ([x, w, b]) => depthwiseConv2d(x!, w!, b!, { stride: 2, padding: 1 }),
+      ref: ([x, w, b]) => refDepthwise(g, x!, w!, b!),
+      inputs: [
+        { name: 'x', shape: [2, 5, 7, ch], data: randn(2 * 5 * 7 * ch, 400 + ch) },
+        { name: 'w', shape: [3, 3, ch], data: randn(9 * ch, 401 + ch) },
+        { name: 'b', shape: [ch], data: randn(ch, 402 + ch) },
+      ],
+      tol: 1e-3,
+      maxElements: 48,
+    });
+  });
+
+t('gradients reach only the inputs that require them; no tensors leak', async () => {
+  const e = await testEngine();
+  const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
+  for (const which of ['x', 'w', 'b'] as const) {
+    const live = e.stats().liveTensors;
+    await e.scope(async () => {
+      const x = e.tensor(Float32Array.from(randn(size([1, 9, 7, 5]), 1)), [1, 9, 7, 5]);
+      const w = e.tensor(Float32Array.from(randn(size([3, 3, 5]), 2)), [3, 3, 5]);
+      const b = e.tensor(Float32Array.from(randn(size([5]), 3)), [5]);
+      ({ x, w, b })[which].requiresGrad = true;
+      const y = depthwiseConv2d(x, w, b, { stride: 2, padding: 1 });
+      backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) });
+      for (const [name, tns] of Object.entries({ x, w, b })) assert.is(tns.grad !== null, name === which, `${which}: grad of ${name}`);
+      assert.is(e.stats().liveTensors > live, true);
+    });
+    await e.flush();
+    assert.is(e.stats().liveTensors, live, `${which}: every temporary was disposed`);
+  }
+});
+
+t('bad input throws ShapeError naming the op, tensor and shapes, before any dispatch', async () => {
+  const e = await testEngine();
+  await e.flush();
+  e.scope(() => {
+    const x = e.tensor(new Float32Array(1 * 5 * 7 * 3), [1, 5, 7, 3]);
+    const w = e.tensor(new Float32Array(27), [3, 3, 3]);
+    const before = e.stats().dispatches;
+    const bad = (fn: () => unknown, re: RegExp): void =>
+      assert.throws(fn, (err: Error) => err instanceof ShapeError && re.test(err.message), re.source);
+    bad(() => depthwiseConv2d(e.tensor(new Float32Array(105), [5, 7, 3]), w, null), /depthwiseConv2d: input .*\(rank 4\), got \[5, 7, 3\]/);
+    bad(() => depthwiseConv2d(x, e.tensor(new Float32Array(27), [9, 3]), null), /depthwiseConv2d: weight .*\(rank 3\), got \[9, 3\]/);
+    bad(() => depthwiseConv2d(x, e.tensor(new Float32Array(36), [3, 3, 4]), null), /depthwiseConv2d: weight .*\[3, 3, 4\] must be \[KH, KW, 3\] .*\[1, 5, 7, 3\]/);
+    bad(() => depthwiseConv2d(x, w, e.tensor(new Float32Array(4), [4])), /depthwiseConv2d: bias .* must be \[3\], got \[4\]/);
+    bad(() => depthwiseConv2d(e.tensor(new Float32Array(0), [1, 0, 7, 3]), w, null), /depthwiseConv2d: input .*\[1, 0, 7, 3\] has a zero dimension/);
+    bad(() => depthwiseConv2d(x, e.tensor(new Float32Array(0), [0, 3, 3]), null), /depthwiseConv2d: weight .*\[0, 3, 3\] has a zero kernel size/);
+    bad(() => depthwiseConv2d(e.tensor(new Float32Array(12), [1, 2, 2, 3]), w, null), /depthwiseConv2d: output would be 0x0: input .*\[1, 2, 2, 3\]/);
+    bad(() => depthwiseConv2d(x, w, null, { dilation: 4 }), /depthwiseConv2d: output would be -3x-1/);
+    bad(() => depthwiseConv2d(x, w, null, { stride: 0 }), /depthwiseConv2d: stride must be an integer >= 1/);
+    bad(() => depthwiseConv2d(x, w, null, { padding: [1, -1] }), /depthwiseConv2d: padding must be an integer >= 0/);
+    bad(() => depthwiseConv2d(x, w, null, { stride: 1.5 }), /depthwiseConv2d: stride/);
+    bad(() => depthwiseConv2d(e.tensor(new Int32Array(105), [1, 5, 7, 3]), w, null), /depthwiseConv2d: .* must be f32, got i32/);
+    assert.is(e.stats().dispatches, before, 'nothing dispatched');
+  });
+});
+
+t.run();
