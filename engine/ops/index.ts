@@ -6,6 +6,7 @@ export { resizeBilinear, type ResizeOptions } from './upsample.js';
 export { softmax, argmax } from './softmax.js';
 export { fcaFuse } from './fca.js';
 export { sumColumns } from './reduce.js';
+export { conv2d, conv2dOutputSize, type Conv2dOptions } from './conv2d.js';
 export { depthwiseConv2d, type DepthwiseOptions } from './depthwise.js';
 export { convTranspose2d, type ConvTransposeOptions } from './conv-transpose.js';
 export { unary, unaryOps, relu, relu6, sigmoid, leakyRelu, type UnaryOpName, type UnaryOpSpec } from './unary.js';

@@ -1,0 +1,306 @@
+/**
+ * conv2d forward and backward against the float64 reference in test/ref/conv.ts.
+ *
+ * Tolerances: forward f32 relative error < 1e-4, measured with a floor of 1e-2 * max|y| in the
+ * denominator (outputs near zero come from cancelling sums of K terms each about max|y| / K in
+ * size; f32 rounding leaves them ~1e-7 * max|y| * sqrt(K) off, which a 1e-3 floor would call a
+ * 1e-4 "relative" error for K in the hundreds). Gradients: < 1e-3 against central differences of
+ * the reference (gradCheck).
+ *
+ * Both tile classes run on every adapter: the GPU tiles (4x4) over the whole shape matrix, the CPU
+ * tiles (what SwiftShader uses: small ones under 1e8 FLOPs, and the large production ones forced
+ * on a few cases, since their pipelines take seconds to compile on SwiftShader).
+ */
+import * as assert from 'uvu/assert';
+import { ShapeError, backward, type Engine } from '../engine/entry-node.js';
+import { type Conv2dOptions, conv2d, conv2dOutputSize, setConv2dTiles } from '../engine/ops/conv2d.js';
+import { suite } from './harness.js';
+import { expectClose, randn, testEngine } from './gpu.js';
+import { gradCheck } from './gradcheck.js';
+import { refConv2d } from './ref/conv.js';
+
+const t = suite('conv2d');
+
+interface Case {
+  x: number[];
+  w: number[];
+  opts: Conv2dOptions;
+  bias: boolean;
+}
+
+const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
+const f32 = (d: Float64Array): Float64Array => Float64Array.from(Float32Array.from(d));
+
+/** Runs the GPU forward on f32-rounded inputs and compares with the float64 reference. */
+async function checkForward(e: Engine, c: Case, seed: number): Promise<void> {
+  const xd = f32(randn(size(c.x), seed));
+  const wd = f32(randn(size(c.w), seed + 1));
+  const bd = c.bias ? f32(randn(c.w[0]!, seed + 2)) : null;
+  const ref = refConv2d(xd, c.x, wd, c.w, bd, c.opts);
+  await e.scope(async () => {
+    const y = conv2d(e.tensor(Float32Array.from(xd), c.x), e.tensor(Float32Array.from(wd), c.w), bd ? e.tensor(Float32Array.from(bd), [c.w[0]!]) : null, c.opts);
+    assert.equal([...y.shape], ref.shape, `output shape of ${describe(c)}`);
+    let max = 0;
+    for (const v of ref.data) max = Math.max(max, Math.abs(v));
+    expectClose(await y.read(), ref.data, 1e-4, describe(c), 1e-2 * max);
+  });
+}
+
+async function checkGrads(e: Engine, c: Case, seed: number, maxElements = 48): Promise<void> {
+  const inputs = [
+    { name: 'x', shape: c.x, data: randn(size(c.x), seed) },
+    { name: 'w', shape: c.w, data: randn(size(c.w), seed + 1) },
+    ...(c.bias ? [{ name: 'bias', shape: [c.w[0]!], data: randn(c.w[0]!, seed + 2) }] : []),
+  ];
+  await gradCheck(e, {
+    gpu: ([x, w, b]) => conv2d(x!, w!, b ?? null, c.opts),
+    ref: ([x, w, b]) => refConv2d(x!, c.x, w!, c.w, b ?? null, c.opts).data,
+    inputs,
+    tol: 1e-3,
+    maxElements,
+    seed,
+  });
+}
+
+const describe = (c: Case): string => `x ${JSON.stringify(c.x)} w ${JSON.stringify(c.w)} ${JSON.stringify(c.opts)}${c.bias ? ' +bias' : ''}`;
+
+/** Names of the kernels `fn` dispatches. */
+function kernelsRun(e: Engine, fn: () => void): string[] {
+  const names: string[] = [];
+  const run = e.run;
+  e.run = (p) => {
+    names.push(p.name);
+    run.call(e, p);
+  };
+  try {
+    fn();
+  } finally {
+    delete (e as { run?: unknown }).run; // back to the prototype's method
+  }
+  return names;
+}
+
+// Batch 1 and 3; Ci/Co in {1, 3, 5, 17, 96}; 7x9 and 33x17; kernels 1x1, 3x3, 5x5, 2x3; stride 1
+// and 2; padding 0 and 1; dilation 2; groups 2 and 3; bias or not; vec4 (Ci/groups % 4 == 0) and
+// scalar paths for both the reduction and the output channels.
+const FORWARD: Case[] = [
+  { x: [1, 7, 9, 3], w: [5, 3, 3, 3], opts: { padding: 1 }, bias: true },
+  { x: [3, 7, 9, 1], w: [3, 3, 3, 1], opts: { stride: 2 }, bias: false },
+  { x: [1, 33, 17, 17], w: [17, 3, 3, 17], opts: { stride: 2, padding: 1 }, bias: true },
+  { x: [3, 7, 9, 5], w: [1, 1, 1, 5], opts: {}, bias: false },
+  { x: [1, 33, 17, 96], w: [96, 1, 1, 96], opts: {}, bias: true },
+  { x: [1, 7, 9, 96], w: [5, 3, 3, 96], opts: { padding: 1 }, bias: false },
+  { x: [1, 7, 9, 17], w: [96, 3, 3, 17], opts: { stride: 2, padding: 1 }, bias: true },
+  { x: [1, 33, 17, 4], w: [8, 5, 5, 4], opts: { padding: 1 }, bias: false },
+  { x: [1, 33, 17, 5], w: [3, 3, 3, 5], opts: { dilation: 2, padding: 1 }, bias: true },
+  { x: [3, 7, 9, 6], w: [10, 3, 3, 3], opts: { groups: 2, padding: 1 }, bias: true },
+  { x: [1, 33, 17, 12], w: [12, 3, 3, 4], opts: { groups: 3, stride: 2, padding: 1 }, bias: false },
+  { x: [3, 9, 7, 15], w: [6, 3, 3, 5], opts: { groups: 3, stride: 2, padding: 0 }, bias: true },
+  { x: [1, 9, 7, 8], w: [16, 2, 3, 8], opts: { stride: [2, 1], padding: [1, 0], dilation: [1, 2] }, bias: true },
+  { x: [1, 3, 3, 2], w: [2, 5, 5, 2], opts: { padding: 1 }, bias: false },
+];
+
+const GRADS: Case[] = [
+  { x: [2, 7, 9, 3], w: [4, 3, 3, 3], opts: { stride: 2, padding: 1 }, bias: true },
+  { x: [1, 7, 9, 5], w: [3, 3, 3, 5], opts: { dilation: 2, padding: 1 }, bias: false },
+  { x: [2, 5, 7, 8], w: [8, 3, 3, 4], opts: { groups: 2, padding: 1 }, bias: true },
+  { x: [1, 6, 5, 6], w: [9, 2, 3, 2], opts: { groups: 3, stride: [1, 2], padding: [1, 0] }, bias: false },
+  { x: [2, 5, 5, 8], w: [12, 1, 1, 8], opts: {}, bias: true },
+  { x: [1, 9, 8, 4], w: [4, 3, 3, 4], opts: { stride: 2, padding: 1, dilation: 2 }, bias: false },
+  // Stride 3 with dilation 2: the taps that reach an input pixel recur every 3rd tap.
+  { x: [1, 10, 11, 3], w: [2, 3, 3, 3], opts: { stride: 3, padding: 2, dilation: 2 }, bias: true },
+];
+
+t('float64 reference matches hand-computed convolutions', () => {
+  // 3x3 ramp, 2x2 kernel [1, 0; 0, -1]: every output is x[i][j] - x[i+1][j+1] = -4.
+  const a = refConv2d([1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 3, 3, 1], [1, 0, 0, -1], [1, 2, 2, 1], null);
+  assert.equal(a.shape, [1, 2, 2, 1]);
+  assert.equal(Array.from(a.data), [-4, -4, -4, -4]);
+  // Stride 2 picks x at (0,0), (0,2), (2,0), (2,2) of a 4x4 ramp; a 1x1 weight of 2 doubles them.
+  const b = refConv2d(Array.from({ length: 16 }, (_, i) => i), [1, 4, 4, 1], [2], [1, 1, 1, 1], null, { stride: 2 });
+  assert.equal(Array.from(b.data), [0, 4, 16, 20]);
+  // 1x3 row, two groups of one channel, kernel 1x3 dilated by 2 with padding 1: only the middle
+  // tap lands inside (iw = -1 + 2*kw), so y = [x(1,c0) * a1 + 10, x(1,c1) * b1 + 20] = [3*2 + 10, 4*5 + 20].
+  const c = refConv2d([1, 2, 3, 4, 5, 6], [1, 1, 3, 2], [1, 2, 3, 4, 5, 6], [2, 1, 3, 1], [10, 20], { groups: 2, dilation: [1, 2], padding: [0, 1] });
+  assert.equal(c.shape, [1, 1, 1, 2]);
+  assert.equal(Array.from(c.data), [16, 40]);
+});
+
+t('conv2dOutputSize follows floor((H + 2p - d(k-1) - 1)/s) + 1 and rejects empty outputs', () => {
+  assert.equal(conv2dOutputSize(33, 17, 3, 3, { stride: 2, padding: 1 }), [17, 9]);
+  assert.equal(conv2dOutputSize(7, 9, 3, 3, { dilation: 2 }), [3, 5]);
+  assert.equal(conv2dOutputSize(7, 9, 1, 1), [7, 9]);
+  assert.equal(conv2dOutputSize(9, 7, 2, 3, { stride: [2, 1], padding: [1, 0], dilation: [1, 2] }), [5, 3]);
+  assert.throws(() => conv2dOutputSize(3, 3, 5, 5), (e: Error) => e instanceof ShapeError && /conv2d: .*empty output -1x-1/.test(e.message));
+  assert.throws(() => conv2dOutputSize(0, 3, 1, 1), /conv2d: input height must be a positive integer, got 0/);
+  assert.throws(() => conv2dOutputSize(3, 3, 1, -1), /conv2d: kernel width must be a positive integer, got -1/);
+});
+
+for (const cls of ['gpu', 'cpu'] as const) {
+  t(`forward matches float64 (rel err < 1e-4), ${cls} tiles`, async () => {
+    const e = await testEngine();
+    setConv2dTiles(cls);
+    try {
+      for (const [k, c] of FORWARD.entries()) await checkForward(e, c, 100 + k);
+    } finally {
+      setConv2dTiles(null);
+    }
+  });
+
+  t(`gradients of x, w and bias vs finite differences (< 1e-3), ${cls} tiles`, async () => {
+    const e = await testEngine();
+    setConv2dTiles(cls);
+    try {
+      for (const [k, c] of GRADS.entries()) await checkGrads(e, c, 200 + k);
+    } finally {
+      setConv2dTiles(null);
+    }
+  });
+}
+
+t('large CPU tiles with partial edges: forward and gradients', async () => {
+  const e = await testEngine();
+  // The tiles SwiftShader uses above 1e8 FLOPs (16x32 pixel x channel tiles, 32x16 filter tiles).
+  // Co = 40 and Ci = 36 leave partial channel tiles, 7x9 pixels a partial pixel tile.
+  setConv2dTiles((kernel, _m, _n, vm, vn) =>
+    kernel === 'filter' ? { tm: Math.max(32, vm), tn: 16, wg: 16 } : { tm: 16, tn: Math.max(32, vn), wg: 16 });
+  try {
+    const c: Case = { x: [2, 7, 9, 36], w: [40, 3, 3, 36], opts: { stride: 1, padding: 1 }, bias: true };
+    await checkForward(e, c, 300);
+    await checkGrads(e, c, 301, 64);
+  } finally {
+    setConv2dTiles(null);
+  }
+});
+
+t('filter gradient split into chunks (summed by sumColumns) and in one chunk', async () => {
+  const e = await testEngine();
+  // 2 x 16 x 16 output pixels and one small tile: the reduction is split; a 1x1x2 output is not.
+  const c: Case = { x: [2, 16, 16, 3], w: [4, 3, 3, 3], opts: { padding: 1 }, bias: false };
+  const names = await e.scope(async () => {
+    const x = e.tensor(Float32Array.from(randn(size(c.x), 1)), c.x);
+    const w = e.tensor(Float32Array.from(randn(size(c.w), 2)), c.w);
+    w.requiresGrad = true;
+    const y = conv2d(x, w, null, c.opts);
+    const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) }));
+    assert.not.ok(x.grad, 'no gradient for an input that does not require grad');
+    // dL/dw[co, kh, kw, ci] with gy = 1 is the sum of x over the tap's window: check one entry.
+    const xd = Float32Array.from(randn(size(c.x), 1));
+    const want = new Float64Array(size(c.w));
+    for (let n = 0; n < 2; n++)
+      for (let oh = 0; oh < 16; oh++)
+        for (let ow = 0; ow < 16; ow++)
+          for (let kh = 0; kh < 3; kh++)
+            for (let kw = 0; kw < 3; kw++) {
+              const ih = oh - 1 + kh;
+              const iw = ow - 1 + kw;
+              if (ih < 0 || ih >= 16 || iw < 0 || iw >= 16) continue;
+              for (let ci = 0; ci < 3; ci++)
+                for (let co = 0; co < 4; co++) want[((co * 3 + kh) * 3 + kw) * 3 + ci] += xd[((n * 16 + ih) * 16 + iw) * 3 + ci]!;
+            }
+    assert.equal([...w.grad!.shape], c.w, 'gradient has the weight shape');
+    expectClose(await w.grad!.read(), want, 1e-5, 'chunked dW');
+    return ran;
+  });
+  // The partial sums need a reduction pass after the filter-gradient kernel.
+  assert.ok(names[0] === 'conv2d_backward_filter' && names.length >= 2, `chunked path ran: ${names}`);
+  assert.not.ok(names.includes('conv2d_backward_input'), 'no input gradient computed');
+  const single = await e.scope(async () => {
+    const x = e.tensor(Float32Array.from([1, 2, 3, 4]), [1, 1, 2, 2]);
+    const w = e.tensor(Float32Array.from([1, 1]), [1, 1, 1, 2]);
+    w.requiresGrad = true;
+    const y = conv2d(x, w, null);
+    const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(Float32Array.from([1, 10]), y.shape) }));
+    assert.equal(Array.from(await w.grad!.read()), [1 + 30, 2 + 40]);
+    return ran;
+  });
+  assert.equal(single, ['conv2d_backward_filter'], 'one chunk: no reduction pass');
+});
+
+t('only the gradients that are required are computed; bias gradient is sumColumns(gy)', async () => {
+  const e = await testEngine();
+  await e.scope(async () => {
+    const x = e.tensor(Float32Array.from(randn(2 * 5 * 5 * 4, 7)), [2, 5, 5, 4]);
+    const w = e.tensor(Float32Array.from(randn(8 * 3 * 3 * 4, 8)), [8, 3, 3, 4]);
+    const b = e.tensor(new Float32Array(8), [8]);
+    x.requiresGrad = true;
+    b.requiresGrad = true;
+    const y = conv2d(x, w, b, { padding: 1 });
+    const gy = randn(y.size, 9);
+    const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(Float32Array.from(gy), y.shape) }));
+    assert.ok(ran.includes('conv2d_backward_input'));
+    assert.not.ok(ran.includes('conv2d_backward_filter'), `no filter gradient: ${ran}`);
+    assert.not.ok(w.grad);
+    const want = new Float64Array(8);
+    for (let i = 0; i < gy.length; i++) want[i % 8] += Math.fround(gy[i]!);
+    expectClose(await b.grad!.read(), want, 1e-5, 'bias gradient');
+  });
+  // Under noGrad nothing is recorded.
+  await e.scope(async () => {
+    const x = e.tensor(new Float32Array(16), [1, 4, 4, 1]);
+    x.requiresGrad = true;
+    const y = e.noGrad(() => conv2d(x, e.tensor(new Float32Array(9), [1, 3, 3, 1]), null));
+    assert.is(y.node, null);
+  });
+});
+
+t('a training-style loop creates no buffers after the first iteration', async () => {
+  const e = await testEngine();
+  const x = e.tensor(Float32Array.from(randn(1 * 9 * 7 * 8, 3)), [1, 9, 7, 8]);
+  const w = e.tensor(Float32Array.from(randn(16 * 3 * 3 * 8, 4)), [16, 3, 3, 8]);
+  w.requiresGrad = true;
+  x.requiresGrad = true;
+  const step = async (): Promise<void> => {
+    await e.scope(async () => {
+      const y = conv2d(x, w, null, { stride: 2, padding: 1 });
+      backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(0.5), y.shape) });
+      await e.sync();
+    });
+    w.grad!.dispose();
+    w.grad = null;
+    x.grad!.dispose();
+    x.grad = null;
+  };
+  await step();
+  const before = e.stats().buffersCreated;
+  await step();
+  await step();
+  assert.is(e.stats().buffersCreated, before);
+  x.dispose();
+  w.dispose();
+});
+
+t('bad input throws a ShapeError naming op, tensor and shapes before dispatching anything', async () => {
+  const e = await testEngine();
+  await e.scope(async () => {
+    const x = e.tensor(new Float32Array(2 * 5 * 5 * 6), [2, 5, 5, 6]);
+    x.name = 'feat';
+    const w = e.tensor(new Float32Array(4 * 3 * 3 * 6), [4, 3, 3, 6]);
+    w.name = 'kern';
+    const bad: [() => unknown, RegExp][] = [
+      [() => conv2d(e.tensor(new Float32Array(30), [5, 6]), w, null), /conv2d: input tensor#\d+ must be NHWC \[N, H, W, Ci\], got \[5, 6\]/],
+      [() => conv2d(x, e.tensor(new Float32Array(18), [3, 6]), null), /conv2d: weight tensor#\d+ must be OHWI \[Co, KH, KW, Ci\/groups\], got \[3, 6\]/],
+      [() => conv2d(x, e.tensor(new Float32Array(4 * 9 * 5), [4, 3, 3, 5]), null), /conv2d: weight tensor#\d+ has shape \[4, 3, 3, 5\], expected \[4, 3, 3, 6\] .*feat \[2, 5, 5, 6\]/],
+      [() => conv2d(x, w, null, { groups: 4 }), /conv2d: input feat \[2, 5, 5, 6\]: Ci = 6 is not divisible by groups = 4/],
+      [() => conv2d(x, e.tensor(new Float32Array(5 * 9 * 2), [5, 3, 3, 2]), null, { groups: 3 }), /conv2d: weight tensor#\d+ \[5, 3, 3, 2\]: Co = 5 is not divisible by groups = 3/],
+      [() => conv2d(x, w, null, { groups: 2 }), /conv2d: weight kern has shape \[4, 3, 3, 6\], expected \[4, 3, 3, 3\]/],
+      [() => conv2d(x, w, e.tensor(new Float32Array(5), [5])), /conv2d: bias tensor#\d+ has shape \[5\], expected \[4\]/],
+      [() => conv2d(x, w, e.tensor(new Float32Array(4), [1, 4])), /conv2d: bias tensor#\d+ has shape \[1, 4\], expected \[4\]/],
+      [() => conv2d(e.empty([0, 5, 5, 6]), w, null), /conv2d: input tensor#\d+ \[0, 5, 5, 6\] has a zero dimension/],
+      [() => conv2d(x, e.empty([0, 3, 3, 6]), null), /conv2d: weight tensor#\d+ \[0, 3, 3, 6\] has a zero dimension/],
+      [() => conv2d(x, w, null, { padding: -1 }), /conv2d: padding must be an integer >= 0 or a pair of them, got -1/],
+      [() => conv2d(x, w, null, { stride: 0 }), /conv2d: stride must be an integer >= 1 or a pair of them, got 0/],
+      [() => conv2d(x, w, null, { dilation: [1, 1.5] }), /conv2d: dilation must be an integer >= 1 or a pair of them, got \[1,1.5\]/],
+      [() => conv2d(x, w, null, { groups: 0 }), /conv2d: groups must be an integer >= 1, got 0/],
+      [() => conv2d(x, w, null, { dilation: 3 }), /conv2d: input 5x5 with kernel 3x3, padding 0x0, dilation 3x3 and stride 1x1 gives an empty output -1x-1/],
+      [() => conv2d(x, e.tensor(new Int32Array(4 * 9 * 6), [4, 3, 3, 6]), null), /conv2d: tensor#\d+ must be f32, got i32/],
+    ];
+    await e.flush();
+    const dispatched = e.stats().dispatches;
+    for (const [fn, re] of bad) assert.throws(fn, (err: Error) => err instanceof ShapeError && re.test(err.message), `expected ${re}`);
+    assert.is(e.stats().dispatches, dispatched, 'nothing dispatched');
+  });
+});
+
+t.run();
+
