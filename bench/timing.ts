@@ -9,7 +9,7 @@ export interface Timing {
   iters: number;
 }
 
-/** Times `fn` (which records GPU work): the first run (pipeline compilation included) separately, then `iters` runs. */
+/** Times `fn` (which records GPU work): `warmup` runs (the first, with pipeline compilation, reported as firstMs), then `iters` timed runs. */
 export async function timeGpu(engine: Engine, fn: () => void | Promise<void>, iters: number, warmup = 1): Promise<Timing> {
   const once = async () => {
     const t0 = performance.now();
@@ -19,7 +19,7 @@ export async function timeGpu(engine: Engine, fn: () => void | Promise<void>, it
     });
     return performance.now() - t0;
   };
-  const firstMs = await once();
+  const firstMs = warmup > 0 ? await once() : NaN;
   for (let i = 1; i < warmup; i++) await once();
   const runs: number[] = [];
   for (let i = 0; i < iters; i++) runs.push(await once());

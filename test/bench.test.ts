@@ -1,0 +1,25 @@
+/** `node bench/run.js --quick` works and writes the JSON fields the README and issue tracker rely on. */
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from './harness.js';
+
+const t = suite('bench');
+
+t('bench/run.js --quick: one small case, JSON with the documented fields', () => {
+  const json = join(mkdtempSync(join(tmpdir(), 'canet-bench-')), 'out.json');
+  const r = spawnSync(process.execPath, ['bench/run.js', '--quick', '--iters', '1', '--json', json], { encoding: 'utf8', timeout: 180_000 });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^adapter: /m);
+  const doc = JSON.parse(readFileSync(json, 'utf8'));
+  assert.ok(doc.adapter && doc.date);
+  const [c] = doc.results;
+  for (const k of ['model', 'backbone', 'mode', 'batch', 'size', 'iterations', 'firstMs', 'minMs', 'medianMs', 'maxMs', 'imagesPerSecond', 'peakGpuBytes', 'forwardGflopPerImage', 'gflops', 'dispatches'])
+    assert.ok(k in c, `field ${k}`);
+  // 20.3 G multiply-adds at 1024x512 (NETWORK.md) is 2.54 GFLOP at 256x128 (x2 for FLOPs, /16 for pixels).
+  assert.ok(Math.abs(c.forwardGflopPerImage - (2 * 20.3) / 16) < 0.05 * ((2 * 20.3) / 16), `forward ${c.forwardGflopPerImage} GFLOP`);
+}, { timeoutMs: 240_000 });
+
+t.run();
