@@ -4,6 +4,11 @@ import { canet } from '../net/canet.js';
 import { imageToTensor } from '../engine/ops/preprocess.js';
 import { ShapeError } from '../engine/errors.js';
 import { suite } from './harness.js';
+import { loadPretrained } from '../cli/model-file.js';
+import { serializeSafetensors, type SafeTensorInput } from '../weights/safetensors.js';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { rng, testEngine } from './gpu.js';
 
 const t = suite('canet');
@@ -118,6 +123,47 @@ t('inputs whose sides are not multiples of 32 get a clear error, or are padded w
   });
   padded.dispose();
   m.dispose();
+});
+
+t('CANet-MobileNetV2 (K = 19) at 1024x512: logits [1, 512, 1024, 19] (the engine\'s [N, H, W, K] for PyTorch\'s 1x19x512x1024)', async () => {
+  const e = await testEngine();
+  const m = canet(e, { classes: 19 }).eval();
+  await e.scope(async () => {
+    const y = e.noGrad(() => m.forward(e.tensor(new Float32Array(512 * 1024 * 3).fill(0.25), [1, 512, 1024, 3])));
+    assert.equal(y.shape, [1, 512, 1024, 19]);
+    const v = await y.read();
+    assert.ok(v[0] !== undefined && Number.isFinite(v[v.length - 1]!));
+  });
+  m.dispose();
+}, { timeoutMs: 300_000 });
+
+t('a torchvision MobileNetV2 state dict (features.N.*, classifier.*) loads into the backbone alone', async () => {
+  const e = await testEngine();
+  const src = canet(e, { classes: 19, seed: 11 });
+  const sd = await src.stateDict();
+  // Rebuild torchvision's names from ours: context_branch.backbone.layerK.N.rest -> features.N.rest.
+  const tv: Record<string, SafeTensorInput> = {};
+  for (const [n, t0] of sd) {
+    const m = /^context_branch\.backbone\.layer\d\.(\d+)\.(.*)$/.exec(n);
+    if (m) tv[`features.${m[1]}.${m[2]}`] = { data: t0.data, shape: t0.shape, dtype: t0.dtype };
+  }
+  tv['features.18.0.weight'] = { data: new Float32Array(1280 * 320), shape: [1280, 320, 1, 1] };
+  tv['classifier.1.weight'] = { data: new Float32Array(1000 * 1280), shape: [1000, 1280] };
+  tv['classifier.1.bias'] = { data: new Float32Array(1000), shape: [1000] };
+  const file = join(mkdtempSync(join(tmpdir(), 'canet-tv-')), 'mobilenet_v2.safetensors');
+  writeFileSync(file, serializeSafetensors(tv));
+  const dst = canet(e, { classes: 19, seed: 12 });
+  const headBefore = (await dst.stateDict()).get('fca.ca.fc.weight')!.data;
+  const r = await loadPretrained(dst, file);
+  assert.is(r.loaded, Object.keys(tv).length - 3, 'every backbone tensor, nothing else');
+  const after = await dst.stateDict();
+  for (const [n, t0] of sd) {
+    if (!n.startsWith('context_branch.backbone.')) continue;
+    assert.ok(after.get(n)!.data.every((v, i) => Object.is(v, t0.data[i])), n);
+  }
+  assert.ok(after.get('fca.ca.fc.weight')!.data.every((v, i) => v === headBefore[i]), 'head untouched');
+  src.dispose();
+  dst.dispose();
 });
 
 t.run();
