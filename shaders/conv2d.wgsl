@@ -149,7 +149,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // gy[m, co] * x_patch[m, k], with k = (kh, kw, ci) flattened as in an OHWI weight row. The long
 // reduction over N*Ho*Wo is split into chunks so that small layers still give every core work;
 // a second pass (sumColumns) adds the chunks. One invocation owns TM output channels x TN entries
-// of k and walks the pixels of its chunk, one rank-1 update per pixel.
+// of k and walks the pixels of its chunk, PIX at a time.
 struct Params {
   m: u32, ho: u32, wo: u32, h: u32, w: u32,
   ci_v: u32,      // Ci in BT units (row stride of x)
@@ -181,7 +181,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let q0 = chunk * p.chunk;
   let q1 = min(p.m, q0 + p.chunk);
 {{SETUP}}
-  var acc: array<{{BT}}, {{ACC}}>;
+  var acc: array<f32, {{ACC}}>;
   // (n, oh, ow) of pixel q, advanced with selects rather than divisions (in INNER).
   let hw = p.ho * p.wo;
   var n = q0 / hw;
