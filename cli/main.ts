@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeSyntheticDataset } from '../data/datasets.js';
 import { readLabelImage } from '../data/image-io.js';
+import { scoresFromConfusion } from '../engine/ops/metrics.js';
 import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { runSegment } from './segment.js';
 import { runTrain } from './train.js';
@@ -53,27 +54,14 @@ async function runDemo(argv: string[]): Promise<void> {
   const truthPath = join(packageRoot, 'weights', 'sample-labels.png');
   if (r && existsSync(truthPath)) {
     const truth = await readLabelImage(truthPath);
-    const meta = JSON.parse(await readFile(weights.replace(/\.safetensors$/, '.json'), 'utf8')) as { classes: number };
-    let correct = 0;
-    let total = 0;
-    const inter = new Float64Array(meta.classes);
-    const union = new Float64Array(meta.classes);
+    const meta = JSON.parse(await readFile(weights.replace(/\.safetensors$/, '') + '.json', 'utf8')) as { classes: number };
+    const confusion = Array.from({ length: meta.classes }, () => new Array<number>(meta.classes).fill(0));
     truth.labels.forEach((y, i) => {
-      if (y === 255) return;
-      const k = r.classIds[i]!;
-      total++;
-      if (k === y) {
-        correct++;
-        inter[y]++;
-        union[y]++;
-      } else {
-        union[y]++;
-        if (k < meta.classes) union[k]++;
-      }
+      if (y < meta.classes) confusion[y]![r.classIds[i]!]!++;
     });
-    const present = [...union.keys()].filter((k) => union[k]! > 0);
-    const miou = present.reduce((s, k) => s + inter[k]! / union[k]!, 0) / present.length;
-    console.log(`sample vs its ground truth: pixel accuracy ${((100 * correct) / total).toFixed(1)}%, mIoU ${(100 * miou).toFixed(1)}% over ${present.length} classes present`);
+    const s = scoresFromConfusion(confusion);
+    const present = s.iou.filter((v) => !Number.isNaN(v)).length;
+    console.log(`sample vs its ground truth: pixel accuracy ${(100 * s.pixelAccuracy).toFixed(1)}%, mIoU ${(100 * s.miou).toFixed(1)}% over ${present} classes present`);
   }
   console.log(`\nopen ${r!.overlay} (overlay) and ${r!.labels} (labels)`);
 }

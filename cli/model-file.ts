@@ -3,11 +3,12 @@
  * how to build the model (backbone, classes, head, width, input size), plus a JSON sidecar a
  * person can read. `canet segment --weights FILE` needs nothing else.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import type { Engine } from '../engine/engine.js';
 import { canet, type CANet, type CANetOptions } from '../net/canet.js';
 import { parseSafetensors } from '../weights/safetensors.js';
 import { writeFileAtomic } from '../weights/file.js';
+import { readWeightsBytes } from '../weights/load-file.js';
 import { serializeStateDict, stateDictFromParsed } from '../weights/state.js';
 import { torchvisionMobileNetV2ToCANet, torchvisionResNetToCANet } from '../weights/names.js';
 import type { StateDict } from '../net/module.js';
@@ -31,18 +32,9 @@ export async function saveModel(path: string, model: CANet, config: ModelConfig,
   await writeFile(sidecar, JSON.stringify({ ...config, ...(opts.sidecar ?? {}), dtype: opts.dtype ?? 'F32', parameters: model.numParameters() }, null, 2) + '\n');
 }
 
-async function readBytes(path: string, what: string): Promise<Uint8Array> {
-  try {
-    return await readFile(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${what} ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-}
-
 /** Builds the model a weights file describes and loads it (strict). Checkpoints work too. */
 export async function loadModel(engine: Engine, path: string, overrides: Partial<ModelConfig> = {}): Promise<{ model: CANet; config: ModelConfig }> {
-  const parsed = parseSafetensors(await readBytes(path, 'weights'));
+  const parsed = parseSafetensors(await readWeightsBytes(path, 'weights'));
   const md = parsed.metadata;
   let config: ModelConfig | undefined;
   if (md.canet) config = JSON.parse(md.canet) as ModelConfig;
@@ -66,7 +58,7 @@ export async function loadModel(engine: Engine, path: string, overrides: Partial
  * ResNet ImageNet checkpoint (saved with safetensors) into the backbone alone. Returns what loaded.
  */
 export async function loadPretrained(model: CANet, path: string): Promise<{ loaded: number; skipped: string[] }> {
-  const parsed = parseSafetensors(await readBytes(path, 'pretrained weights'));
+  const parsed = parseSafetensors(await readWeightsBytes(path, 'pretrained weights'));
   let state: StateDict = stateDictFromParsed(parsed);
   const names = [...state.keys()];
   const torchvision = names.some((n) => n.startsWith('features.')) ? torchvisionMobileNetV2ToCANet : names.some((n) => /^layer\d\./.test(n)) ? torchvisionResNetToCANet : null;

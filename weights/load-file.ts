@@ -3,12 +3,15 @@ import { readFile } from 'node:fs/promises';
 import type { Module, LoadReport } from '../net/module.js';
 import { loadWeightsBytes } from './state.js';
 
-export async function loadWeightsFile(model: Module, path: string, opts: { strict?: boolean; allowNonFinite?: boolean } = {}): Promise<LoadReport> {
-  let bytes: Uint8Array;
+/** Reads a weights file; a failure names the file (`what path: no such file`). */
+export async function readWeightsBytes(path: string, what = 'weights'): Promise<Uint8Array> {
   try {
-    bytes = await readFile(path);
+    return await readFile(path);
   } catch (e) {
-    throw new Error(`weights ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new Error(`${what} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
-  return loadWeightsBytes(model, bytes, opts);
+}
+
+export async function loadWeightsFile(model: Module, path: string, opts: { strict?: boolean; allowNonFinite?: boolean } = {}): Promise<LoadReport> {
+  return loadWeightsBytes(model, await readWeightsBytes(path), opts);
 }

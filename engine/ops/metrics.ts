@@ -53,35 +53,41 @@ export class ConfusionMatrix {
     const raw = await this.counts.read();
     const K = this.classes;
     const confusion = Array.from({ length: K }, (_, y) => Array.from(raw.subarray(y * K, (y + 1) * K)));
-    let pixels = 0;
-    let correct = 0;
-    const iou: number[] = [];
-    for (let k = 0; k < K; k++) {
-      const tp = confusion[k]![k]!;
-      let fn = 0;
-      let fp = 0;
-      for (let j = 0; j < K; j++) {
-        pixels += confusion[k]![j]!;
-        if (j !== k) {
-          fn += confusion[k]![j]!;
-          fp += confusion[j]![k]!;
-        }
-      }
-      correct += tp;
-      iou.push(tp + fp + fn === 0 ? NaN : tp / (tp + fp + fn));
-    }
-    const present = iou.filter((v) => !Number.isNaN(v));
-    return {
-      confusion,
-      iou,
-      miou: present.length ? present.reduce((a, b) => a + b, 0) / present.length : NaN,
-      pixelAccuracy: pixels ? correct / pixels : NaN,
-      pixels,
-      invalidLabels: raw[K * K]!,
-    };
+    return scoresFromConfusion(confusion, raw[K * K]!);
   }
 
   dispose(): void {
     this.counts.dispose();
   }
+}
+
+/** IoU per class, mIoU over the classes that occur, and pixel accuracy from counts[label][pred]. */
+export function scoresFromConfusion(confusion: number[][], invalidLabels = 0): SegmentationScores {
+  const K = confusion.length;
+  let pixels = 0;
+  let correct = 0;
+  const iou: number[] = [];
+  for (let k = 0; k < K; k++) {
+    const tp = confusion[k]![k]!;
+    let fn = 0;
+    let fp = 0;
+    for (let j = 0; j < K; j++) {
+      pixels += confusion[k]![j]!;
+      if (j !== k) {
+        fn += confusion[k]![j]!;
+        fp += confusion[j]![k]!;
+      }
+    }
+    correct += tp;
+    iou.push(tp + fp + fn === 0 ? NaN : tp / (tp + fp + fn));
+  }
+  const present = iou.filter((v) => !Number.isNaN(v));
+  return {
+    confusion,
+    iou,
+    miou: present.length ? present.reduce((a, b) => a + b, 0) / present.length : NaN,
+    pixelAccuracy: pixels ? correct / pixels : NaN,
+    pixels,
+    invalidLabels,
+  };
 }
