@@ -6,7 +6,7 @@
  */
 import { EngineClosedError, GPUExecutionError, ShapeError, check, fmtShape } from './errors.js';
 import { BufferPool, STORAGE_USAGE } from './pool.js';
-import { BufferUsage, MapMode } from './gpu-constants.js';
+import { BufferUsage, MapMode, ShaderStage } from './gpu-constants.js';
 import { type Program, assembleWgsl, packUniforms, programKey } from './program.js';
 import { Scope, type ScopeContext, StackScopeContext, collectTensors } from './scope.js';
 import { type DType, Tensor } from './tensor.js';
@@ -43,6 +43,8 @@ export interface EngineStats {
   dispatches: number;
   submits: number;
   bindGroupsCreated: number;
+  /** Dispatches that reused a cached bind group. */
+  bindGroupHits: number;
   /** Useful floating-point operations recorded (sum of the programs' declared flops). */
   flops: number;
 }
@@ -56,45 +58,80 @@ export interface KernelTiming {
 
 type TensorData = ArrayLike<number> | Float32Array | Int32Array | Uint32Array;
 
-/** Uniform blocks for one submit: 64 KiB GPU chunks filled on the CPU, written once at submit. */
+/**
+ * Uniform blocks for one submit: 64 KiB GPU chunks filled on the CPU, written once at submit.
+ * Every submit fills the chunks from the first one in the same order, so a loop that records the
+ * same work each step puts each block at the same (chunk, offset) each time: with the offset
+ * dynamic, the bind groups that name the chunk can be cached and reused (see Engine.run).
+ */
 class UniformArena {
-  private static CHUNK = 65536;
-  private free: { gpu: GPUBuffer; cpu: Uint8Array<ArrayBuffer> }[] = [];
-  private used: { gpu: GPUBuffer; cpu: Uint8Array<ArrayBuffer>; top: number }[] = [];
+  static readonly CHUNK = 65536;
+  private chunks: { gpu: GPUBuffer; cpu: Uint8Array<ArrayBuffer> }[] = [];
+  private current = 0;
+  private top = 0;
+  private touched = false;
   constructor(private device: GPUDevice, private align: number) {}
 
-  alloc(data: Uint8Array): GPUBufferBinding {
-    let chunk = this.used[this.used.length - 1];
-    const at = chunk ? Math.ceil(chunk.top / this.align) * this.align : 0;
-    if (!chunk || at + data.length > UniformArena.CHUNK) {
-      const fresh = this.free.pop() ?? {
+  /** Places a block; returns its chunk (index and buffer) and byte offset. */
+  alloc(data: Uint8Array): { index: number; buffer: GPUBuffer; offset: number } {
+    let at = this.touched ? Math.ceil(this.top / this.align) * this.align : 0;
+    if (at + data.length > UniformArena.CHUNK) {
+      this.current++;
+      at = 0;
+    }
+    let chunk = this.chunks[this.current];
+    if (!chunk) {
+      chunk = {
         gpu: this.device.createBuffer({ size: UniformArena.CHUNK, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST, label: 'canet-gpu:uniforms' }),
         cpu: new Uint8Array(UniformArena.CHUNK),
       };
-      chunk = { ...fresh, top: 0 };
-      this.used.push(chunk);
-      return this.alloc(data);
+      this.chunks.push(chunk);
     }
     chunk.cpu.set(data, at);
-    chunk.top = at + data.length;
-    return { buffer: chunk.gpu, offset: at, size: data.length };
+    this.top = at + data.length;
+    this.touched = true;
+    return { index: this.current, buffer: chunk.gpu, offset: at };
   }
 
-  /** Writes this batch's blocks; the chunks are free again once the submit is queued. */
+  /** Writes this batch's blocks. WebGPU orders the writes after earlier submits, so chunks are reusable at once. */
   upload(queue: GPUQueue): void {
-    for (const c of this.used) {
-      queue.writeBuffer(c.gpu, 0, c.cpu, 0, Math.ceil(c.top / 4) * 4);
-      this.free.push({ gpu: c.gpu, cpu: c.cpu });
+    if (!this.touched) return;
+    for (let i = 0; i <= this.current; i++) {
+      const c = this.chunks[i]!;
+      const bytes = i < this.current ? UniformArena.CHUNK : Math.ceil(this.top / 4) * 4;
+      queue.writeBuffer(c.gpu, 0, c.cpu, 0, bytes);
     }
-    this.used = [];
+    this.current = 0;
+    this.top = 0;
+    this.touched = false;
   }
 
   destroy(): void {
-    for (const c of [...this.free, ...this.used]) c.gpu.destroy();
-    this.free = [];
-    this.used = [];
+    for (const c of this.chunks) c.gpu.destroy();
+    this.chunks = [];
+    this.current = 0;
+    this.top = 0;
+    this.touched = false;
   }
 }
+
+/** A compiled kernel: its pipeline, explicit bind group layout, and which bindings it writes. */
+interface PipelineEntry {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  /** writes[i]: storage binding i + 1 is read_write (its tensor's version advances). */
+  writes: boolean[];
+}
+
+/** Storage bindings of a WGSL module, from its declarations: index -> read_write? */
+function storageBindings(code: string): Map<number, boolean> {
+  const out = new Map<number, boolean>();
+  for (const m of code.matchAll(/@binding\((\d+)\)\s*var<storage(?:\s*,\s*(read_write|read))?>/g)) out.set(Number(m[1]), m[2] === 'read_write');
+  return out;
+}
+
+/** Bind groups kept at most (a loop with fixed shapes needs a few hundred); past it the cache restarts. */
+const BIND_GROUP_CACHE_LIMIT = 4096;
 
 interface Profiler {
   querySet: GPUQuerySet;
@@ -114,7 +151,10 @@ export class Engine {
   private readonly pool: BufferPool;
   private readonly readPool: BufferPool;
   private readonly uniforms: UniformArena;
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines = new Map<string, PipelineEntry>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
   private readonly scopes: ScopeContext;
   private readonly live = new Set<Tensor>();
   private liveBytes = 0;
@@ -122,7 +162,7 @@ export class Engine {
   private pass: GPUComputePassEncoder | null = null;
   private batchKernels = new Set<string>();
   private pendingChecks: Promise<GPUExecutionError | null>[] = [];
-  private counters = { dispatches: 0, submits: 0, bindGroupsCreated: 0, flops: 0 };
+  private counters = { dispatches: 0, submits: 0, bindGroupsCreated: 0, bindGroupHits: 0, flops: 0 };
   private profiler: Profiler | null = null;
   private closedReason: string | null = null;
 
@@ -183,6 +223,7 @@ export class Engine {
     // recorded earlier reads the old contents of this (possibly recycled) buffer.
     if (this.encoder) this.submit();
     if (data.length) this.device.queue.writeBuffer(t.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    t.version++;
   }
 
   /** A tensor with uninitialised contents (a recycled buffer holds old data). */
@@ -317,24 +358,45 @@ export class Engine {
     this.pass = null;
   }
 
-  private pipeline(program: Program): GPUComputePipeline {
+  private pipeline(program: Program): PipelineEntry {
     const key = programKey(program);
-    let p = this.pipelines.get(key);
-    if (p) return p;
+    let entry = this.pipelines.get(key);
+    if (entry) return entry;
     const code = assembleWgsl(program);
+    const storage = storageBindings(code);
+    const hasUniforms = !!program.uniforms?.length;
+    // An explicit layout (not 'auto'): the uniform block takes a dynamic offset, so one bind
+    // group serves the same buffers whatever offset this submit's block got.
+    const entries: GPUBindGroupLayoutEntry[] = [];
+    if (hasUniforms) entries.push({ binding: 0, visibility: ShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
+    const writes = program.bindings.map((_, i) => storage.get(i + 1) ?? false);
+    writes.forEach((w, i) => entries.push({ binding: i + 1, visibility: ShaderStage.COMPUTE, buffer: { type: w ? 'storage' : 'read-only-storage' } }));
     this.device.pushErrorScope('validation');
+    const layout = this.device.createBindGroupLayout({ entries, label: program.name });
     const module = this.device.createShaderModule({ code, label: program.name });
-    p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: program.name });
+    const pipeline = this.device.createComputePipeline({
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: program.name }),
+      compute: { module, entryPoint: 'main' },
+      label: program.name,
+    });
+    entry = { pipeline, layout, writes };
+    const made = entry;
     this.pendingChecks.push(
       this.device.popErrorScope().then((e) => {
         if (!e) return null;
         // Forget the broken pipeline so a later call compiles again (and reports again).
-        if (this.pipelines.get(key) === p) this.pipelines.delete(key);
+        if (this.pipelines.get(key) === made) this.pipelines.delete(key);
         return new GPUExecutionError(`kernel ${program.name} failed to compile: ${e.message}`, 'validation', [program.name]);
       }),
     );
-    this.pipelines.set(key, p);
-    return p;
+    this.pipelines.set(key, entry);
+    return entry;
+  }
+
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
+    return id;
   }
 
   /** Records one dispatch of `program` into the current batch. */
@@ -345,15 +407,29 @@ export class Engine {
     if (x === 0 || y === 0 || z === 0) return;
     if (x > maxDim || y > maxDim || z > maxDim)
       throw new ShapeError(`kernel ${program.name}: dispatch [${x}, ${y}, ${z}] exceeds maxComputeWorkgroupsPerDimension (${maxDim})`);
-    const pipeline = this.pipeline(program);
-    const entries: GPUBindGroupEntry[] = [];
-    if (program.uniforms?.length) entries.push({ binding: 0, resource: this.uniforms.alloc(packUniforms(program.uniforms)) });
+    const entry = this.pipeline(program);
+    const buffers = program.bindings.map((b) => (b instanceof Tensor ? b.buffer : b));
+    const block = program.uniforms?.length ? packUniforms(program.uniforms) : null;
+    const uniform = block ? this.uniforms.alloc(block) : null;
+    // Same pipeline, same buffers, same uniform chunk and block size: the same bind group.
+    let key = `${programKey(program)}#${uniform ? `${uniform.index}:${block!.length}` : '-'}`;
+    for (const b of buffers) key += `,${this.bufferId(b)}`;
+    let bindGroup = this.bindGroups.get(key);
+    if (bindGroup) this.counters.bindGroupHits++;
+    else {
+      const entries: GPUBindGroupEntry[] = [];
+      if (uniform) entries.push({ binding: 0, resource: { buffer: uniform.buffer, offset: 0, size: block!.length } });
+      buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+      bindGroup = this.device.createBindGroup({ layout: entry.layout, entries, label: program.name });
+      this.counters.bindGroupsCreated++;
+      if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.clear();
+      this.bindGroups.set(key, bindGroup);
+    }
+    // Kernels write their outputs in place: advance the versions (caches derived from a tensor,
+    // such as a folded BatchNorm, compare them).
     program.bindings.forEach((b, i) => {
-      const buffer = b instanceof Tensor ? b.buffer : b;
-      entries.push({ binding: i + 1, resource: { buffer } });
+      if (entry.writes[i] && b instanceof Tensor) b.version++;
     });
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: program.name });
-    this.counters.bindGroupsCreated++;
     let pass = this.pass;
     const prof = this.profiler;
     const timed = prof !== null && prof.entries.length * 2 < prof.capacity;
@@ -368,8 +444,9 @@ export class Engine {
     } else if (!pass) {
       pass = this.pass = this.ensureEncoder().beginComputePass({ label: 'canet-gpu:ops' });
     }
-    pass!.setPipeline(pipeline);
-    pass!.setBindGroup(0, bindGroup);
+    pass!.setPipeline(entry.pipeline);
+    if (uniform) pass!.setBindGroup(0, bindGroup, [uniform.offset]);
+    else pass!.setBindGroup(0, bindGroup);
     pass!.dispatchWorkgroups(x, y, z);
     if (timed) pass!.end();
     this.batchKernels.add(program.name);
@@ -480,6 +557,7 @@ export class Engine {
 
   /** Destroys pooled buffers nobody holds; returns the bytes given back. */
   trim(): number {
+    this.bindGroups.clear();
     return this.pool.trim() + this.readPool.trim();
   }
 
@@ -498,6 +576,7 @@ export class Engine {
     this.readPool.destroyAll();
     this.uniforms.destroy();
     this.pipelines.clear();
+    this.bindGroups.clear();
     if (this.ownsDevice) this.device.destroy();
   }
 }

@@ -17,3 +17,5 @@ export const BufferUsage = {
 } as const;
 
 export const MapMode = { READ: 0x0001, WRITE: 0x0002 } as const;
+
+export const ShaderStage = { VERTEX: 0x1, FRAGMENT: 0x2, COMPUTE: 0x4 } as const;

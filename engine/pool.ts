@@ -5,6 +5,11 @@ import { BufferUsage } from './gpu-constants.js';
  * so steady-state loops allocate nothing. Buckets grow in 1/8 steps of a power of two, so at
  * most 12.5% of a buffer is slack (TF.js's exact-size pool wastes less but never matches a
  * slightly different shape; a power-of-two pool wastes up to 50%).
+ *
+ * A bucket hands out its oldest free buffer (lowest creation number), not the last one returned:
+ * then which buffer an allocation gets depends only on the set of free buffers, so a loop that
+ * allocates the same way each step gets the same buffers each step, and the engine's cached bind
+ * groups keep matching (with last-in-first-out the assignment permutes from step to step).
  */
 
 export const STORAGE_USAGE = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
@@ -30,7 +35,10 @@ export interface PoolStats {
 }
 
 export class BufferPool {
+  /** Per bucket size, free buffers sorted by creation number, highest first (pop takes the lowest). */
   private free = new Map<number, GPUBuffer[]>();
+  private readonly serial = new WeakMap<GPUBuffer, number>();
+  private created = 0;
   private live = new Set<GPUBuffer>();
   private counters = { buffersCreated: 0, poolHits: 0, liveBucketBytes: 0, freeBytes: 0 };
 
@@ -50,6 +58,7 @@ export class BufferPool {
       this.counters.freeBytes -= size;
     } else {
       buffer = this.create({ size, usage: this.usage, label: `${this.label}:${size}` });
+      this.serial.set(buffer, this.created++);
       this.counters.buffersCreated++;
     }
     this.live.add(buffer);
@@ -64,7 +73,15 @@ export class BufferPool {
     this.counters.freeBytes += size;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
-    list.push(buffer);
+    const n = this.serial.get(buffer)!;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.serial.get(list[mid]!)! > n) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buffer);
   }
 
   /** Destroys every free buffer (returns the bytes given back). Live buffers are untouched. */

@@ -21,6 +21,11 @@ export class Tensor {
   grad: Tensor | null = null;
   /** The op that produced this tensor, while a graph is being recorded. */
   node: GradNode | null = null;
+  /**
+   * Advances whenever a kernel binds the tensor read_write or writeTensor overwrites it: caches
+   * derived from the data (a folded BatchNorm) compare it. Raw buffer copies do not count.
+   */
+  version = 0;
   /** A name used in error messages (parameters get their state_dict name). */
   name: string;
   private _buffer: GPUBuffer | null;
