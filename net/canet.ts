@@ -8,8 +8,8 @@
 import type { Engine } from '../engine/engine.js';
 import { ShapeError, fmtShape } from '../engine/errors.js';
 import type { Tensor } from '../engine/tensor.js';
-import { concat, slice } from '../engine/ops/concat.js';
-import { fcaFuse } from '../engine/ops/fca.js';
+import { concat, copyChannelsInto, slice } from '../engine/ops/concat.js';
+import { channelAttentionInference, fcaFuse } from '../engine/ops/fca.js';
 import { globalAvgPool, globalMaxPool } from '../engine/ops/pool.js';
 import { add } from '../engine/ops/basic.js';
 import { sigmoid } from '../engine/ops/unary.js';
@@ -17,7 +17,7 @@ import { argmax } from '../engine/ops/softmax.js';
 import { resizeBilinear } from '../engine/ops/upsample.js';
 import { full } from '../engine/ops/basic.js';
 import { Module, Sequential, release } from './module.js';
-import { Conv2d, ConvBNAct, DeConvBNAct, Linear } from './layers.js';
+import { Conv2d, ConvBNAct, DeConvBNAct, Linear, canFuse, type FusedExtras } from './layers.js';
 import { MobileNetV2, makeDivisible } from './mobilenetv2.js';
 import { ResNet } from './resnet.js';
 import { SeededRandom } from './init.js';
@@ -45,12 +45,24 @@ export interface CANetOptions {
 
 /** Three stride-2 ConvBNAct(3x3, ReLU): 3 -> 64 -> 128 -> 256 channels at 1/8 resolution. */
 export class SpatialBranch extends Sequential {
+  private readonly stages: ConvBNAct[];
   constructor(engine: Engine, channels: number, rng: SeededRandom) {
-    super(engine, [
+    const stages = [
       new ConvBNAct(engine, { inChannels: 3, outChannels: channels, kernel: 3, stride: 2 }, 'relu', rng.fork('0')),
       new ConvBNAct(engine, { inChannels: channels, outChannels: channels * 2, kernel: 3, stride: 2 }, 'relu', rng.fork('1')),
       new ConvBNAct(engine, { inChannels: channels * 2, outChannels: channels * 4, kernel: 3, stride: 2 }, 'relu', rng.fork('2')),
-    ]);
+    ];
+    super(engine, stages);
+    this.stages = stages;
+  }
+  /** Inference: three dispatches, the last writing into `extras.into` (the FCA's concatenation). */
+  fused(x: Tensor, extras: Pick<FusedExtras, 'into'>): Tensor {
+    const a = this.stages[0]!.fused(x);
+    const b = this.stages[1]!.fused(a);
+    a.dispose();
+    const s = this.stages[2]!.fused(b, extras);
+    b.dispose();
+    return s;
   }
 }
 
@@ -66,6 +78,25 @@ export class ContextBranch extends Module {
     const [, , c16, c32] = this.backbone.channels;
     this.up1 = this.add('up1', new DeConvBNAct(engine, c32, hidChannels, 2, 'relu', rng.fork('up1')));
     this.up2 = this.add('up2', new DeConvBNAct(engine, hidChannels + c16, outChannels, 2, 'relu', rng.fork('up2')));
+  }
+  /**
+   * Inference: the backbone, up1 written straight into its concatenation with C16 (C16 copied
+   * beside it), and up2 written into `extras.into` (the FCA's concatenation).
+   */
+  fused(x: Tensor, extras: Pick<FusedExtras, 'into'>): Tensor {
+    const [x4, x8, x16, x32] = this.backbone.forward(x);
+    x4.dispose();
+    x8.dispose();
+    const [n, h, w, c16] = x16.shape as [number, number, number, number];
+    const hid = this.up1.outChannels;
+    const cat = this.engine.empty([n, h, w, hid + c16], 'f32', 'context_branch.cat');
+    this.up1.fused(x32, { into: { tensor: cat, channelOffset: 0 } });
+    x32.dispose();
+    copyChannelsInto(x16, cat, hid);
+    x16.dispose();
+    const out = this.up2.fused(cat, extras);
+    cat.dispose();
+    return out;
   }
   forward(x: Tensor): Tensor {
     const [x4, x8, x16, x32] = this.backbone.forward(x);
@@ -85,8 +116,11 @@ export class ContextBranch extends Module {
 
 /** A_s = sigmoid(BN(conv3x3(S) -> 1 channel)): where to look, from the detail branch. */
 export class SpatialAttention extends Sequential {
+  readonly cba: ConvBNAct;
   constructor(engine: Engine, channels: number, rng: SeededRandom) {
-    super(engine, [new ConvBNAct(engine, { inChannels: channels, outChannels: 1, kernel: 3 }, 'sigmoid', rng.fork('0'))]);
+    const cba = new ConvBNAct(engine, { inChannels: channels, outChannels: 1, kernel: 3 }, 'sigmoid', rng.fork('0'));
+    super(engine, [cba]);
+    this.cba = cba;
   }
 }
 
@@ -124,6 +158,22 @@ export class FCA extends Module {
         ? new ConvBNAct(engine, { inChannels: channels, outChannels: classes, kernel: 3 }, 'relu', rng.fork('conv_last'))
         : new Conv2d(engine, { inChannels: channels, outChannels: classes, kernel: 3, bias: true }, rng.fork('conv_last')),
     );
+  }
+  /**
+   * Inference on cat = concat(S, X) as the branches wrote it: A_s from S's channels, A_c from X's
+   * (two dispatches), then conv_init with BN, ReLU and the FCA product in its epilogue, then the
+   * classifier conv: five dispatches.
+   */
+  fused(cat: Tensor): Tensor {
+    const c = this.ca.fc.inFeatures;
+    const as = this.sa.cba.fused(cat, {}, [0, c]);
+    const ac = channelAttentionInference(cat, c, this.ca.fc.weight, this.ca.fc.bias);
+    const y = this.convInit.fused(cat, { fca: { as, ac } });
+    as.dispose();
+    ac.dispose();
+    const z = this.convLast.forward(y);
+    y.dispose();
+    return z;
   }
   forward(s: Tensor, x: Tensor): Tensor {
     const cat = concat([s, x], -1);
@@ -173,12 +223,23 @@ export class CANet extends Module {
         );
       return this.forwardPadded(x, n, h, w);
     }
-    const s = this.spatialBranch.forward(x);
-    const ctx = this.contextBranch.forward(x);
-    const z = this.fca.forward(s, ctx);
-    if (!z.requiresGrad) {
-      s.dispose();
-      ctx.dispose();
+    let z: Tensor;
+    if (canFuse(this, x)) {
+      // Inference: both branches write their 1/8 outputs into one tensor, the FCA's concatenation.
+      const c = this.fca.ca.fc.inFeatures;
+      const cat = this.engine.empty([n, h / 8, w / 8, 2 * c], 'f32', 'fca.cat');
+      this.spatialBranch.fused(x, { into: { tensor: cat, channelOffset: 0 } });
+      this.contextBranch.fused(x, { into: { tensor: cat, channelOffset: c } });
+      z = this.fca.fused(cat);
+      cat.dispose();
+    } else {
+      const s = this.spatialBranch.forward(x);
+      const ctx = this.contextBranch.forward(x);
+      z = this.fca.forward(s, ctx);
+      if (!z.requiresGrad) {
+        s.dispose();
+        ctx.dispose();
+      }
     }
     const out = this.up ? this.up.forward(z) : resizeBilinear(z, h, w);
     if (!out.requiresGrad) z.dispose();

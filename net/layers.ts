@@ -8,13 +8,27 @@ import type { Tensor } from '../engine/tensor.js';
 import { conv2d } from '../engine/ops/conv2d.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import { convTranspose2d } from '../engine/ops/conv-transpose.js';
-import { batchNorm2d } from '../engine/ops/batchnorm.js';
+import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
+import type { Epilogue, EpilogueActivation } from '../engine/ops/epilogue.js';
 import { linear } from '../engine/ops/linear.js';
 import { relu, relu6, sigmoid } from '../engine/ops/unary.js';
 import { Module, Sequential } from './module.js';
 import { SeededRandom, constant, kaimingNormal, uniform } from './init.js';
 
-export type ActivationName = 'relu' | 'relu6' | 'sigmoid' | 'none';
+export type ActivationName = EpilogueActivation;
+
+/**
+ * Whether `m` may run its fused inference kernels on `x`: eval mode (BatchNorm on running
+ * statistics, so it folds into the conv) and no graph being recorded (fused kernels have no
+ * backward). Otherwise modules run the separate ops, whose autograd is exact.
+ */
+export function canFuse(m: Module, x: Tensor): boolean {
+  if (m.training) return false;
+  return !(m.engine.gradEnabled && (x.requiresGrad || m.parameters().some((p) => p.requiresGrad)));
+}
+
+/** What a fused producer may add to its own folded BatchNorm and activation. */
+export type FusedExtras = Pick<Epilogue, 'residual' | 'fca' | 'into'>;
 
 export function activate(x: Tensor, act: ActivationName): Tensor {
   switch (act) {
@@ -59,6 +73,11 @@ export class Conv2d extends Module {
     const { stride, padding, dilation, groups } = this.config;
     return conv2d(x, this.weight, this.bias, { stride, padding, dilation, groups });
   }
+  /** Inference: the convolution with an epilogue (a folded BatchNorm replaces the bias), on channels [offset, offset + count) of x if given. */
+  fused(x: Tensor, epilogue: Epilogue, inputChannels?: [number, number]): Tensor {
+    const { stride, padding, dilation, groups } = this.config;
+    return conv2d(x, this.weight, epilogue.affine ? null : this.bias, { stride, padding, dilation, groups, inputChannels }, epilogue);
+  }
 }
 
 /** A depthwise nn.Conv2d (groups == channels): weight [C, 1, k, k] in files, [k, k, C] on the GPU. */
@@ -70,6 +89,14 @@ export class DepthwiseConv2d extends Module {
   }
   forward(x: Tensor): Tensor {
     return depthwiseConv2d(x, this.weight, null, { stride: this.stride, padding: (this.kernel - 1) / 2 });
+  }
+  /** Inference: the convolution with an epilogue. */
+  fused(x: Tensor, epilogue: Epilogue): Tensor {
+    return depthwiseConv2d(x, this.weight, null, { stride: this.stride, padding: (this.kernel - 1) / 2 }, epilogue);
+  }
+  /** There is no bias (MobileNetV2's depthwise layers are followed by BatchNorm). */
+  get bias(): null {
+    return null;
   }
 }
 
@@ -95,6 +122,10 @@ export class ConvTranspose2d extends Module {
   forward(x: Tensor): Tensor {
     return convTranspose2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, outputPadding: this.outputPadding });
   }
+  /** Inference: the transposed convolution with an epilogue (a folded BatchNorm absorbs the bias). */
+  fused(x: Tensor, epilogue: Epilogue): Tensor {
+    return convTranspose2d(x, this.weight, epilogue.affine ? null : this.bias, { stride: this.stride, padding: this.padding, outputPadding: this.outputPadding }, epilogue);
+  }
 }
 
 /** nn.BatchNorm2d (eps 1e-5, momentum 0.1) over the channel axis of NHWC tensors. */
@@ -115,6 +146,29 @@ export class BatchNorm2d extends Module {
   forward(x: Tensor): Tensor {
     if (this.training) this.numBatchesTracked++;
     return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, { training: this.training, momentum: this.momentum, eps: this.eps });
+  }
+
+  private fold: { affine: Tensor; key: string } | null = null;
+
+  /**
+   * This layer with the running statistics, and the bias of the convolution before it, folded
+   * into a per-channel affine [2, C] for that convolution's epilogue. Cached until one of the
+   * tensors it came from is written (loading weights, a training step), so steady-state
+   * inference folds nothing.
+   */
+  folded(convBias: Tensor | null): Tensor {
+    const from = [this.weight, this.bias, this.runningMean, this.runningVar, convBias];
+    const key = from.map((t) => (t ? `${t.id}:${t.version}` : '-')).join(',');
+    if (this.fold?.key === key) return this.fold.affine;
+    const affine = bnFold(this.weight, this.bias, this.runningMean, this.runningVar, this.eps, convBias, this.fold?.affine).keep();
+    affine.name = `${this.weight.name.replace(/\.weight$/, '')}.folded`;
+    this.fold = { affine, key };
+    return affine;
+  }
+
+  protected override releaseDerived(): void {
+    this.fold?.affine.dispose();
+    this.fold = null;
   }
 }
 
@@ -143,32 +197,51 @@ export class Activation extends Module {
   }
 }
 
-/** Conv2d (no bias) -> BatchNorm2d -> activation, named .0 / .1 as the reference's ConvBNAct. */
+/**
+ * Conv2d (no bias) -> BatchNorm2d -> activation, named .0 / .1 as the reference's ConvBNAct. In
+ * inference it is one dispatch: the BatchNorm folds into the convolution's epilogue.
+ */
 export class ConvBNAct extends Sequential {
+  readonly conv: Conv2d | DepthwiseConv2d;
+  readonly bn: BatchNorm2d;
+  readonly act: ActivationName;
   constructor(engine: Engine, cfg: Omit<Conv2dConfig, 'bias'>, act: ActivationName, rng: SeededRandom) {
     const conv = cfg.groups !== undefined && cfg.groups === cfg.inChannels && cfg.groups === cfg.outChannels && cfg.groups > 1
       ? new DepthwiseConv2d(engine, cfg.inChannels, cfg.kernel, cfg.stride ?? 1, rng.fork('0'))
       : new Conv2d(engine, { ...cfg, bias: false }, rng.fork('0'));
-    super(engine, [conv, new BatchNorm2d(engine, cfg.outChannels), new Activation(engine, act)]);
+    const bn = new BatchNorm2d(engine, cfg.outChannels);
+    super(engine, [conv, bn, new Activation(engine, act)]);
+    this.conv = conv;
+    this.bn = bn;
+    this.act = act;
+  }
+  override forward(x: Tensor): Tensor {
+    return canFuse(this, x) ? this.fused(x) : super.forward(x);
+  }
+  /** Inference: conv + BN + activation (+ extras) in one dispatch; `inputChannels` as Conv2d.fused. */
+  fused(x: Tensor, extras: FusedExtras = {}, inputChannels?: [number, number]): Tensor {
+    const epilogue: Epilogue = { affine: this.bn.folded(this.conv.bias), act: this.act, ...extras };
+    return this.conv instanceof Conv2d ? this.conv.fused(x, epilogue, inputChannels) : this.conv.fused(x, epilogue);
   }
 }
 
 /** ConvTranspose2d(k = 2s-1, stride s, pad s-1, output_padding s-1, bias) -> BN -> activation: exactly s times larger. */
 export class DeConvBNAct extends Module {
   readonly upConv: Sequential;
-  constructor(engine: Engine, inChannels: number, outChannels: number, scale: number, act: ActivationName, rng: SeededRandom) {
+  private readonly deconv: ConvTranspose2d;
+  private readonly bn: BatchNorm2d;
+  constructor(engine: Engine, inChannels: number, readonly outChannels: number, scale: number, readonly act: ActivationName, rng: SeededRandom) {
     super(engine);
     const k = 2 * scale - 1;
-    this.upConv = this.add(
-      'up_conv',
-      new Sequential(engine, [
-        new ConvTranspose2d(engine, inChannels, outChannels, k, scale, (k - 1) / 2, scale - 1, rng.fork('up_conv.0')),
-        new BatchNorm2d(engine, outChannels),
-        new Activation(engine, act),
-      ]),
-    );
+    this.deconv = new ConvTranspose2d(engine, inChannels, outChannels, k, scale, (k - 1) / 2, scale - 1, rng.fork('up_conv.0'));
+    this.bn = new BatchNorm2d(engine, outChannels);
+    this.upConv = this.add('up_conv', new Sequential(engine, [this.deconv, this.bn, new Activation(engine, act)]));
   }
   forward(x: Tensor): Tensor {
-    return this.upConv.forward(x);
+    return canFuse(this, x) ? this.fused(x) : this.upConv.forward(x);
+  }
+  /** Inference: deconv + BN + activation in one dispatch, optionally into a channel slice. */
+  fused(x: Tensor, extras: FusedExtras = {}): Tensor {
+    return this.deconv.fused(x, { affine: this.bn.folded(this.deconv.bias), act: this.act, ...extras });
   }
 }

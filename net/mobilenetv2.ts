@@ -8,7 +8,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { add } from '../engine/ops/basic.js';
 import { Module, Sequential } from './module.js';
-import { BatchNorm2d, Conv2d, ConvBNAct } from './layers.js';
+import { BatchNorm2d, Conv2d, ConvBNAct, canFuse, type FusedExtras } from './layers.js';
 import type { SeededRandom } from './init.js';
 
 /** torchvision's _make_divisible: round to a multiple of 8, never below 90% of the value. */
@@ -22,18 +22,35 @@ export function makeDivisible(v: number, divisor = 8): number {
 export class InvertedResidual extends Module {
   readonly conv: Sequential;
   readonly useResidual: boolean;
+  private readonly expand: ConvBNAct | null;
+  private readonly depthwise: ConvBNAct;
+  private readonly project: Conv2d;
+  private readonly projectBn: BatchNorm2d;
   constructor(engine: Engine, inp: number, oup: number, stride: number, expand: number, rng: SeededRandom) {
     super(engine);
     const hidden = Math.round(inp * expand);
     this.useResidual = stride === 1 && inp === oup;
     const layers: Module[] = [];
-    if (expand !== 1) layers.push(new ConvBNAct(engine, { inChannels: inp, outChannels: hidden, kernel: 1 }, 'relu6', rng.fork(`conv.${layers.length}`)));
-    layers.push(new ConvBNAct(engine, { inChannels: hidden, outChannels: hidden, kernel: 3, stride, groups: hidden }, 'relu6', rng.fork(`conv.${layers.length}`)));
-    layers.push(new Conv2d(engine, { inChannels: hidden, outChannels: oup, kernel: 1, bias: false }, rng.fork(`conv.${layers.length}`)));
-    layers.push(new BatchNorm2d(engine, oup));
+    this.expand = expand !== 1 ? new ConvBNAct(engine, { inChannels: inp, outChannels: hidden, kernel: 1 }, 'relu6', rng.fork(`conv.${layers.length}`)) : null;
+    if (this.expand) layers.push(this.expand);
+    this.depthwise = new ConvBNAct(engine, { inChannels: hidden, outChannels: hidden, kernel: 3, stride, groups: hidden }, 'relu6', rng.fork(`conv.${layers.length}`));
+    layers.push(this.depthwise);
+    this.project = new Conv2d(engine, { inChannels: hidden, outChannels: oup, kernel: 1, bias: false }, rng.fork(`conv.${layers.length}`));
+    this.projectBn = new BatchNorm2d(engine, oup);
+    layers.push(this.project, this.projectBn);
     this.conv = this.add('conv', new Sequential(engine, layers as (Module & { forward(x: Tensor): Tensor })[]));
   }
+  /** Inference: three dispatches (expand, depthwise, project with BN and the residual in its epilogue). */
+  fused(x: Tensor, extras: Pick<FusedExtras, 'into'> = {}): Tensor {
+    const h = this.expand ? this.expand.fused(x) : x;
+    const d = this.depthwise.fused(h);
+    if (h !== x) h.dispose();
+    const y = this.project.fused(d, { affine: this.projectBn.folded(null), residual: this.useResidual ? x : null, ...extras });
+    d.dispose();
+    return y;
+  }
   forward(x: Tensor): Tensor {
+    if (canFuse(this, x)) return this.fused(x);
     const y = this.conv.forward(x);
     if (!this.useResidual) return y;
     const out = add(x, y);

@@ -231,10 +231,14 @@ export abstract class Module {
     return report;
   }
 
-  /** Releases every parameter and buffer (and their gradients). */
+  /** Releases every parameter and buffer (and their gradients), and what modules derived from them. */
   dispose(): void {
+    for (const m of this.modules()) m.releaseDerived();
     for (const [, s] of this.walk()) if (s.kind !== 'counter') s.tensor.dispose();
   }
+
+  /** Frees tensors a module derived from its parameters (caches); called by dispose() for every module. */
+  protected releaseDerived(): void {}
 }
 
 /**

@@ -9,7 +9,7 @@ import { add } from '../engine/ops/basic.js';
 import { relu } from '../engine/ops/unary.js';
 import { maxPool2d } from '../engine/ops/pool.js';
 import { Module, Sequential, release } from './module.js';
-import { BatchNorm2d, Conv2d } from './layers.js';
+import { BatchNorm2d, Conv2d, canFuse } from './layers.js';
 import type { SeededRandom } from './init.js';
 
 type Forward = Module & { forward(x: Tensor): Tensor };
@@ -32,9 +32,29 @@ function chain(x: Tensor, ...fns: ((t: Tensor) => Tensor)[]): Tensor {
 }
 
 class Downsample extends Sequential {
+  private readonly conv: Conv2d;
+  private readonly bn: BatchNorm2d;
   constructor(engine: Engine, inp: number, oup: number, stride: number, rng: SeededRandom) {
-    super(engine, [new Conv2d(engine, { inChannels: inp, outChannels: oup, kernel: 1, stride, padding: 0 }, rng.fork('0')), new BatchNorm2d(engine, oup)]);
+    const conv = new Conv2d(engine, { inChannels: inp, outChannels: oup, kernel: 1, stride, padding: 0 }, rng.fork('0'));
+    const bn = new BatchNorm2d(engine, oup);
+    super(engine, [conv, bn]);
+    this.conv = conv;
+    this.bn = bn;
   }
+  /** Inference: conv + folded BN in one dispatch. */
+  fused(x: Tensor): Tensor {
+    return this.conv.fused(x, { affine: this.bn.folded(null) });
+  }
+}
+
+/** Inference: conv + folded BN (+ residual) + ReLU in one dispatch. */
+function convBn(conv: Conv2d, bn: BatchNorm2d, x: Tensor, act: 'relu' | 'none', residual: Tensor | null = null): Tensor {
+  return conv.fused(x, { affine: bn.folded(conv.bias), act, residual });
+}
+
+/** The identity path of a block in inference, and whether the block owns (must free) it. */
+function fusedIdentity(downsample: Downsample | null, x: Tensor): [Tensor, boolean] {
+  return downsample ? [downsample.fused(x), true] : [x, false];
 }
 
 export class BasicBlock extends Module {
@@ -53,6 +73,14 @@ export class BasicBlock extends Module {
     this.downsample = stride !== 1 || inp !== planes ? this.add('downsample', new Downsample(engine, inp, planes, stride, rng.fork('downsample'))) : null;
   }
   forward(x: Tensor): Tensor {
+    if (canFuse(this, x)) {
+      const h = convBn(this.conv1, this.bn1, x, 'relu');
+      const [id, owned] = fusedIdentity(this.downsample, x);
+      const y = convBn(this.conv2, this.bn2, h, 'relu', id);
+      h.dispose();
+      if (owned) id.dispose();
+      return y;
+    }
     const y = chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => this.conv2.forward(t), (t) => this.bn2.forward(t));
     return residualJoin(this.downsample ? this.downsample.forward(x) : x, y, this.downsample !== null);
   }
@@ -79,6 +107,16 @@ export class Bottleneck extends Module {
     this.downsample = stride !== 1 || inp !== out ? this.add('downsample', new Downsample(engine, inp, out, stride, rng.fork('downsample'))) : null;
   }
   forward(x: Tensor): Tensor {
+    if (canFuse(this, x)) {
+      const h1 = convBn(this.conv1, this.bn1, x, 'relu');
+      const h2 = convBn(this.conv2, this.bn2, h1, 'relu');
+      h1.dispose();
+      const [id, owned] = fusedIdentity(this.downsample, x);
+      const y = convBn(this.conv3, this.bn3, h2, 'relu', id);
+      h2.dispose();
+      if (owned) id.dispose();
+      return y;
+    }
     const y = chain(
       x,
       (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu,
@@ -124,7 +162,9 @@ export class ResNet extends Module {
     this.channels = chans as [number, number, number, number];
   }
   forward(x: Tensor): [Tensor, Tensor, Tensor, Tensor] {
-    const stem = chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => maxPool2d(t, { kernel: 3, stride: 2, padding: 1 }));
+    const stem = canFuse(this, x)
+      ? chain(x, (t) => convBn(this.conv1, this.bn1, t, 'relu'), (t) => maxPool2d(t, { kernel: 3, stride: 2, padding: 1 }))
+      : chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => maxPool2d(t, { kernel: 3, stride: 2, padding: 1 }));
     const x1 = this.layers[0]!.forward(stem);
     const x2 = this.layers[1]!.forward(x1);
     const x3 = this.layers[2]!.forward(x2);

@@ -194,6 +194,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
 }
 
+//# kernel bn_fold
+// Inference: BatchNorm (and the bias of the conv before it) folded into one per-channel affine
+// for a producer's epilogue: scale = gamma / sqrt(var + eps), shift = beta + (bias - mean) * scale.
+struct Params { c: u32, has_bias: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> running_var: array<f32>;
+// Without a conv bias, has_bias = 0 and gamma is bound here (any buffer of C floats).
+@group(0) @binding(5) var<storage, read> conv_bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> affine: array<f32>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = flat_id(gid, nwg, {{WG}}u);
+  if (c >= p.c) { return; }
+  let scale = gamma[c] * inverseSqrt(running_var[c] + p.eps);
+  let bias = select(0.0, conv_bias[c], p.has_bias != 0u);
+  affine[c] = scale;
+  affine[p.c + c] = beta[c] + (bias - running_mean[c]) * scale;
+}
+
 //# kernel bn_affine
 // y = ((x - pivot) - dev) * a + b per lane, with params [a; pivot; dev; b] replicated to L floats.
 // x - pivot is exact for data near the pivot (a data value of the channel), and dev is small, so

@@ -16,21 +16,22 @@
 // so k is also the offset into a weight row.
 struct Params {
   m: u32, howo: u32, wo: u32, h: u32, w: u32,
-  ci_v: u32,     // Ci in XT units (row stride of x)
+  ci_v: u32,     // channels of x in XT units (row stride of x)
+  xoff: u32,     // first convolved channel of x in XT units (a slice of a concatenation)
   ck: u32,       // Ci/groups in XT units (inner loop length)
   cog: u32,      // Co/groups
-  co_v: u32,     // Co in YT units (row stride of y)
   kw: u32, taps: u32, sh: u32, sw: u32, ph: i32, pw: i32, dh: u32, dw: u32,
   tiles_m: u32, tiles_n: u32, tiles: u32,
   krow: u32,     // KH*KW*Ci/groups in XT units (row stride of w)
-  has_bias: u32, // 0: bs is bound to w and ignored
   n_fast: u32,   // 1: channel tiles vary fastest, 0: pixel tiles do
+  {{EP_PARAMS}}  // the epilogue's (engine/ops/epilogue.ts): output stride and offset, sizes
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> xs: array<{{XT}}>;
 @group(0) @binding(2) var<storage, read> ws: array<{{XT}}>;
 @group(0) @binding(3) var<storage, read_write> ys: array<{{YT}}>;
-@group(0) @binding(4) var<storage, read> bs: array<{{YT}}>;
+// Bias, folded BatchNorm, residual, FCA attention: bindings 4.. as the epilogue needs them.
+{{EP_DECLS}}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = flat_id(gid, nwg, {{WG}}u);
@@ -43,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let m0 = select(t % p.tiles_m, t / ng, n_fast) * {{TM}}u;
   let g = tgn / p.tiles_n;
   let n0 = (tgn % p.tiles_n) * {{TN}}u;
-  let xg = g * p.ck;
+  let xg = p.xoff + g * p.ck;
 {{SETUP}}
   var acc: array<f32, {{ACC}}>;
   // One flat loop over k = (tap, c): on SwiftShader a nested tap/channel loop pair ran up to 1.7x

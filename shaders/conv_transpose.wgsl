@@ -72,15 +72,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 struct Params {
   n: u32, h: u32, w: u32, civ: u32, co: u32, ho: u32, wo: u32,
   kh: u32, kw: u32, stride_h: u32, stride_w: u32, pad_h: u32, pad_w: u32,
-  tiles_y: u32, tiles_x: u32, co_tiles: u32, has_bias: u32, threads: u32,
+  tiles_y: u32, tiles_x: u32, co_tiles: u32, threads: u32,
+  {{EP_PARAMS}}  // the epilogue's (engine/ops/epilogue.ts)
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-// Without a bias the op binds the weights here (at least Co floats) and has_bias = 0: a uniform
-// instead of a define, so that biased and unbiased layers share one pipeline.
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
+// Bias or folded BatchNorm, activation...: bindings 4.. as the epilogue needs them.
+{{EP_DECLS}}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let id = flat_id(gid, nwg, {{WG}}u);

@@ -19,15 +19,15 @@
 // columns shared inside the tile are loaded once.
 struct Params {
   n: u32, h: u32, w: u32, cv: u32, ho: u32, wo: u32, tiles_w: u32, tiles_h: u32,
-  pad_h: i32, pad_w: i32, has_bias: u32, threads: u32,
+  pad_h: i32, pad_w: i32, threads: u32,
+  {{EP_PARAMS}}  // the epilogue's (engine/ops/epilogue.ts)
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<{{V}}>;
 @group(0) @binding(2) var<storage, read> wt: array<{{V}}>;
 @group(0) @binding(3) var<storage, read_write> y: array<{{V}}>;
-// Without a bias the op binds the weights here (KH * KW * C >= C values) and has_bias = 0: a
-// uniform rather than a define, so biased and unbiased layers share a pipeline.
-@group(0) @binding(4) var<storage, read> bias: array<{{V}}>;
+// Bias or folded BatchNorm, activation...: bindings 4.. as the epilogue needs them.
+{{EP_DECLS}}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let id = flat_id(gid, nwg, {{WG}}u);
@@ -45,7 +45,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let hmax = i32(p.h) - 1;
   let wmax = i32(p.w) - 1;
   let zero = {{V}}(0.0);
-  let b = select(zero, bias[c], p.has_bias != 0u);
 {{BODY}}
 {{STORE}}
 }

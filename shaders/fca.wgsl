@@ -44,3 +44,51 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let p1 = min(p.hw, p0 + p.per_chunk);
   {{BODY}}
 }
+
+//# kernel fca_channel_pool
+// Inference channel attention, first half: s[n, c] = max over pixels + mean over pixels of X,
+// X being channels [off, off + C) of a tensor with `stride` channels per pixel (the deep branch's
+// part of the concatenation the FCA convolves). FC(max) + FC(avg) = W (max + avg) + 2 b, so one
+// vector per image feeds the shared Linear. Invocation (n, channel group of T).
+struct Params { threads: u32, hw: u32, cv: u32, stride_v: u32, off_v: u32, inv_hw: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
+@group(0) @binding(2) var<storage, read_write> s: array<{{T}}>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.threads) { return; }
+  let c = i % p.cv;
+  let n = i / p.cv;
+  var at = n * p.hw * p.stride_v + p.off_v + c;
+  var mx = x[at];
+  var sm = mx;
+  for (var q = 1u; q < p.hw; q = q + 1u) {
+    at = at + p.stride_v;
+    let v = x[at];
+    mx = max(mx, v);
+    sm = sm + v;
+  }
+  s[i] = mx + sm * p.inv_hw;
+}
+
+//# kernel fca_channel_fc
+// Inference channel attention, second half: ac[n, o] = sigmoid(sum_k w[o, k] s[n, k] + 2 b[o]).
+struct Params { threads: u32, c: u32, kv: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> s: array<{{T}}>;
+@group(0) @binding(2) var<storage, read> w: array<{{T}}>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ac: array<f32>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.threads) { return; }
+  let o = i % p.c;
+  let n = i / p.c;
+  var acc = {{T}}(0.0);
+  for (var k = 0u; k < p.kv; k = k + 1u) { acc = acc + s[n * p.kv + k] * w[o * p.kv + k]; }
+  let z = {{SUM}} + 2.0 * b[o];
+  // exp of a non-positive number never overflows.
+  ac[i] = select(exp(z) / (1.0 + exp(z)), 1.0 / (1.0 + exp(-z)), z >= 0.0);
+}

@@ -135,6 +135,31 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   return out;
 }
 
+/**
+ * Inference BatchNorm folded into one per-channel affine [2, C] (row 0 scale, row 1 shift) for a
+ * producer's epilogue (see epilogue.ts): y = conv(x) * scale + shift equals
+ * BN(conv(x) + convBias) with the running statistics. `into` reuses a [2, C] tensor.
+ */
+export function bnFold(gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor, eps: number, convBias: Tensor | null = null, into?: Tensor): Tensor {
+  const op = 'bnFold';
+  const c = gamma.shape[0]!;
+  for (const [what, t] of [['gamma', gamma], ['beta', beta], ['runningMean', runningMean], ['runningVar', runningVar], ['convBias', convBias]] as const)
+    if (t) check(t.rank === 1 && t.shape[0] === c && t.dtype === 'f32', op, () => `${what} ${t.name} must be f32 [${c}], got ${t.dtype} ${fmtShape(t.shape)}`);
+  check(Number.isFinite(eps) && eps > 0, op, () => `eps must be positive, got ${eps}`);
+  const engine = gamma.engine;
+  const out = into ?? engine.empty([2, c], 'f32', `${op}.affine`);
+  check(out.size === 2 * c, op, () => `into ${out.name} must be [2, ${c}], got ${fmtShape(out.shape)}`);
+  engine.run({
+    name: 'bn_fold',
+    source: kernelSection(batchnorm, 'bn_fold'),
+    defines: { WG },
+    uniforms: [c, convBias ? 1 : 0, f32(eps)],
+    bindings: [gamma, beta, runningMean, runningVar, convBias ?? gamma, out],
+    dispatch: grid1d(c, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+  });
+  return out;
+}
+
 /** Partial (mean, M2) per chunk, merge passes while more than MERGE chunks remain, then the finish. */
 function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor, stats: Tensor, affine: Tensor, momentum: number, eps: number): void {
   const engine = x.engine;

@@ -64,6 +64,21 @@ function copyRows(src: Tensor, dst: Tensor, rows: number, len: number, srcRow: n
 }
 
 /**
+ * Writes src [N, H, W, C] into channels [offset, offset + C) of dst [N, H, W, C'] in place (one
+ * part of a concatenation whose other parts producers wrote themselves). No autograd.
+ */
+export function copyChannelsInto(src: Tensor, dst: Tensor, offset: number): void {
+  const op = 'copyChannelsInto';
+  const c = src.shape[src.rank - 1]!;
+  const cd = dst.shape[dst.rank - 1]!;
+  check(src.rank === dst.rank && src.dtype === dst.dtype && src.shape.slice(0, -1).every((d, i) => d === dst.shape[i]), op, () =>
+    `${src.name} ${fmtShape(src.shape)} and ${dst.name} ${fmtShape(dst.shape)} must agree in every axis but the last, and in dtype`);
+  check(Number.isInteger(offset) && offset >= 0 && offset + c <= cd, op, () => `channels [${offset}, ${offset + c}) do not fit ${dst.name} ${fmtShape(dst.shape)}`);
+  copyRows(src, dst, src.size / c, c, c, 0, cd, offset);
+  dst.version++;
+}
+
+/**
  * Concatenate along `axis` (negative counts from the end; CANet concatenates channels, axis -1).
  * All tensors share dtype, rank and every size but the axis one. Backward: slices of the gradient.
  */

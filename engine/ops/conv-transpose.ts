@@ -17,6 +17,7 @@ import { grid1d, i32, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { pairOption } from './depthwise.js';
 import { sumColumns } from './reduce.js';
+import { type Epilogue, checkEpilogue, epilogueCode, hasEpilogue } from './epilogue.js';
 
 export interface ConvTransposeOptions {
   stride?: number | [number, number];
@@ -81,11 +82,18 @@ const plus = (base: string, k: number): string => (k === 0 ? base : k > 0 ? `${b
  * Transposed convolution: x [N, H, W, Ci] (NHWC), w [Co, KH, KW, Ci], bias [Co] or null ->
  * [N, Ho, Wo, Co] with Ho = (H - 1) * strideH - 2 * padH + KH + outputPaddingH (likewise Wo);
  * outputPadding must be smaller than stride, as in PyTorch. Records autograd for x, w and bias.
+ * `epilogue`: as conv2d's (inference only; with `into` the target tensor is returned).
  */
-export function convTranspose2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvTransposeOptions = {}): Tensor {
+export function convTranspose2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvTransposeOptions = {}, epilogue?: Epilogue | null): Tensor {
   const g = geometry(x, w, bias, opts);
-  const out = convTransposeForward(x, w, bias, g);
   const inputs = bias ? [x, w, bias] : [x, w];
+  if (hasEpilogue(epilogue)) {
+    const op = 'convTranspose2d';
+    checkEpilogue(op, epilogue, [g.n, g.ho, g.wo, g.co], inputs);
+    check(!(bias && epilogue.affine), op, () => `bias ${bias!.name} and an epilogue affine were both given: fold the bias into the affine (bnFold)`);
+    return convTransposeForward(x, w, bias, g, epilogue);
+  }
+  const out = convTransposeForward(x, w, bias, g, null);
   return recordOp(out, 'convTranspose2d', inputs, (gy) => {
     // Both gradient kernels read gy in vec4s over co; pad it once for both (it runs in a scope).
     const gy4 = (x.requiresGrad || w.requiresGrad) && g.co % 4 !== 0 ? padChannels(gy, g.co) : gy;
@@ -160,23 +168,27 @@ function inputGradTiles(g: Geometry): { th: number; tw: number; tci: number } {
   return { th: large ? 4 : 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
 }
 
-function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry): Tensor {
+function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null): Tensor {
   const engine = x.engine;
   const { th: TH, tp: TP, tco: TCO } = forwardTiles(g);
   const civ = Math.ceil(g.ci / 4);
   const ciVec = g.ci % 4 === 0;
   const x4 = ciVec ? x : padChannels(x, g.ci);
   const w4 = ciVec ? w : padChannels(w, g.ci);
-  const out = engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
+  const out = epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
+  const ep = epilogueCode(epi, [g.n, g.ho, g.wo, g.co], out, 1, 4, bias);
+  // A bare bias starts the accumulators, so the store loop only stores: it is a large share of
+  // the x8 head's time (10 M scattered outputs; moving the bias out of it saved ~35%). Any other
+  // epilogue is applied at the store.
+  const biasInAcc = ep.scaleShift === 'bias' && ep.linear;
   const tilesY = Math.ceil(Math.ceil(g.ho / g.sh) / TH);
   const tilesX = Math.ceil(Math.ceil(g.wo / g.sw) / TP);
   const coTiles = Math.ceil(g.co / TCO);
   const threads = g.n * g.sh * g.sw * tilesY * tilesX * coTiles;
   const setup: string[] = [];
   for (let j = 0; j < TCO; j++)
-    setup.push(`  let co${j} = min(ct * ${TCO}u + ${j}u, p.co - 1u);`, `  let wo${j} = co${j} * wstride;`, `  let b${j} = select(0.0, bias[co${j}], p.has_bias != 0u);`);
-  // The accumulators start at the bias, so the store loop only stores: it is a large share of
-  // the x8 head's time (10 M scattered outputs; moving the bias out of it saved ~35%).
+    setup.push(`  let co${j} = min(ct * ${TCO}u + ${j}u, p.co - 1u);`, `  let wo${j} = co${j} * wstride;`,
+      biasInAcc ? `  let b${j} = ep_bias[co${j}];` : `  let b${j} = 0.0; ${ep.setup(`co${j}`, `e${j}`)}`);
   for (let r = 0; r < TH; r++) for (let m = 0; m < TP; m++) for (let j = 0; j < TCO; j++) setup.push(`  var a${r}_${m}_${j} = b${j};`);
   const rowSetup: string[] = [];
   for (let r = 0; r < TH; r++)
@@ -198,9 +210,11 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
   for (let r = 0; r < TH; r++) {
     store.push(`  { let oy = phy + (ty * ${TH}u + ${r}u) * p.stride_h; if (oy < p.ho) { let yrow = (n * p.ho + oy) * p.wo;`);
     for (let m = 0; m < TP; m++) {
-      store.push(`    { let ox = phx + (tx * ${TP}u + ${m}u) * p.stride_w; if (ox < p.wo) { let yo = (yrow + ox) * p.co + ct * ${TCO}u;`);
-      for (let j = 0; j < TCO; j++)
-        store.push(`      if (ct * ${TCO}u + ${j}u < p.co) { y[yo + ${j}u] = a${r}_${m}_${j}; }`);
+      store.push(`    { let ox = phx + (tx * ${TP}u + ${m}u) * p.stride_w; if (ox < p.wo) { let ym = yrow + ox;`);
+      for (let j = 0; j < TCO; j++) {
+        const v = `a${r}_${m}_${j}`;
+        store.push(`      if (ct * ${TCO}u + ${j}u < p.co) { y[${ep.index('ym', `co${j}`)}] = ${biasInAcc ? v : ep.apply(v, 'ym', `co${j}`, `e${j}`)}; }`);
+      }
       store.push(`    } }`);
     }
     store.push(`  } }`);
@@ -211,16 +225,17 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
     defines: {
       WG, TH, TP,
       SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
+      EP_DECLS: ep.decls, EP_PARAMS: ep.params,
     },
-    uniforms: [g.n, g.h, g.w, civ, g.co, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, tilesY, tilesX, coTiles, bias ? 1 : 0, threads],
-    bindings: [x4, w4, out, bias ?? w4],
+    uniforms: [g.n, g.h, g.w, civ, g.co, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, tilesY, tilesX, coTiles, threads, ...ep.uniforms],
+    bindings: [x4, w4, ep.target, ...ep.bindings],
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: connectedFlops(g),
-    bytes: 4 * (x4.size + w4.size + out.size),
+    bytes: 4 * (x4.size + w4.size + g.n * g.ho * g.wo * g.co),
   });
   if (x4 !== x) x4.dispose();
   if (w4 !== w) w4.dispose();
-  return out;
+  return ep.target;
 }
 
 /** dL/dx = a strided convolution of gy with w (each input pixel gathers the outputs it reached). */

@@ -21,6 +21,7 @@ import { check, fmtShape } from '../errors.js';
 import { type Program, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
+import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epilogueCode, hasEpilogue } from './epilogue.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -28,6 +29,11 @@ export interface Conv2dOptions {
   padding?: number | [number, number];
   dilation?: number | [number, number];
   groups?: number;
+  /**
+   * Convolve only channels [offset, offset + count) of x, e.g. one part of a concatenation that
+   * was written in place (inference only: no gradient flows through a slice).
+   */
+  inputChannels?: [number, number];
 }
 
 /** Everything the kernels need to know about one convolution (validated). */
@@ -37,6 +43,8 @@ interface Geometry {
   sh: number; sw: number; ph: number; pw: number; dh: number; dw: number;
   groups: number; cig: number; cog: number;
   ho: number; wo: number;
+  /** Channels of x per pixel, and where the convolved ones start (inputChannels). */
+  xstride: number; xoff: number;
 }
 
 const OP = 'conv2d';
@@ -84,7 +92,11 @@ function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOption
   check(x.rank === 4, OP, () => `input ${x.name} must be NHWC [N, H, W, Ci], got ${fmtShape(x.shape)}`);
   check(w.rank === 4, OP, () => `weight ${w.name} must be OHWI [Co, KH, KW, Ci/groups], got ${fmtShape(w.shape)}`);
   for (const t of bias ? [x, w, bias] : [x, w]) check(t.dtype === 'f32', OP, () => `${t.name} must be f32, got ${t.dtype}`);
-  const [n, h, wd, ci] = x.shape as [number, number, number, number];
+  const [n, h, wd, xstride] = x.shape as [number, number, number, number];
+  const [xoff, ci] = opts?.inputChannels ?? [0, xstride];
+  check(Number.isInteger(xoff) && Number.isInteger(ci) && xoff >= 0 && ci > 0 && xoff + ci <= xstride, OP, () =>
+    `inputChannels [${xoff}, ${ci}] must be an offset and a positive count within the ${xstride} channels of ${x.name} ${fmtShape(x.shape)}`);
+  if (opts?.inputChannels) check(!(x.engine.gradEnabled && (x.requiresGrad || w.requiresGrad)), OP, () => `inputChannels has no gradient: use it under engine.noGrad()`);
   const [co, kh, kw, wci] = w.shape as [number, number, number, number];
   check(n > 0 && h > 0 && wd > 0 && ci > 0, OP, () => `input ${x.name} ${fmtShape(x.shape)} has a zero dimension`);
   check(co > 0 && kh > 0 && kw > 0 && wci > 0, OP, () => `weight ${w.name} ${fmtShape(w.shape)} has a zero dimension`);
@@ -98,7 +110,7 @@ function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOption
   return {
     n, h, w: wd, ci, co, kh, kw,
     sh: stride[0], sw: stride[1], ph: padding[0], pw: padding[1], dh: dilation[0], dw: dilation[1],
-    groups, cig: ci / groups, cog: co / groups, ho, wo,
+    groups, cig: ci / groups, cog: co / groups, ho, wo, xstride, xoff,
   };
 }
 
@@ -188,10 +200,10 @@ function grid(engine: Engine, invocations: number, wg: number): [number, number]
 
 // ------------------------------------------------------------------ forward
 
-function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor): Program {
+function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null): Program {
   // vec4 along K needs Ci/groups % 4 == 0 (then Ci % 4 == 0 too, so every row start is aligned).
-  const vx = g.cig % 4 === 0 ? 4 : 1;
-  const vy = g.cog % 4 === 0 ? 4 : 1;
+  const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
+  const vy = g.cog % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
   const m = g.n * g.ho * g.wo;
   const { tm, tn, wg } = chooseTile(engine, 'forward', g, m, g.cog, 1, vy);
   const tilesM = Math.ceil(m / tm);
@@ -215,13 +227,16 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
     lines(tn, (j) => `    let b_${j} = ws[wr_${j} + wc];`),
     lines(tm, (i) => `    let a_${i} = xs[xo_${i} + c] * xv_${i};\n` + lines(tn, (j) => `    acc[${i * tn + j}] += ${mac(`a_${i}`, `b_${j}`)};`)),
   ].join('\n');
-  const store = (i: number, j: number): string =>
-    `if (n0 + ${j * vy}u < p.cog) { ys[o + ${j}u] = ${pack(range(vy).map((c) => `acc[${i * tn + j * vy + c}]`))} + bias_${j}; }`;
+  // Partial channel tiles clamp the channel they read parameters for and skip the store.
+  const ep = epilogueCode(epi, [g.n, g.ho, g.wo, g.co], y, vy as 1 | 4, 4, bias);
   const epilogue = [
-    `  let yc = (g * p.cog + n0) / ${vy}u;`,
-    // Without a bias, bs is bound to w (any readable buffer of at least Co floats) and ignored.
-    lines(nv, (j) => `  let bias_${j} = select(${vtype(vy)}(0.0), bs[(g * p.cog + min(n0 + ${j * vy}u, p.cog - ${vy}u)) / ${vy}u], p.has_bias != 0u);`),
-    lines(tm, (i) => `  if (m0 + ${i}u < p.m) { let o = (m0 + ${i}u) * p.co_v + yc; ${range(nv).map((j) => store(i, j)).join(' ')} }`),
+    lines(nv, (j) => `  let ch_${j} = g * p.cog + min(n0 + ${j * vy}u, p.cog - ${vy}u); ${ep.setup(`ch_${j}`, `e${j}`)}`),
+    lines(tm, (i) => {
+      const m = `m0 + ${i}u`;
+      const stores = range(nv).map((j) =>
+        `if (n0 + ${j * vy}u < p.cog) { ys[${ep.index(m, `ch_${j}`)}] = ${ep.apply(pack(range(vy).map((c) => `acc[${i * tn + j * vy + c}]`)), m, `ch_${j}`, `e${j}`)}; }`);
+      return `  if (${m} < p.m) { ${stores.join(' ')} }`;
+    }),
   ].join('\n');
 
   return {
@@ -229,17 +244,17 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
     source: kernelSection(family, 'conv2d_forward'),
     defines: {
       WG: wg, TM: tm, TN: tn, ACC: tm * tn, XT: vtype(vx), YT: vtype(vy),
-      SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue,
+      SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue, EP_DECLS: ep.decls, EP_PARAMS: ep.params,
     },
     uniforms: [
-      m, g.ho * g.wo, g.wo, g.h, g.w, g.ci / vx, g.cig / vx, g.cog, g.co / vy,
+      m, g.ho * g.wo, g.wo, g.h, g.w, g.xstride / vx, g.xoff / vx, g.cig / vx, g.cog,
       g.kw, g.kh * g.kw, g.sh, g.sw, { i32: g.ph }, { i32: g.pw }, g.dh, g.dw,
-      tilesM, tilesN, tiles, (g.kh * g.kw * g.cig) / vx, bias ? 1 : 0, channelsFastest(x, w),
+      tilesM, tilesN, tiles, (g.kh * g.kw * g.cig) / vx, channelsFastest(x, w), ...ep.uniforms,
     ],
-    bindings: [x, w, y, bias ?? w],
+    bindings: [x, w, ep.target, ...ep.bindings],
     dispatch: grid(engine, tiles, wg),
     flops: convFlops(g),
-    bytes: (x.size + w.size + y.size) * 4,
+    bytes: (x.size + w.size + m * g.co) * 4,
   };
 }
 
@@ -421,15 +436,27 @@ function conv2dBackwardFilter(g: Geometry, gy: Tensor, x: Tensor, wShape: readon
  * 2-D convolution: x [N,H,W,Ci] NHWC, w [Co,KH,KW,Ci/groups] (OHWI), bias [Co] or null
  * -> [N,Ho,Wo,Co] (sizes as in conv2dOutputSize). Records autograd; the backward computes only
  * the gradients of the inputs that require grad.
+ *
+ * `epilogue` (inference only: no graph may be recorded) fuses a per-channel affine (a folded
+ * BatchNorm, replacing the bias), an activation, a residual add and the FCA product into the
+ * store, and can write into a channel slice of another tensor; then that tensor is returned.
  * @throws ShapeError (before anything is recorded) for wrong ranks or dtypes, channel or group
  * mismatches, zero sizes, invalid options or an empty output.
  */
-export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOptions): Tensor {
+export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOptions, epilogue?: Epilogue | null): Tensor {
   const g = geometry(x, w, bias, opts);
   const engine = x.engine;
+  const inputs = bias ? [x, w, bias] : [x, w];
+  if (hasEpilogue(epilogue)) {
+    checkEpilogue(OP, epilogue, [g.n, g.ho, g.wo, g.co], inputs);
+    check(!(bias && epilogue.affine), OP, () => `bias ${bias!.name} and an epilogue affine were both given: fold the bias into the affine (bnFold)`);
+    const y = epilogue.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
+    engine.run(forwardProgram(engine, g, x, w, bias, y, epilogue));
+    return y ?? epilogue.into!.tensor;
+  }
   const y = engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
-  engine.run(forwardProgram(engine, g, x, w, bias, y));
-  return recordOp(y, OP, bias ? [x, w, bias] : [x, w], (gy) => [
+  engine.run(forwardProgram(engine, g, x, w, bias, y, null));
+  return recordOp(y, OP, inputs, (gy) => [
     x.requiresGrad ? conv2dBackwardInput(g, gy, w) : null,
     w.requiresGrad ? conv2dBackwardFilter(g, gy, x, w.shape) : null,
     ...(bias ? [bias.requiresGrad ? sumColumns(gy) : null] : []),

@@ -16,6 +16,7 @@ import { check, fmtShape } from '../errors.js';
 import { grid1d, i32, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
+import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epilogueCode, hasEpilogue } from './epilogue.js';
 
 export interface DepthwiseOptions {
   stride?: number | [number, number];
@@ -88,12 +89,19 @@ const plus = (base: string, k: number): string => (k === 0 ? base : k > 0 ? `${b
 /**
  * Depthwise convolution: x [N, H, W, C] (NHWC), w [KH, KW, C], bias [C] or null ->
  * [N, Ho, Wo, C] with Ho = floor((H + 2 * padH - dilH * (KH - 1) - 1) / strideH) + 1 (as PyTorch's
- * Conv2d with groups = C). Records autograd for x, w and bias.
+ * Conv2d with groups = C). Records autograd for x, w and bias. `epilogue`: as conv2d's (inference
+ * only; with `into` the target tensor is returned).
  */
-export function depthwiseConv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOptions = {}): Tensor {
+export function depthwiseConv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOptions = {}, epilogue?: Epilogue | null): Tensor {
   const g = geometry(x, w, bias, opts);
-  const out = depthwiseForward(x, w, bias, g);
   const inputs = bias ? [x, w, bias] : [x, w];
+  if (hasEpilogue(epilogue)) {
+    const op = 'depthwiseConv2d';
+    checkEpilogue(op, epilogue, [g.n, g.ho, g.wo, g.c], inputs);
+    check(!(bias && epilogue.affine), op, () => `bias ${bias!.name} and an epilogue affine were both given: fold the bias into the affine (bnFold)`);
+    return depthwiseForward(x, w, bias, { ...g, vec: epilogueAllowsVec4(epilogue) ? g.vec : 1 }, epilogue);
+  }
+  const out = depthwiseForward(x, w, bias, g, null);
   return recordOp(out, 'depthwiseConv2d', inputs, (gy) => [
     x.requiresGrad ? depthwiseBackwardInput(gy, w, g) : null,
     w.requiresGrad ? depthwiseBackwardFilter(x, gy, g) : null,
@@ -101,9 +109,9 @@ export function depthwiseConv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts:
   ]);
 }
 
-function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry): Tensor {
+function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null): Tensor {
   const engine = x.engine;
-  const out = engine.empty([g.n, g.ho, g.wo, g.c], 'f32');
+  const out = epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.c], 'f32');
   // Fixed tile sizes, even for images smaller than a tile (the extra outputs are computed and
   // not stored): one pipeline per window geometry instead of one per small image size.
   const TW = FWD_TILE_W;
@@ -128,7 +136,7 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
   const rowHits = hits(TH, g.kh, g.sh, g.dh);
   const colHits = hits(TW, g.kw, g.sw, g.dw);
   const body: string[] = [];
-  for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = b;`);
+  for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = zero;`);
   for (let ky = 0; ky < g.kh; ky++) for (let kx = 0; kx < g.kw; kx++) body.push(`  let w${ky}_${kx} = wt[${ky * g.kw + kx}u * p.cv + c];`);
   for (const j of colHits.keys())
     body.push(`  let ok${j} = (${plus('ix0', j)} >= 0) & (${plus('ix0', j)} <= wmax);`, `  let cj${j} = u32(clamp(${plus('ix0', j)}, 0, wmax)) * p.cv;`);
@@ -142,10 +150,11 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
     }
     body.push(`  }`);
   }
-  const store: string[] = [];
+  const ep = epilogueCode(epi, [g.n, g.ho, g.wo, g.c], out, g.vec, 4, bias);
+  const store: string[] = [`  let ch = c * ${g.vec}u; ${ep.setup('ch', 'e')}`];
   for (let r = 0; r < TH; r++) {
-    store.push(`  if (oy0 + ${r}u < p.ho) {`, `    let ybase = ((n * p.ho + oy0 + ${r}u) * p.wo + ox0) * p.cv + c;`);
-    for (let t = 0; t < TW; t++) store.push(`    if (ox0 + ${t}u < p.wo) { y[ybase + ${t}u * p.cv] = a${r}_${t}; }`);
+    store.push(`  if (oy0 + ${r}u < p.ho) {`, `    let mrow = (n * p.ho + oy0 + ${r}u) * p.wo + ox0;`);
+    for (let t = 0; t < TW; t++) store.push(`    if (ox0 + ${t}u < p.wo) { y[${ep.index(`mrow + ${t}u`, 'ch')}] = ${ep.apply(`a${r}_${t}`, `mrow + ${t}u`, 'ch', 'e')}; }`);
     store.push(`  }`);
   }
   const V = vecType(g);
@@ -156,14 +165,15 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
       WG, V, TW, TH, SW: g.sw, SH: g.sh,
       BODY: body.join('\n'),
       STORE: store.join('\n'),
+      EP_DECLS: ep.decls, EP_PARAMS: ep.params,
     },
-    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, tilesW, tilesH, i32(g.ph), i32(g.pw), bias ? 1 : 0, threads],
-    bindings: [x, w, out, bias ?? w],
+    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, tilesW, tilesH, i32(g.ph), i32(g.pw), threads, ...ep.uniforms],
+    bindings: [x, w, ep.target, ...ep.bindings],
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 2 * g.n * g.ho * g.wo * g.c * g.kh * g.kw,
-    bytes: 4 * (x.size + w.size + out.size),
+    bytes: 4 * (x.size + w.size + g.n * g.ho * g.wo * g.c),
   });
-  return out;
+  return ep.target;
 }
 
 /**

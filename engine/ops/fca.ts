@@ -7,7 +7,7 @@
 import fcaWgsl from '../../shaders/fca.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, fmtShape } from '../errors.js';
-import { grid1d, kernelSection } from '../program.js';
+import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { runLength, sumMiddleAxis } from './broadcast.js';
 
@@ -167,4 +167,51 @@ function backwardScalarBody(): string {
     '  let db = (n * p.chunks + chunk) * p.c + c0;',
     ...us.map((u) => `  if (ok${u}) { dac_part[db + ${u}u] = acc${u}; }`),
   ].join('\n  ');
+}
+
+/**
+ * Channel attention of the FCA for inference, A_c = sigmoid(FC(maxpool(X)) + FC(avgpool(X))) with
+ * one shared Linear (w [C, C], b [C]), in two dispatches: FC is affine, so FC(m) + FC(a) =
+ * w (m + a) + 2 b and the two pools feed one vector. X is channels [offset, offset + C) of x
+ * [N, H, W, *] (the deep branch's part of the FCA's concatenation). Returns [N, C]. No autograd:
+ * training uses the separate pools and linear.
+ */
+export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, b: Tensor): Tensor {
+  const op = 'channelAttention';
+  const c = b.shape[0]!;
+  check(x.rank === 4 && x.dtype === 'f32', op, () => `input ${x.name} must be f32 [N, H, W, C], got ${x.dtype} ${fmtShape(x.shape)}`);
+  const [n, h, wd, stride] = x.shape as [number, number, number, number];
+  check(Number.isInteger(offset) && offset >= 0 && offset + c <= stride, op, () => `channels [${offset}, ${offset + c}) do not fit ${x.name} ${fmtShape(x.shape)}`);
+  check(w.rank === 2 && w.shape[0] === c && w.shape[1] === c && b.rank === 1, op, () => `weight ${w.name} must be [${c}, ${c}] for bias ${b.name} [${c}], got ${fmtShape(w.shape)}`);
+  check(!(x.engine.gradEnabled && (x.requiresGrad || w.requiresGrad || b.requiresGrad)), op, () => `the fused channel attention has no gradient: use it under engine.noGrad()`);
+  const engine = x.engine;
+  const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
+  const v = c % 4 === 0 && offset % 4 === 0 && stride % 4 === 0 ? 4 : 1;
+  const T = v === 4 ? 'vec4<f32>' : 'f32';
+  const s = engine.empty([n, c], 'f32');
+  const poolThreads = (n * c) / v;
+  engine.run({
+    name: 'fca_channel_pool',
+    source: kernelSection(fcaWgsl, 'fca_channel_pool'),
+    defines: { WG, T },
+    uniforms: [poolThreads, h * wd, c / v, stride / v, offset / v, f32(1 / (h * wd))],
+    bindings: [x, s],
+    dispatch: grid1d(poolThreads, WG, maxDim),
+    flops: 2 * n * h * wd * c,
+    bytes: 4 * n * h * wd * c,
+  });
+  const kv = c % 4 === 0 ? 4 : 1;
+  const ac = engine.empty([n, c], 'f32');
+  engine.run({
+    name: 'fca_channel_fc',
+    source: kernelSection(fcaWgsl, 'fca_channel_fc'),
+    defines: { WG, T: kv === 4 ? 'vec4<f32>' : 'f32', SUM: kv === 4 ? '(acc.x + acc.y + acc.z + acc.w)' : 'acc' },
+    uniforms: [n * c, c, c / kv],
+    bindings: [s, w, b, ac],
+    dispatch: grid1d(n * c, WG, maxDim),
+    flops: 2 * n * c * c,
+    bytes: 4 * (c * c + 2 * n * c),
+  });
+  s.dispose();
+  return ac;
 }
