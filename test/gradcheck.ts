@@ -4,9 +4,10 @@
  * the float64 CPU reference. With a float64 reference the differences are exact to ~1e-9, so the
  * tolerance only has to cover the GPU's f32 arithmetic.
  */
-import type { Engine, Tensor } from '../engine/entry-node.js';
-import { backward } from '../engine/entry-node.js';
-import { expectClose, randn, rng } from './gpu.js';
+// The platform-neutral engine API, so the browser test page can bundle this file too.
+import type { Engine, Tensor } from '../engine/index.js';
+import { backward } from '../engine/index.js';
+import { expectClose, randn, rng } from './check.js';
 
 export interface GradCheckInput {
   name: string;
