@@ -32,7 +32,8 @@ export interface GradCheckOptions {
   seed?: number;
 }
 
-export async function gradCheck(engine: Engine, opts: GradCheckOptions): Promise<void> {
+/** Returns the largest relative error seen (throws when one is over `tol`). */
+export async function gradCheck(engine: Engine, opts: GradCheckOptions): Promise<number> {
   const { inputs, tol } = opts;
   const eps = opts.eps ?? 1e-5;
   const refOut = opts.ref(inputs.map((i) => i.data));
@@ -62,6 +63,7 @@ export async function gradCheck(engine: Engine, opts: GradCheckOptions): Promise
   };
 
   const pick = rng((opts.seed ?? 99) + 1);
+  let worst = 0;
   for (const [k, input] of inputs.entries()) {
     if (input.grad === false) continue;
     const g = analytic[k];
@@ -83,6 +85,7 @@ export async function gradCheck(engine: Engine, opts: GradCheckOptions): Promise
       numeric[m] = (lp - lm) / (2 * h);
       got[m] = g[j]!;
     });
-    expectClose(got, numeric, tol, `d/d${input.name}`);
+    worst = Math.max(worst, expectClose(got, numeric, tol, `d/d${input.name}`));
   }
+  return worst;
 }
