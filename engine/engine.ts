@@ -165,6 +165,8 @@ export class Engine {
   private counters = { dispatches: 0, submits: 0, bindGroupsCreated: 0, bindGroupHits: 0, flops: 0 };
   private profiler: Profiler | null = null;
   private closedReason: string | null = null;
+  /** GPU objects the engine made besides pool buffers (textures, see `own`); destroy() frees them. */
+  private readonly owned = new Set<{ destroy(): void }>();
 
   constructor(init: EngineInit) {
     this.device = init.device;
@@ -461,6 +463,47 @@ export class Engine {
     if (bytes > 0) this.ensureEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
   }
 
+  /**
+   * Records a texture-to-buffer copy into the current batch, after the work recorded so far (like
+   * copyBuffer: the compute pass ends first, since copies live outside passes).
+   */
+  copyTextureToBuffer(source: GPUTexelCopyTextureInfo, destination: GPUTexelCopyBufferInfo, size: GPUExtent3DStrict): void {
+    this.assertOpen();
+    this.endPass();
+    this.ensureEncoder().copyTextureToBuffer(source, destination, size);
+  }
+
+  /** Records a buffer-to-texture copy into the current batch (see copyTextureToBuffer). */
+  copyBufferToTexture(source: GPUTexelCopyBufferInfo, destination: GPUTexelCopyTextureInfo, size: GPUExtent3DStrict): void {
+    this.assertOpen();
+    this.endPass();
+    this.ensureEncoder().copyBufferToTexture(source, destination, size);
+  }
+
+  /**
+   * Makes the engine the owner of a GPU object it created outside the pool (a texture): destroy()
+   * destroys it. `disown` gives it back (or `destroyNow` frees it at once).
+   */
+  own<T extends { destroy(): void }>(resource: T): T {
+    this.assertOpen();
+    this.owned.add(resource);
+    return resource;
+  }
+
+  /** Stops owning `resource`; with `destroyNow`, destroys it (after submitting work that may use it). */
+  disown(resource: { destroy(): void }, destroyNow = false): void {
+    if (!this.owned.delete(resource) || !destroyNow) return;
+    // WebGPU defers destruction until submitted work is done, but work still being recorded
+    // would fail validation at submit: submit it first.
+    if (this.encoder && !this.closedReason) this.submit();
+    resource.destroy();
+  }
+
+  /** Number of GPU objects held through `own` (tests check they are released). */
+  get ownedResources(): number {
+    return this.owned.size;
+  }
+
   /** Submits recorded work without waiting. Errors surface at the next flush() or read. */
   submit(): void {
     if (!this.encoder) return;
@@ -575,6 +618,8 @@ export class Engine {
     this.pool.destroyAll();
     this.readPool.destroyAll();
     this.uniforms.destroy();
+    for (const r of this.owned) r.destroy();
+    this.owned.clear();
     this.pipelines.clear();
     this.bindGroups.clear();
     if (this.ownsDevice) this.device.destroy();

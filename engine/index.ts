@@ -19,3 +19,8 @@ export * from '../weights/names.js';
 export { loadWeightsBytes, serializeStateDict, stateDictFromParsed, OPTIMIZER_PREFIX } from '../weights/state.js';
 export { CLASS_NAMES, PALETTE, IGNORE_INDEX, NUM_CLASSES, colorize, overlay } from '../data/palette.js';
 export { generateScene, syntheticSeeds } from '../data/synthetic.js';
+export { textureToTensor, textureToRows, rowsToTensor, rowsToTexture, rowPitchWords, createOwnedTexture, OUTPUT_TEXTURE_USAGE, type RgbaRows, type RowsToTensorOptions } from './ops/texture.js';
+export { colorizeIds, colorizeToTexture, type ColorizeOptions } from './ops/colorize.js';
+export { Segmenter, type SegmenterOptions, type FrameOptions, type FrameSource, type SegmentedFrame, type SegmentationModel } from '../net/segmenter.js';
+export { loadModelBytes, type ModelFileConfig } from '../weights/model-bytes.js';
+export { TextureUsage } from './gpu-constants.js';

@@ -3,7 +3,7 @@
 // and bench entry points, and the tests (dist/test). WGSL files are bundled as text.
 // `--types` also emits .d.ts files with tsc (slow; done by `prepare`).
 import { build } from 'esbuild';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, existsSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,8 +22,23 @@ const tests = fromDir('test', /\.test\.ts$/);
 if (tests.length)
   jobs.push(build({ ...nodeOpts, entryPoints: tests, outdir: 'dist/test', outbase: 'test', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
 // Node programs: the CLI and the benchmarks (their other files are modules they import).
-const programs = ['cli/main.ts', 'bench/run.ts', 'bench/kernels.ts'].filter((f) => existsSync(f));
+const programs = ['cli/main.ts', 'bench/run.ts', 'bench/kernels.ts', 'web/server.ts'].filter((f) => existsSync(f));
 if (programs.length) jobs.push(build({ ...nodeOpts, entryPoints: programs, outdir: 'dist', outbase: '.', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
+// Pages: the demo and the browser test page. They load the library from the shipped bundle
+// (/browser/canet-gpu.js, served beside them) instead of bundling a second copy, so what they
+// exercise is exactly dist/browser/canet-gpu.js; their imports of the engine's entry (or of its
+// platform-neutral index, which the bundle re-exports) become that URL.
+const libraryFromBundle = {
+  name: 'canet-gpu-library-from-bundle',
+  setup(b) {
+    b.onResolve({ filter: /(^|\/)engine\/(entry-browser|index)\.js$/ }, () => ({ path: '/browser/canet-gpu.js', external: true }));
+  },
+};
+const pages = [
+  ['web/demo.ts', 'dist/web'],
+  ['test/browser/page.ts', 'dist/test-browser'],
+].filter(([f]) => existsSync(f));
+for (const [entry, outdir] of pages) jobs.push(build({ ...common, platform: 'browser', entryPoints: [entry], outdir, plugins: [libraryFromBundle] }));
 await Promise.all(jobs);
 
 if (process.argv.includes('--types')) {
@@ -36,5 +51,8 @@ if (process.argv.includes('--types')) {
     } catch {
       console.warn('build: tsc reported type errors (declarations were still written); run `npm run typecheck`.');
     }
+    // Entry declarations for package.json's "types": the Node entry, and the browser bundle's.
+    writeFileSync('dist/types/index.d.ts', "export * from './engine/entry-node.js';\n");
+    writeFileSync('dist/browser/canet-gpu.d.ts', "export * from '../types/engine/entry-browser.js';\n");
   }
 }

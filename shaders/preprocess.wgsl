@@ -71,3 +71,49 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let b = y * p.in_w + x;
   dst[(p.batch_index * p.out_h + oy) * p.out_w + ox] = (src[b / 4u] >> ((b % 4u) * 8u)) & 0xffu;
 }
+
+//# kernel rgba_words_to_tensor
+// Texture input: the rows of an rgba8unorm/bgra8unorm texture as copyTextureToBuffer leaves them
+// (one u32 per texel, rows `pitch` words apart: bytesPerRow is padded to 256) -> the same
+// normalised NHWC floats as image_to_tensor, by the same arithmetic in the same order, so a
+// texture and the bytes of the same picture give bit-identical tensors.
+struct Params {
+  in_w: u32, in_h: u32, pitch: u32, bgra: u32, out_w: u32, out_h: u32, batch_index: u32,
+  origin_x: f32, origin_y: f32, scale_x: f32, scale_y: f32,
+  mean_r: f32, mean_g: f32, mean_b: f32,
+  inv_std_r: f32, inv_std_g: f32, inv_std_b: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+fn texel(x: u32, y: u32) -> vec3<f32> {
+  let w = src[y * p.pitch + x];
+  let c = vec3<f32>(f32(w & 0xffu), f32((w >> 8u) & 0xffu), f32((w >> 16u) & 0xffu));
+  return select(c, c.zyx, p.bgra != 0u);
+}
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.out_w * p.out_h) { return; }
+  let ox = i % p.out_w;
+  let oy = i / p.out_w;
+  // Written exactly as in image_to_tensor (origin 0 here), so no compiler contracts it differently.
+  let sx = max(p.origin_x + (f32(ox) + 0.5) * p.scale_x - 0.5, 0.0);
+  let sy = max(p.origin_y + (f32(oy) + 0.5) * p.scale_y - 0.5, 0.0);
+  let x0 = min(u32(sx), p.in_w - 1u);
+  let y0 = min(u32(sy), p.in_h - 1u);
+  let x1 = min(x0 + 1u, p.in_w - 1u);
+  let y1 = min(y0 + 1u, p.in_h - 1u);
+  let lx = sx - f32(x0);
+  let ly = sy - f32(y0);
+  let top = mix(texel(x0, y0), texel(x1, y0), lx);
+  let bottom = mix(texel(x0, y1), texel(x1, y1), lx);
+  let rgb = mix(top, bottom, ly) / 255.0;
+  let norm = (rgb - vec3<f32>(p.mean_r, p.mean_g, p.mean_b)) * vec3<f32>(p.inv_std_r, p.inv_std_g, p.inv_std_b);
+  let o = ((p.batch_index * p.out_h + oy) * p.out_w + ox) * 3u;
+  dst[o] = norm.x;
+  dst[o + 1u] = norm.y;
+  dst[o + 2u] = norm.z;
+}

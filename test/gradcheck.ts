@@ -4,9 +4,10 @@
  * the float64 CPU reference. With a float64 reference the differences are exact to ~1e-9, so the
  * tolerance only has to cover the GPU's f32 arithmetic.
  */
-import type { Engine, Tensor } from '../engine/entry-node.js';
-import { backward } from '../engine/entry-node.js';
-import { expectClose, randn, rng } from './gpu.js';
+// The platform-neutral engine API, so the browser test page can bundle this file too.
+import type { Engine, Tensor } from '../engine/index.js';
+import { backward } from '../engine/index.js';
+import { expectClose, randn, rng } from './check.js';
 
 export interface GradCheckInput {
   name: string;
@@ -31,7 +32,8 @@ export interface GradCheckOptions {
   seed?: number;
 }
 
-export async function gradCheck(engine: Engine, opts: GradCheckOptions): Promise<void> {
+/** Returns the largest relative error seen (throws when one is over `tol`). */
+export async function gradCheck(engine: Engine, opts: GradCheckOptions): Promise<number> {
   const { inputs, tol } = opts;
   const eps = opts.eps ?? 1e-5;
   const refOut = opts.ref(inputs.map((i) => i.data));
@@ -61,6 +63,7 @@ export async function gradCheck(engine: Engine, opts: GradCheckOptions): Promise
   };
 
   const pick = rng((opts.seed ?? 99) + 1);
+  let worst = 0;
   for (const [k, input] of inputs.entries()) {
     if (input.grad === false) continue;
     const g = analytic[k];
@@ -82,6 +85,7 @@ export async function gradCheck(engine: Engine, opts: GradCheckOptions): Promise
       numeric[m] = (lp - lm) / (2 * h);
       got[m] = g[j]!;
     });
-    expectClose(got, numeric, tol, `d/d${input.name}`);
+    worst = Math.max(worst, expectClose(got, numeric, tol, `d/d${input.name}`));
   }
+  return worst;
 }

@@ -1,0 +1,102 @@
+/**
+ * Class ids -> colours on the GPU: the palette lookup of data/palette.ts `colorize`, optionally
+ * blended over the photo as `overlay` does, written as packed RGBA8 rows that copy straight into a
+ * texture an application draws. Ids are sampled nearest when the output is larger than the map.
+ */
+import colorizeWgsl from '../../shaders/colorize.wgsl';
+import { check, fmtShape } from '../errors.js';
+import { f32, grid1d, kernelSection } from '../program.js';
+import type { Tensor } from '../tensor.js';
+import { PALETTE } from '../../data/palette.js';
+import { checkTargetTexture, createOwnedTexture, rowPitchWords, rowsToTexture, type RgbaRows } from './texture.js';
+
+export interface ColorizeOptions {
+  /** Output size (default the id map's); ids are sampled nearest. */
+  width?: number;
+  height?: number;
+  /** Label opacity in [0, 1] (default 1). Over a photo: the blend weight; alone: the alpha channel. */
+  opacity?: number;
+  /** Blend the labels over this picture (any size; sampled nearest to the output size). */
+  photo?: RgbaRows;
+  /** Colours by class id as [r, g, b] bytes (default the Cityscapes palette); other ids are transparent black. */
+  palette?: readonly (readonly [number, number, number])[];
+  /** Write b, g, r, a (for a bgra8unorm texture) instead of r, g, b, a. */
+  bgra?: boolean;
+  /** Which map of an [N, H, W] batch (default 0). */
+  batchIndex?: number;
+}
+
+/** The palette as a WGSL array body of packed words (alpha 255). */
+function paletteWgsl(palette: readonly (readonly [number, number, number])[]): string {
+  check(palette.length >= 1 && palette.length <= 1024, 'colorizeIds', () => `palette must have 1 to 1024 colours, got ${palette.length}`);
+  return palette
+    .map((c, i) => {
+      check(c.length === 3 && c.every((v) => Number.isInteger(v) && v >= 0 && v <= 255), 'colorizeIds', () => `palette[${i}] must be three bytes, got ${JSON.stringify(c)}`);
+      return `${((255 << 24) | (c[2]! << 16) | (c[1]! << 8) | c[0]!) >>> 0}u`;
+    })
+    .join(', ');
+}
+
+/**
+ * Colours an i32/u32 class-id map ([H, W] or [N, H, W]) into new RgbaRows (the caller disposes
+ * `words`). Without a photo and with opacity 1 the bytes equal data/palette.ts `colorize`.
+ */
+export function colorizeIds(ids: Tensor, opts: ColorizeOptions = {}): RgbaRows {
+  const op = 'colorizeIds';
+  const engine = ids.engine;
+  check(ids.dtype === 'i32' || ids.dtype === 'u32', op, () => `ids ${ids.name} must be i32 or u32 class ids, got ${ids.dtype}`);
+  check(ids.rank === 2 || ids.rank === 3, op, () => `ids ${ids.name} must be [H, W] or [N, H, W], got ${fmtShape(ids.shape)}`);
+  const [n, h, w] = ids.rank === 2 ? [1, ids.shape[0]!, ids.shape[1]!] : (ids.shape as [number, number, number]);
+  check(h > 0 && w > 0 && n > 0, op, () => `ids ${ids.name} ${fmtShape(ids.shape)} is empty`);
+  const batchIndex = opts.batchIndex ?? 0;
+  check(Number.isInteger(batchIndex) && batchIndex >= 0 && batchIndex < n, op, () => `batchIndex ${batchIndex} is outside the batch of ${n} in ${ids.name} ${fmtShape(ids.shape)}`);
+  const outW = opts.width ?? w;
+  const outH = opts.height ?? h;
+  check(Number.isInteger(outW) && Number.isInteger(outH) && outW > 0 && outH > 0, op, () => `output size must be positive integers, got ${outW}x${outH}`);
+  const opacity = opts.opacity ?? 1;
+  check(opacity >= 0 && opacity <= 1, op, () => `opacity must be in [0, 1], got ${opacity}`);
+  const palette = opts.palette ?? PALETTE;
+  const defines = { WG: 64, K: palette.length, PALETTE: paletteWgsl(palette) };
+  const pitch = rowPitchWords(outW);
+  const out = engine.empty([pitch * outH], 'u32', 'colorized rows');
+  const base = [w, h, batchIndex, outW, outH, pitch, opts.bgra ? 1 : 0, f32(opacity)];
+  const dispatch = grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension);
+  const photo = opts.photo;
+  if (photo) {
+    check(photo.words.dtype === 'u32' && photo.words.size >= photo.pitch * photo.height && photo.width > 0 && photo.height > 0, op, () =>
+      `photo ${photo.words.name} (${photo.words.size} words) cannot hold a ${photo.width}x${photo.height} picture with rows of ${photo.pitch} words`);
+    engine.run({
+      name: 'colorize_overlay',
+      source: kernelSection(colorizeWgsl, 'colorize_overlay'),
+      defines,
+      uniforms: [...base, photo.width, photo.height, photo.pitch, photo.bgra ? 1 : 0],
+      bindings: [ids, photo.words, out],
+      dispatch,
+      bytes: outW * outH * 12,
+    });
+  } else {
+    engine.run({ name: 'colorize_ids', source: kernelSection(colorizeWgsl, 'colorize_ids'), defines, uniforms: base, bindings: [ids, out], dispatch, bytes: outW * outH * 8 });
+  }
+  return { words: out, width: outW, height: outH, pitch, bgra: Boolean(opts.bgra) };
+}
+
+/**
+ * Colours `ids` into a texture: `target` (rgba8unorm or bgra8unorm with COPY_DST, at least the
+ * output size; the application's) or, without one, a new rgba8unorm texture of the output size
+ * owned by the engine (free it with `engine.disown(texture, true)`, or engine.destroy()). For a
+ * texture per frame, pass a target or use Segmenter, which reuses its own.
+ */
+export function colorizeToTexture(ids: Tensor, opts: ColorizeOptions & { target?: GPUTexture } = {}): GPUTexture {
+  const engine = ids.engine;
+  const [h, w] = ids.shape.slice(-2) as [number, number];
+  // The target is checked before anything is recorded.
+  const bgra = opts.target ? checkTargetTexture('colorizeToTexture', opts.target, opts.width ?? w, opts.height ?? h) : false;
+  const rows = colorizeIds(ids, { ...opts, bgra });
+  try {
+    const texture = opts.target ?? createOwnedTexture(engine, rows.width, rows.height, 'labels');
+    rowsToTexture(engine, rows, texture);
+    return texture;
+  } finally {
+    rows.words.dispose();
+  }
+}
