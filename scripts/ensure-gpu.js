@@ -3,13 +3,16 @@
 // finds none, we need SwiftShader, the CPU Vulkan driver in Debian's chromium package, plus the
 // Vulkan loader (libvulkan1). As root with apt-get this installs both and says so; otherwise it
 // prints the exact command. It never fails the calling script by itself: without an adapter the
-// engine throws its own error saying what to install.
+// engine throws its own error saying what to install. With --browser (the test pre-step) it also
+// makes sure of Xvfb, the X display the headless-Chromium tests draw their WebGPU canvas on.
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 
 const ICD = process.env.CANET_SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json';
-const PACKAGES = ['chromium', 'libvulkan1'];
+const browser = process.argv.includes('--browser');
+const PACKAGES = ['chromium', 'libvulkan1', ...(browser ? ['xvfb'] : [])];
 if (process.env.CANET_SKIP_GPU_SETUP === '1') process.exit(0);
+const xvfbMissing = browser && process.platform === 'linux' && !existsSync('/usr/bin/Xvfb');
 
 function loaderPresent() {
   if (process.platform !== 'linux') return true;
@@ -29,17 +32,19 @@ function dawnFindsAdapter(useSwiftShader) {
   return r.status === 0;
 }
 
-if (existsSync(ICD) && loaderPresent()) process.exit(0);
-if (process.platform !== 'linux' || dawnFindsAdapter(false)) process.exit(0);
+if (existsSync(ICD) && loaderPresent() && !xvfbMissing) process.exit(0);
+if (process.platform !== 'linux' || (!xvfbMissing && dawnFindsAdapter(false))) process.exit(0);
 
 const cmd = `apt-get update && apt-get install -y ${PACKAGES.join(' ')}`;
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { encoding: 'utf8' }).status === 0;
 if (isRoot && hasApt) {
-  console.log(`canet-gpu: no GPU adapter found; installing the SwiftShader software GPU (Debian's chromium) and the Vulkan loader:\n  ${cmd}`);
+  console.log(`canet-gpu: installing the SwiftShader software GPU (Debian's chromium) and the Vulkan loader${browser ? ', and Xvfb for the browser tests' : ''}:\n  ${cmd}`);
   const r = spawnSync('sh', ['-c', `export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq ${PACKAGES.join(' ')} >/dev/null`], { stdio: 'inherit' });
   if (r.status !== 0) console.log(`canet-gpu: the install failed (exit ${r.status}); run it yourself:\n  sudo ${cmd}`);
   else console.log(dawnFindsAdapter(true) ? 'canet-gpu: software GPU installed and working.' : 'canet-gpu: installed, but Dawn still finds no adapter; see README "Requirements".');
 } else {
-  console.log(`canet-gpu: no GPU adapter found. To use the SwiftShader software GPU, run:\n  sudo sh -c '${cmd}'`);
+  console.log(xvfbMissing && existsSync(ICD)
+    ? `canet-gpu: Xvfb is not installed, so the browser tests will be skipped. To run them:\n  sudo sh -c '${cmd}'`
+    : `canet-gpu: no GPU adapter found. To use the SwiftShader software GPU, run:\n  sudo sh -c '${cmd}'`);
 }
