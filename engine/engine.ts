@@ -146,6 +146,11 @@ export class Engine {
   readonly limits: GPUSupportedLimits;
   /** While false, ops record no autograd graph (see noGrad). */
   gradEnabled = true;
+  /**
+   * Kernel variant overrides for this engine, by name (e.g. `bnReduce: 'workgroup'`); ops pick by
+   * adapter otherwise. For tests, which run every variant, and for tuning.
+   */
+  readonly prefer: Record<string, string> = {};
 
   private readonly ownsDevice: boolean;
   private readonly pool: BufferPool;

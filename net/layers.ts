@@ -12,7 +12,7 @@ import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
 import type { Epilogue, EpilogueActivation } from '../engine/ops/epilogue.js';
 import { linear } from '../engine/ops/linear.js';
 import { relu, relu6, sigmoid } from '../engine/ops/unary.js';
-import { Module, Sequential } from './module.js';
+import { Module, Sequential, release } from './module.js';
 import { SeededRandom, constant, kaimingNormal, uniform } from './init.js';
 
 export type ActivationName = EpilogueActivation;
@@ -143,9 +143,10 @@ export class BatchNorm2d extends Module {
     this.runningVar = this.buffer('running_var', [channels], constant(channels, 1));
     this.counter('num_batches_tracked', () => this.numBatchesTracked, (v) => (this.numBatchesTracked = v));
   }
-  forward(x: Tensor): Tensor {
+  /** BatchNorm, then `act` in the same kernels (ConvBNAct's activation, fused in training too). */
+  forward(x: Tensor, act: ActivationName = 'none'): Tensor {
     if (this.training) this.numBatchesTracked++;
-    return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, { training: this.training, momentum: this.momentum, eps: this.eps });
+    return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, { training: this.training, momentum: this.momentum, eps: this.eps, act });
   }
 
   private fold: { affine: Tensor; key: string } | null = null;
@@ -216,7 +217,9 @@ export class ConvBNAct extends Sequential {
     this.act = act;
   }
   override forward(x: Tensor): Tensor {
-    return canFuse(this, x) ? this.fused(x) : super.forward(x);
+    if (canFuse(this, x)) return this.fused(x);
+    const h = this.conv.forward(x);
+    return release(this.bn.forward(h, this.act), h);
   }
   /** Inference: conv + BN + activation (+ extras) in one dispatch; `inputChannels` as Conv2d.fused. */
   fused(x: Tensor, extras: FusedExtras = {}, inputChannels?: [number, number]): Tensor {
@@ -238,7 +241,9 @@ export class DeConvBNAct extends Module {
     this.upConv = this.add('up_conv', new Sequential(engine, [this.deconv, this.bn, new Activation(engine, act)]));
   }
   forward(x: Tensor): Tensor {
-    return canFuse(this, x) ? this.fused(x) : this.upConv.forward(x);
+    if (canFuse(this, x)) return this.fused(x);
+    const h = this.deconv.forward(x);
+    return release(this.bn.forward(h, this.act), h);
   }
   /** Inference: deconv + BN + activation in one dispatch, optionally into a channel slice. */
   fused(x: Tensor, extras: FusedExtras = {}): Tensor {

@@ -226,6 +226,10 @@ struct Params { n4: u32, p4: u32, blocks: u32 }
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> params: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+// The activation that follows the normalisation (identity, relu, relu6, sigmoid).
+fn act(x: vec4<f32>) -> vec4<f32> {
+  return {{ACT}};
+}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -354,14 +358,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 //# kernel bn_backward_dx
-// Training dx = a g + (x - pivot) b + d per lane, coefficients [a; pivot; d; b] from bn_grad_finish
-// ({{K}} groups of one vec4 column per invocation).
+// dx = a g' + (x - pivot) b + d per lane, coefficients [a; pivot; d; b] from bn_grad_finish or
+// bn_train_grad, g' the gradient through the activation (recomputed from its output y; without an
+// activation y is bound to g and unused). {{K}} groups of one vec4 column per invocation.
 struct Params { n4: u32, p4: u32, blocks: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> gr: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> coef: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> y: array<vec4<f32>>;
+fn act_grad(g: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
+  let zero = vec4<f32>(0.0);
+  return {{ACT_GRAD}};
+}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -373,4 +383,150 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let d = coef[2u * p.p4 + j];
   let b = coef[3u * p.p4 + j];
 {{APPLY}}
+}
+
+//# kernel bn_train_stats
+// Training statistics in one dispatch when C % 4 == 0 (then L = C: lane j holds channels
+// 4j..4j+3 in every group), finish included: saved statistics, normalise parameters and running
+// statistics, as bn_stats_finish. Two variants (see laneReduce in batchnorm.ts), by adapter:
+// - serial (CPU adapters): one invocation per lane walks every group; no workgroup memory and no
+//   barrier, which on SwiftShader would put the whole shader in a slow coroutine mode;
+// - workgroup (GPUs): a workgroup per lane, each invocation every WG-th group, then the
+//   (n, mean, M2) triples merged pairwise (Chan) in workgroup memory.
+// Sums are taken about each invocation's first value and the mean kept relative to the pivot
+// (the lane's value in group 0), as in bn_stats_partial.
+struct Params { groups: u32, p4: u32, eps: f32, momentum: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> gamma: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> beta: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> stats: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> affine: array<vec4<f32>>;
+{{SHARED}}
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+{{INDEX}}
+  let live = j < p.p4;
+  let jj = min(j, p.p4 - 1u);
+  let pivot = x[jj];
+  // Blocks of up to {{BLOCK}} of this invocation's groups, each summed about its first value,
+  // merged (Chan) pairwise like a binary counter: level k holds the merge of 2^k blocks, so the
+  // rounding error grows with log(blocks), not with blocks (a running merge over the ~200 blocks
+  // of a 3x64x65 batch already lost 2 ulps of the mean).
+  var levels: array<Moments4, 24>;
+  var blocks = 0u;
+  var g = t;
+  while (g < p.groups) {
+    let g0 = g;
+    let g_end = min(p.groups, g0 + {{BLOCK}}u * {{STEP}}u);
+    let shift = x[g0 * p.p4 + jj];
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (; g + {{UNROLLM1}}u * {{STEP}}u < g_end; g = g + {{UNROLL}}u * {{STEP}}u) {
+{{ACCUMULATE}}
+    }
+    for (; g < g_end; g = g + {{STEP}}u) {
+      let d = x[g * p.p4 + jj] - shift;
+      s1 = s1 + d;
+      s2 = s2 + d * d;
+    }
+    let nb = f32((g_end - g0 + {{STEP}}u - 1u) / {{STEP}}u);
+    var carry = Moments4(vec4<f32>(nb), (shift - pivot) + s1 / nb, max(s2 - s1 * s1 / nb, vec4<f32>(0.0)));
+    var level = 0u;
+    while (((blocks >> level) & 1u) != 0u) {
+      let low = levels[level];
+      carry = merge4(low, carry.n, carry.mean, carry.m2);
+      level = level + 1u;
+    }
+    levels[level] = carry;
+    blocks = blocks + 1u;
+  }
+  var acc = Moments4(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  for (var level = 0u; level < 24u; level = level + 1u) {
+    if (((blocks >> level) & 1u) != 0u) {
+      let lv = levels[level];
+      acc = merge4(acc, lv.n, lv.mean, lv.m2);
+    }
+  }
+  var total = acc.n.x;
+  var dev = acc.mean;
+  var m2 = acc.m2;
+{{REDUCE}}
+  if (!live) { return; }
+  let invstd = inverseSqrt(m2 / max(total, 1.0) + p.eps);
+  let unbiased = m2 / max(total - 1.0, 1.0);
+  running_mean[j] = (1.0 - p.momentum) * running_mean[j] + p.momentum * (pivot + dev);
+  running_var[j] = (1.0 - p.momentum) * running_var[j] + p.momentum * unbiased;
+  stats[j] = pivot;
+  stats[p.p4 + j] = dev;
+  stats[2u * p.p4 + j] = invstd;
+  affine[j] = gamma[j] * invstd;
+  affine[p.p4 + j] = pivot;
+  affine[2u * p.p4 + j] = dev;
+  affine[3u * p.p4 + j] = beta[j];
+}
+
+//# kernel bn_train_grad
+// The backward reductions and their finish in one dispatch when C % 4 == 0 (layout and variants
+// as bn_train_stats): per lane, sum(g') and sum(g' (x - mean)) with g' = dL/dz, the gradient
+// through the activation that followed the normalisation (recomputed from its output y, see
+// ACT_GRAD); then dgamma, dbeta and the dx coefficients [a; pivot; d; b] as bn_grad_finish.
+struct Params { groups: u32, p4: u32, n: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gr: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> y: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> stats: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> gamma: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> dgamma: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> dbeta: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> coef: array<vec4<f32>>;
+{{SHARED}}
+fn act_grad(g: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
+  let zero = vec4<f32>(0.0);
+  return {{ACT_GRAD}};
+}
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+{{INDEX}}
+  let live = j < p.p4;
+  let jj = min(j, p.p4 - 1u);
+  let pivot = stats[jj];
+  let dev = stats[p.p4 + jj];
+  // Summed in blocks of up to {{BLOCK}} groups, for precision (as in bn_train_stats).
+  var s1 = vec4<f32>(0.0);
+  var s2 = vec4<f32>(0.0);
+  var g = t;
+  while (g < p.groups) {
+    let g_end = min(p.groups, g + {{BLOCK}}u * {{STEP}}u);
+    var b1 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    for (; g + {{UNROLLM1}}u * {{STEP}}u < g_end; g = g + {{UNROLL}}u * {{STEP}}u) {
+{{ACCUMULATE}}
+    }
+    for (; g < g_end; g = g + {{STEP}}u) {
+      let at = g * p.p4 + jj;
+      let gv = act_grad(gr[at], y[at]);
+      b1 = b1 + gv;
+      b2 = b2 + gv * ((x[at] - pivot) - dev);
+    }
+    s1 = s1 + b1;
+    s2 = s2 + b2;
+  }
+{{REDUCE}}
+  if (!live) { return; }
+  let sg = s1;
+  let invstd = stats[2u * p.p4 + j];
+  let sgxhat = s2 * invstd;
+  dgamma[j] = sgxhat;
+  dbeta[j] = sg;
+  let a = gamma[j] * invstd;
+  let b = {{COEF_B}};
+  let d = {{COEF_D}} - b * dev;
+  coef[j] = a;
+  coef[p.p4 + j] = {{PIVOT}};
+  coef[2u * p.p4 + j] = d;
+  coef[3u * p.p4 + j] = b;
 }

@@ -40,6 +40,23 @@ function upload(e: Engine, p: Params): { gamma: Tensor; beta: Tensor; rm: Tensor
   };
 }
 
+/**
+ * Registers `body` twice: with the lane reductions serial (what CPU adapters run) and with them
+ * workgroup-parallel (what GPUs run), so both variants meet the same float64 checks here.
+ */
+function bothLaneModes(name: string, body: (e: Engine) => Promise<void>): void {
+  for (const mode of ['serial', 'workgroup'])
+    t(`${name} [${mode} lanes]`, async () => {
+      const e = await testEngine();
+      e.prefer.bnReduce = mode;
+      try {
+        await body(e);
+      } finally {
+        delete e.prefer.bnReduce;
+      }
+    });
+}
+
 t('reference is right on a hand-computed case', () => {
   // One channel, values 1 and 3: mean 2, biased variance 1, unbiased 2.
   const r = refBatchNorm(f64([1, 3]), 1, f64([2]), f64([0.5]), f64([0]), f64([1]), { training: true, eps: 0 });
@@ -67,8 +84,7 @@ const SHAPES: number[][] = [
   [3, 64, 65, 8],
 ];
 
-t('training forward: output and running statistics after 1 and 2 calls match float64 (rel err < 1e-4)', async () => {
-  const e = await testEngine();
+bothLaneModes('training forward: output and running statistics after 1 and 2 calls match float64 (rel err < 1e-4)', async (e) => {
   for (const [k, shape] of SHAPES.entries()) {
     const c = shape[shape.length - 1]!;
     const n = sizeOf(shape);
@@ -92,10 +108,9 @@ t('training forward: output and running statistics after 1 and 2 calls match flo
   }
 });
 
-t('training statistics stay accurate far from zero (mean 1000, std 0.6; rel err < 1e-4)', async () => {
+bothLaneModes('training statistics stay accurate far from zero (mean 1000, std 0.6; rel err < 1e-4)', async (e) => {
   // sum(x^2) - n mean^2 would lose every digit here (and an f32 mean near 1000 carries 3e-5 of
   // rounding); shifted sums, Chan's merge and the (pivot, deviation) form of the mean do not.
-  const e = await testEngine();
   for (const shape of [[3, 64, 65, 8], [2, 17, 33, 5]]) {
     const c = shape[shape.length - 1]!;
     const p = params(c, 7);
@@ -130,11 +145,19 @@ t('inference forward matches float64 (rel err < 1e-4) and leaves the running sta
   }
 });
 
-/** gradCheck of batchNorm2d for x, gamma, beta; running buffers are made fresh inside the GPU forward. */
-async function bnGradCheck(e: Engine, shape: number[], training: boolean, seed: number, gradX = true): Promise<void> {
+const ACTS = {
+  none: (v: number) => v,
+  relu: (v: number) => Math.max(v, 0),
+  relu6: (v: number) => Math.min(Math.max(v, 0), 6),
+  sigmoid: (v: number) => 1 / (1 + Math.exp(-v)),
+};
+type Act = keyof typeof ACTS;
+
+/** gradCheck of batchNorm2d (with an optional fused activation) for x, gamma, beta; running buffers are made fresh inside the GPU forward. */
+async function bnGradCheck(e: Engine, shape: number[], training: boolean, seed: number, gradX = true, act: Act = 'none'): Promise<void> {
   const c = shape[shape.length - 1]!;
   const p = params(c, seed);
-  const opts = { training, momentum: 0.1, eps: 1e-5 };
+  const opts = { training, momentum: 0.1, eps: 1e-5, act };
   await gradCheck(e, {
     gpu: ([x, gamma, beta]) => {
       const rm = e.tensor(Float32Array.from(p.rm), [c]);
@@ -143,7 +166,7 @@ async function bnGradCheck(e: Engine, shape: number[], training: boolean, seed: 
     },
     // The reference recomputes the batch statistics for every perturbed input, so the finite
     // differences see the dependence of mean and variance on x, as the analytic backward must.
-    ref: ([x, gamma, beta]) => refBatchNorm(x!, c, gamma!, beta!, p.rm, p.rv, opts).y,
+    ref: ([x, gamma, beta]) => refBatchNorm(x!, c, gamma!, beta!, p.rm, p.rv, opts).y.map(ACTS[act]),
     inputs: [
       { name: 'x', shape, data: randn(sizeOf(shape), seed + 10, -2, 2), grad: gradX },
       { name: 'gamma', shape: [c], data: p.gamma },
@@ -155,10 +178,9 @@ async function bnGradCheck(e: Engine, shape: number[], training: boolean, seed: 
   });
 }
 
-t('training backward: x, gamma, beta vs finite differences of float64 (rel err < 2e-3)', async () => {
+bothLaneModes('training backward: x, gamma, beta vs finite differences of float64 (rel err < 2e-3)', async (e) => {
   // dx in training mode is a difference of O(1) terms that nearly cancel (sum over the batch of
   // dx is 0); 2e-3 covers f32 rounding of those terms with margin.
-  const e = await testEngine();
   await bnGradCheck(e, [2, 5, 7, 3], true, 1);
   await bnGradCheck(e, [2, 3, 5, 5], true, 2);
   await bnGradCheck(e, [2, 3, 3, 8], true, 3);
@@ -173,23 +195,44 @@ t('inference backward: x, gamma, beta vs finite differences of float64 (rel err 
   await bnGradCheck(e, [2, 3, 3, 5], false, 8, false);
 });
 
-t('training backward on a long reduction (merge passes) matches the closed form (rel err < 1e-3)', async () => {
+bothLaneModes('fused activation (relu, relu6, sigmoid): forward vs float64 BN-then-act, backward vs finite differences (rel err < 1e-4 / 2e-3)', async (e) => {
+  // C = 8 and 12 run the one-dispatch lane kernels with the activation inside; C = 5 composes
+  // the chunked BatchNorm with the separate activation op.
+  let seed = 40;
+  for (const act of ['relu', 'relu6', 'sigmoid'] as const)
+    for (const [shape, training] of [[[2, 5, 7, 8], true], [[1, 9, 7, 12], false], [[2, 3, 5, 5], true]] as [number[], boolean][]) {
+      const c = shape[shape.length - 1]!;
+      const p = params(c, seed);
+      // Scaled so relu6 clips on both sides.
+      const x = asF32(randn(sizeOf(shape), seed + 1, -2, 2));
+      const opts = { training, momentum: 0.1, eps: 1e-5 };
+      const want = refBatchNorm(x, c, p.gamma.map((v) => 4 * v), p.beta, p.rm, p.rv, opts).y.map(ACTS[act]);
+      await e.scope(async () => {
+        const g = upload(e, { ...p, gamma: p.gamma.map((v) => 4 * v) });
+        const y = batchNorm2d(e.tensor(Float32Array.from(x), shape), g.gamma, g.beta, g.rm, g.rv, { ...opts, act });
+        expectClose(await y.read(), want, 1e-4, `${act} ${training ? 'training' : 'inference'} ${shape}`);
+      });
+      await bnGradCheck(e, shape, training, seed + 2, true, act);
+      seed += 5;
+    }
+});
+
+bothLaneModes('training backward on a long reduction (one-dispatch lanes for C = 8, merge passes for C = 6) matches the closed form (rel err < 1e-3)', async (e) => {
   // Too large for finite differences; checks dx, dgamma, dbeta against the analytic formula in float64.
-  const e = await testEngine();
-  const shape = [3, 64, 65, 8];
-  const c = 8;
-  const n = sizeOf(shape);
-  const rows = n / c;
-  const p = params(c, 9);
-  const x = asF32(randn(n, 10, -2, 2));
-  const gout = asF32(randn(n, 11, -1, 1));
-  const r = refBatchNorm(x, c, p.gamma, p.beta, p.rm, p.rv, { training: true });
-  const sg = new Float64Array(c);
-  const sgx = new Float64Array(c);
-  const xhat = x.map((v, i) => (v - r.mean[i % c]!) / Math.sqrt(r.variance[i % c]! + 1e-5));
-  for (let i = 0; i < n; i++) {
-    sg[i % c] += gout[i]!;
-    sgx[i % c] += gout[i]! * xhat[i]!;
+  for (const c of [8, 6]) {
+    const shape = [3, 64, 65, c];
+    const n = sizeOf(shape);
+    const rows = n / c;
+    const p = params(c, 9);
+    const x = asF32(randn(n, 10, -2, 2));
+    const gout = asF32(randn(n, 11, -1, 1));
+    const r = refBatchNorm(x, c, p.gamma, p.beta, p.rm, p.rv, { training: true });
+    const sg = new Float64Array(c);
+    const sgx = new Float64Array(c);
+    const xhat = x.map((v, i) => (v - r.mean[i % c]!) / Math.sqrt(r.variance[i % c]! + 1e-5));
+    for (let i = 0; i < n; i++) {
+      sg[i % c] += gout[i]!;
+      sgx[i % c] += gout[i]! * xhat[i]!;
   }
   const dx = gout.map((gv, i) => {
     const k = i % c;
@@ -205,6 +248,7 @@ t('training backward on a long reduction (merge passes) matches the closed form 
     expectClose(await g.gamma.grad!.read(), sgx, 1e-3, 'dgamma');
     expectClose(await xt.grad!.read(), dx, 1e-3, 'dx');
   });
+  }
 });
 
 t('one pixel and constant input: no NaN, output is beta, running variance stays finite', async () => {

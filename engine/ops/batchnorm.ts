@@ -11,6 +11,7 @@ import { recordOp } from '../autograd.js';
 import { check, fmtShape } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
+import { unary, unaryOps } from './unary.js';
 
 /** Options of {@link batchNorm2d}. */
 export interface BatchNormOptions {
@@ -20,7 +21,29 @@ export interface BatchNormOptions {
   momentum?: number;
   /** Added to the variance before the square root. Default 1e-5. */
   eps?: number;
+  /** Activation applied to the normalised output, fused into the same kernels (and backward). Default 'none'. */
+  act?: BatchNormActivation;
 }
+
+export type BatchNormActivation = 'none' | 'relu' | 'relu6' | 'sigmoid';
+
+/** act(x) as a vec4 WGSL expression in x. */
+const ACT_FORWARD: Record<BatchNormActivation, string> = {
+  none: 'x',
+  relu: unaryOps.relu.forward,
+  relu6: unaryOps.relu6.forward,
+  sigmoid: unaryOps.sigmoid.forward,
+};
+/**
+ * dL/dz from g = dL/dy and the output y = act(z), as vec4 WGSL in g, y, zero: for relu and relu6 the
+ * derivative's support (z > 0, 0 < z < 6) is the same set as (y > 0, 0 < y < 6), so z need not be kept.
+ */
+const ACT_GRAD: Record<BatchNormActivation, string> = {
+  none: 'g',
+  relu: 'select(zero, g, y > zero)',
+  relu6: 'select(zero, g, (y > zero) & (y < vec4<f32>(6.0)))',
+  sigmoid: 'g * y * (1.0 - y)',
+};
 
 const WG = 64;
 /** Groups per loop iteration in the reductions (unrolled). */
@@ -106,12 +129,19 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
 
   const engine = x.engine;
   const training = opts.training;
+  const act = opts.act ?? 'none';
+  check(act in ACT_FORWARD, op, () => `act must be one of ${Object.keys(ACT_FORWARD).join(', ')}, got ${JSON.stringify(act)}`);
   const geo = geometry(x);
+  // C % 4 == 0 (every CANet layer but the 1- and 19-channel ones): one-dispatch reductions with
+  // the activation fused in. Other widths take the chunked passes and a separate activation op.
+  const lanes = geo.c % 4 === 0 && engine.prefer.bnReduce !== 'chunked';
+  if (act !== 'none' && !lanes) return unary(act, batchNorm2d(x, gamma, beta, runningMean, runningVar, { ...opts, act: 'none' }));
   // stats [pivot; dev; invstd] (mean = pivot + dev, pivot a data value of the channel) and
   // affine [gamma * invstd; pivot; dev; beta], each replicated to L floats.
   const stats = engine.empty([3, geo.l], 'f32', `${op}.stats`);
   const affine = engine.empty([4, geo.l], 'f32');
-  if (training) batchStatistics(geo, x, gamma, beta, runningMean, runningVar, stats, affine, momentum, eps);
+  if (training && lanes) laneStatistics(geo, x, gamma, beta, runningMean, runningVar, stats, affine, momentum, eps);
+  else if (training) batchStatistics(geo, x, gamma, beta, runningMean, runningVar, stats, affine, momentum, eps);
   else {
     engine.run({
       name: 'bn_inference_params',
@@ -123,13 +153,13 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
     });
   }
   const y = engine.empty(x.shape, 'f32');
-  perLaneAffine(geo, x, affine, y);
+  perLaneAffine(geo, x, affine, y, act);
   affine.dispose();
 
   // The saved statistics belong to the enclosing scope, like every intermediate of the graph.
   const out = recordOp(y, op, [x, gamma, beta], (g) => {
     if (stats.disposed) throw new Error(`${op} backward: the saved batch statistics were disposed; call backward inside the scope that ran the forward pass`);
-    return batchNormBackward(geo, g, x, gamma, beta, stats, training);
+    return lanes ? laneBackward(geo, g, x, y, gamma, beta, stats, training, act) : batchNormBackward(geo, g, x, gamma, beta, stats, training);
   });
   if (!out.node) stats.dispose();
   return out;
@@ -158,6 +188,135 @@ export function bnFold(gamma: Tensor, beta: Tensor, runningMean: Tensor, running
     dispatch: grid1d(c, WG, engine.limits.maxComputeWorkgroupsPerDimension),
   });
   return out;
+}
+
+/** Groups per loop iteration of the one-dispatch reductions, and per block of their sums. */
+const LANE_UNROLL = 4;
+const LANE_BLOCK = 64;
+
+/**
+ * How the one-dispatch reductions (bn_train_stats, bn_train_grad) share a lane's groups:
+ * 'serial', one invocation per lane walking all of them (CPU adapters: a few cores need little
+ * parallelism, and a workgroup barrier costs SwiftShader 1.6-2x on the whole shader, measured
+ * here as 10x slower BN passes than the serial walk), or 'workgroup', 64 invocations per lane and
+ * a tree merge in workgroup memory (GPUs, which need the parallelism). `engine.prefer.bnReduce`
+ * overrides the choice (tests run both).
+ */
+export type LaneReduce = 'serial' | 'workgroup';
+
+function laneReduce(engine: Tensor['engine']): LaneReduce {
+  const v = engine.prefer.bnReduce;
+  return v === 'serial' || v === 'workgroup' ? v : engine.adapter.isSoftware ? 'serial' : 'workgroup';
+}
+
+/** The defines that make a lane kernel serial or workgroup-parallel; `merge` is the WGSL of one tree step (t, t + half). */
+function laneDefines(mode: LaneReduce, shared: string, save: string, merge: string, load: string): Record<string, string | number> {
+  if (mode === 'serial')
+    return { WG: 64, STEP: 1, SHARED: '', INDEX: '  let t = 0u;\n  let j = (wid.x + wid.y * nwg.x) * 64u + lid.x;', REDUCE: '' };
+  const wg = 64;
+  return {
+    WG: wg,
+    STEP: wg,
+    SHARED: shared.replaceAll('WGN', String(wg)),
+    INDEX: '  let t = lid.x;\n  let j = wid.x + wid.y * nwg.x;',
+    REDUCE: [
+      save,
+      `  for (var half = ${wg / 2}u; half > 0u; half = half / 2u) {`,
+      '    workgroupBarrier();',
+      `    if (t < half) { ${merge} }`,
+      '  }',
+      '  workgroupBarrier();',
+      load,
+      '  if (t != 0u) { return; }',
+    ].join('\n'),
+  };
+}
+
+/** Workgroups (serial: one invocation per lane, 64 per workgroup) of a lane kernel. */
+function laneDispatch(mode: LaneReduce, geo: Geometry, maxDim: number): [number, number] {
+  return grid1d(mode === 'serial' ? geo.p4 : geo.p4 * 64, 64, maxDim);
+}
+
+/** Training statistics when C % 4 == 0: one workgroup per lane, one dispatch (bn_train_stats). */
+function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor, stats: Tensor, affine: Tensor, momentum: number, eps: number): void {
+  const engine = x.engine;
+  const mode = laneReduce(engine);
+  const lane = laneDefines(
+    mode,
+    'var<workgroup> w_n: array<f32, WGN>;\nvar<workgroup> w_mean: array<vec4<f32>, WGN>;\nvar<workgroup> w_m2: array<vec4<f32>, WGN>;',
+    '  w_n[t] = total; w_mean[t] = dev; w_m2[t] = m2;',
+    'let m = merge4(Moments4(vec4<f32>(w_n[t]), w_mean[t], w_m2[t]), vec4<f32>(w_n[t + half]), w_mean[t + half], w_m2[t + half]); w_n[t] = m.n.x; w_mean[t] = m.mean; w_m2[t] = m.m2;',
+    '  total = w_n[0]; dev = w_mean[0]; m2 = w_m2[0];',
+  );
+  const step = Number(lane.STEP);
+  engine.run({
+    name: `bn_train_stats_${mode}`,
+    source: kernelSection(batchnorm, 'bn_train_stats'),
+    defines: {
+      ...lane, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK,
+      ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let d = x[(g + ${k * step}u) * p.p4 + jj] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
+    },
+    uniforms: [geo.groups, geo.p4, f32(eps), f32(momentum)],
+    bindings: [x, gamma, beta, runningMean, runningVar, stats, affine],
+    dispatch: laneDispatch(mode, geo, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 4 * x.size,
+    bytes: x.byteLength,
+  });
+}
+
+/**
+ * Backward when C % 4 == 0: the reductions with their finish in one dispatch (bn_train_grad),
+ * then dx, both taking the activation's gradient from its output y on the fly.
+ */
+function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Tensor, beta: Tensor, stats: Tensor, training: boolean, act: BatchNormActivation): (Tensor | null)[] {
+  const engine = x.engine;
+  const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
+  const dgamma = engine.empty([geo.c], 'f32');
+  const dbeta = engine.empty([geo.c], 'f32');
+  const coef = engine.empty([4, geo.l], 'f32');
+  const yb = act === 'none' ? g : y;
+  const mode = laneReduce(engine);
+  const lane = laneDefines(
+    mode,
+    'var<workgroup> w_s1: array<vec4<f32>, WGN>;\nvar<workgroup> w_s2: array<vec4<f32>, WGN>;',
+    '  w_s1[t] = s1; w_s2[t] = s2;',
+    'w_s1[t] = w_s1[t] + w_s1[t + half]; w_s2[t] = w_s2[t] + w_s2[t + half];',
+    '  s1 = w_s1[0]; s2 = w_s2[0];',
+  );
+  const step = Number(lane.STEP);
+  engine.run({
+    name: `${training ? 'bn_train_grad' : 'bn_eval_grad'}_${mode}`,
+    source: kernelSection(batchnorm, 'bn_train_grad'),
+    defines: {
+      ...lane, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK, ACT_GRAD: ACT_GRAD[act],
+      ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
+      ...(training
+        ? { PIVOT: 'pivot', COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
+        : { PIVOT: 'vec4<f32>(0.0)', COEF_B: 'vec4<f32>(0.0)', COEF_D: 'vec4<f32>(0.0)' }),
+    },
+    uniforms: [geo.groups, geo.p4, f32(geo.rows)],
+    bindings: [g, x, yb, stats, gamma, dgamma, dbeta, coef],
+    dispatch: laneDispatch(mode, geo, maxDim),
+    flops: 4 * x.size,
+    bytes: 3 * x.byteLength,
+  });
+  let dx: Tensor | null = null;
+  if (x.requiresGrad) {
+    dx = engine.empty(x.shape, 'f32');
+    const blocks = Math.ceil(geo.groups / K);
+    engine.run({
+      name: act === 'none' ? 'bn_backward_dx' : `bn_backward_dx_${act}`,
+      source: kernelSection(batchnorm, 'bn_backward_dx'),
+      defines: { WG, K, ACT_GRAD: ACT_GRAD[act], APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { dx[at] = a * act_grad(gr[at], y[at]) + (x[at] - pivot) * b + d; } }`) },
+      uniforms: [geo.n4, geo.p4, blocks],
+      bindings: [g, x, coef, dx, yb],
+      dispatch: grid1d(geo.p4 * blocks, WG, maxDim),
+      flops: 6 * x.size,
+      bytes: 4 * x.byteLength,
+    });
+  }
+  coef.dispose();
+  return [dx, gamma.requiresGrad ? dgamma : null, beta.requiresGrad ? dbeta : null];
 }
 
 /** Partial (mean, M2) per chunk, merge passes while more than MERGE chunks remain, then the finish. */
@@ -207,14 +366,14 @@ function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, 
   m2.dispose();
 }
 
-/** y = ((x - pivot) - dev) * a + b per lane, params [a; pivot; dev; b] replicated to L floats. */
-function perLaneAffine(geo: Geometry, x: Tensor, params: Tensor, y: Tensor): void {
+/** y = act(((x - pivot) - dev) * a + b) per lane, params [a; pivot; dev; b] replicated to L floats. */
+function perLaneAffine(geo: Geometry, x: Tensor, params: Tensor, y: Tensor, act: BatchNormActivation = 'none'): void {
   const engine = x.engine;
   const blocks = Math.ceil(geo.groups / K);
   engine.run({
-    name: 'bn_affine',
+    name: act === 'none' ? 'bn_affine' : `bn_affine_${act}`,
     source: kernelSection(batchnorm, 'bn_affine'),
-    defines: { WG, K, APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { y[at] = ((x[at] - pivot) - dev) * a + b; } }`) },
+    defines: { WG, K, ACT: ACT_FORWARD[act], APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { y[at] = act(((x[at] - pivot) - dev) * a + b); } }`) },
     uniforms: [geo.n4, geo.p4, blocks],
     bindings: [x, params, y],
     dispatch: grid1d(geo.p4 * blocks, WG, engine.limits.maxComputeWorkgroupsPerDimension),
@@ -285,9 +444,9 @@ function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, b
       engine.run({
         name: 'bn_backward_dx',
         source: kernelSection(batchnorm, 'bn_backward_dx'),
-        defines: { WG, K, APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { dx[at] = a * gr[at] + (x[at] - pivot) * b + d; } }`) },
+        defines: { WG, K, ACT_GRAD: ACT_GRAD.none, APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { dx[at] = a * gr[at] + (x[at] - pivot) * b + d; } }`) },
         uniforms: [geo.n4, geo.p4, blocks],
-        bindings: [g, x, coef, dx],
+        bindings: [g, x, coef, dx, g],
         dispatch: grid1d(geo.p4 * blocks, WG, maxDim),
         flops: 5 * x.size,
         bytes: 3 * x.byteLength,
