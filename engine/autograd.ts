@@ -75,9 +75,13 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
       if (!g) continue;
       grads.delete(t);
       if (!t.node) {
-        // A leaf: accumulate into .grad, which the leaf owns.
+        // A leaf: accumulate into .grad, which the leaf owns, or into its optimizer's slot.
         if (t.grad) {
           addInPlace(t.grad, g);
+          if (g !== opts.gradOutput) g.dispose();
+        } else if (t.gradSlot && !t.gradSlot.disposed) {
+          engine.copyBuffer(g, 0, t.gradSlot, 0, g.byteLength);
+          t.grad = t.gradSlot;
           if (g !== opts.gradOutput) g.dispose();
         } else {
           t.grad = g === opts.gradOutput ? engine.copy(g).keep() : g;

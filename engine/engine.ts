@@ -9,7 +9,7 @@ import { BufferPool, STORAGE_USAGE } from './pool.js';
 import { BufferUsage, MapMode, ShaderStage } from './gpu-constants.js';
 import { type Program, assembleWgsl, packUniforms, programKey } from './program.js';
 import { Scope, type ScopeContext, StackScopeContext, collectTensors } from './scope.js';
-import { type DType, Tensor } from './tensor.js';
+import { type ArenaBuffer, type DType, Tensor } from './tensor.js';
 import { copyTensor } from './ops/basic.js';
 
 export interface AdapterSummary {
@@ -229,7 +229,7 @@ export class Engine {
     // queue.writeBuffer runs before the pending encoder is submitted; submit it first so work
     // recorded earlier reads the old contents of this (possibly recycled) buffer.
     if (this.encoder) this.submit();
-    if (data.length) this.device.queue.writeBuffer(t.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    if (data.length) this.device.queue.writeBuffer(t.buffer, t.offset, data.buffer, data.byteOffset, data.byteLength);
     t.version++;
   }
 
@@ -273,7 +273,84 @@ export class Engine {
     this.liveBytes -= t.byteLength;
     // Work already recorded may still use this buffer; that is safe: the next user of the buffer
     // records after it in the same encoder, and uploads submit pending work first.
-    this.pool.release(buffer);
+    const arena = t.arena;
+    if (!arena) this.pool.release(buffer);
+    else if (--arena.members === 0) this.pool.release(arena.buffer);
+  }
+
+  // ---------------------------------------------------------------- arenas
+
+  /**
+   * Tensors of the given shapes in one GPU buffer, each at an offset aligned for binding
+   * (minStorageBufferOffsetAlignment), plus `whole`, a 1-D f32 tensor over the entire run (gaps
+   * included): a kernel over `whole` touches every part in one dispatch, as the fused optimizer
+   * step does. Zero-filled. The buffer returns to the pool when the last of these tensors is
+   * disposed. Refused (ShapeError naming the limit) if the run exceeds one binding.
+   */
+  arena(shapes: readonly (readonly number[])[], names: readonly string[] = []): { whole: Tensor; parts: Tensor[] } {
+    this.assertOpen();
+    const offsets = this.arenaLayout(shapes);
+    const total = offsets.pop()!;
+    const arena: ArenaBuffer = { buffer: this.pool.acquire(total), members: 0 };
+    const parts = shapes.map((shape, i) => this.arenaTensor(arena, offsets[i]!, shape, names[i]));
+    const whole = this.arenaTensor(arena, 0, [total / 4], 'arena');
+    this.fillZero(whole);
+    return { whole, parts };
+  }
+
+  /**
+   * Moves `tensors` (f32, of this engine) into one arena: their data is copied into slots of a new
+   * buffer and each tensor from then on lives there (same object, same data). Returns the whole
+   * run as a 1-D tensor, as `arena` does.
+   */
+  pack(tensors: readonly Tensor[]): Tensor {
+    this.assertOpen();
+    for (const t of tensors) check(t.engine === this && t.dtype === 'f32' && !t.disposed, 'pack', () => `${t.name} must be a live f32 tensor of this engine`);
+    const offsets = this.arenaLayout(tensors.map((t) => t.shape));
+    const total = offsets.pop()!;
+    const arena: ArenaBuffer = { buffer: this.pool.acquire(total), members: 0 };
+    const whole = this.arenaTensor(arena, 0, [total / 4], 'arena');
+    // The gaps between slots must read as zeros for kernels over the whole run.
+    this.fillZero(whole);
+    tensors.forEach((t, i) => {
+      this.copyBuffer(t, 0, arena.buffer, offsets[i]!, t.byteLength);
+      const old = t.buffer;
+      const oldArena = t.arena;
+      if (!oldArena) this.pool.release(old);
+      else if (--oldArena.members === 0) this.pool.release(oldArena.buffer);
+      t.joinArena(arena, offsets[i]!);
+    });
+    return whole;
+  }
+
+  /** Byte offsets of arena slots for `shapes`, then the total size (last entry). */
+  private arenaLayout(shapes: readonly (readonly number[])[]): number[] {
+    const align = Math.max(256, this.limits.minStorageBufferOffsetAlignment);
+    const offsets: number[] = [];
+    let at = 0;
+    for (const shape of shapes) {
+      checkShape('arena', shape);
+      offsets.push(at);
+      const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+      at += Math.ceil(Math.max(16, bytes) / align) * align;
+    }
+    const maxBytes = Math.min(this.limits.maxStorageBufferBindingSize, this.limits.maxBufferSize);
+    if (at > maxBytes) throw new ShapeError(`arena of ${shapes.length} tensors needs ${at} bytes, over this adapter's maxStorageBufferBindingSize of ${maxBytes} bytes; split it`);
+    offsets.push(Math.max(at, 16));
+    return offsets;
+  }
+
+  private arenaTensor(arena: ArenaBuffer, offset: number, shape: readonly number[], name?: string): Tensor {
+    const t = new Tensor(this, [...shape], 'f32', arena.buffer, name, { arena, offset });
+    this.live.add(t);
+    this.liveBytes += t.byteLength;
+    this.scopes.current()?.tensors.add(t);
+    return t;
+  }
+
+  private fillZero(t: Tensor): void {
+    if (this.encoder) this.submit();
+    this.device.queue.writeBuffer(t.buffer, t.offset, new Uint8Array(t.byteLength));
   }
 
   /** Reads a tensor back to the CPU. */
@@ -285,7 +362,7 @@ export class Engine {
     const staging = this.readPool.acquire(bytes);
     try {
       this.endPass();
-      this.ensureEncoder().copyBufferToBuffer(t.buffer, 0, staging, 0, Math.ceil(bytes / 4) * 4);
+      this.ensureEncoder().copyBufferToBuffer(t.buffer, t.offset, staging, 0, Math.ceil(bytes / 4) * 4);
       await this.flush();
       await staging.mapAsync(MapMode.READ, 0, bytes);
       const out = new Ctor(staging.getMappedRange(0, bytes).slice(0));
@@ -416,17 +493,19 @@ export class Engine {
       throw new ShapeError(`kernel ${program.name}: dispatch [${x}, ${y}, ${z}] exceeds maxComputeWorkgroupsPerDimension (${maxDim})`);
     const entry = this.pipeline(program);
     const buffers = program.bindings.map((b) => (b instanceof Tensor ? b.buffer : b));
+    // Arena tensors bind their own range; the others the whole pool buffer, as the kernels expect.
+    const ranges = program.bindings.map((b) => (b instanceof Tensor && b.arena ? { offset: b.offset, size: Math.ceil(Math.max(16, b.byteLength) / 16) * 16 } : null));
     const block = program.uniforms?.length ? packUniforms(program.uniforms) : null;
     const uniform = block ? this.uniforms.alloc(block) : null;
     // Same pipeline, same buffers, same uniform chunk and block size: the same bind group.
     let key = `${programKey(program)}#${uniform ? `${uniform.index}:${block!.length}` : '-'}`;
-    for (const b of buffers) key += `,${this.bufferId(b)}`;
+    buffers.forEach((b, i) => (key += `,${this.bufferId(b)}${ranges[i] ? `@${ranges[i]!.offset}` : ''}`));
     let bindGroup = this.bindGroups.get(key);
     if (bindGroup) this.counters.bindGroupHits++;
     else {
       const entries: GPUBindGroupEntry[] = [];
       if (uniform) entries.push({ binding: 0, resource: { buffer: uniform.buffer, offset: 0, size: block!.length } });
-      buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+      buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: ranges[i] ? { buffer, ...ranges[i]! } : { buffer } }));
       bindGroup = this.device.createBindGroup({ layout: entry.layout, entries, label: program.name });
       this.counters.bindGroupsCreated++;
       if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.clear();
@@ -461,11 +540,17 @@ export class Engine {
     this.counters.flops += program.flops ?? 0;
   }
 
-  /** Records a buffer-to-buffer copy (cheaper than a kernel: no pass, no bind group). */
-  copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+  /**
+   * Records a buffer-to-buffer copy (cheaper than a kernel: no pass, no bind group). Offsets are
+   * bytes from the start of a tensor's data (its arena offset added) or of a raw buffer.
+   */
+  copyBuffer(src: Tensor | GPUBuffer, srcOffset: number, dst: Tensor | GPUBuffer, dstOffset: number, bytes: number): void {
     this.assertOpen();
     this.endPass();
-    if (bytes > 0) this.ensureEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    const [sb, so] = src instanceof Tensor ? [src.buffer, src.offset + srcOffset] : [src, srcOffset];
+    const [db, dO] = dst instanceof Tensor ? [dst.buffer, dst.offset + dstOffset] : [dst, dstOffset];
+    if (bytes > 0) this.ensureEncoder().copyBufferToBuffer(sb, so, db, dO, bytes);
+    if (dst instanceof Tensor) dst.version++;
   }
 
   /**

@@ -4,6 +4,14 @@
  * one fused kernel per parameter tensor (shaders/optim.wgsl); hyper-parameters travel as uniforms,
  * so changing `lr` every step compiles nothing new.
  *
+ * Storage: the optimizer packs its parameters into arenas (Engine.pack: one buffer holding many
+ * tensors at aligned offsets), with gradient and moment arenas of the same layout, so when every
+ * parameter of an arena has a fresh gradient and the same step count (every step of a normal
+ * training loop) the whole update is ONE dispatch over the arena instead of one per tensor; the
+ * gaps between slots are zeros and stay zeros under every update rule. Otherwise (some parameter
+ * without a gradient, uneven step counts) each tensor is updated on its own, with torch's
+ * per-parameter semantics.
+ *
  * State: the moment buffers live on the GPU, allocated once at a parameter's first update and
  * reused in place, so a training loop creates no buffers after its first step. Step counts are
  * plain integers on the CPU (as torch's default, non-capturable Adam keeps them): the bias
@@ -59,6 +67,19 @@ interface LiveState {
   buffers: Map<string, Tensor>;
 }
 
+/** Parameters sharing arenas: their data, gradient slots and (made on first use) state by name. */
+interface Pack {
+  /** Indices into `params`. */
+  indices: number[];
+  params: Tensor;
+  grads: Tensor;
+  slots: Tensor[];
+  state: Map<string, { whole: Tensor; parts: Tensor[] }>;
+}
+
+/** Bytes one arena may hold (and a binding may see). */
+const ARENA_MAX_BYTES = 256 << 20;
+
 /** What SGD, Adam and AdamW share: parameter bookkeeping, state storage, zeroGrad, checkpoints. */
 export abstract class Optimizer {
   /** Learning rate of the next step; set it from a schedule before each step (no recompilation). */
@@ -83,6 +104,91 @@ export abstract class Optimizer {
     this.engine = params[0]!.engine;
     this.state = params.map(() => null);
     this.lr = lr;
+    this.packs = this.packParams();
+  }
+
+  private packs: Pack[];
+
+  /** Splits the parameters into arenas under the binding limit and moves them there. */
+  private packParams(): Pack[] {
+    const limits = this.engine.limits;
+    const maxBytes = Math.min(ARENA_MAX_BYTES, limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    const align = Math.max(256, limits.minStorageBufferOffsetAlignment);
+    const groups: number[][] = [];
+    let bytes = Infinity;
+    this.params.forEach((p, i) => {
+      const b = Math.ceil(Math.max(16, p.byteLength) / align) * align;
+      if (bytes + b > maxBytes) groups.push([]), (bytes = 0);
+      groups[groups.length - 1]!.push(i);
+      bytes += b;
+    });
+    return groups.map((indices) => {
+      const tensors = indices.map((i) => this.params[i]!);
+      const params = this.engine.pack(tensors).keep();
+      const { whole: grads, parts: slots } = this.engine.arena(tensors.map((t) => t.shape), tensors.map((t) => `${t.name}.grad`));
+      grads.keep();
+      slots.forEach((slot, k) => {
+        slot.keep();
+        tensors[k]!.gradSlot = slot;
+      });
+      return { indices, params, grads, slots, state: new Map() };
+    });
+  }
+
+  /** The pack and slot of parameter i. */
+  private slotOf(i: number): [Pack, number] {
+    for (const pack of this.packs) {
+      const k = pack.indices.indexOf(i);
+      if (k >= 0) return [pack, k];
+    }
+    throw new Error(`${this.kind}: parameter ${i} is in no arena`);
+  }
+
+  /** The state buffer `name` of parameter i: its slot in the pack's arena for that name (made zero-filled on first use). */
+  private stateSlot(i: number, name: string): Tensor {
+    const [pack, k] = this.slotOf(i);
+    let arena = pack.state.get(name);
+    if (!arena) {
+      const tensors = pack.indices.map((j) => this.params[j]!);
+      const made = this.engine.arena(tensors.map((t) => t.shape), tensors.map((t) => `${t.name}.${name}`));
+      made.whole.keep();
+      made.parts.forEach((t) => t.keep());
+      pack.state.set(name, (arena = made));
+    }
+    return arena.parts[k]!;
+  }
+
+  /**
+   * One update over a whole pack, when every parameter in it has its gradient in its slot and the
+   * same state (step count and buffers): then the per-tensor updates are one elementwise kernel
+   * over the arenas. Returns false (nothing recorded) otherwise.
+   */
+  private fusedStep(pack: Pack, names: string[]): boolean {
+    const first = this.state[pack.indices[0]!];
+    for (const [k, i] of pack.indices.entries()) {
+      const p = this.params[i]!;
+      if (p.grad !== pack.slots[k] || p.gradSlot !== pack.slots[k]) return false;
+      const s = this.state[i];
+      if ((s?.step ?? 0) !== (first?.step ?? 0)) return false;
+      for (const name of names) if ((s?.buffers.has(name) ?? false) !== (first?.buffers.has(name) ?? false)) return false;
+      if (s && first && s.buffers.size !== first.buffers.size) return false;
+    }
+    const fresh = new Set<string>();
+    for (const i of pack.indices) {
+      const s = (this.state[i] ??= { step: 0, buffers: new Map() });
+      for (const name of names) {
+        if (s.buffers.has(name)) continue;
+        s.buffers.set(name, this.stateSlot(i, name));
+        fresh.add(name);
+      }
+      s.step++;
+    }
+    const s0 = this.state[pack.indices[0]!]!;
+    const wholes = new Map([...s0.buffers.keys()].map((name) => [name, pack.state.get(name)!.whole] as const));
+    this.update(pack.params, pack.grads, { step: s0.step, buffers: wholes }, fresh);
+    // The kernel wrote the parameters through the arena: advance each one's version.
+    for (const i of pack.indices) this.params[i]!.version++;
+    return true;
   }
 
   /** Throws a RangeError unless the hyper-parameters are valid (checked at construction and each step). */
@@ -116,12 +222,15 @@ export abstract class Optimizer {
         `gradient of ${p.name} must be f32 with ${p.size} elements (shape ${fmtShape(p.shape)}), got ${g.dtype} ${fmtShape(g.shape)}`);
       todo.push([p, g, i]);
     });
+    const fused = new Set<number>();
+    for (const pack of this.packs) if (this.fusedStep(pack, names)) for (const i of pack.indices) fused.add(i);
     for (const [p, g, i] of todo) {
+      if (fused.has(i)) continue;
       const s = (this.state[i] ??= { step: 0, buffers: new Map() });
       const fresh = new Set<string>();
       for (const name of names) {
         if (s.buffers.has(name)) continue;
-        s.buffers.set(name, this.engine.empty(p.shape, 'f32', `${p.name}.${name}`).keep());
+        s.buffers.set(name, this.stateSlot(i, name));
         fresh.add(name);
       }
       s.step++;
@@ -140,7 +249,8 @@ export abstract class Optimizer {
     for (const p of this.params) {
       if (!p.grad) continue;
       if (setToNone) {
-        p.grad.dispose();
+        // A slot stays with the optimizer, ready for the next backward.
+        if (p.grad !== p.gradSlot) p.grad.dispose();
         p.grad = null;
       } else {
         fill(p.grad, 0);
@@ -193,14 +303,12 @@ export abstract class Optimizer {
       this.setOptions(before);
       throw e;
     }
-    this.state.forEach((st, i) => {
-      if (st) for (const t of st.buffers.values()) t.dispose();
+    this.state.forEach((_, i) => {
       const ps = s.params[i];
       if (!ps) return void (this.state[i] = null);
-      const p = this.params[i]!;
       const buffers = new Map<string, Tensor>();
       for (const [name, data] of Object.entries(ps.buffers)) {
-        const t = this.engine.empty(p.shape, 'f32', `${p.name}.${name}`).keep();
+        const t = this.stateSlot(i, name);
         this.engine.writeTensor(t, data);
         buffers.set(name, t);
       }
@@ -208,9 +316,22 @@ export abstract class Optimizer {
     });
   }
 
-  /** Releases the state buffers; the optimizer is unusable afterwards. Parameters are untouched. */
+  /**
+   * Releases the gradient and state arenas; the optimizer is unusable afterwards. Parameters keep
+   * their values (they stay in their arena until they are disposed) and lose gradients held in slots.
+   */
   dispose(): void {
-    for (const s of this.state) if (s) for (const t of s.buffers.values()) t.dispose();
+    if (this.disposed) return;
+    for (const pack of this.packs) {
+      pack.indices.forEach((i, k) => {
+        const p = this.params[i]!;
+        if (p.grad === pack.slots[k]) p.grad = null;
+        if (p.gradSlot === pack.slots[k]) p.gradSlot = null;
+      });
+      for (const t of [pack.params, pack.grads, ...pack.slots]) t.dispose();
+      for (const a of pack.state.values()) for (const t of [a.whole, ...a.parts]) t.dispose();
+    }
+    this.packs = [];
     this.state = this.params.map(() => null);
     this.disposed = true;
   }

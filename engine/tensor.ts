@@ -12,13 +12,27 @@ export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D 
 
 let nextId = 1;
 
+/**
+ * Several tensors sharing one GPU buffer (see Engine.arena): the buffer returns to the pool when
+ * the last of them is disposed.
+ */
+export interface ArenaBuffer {
+  buffer: GPUBuffer;
+  members: number;
+}
+
 export class Tensor {
   readonly id = nextId++;
   readonly size: number;
   /** Set by autograd: this tensor's gradient accumulates into `grad` on backward. */
   requiresGrad = false;
-  /** Accumulated gradient (leaves that require grad only), owned by this tensor. */
+  /** Accumulated gradient (leaves that require grad only), owned by this tensor unless it is `gradSlot`. */
   grad: Tensor | null = null;
+  /**
+   * Where backward should put this leaf's gradient: a slot of an optimizer's gradient arena, so
+   * one fused update covers every parameter. Owned by the optimizer, not by this tensor.
+   */
+  gradSlot: Tensor | null = null;
   /** The op that produced this tensor, while a graph is being recorded. */
   node: GradNode | null = null;
   /**
@@ -29,6 +43,8 @@ export class Tensor {
   /** A name used in error messages (parameters get their state_dict name). */
   name: string;
   private _buffer: GPUBuffer | null;
+  private _offset = 0;
+  private _arena: ArenaBuffer | null = null;
 
   constructor(
     readonly engine: Engine,
@@ -36,10 +52,29 @@ export class Tensor {
     readonly dtype: DType,
     buffer: GPUBuffer,
     name?: string,
+    arena?: { arena: ArenaBuffer; offset: number },
   ) {
     this.size = shape.reduce((a, b) => a * b, 1);
     this._buffer = buffer;
     this.name = name ?? `tensor#${this.id}`;
+    if (arena) this.joinArena(arena.arena, arena.offset);
+  }
+
+  /** Byte offset of the data in `buffer` (0 unless the tensor lives in an arena). */
+  get offset(): number {
+    return this._offset;
+  }
+  /** The arena this tensor lives in, if any. */
+  get arena(): ArenaBuffer | null {
+    return this._arena;
+  }
+
+  /** @internal Engine use: moves this tensor's storage into an arena slot (the data must have been copied there). */
+  joinArena(arena: ArenaBuffer, offset: number): void {
+    this._buffer = arena.buffer;
+    this._offset = offset;
+    this._arena = arena;
+    arena.members++;
   }
 
   get rank(): number {
@@ -68,9 +103,11 @@ export class Tensor {
     if (!this._buffer) return;
     this.engine.releaseTensor(this, this._buffer);
     this._buffer = null;
+    this._arena = null;
     this.node = null;
-    this.grad?.dispose();
+    if (this.grad !== this.gradSlot) this.grad?.dispose();
     this.grad = null;
+    this.gradSlot = null;
   }
 
   /** Exempts this tensor from disposal by the enclosing scope(s); it is the caller's to dispose. */

@@ -49,8 +49,17 @@ function makeRef(c: Config, p: Float64Array): RefSGD | RefAdam {
   return c.kind === 'SGD' ? new RefSGD(p, { ...c.opts }) : new RefAdam(p, { ...c.opts, decoupled: c.kind === 'AdamW' });
 }
 
-/** Gives `p` a fresh gradient (owned by p, as after backward). */
+/**
+ * Gives `p` a fresh gradient as backward does: into its optimizer's gradient slot when it has one
+ * (then a step where every parameter has one is a single fused update over the arena), else as a
+ * tensor owned by p.
+ */
 function setGrad(e: Engine, p: Tensor, g: Float32Array): void {
+  if (p.gradSlot) {
+    e.writeTensor(p.gradSlot, g);
+    p.grad = p.gradSlot;
+    return;
+  }
   p.grad?.dispose();
   p.grad = e.tensor(g, p.shape).keep();
 }
@@ -121,6 +130,57 @@ for (const c of CONFIGS) {
     });
   });
 }
+
+t('a step where every parameter has its gradient in its slot is one dispatch over the arena; uneven steps fall back per tensor (float64 refs)', async () => {
+  const e = await testEngine();
+  for (const c of [CONFIGS[5]!, CONFIGS[8]!]) {
+    await e.scope(async () => {
+      const sizes = [3, 64, 1001, 7];
+      const init = sizes.map((n, k) => f32round(randn(n, 2000 + k)));
+      const params = sizes.map((n, k) => e.tensor(Float32Array.from(init[k]!), [n]));
+      const refs = init.map((p) => makeRef(c, Float64Array.from(p)));
+      const opt = makeOptimizer(c, params);
+      try {
+        const dispatches: number[] = [];
+        for (let step = 0; step < 5; step++) {
+          params.forEach((p, k) => {
+            if (step === 2 && k === 3) return; // no gradient: skipped, then its step count lags
+            const g = Float32Array.from(randn(p.size, 31 * step + k, -1, 1));
+            setGrad(e, p, g);
+            refs[k]!.step(g);
+          });
+          const d0 = e.stats().dispatches;
+          opt.step();
+          dispatches.push(e.stats().dispatches - d0);
+          opt.zeroGrad();
+        }
+        assert.equal(dispatches, [1, 1, 3, 4, 4], `${c.kind}: dispatches per step (fused, fused, 3 tensors, then per tensor while steps differ)`);
+        for (const [k, p] of params.entries()) close(await p.read(), refs[k]!.p, `${c.kind} param of ${p.size}`);
+      } finally {
+        opt.dispose();
+      }
+    });
+  }
+});
+
+t('optimizer arenas: parameters keep their values when packed, and every arena buffer returns to the pool', async () => {
+  const e = await testEngine();
+  const s0 = e.stats();
+  const data = [Float32Array.from(randn(10, 1)), Float32Array.from(randn(300, 2))];
+  const params = data.map((d, k) => e.tensor(d, [d.length]).keep());
+  params.forEach((p) => (p.requiresGrad = true));
+  const opt = new AdamW(params, { lr: 0.1 });
+  for (const [k, p] of params.entries()) assert.equal(Array.from(await p.read()), Array.from(data[k]!), 'value after packing');
+  assert.ok(params.every((p) => p.arena !== null && p.gradSlot !== null), 'packed, with slots');
+  for (const p of params) setGrad(e, p, new Float32Array(p.size).fill(1));
+  opt.step();
+  opt.dispose();
+  assert.ok(params.every((p) => p.gradSlot === null && p.grad === null), 'the optimizer took its slots back');
+  for (const p of params) p.dispose();
+  const s1 = e.stats();
+  assert.is(s1.liveTensors, s0.liveTensors, 'no tensor left');
+  assert.is(s1.liveBufferBytes, s0.liveBufferBytes, 'every arena buffer back in the pool');
+});
 
 t('changing lr and other hyper-parameters each step compiles no new pipeline', async () => {
   const e = await testEngine();

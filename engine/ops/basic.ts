@@ -44,7 +44,7 @@ export function full(engine: Tensor['engine'], shape: readonly number[], value: 
 /** A copy of `t` (copyBufferToBuffer: no kernel). Gradient flows through unchanged. */
 export function copyTensor(t: Tensor): Tensor {
   const out = t.engine.empty(t.shape, t.dtype);
-  t.engine.copyBuffer(t.buffer, 0, out.buffer, 0, Math.ceil(t.byteLength / 4) * 4);
+  t.engine.copyBuffer(t, 0, out, 0, Math.ceil(t.byteLength / 4) * 4);
   return recordOp(out, 'copy', [t], (g) => [g]);
 }
 

@@ -238,7 +238,7 @@ export function sumToShapeKernel(x: Tensor, shape: readonly number[]): Tensor {
     // Nothing to sum (or nothing to sum over): a copy, or zeros for an empty reduction.
     const out = engine.empty(shape, 'f32');
     if (x.size === 0) fill(out, 0);
-    else engine.copyBuffer(x.buffer, 0, out.buffer, 0, x.byteLength);
+    else engine.copyBuffer(x, 0, out, 0, x.byteLength);
     return out;
   }
   let cur = x;

@@ -36,11 +36,11 @@ function copyRows(src: Tensor, dst: Tensor, rows: number, len: number, srcRow: n
   const engine = src.engine;
   if (rows * len === 0) return;
   if (srcRow === len && dstRow === len) {
-    engine.copyBuffer(src.buffer, srcOff * 4, dst.buffer, dstOff * 4, rows * len * 4);
+    engine.copyBuffer(src, srcOff * 4, dst, dstOff * 4, rows * len * 4);
     return;
   }
   if (rows <= MAX_COPY_COMMANDS) {
-    for (let o = 0; o < rows; o++) engine.copyBuffer(src.buffer, (o * srcRow + srcOff) * 4, dst.buffer, (o * dstRow + dstOff) * 4, len * 4);
+    for (let o = 0; o < rows; o++) engine.copyBuffer(src, (o * srcRow + srcOff) * 4, dst, (o * dstRow + dstOff) * 4, len * 4);
     return;
   }
   const vec = [len, srcRow, srcOff, dstRow, dstOff].every((v) => v % 4 === 0);
@@ -142,7 +142,7 @@ function sliceBackward(g: Tensor, shape: readonly number[], rows: number, row: n
   const engine = g.engine;
   const dx = engine.empty(shape, g.dtype);
   if (len === row) {
-    engine.copyBuffer(g.buffer, 0, dx.buffer, 0, g.byteLength);
+    engine.copyBuffer(g, 0, dx, 0, g.byteLength);
     return dx;
   }
   const vec = row % 4 === 0 && off % 4 === 0 && len % 4 === 0;
@@ -212,7 +212,7 @@ function permuteKernel(x: Tensor, outShape: readonly number[], groups: readonly 
   if (n === 0) return out;
   if (groups.every((g, k) => k === 0 || g[0]! > groups[k - 1]![0]!)) {
     // The order of the data does not change: a plain copy.
-    engine.copyBuffer(x.buffer, 0, out.buffer, 0, x.byteLength);
+    engine.copyBuffer(x, 0, out, 0, x.byteLength);
     return out;
   }
   const stride = (a: number) => prod(x.shape.slice(a + 1));

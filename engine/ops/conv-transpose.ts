@@ -372,6 +372,6 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry): Tenso
   if (partial === dw) return dw;
   const summed = sumColumns(partial);
   // sumColumns gives [Co * KH * KW * Ci]; the gradient must carry the weight's shape.
-  engine.copyBuffer(summed.buffer, 0, dw.buffer, 0, dw.byteLength);
+  engine.copyBuffer(summed, 0, dw, 0, dw.byteLength);
   return dw;
 }

@@ -425,7 +425,7 @@ function conv2dBackwardFilter(g: Geometry, gy: Tensor, x: Tensor, wShape: readon
   const sum = sumColumns(partial, wsize);
   partial.dispose();
   // sumColumns gives [Co*KH*KW*Ci/groups]; the gradient must carry the weight's shape.
-  engine.copyBuffer(sum.buffer, 0, dw.buffer, 0, wsize * 4);
+  engine.copyBuffer(sum, 0, dw, 0, wsize * 4);
   sum.dispose();
   return dw;
 }

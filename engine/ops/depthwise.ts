@@ -298,6 +298,6 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry): Tensor {
   if (partial === dw) return dw;
   const summed = sumColumns(partial);
   // sumColumns gives [KH * KW * C]; the gradient must carry the weight's shape.
-  engine.copyBuffer(summed.buffer, 0, dw.buffer, 0, dw.byteLength);
+  engine.copyBuffer(summed, 0, dw, 0, dw.byteLength);
   return dw;
 }

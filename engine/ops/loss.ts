@@ -182,7 +182,7 @@ export async function readLossStats(loss: Tensor): Promise<LossStats> {
   const engine = loss.engine;
   const both = engine.empty([2], 'u32');
   try {
-    engine.copyBuffer(loss.buffer, 0, both.buffer, 0, 8);
+    engine.copyBuffer(loss, 0, both, 0, 8);
     const bits = (await both.read()) as Uint32Array;
     return { loss: new Float32Array(bits.buffer, bits.byteOffset, 1)[0]!, invalidLabels: bits[1]! };
   } finally {

@@ -199,6 +199,6 @@ export function resizeBilinear(x: Tensor, outH: number, outW: number, opts: Resi
 function copyIfIdentity(t: Tensor, shape: Shape4): Tensor | null {
   if (t.shape[1] !== shape[1] || t.shape[2] !== shape[2]) return null;
   const out = t.engine.empty(shape, 'f32');
-  t.engine.copyBuffer(t.buffer, 0, out.buffer, 0, t.byteLength);
+  t.engine.copyBuffer(t, 0, out, 0, t.byteLength);
   return out;
 }
