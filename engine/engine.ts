@@ -514,7 +514,7 @@ export class Engine {
       enc.resolveQuerySet(querySet, 0, n, resolve, 0);
       enc.copyBufferToBuffer(resolve, 0, staging, 0, n * 8);
       await this.flush();
-      await staging.mapAsync(MapMode.READ);
+      await this.unlessClosed(staging.mapAsync(MapMode.READ));
       const ts = new BigInt64Array(staging.getMappedRange().slice(0));
       staging.unmap();
       prof.entries.forEach((e, i) => kernels.push({ ...e, ms: Number(ts[2 * i + 1]! - ts[2 * i]!) / 1e6 }));
