@@ -12,6 +12,7 @@ import { SGD, AdamW, type Optimizer } from '../engine/optim.js';
 import { cosineLR, polyLR } from '../engine/schedule.js';
 import { checkLossFinite, LossCheckError } from '../engine/ops/loss.js';
 import { canet, type CANet } from '../net/canet.js';
+import { SafetensorsError } from '../weights/safetensors.js';
 import { uploadBatch, trainStep } from '../net/train.js';
 import { CLASS_NAMES } from '../data/palette.js';
 import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
@@ -56,6 +57,7 @@ export const trainSpec: CommandSpec = {
     'eval-every': { type: 'number', minInt: 0, help: 'evaluate every N steps (0: only at the end)', default: 0 },
     'log-every': { type: 'number', minInt: 1, help: 'write a metrics line every N steps', default: 1 },
     save: { type: 'string', help: 'dtype of the final model file: f32 | f16', default: 'f32' },
+    'continue-on-nan': { type: 'boolean', help: 'on a NaN/Inf loss, log it and keep training instead of stopping (checkpoints are only written while the weights are finite)' },
   },
 };
 
@@ -198,7 +200,13 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
     const checkpointEvery = Number(f['checkpoint-every']);
     const evalEvery = Number(f['eval-every']);
     const logEvery = Number(f['log-every']);
+    const continueOnNan = Boolean(f['continue-on-nan']);
     let lastMiou: number | null = null;
+    let lastCheckpoint = resume ? startStep : 0;
+    const nonFiniteSteps: number[] = [];
+    const lastGood = () => (lastCheckpoint ? `the last good checkpoint is ${checkpointPath} (step ${lastCheckpoint})` : 'no checkpoint was written yet');
+    const nonFiniteWeights = (e: unknown): boolean => e instanceof SafetensorsError && /non-finite value/.test(e.message);
+    let weightsBad = false;
 
     for (let step = startStep; step < cfg.steps; step++) {
       optimizer.lr = lrAt(cfg, step);
@@ -212,6 +220,13 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
       let value: number;
       try {
         value = await checkLossFinite(loss, step + 1);
+      } catch (e) {
+        // Invalid labels always stop: they are a data error, not a numeric accident.
+        if (!(e instanceof LossCheckError)) throw e;
+        if (!continueOnNan || e.invalidLabels > 0) throw new Error(`${e.message}; training stopped; ${lastGood()}. Lower --lr and resume from it, or pass --continue-on-nan to train on.`);
+        value = e.loss;
+        nonFiniteSteps.push(step + 1);
+        if (nonFiniteSteps.length === 1) progress.log(`step ${step + 1}: non-finite loss (${e.loss}); continuing (--continue-on-nan)`);
       } finally {
         loss.dispose();
       }
@@ -225,7 +240,7 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
       }
       const done = step + 1;
       if (done % logEvery === 0 || done === cfg.steps)
-        await appendFile(metricsPath, JSON.stringify({ step: done, loss: value, lr: optimizer.lr, imagesPerSecond: ips, time: new Date().toISOString() }) + '\n');
+        await appendFile(metricsPath, JSON.stringify({ step: done, loss: value, ...(Number.isFinite(value) ? {} : { nonFinite: true }), lr: optimizer.lr, imagesPerSecond: ips, time: new Date().toISOString() }) + '\n');
       progress.update({ step: done, total: cfg.steps, loss: value, imagesPerSecond: ips, extra: lastMiou !== null ? `mIoU ${(100 * lastMiou).toFixed(1)}%` : undefined });
       if (evalEvery && done % evalEvery === 0 && val && done < cfg.steps) {
         const s = await evaluate(engine, model, val, w, h, cfg.batch);
@@ -233,8 +248,20 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
         await appendFile(metricsPath, JSON.stringify({ step: done, miou: s.miou, pixelAccuracy: s.pixelAccuracy }) + '\n');
         progress.log(`step ${done}: val mIoU ${(100 * s.miou).toFixed(2)}%, pixel accuracy ${(100 * s.pixelAccuracy).toFixed(2)}%`);
       }
-      if (done % checkpointEvery === 0 || done === cfg.steps) await saveCheckpoint(checkpointPath, model, optimizer, { step: done, config: cfg as unknown as Record<string, unknown> });
+      if ((done % checkpointEvery === 0 || done === cfg.steps) && !weightsBad) {
+        try {
+          await saveCheckpoint(checkpointPath, model, optimizer, { step: done, config: cfg as unknown as Record<string, unknown> });
+          lastCheckpoint = done;
+        } catch (e) {
+          // The serializer refuses NaN/Inf: a checkpoint that could not be resumed is never written.
+          if (!nonFiniteWeights(e)) throw e;
+          if (!continueOnNan) throw new Error(`the weights became non-finite by step ${done} (${(e as Error).message.replace(/; pass allowNonFinite.*$/, '')}); training stopped; ${lastGood()}. Lower --lr and resume from it.`);
+          weightsBad = true;
+          progress.log(`step ${done}: the weights are non-finite; no more checkpoints are written (${lastGood()})`);
+        }
+      }
     }
+    if (nonFiniteSteps.length) progress.log(`${nonFiniteSteps.length} step(s) had a non-finite loss (first: step ${nonFiniteSteps[0]})`);
 
     let finalMiou: number | null = null;
     if (val) {
@@ -244,17 +271,18 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
       progress.log(`final: val mIoU ${(100 * s.miou).toFixed(2)}%, pixel accuracy ${(100 * s.pixelAccuracy).toFixed(2)}% on ${val.name}`);
     }
     const modelPath = join(out, 'model.safetensors');
-    await saveModel(modelPath, model, cfg.model, {
-      dtype: f.save === 'f16' ? 'F16' : 'F32',
-      sidecar: { steps: cfg.steps, batch: cfg.batch, data: cfg.data, finalMiou, command: `canet train ${argv.join(' ')}` },
-    });
+    try {
+      await saveModel(modelPath, model, cfg.model, {
+        dtype: f.save === 'f16' ? 'F16' : 'F32',
+        sidecar: { steps: cfg.steps, batch: cfg.batch, data: cfg.data, finalMiou, command: `canet train ${argv.join(' ')}` },
+      });
+    } catch (e) {
+      if (!nonFiniteWeights(e)) throw e;
+      throw new Error(`the weights are non-finite after step ${cfg.steps}; ${modelPath} was not written; ${lastGood()}.`);
+    }
     await writeCurve(metricsPath, join(out, 'curve.svg'));
     progress.log(`wrote ${modelPath}, ${checkpointPath}, ${metricsPath}, ${join(out, 'curve.svg')}`);
     return { steps: cfg.steps, losses, finalMiou };
-  } catch (e) {
-    if (e instanceof LossCheckError)
-      throw new Error(`${e.message}; training stopped. The last good checkpoint is ${join(out, 'checkpoint.safetensors')} (if one was written); lower --lr and resume from it.`);
-    throw e;
   } finally {
     optimizer.dispose();
     model.dispose();

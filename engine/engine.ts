@@ -133,6 +133,13 @@ function storageBindings(code: string): Map<number, boolean> {
 /** Bind groups kept at most (a loop with fixed shapes needs a few hundred); past it the cache restarts. */
 const BIND_GROUP_CACHE_LIMIT = 4096;
 
+/** Why an engine's device went away (see Engine.lost). */
+export interface EngineLostInfo {
+  /** WebGPU's reason: 'destroyed' (someone called device.destroy()) or 'unknown' (driver reset, GPU removed, ...). */
+  reason: string;
+  message: string;
+}
+
 interface Profiler {
   querySet: GPUQuerySet;
   capacity: number;
@@ -172,6 +179,17 @@ export class Engine {
   private closedReason: string | null = null;
   /** GPU objects the engine made besides pool buffers (textures, see `own`); destroy() frees them. */
   private readonly owned = new Set<{ destroy(): void }>();
+  /** Rejects once the engine closes (device lost, or destroy()): GPU waits race it, so none hangs. */
+  private readonly closedSignal: Promise<never>;
+  private signalClosed: () => void = () => {};
+  /**
+   * Resolves when the device is lost while the engine is open: the application destroyed its own
+   * device, or the driver reset or removed the GPU. It never rejects, and does not resolve for
+   * engine.destroy(). By then every pending read, flush and sync has rejected with an
+   * EngineClosedError naming the reason, and every later call throws one; create a new engine
+   * (on a new device) to continue.
+   */
+  readonly lost: Promise<EngineLostInfo>;
 
   constructor(init: EngineInit) {
     this.device = init.device;
@@ -192,8 +210,17 @@ export class Engine {
         this.pendingChecks.push(Promise.resolve(new GPUExecutionError(`GPU error: ${error.message}`, 'validation', [])));
       });
     }
-    this.device.lost.then((info) => {
-      if (!this.closedReason) this.closedReason = `GPU device lost (${info.reason}): ${info.message}`;
+    this.closedSignal = new Promise<never>((_, reject) => (this.signalClosed = () => reject(this.closedError())));
+    this.closedSignal.catch(() => {}); // only ever awaited through races
+    this.lost = new Promise<EngineLostInfo>((resolve) => {
+      this.device.lost.then((info) => {
+        if (this.closedReason) return; // engine.destroy() came first: not a loss
+        this.closedReason = `GPU device lost (${info.reason}): ${info.message || 'no message'}`;
+        this.encoder = null; // recorded work is gone with the device
+        this.pass = null;
+        this.signalClosed();
+        resolve({ reason: info.reason ?? 'unknown', message: info.message });
+      });
     });
   }
 
@@ -202,8 +229,30 @@ export class Engine {
     return this.closedReason;
   }
 
+  private closedError(): EngineClosedError {
+    return new EngineClosedError(`canet-gpu engine is closed: ${this.closedReason}. Create a new engine.`);
+  }
+
   private assertOpen(): void {
-    if (this.closedReason) throw new EngineClosedError(`canet-gpu engine is closed: ${this.closedReason}. Create a new engine.`);
+    if (this.closedReason) throw this.closedError();
+  }
+
+  /**
+   * Awaits a GPU promise, but rejects with the EngineClosedError as soon as the device is lost or
+   * the engine destroyed, whichever the runtime reports first (Dawn rejects a pending mapAsync
+   * with a bare AbortError, sometimes before device.lost resolves).
+   */
+  private async unlessClosed<T>(p: Promise<T>): Promise<T> {
+    try {
+      const v = await Promise.race([p, this.closedSignal]);
+      this.assertOpen();
+      return v;
+    } catch (e) {
+      if (e instanceof EngineClosedError || this.closedReason) throw this.closedReason ? this.closedError() : e;
+      // A failure caused by a loss whose event is still queued: give the event a moment to land.
+      await Promise.race([this.closedSignal, new Promise((r) => setTimeout(r, 50))]).catch(() => {});
+      throw this.closedReason ? this.closedError() : e;
+    }
   }
 
   // ---------------------------------------------------------------- tensors
@@ -249,17 +298,30 @@ export class Engine {
     return t;
   }
 
-  /** Pool misses land here: a new GPU buffer, with out-of-memory reported at the next flush. */
+  /**
+   * Pool misses land here: a new GPU buffer, with out-of-memory reported at the next flush. A
+   * buffer whose allocation failed is invalid, so it is discarded rather than pooled: later work
+   * gets a fresh allocation instead of inheriting the failure.
+   */
   private createBuffer(desc: GPUBufferDescriptor): GPUBuffer {
+    const usage = this.usage();
     this.device.pushErrorScope('out-of-memory');
     const buffer = this.device.createBuffer(desc);
-    const live = this.liveBytes;
     this.pendingChecks.push(
-      this.device.popErrorScope().then((e) =>
-        e ? new GPUExecutionError(`out of GPU memory allocating ${desc.size} bytes (engine holds ${live} bytes in live tensors; engine.trim() frees the pool): ${e.message}`, 'out-of-memory', []) : null,
-      ),
+      this.device.popErrorScope().then((e) => {
+        if (!e) return null;
+        if (!this.pool.discard(buffer)) this.readPool.discard(buffer);
+        return new GPUExecutionError(`out of GPU memory allocating a buffer of ${desc.size} bytes (${desc.label}); the engine held ${usage}; engine.trim() frees the pool: ${e.message}`, 'out-of-memory', []);
+      }),
     );
     return buffer;
+  }
+
+  /** The engine's GPU memory in words, for out-of-memory messages. */
+  private usage(): string {
+    const p = this.pool.stats();
+    const r = this.readPool.stats();
+    return `${p.liveBucketBytes} bytes in ${this.live.size} live tensors and ${p.freeBytes + r.freeBytes + r.liveBucketBytes} bytes in ${p.freeBuffers + r.freeBuffers + r.liveBuffers} pooled buffers`;
   }
 
   /** A copy of `t` (one copyBufferToBuffer). */
@@ -364,7 +426,7 @@ export class Engine {
       this.endPass();
       this.ensureEncoder().copyBufferToBuffer(t.buffer, t.offset, staging, 0, Math.ceil(bytes / 4) * 4);
       await this.flush();
-      await staging.mapAsync(MapMode.READ, 0, bytes);
+      await this.unlessClosed(staging.mapAsync(MapMode.READ, 0, bytes));
       const out = new Ctor(staging.getMappedRange(0, bytes).slice(0));
       staging.unmap();
       return out;
@@ -596,6 +658,7 @@ export class Engine {
 
   /** Submits recorded work without waiting. Errors surface at the next flush() or read. */
   submit(): void {
+    this.assertOpen();
     if (!this.encoder) return;
     this.endPass();
     const kernels = [...this.batchKernels];
@@ -612,7 +675,8 @@ export class Engine {
       Promise.all([validation, oom]).then(([v, o]) => {
         const e = v ?? o;
         if (!e) return null;
-        return new GPUExecutionError(`GPU ${v ? 'validation' : 'out-of-memory'} error in a batch running [${kernels.join(', ')}]: ${e.message}`, v ? 'validation' : 'out-of-memory', kernels);
+        const what = v ? 'validation' : `out-of-memory (the engine holds ${this.usage()}; engine.trim() frees the pool)`;
+        return new GPUExecutionError(`GPU ${what} error in a batch running [${kernels.join(', ')}]: ${e.message}`, v ? 'validation' : 'out-of-memory', kernels);
       }),
     );
   }
@@ -623,14 +687,14 @@ export class Engine {
     this.submit();
     const checks = this.pendingChecks;
     this.pendingChecks = [];
-    const errors = (await Promise.all(checks)).filter((e): e is GPUExecutionError => e !== null);
+    const errors = (await this.unlessClosed(Promise.all(checks))).filter((e): e is GPUExecutionError => e !== null);
     if (errors.length) throw errors[0];
   }
 
   /** Waits until all submitted work has finished on the GPU. */
   async sync(): Promise<void> {
     await this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    await this.unlessClosed(this.device.queue.onSubmittedWorkDone());
   }
 
   /**
@@ -660,7 +724,7 @@ export class Engine {
       enc.resolveQuerySet(querySet, 0, n, resolve, 0);
       enc.copyBufferToBuffer(resolve, 0, staging, 0, n * 8);
       await this.flush();
-      await staging.mapAsync(MapMode.READ);
+      await this.unlessClosed(staging.mapAsync(MapMode.READ));
       const ts = new BigInt64Array(staging.getMappedRange().slice(0));
       staging.unmap();
       prof.entries.forEach((e, i) => kernels.push({ ...e, ms: Number(ts[2 * i + 1]! - ts[2 * i]!) / 1e6 }));
@@ -704,6 +768,7 @@ export class Engine {
     this.encoder = null;
     this.pass = null;
     this.closedReason = 'destroyed';
+    this.signalClosed();
     for (const t of [...this.live]) t.dispose();
     this.pool.destroyAll();
     this.readPool.destroyAll();

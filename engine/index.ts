@@ -1,5 +1,5 @@
 /** Platform-neutral API (the Node and browser entries add createEngine and file helpers). */
-export { Engine, type AdapterSummary, type EngineStats, type KernelTiming } from './engine.js';
+export { Engine, type AdapterSummary, type EngineStats, type EngineLostInfo, type KernelTiming } from './engine.js';
 export { Tensor, type DType } from './tensor.js';
 export { ShapeError, GPUExecutionError, EngineClosedError } from './errors.js';
 export { backward, recordOp, type GradNode, type BackwardOptions } from './autograd.js';

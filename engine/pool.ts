@@ -40,6 +40,8 @@ export class BufferPool {
   private readonly serial = new WeakMap<GPUBuffer, number>();
   private created = 0;
   private live = new Set<GPUBuffer>();
+  /** Live buffers to destroy, not pool, when released (their allocation failed). */
+  private doomed = new Set<GPUBuffer>();
   private counters = { buffersCreated: 0, poolHits: 0, liveBucketBytes: 0, freeBytes: 0 };
 
   constructor(
@@ -70,6 +72,10 @@ export class BufferPool {
     if (!this.live.delete(buffer)) return;
     const size = buffer.size;
     this.counters.liveBucketBytes -= size;
+    if (this.doomed.delete(buffer)) {
+      buffer.destroy();
+      return;
+    }
     this.counters.freeBytes += size;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
@@ -82,6 +88,24 @@ export class BufferPool {
       else hi = mid;
     }
     list.splice(lo, 0, buffer);
+  }
+
+  /**
+   * Takes a buffer of this pool out of circulation (one whose allocation failed): destroyed now if
+   * free, on release if live. Returns false if the buffer is not this pool's.
+   */
+  discard(buffer: GPUBuffer): boolean {
+    if (this.live.has(buffer)) {
+      this.doomed.add(buffer);
+      return true;
+    }
+    const list = this.free.get(buffer.size);
+    const i = list ? list.indexOf(buffer) : -1;
+    if (i < 0) return false;
+    list!.splice(i, 1);
+    this.counters.freeBytes -= buffer.size;
+    buffer.destroy();
+    return true;
   }
 
   /** Destroys every free buffer (returns the bytes given back). Live buffers are untouched. */
@@ -98,6 +122,7 @@ export class BufferPool {
     this.trim();
     for (const b of this.live) b.destroy();
     this.live.clear();
+    this.doomed.clear();
     this.counters.liveBucketBytes = 0;
   }
 

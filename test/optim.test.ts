@@ -167,7 +167,7 @@ t('optimizer arenas: parameters keep their values when packed, and every arena b
   const e = await testEngine();
   const s0 = e.stats();
   const data = [Float32Array.from(randn(10, 1)), Float32Array.from(randn(300, 2))];
-  const params = data.map((d, k) => e.tensor(d, [d.length]).keep());
+  const params = data.map((d) => e.tensor(d, [d.length]).keep());
   params.forEach((p) => (p.requiresGrad = true));
   const opt = new AdamW(params, { lr: 0.1 });
   for (const [k, p] of params.entries()) assert.equal(Array.from(await p.read()), Array.from(data[k]!), 'value after packing');

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Runs the built tests (dist/test/*.test.js) in one process under uvu and ends with the line
 // `N passed, N failed` that CI reads. `node test/run.js conv pool` runs only files matching.
+// Long tests (`*.long.test.ts`: minutes of soak) run by default, as in CI; CANET_SKIP_LONG=1
+// leaves them out of a local run.
 import { readdirSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -15,6 +17,7 @@ const filters = process.argv.slice(2);
 const files = readdirSync(dir)
   .filter((f) => f.endsWith('.test.js'))
   .filter((f) => !filters.length || filters.some((p) => f.includes(p)))
+  .filter((f) => !(process.env.CANET_SKIP_LONG === '1' && f.includes('.long.')))
   .sort();
 
 globalThis.UVU_DEFER = 1;

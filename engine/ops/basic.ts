@@ -5,7 +5,7 @@
 import elementwise from '../../shaders/elementwise.wgsl';
 import reduce from '../../shaders/reduce.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, checkShapeArg, fmtShape } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { binaryBroadcastKernel, broadcastShapes, sumToShape as sumToShapeOp, sumToShapeKernel } from './broadcast.js';
@@ -21,8 +21,10 @@ function isF32(op: string, ...ts: Tensor[]): void {
   for (const t of ts) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
 }
 
-/** Fills `t` with `value` in place and returns it. */
+/** Fills `t` with `value` in place and returns it (integer tensors: zero only; the kernel writes f32 bits). */
 export function fill(t: Tensor, value: number): Tensor {
+  checkOperands('fill', t);
+  check(t.dtype === 'f32' || value === 0, 'fill', () => `${t.name} is ${t.dtype}: only f32 tensors can be filled with ${value} (any tensor with 0)`);
   const n4 = Math.ceil(t.size / 4);
   t.engine.run({
     name: 'fill',
@@ -38,11 +40,13 @@ export function fill(t: Tensor, value: number): Tensor {
 
 /** A new tensor of `shape` filled with `value`. */
 export function full(engine: Tensor['engine'], shape: readonly number[], value: number): Tensor {
+  checkShapeArg('full', shape);
   return fill(engine.empty(shape, 'f32'), value);
 }
 
 /** A copy of `t` (copyBufferToBuffer: no kernel). Gradient flows through unchanged. */
 export function copyTensor(t: Tensor): Tensor {
+  checkOperands('copy', t);
   const out = t.engine.empty(t.shape, t.dtype);
   t.engine.copyBuffer(t, 0, out, 0, Math.ceil(t.byteLength / 4) * 4);
   return recordOp(out, 'copy', [t], (g) => [g]);
@@ -55,6 +59,7 @@ const sameShapeOf = (a: readonly number[], b: readonly number[]): boolean => a.l
 
 /** Same-shape operands take the flat vec4 kernel; others the broadcasting one. No autograd. */
 function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
+  checkOperands(op, a, b);
   isF32(op, a, b);
   if (!sameShapeOf(a.shape, b.shape)) return binaryBroadcastKernel(op, binaryExpr[op], a, b, broadcastShapes(op, a, b));
   const engine = a.engine;
@@ -110,6 +115,7 @@ export function sumToShape(x: Tensor, shape: readonly number[]): Tensor {
 
 /** y += alpha * x in place (no autograd: used for gradient accumulation and updates). */
 export function axpyInPlace(y: Tensor, x: Tensor, alpha: number): Tensor {
+  checkOperands('axpyInPlace', y, x);
   sameShape('axpyInPlace', y, x);
   isF32('axpyInPlace', y, x);
   const n4 = Math.ceil(y.size / 4);
@@ -133,6 +139,7 @@ export function addInPlace(y: Tensor, x: Tensor): Tensor {
 
 /** alpha * x. */
 export function scale(x: Tensor, alpha: number): Tensor {
+  checkOperands('scale', x);
   isF32('scale', x);
   const out = unaryKernel('scale', x, 'x * alpha', alpha);
   return recordOp(out, 'scale', [x], (g) => [scale(g, alpha)]);
@@ -158,6 +165,7 @@ export function unaryKernel(name: string, x: Tensor, expr: string, alpha = 0): T
 
 /** Sum of all elements, as a one-element tensor. Gradient: ones times the incoming scalar. */
 export function sum(x: Tensor): Tensor {
+  checkOperands('sum', x);
   isF32('sum', x);
   const engine = x.engine;
   const out = engine.noGrad(() => sumAll(x));
@@ -189,6 +197,9 @@ function sumAll(x: Tensor): Tensor {
 
 /** A tensor of `shape` whose every element is the single value of `s` (GPU side, no readback). */
 export function broadcastScalar(s: Tensor, shape: readonly number[]): Tensor {
+  checkOperands('broadcastScalar', s);
+  checkShapeArg('broadcastScalar', shape);
+  isF32('broadcastScalar', s);
   check(s.size === 1, 'broadcastScalar', () => `${s.name} must have one element, has shape ${fmtShape(s.shape)}`);
   const engine = s.engine;
   const out = engine.empty(shape, 'f32');

@@ -8,7 +8,7 @@
  */
 import batchnorm from '../../shaders/batchnorm.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { unary, unaryOps } from './unary.js';
@@ -112,6 +112,7 @@ const unrolled = (n: number, line: (k: number) => string): string => Array.from(
  */
 export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor, opts: BatchNormOptions): Tensor {
   const op = 'batchNorm2d';
+  checkOperands(op, x, gamma, beta, runningMean, runningVar);
   const momentum = opts.momentum ?? 0.1;
   const eps = opts.eps ?? 1e-5;
   check(x.rank >= 2, op, () => `input ${x.name} must be [N, H, W, C] (or [..., C] of rank >= 2), got ${fmtShape(x.shape)}`);

@@ -7,7 +7,7 @@
  */
 import broadcastWgsl from '../../shaders/broadcast.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { fill } from './basic.js';
@@ -201,6 +201,7 @@ function checkBroadcastTo(op: string, x: Tensor, shape: readonly number[], xIsSm
 
 /** `x` broadcast (copied) to `shape`; NumPy rules. Backward: sumToShape. */
 export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
+  checkOperands('broadcastTo', x);
   check(x.dtype === 'f32', 'broadcastTo', () => `${x.name} must be f32, got ${x.dtype}`);
   checkBroadcastTo('broadcastTo', x, shape, true);
   const out = runBroadcast('broadcastTo', 'expand', 'a', [x], shape);
@@ -209,6 +210,7 @@ export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
 
 /** Sums x over broadcast axes down to `shape` (the reverse of broadcasting). Backward: broadcastTo. */
 export function sumToShape(x: Tensor, shape: readonly number[]): Tensor {
+  checkOperands('sumToShape', x);
   check(x.dtype === 'f32', 'sumToShape', () => `${x.name} must be f32, got ${x.dtype}`);
   checkBroadcastTo('sumToShape', x, shape, false);
   const out = sumToShapeKernel(x, shape);

@@ -7,7 +7,7 @@
  */
 import concatWgsl from '../../shaders/concat.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { MAX_COLLAPSED_RANK, decompose, offset, stepIndex } from './broadcast.js';
@@ -84,6 +84,7 @@ export function copyChannelsInto(src: Tensor, dst: Tensor, offset: number): void
  */
 export function concat(tensors: Tensor[], axis: number): Tensor {
   check(Array.isArray(tensors) && tensors.length > 0, 'concat', () => `needs at least one tensor, got ${Array.isArray(tensors) ? 0 : typeof tensors}`);
+  checkOperands('concat', ...tensors);
   const first = tensors[0]!;
   check(first.rank >= 1, 'concat', () => `${first.name} is a scalar (shape []); concat needs rank >= 1`);
   const ax = resolveAxis('concat', first, axis);
@@ -124,6 +125,7 @@ function sliceKernel(g: Tensor, shape: readonly number[], rows: number, row: num
  * Backward: the gradient scattered into zeros by one kernel.
  */
 export function slice(x: Tensor, axis: number, start: number, length: number): Tensor {
+  checkOperands('slice', x);
   check(x.rank >= 1, 'slice', () => `${x.name} is a scalar (shape []); slice needs rank >= 1`);
   const ax = resolveAxis('slice', x, axis);
   const d = x.shape[ax]!;
@@ -181,6 +183,7 @@ function sliceBackward(g: Tensor, shape: readonly number[], rows: number, row: n
  * so any rank works whose collapsed form has at most six axes. Backward: the inverse permutation.
  */
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  checkOperands('permute', x);
   const r = x.rank;
   check(
     Array.isArray(perm) && perm.length === r && perm.every((p) => Number.isInteger(p)) && [...perm].sort((a, b) => a - b).every((p, i) => p === i),

@@ -12,7 +12,7 @@
  */
 import convTransposeWgsl from '../../shaders/conv_transpose.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, i32, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { pairOption } from './depthwise.js';
@@ -42,6 +42,7 @@ interface Geometry {
 
 function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvTransposeOptions): Geometry {
   const op = 'convTranspose2d';
+  checkOperands(op, x, w, bias);
   for (const t of bias ? [x, w, bias] : [x, w]) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
   check(x.rank === 4, op, () => `input ${x.name} must be [N, H, W, Ci] (rank 4), got ${fmtShape(x.shape)}`);
   check(w.rank === 4, op, () => `weight ${w.name} must be [Co, KH, KW, Ci] (rank 4), got ${fmtShape(w.shape)}`);
@@ -59,6 +60,8 @@ function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvTranspose
   const wo = (wd - 1) * sw - 2 * pw + kw + opw;
   check(ho > 0 && wo > 0, op, () =>
     `output would be ${ho}x${wo}: input ${x.name} ${fmtShape(x.shape)} with kernel ${kh}x${kw}, stride [${sh}, ${sw}], padding [${ph}, ${pw}], outputPadding [${oph}, ${opw}]`);
+  // Checked here: the forward pads x and w to vec4 channels before it allocates the output.
+  checkFits(op, x.engine.limits, [n, ho, wo, co]);
   return { n, h, w: wd, ci, co, kh, kw, sh, sw, ph, pw, ho, wo };
 }
 

@@ -17,7 +17,7 @@
 import family from '../../shaders/conv2d.wgsl';
 import { recordOp } from '../autograd.js';
 import type { Engine } from '../engine.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape } from '../errors.js';
 import { type Program, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
@@ -88,6 +88,7 @@ export function conv2dOutputSize(h: number, w: number, kh: number, kw: number, o
 }
 
 function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOptions): Geometry {
+  checkOperands(OP, x, w, bias);
   const { stride, padding, dilation, groups } = parseOptions(opts);
   check(x.rank === 4, OP, () => `input ${x.name} must be NHWC [N, H, W, Ci], got ${fmtShape(x.shape)}`);
   check(w.rank === 4, OP, () => `weight ${w.name} must be OHWI [Co, KH, KW, Ci/groups], got ${fmtShape(w.shape)}`);

@@ -12,7 +12,7 @@
  */
 import depthwiseWgsl from '../../shaders/depthwise.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, i32, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
@@ -62,6 +62,7 @@ export function pairOption(op: string, name: string, v: number | [number, number
 
 function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOptions): Geometry {
   const op = 'depthwiseConv2d';
+  checkOperands(op, x, w, bias);
   for (const t of bias ? [x, w, bias] : [x, w]) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
   check(x.rank === 4, op, () => `input ${x.name} must be [N, H, W, C] (rank 4), got ${fmtShape(x.shape)}`);
   check(w.rank === 3, op, () => `weight ${w.name} must be [KH, KW, C] (rank 3), got ${fmtShape(w.shape)}`);

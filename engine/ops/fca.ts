@@ -6,7 +6,7 @@
  */
 import fcaWgsl from '../../shaders/fca.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { runLength, sumMiddleAxis } from './broadcast.js';
@@ -20,6 +20,7 @@ const range = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
 
 function checkFca(F: Tensor, As: Tensor, Ac: Tensor): [number, number, number, number] {
   const op = 'fcaFuse';
+  checkOperands(op, F, As, Ac);
   for (const t of [F, As, Ac]) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
   check(F.rank === 4, op, () => `F (${F.name}) must be [N, H, W, C], got ${fmtShape(F.shape)}`);
   const [n, h, w, c] = F.shape as [number, number, number, number];

@@ -4,7 +4,7 @@
  */
 import linearWgsl from '../../shaders/linear.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
@@ -20,6 +20,7 @@ const TO = 4;
  */
 export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
   const op = 'linear';
+  checkOperands(op, x, w, bias);
   check(x.rank === 2, op, () => `input ${x.name} must be [N, In], got ${fmtShape(x.shape)}`);
   check(w.rank === 2, op, () => `weight ${w.name} must be [Out, In], got ${fmtShape(w.shape)}`);
   const [n, inF] = x.shape as [number, number];

@@ -13,7 +13,7 @@
  */
 import loss from '../../shaders/loss.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkFits, fmtShape } from '../errors.js';
 import { grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { fill } from './basic.js';
@@ -96,6 +96,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, opts: CrossE
 
   const engine = logits.engine;
   const pixels = logits.size / classes;
+  checkFits(OP, engine.limits, [pixels, 2], 'per-pixel loss terms');
   const needGrad = engine.gradEnabled && logits.requiresGrad;
   const out = fill(engine.empty([1], 'f32'), 0); // zeroes the invalid-label counter in the slack too
   const terms = engine.empty([pixels, 2], 'f32');

@@ -4,7 +4,7 @@
  */
 import metrics from '../../shaders/metrics.wgsl';
 import type { Engine } from '../engine.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape } from '../errors.js';
 import { fill } from './basic.js';
 import { grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
@@ -31,6 +31,7 @@ export class ConfusionMatrix {
 
   /** Adds a batch: predicted ids and labels (i32/u32) of the same shape. */
   add(pred: Tensor, labels: Tensor): void {
+    checkOperands('ConfusionMatrix.add', this.counts, pred, labels);
     check(pred.size === labels.size && pred.shape.every((d, i) => d === labels.shape[i]), 'ConfusionMatrix.add', () =>
       `predictions ${fmtShape(pred.shape)} and labels ${fmtShape(labels.shape)} must have the same shape`);
     for (const t of [pred, labels]) check(t.dtype !== 'f32', 'ConfusionMatrix.add', () => `${t.name} must hold integer class ids, got f32`);

@@ -5,7 +5,7 @@
  */
 import pool from '../../shaders/pool.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, checkInt, fmtShape } from '../errors.js';
+import { check, checkInt, checkOperands, fmtShape } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 
@@ -44,6 +44,7 @@ function vecFor(c: number): Vec {
 const lines = (n: number, line: (k: number) => string): string => Array.from({ length: n }, (_, k) => line(k)).join('\n');
 
 function checkNhwc(op: string, x: Tensor): [number, number, number, number] {
+  checkOperands(op, x);
   check(x.rank === 4, op, () => `input ${x.name} must be [N, H, W, C], got ${fmtShape(x.shape)}`);
   check(x.size > 0, op, () => `input ${x.name} ${fmtShape(x.shape)} is empty`);
   check(x.dtype === 'f32', op, () => `${x.name} must be f32, got ${x.dtype}`);
@@ -180,7 +181,11 @@ export interface MaxPoolOptions {
   padding?: number | [number, number];
 }
 
-const pair = (v: number | [number, number]): [number, number] => (Array.isArray(v) ? [v[0], v[1]] : [v, v]);
+/** A window option as [height, width]: a number or a pair of numbers, else a ShapeError naming it. */
+function pair(op: string, name: string, v: number | [number, number]): [number, number] {
+  check(typeof v === 'number' || (Array.isArray(v) && v.length === 2), op, () => `${name} must be a number or a pair [height, width], got ${JSON.stringify(v)}`);
+  return Array.isArray(v) ? [v[0], v[1]] : [v, v];
+}
 
 /**
  * 2-D max pooling: [N,H,W,C] -> [N,Ho,Wo,C] with Ho = floor((H + 2 pad - k) / stride) + 1, PyTorch
@@ -192,9 +197,9 @@ const pair = (v: number | [number, number]): [number, number] => (Array.isArray(
 export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
   const op = 'maxPool2d';
   const [n, h, w, c] = checkNhwc(op, x);
-  const [kh, kw] = pair(opts.kernel);
-  const [sh, sw] = pair(opts.stride ?? opts.kernel);
-  const [ph, pw] = pair(opts.padding ?? 0);
+  const [kh, kw] = pair(op, 'kernel', opts.kernel);
+  const [sh, sw] = pair(op, 'stride', opts.stride === undefined ? opts.kernel : opts.stride);
+  const [ph, pw] = pair(op, 'padding', opts.padding === undefined ? 0 : opts.padding);
   checkInt(op, 'kernel height', kh);
   checkInt(op, 'kernel width', kw);
   checkInt(op, 'stride height', sh);

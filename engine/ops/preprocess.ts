@@ -4,7 +4,7 @@
  */
 import preprocess from '../../shaders/preprocess.wgsl';
 import type { Engine } from '../engine.js';
-import { ShapeError, check } from '../errors.js';
+import { ShapeError, check, checkOperands } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 
@@ -58,6 +58,8 @@ function uploadBytes(engine: Engine, data: Uint8Array | Uint8ClampedArray): Tens
 function target(engine: Engine, op: string, into: { tensor: Tensor; index: number } | undefined, shape: number[], dtype: 'f32' | 'u32'): [Tensor, number] {
   if (!into) return [engine.empty([1, ...shape], dtype), 0];
   const { tensor, index } = into;
+  checkOperands(op, tensor);
+  check(tensor.engine === engine, op, () => `into: ${tensor.name} belongs to another engine`);
   const ok = tensor.rank === shape.length + 1 && shape.every((d, i) => tensor.shape[i + 1] === d) && tensor.dtype === dtype && Number.isInteger(index) && index >= 0 && index < tensor.shape[0]!;
   check(ok, op, () => `into: ${tensor.name} [${tensor.shape.join(', ')}] (${tensor.dtype}) cannot take item ${index} of shape [${shape.join(', ')}] (${dtype})`);
   return [tensor, index];

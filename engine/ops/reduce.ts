@@ -3,12 +3,14 @@
  * tensors this is the per-channel sum over N, H, W that bias gradients, batch-norm statistics and
  * broadcast backward all need; one implementation serves them all.
  */
-import { check } from '../errors.js';
+import { check, checkOperands } from '../errors.js';
 import { sumMiddleAxis } from './broadcast.js';
 import type { Tensor } from '../tensor.js';
 
 /** Sums `x` over every axis but the last: [..., C] -> [C]. No autograd (a building block). */
 export function sumColumns(x: Tensor, cols = x.shape[x.shape.length - 1] ?? 1): Tensor {
+  checkOperands('sumColumns', x);
+  check(Number.isInteger(cols), 'sumColumns', () => `cols must be an integer, got ${cols}`);
   check(x.dtype === 'f32', 'sumColumns', () => `${x.name} must be f32, got ${x.dtype}`);
   check(cols > 0 && x.size % cols === 0, 'sumColumns', () => `${x.name} has ${x.size} elements, not a multiple of ${cols} columns`);
   // One implementation of column sums: the vec4 chunked kernel of broadcast.ts measured faster

@@ -7,7 +7,7 @@
  */
 import softmaxWgsl from '../../shaders/softmax.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 
@@ -157,6 +157,7 @@ function runRows(kernel: Kernel, like: Tensor, bindings: Tensor[], bytes: number
 }
 
 function checkRows(op: string, x: Tensor): void {
+  checkOperands(op, x);
   check(x.rank >= 1, op, () => `${x.name} is a scalar (shape []); ${op} works over the last axis`);
   check(x.dtype === 'f32', op, () => `${x.name} must be f32, got ${x.dtype}`);
   check(x.shape[x.rank - 1]! >= 1, op, () => `${x.name} ${fmtShape(x.shape)} has an empty last axis`);

@@ -6,7 +6,7 @@
  */
 import elementwise from '../../shaders/elementwise.wgsl';
 import { recordOp } from '../autograd.js';
-import { check } from '../errors.js';
+import { check, checkOperands } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { unaryKernel } from './basic.js';
@@ -59,6 +59,8 @@ export const unaryOps: Record<UnaryOpName, UnaryOpSpec> = table;
 
 /** Applies a table op elementwise; records its gradient. */
 export function unary(op: UnaryOpName, x: Tensor, alpha = 0): Tensor {
+  check(Object.hasOwn(unaryOps, op), 'unary', () => `unknown op ${JSON.stringify(op)} (known: ${Object.keys(unaryOps).join(', ')})`);
+  checkOperands(op, x);
   check(x.dtype === 'f32', op, () => `${x.name} must be f32, got ${x.dtype}`);
   const spec: UnaryOpSpec = unaryOps[op];
   const y = unaryKernel(op, x, spec.forward, alpha);

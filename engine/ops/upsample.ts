@@ -10,7 +10,7 @@
  */
 import upsampleWgsl from '../../shaders/upsample.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, fmtShape } from '../errors.js';
+import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { runLength } from './broadcast.js';
@@ -70,6 +70,7 @@ function planPasses(from: Shape4, to: Shape4, scaleY: number, scaleX: number, ta
 /** Runs the forward or backward kernel of each pass in turn, the last writing a tensor of `finalShape`; intermediates are freed. */
 function runPasses(x: Tensor, passes: AxisPass[], finalShape: readonly number[], align: boolean, backward: boolean): Tensor {
   const engine = x.engine;
+  passes.forEach((ps, k) => checkFits('resizeBilinear', engine.limits, k === passes.length - 1 ? finalShape : [ps.a, ps.to, ps.b], k === passes.length - 1 ? 'output' : 'intermediate'));
   let cur = x;
   passes.forEach((ps, k) => {
     const last = k === passes.length - 1;
@@ -177,6 +178,7 @@ const backwardTaps = (from: number, to: number): number => 2 * Math.max(1, from 
  * alignCorners samples at dst * (in-1)/(out-1). Backward: gathers over the contributing outputs.
  */
 export function resizeBilinear(x: Tensor, outH: number, outW: number, opts: ResizeOptions = {}): Tensor {
+  checkOperands('resizeBilinear', x);
   const op = 'resizeBilinear';
   check(x.rank === 4, op, () => `${x.name} must be [N, H, W, C], got ${fmtShape(x.shape)}`);
   check(x.dtype === 'f32', op, () => `${x.name} must be f32, got ${x.dtype}`);
