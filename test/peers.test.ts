@@ -2,8 +2,9 @@
  * The TF.js peer of the benchmark (bench/peers/): the same network as ours, checked number for
  * number, and `bench/run.js --peers` runs it and reports the ratio. TF.js runs in child processes
  * (it keeps global state and needs WebGPU globals our engine never creates), so these tests spawn
- * the built programs. The WASM backend keeps them fast; the WebGPU peer's device sharing is what
- * `node bench/peers/tfjs.js --check --backend webgpu` checks (2 minutes on SwiftShader).
+ * the built programs. The number-for-number check runs on TF.js WASM to stay fast; on WebGPU it is
+ * `node bench/peers/tfjs.js --check --backend webgpu` (1-2 minutes on SwiftShader, mostly TF.js's
+ * shader compilation), while the run test below has the WebGPU peer run on our engine's device.
  */
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
@@ -40,19 +41,36 @@ t('TF.js network = ours: every tensor name and shape, 4,774,186 parameters, logi
   assert.ok(Math.abs(c.forwardGmacPerImage - 20.3 / 128) < 0.03 * (20.3 / 128), `forward ${c.forwardGmacPerImage} GMAC`);
 }, { timeoutMs: 180_000 });
 
-t('bench/run.js --peers tfjs-wasm: our time, the peer time and the ratio; the peer in the JSON', () => {
+t('bench/run.js --peers: our time, each peer time and the ratio; TF.js WebGPU on our engine device', () => {
   const json = tmpJson();
-  const r = spawnSync(process.execPath, ['bench/run.js', '--peers', 'tfjs-wasm', '--size', '64x64', '--infer', '--iters', '1', '--json', json], { encoding: 'utf8', timeout: 170_000 });
+  const r = spawnSync(process.execPath, ['bench/run.js', '--peers', 'tfjs-webgpu,tfjs-wasm', '--size', '64x64', '--infer', '--iters', '1', '--json', json], { encoding: 'utf8', timeout: 170_000 });
   assert.is(r.status, 0, r.stderr + r.stdout);
   assert.match(r.stdout, /ours vs TF\.js/);
-  const [c] = JSON.parse(readFileSync(json, 'utf8')).results;
+  const doc = JSON.parse(readFileSync(json, 'utf8'));
+  const [c] = doc.results;
   assert.is(c.parameters, 4_774_186);
-  const [p] = c.peers;
-  assert.is(p.peer, 'tfjs-wasm');
-  assert.is(p.parameters, c.parameters);
-  assert.ok(p.medianMs > 0 && p.firstMs > 0, JSON.stringify(p));
-  assert.ok(p.threads >= 1);
-  assert.match(r.stdout, new RegExp(`infer mobilenetv2 64x64 b1 +${c.medianMs.toFixed(1)} +${p.medianMs.toFixed(1)} +${(p.medianMs / c.medianMs).toFixed(2)}`));
+  const [gpu, wasm] = c.peers;
+  assert.is(gpu.peer, 'tfjs-webgpu', JSON.stringify(gpu));
+  assert.is(gpu.device, 'shared');
+  assert.is(gpu.adapter, doc.adapter.description);
+  assert.is(wasm.peer, 'tfjs-wasm', JSON.stringify(wasm));
+  assert.ok(wasm.threads >= 1);
+  for (const p of [gpu, wasm]) {
+    assert.is(p.parameters, c.parameters);
+    assert.ok(p.medianMs > 0 && p.firstMs > 0, JSON.stringify(p));
+  }
+  const cell = (p: { medianMs: number }) => ` +${p.medianMs.toFixed(1)} +${(p.medianMs / c.medianMs).toFixed(2)}`;
+  assert.match(r.stdout, new RegExp(`infer mobilenetv2 64x64 b1 +${c.medianMs.toFixed(1)}${cell(gpu)}${cell(wasm)}`));
 }, { timeoutMs: 180_000 });
+
+t('TF.js stays a benchmark devDependency: the library, the browser bundle and the CLI contain none of it', () => {
+  for (const f of ['dist/node/index.js', 'dist/browser/canet-gpu.js', 'dist/cli/main.js', 'dist/bench/run.js']) {
+    const text = readFileSync(f, 'utf8');
+    assert.not.match(text, /@tensorflow|tfjs-core|WebGPUBackend/, `${f} references TF.js`);
+  }
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+  for (const name of Object.keys(pkg.dependencies ?? {})) assert.not.match(name, /^@tensorflow\//, `${name} is a runtime dependency`);
+  assert.ok(pkg.devDependencies['@tensorflow/tfjs-core'], 'tfjs-core is a devDependency');
+});
 
 t.run();
