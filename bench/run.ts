@@ -2,17 +2,27 @@
  * Throughput benchmark: CANet inference and training steps on this machine's adapter.
  *   node bench/run.js [--quick] [--full] [--backbone mobilenetv2|resnet18|resnet101] [--size WxH]
  *                     [--batch N] [--iters N] [--width W] [--profile] [--json PATH]
+ *                     [--peers [tfjs-webgpu,tfjs-wasm]] [--peer-iters N] [--peer-timeout S]
  * Protocol: a first run (pipeline compilation included, reported as "first ms"), a warm-up, then
  * N timed runs each ending with the GPU really done (onSubmittedWorkDone); the median is reported.
+ *
+ * --peers also runs the same network in TensorFlow.js on each case (bench/peers/tfjs.ts: WebGPU
+ * on a device of the same adapter, and WASM on the CPU; a list picks some) and prints ours, theirs
+ * and the ratio theirs / ours. Without --size the cases are then the targets of issue 10:
+ * inference 512x256 batch 1 and a training step 256x128 batch 2. Only MobileNetV2 has a peer.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createEngine } from '../engine/device-node.js';
 import type { Engine, KernelTiming } from '../engine/engine.js';
 import { SGD } from '../engine/optim.js';
 import { canet, type BackboneName } from '../net/canet.js';
 import { trainStep } from '../net/train.js';
 import { describeAdapter, fmt, parseArgs, timeGpu } from './timing.js';
+import type { PeerResult } from './peers/tfjs.js';
 
 export interface BenchCase {
   model: 'canet';
@@ -37,7 +47,11 @@ export interface BenchResult extends BenchCase {
   /** Achieved rate: FLOPs of what the timed call ran / its median time. */
   gflops: number;
   dispatches: number;
+  /** Our parameter count (the peers must have the same). */
+  parameters: number;
   profile?: { kernel: string; calls: number; ms: number; gflops: number | null }[];
+  /** The same case in the peers (--peers); `error` when a peer could not run it. */
+  peers?: (PeerResult | { peer: string; error: string })[];
 }
 
 function randomImages(engine: Engine, n: number, h: number, w: number) {
@@ -113,6 +127,7 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
       forwardGflopPerImage: forwardFlops / 1e9,
       gflops: callFlops / 1e9 / (t.medianMs / 1000),
       dispatches: s1.dispatches - s0.dispatches,
+      parameters: model.numParameters(),
     };
     if (profile && engine.features.has('timestamp-query')) {
       const { kernels } = await engine.profile(() => engine.scope(async () => {
@@ -130,7 +145,20 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
   }
 }
 
-function defaultCases(args: Map<string, string | true>): BenchCase[] {
+const PEERS = ['tfjs-webgpu', 'tfjs-wasm'] as const;
+type PeerName = (typeof PEERS)[number];
+
+function selectedPeers(args: Map<string, string | true>): PeerName[] {
+  const v = args.get('peers');
+  if (v === undefined) return [];
+  if (v === true) return [...PEERS];
+  const names = String(v).split(',').map((n) => n.trim()).filter(Boolean);
+  const bad = names.filter((n) => !(PEERS as readonly string[]).includes(n));
+  if (bad.length) throw new Error(`bench: unknown peer(s) ${bad.join(', ')}; known: ${PEERS.join(', ')}`);
+  return names as PeerName[];
+}
+
+function defaultCases(args: Map<string, string | true>, peers: boolean): BenchCase[] {
   const backbone = (args.get('backbone') as BackboneName | undefined) ?? 'mobilenetv2';
   const width = Number(args.get('width') ?? 1);
   const base = { model: 'canet' as const, backbone, width };
@@ -141,6 +169,12 @@ function defaultCases(args: Map<string, string | true>): BenchCase[] {
     return modes.map((mode) => ({ ...base, mode, batch: batch ?? (mode === 'train' ? 2 : 1), size }));
   }
   if (args.has('quick')) return [{ ...base, mode: 'infer', batch: batch ?? 1, size: [256, 128] }];
+  // Issue 10's targets: what the peers are compared on.
+  if (peers)
+    return [
+      { ...base, mode: 'infer', batch: batch ?? 1, size: [512, 256] },
+      { ...base, mode: 'train', batch: batch ?? 2, size: [256, 128] },
+    ];
   const cases: BenchCase[] = [
     { ...base, mode: 'infer', batch: batch ?? 1, size: [512, 256] },
     { ...base, mode: 'infer', batch: batch ?? 1, size: [1024, 512] },
@@ -150,26 +184,83 @@ function defaultCases(args: Map<string, string | true>): BenchCase[] {
   return cases;
 }
 
+/**
+ * Runs one peer on one case in a child process (see bench/peers/tfjs.ts for why a child: TF.js's
+ * global state and the WebGPU globals it needs stay out of the process that times ours).
+ */
+function runPeer(peer: PeerName, c: BenchCase, iters: number, timeoutS: number): PeerResult | { peer: string; error: string } {
+  const program = join(dirname(fileURLToPath(import.meta.url)), 'peers', 'tfjs.js');
+  if (!existsSync(program)) return { peer, error: `${program} is missing: the peers need the devDependencies (npm install) and npm run build` };
+  if (c.backbone !== 'mobilenetv2') return { peer, error: 'the TF.js peer implements CANet-MobileNetV2 only' };
+  const dir = mkdtempSync(join(tmpdir(), 'canet-peer-'));
+  const json = join(dir, 'peer.json');
+  try {
+    const backend = peer === 'tfjs-webgpu' ? 'webgpu' : 'wasm';
+    const argv = [program, '--backend', backend, '--mode', c.mode, '--size', c.size.join('x'), '--batch', String(c.batch), '--width', String(c.width), '--iters', String(iters), '--json', json];
+    const r = spawnSync(process.execPath, argv, { stdio: ['ignore', 'inherit', 'inherit'], timeout: timeoutS * 1000 });
+    if (r.error || r.status !== 0 || !existsSync(json))
+      return { peer, error: r.error ? String(r.error.message) : r.signal ? `killed by ${r.signal} (timeout ${timeoutS} s?)` : `exit status ${r.status}` };
+    return JSON.parse(readFileSync(json, 'utf8')) as PeerResult;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const caseName = (r: BenchCase) => `${r.mode} ${r.backbone}${r.width !== 1 ? `x${r.width}` : ''} ${r.size.join('x')} b${r.batch}`;
+
+function printPeerTable(results: BenchResult[], peers: PeerName[]): void {
+  console.log(`\nours vs TF.js 4.22 (median ms; ratio = theirs / ours, > 1: we are faster)`);
+  console.log(`${'case'.padEnd(34)} ${'ours'.padStart(10)}${peers.map((p) => ` ${p.padStart(12)} ${'ratio'.padStart(7)}`).join('')}`);
+  for (const r of results) {
+    const cells = peers.map((p) => {
+      const q = r.peers?.find((x) => x.peer === p);
+      if (!q || 'error' in q) return ` ${'failed'.padStart(12)} ${'-'.padStart(7)}`;
+      return ` ${fmt(q.medianMs, 1).padStart(12)} ${fmt(q.medianMs / r.medianMs, 2).padStart(7)}`;
+    });
+    console.log(`${caseName(r).padEnd(34)} ${fmt(r.medianMs, 1).padStart(10)}${cells.join('')}`);
+  }
+  for (const r of results)
+    for (const q of r.peers ?? []) if ('error' in q) console.log(`  ${q.peer} on ${caseName(r)}: ${q.error}`);
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const engine = await createEngine();
   console.log(`adapter: ${describeAdapter(engine)}`);
-  const cases = defaultCases(args);
+  const peers = selectedPeers(args);
+  const cases = defaultCases(args, peers.length > 0);
   const iters = Number(args.get('iters') ?? (engine.adapter.isSoftware ? 2 : 20));
+  // TF.js WebGPU takes minutes per call on a software adapter (bench/RESULTS.md): one timed call
+  // after the first keeps `--peers` near 15 minutes there.
+  const peerIters = Number(args.get('peer-iters') ?? (engine.adapter.isSoftware ? 1 : iters));
+  const peerTimeoutS = Number(args.get('peer-timeout') ?? 1800);
   const results: BenchResult[] = [];
   console.log(`${'case'.padEnd(34)} ${'first ms'.padStart(9)} ${'median ms'.padStart(10)} ${'min'.padStart(8)} ${'max'.padStart(8)} ${'img/s'.padStart(8)} ${'GFLOP/img'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'dispatches'.padStart(10)} ${'GPU MB'.padStart(7)}`);
   for (const c of cases) {
     const r = await runCase(engine, c, iters, args.has('profile'));
     results.push(r);
-    const name = `${r.mode} ${r.backbone}${r.width !== 1 ? `x${r.width}` : ''} ${r.size.join('x')} b${r.batch}`;
-    console.log(`${name.padEnd(34)} ${fmt(r.firstMs, 0).padStart(9)} ${fmt(r.medianMs, 1).padStart(10)} ${fmt(r.minMs, 1).padStart(8)} ${fmt(r.maxMs, 1).padStart(8)} ${fmt(r.imagesPerSecond, 2).padStart(8)} ${fmt(r.forwardGflopPerImage, 2).padStart(9)} ${fmt(r.gflops, 2).padStart(8)} ${String(r.dispatches).padStart(10)} ${fmt(r.peakGpuBytes / 2 ** 20, 0).padStart(7)}`);
+    console.log(`${caseName(r).padEnd(34)} ${fmt(r.firstMs, 0).padStart(9)} ${fmt(r.medianMs, 1).padStart(10)} ${fmt(r.minMs, 1).padStart(8)} ${fmt(r.maxMs, 1).padStart(8)} ${fmt(r.imagesPerSecond, 2).padStart(8)} ${fmt(r.forwardGflopPerImage, 2).padStart(9)} ${fmt(r.gflops, 2).padStart(8)} ${String(r.dispatches).padStart(10)} ${fmt(r.peakGpuBytes / 2 ** 20, 0).padStart(7)}`);
     if (r.profile) {
       const total = r.profile.reduce((s, k) => s + k.ms, 0);
       console.log(`  top kernels (GPU time of one call, ${fmt(total, 1)} ms in all):`);
       for (const k of r.profile.slice(0, 10))
         console.log(`    ${k.kernel.padEnd(32)} ${String(k.calls).padStart(4)}x ${fmt(k.ms, 2).padStart(9)} ms ${fmt((100 * k.ms) / total, 1).padStart(5)}%  ${k.gflops === null ? '' : fmt(k.gflops, 2) + ' GFLOP/s'}`);
     }
+    if (peers.length) {
+      // Our pooled buffers would only crowd a software adapter's memory while the peer runs.
+      engine.trim();
+      r.peers = [];
+      for (const p of peers) {
+        const q = runPeer(p, c, peerIters, peerTimeoutS);
+        if (!('error' in q)) {
+          if (q.parameters !== r.parameters) throw new Error(`bench: ${p} has ${q.parameters} parameters, ours ${r.parameters}: not the same network`);
+          if (q.backend === 'webgpu' && q.adapter !== engine.adapter.description) console.log(`  note: ${p} ran on '${q.adapter}', ours on '${engine.adapter.description}'`);
+        }
+        r.peers.push(q);
+      }
+    }
   }
+  if (peers.length) printPeerTable(results, peers);
   const json = typeof args.get('json') === 'string' ? String(args.get('json')) : 'bench/results/latest.json';
   mkdirSync(dirname(json), { recursive: true });
   writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), adapter: engine.adapter, features: [...engine.features], results }, null, 2) + '\n');

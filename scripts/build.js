@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds with esbuild: the Node library (dist/node), the browser ESM bundle (dist/browser), the CLI
-// and bench entry points, and the tests (dist/test). WGSL files are bundled as text.
+// and bench entry points, the TF.js peer (dist/bench/peers), and the tests (dist/test). WGSL files are bundled as text.
 // `--types` also emits .d.ts files with tsc (slow; done by `prepare`).
 import { build } from 'esbuild';
 import { readdirSync, existsSync, writeFileSync } from 'node:fs';
@@ -39,6 +39,24 @@ const pages = [
   ['test/browser/page.ts', 'dist/test-browser'],
 ].filter(([f]) => existsSync(f));
 for (const [entry, outdir] of pages) jobs.push(build({ ...common, platform: 'browser', entryPoints: [entry], outdir, plugins: [libraryFromBundle] }));
+// The TF.js peer of the benchmark (a devDependency, never in the library or the browser bundle):
+// TF.js's training gradients ship only as ES modules with extensionless imports
+// (@tensorflow/tfjs-core/dist/register_all_gradients), which Node cannot load, so this program
+// bundles TF.js from its ES modules; the Emscripten glue of the WASM backend still calls require()
+// and reads __dirname, which the banner provides.
+if (existsSync('bench/peers/tfjs.ts') && existsSync('node_modules/@tensorflow/tfjs-core'))
+  jobs.push(build({
+    ...common,
+    platform: 'node',
+    entryPoints: { 'bench/peers/tfjs': 'bench/peers/tfjs.ts' },
+    outdir: 'dist',
+    external: ['webgpu'],
+    mainFields: ['module', 'main'],
+    banner: {
+      js: "import { createRequire as __peerRequire } from 'node:module'; import { fileURLToPath as __peerPath } from 'node:url'; import { dirname as __peerDir } from 'node:path';\n" +
+        'const require = __peerRequire(import.meta.url); const __filename = __peerPath(import.meta.url); const __dirname = __peerDir(__filename);',
+    },
+  }));
 await Promise.all(jobs);
 
 if (process.argv.includes('--types')) {
