@@ -343,15 +343,21 @@ export abstract class Optimizer {
   /** Records one elementwise update kernel over the first binding's vec4s. */
   protected run(kernel: string, bindings: Tensor[], uniforms: UniformValue[]): void {
     const n4 = Math.ceil(bindings[0]!.size / 4);
-    this.engine.run({
-      name: kernel,
-      source: kernelSection(optim, kernel),
-      defines: { WG },
-      uniforms: [n4, ...uniforms],
-      bindings,
-      dispatch: grid1d(n4, WG, this.engine.limits.maxComputeWorkgroupsPerDimension),
-      bytes: bindings.length * 2 * bindings[0]!.byteLength,
-    });
+    const maxDim = this.engine.limits.maxComputeWorkgroupsPerDimension;
+    // A whole arena may hold more vec4s than one 2-D grid reaches (only under tiny reported limits).
+    const perDispatch = maxDim * maxDim * WG;
+    for (let base = 0; base < n4; base += perDispatch) {
+      const count = Math.min(perDispatch, n4 - base);
+      this.engine.run({
+        name: kernel,
+        source: kernelSection(optim, kernel),
+        defines: { WG },
+        uniforms: [n4, base, ...uniforms],
+        bindings,
+        dispatch: grid1d(count, WG, maxDim),
+        bytes: (bindings.length * 2 * bindings[0]!.byteLength * count) / n4,
+      });
+    }
   }
 }
 

@@ -14,7 +14,7 @@ import { globalAvgPool, globalMaxPool } from '../engine/ops/pool.js';
 import { add } from '../engine/ops/basic.js';
 import { sigmoid } from '../engine/ops/unary.js';
 import { argmax } from '../engine/ops/softmax.js';
-import { resizeBilinear } from '../engine/ops/upsample.js';
+import { resizeBilinear, resizeBilinearArgmax } from '../engine/ops/upsample.js';
 import { full } from '../engine/ops/basic.js';
 import { Module, Sequential, release } from './module.js';
 import { Conv2d, ConvBNAct, DeConvBNAct, Linear, canFuse, type FusedExtras } from './layers.js';
@@ -213,57 +213,78 @@ export class CANet extends Module {
 
   /** Logits [N, H, W, K] at input resolution for an NHWC image batch [N, H, W, 3] (ImageNet-normalised). */
   forward(x: Tensor): Tensor {
+    const [n, h, w] = this.checkInput(x, 'forward');
+    if (h % 32 !== 0 || w % 32 !== 0) return this.padded(x, n, h, w, (p) => this.forward(p));
+    const z = this.trunk(x);
+    const out = this.up ? this.up.forward(z) : resizeBilinear(z, h, w);
+    if (!out.requiresGrad) z.dispose();
+    return out;
+  }
+
+  /**
+   * Class ids [N, H, W] (i32), inference only. In eval mode the head's argmax is fused into its
+   * last kernel (the x8 transposed conv, or the bilinear x8 of the plain head), so the full-size
+   * logits, the largest tensor of the network, are never stored: a 2048x1024 image segments on
+   * an adapter with WebGPU's default 128 MiB binding limit.
+   */
+  segment(x: Tensor): Tensor {
+    const [n, h, w] = this.checkInput(x, 'segment');
+    return this.engine.noGrad(() =>
+      this.engine.scope(() => {
+        if (h % 32 !== 0 || w % 32 !== 0) return this.padded(x, n, h, w, (p) => this.segment(p));
+        if (!canFuse(this, x) || (this.up && this.options.classes > 20)) return argmax(this.forward(x));
+        const z = this.trunk(x);
+        return this.up ? this.up.fusedArgmax(z) : resizeBilinearArgmax(z, h, w);
+      }),
+    );
+  }
+
+  /** Validates an image batch; returns [N, H, W]. */
+  private checkInput(x: Tensor, what: string): [number, number, number] {
     const [n, h, w, c] = x.shape as [number, number, number, number];
     if (x.rank !== 4 || c !== 3)
-      throw new ShapeError(`canet.forward: input ${x.name} must be NHWC [N, H, W, 3], got ${fmtShape(x.shape)}`);
-    if (h % 32 !== 0 || w % 32 !== 0) {
-      if (!this.options.padInput)
-        throw new ShapeError(
-          `canet.forward: input height and width must be multiples of 32 (the backbone downsamples 32x), got ${h}x${w}; resize the image or create the model with { padInput: true }`,
-        );
-      return this.forwardPadded(x, n, h, w);
-    }
-    let z: Tensor;
+      throw new ShapeError(`canet.${what}: input ${x.name} must be NHWC [N, H, W, 3], got ${fmtShape(x.shape)}`);
+    if ((h % 32 !== 0 || w % 32 !== 0) && !this.options.padInput)
+      throw new ShapeError(
+        `canet.${what}: input height and width must be multiples of 32 (the backbone downsamples 32x), got ${h}x${w}; resize the image or create the model with { padInput: true }`,
+      );
+    return [n, h, w];
+  }
+
+  /** Everything before the head: Z [N, H/8, W/8, K], the FCA's classifier output. */
+  private trunk(x: Tensor): Tensor {
+    const [n, h, w] = x.shape as [number, number, number, number];
     if (canFuse(this, x)) {
       // Inference: both branches write their 1/8 outputs into one tensor, the FCA's concatenation.
       const c = this.fca.ca.fc.inFeatures;
       const cat = this.engine.empty([n, h / 8, w / 8, 2 * c], 'f32', 'fca.cat');
       this.spatialBranch.fused(x, { into: { tensor: cat, channelOffset: 0 } });
       this.contextBranch.fused(x, { into: { tensor: cat, channelOffset: c } });
-      z = this.fca.fused(cat);
+      const z = this.fca.fused(cat);
       cat.dispose();
-    } else {
-      const s = this.spatialBranch.forward(x);
-      const ctx = this.contextBranch.forward(x);
-      z = this.fca.forward(s, ctx);
-      if (!z.requiresGrad) {
-        s.dispose();
-        ctx.dispose();
-      }
+      return z;
     }
-    const out = this.up ? this.up.forward(z) : resizeBilinear(z, h, w);
-    if (!out.requiresGrad) z.dispose();
-    return out;
+    const s = this.spatialBranch.forward(x);
+    const ctx = this.contextBranch.forward(x);
+    const z = this.fca.forward(s, ctx);
+    if (!z.requiresGrad) {
+      s.dispose();
+      ctx.dispose();
+    }
+    return z;
   }
 
-  private forwardPadded(x: Tensor, n: number, h: number, w: number): Tensor {
+  /** Zero-pads the bottom and right to multiples of 32, runs `fn`, and crops its output back to h x w. */
+  private padded(x: Tensor, n: number, h: number, w: number, fn: (p: Tensor) => Tensor): Tensor {
     const H = Math.ceil(h / 32) * 32;
     const W = Math.ceil(w / 32) * 32;
     return this.engine.scope(() => {
       let p = x;
       if (H > h) p = concat([p, full(this.engine, [n, H - h, w, 3], 0)], 1);
       if (W > w) p = concat([p, full(this.engine, [n, H, W - w, 3], 0)], 2);
-      const y = this.forward(p);
-      const cropped = slice(slice(y, 1, 0, h), 2, 0, w);
-      return cropped;
+      const y = fn(p);
+      return slice(slice(y, 1, 0, h), 2, 0, w);
     });
-  }
-
-  /** Class ids [N, H, W] (i32), inference only. */
-  segment(x: Tensor): Tensor {
-    return this.engine.noGrad(() =>
-      this.engine.scope(() => argmax(this.forward(x))),
-    );
   }
 }
 

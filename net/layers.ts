@@ -7,7 +7,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { conv2d } from '../engine/ops/conv2d.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
-import { convTranspose2d } from '../engine/ops/conv-transpose.js';
+import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
 import type { Epilogue, EpilogueActivation } from '../engine/ops/epilogue.js';
 import { linear } from '../engine/ops/linear.js';
@@ -73,10 +73,14 @@ export class Conv2d extends Module {
     const { stride, padding, dilation, groups } = this.config;
     return conv2d(x, this.weight, this.bias, { stride, padding, dilation, groups });
   }
-  /** Inference: the convolution with an epilogue (a folded BatchNorm replaces the bias), on channels [offset, offset + count) of x if given. */
-  fused(x: Tensor, epilogue: Epilogue, inputChannels?: [number, number]): Tensor {
+  /**
+   * Inference: the convolution with an epilogue (a folded BatchNorm replaces the bias), on
+   * channels [offset, offset + count) of x if `inputChannels` is given, computing only output
+   * channels [offset, offset + count) if `outputChannels` is.
+   */
+  fused(x: Tensor, epilogue: Epilogue, inputChannels?: [number, number], outputChannels?: [number, number]): Tensor {
     const { stride, padding, dilation, groups } = this.config;
-    return conv2d(x, this.weight, epilogue.affine ? null : this.bias, { stride, padding, dilation, groups, inputChannels }, epilogue);
+    return conv2d(x, this.weight, epilogue.affine ? null : this.bias, { stride, padding, dilation, groups, inputChannels, outputChannels }, epilogue);
   }
 }
 
@@ -90,9 +94,9 @@ export class DepthwiseConv2d extends Module {
   forward(x: Tensor): Tensor {
     return depthwiseConv2d(x, this.weight, null, { stride: this.stride, padding: (this.kernel - 1) / 2 });
   }
-  /** Inference: the convolution with an epilogue. */
-  fused(x: Tensor, epilogue: Epilogue): Tensor {
-    return depthwiseConv2d(x, this.weight, null, { stride: this.stride, padding: (this.kernel - 1) / 2 }, epilogue);
+  /** Inference: the convolution with an epilogue; on channels [offset, offset + count) of the layer if `channels` is given (x holds just those). */
+  fused(x: Tensor, epilogue: Epilogue, channels?: [number, number]): Tensor {
+    return depthwiseConv2d(x, this.weight, null, { stride: this.stride, padding: (this.kernel - 1) / 2, channels }, epilogue);
   }
   /** There is no bias (MobileNetV2's depthwise layers are followed by BatchNorm). */
   get bias(): null {
@@ -221,10 +225,14 @@ export class ConvBNAct extends Sequential {
     const h = this.conv.forward(x);
     return release(this.bn.forward(h, this.act), h);
   }
-  /** Inference: conv + BN + activation (+ extras) in one dispatch; `inputChannels` as Conv2d.fused. */
-  fused(x: Tensor, extras: FusedExtras = {}, inputChannels?: [number, number]): Tensor {
-    const epilogue: Epilogue = { affine: this.bn.folded(this.conv.bias), act: this.act, ...extras };
-    return this.conv instanceof Conv2d ? this.conv.fused(x, epilogue, inputChannels) : this.conv.fused(x, epilogue);
+  /**
+   * Inference: conv + BN + activation (+ extras) in one dispatch. `inputChannels` as Conv2d.fused;
+   * `slice` computes only channels [offset, offset + count) of this layer (a conv's output rows; a
+   * depthwise conv's channels, whose input then holds just those).
+   */
+  fused(x: Tensor, extras: FusedExtras = {}, inputChannels?: [number, number], slice?: [number, number]): Tensor {
+    const epilogue: Epilogue = { affine: this.bn.folded(this.conv.bias), act: this.act, ...extras, paramOffset: slice?.[0] };
+    return this.conv instanceof Conv2d ? this.conv.fused(x, epilogue, inputChannels, slice) : this.conv.fused(x, epilogue, slice);
   }
 }
 
@@ -248,5 +256,10 @@ export class DeConvBNAct extends Module {
   /** Inference: deconv + BN + activation in one dispatch, optionally into a channel slice. */
   fused(x: Tensor, extras: FusedExtras = {}): Tensor {
     return this.deconv.fused(x, { affine: this.bn.folded(this.deconv.bias), act: this.act, ...extras });
+  }
+  /** Inference: class ids, the argmax over channels of fused(x), without storing the outputs (at most 20 channels). */
+  fusedArgmax(x: Tensor): Tensor {
+    const d = this.deconv;
+    return convTranspose2dArgmax(x, d.weight, null, { stride: d.stride, padding: d.padding, outputPadding: d.outputPadding }, { affine: this.bn.folded(d.bias), act: this.act });
   }
 }

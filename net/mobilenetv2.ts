@@ -26,7 +26,7 @@ export class InvertedResidual extends Module {
   private readonly depthwise: ConvBNAct;
   private readonly project: Conv2d;
   private readonly projectBn: BatchNorm2d;
-  constructor(engine: Engine, inp: number, oup: number, stride: number, expand: number, rng: SeededRandom) {
+  constructor(engine: Engine, inp: number, oup: number, readonly stride: number, expand: number, rng: SeededRandom) {
     super(engine);
     const hidden = Math.round(inp * expand);
     this.useResidual = stride === 1 && inp === oup;
@@ -40,14 +40,43 @@ export class InvertedResidual extends Module {
     layers.push(this.project, this.projectBn);
     this.conv = this.add('conv', new Sequential(engine, layers as (Module & { forward(x: Tensor): Tensor })[]));
   }
-  /** Inference: three dispatches (expand, depthwise, project with BN and the residual in its epilogue). */
+  /**
+   * Inference: three dispatches (expand, depthwise, project with BN and the residual in its
+   * epilogue). When the expanded tensor would not fit one storage binding (features.2 at
+   * 2048x1024: 192 MiB against WebGPU's default 128 MiB) the expand and depthwise run in channel
+   * slices, each depthwise slice writing its channels of the (4x smaller, strided) output.
+   */
   fused(x: Tensor, extras: Pick<FusedExtras, 'into'> = {}): Tensor {
-    const h = this.expand ? this.expand.fused(x) : x;
-    const d = this.depthwise.fused(h);
-    if (h !== x) h.dispose();
+    const d = this.expand ? this.expandDepthwise(x) : this.depthwise.fused(x);
     const y = this.project.fused(d, { affine: this.projectBn.folded(null), residual: this.useResidual ? x : null, ...extras });
     d.dispose();
     return y;
+  }
+
+  private expandDepthwise(x: Tensor): Tensor {
+    const expand = this.expand!;
+    const [n, h, w] = x.shape as [number, number, number, number];
+    const hidden = expand.bn.channels;
+    const limits = this.engine.limits;
+    const maxBytes = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    const parts = Math.ceil((n * h * w * hidden * 4) / maxBytes);
+    if (parts <= 1) {
+      const e = expand.fused(x);
+      const d = this.depthwise.fused(e);
+      e.dispose();
+      return d;
+    }
+    // Slices of a multiple of 4 channels keep the vec4 paths.
+    const step = Math.ceil(hidden / parts / 4) * 4;
+    const [ho, wo] = [Math.ceil(h / this.stride), Math.ceil(w / this.stride)];
+    const d = this.engine.empty([n, ho, wo, hidden], 'f32');
+    for (let c0 = 0; c0 < hidden; c0 += step) {
+      const slice: [number, number] = [c0, Math.min(step, hidden - c0)];
+      const e = expand.fused(x, {}, undefined, slice);
+      this.depthwise.fused(e, { into: { tensor: d, channelOffset: c0 } }, undefined, slice);
+      e.dispose();
+    }
+    return d;
   }
   forward(x: Tensor): Tensor {
     if (canFuse(this, x)) return this.fused(x);

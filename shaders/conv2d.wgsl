@@ -24,6 +24,7 @@ struct Params {
   tiles_m: u32, tiles_n: u32, tiles: u32,
   krow: u32,     // KH*KW*Ci/groups in XT units (row stride of w)
   n_fast: u32,   // 1: channel tiles vary fastest, 0: pixel tiles do
+  woff: u32,     // first weight row (a slice of the output channels)
   {{EP_PARAMS}}  // the epilogue's (engine/ops/epilogue.ts): output stride and offset, sizes
 }
 @group(0) @binding(0) var<uniform> p: Params;

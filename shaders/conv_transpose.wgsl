@@ -78,7 +78,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+// f32 outputs, or i32 class ids (the argmax over channels, see convTranspose2dArgmax).
+@group(0) @binding(3) var<storage, read_write> y: array<{{YT}}>;
 // Bias or folded BatchNorm, activation...: bindings 4.. as the epilogue needs them.
 {{EP_DECLS}}
 @compute @workgroup_size({{WG}})

@@ -20,6 +20,7 @@
 struct Params {
   n: u32, h: u32, w: u32, cv: u32, ho: u32, wo: u32, tiles_w: u32, tiles_h: u32,
   pad_h: i32, pad_w: i32, threads: u32,
+  wcv: u32, wcoff: u32,  // weight channels per tap and the first used, in V units (a channel slice of a layer)
   {{EP_PARAMS}}  // the epilogue's (engine/ops/epilogue.ts)
 }
 @group(0) @binding(0) var<uniform> p: Params;

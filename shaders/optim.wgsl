@@ -2,17 +2,18 @@
 // its gradient and its state once and writes them back once. Every hyper-parameter is a uniform,
 // so a schedule that changes lr each step reuses the same pipeline. Buffers are pool buckets
 // padded to 16 bytes, so vec4 access over ceil(n / 4) stays in bounds; the tail lanes update
-// slack that nothing reads. Formulas and operation order follow torch.optim (foreach=False).
+// slack that nothing reads. `base` offsets a dispatch that covers one part of a tensor (more vec4s
+// than one dispatch's grid). Formulas and operation order follow torch.optim (foreach=False).
 
 //# kernel sgd
 // p -= lr * (g + weight_decay * p)
-struct Params { n4: u32, lr: f32, weight_decay: f32 }
+struct Params { n4: u32, base: u32, lr: f32, weight_decay: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
+  let i = p.base + flat_id(gid, nwg, {{WG}}u);
   if (i >= p.n4) { return; }
   let w = param[i];
   let d = grad[i] + p.weight_decay * w;
@@ -25,14 +26,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // torch computes it from a Python float: in f32, 1 - f32(x) loses up to 1e-5 relative.
 // `first` selects instead of multiplying: a fresh buffer holds recycled bits, maybe NaN, and
 // 0 * NaN is NaN.
-struct Params { n4: u32, lr: f32, weight_decay: f32, momentum: f32, one_minus_dampening: f32, nesterov: u32, first: u32 }
+struct Params { n4: u32, base: u32, lr: f32, weight_decay: f32, momentum: f32, one_minus_dampening: f32, nesterov: u32, first: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
+  let i = p.base + flat_id(gid, nwg, {{WG}}u);
   if (i >= p.n4) { return; }
   let w = param[i];
   let d = grad[i] + p.weight_decay * w;
@@ -51,7 +52,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // 1 - f32(0.999) is 1.3e-5 off 0.001 in relative terms.
 //   g = grad + l2 * p; m = beta1 * m + (1 - beta1) * g; v = beta2 * v + (1 - beta2) * g * g;
 //   p = p * decay - step_size * m / (sqrt(v) / bc2_sqrt + eps)
-struct Params { n4: u32, step_size: f32, bc2_sqrt: f32, beta1: f32, one_minus_beta1: f32, beta2: f32, one_minus_beta2: f32, eps: f32, l2: f32, decay: f32, first: u32 }
+struct Params { n4: u32, base: u32, step_size: f32, bc2_sqrt: f32, beta1: f32, one_minus_beta1: f32, beta2: f32, one_minus_beta2: f32, eps: f32, l2: f32, decay: f32, first: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
@@ -59,7 +60,7 @@ struct Params { n4: u32, step_size: f32, bc2_sqrt: f32, beta1: f32, one_minus_be
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
+  let i = p.base + flat_id(gid, nwg, {{WG}}u);
   if (i >= p.n4) { return; }
   let w = param[i];
   let g = grad[i] + p.l2 * w;

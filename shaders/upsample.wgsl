@@ -70,3 +70,43 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var at = (a * p.out_size + u32(lo)) * p.b + c;
   {{BODY}}
 }
+
+//# kernel resize_argmax
+// Class ids of the bilinear resize of logits z [N, in_h, in_w, K] to [N, out_h, out_w]: per
+// output pixel, each class's interpolated logit (x pass then y pass, PyTorch's order and
+// resize_axis's arithmetic) and the first maximum (strict >, as argmax). The full-size logits,
+// the largest tensor of a segmentation, are never stored.
+struct Params { threads: u32, k: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32, scale_y: f32, scale_x: f32, align: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ids: array<i32>;
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, {{WG}}u);
+  if (i >= p.threads) { return; }
+  let ox = i % p.out_w;
+  let r = i / p.out_w;
+  let oy = r % p.out_h;
+  let n = r / p.out_h;
+  let ty = source_tap(oy, p.scale_y, p.align, p.in_h);
+  let tx = source_tap(ox, p.scale_x, p.align, p.in_w);
+  let row0 = (n * p.in_h + ty.i0) * p.in_w;
+  let row1 = (n * p.in_h + ty.i1) * p.in_w;
+  let a00 = (row0 + tx.i0) * p.k;
+  let a01 = (row0 + tx.i1) * p.k;
+  let a10 = (row1 + tx.i0) * p.k;
+  let a11 = (row1 + tx.i1) * p.k;
+  let wx = 1.0 - tx.lam;
+  let wy = 1.0 - ty.lam;
+  var best = 0.0;
+  var bi = 0i;
+  for (var c = 0u; c < p.k; c = c + 1u) {
+    let top = wx * z[a00 + c] + tx.lam * z[a01 + c];
+    let bottom = wx * z[a10 + c] + tx.lam * z[a11 + c];
+    let v = wy * top + ty.lam * bottom;
+    let take = (c == 0u) | (v > best);
+    best = select(best, v, take);
+    bi = select(bi, i32(c), take);
+  }
+  ids[i] = bi;
+}

@@ -13,10 +13,12 @@ import * as assert from 'uvu/assert';
 import { type Engine, type Tensor } from '../engine/entry-node.js';
 import { bnFold } from '../engine/ops/batchnorm.js';
 import { conv2d } from '../engine/ops/conv2d.js';
-import { convTranspose2d } from '../engine/ops/conv-transpose.js';
+import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import type { Epilogue, EpilogueActivation } from '../engine/ops/epilogue.js';
 import { channelAttentionInference } from '../engine/ops/fca.js';
+import { argmax } from '../engine/ops/softmax.js';
+import { resizeBilinear, resizeBilinearArgmax } from '../engine/ops/upsample.js';
 import { canet, type CANetOptions } from '../net/canet.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
@@ -162,6 +164,67 @@ t('depthwise and transposed-conv epilogues (folded BN, activation, channel slice
       expectClose(await y.read(), want, 1e-4, `convTranspose case ${k}`, 1e-2 * maxAbs(want));
     }));
   }
+});
+
+t('argmax fused into the x8 transposed conv and into the bilinear x8 equals argmax of the stored outputs', async () => {
+  const e = await testEngine();
+  await e.noGrad(() => e.scope(async () => {
+    for (const [k, co] of [[0, 19], [1, 5]] as const) {
+      const x = up(e, f32(randn(2 * 3 * 5 * co, 500 + k)), [2, 3, 5, co]);
+      const w = up(e, f32(randn(co * 15 * 15 * co, 510 + k, -0.2, 0.2)), [co, 15, 15, co]);
+      const affine = e.tensor(Float32Array.from([...f32(randn(co, 520 + k, 0.5, 1.5)), ...f32(randn(co, 530 + k))]), [2, co]);
+      const opts = { stride: 8, padding: 7, outputPadding: 7 };
+      const ids = convTranspose2dArgmax(x, w, null, opts, { affine, act: 'relu' });
+      assert.equal([...ids.shape], [2, 24, 40]);
+      const want = argmax(convTranspose2d(x, w, null, opts, { affine, act: 'relu' }));
+      assert.equal(Array.from(await ids.read()), Array.from(await want.read()), `deconv argmax K=${co}`);
+    }
+    // Random logits: ties between the top two are measure-zero, and the arithmetic is resize_axis's.
+    for (const [k, [h, w, c]] of [[0, [4, 6, 19]], [1, [3, 5, 4]]] as const) {
+      const z = up(e, f32(randn(2 * h * w * c, 540 + k)), [2, h, w, c]);
+      const ids = resizeBilinearArgmax(z, 8 * h, 8 * w);
+      const want = argmax(resizeBilinear(z, 8 * h, 8 * w));
+      assert.equal(Array.from(await ids.read()), Array.from(await want.read()), `resize argmax ${h}x${w}x${c}`);
+    }
+  }));
+});
+
+t('layers computed in channel slices: conv2d outputChannels and depthwise channels (float64)', async () => {
+  const e = await testEngine();
+  await e.noGrad(() => e.scope(async () => {
+    const xs = [2, 5, 7, 8];
+    const wShape = [16, 1, 1, 8];
+    const xd = f32(randn(size(xs), 600));
+    const wd = f32(randn(size(wShape), 601));
+    const scale = f32(randn(16, 602, 0.5, 1.5));
+    const shift = f32(randn(16, 603));
+    const full = refEpilogue(refConv2d(xd, xs, wd, wShape, null, {}).data, [2, 5, 7, 16], { scale, shift, act: 'relu6' });
+    const affine = e.tensor(Float32Array.from([...scale, ...shift]), [2, 16]);
+    const x = up(e, xd, xs);
+    const w = up(e, wd, wShape);
+    for (const [off, cnt] of [[4, 8], [12, 4], [0, 16], [3, 5]] as const) {
+      const y = conv2d(x, w, null, { outputChannels: [off, cnt] }, { affine, act: 'relu6', paramOffset: off });
+      assert.equal([...y.shape], [2, 5, 7, cnt]);
+      const want = new Float64Array(2 * 5 * 7 * cnt).map((_, i) => full[Math.floor(i / cnt) * 16 + off + (i % cnt)]!);
+      expectClose(await y.read(), want, 1e-4, `conv2d outputChannels [${off}, ${cnt}]`, 1e-2 * maxAbs(want));
+    }
+    // Depthwise on channels [8, 16) of a 24-channel layer, written into its slice of the output.
+    const g = { x: [1, 9, 7, 24], k: [3, 3], stride: [2, 2] as [number, number], padding: [1, 1] as [number, number], dilation: [1, 1] as [number, number] };
+    const dxd = f32(randn(size(g.x), 610));
+    const dwd = f32(randn(9 * 24, 611));
+    const dsc = f32(randn(24, 612, 0.5, 1.5));
+    const dsh = f32(randn(24, 613));
+    const dshape = depthwiseOutShape(g);
+    const dfull = refEpilogue(refDepthwise(g, dxd, dwd, null), dshape, { scale: dsc, shift: dsh, act: 'relu6' });
+    const part = new Float64Array(size(g.x) / 3).map((_, i) => dxd[Math.floor(i / 8) * 24 + 8 + (i % 8)]!);
+    const out = e.tensor(new Float32Array(size(dshape)), dshape);
+    depthwiseConv2d(up(e, part, [1, 9, 7, 8]), up(e, dwd, [3, 3, 24]), null, { stride: 2, padding: 1, channels: [8, 8] }, {
+      affine: e.tensor(Float32Array.from([...dsc, ...dsh]), [2, 24]), act: 'relu6', paramOffset: 8, into: { tensor: out, channelOffset: 8 },
+    });
+    const got = await out.read();
+    const want = new Float64Array(size(dshape)).map((_, i) => (i % 24 >= 8 && i % 24 < 16 ? dfull[i]! : 0));
+    expectClose(got, want, 1e-4, 'depthwise channels [8, 8]', 1e-2 * maxAbs(want));
+  }));
 });
 
 t('bnFold and the fused channel attention match float64', async () => {

@@ -40,7 +40,8 @@ interface Geometry {
   ho: number; wo: number;
 }
 
-function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvTransposeOptions): Geometry {
+/** `stored`: the channels the output tensor holds (1 for the fused argmax's class ids). */
+function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvTransposeOptions, stored?: number): Geometry {
   const op = 'convTranspose2d';
   checkOperands(op, x, w, bias);
   for (const t of bias ? [x, w, bias] : [x, w]) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
@@ -61,7 +62,7 @@ function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvTranspose
   check(ho > 0 && wo > 0, op, () =>
     `output would be ${ho}x${wo}: input ${x.name} ${fmtShape(x.shape)} with kernel ${kh}x${kw}, stride [${sh}, ${sw}], padding [${ph}, ${pw}], outputPadding [${oph}, ${opw}]`);
   // Checked here: the forward pads x and w to vec4 channels before it allocates the output.
-  checkFits(op, x.engine.limits, [n, ho, wo, co]);
+  checkFits(op, x.engine.limits, [n, ho, wo, stored ?? co]);
   return { n, h, w: wd, ci, co, kh, kw, sh, sw, ph, pw, ho, wo };
 }
 
@@ -106,6 +107,23 @@ export function convTranspose2d(x: Tensor, w: Tensor, bias: Tensor | null, opts:
       bias?.requiresGrad ? sumColumns(gy) : null,
     ];
   });
+}
+
+/**
+ * Inference: class ids [N, Ho, Wo] (i32) = argmax over channels of convTranspose2d(x, w, bias)
+ * with `epilogue` (folded BatchNorm, activation) applied, without ever storing the logits: the
+ * x8 head's [N, H, W, K] output is the largest tensor of a segmentation and may not fit one
+ * binding. Ties go to the lower channel, as argmax. Needs K <= 20 (one channel tile).
+ */
+export function convTranspose2dArgmax(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvTransposeOptions = {}, epilogue: Epilogue = {}): Tensor {
+  const op = 'convTranspose2dArgmax';
+  const g = geometry(x, w, bias, opts, 1);
+  const inputs = bias ? [x, w, bias] : [x, w];
+  check(!(x.engine.gradEnabled && inputs.some((t) => t.requiresGrad)), op, () => `class ids have no gradient: use it under engine.noGrad()`);
+  checkEpilogue(op, epilogue, [g.n, g.ho, g.wo, g.co], inputs);
+  check(!epilogue.into && !epilogue.residual && !epilogue.fca, op, () => `only an affine and an activation can precede the argmax`);
+  check(!(bias && epilogue.affine), op, () => `bias ${bias!.name} and an epilogue affine were both given: fold the bias into the affine (bnFold)`);
+  return convTransposeForward(x, w, bias, g, epilogue, true);
 }
 
 /** [d0, d1, d2, 4 * ceil(d3 / 4)] with element (a, b, c, d) = src[a*s0 + b*s1 + c*s2 + d*s3], zero for d >= d3. */
@@ -171,14 +189,15 @@ function inputGradTiles(g: Geometry): { th: number; tw: number; tci: number } {
   return { th: large ? 4 : 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
 }
 
-function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null): Tensor {
+function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {
   const engine = x.engine;
   const { th: TH, tp: TP, tco: TCO } = forwardTiles(g);
+  if (argmax) check(g.co <= TCO, 'convTranspose2dArgmax', () => `the fused argmax needs every channel in one tile (at most ${TCO}), got ${g.co}`);
   const civ = Math.ceil(g.ci / 4);
   const ciVec = g.ci % 4 === 0;
   const x4 = ciVec ? x : padChannels(x, g.ci);
   const w4 = ciVec ? w : padChannels(w, g.ci);
-  const out = epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
+  const out = argmax ? engine.empty([g.n, g.ho, g.wo], 'i32') : epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
   const ep = epilogueCode(epi, [g.n, g.ho, g.wo, g.co], out, 1, 4, bias);
   // A bare bias starts the accumulators, so the store loop only stores: it is a large share of
   // the x8 head's time (10 M scattered outputs; moving the bias out of it saved ~35%). Any other
@@ -214,10 +233,14 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
     store.push(`  { let oy = phy + (ty * ${TH}u + ${r}u) * p.stride_h; if (oy < p.ho) { let yrow = (n * p.ho + oy) * p.wo;`);
     for (let m = 0; m < TP; m++) {
       store.push(`    { let ox = phx + (tx * ${TP}u + ${m}u) * p.stride_w; if (ox < p.wo) { let ym = yrow + ox;`);
-      for (let j = 0; j < TCO; j++) {
-        const v = `a${r}_${m}_${j}`;
-        store.push(`      if (ct * ${TCO}u + ${j}u < p.co) { y[${ep.index('ym', `co${j}`)}] = ${biasInAcc ? v : ep.apply(v, 'ym', `co${j}`, `e${j}`)}; }`);
-      }
+      const value = (j: number): string => (biasInAcc ? `a${r}_${m}_${j}` : ep.apply(`a${r}_${m}_${j}`, 'ym', `co${j}`, `e${j}`));
+      if (argmax) {
+        // The first maximum over the channels (strict >, as argmax does), all in this tile.
+        store.push(`      var best = ${value(0)}; var bi = 0i;`);
+        for (let j = 1; j < TCO; j++) store.push(`      { let v = ${value(j)}; let take = (${j}u < p.co) & (v > best); best = select(best, v, take); bi = select(bi, ${j}i, take); }`);
+        store.push(`      y[ym] = bi;`);
+      } else
+        for (let j = 0; j < TCO; j++) store.push(`      if (ct * ${TCO}u + ${j}u < p.co) { y[${ep.index('ym', `co${j}`)}] = ${value(j)}; }`);
       store.push(`    } }`);
     }
     store.push(`  } }`);
@@ -228,7 +251,7 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
     defines: {
       WG, TH, TP,
       SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
-      EP_DECLS: ep.decls, EP_PARAMS: ep.params,
+      EP_DECLS: ep.decls, EP_PARAMS: ep.params, YT: argmax ? 'i32' : 'f32',
     },
     uniforms: [g.n, g.h, g.w, civ, g.co, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, tilesY, tilesX, coTiles, threads, ...ep.uniforms],
     bindings: [x4, w4, ep.target, ...ep.bindings],

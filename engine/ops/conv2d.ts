@@ -34,6 +34,12 @@ export interface Conv2dOptions {
    * was written in place (inference only: no gradient flows through a slice).
    */
   inputChannels?: [number, number];
+  /**
+   * Compute only output channels [offset, offset + count) (rows of w; groups 1): the output has
+   * `count` channels. With an epilogue, set its paramOffset to the same offset. Inference only,
+   * for layers whose whole output would not fit one binding.
+   */
+  outputChannels?: [number, number];
 }
 
 /** Everything the kernels need to know about one convolution (validated). */
@@ -45,6 +51,8 @@ interface Geometry {
   ho: number; wo: number;
   /** Channels of x per pixel, and where the convolved ones start (inputChannels). */
   xstride: number; xoff: number;
+  /** First weight row computed (outputChannels); co is then the number computed. */
+  woff: number;
 }
 
 const OP = 'conv2d';
@@ -108,10 +116,16 @@ function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOption
     `(Ci/groups = ${ci}/${groups}) for input ${x.name} ${fmtShape(x.shape)}`);
   if (bias) check(bias.rank === 1 && bias.shape[0] === co, OP, () => `bias ${bias.name} has shape ${fmtShape(bias.shape)}, expected [${co}]`);
   const [ho, wo] = conv2dOutputSize(h, wd, kh, kw, { stride, padding, dilation });
+  const [woff, cout] = opts?.outputChannels ?? [0, co];
+  if (opts?.outputChannels) {
+    check(groups === 1 && Number.isInteger(woff) && Number.isInteger(cout) && woff >= 0 && cout > 0 && woff + cout <= co, OP, () =>
+      `outputChannels [${woff}, ${cout}] must be an offset and a positive count within the ${co} rows of ${w.name} ${fmtShape(w.shape)} (groups 1)`);
+    check(!(x.engine.gradEnabled && (x.requiresGrad || w.requiresGrad)), OP, () => `outputChannels has no gradient: use it under engine.noGrad()`);
+  }
   return {
-    n, h, w: wd, ci, co, kh, kw,
+    n, h, w: wd, ci, co: cout, kh, kw,
     sh: stride[0], sw: stride[1], ph: padding[0], pw: padding[1], dh: dilation[0], dw: dilation[1],
-    groups, cig: ci / groups, cog: co / groups, ho, wo, xstride, xoff,
+    groups, cig: ci / groups, cog: cout / groups, ho, wo, xstride, xoff, woff,
   };
 }
 
@@ -217,7 +231,7 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
     lines(tm, (i) =>
       `  let mm_${i} = min(m0 + ${i}u, p.m - 1u); let r_${i} = mm_${i} % p.howo; let xb_${i} = (mm_${i} / p.howo) * p.h;\n` +
       `  let iy_${i} = i32((r_${i} / p.wo) * p.sh) - p.ph; let ix_${i} = i32((r_${i} % p.wo) * p.sw) - p.pw;`),
-    lines(tn, (j) => `  let wr_${j} = (g * p.cog + min(n0 + ${j}u, p.cog - 1u)) * p.krow;`),
+    lines(tn, (j) => `  let wr_${j} = (p.woff + g * p.cog + min(n0 + ${j}u, p.cog - 1u)) * p.krow;`),
   ].join('\n');
   // Taps falling into the padding read a valid address and are multiplied by 0.
   const tap = lines(tm, (i) =>
@@ -250,7 +264,7 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
     uniforms: [
       m, g.ho * g.wo, g.wo, g.h, g.w, g.xstride / vx, g.xoff / vx, g.cig / vx, g.cog,
       g.kw, g.kh * g.kw, g.sh, g.sw, { i32: g.ph }, { i32: g.pw }, g.dh, g.dw,
-      tilesM, tilesN, tiles, (g.kh * g.kw * g.cig) / vx, channelsFastest(x, w), ...ep.uniforms,
+      tilesM, tilesN, tiles, (g.kh * g.kw * g.cig) / vx, channelsFastest(x, w), g.woff, ...ep.uniforms,
     ],
     bindings: [x, w, ep.target, ...ep.bindings],
     dispatch: grid(engine, tiles, wg),
@@ -448,6 +462,8 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dO
   const g = geometry(x, w, bias, opts);
   const engine = x.engine;
   const inputs = bias ? [x, w, bias] : [x, w];
+  // A slice of the output channels reads the bias (or affine) from the same offset.
+  if (g.woff) epilogue = { ...epilogue, paramOffset: epilogue?.paramOffset ?? g.woff };
   if (hasEpilogue(epilogue)) {
     checkEpilogue(OP, epilogue, [g.n, g.ho, g.wo, g.co], inputs);
     check(!(bias && epilogue.affine), OP, () => `bias ${bias!.name} and an epilogue affine were both given: fold the bias into the affine (bnFold)`);

@@ -22,6 +22,12 @@ export interface DepthwiseOptions {
   stride?: number | [number, number];
   padding?: number | [number, number];
   dilation?: number | [number, number];
+  /**
+   * x holds channels [offset, offset + count) of a wider layer, whose weights [KH, KW, C'] (and
+   * bias or epilogue affine) this call reads at that offset. Inference only: one part of a layer
+   * computed in channel slices because its input would not fit one binding.
+   */
+  channels?: [number, number];
 }
 
 const WG = 64;
@@ -50,6 +56,8 @@ interface Geometry {
   ho: number; wo: number;
   /** 4 when C % 4 == 0 (vec4 over channels), else 1. */
   vec: 1 | 4;
+  /** Channels of the weights per tap, and the first one used (the `channels` option). */
+  wc: number; woff: number;
 }
 
 /** Reads a `number | [h, w]` option as an [h, w] pair of integers >= min. */
@@ -70,8 +78,13 @@ function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOpti
   const [kh, kw, wc] = w.shape as [number, number, number];
   check(n > 0 && h > 0 && wd > 0 && c > 0, op, () => `input ${x.name} ${fmtShape(x.shape)} has a zero dimension`);
   check(kh > 0 && kw > 0, op, () => `weight ${w.name} ${fmtShape(w.shape)} has a zero kernel size`);
-  check(wc === c, op, () => `weight ${w.name} ${fmtShape(w.shape)} must be [KH, KW, ${c}] for input ${x.name} ${fmtShape(x.shape)} with ${c} channels`);
-  if (bias) check(bias.rank === 1 && bias.shape[0] === c, op, () => `bias ${bias.name} must be [${c}], got ${fmtShape(bias.shape)}`);
+  const [woff, count] = opts.channels ?? [0, wc];
+  if (opts.channels) {
+    check(Number.isInteger(woff) && woff >= 0 && count === c && woff + c <= wc, op, () =>
+      `channels [${woff}, ${count}] must name the ${c} channels of ${x.name} ${fmtShape(x.shape)} inside the ${wc} of weight ${w.name} ${fmtShape(w.shape)}`);
+    check(!(x.engine.gradEnabled && (x.requiresGrad || w.requiresGrad)), op, () => `channels has no gradient: use it under engine.noGrad()`);
+  } else check(wc === c, op, () => `weight ${w.name} ${fmtShape(w.shape)} must be [KH, KW, ${c}] for input ${x.name} ${fmtShape(x.shape)} with ${c} channels`);
+  if (bias) check(bias.rank === 1 && bias.shape[0] === wc, op, () => `bias ${bias.name} must be [${wc}], got ${fmtShape(bias.shape)}`);
   const [sh, sw] = pairOption(op, 'stride', opts.stride, 1, 1);
   const [ph, pw] = pairOption(op, 'padding', opts.padding, 0, 0);
   const [dh, dw] = pairOption(op, 'dilation', opts.dilation, 1, 1);
@@ -79,7 +92,7 @@ function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOpti
   const wo = Math.floor((wd + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
   check(ho > 0 && wo > 0, op, () =>
     `output would be ${ho}x${wo}: input ${x.name} ${fmtShape(x.shape)} is smaller than the dilated kernel ${(kh - 1) * dh + 1}x${(kw - 1) * dw + 1} with padding [${ph}, ${pw}]`);
-  return { n, h, w: wd, c, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, vec: c % 4 === 0 ? 4 : 1 };
+  return { n, h, w: wd, c, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, vec: c % 4 === 0 && wc % 4 === 0 && woff % 4 === 0 ? 4 : 1, wc, woff };
 }
 
 const vecType = (g: Geometry): string => (g.vec === 4 ? 'vec4<f32>' : 'f32');
@@ -96,6 +109,8 @@ const plus = (base: string, k: number): string => (k === 0 ? base : k > 0 ? `${b
 export function depthwiseConv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOptions = {}, epilogue?: Epilogue | null): Tensor {
   const g = geometry(x, w, bias, opts);
   const inputs = bias ? [x, w, bias] : [x, w];
+  // A slice of the channels reads the bias (or affine) from the same offset.
+  if (g.woff) epilogue = { ...epilogue, paramOffset: epilogue?.paramOffset ?? g.woff };
   if (hasEpilogue(epilogue)) {
     const op = 'depthwiseConv2d';
     checkEpilogue(op, epilogue, [g.n, g.ho, g.wo, g.c], inputs);
@@ -138,7 +153,7 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
   const colHits = hits(TW, g.kw, g.sw, g.dw);
   const body: string[] = [];
   for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = zero;`);
-  for (let ky = 0; ky < g.kh; ky++) for (let kx = 0; kx < g.kw; kx++) body.push(`  let w${ky}_${kx} = wt[${ky * g.kw + kx}u * p.cv + c];`);
+  for (let ky = 0; ky < g.kh; ky++) for (let kx = 0; kx < g.kw; kx++) body.push(`  let w${ky}_${kx} = wt[${ky * g.kw + kx}u * p.wcv + p.wcoff + c];`);
   for (const j of colHits.keys())
     body.push(`  let ok${j} = (${plus('ix0', j)} >= 0) & (${plus('ix0', j)} <= wmax);`, `  let cj${j} = u32(clamp(${plus('ix0', j)}, 0, wmax)) * p.cv;`);
   for (const [i, rs] of rowHits) {
@@ -168,7 +183,7 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
       STORE: store.join('\n'),
       EP_DECLS: ep.decls, EP_PARAMS: ep.params,
     },
-    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, tilesW, tilesH, i32(g.ph), i32(g.pw), threads, ...ep.uniforms],
+    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, tilesW, tilesH, i32(g.ph), i32(g.pw), threads, g.wc / g.vec, g.woff / g.vec, ...ep.uniforms],
     bindings: [x, w, ep.target, ...ep.bindings],
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 2 * g.n * g.ho * g.wo * g.c * g.kh * g.kw,

@@ -31,6 +31,11 @@ export interface Epilogue {
   fca?: { as: Tensor; ac: Tensor } | null;
   /** Write into channels [channelOffset, channelOffset + C) of `tensor` (same N, H, W). */
   into?: { tensor: Tensor; channelOffset: number } | null;
+  /**
+   * The output is channels [paramOffset, paramOffset + C) of a larger layer (one part of a layer
+   * computed in channel slices): the affine (or bias) is the whole layer's, read from there.
+   */
+  paramOffset?: number;
 }
 
 /** The WGSL and bindings of one epilogue for one kernel. */
@@ -58,7 +63,7 @@ export interface EpilogueCode {
 }
 
 const has = (e: Epilogue | null | undefined): e is Epilogue =>
-  !!e && (!!e.affine || (e.act ?? 'none') !== 'none' || !!e.residual || !!e.fca || !!e.into);
+  !!e && (!!e.affine || (e.act ?? 'none') !== 'none' || !!e.residual || !!e.fca || !!e.into || !!e.paramOffset);
 
 /** True when `e` asks for anything beyond a plain store. */
 export const hasEpilogue = has;
@@ -75,7 +80,11 @@ export function checkEpilogue(op: string, e: Epilogue | null | undefined, shape:
     `a fused epilogue has no gradient: use it under engine.noGrad() (inference), or the separate ops for training`);
   const dense = (what: string, t: Tensor, want: number[]) =>
     check(t.size === want.reduce((a, b) => a * b, 1) && t.dtype === 'f32', op, () => `${what} ${t.name} must be f32 ${fmtShape(want)}, got ${t.dtype} ${fmtShape(t.shape)}`);
-  if (e.affine) dense('epilogue affine', e.affine, [2, c]);
+  const off = e.paramOffset ?? 0;
+  check(Number.isInteger(off) && off >= 0, op, () => `epilogue paramOffset must be a non-negative integer, got ${off}`);
+  if (e.affine)
+    check(e.affine.dtype === 'f32' && e.affine.size % 2 === 0 && off + c <= e.affine.size / 2, op, () =>
+      `epilogue affine ${e.affine!.name} must be f32 [2, >= ${off + c}] (channels [${off}, ${off + c})), got ${e.affine!.dtype} ${fmtShape(e.affine!.shape)}`);
   if (e.residual) dense('epilogue residual', e.residual, [n, h, w, c]);
   if (e.fca) {
     dense('epilogue FCA spatial attention', e.fca.as, [n, h, w]);
@@ -93,6 +102,7 @@ export function checkEpilogue(op: string, e: Epilogue | null | undefined, shape:
 
 /** Whether values of width `vec` (4: vec4 along channels) can be stored with this epilogue. */
 export function epilogueAllowsVec4(e: Epilogue | null | undefined): boolean {
+  if ((e?.paramOffset ?? 0) % 4 !== 0 || (e?.affine && (e.affine.size / 2) % 4 !== 0)) return false;
   if (!e?.into) return true;
   return e.into.channelOffset % 4 === 0 && e.into.tensor.shape[3]! % 4 === 0;
 }
@@ -131,19 +141,20 @@ export function epilogueCode(e: Epilogue | null | undefined, shape: readonly num
   const linear = act === 'none' && !ep.residual && !ep.fca;
   const target = ep.into?.tensor ?? out;
   if (!target) throw new Error('epilogueCode: no output tensor and no `into` target');
-  const stride = target.shape[3]!;
+  // (A class-id target, [N, H, W], is indexed by pixel alone.)
+  const stride = target.rank === 4 ? target.shape[3]! : c;
   const offset = ep.into?.channelOffset ?? 0;
   return {
     decls: decls.join('\n'),
-    params: 'ep_c: u32, ep_hw: u32, ep_ostride: u32, ep_ooff: u32,',
-    uniforms: [c, h * w, stride / vec, offset / vec],
+    params: 'ep_c: u32, ep_hw: u32, ep_ostride: u32, ep_ooff: u32, ep_poff: u32, ep_prow: u32,',
+    uniforms: [c, h * w, stride / vec, offset / vec, ep.paramOffset ?? 0, ep.affine ? ep.affine.size / 2 : c],
     bindings,
     target,
     setup: (ch, name) =>
       scaleShift === 'affine'
-        ? `let ${name}_s = ep_aff[(${ch}) / ${vec}u]; let ${name}_t = ep_aff[(p.ep_c + ${ch}) / ${vec}u];`
+        ? `let ${name}_s = ep_aff[(p.ep_poff + ${ch}) / ${vec}u]; let ${name}_t = ep_aff[(p.ep_prow + p.ep_poff + ${ch}) / ${vec}u];`
         : scaleShift === 'bias'
-          ? `let ${name}_s = ${vt}(1.0); let ${name}_t = ep_bias[(${ch}) / ${vec}u];`
+          ? `let ${name}_s = ${vt}(1.0); let ${name}_t = ep_bias[(p.ep_poff + ${ch}) / ${vec}u];`
           : `let ${name}_s = ${vt}(1.0); let ${name}_t = ${vt}(0.0);`,
     apply: (v, m, ch, name) => {
       const lin = scaleShift === 'none' ? v : scaleShift === 'bias' ? `(${v}) + ${name}_t` : `(${v}) * ${name}_s + ${name}_t`;

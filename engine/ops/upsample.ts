@@ -204,3 +204,33 @@ function copyIfIdentity(t: Tensor, shape: Shape4): Tensor | null {
   t.engine.copyBuffer(t, 0, out, 0, t.byteLength);
   return out;
 }
+
+/**
+ * Inference: class ids [N, outH, outW] (i32) = argmax over channels of resizeBilinear(z, outH,
+ * outW), in one kernel that never stores the resized logits (the plain head's x8 output is the
+ * largest tensor of a segmentation and may not fit one binding). Ties go to the lower channel.
+ */
+export function resizeBilinearArgmax(z: Tensor, outH: number, outW: number, opts: ResizeOptions = {}): Tensor {
+  const op = 'resizeBilinearArgmax';
+  checkOperands(op, z);
+  check(z.rank === 4 && z.dtype === 'f32', op, () => `input ${z.name} must be f32 NHWC [N, H, W, C], got ${z.dtype} ${fmtShape(z.shape)}`);
+  const [n, h, w, c] = z.shape as Shape4;
+  check(n > 0 && h > 0 && w > 0 && c > 0, op, () => `input ${z.name} ${fmtShape(z.shape)} has a zero dimension`);
+  for (const [what, v] of [['outH', outH], ['outW', outW]] as const) check(Number.isInteger(v) && v >= 1, op, () => `${what} must be a positive integer, got ${v}`);
+  checkFits(op, z.engine.limits, [n, outH, outW], 'output');
+  const align = opts.alignCorners ?? false;
+  const engine = z.engine;
+  const ids = engine.empty([n, outH, outW], 'i32');
+  const threads = n * outH * outW;
+  engine.run({
+    name: 'resize_argmax',
+    source: kernelSection(upsampleWgsl, 'resize_argmax'),
+    defines: { WG },
+    uniforms: [threads, c, h, w, outH, outW, f32(axisScale(h, outH, align)), f32(axisScale(w, outW, align)), align ? 1 : 0],
+    bindings: [z, ids],
+    dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: 7 * threads * c,
+    bytes: z.byteLength + 4 * threads,
+  });
+  return ids;
+}
