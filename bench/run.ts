@@ -46,7 +46,11 @@ export interface BenchResult extends BenchCase {
   forwardGflopPerImage: number;
   /** Achieved rate: FLOPs of what the timed call ran / its median time. */
   gflops: number;
+  /** Dispatches of one steady-state call. */
   dispatches: number;
+  /** GPU buffers and bind groups one steady-state call creates (0 when the pool and the bind-group cache serve everything). */
+  steadyBuffersCreated: number;
+  steadyBindGroupsCreated: number;
   /** Our parameter count (the peers must have the same). */
   parameters: number;
   profile?: { kernel: string; calls: number; ms: number; gflops: number | null }[];
@@ -91,15 +95,25 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
     } else trainStep(model, opt!, images, labels);
   };
   try {
-    // The first call (pipeline compilation included) is also the one whose FLOPs and dispatches
-    // are counted; the timed calls record exactly the same work.
-    const s0 = engine.stats();
+    // The first call compiles the pipelines (and folds each BatchNorm into its conv, in
+    // inference); the second settles the pool (buffers then come back in the same order every
+    // call); the third is counted: FLOPs, dispatches, and what a steady-state call creates
+    // (buffers and bind groups, both 0 when caching works). The timed calls repeat it exactly.
     const first0 = performance.now();
     await engine.scope(async () => {
       once();
       await engine.sync();
     });
     const firstMs = performance.now() - first0;
+    await engine.scope(async () => {
+      once();
+      await engine.sync();
+    });
+    const s0 = engine.stats();
+    await engine.scope(async () => {
+      once();
+      await engine.sync();
+    });
     const s1 = engine.stats();
     let forwardFlops = (s1.flops - s0.flops) / c.batch;
     if (c.mode === 'train') {
@@ -127,6 +141,8 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
       forwardGflopPerImage: forwardFlops / 1e9,
       gflops: callFlops / 1e9 / (t.medianMs / 1000),
       dispatches: s1.dispatches - s0.dispatches,
+      steadyBuffersCreated: s1.buffersCreated - s0.buffersCreated,
+      steadyBindGroupsCreated: s1.bindGroupsCreated - s0.bindGroupsCreated,
       parameters: model.numParameters(),
     };
     if (profile && engine.features.has('timestamp-query')) {
@@ -240,6 +256,9 @@ async function main() {
     const r = await runCase(engine, c, iters, args.has('profile'));
     results.push(r);
     console.log(`${caseName(r).padEnd(34)} ${fmt(r.firstMs, 0).padStart(9)} ${fmt(r.medianMs, 1).padStart(10)} ${fmt(r.minMs, 1).padStart(8)} ${fmt(r.maxMs, 1).padStart(8)} ${fmt(r.imagesPerSecond, 2).padStart(8)} ${fmt(r.forwardGflopPerImage, 2).padStart(9)} ${fmt(r.gflops, 2).padStart(8)} ${String(r.dispatches).padStart(10)} ${fmt(r.peakGpuBytes / 2 ** 20, 0).padStart(7)}`);
+    // Issue 10's budgets: at most 90 dispatches per forward, 400 per training step.
+    const budget = r.mode === 'infer' ? 90 : 400;
+    console.log(`  steady-state call: ${r.dispatches} dispatches (budget ${budget}: ${r.dispatches <= budget ? 'met' : 'over'}), ${r.steadyBuffersCreated} GPU buffers and ${r.steadyBindGroupsCreated} bind groups created`);
     if (r.profile) {
       const total = r.profile.reduce((s, k) => s + k.ms, 0);
       console.log(`  top kernels (GPU time of one call, ${fmt(total, 1)} ms in all):`);

@@ -16,8 +16,13 @@ t('bench/run.js --quick: one small case, JSON with the documented fields', () =>
   const doc = JSON.parse(readFileSync(json, 'utf8'));
   assert.ok(doc.adapter && doc.date);
   const [c] = doc.results;
-  for (const k of ['model', 'backbone', 'mode', 'batch', 'size', 'iterations', 'firstMs', 'minMs', 'medianMs', 'maxMs', 'imagesPerSecond', 'peakGpuBytes', 'forwardGflopPerImage', 'gflops', 'dispatches'])
+  for (const k of ['model', 'backbone', 'mode', 'batch', 'size', 'iterations', 'firstMs', 'minMs', 'medianMs', 'maxMs', 'imagesPerSecond', 'peakGpuBytes', 'forwardGflopPerImage', 'gflops', 'dispatches', 'steadyBuffersCreated', 'steadyBindGroupsCreated'])
     assert.ok(k in c, `field ${k}`);
+  // A steady-state inference is one fused pass: within issue 10's 90 dispatches, and everything
+  // comes from the pool and the bind-group cache.
+  assert.ok(c.dispatches <= 90, `${c.dispatches} dispatches`);
+  assert.is(c.steadyBuffersCreated, 0, 'buffers created by a steady-state call');
+  assert.is(c.steadyBindGroupsCreated, 0, 'bind groups created by a steady-state call');
   // 20.3 G multiply-adds at 1024x512 (NETWORK.md) is 2.54 GFLOP at 256x128 (x2 for FLOPs, /16 for pixels).
   assert.ok(Math.abs(c.forwardGflopPerImage - (2 * 20.3) / 16) < 0.05 * ((2 * 20.3) / 16), `forward ${c.forwardGflopPerImage} GFLOP`);
 }, { timeoutMs: 240_000 });
