@@ -5,7 +5,8 @@
  */
 import { writeFile } from 'node:fs/promises';
 import type { Engine } from '../engine/engine.js';
-import { canet, type CANet, type CANetOptions } from '../net/canet.js';
+import type { CANet } from '../net/canet.js';
+import { loadModelBytes, type ModelFileConfig } from '../weights/model-bytes.js';
 import { parseSafetensors } from '../weights/safetensors.js';
 import { writeFileAtomic } from '../weights/file.js';
 import { readWeightsBytes } from '../weights/load-file.js';
@@ -13,16 +14,8 @@ import { serializeStateDict, stateDictFromParsed } from '../weights/state.js';
 import { torchvisionMobileNetV2ToCANet, torchvisionResNetToCANet } from '../weights/names.js';
 import type { StateDict } from '../net/module.js';
 
-export interface ModelConfig {
-  backbone: NonNullable<CANetOptions['backbone']>;
-  classes: number;
-  head: NonNullable<CANetOptions['head']>;
-  width: number;
-  /** Input size the model was trained at [width, height]. */
-  inputSize?: [number, number];
-  classNames?: string[];
-  [extra: string]: unknown;
-}
+/** How a model file's network is built (the same record as the browser's loadModelBytes reads). */
+export type ModelConfig = ModelFileConfig;
 
 export async function saveModel(path: string, model: CANet, config: ModelConfig, opts: { dtype?: 'F32' | 'F16'; sidecar?: Record<string, unknown> } = {}): Promise<void> {
   const state = await model.stateDict();
@@ -34,23 +27,12 @@ export async function saveModel(path: string, model: CANet, config: ModelConfig,
 
 /** Builds the model a weights file describes and loads it (strict). Checkpoints work too. */
 export async function loadModel(engine: Engine, path: string, overrides: Partial<ModelConfig> = {}): Promise<{ model: CANet; config: ModelConfig }> {
-  const parsed = parseSafetensors(await readWeightsBytes(path, 'weights'));
-  const md = parsed.metadata;
-  let config: ModelConfig | undefined;
-  if (md.canet) config = JSON.parse(md.canet) as ModelConfig;
-  else if (md.config) {
-    const c = JSON.parse(md.config) as { model?: ModelConfig };
-    config = c.model;
-  }
-  config = { backbone: 'mobilenetv2', classes: 19, head: 'compatible', width: 1, ...(config ?? {}), ...overrides };
-  const model = canet(engine, { backbone: config.backbone, classes: config.classes, head: config.head, width: config.width });
+  const bytes = await readWeightsBytes(path, 'weights');
   try {
-    model.loadStateDict(stateDictFromParsed(parsed));
+    return loadModelBytes(engine, bytes, overrides);
   } catch (e) {
-    model.dispose();
     throw new Error(`weights ${path}: ${(e as Error).message}`);
   }
-  return { model, config };
 }
 
 /**

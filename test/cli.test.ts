@@ -5,10 +5,12 @@
  */
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from './harness.js';
+import { rng } from './gpu.js';
+import { parseSafetensors } from '../weights/safetensors.js';
 
 const t = suite('cli');
 const root = process.cwd();
@@ -71,6 +73,48 @@ t('kill -9 mid-run, then --resume: the same loss sequence as the uninterrupted r
   assert.ok(resumed.length >= 20);
   for (let s = 1; s <= 20; s++) assert.is(byStep.get(s), clean[s - 1], `step ${s}`);
 }, { timeoutMs: 400_000 });
+
+t('SIGKILL at random moments with a checkpoint every step: each kill leaves a whole checkpoint, and resuming to the end gives the uninterrupted losses', async () => {
+  // Checkpoints are written every step, so kills land in the middle of writes too; the delays come
+  // from a seeded generator (printed) so a failure can be replayed.
+  const seed = Number(process.env.CANET_KILL_SEED ?? 41);
+  const delay = rng(seed);
+  const dir = join(work, 'run-k');
+  const ckpt = join(dir, 'checkpoint.safetensors');
+  let lastStep = 0;
+  for (let round = 0; round < 3; round++) {
+    const args = round === 0 ? [...TRAIN, '--steps', '20', '--out', 'run-k', '--checkpoint-every', '1'] : ['train', '--resume', ckpt, '--out', 'run-k'];
+    const child = spawn(process.execPath, [bin, ...args], { cwd: work, stdio: 'ignore' });
+    const wait = 200 + Math.floor(delay() * 2500);
+    const started = Date.now();
+    // Once this round has trained a step past the last checkpoint, kill it after `wait` ms.
+    await new Promise<void>((resolve, reject) => {
+      const poll = setInterval(() => {
+        const n = existsSync(join(dir, 'metrics.jsonl')) ? losses(dir).length : 0;
+        if (child.exitCode !== null) return clearInterval(poll), reject(new Error(`round ${round} finished before the kill (seed ${seed})`));
+        if (n > lastStep + round) {
+          clearInterval(poll);
+          setTimeout(() => (child.kill('SIGKILL'), resolve()), wait);
+        } else if (Date.now() - started > 200_000) clearInterval(poll), reject(new Error(`round ${round} made no progress`));
+      }, 20);
+    });
+    await new Promise((r) => child.once('exit', r));
+    // Whatever the moment, the checkpoint parses completely and is not older than the last one.
+    const bytes = readFileSync(ckpt);
+    const parsed = parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const step = Number(parsed.metadata.step);
+    assert.ok(Number.isInteger(step) && step >= lastStep && step < 20, `round ${round} (kill after ${wait} ms, seed ${seed}): checkpoint at step ${step}`);
+    lastStep = step;
+    const temps = readdirSync(dir).filter((f) => f.startsWith('.canet-tmp-'));
+    assert.ok(temps.length <= 1, `at most the interrupted write's temporary file is left: ${temps.join(', ')}`);
+  }
+  const r = canet(['train', '--resume', ckpt, '--out', 'run-k']);
+  assert.is(r.code, 0, r.err + r.out);
+  const byStep = new Map<number, number>();
+  readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => x.loss !== undefined).forEach((x) => byStep.set(x.step, x.loss));
+  const clean = losses(join(work, 'run-a'));
+  for (let s = 1; s <= 20; s++) assert.is(byStep.get(s), clean[s - 1], `step ${s} (seed ${seed})`);
+}, { timeoutMs: 600_000 });
 
 t('canet segment writes label, overlay and id PNGs; canet eval prints per-class IoU and mIoU', () => {
   const model = join(work, 'run-a', 'model.safetensors');

@@ -9,3 +9,17 @@ export function testEngine(): Promise<Engine> {
   shared ??= createEngine({ quiet: true });
   return shared;
 }
+
+/** The real device, reporting `overrides` as its limits (the device behind it is unchanged): tests run kernels against tiny limits. */
+export function withLimits(real: GPUDevice, overrides: Partial<Record<keyof GPUSupportedLimits, number>>): GPUDevice {
+  const limits = new Proxy(real.limits, {
+    get: (target, prop) => (prop in overrides ? overrides[prop as keyof GPUSupportedLimits] : Reflect.get(target, prop, target)),
+  });
+  return new Proxy(real, {
+    get(target, prop) {
+      if (prop === 'limits') return limits;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}

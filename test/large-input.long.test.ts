@@ -15,25 +15,11 @@ import * as assert from 'uvu/assert';
 import { create } from 'webgpu';
 import { createEngine, ShapeError, canet, type Engine } from '../engine/entry-node.js';
 import { suite } from './harness.js';
-import { randn, testEngine } from './gpu.js';
+import { randn, testEngine, withLimits } from './gpu.js';
 
 const t = suite('large-input');
 // Dawn's instance must outlive its devices (Node crashes when one is collected): keep it.
 let instance: GPU | null = null;
-
-/** The real device, reporting `overrides` as its limits (as test/limits.test.ts). */
-function withLimits(real: GPUDevice, overrides: Partial<Record<keyof GPUSupportedLimits, number>>): GPUDevice {
-  const limits = new Proxy(real.limits, {
-    get: (target, prop) => (prop in overrides ? overrides[prop as keyof GPUSupportedLimits] : Reflect.get(target, prop, target)),
-  });
-  return new Proxy(real, {
-    get(target, prop) {
-      if (prop === 'limits') return limits;
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
 
 async function segmentIds(e: Engine, head: 'compatible' | 'plain', w: number, h: number): Promise<{ ids: Int32Array; kernels: string[] }> {
   const model = canet(e, { classes: 19, head, seed: 7 }).eval();

@@ -10,23 +10,9 @@
 import * as assert from 'uvu/assert';
 import { createEngine, ShapeError, ops, canet, SGD, trainStep, grid1d, type Engine } from '../engine/entry-node.js';
 import { suite } from './harness.js';
-import { randn, testEngine } from './gpu.js';
+import { randn, testEngine, withLimits } from './gpu.js';
 
 const t = suite('limits');
-
-/** The real device, reporting `overrides` as its limits. */
-function withLimits(real: GPUDevice, overrides: Partial<Record<keyof GPUSupportedLimits, number>>): GPUDevice {
-  const limits = new Proxy(real.limits, {
-    get: (target, prop) => (prop in overrides ? overrides[prop as keyof GPUSupportedLimits] : Reflect.get(target, prop, target)),
-  });
-  return new Proxy(real, {
-    get(target, prop) {
-      if (prop === 'limits') return limits;
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
 
 t('engine.run refuses a dispatch beyond maxComputeWorkgroupsPerDimension, naming the limit, and records nothing', async () => {
   const e = await testEngine();

@@ -570,6 +570,18 @@ t('file: write then read; format errors name the path', async () => {
   assert.match(String(missing), /ENOENT.*missing\.safetensors/);
 });
 
+t('file: a write removes what killed writers of the same file left behind, never a live writer\'s', async () => {
+  const path = join(dir, 'stale.safetensors');
+  // A pid far above Linux's default pid_max (4194304) belongs to no process.
+  const dead = `${TEMP_PREFIX}stale.safetensors.4194999.abcdef`;
+  const live = `${TEMP_PREFIX}stale.safetensors.${process.ppid}.abcdef`;
+  const other = `${TEMP_PREFIX}another.safetensors.4194999.abcdef`;
+  for (const f of [dead, live, other]) await writeFile(join(dir, f), new Uint8Array([1, 2, 3]));
+  await writeSafetensorsFile(path, oneTensor(1));
+  assert.equal((await leftovers()).sort(), [other, live].sort());
+  for (const f of [live, other]) await rm(join(dir, f));
+});
+
 t('file: a write that fails before the rename leaves the old file and no temporary file', async () => {
   const path = join(dir, 'ckpt.safetensors');
   await writeSafetensorsFile(path, oneTensor(1));

@@ -46,6 +46,7 @@ export const TEMP_PREFIX = '.canet-tmp-';
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const dir = dirname(path);
+  await removeStaleTemps(dir, basename(path));
   // Random suffix and exclusive create ('wx'): concurrent writers never share a temporary file.
   const temp = join(dir, `${TEMP_PREFIX}${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}`);
   let handle: Awaited<ReturnType<typeof fsp.open>> | undefined;
@@ -62,6 +63,36 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
     throw e;
   }
   await syncDirectory(dir);
+}
+
+/**
+ * Deletes temporary files of earlier writes to `name` in `dir` whose process is gone (a run
+ * killed mid-write leaves one; the target itself was never touched). Live writers' files stay.
+ */
+async function removeStaleTemps(dir: string, name: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await fsp.readdir(dir);
+  } catch {
+    return;
+  }
+  const prefix = `${TEMP_PREFIX}${name}.`;
+  for (const f of entries) {
+    if (!f.startsWith(prefix)) continue;
+    const pid = Number(f.slice(prefix.length).split('.')[0]);
+    if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
+    await fsp.unlink(join(dir, f)).catch(() => {});
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists but is not ours to signal.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function syncDirectory(dir: string): Promise<void> {
