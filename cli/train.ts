@@ -57,6 +57,7 @@ export const trainSpec: CommandSpec = {
     'eval-every': { type: 'number', minInt: 0, help: 'evaluate every N steps (0: only at the end)', default: 0 },
     'log-every': { type: 'number', minInt: 1, help: 'write a metrics line every N steps', default: 1 },
     save: { type: 'string', help: 'dtype of the final model file: f32 | f16', default: 'f32' },
+    'no-prefetch': { type: 'boolean', help: 'load each batch only when its step starts (to measure what overlapping the next batch with the GPU work saves)' },
     'continue-on-nan': { type: 'boolean', help: 'on a NaN/Inf loss, log it and keep training instead of stopping (checkpoints are only written while the weights are finite)' },
   },
 };
@@ -216,7 +217,8 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
         return trainStep(model, optimizer, images, labels);
       });
       engine.submit();
-      if (step + 1 < cfg.steps) prefetch.ahead(step + 1);
+      // Decode or generate the next batch on this thread while the GPU works on this one.
+      if (step + 1 < cfg.steps && !f['no-prefetch']) prefetch.ahead(step + 1);
       let value: number;
       try {
         value = await checkLossFinite(loss, step + 1);
