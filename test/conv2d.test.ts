@@ -173,6 +173,19 @@ t('large CPU tiles with partial edges: forward and gradients', async () => {
   }
 });
 
+t('the 1x1 CPU forward tile (32 pixels x 16 channels) with partial edges', async () => {
+  const e = await testEngine();
+  // What SwiftShader uses for 1x1 convolutions above 1e8 FLOPs; 5x7x3 = 105 pixels and Co = 20
+  // leave partial tiles on both sides.
+  setConv2dTiles((kernel, _m, _n, vm, vn) => (kernel === 'forward' ? { tm: 32, tn: Math.max(16, vn), wg: 16 } : { tm: 8, tn: Math.max(8, vn), wg: 16 }));
+  try {
+    await checkForward(e, { x: [3, 5, 7, 24], w: [20, 1, 1, 24], opts: {}, bias: true }, 310);
+    await checkForward(e, { x: [1, 9, 5, 12], w: [36, 1, 1, 12], opts: { stride: 2 }, bias: false }, 311);
+  } finally {
+    setConv2dTiles(null);
+  }
+});
+
 t('filter gradient split into chunks (summed by sumColumns) and in one chunk', async () => {
   const e = await testEngine();
   // 2 x 16 x 16 output pixels and one small tile: the reduction is split; a 1x1x2 output is not.
