@@ -18,11 +18,24 @@ const RAISED_LIMITS = [
 ] as const;
 
 export function summarizeAdapter(adapter: GPUAdapter): AdapterSummary {
-  const info = adapter.info;
+  return summarizeInfo(adapter.info, (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter);
+}
+
+/**
+ * What an application's device says about its adapter (GPUDevice.adapterInfo, where the runtime
+ * has it), so an embedded engine picks kernel variants for the hardware it really runs on (CPU
+ * adapters take other tiles and reductions); null where the runtime does not tell.
+ */
+export function summarizeDevice(device: GPUDevice): AdapterSummary | null {
+  const info = (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  return info ? summarizeInfo(info, undefined) : null;
+}
+
+function summarizeInfo(info: GPUAdapterInfo, fallbackFlag: boolean | undefined): AdapterSummary {
   const description = info.description || `${info.vendor} ${info.architecture}`.trim();
   const isSoftware =
     // isFallbackAdapter moved from GPUAdapter to GPUAdapterInfo; read whichever exists.
-    Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
+    Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? fallbackFlag) ||
     /swiftshader|llvmpipe|lavapipe|warp|software/i.test(`${info.vendor} ${info.architecture} ${info.description}`);
   return { vendor: info.vendor, architecture: info.architecture, device: info.device, description, isSoftware };
 }

@@ -11,6 +11,7 @@ import { type Program, assembleWgsl, packUniforms, programKey } from './program.
 import { Scope, type ScopeContext, StackScopeContext, collectTensors } from './scope.js';
 import { type ArenaBuffer, type DType, Tensor } from './tensor.js';
 import { copyTensor } from './ops/basic.js';
+import { summarizeDevice } from './device-common.js';
 
 export interface AdapterSummary {
   vendor: string;
@@ -194,7 +195,7 @@ export class Engine {
   constructor(init: EngineInit) {
     this.device = init.device;
     this.ownsDevice = init.ownsDevice;
-    this.adapter = init.adapter ?? { vendor: '', architecture: '', device: '', description: 'application device', isSoftware: false };
+    this.adapter = init.adapter ?? summarizeDevice(init.device) ?? { vendor: '', architecture: '', device: '', description: 'application device', isSoftware: false };
     this.features = new Set(init.device.features as unknown as Iterable<string>);
     this.limits = init.device.limits;
     this.scopes = init.scopeContext ?? new StackScopeContext();

@@ -177,7 +177,7 @@ t('the 1x1 CPU forward tile (32 pixels x 16 channels) with partial edges', async
   const e = await testEngine();
   // What SwiftShader uses for 1x1 convolutions above 1e8 FLOPs; 5x7x3 = 105 pixels and Co = 20
   // leave partial tiles on both sides.
-  setConv2dTiles((kernel, _m, _n, vm, vn) => (kernel === 'forward' ? { tm: 32, tn: Math.max(16, vn), wg: 16 } : { tm: 8, tn: Math.max(8, vn), wg: 16 }));
+  setConv2dTiles((kernel, _m, _n, _vm, vn) => (kernel === 'forward' ? { tm: 32, tn: Math.max(16, vn), wg: 16 } : { tm: 8, tn: Math.max(8, vn), wg: 16 }));
   try {
     await checkForward(e, { x: [3, 5, 7, 24], w: [20, 1, 1, 24], opts: {}, bias: true }, 310);
     await checkForward(e, { x: [1, 9, 5, 12], w: [36, 1, 1, 12], opts: { stride: 2 }, bias: false }, 311);
