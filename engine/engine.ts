@@ -562,7 +562,7 @@ export class Engine {
     const uniform = block ? this.uniforms.alloc(block) : null;
     // Same pipeline, same buffers, same uniform chunk and block size: the same bind group.
     let key = `${programKey(program)}#${uniform ? `${uniform.index}:${block!.length}` : '-'}`;
-    buffers.forEach((b, i) => (key += `,${this.bufferId(b)}${ranges[i] ? `@${ranges[i]!.offset}` : ''}`));
+    buffers.forEach((b, i) => (key += `,${this.bufferId(b)}${ranges[i] ? `@${ranges[i]!.offset}+${ranges[i]!.size}` : ''}`));
     let bindGroup = this.bindGroups.get(key);
     if (bindGroup) this.counters.bindGroupHits++;
     else {

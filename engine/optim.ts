@@ -7,8 +7,9 @@
  * Storage: the optimizer packs its parameters into arenas (Engine.pack: one buffer holding many
  * tensors at aligned offsets), with gradient and moment arenas of the same layout, so when every
  * parameter of an arena has a fresh gradient and the same step count (every step of a normal
- * training loop) the whole update is ONE dispatch over the arena instead of one per tensor; the
- * gaps between slots are zeros and stay zeros under every update rule. Otherwise (some parameter
+ * training loop) the whole update is ONE dispatch over the arena instead of one per tensor (the
+ * gaps between slots start as zeros and are never read as data: whatever a kernel's vec4 tail
+ * leaves there only updates other gap values). Otherwise (some parameter
  * without a gradient, uneven step counts) each tensor is updated on its own, with torch's
  * per-parameter semantics.
  *

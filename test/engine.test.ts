@@ -211,4 +211,24 @@ t('kernelSection splits family files and reports unknown names', () => {
   assert.throws(() => kernelSection(fam, 'c'), /no kernel 'c'.*a, b/);
 });
 
+t('arenas: parts and the whole run share a buffer; each binds its own range (bind groups keyed by offset and size)', async () => {
+  const e = await testEngine();
+  await e.scope(async () => {
+    const { whole, parts } = e.arena([[5], [70], [3]]);
+    assert.is(parts[0]!.offset, 0);
+    assert.ok(parts[1]!.offset % 256 === 0 && parts[1]!.offset > 0 && parts[2]!.offset > parts[1]!.offset, 'aligned slots');
+    assert.equal(Array.from(await whole.read()).filter((v) => v !== 0), [], 'zero-filled');
+    // The same kernel on part 0 and then on the whole (both at offset 0 of one buffer): the second
+    // must not reuse the first's bind group, whose range is only part 0.
+    ops.fill(parts[0]!, 1);
+    ops.fill(whole, 2);
+    ops.fill(parts[1]!, 3);
+    const w = await whole.read();
+    const at = (p: number) => parts[p]!.offset / 4;
+    // (A vec4 kernel also writes the slack after a part's data up to a multiple of 4 floats: 72.)
+    assert.ok(w.every((v, i) => v === (i >= at(1) && i < at(1) + 72 ? 3 : 2)), 'fill of the whole reached every slot and gap');
+    assert.equal(Array.from(await parts[2]!.read()), [2, 2, 2]);
+  });
+});
+
 t.run();
