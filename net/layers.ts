@@ -147,10 +147,10 @@ export class BatchNorm2d extends Module {
     this.runningVar = this.buffer('running_var', [channels], constant(channels, 1));
     this.counter('num_batches_tracked', () => this.numBatchesTracked, (v) => (this.numBatchesTracked = v));
   }
-  /** BatchNorm, then `act` in the same kernels (ConvBNAct's activation, fused in training too). */
-  forward(x: Tensor, act: ActivationName = 'none'): Tensor {
+  /** BatchNorm (+ `residual`), then `act`, in the same kernels (ConvBNAct's activation and MobileNetV2's skip connection, fused in training too). */
+  forward(x: Tensor, act: ActivationName = 'none', residual: Tensor | null = null): Tensor {
     if (this.training) this.numBatchesTracked++;
-    return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, { training: this.training, momentum: this.momentum, eps: this.eps, act });
+    return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, { training: this.training, momentum: this.momentum, eps: this.eps, act, residual });
   }
 
   private fold: { affine: Tensor; key: string } | null = null;

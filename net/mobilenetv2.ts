@@ -6,8 +6,7 @@
  */
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { add } from '../engine/ops/basic.js';
-import { Module, Sequential } from './module.js';
+import { Module, Sequential, release } from './module.js';
 import { BatchNorm2d, Conv2d, ConvBNAct, canFuse, type FusedExtras } from './layers.js';
 import type { SeededRandom } from './init.js';
 
@@ -80,11 +79,13 @@ export class InvertedResidual extends Module {
   }
   forward(x: Tensor): Tensor {
     if (canFuse(this, x)) return this.fused(x);
-    const y = this.conv.forward(x);
-    if (!this.useResidual) return y;
-    const out = add(x, y);
-    if (!out.requiresGrad) y.dispose();
-    return out;
+    if (!this.useResidual) return this.conv.forward(x);
+    // Training: the skip connection joins the projection's BatchNorm pass.
+    const h = this.expand ? this.expand.forward(x) : x;
+    const d = this.depthwise.forward(h);
+    if (h !== x) release(d, h);
+    const p = release(this.project.forward(d), d);
+    return release(this.projectBn.forward(p, 'none', x), p);
   }
 }
 

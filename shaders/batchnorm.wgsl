@@ -217,7 +217,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 //# kernel bn_affine
-// y = ((x - pivot) - dev) * a + b per lane, with params [a; pivot; dev; b] replicated to L floats.
+// y = act(((x - pivot) - dev) * a + b (+ residual)) per lane, with params [a; pivot; dev; b] replicated to L floats.
 // x - pivot is exact for data near the pivot (a data value of the channel), and dev is small, so
 // x - mean keeps full precision even when |mean| >> std. Each invocation handles {{K}} groups of one
 // vec4 column: the parameters are loaded once per {{K}} vec4s.
@@ -226,6 +226,8 @@ struct Params { n4: u32, p4: u32, blocks: u32 }
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> params: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+// A residual added before the activation (MobileNetV2's skip connection), when the op has one.
+{{RES_DECL}}
 // The activation that follows the normalisation (identity, relu, relu6, sigmoid).
 fn act(x: vec4<f32>) -> vec4<f32> {
   return {{ACT}};

@@ -217,6 +217,38 @@ bothLaneModes('fused activation (relu, relu6, sigmoid): forward vs float64 BN-th
     }
 });
 
+bothLaneModes('residual add (fused for C % 4 == 0 with no activation, composed otherwise): forward vs float64, backward vs finite differences', async (e) => {
+  let seed = 70;
+  for (const [shape, act, training] of [[[2, 5, 7, 8], 'none', true], [[1, 9, 7, 12], 'none', false], [[2, 3, 5, 8], 'relu', true], [[2, 3, 5, 5], 'none', true]] as [number[], Act, boolean][]) {
+    const c = shape[shape.length - 1]!;
+    const p = params(c, seed);
+    const x = asF32(randn(sizeOf(shape), seed + 1, -2, 2));
+    const r = asF32(randn(sizeOf(shape), seed + 2, -2, 2));
+    const opts = { training, momentum: 0.1, eps: 1e-5 };
+    const ref = (xd: Float64Array, gm: Float64Array, bt: Float64Array, rd: Float64Array) =>
+      refBatchNorm(xd, c, gm, bt, p.rm, p.rv, opts).y.map((v, i) => ACTS[act](v + rd[i]!));
+    await e.scope(async () => {
+      const g = upload(e, p);
+      const y = batchNorm2d(e.tensor(Float32Array.from(x), shape), g.gamma, g.beta, g.rm, g.rv, { ...opts, act, residual: e.tensor(Float32Array.from(r), shape) });
+      expectClose(await y.read(), ref(x, p.gamma, p.beta, r), 1e-4, `residual ${act} ${shape}`);
+    });
+    await gradCheck(e, {
+      gpu: ([xt, gamma, beta, res]) => batchNorm2d(xt!, gamma!, beta!, e.tensor(Float32Array.from(p.rm), [c]), e.tensor(Float32Array.from(p.rv), [c]), { ...opts, act, residual: res! }),
+      ref: ([xd, gm, bt, rd]) => ref(xd!, gm!, bt!, rd!),
+      inputs: [
+        { name: 'x', shape, data: x },
+        { name: 'gamma', shape: [c], data: p.gamma },
+        { name: 'beta', shape: [c], data: p.beta },
+        { name: 'residual', shape, data: r },
+      ],
+      tol: 2e-3,
+      maxElements: 30,
+      seed,
+    });
+    seed += 5;
+  }
+});
+
 bothLaneModes('training backward on a long reduction (one-dispatch lanes for C = 8, merge passes for C = 6) matches the closed form (rel err < 1e-3)', async (e) => {
   // Too large for finite differences; checks dx, dgamma, dbeta against the analytic formula in float64.
   for (const c of [8, 6]) {

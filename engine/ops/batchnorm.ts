@@ -12,6 +12,7 @@ import { check, checkOperands, fmtShape } from '../errors.js';
 import { f32, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { unary, unaryOps } from './unary.js';
+import { add } from './basic.js';
 
 /** Options of {@link batchNorm2d}. */
 export interface BatchNormOptions {
@@ -23,6 +24,8 @@ export interface BatchNormOptions {
   eps?: number;
   /** Activation applied to the normalised output, fused into the same kernels (and backward). Default 'none'. */
   act?: BatchNormActivation;
+  /** A tensor of x's shape added to the normalised output before the activation (a skip connection), in the same pass. */
+  residual?: Tensor | null;
 }
 
 export type BatchNormActivation = 'none' | 'relu' | 'relu6' | 'sigmoid';
@@ -136,6 +139,19 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   // C % 4 == 0 (every CANet layer but the 1- and 19-channel ones): one-dispatch reductions with
   // the activation fused in. Other widths take the chunked passes and a separate activation op.
   const lanes = geo.c % 4 === 0 && engine.prefer.bnReduce !== 'chunked';
+  const residual = opts.residual ?? null;
+  if (residual) {
+    checkOperands(op, residual);
+    check(residual.dtype === 'f32' && residual.rank === x.rank && residual.shape.every((d, i) => d === x.shape[i]), op, () =>
+      `residual ${residual.name} must be f32 of the input's shape ${fmtShape(x.shape)}, got ${residual.dtype} ${fmtShape(residual.shape)}`);
+    check(residual !== runningMean && residual !== runningVar, op, () => `residual ${residual.name} must not be a running statistic`);
+  }
+  // The residual joins the fused pass when nothing follows it; otherwise (and for the chunked
+  // path) the separate ops compose it.
+  if (residual && (act !== 'none' || !lanes)) {
+    const z = add(batchNorm2d(x, gamma, beta, runningMean, runningVar, { ...opts, act: 'none', residual: null }), residual);
+    return act === 'none' ? z : unary(act, z);
+  }
   if (act !== 'none' && !lanes) return unary(act, batchNorm2d(x, gamma, beta, runningMean, runningVar, { ...opts, act: 'none' }));
   // stats [pivot; dev; invstd] (mean = pivot + dev, pivot a data value of the channel) and
   // affine [gamma * invstd; pivot; dev; beta], each replicated to L floats.
@@ -154,13 +170,15 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
     });
   }
   const y = engine.empty(x.shape, 'f32');
-  perLaneAffine(geo, x, affine, y, act);
+  perLaneAffine(geo, x, affine, y, act, residual);
   affine.dispose();
 
   // The saved statistics belong to the enclosing scope, like every intermediate of the graph.
-  const out = recordOp(y, op, [x, gamma, beta], (g) => {
+  const out = recordOp(y, op, residual ? [x, gamma, beta, residual] : [x, gamma, beta], (g) => {
     if (stats.disposed) throw new Error(`${op} backward: the saved batch statistics were disposed; call backward inside the scope that ran the forward pass`);
-    return lanes ? laneBackward(geo, g, x, y, gamma, beta, stats, training, act) : batchNormBackward(geo, g, x, gamma, beta, stats, training);
+    const grads = lanes ? laneBackward(geo, g, x, y, gamma, beta, stats, training, act) : batchNormBackward(geo, g, x, gamma, beta, stats, training);
+    // With nothing after the sum (act 'none'), the residual's gradient is the output's.
+    return residual ? [...grads, residual.requiresGrad ? g : null] : grads;
   });
   if (!out.node) stats.dispose();
   return out;
@@ -368,15 +386,20 @@ function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, 
 }
 
 /** y = act(((x - pivot) - dev) * a + b) per lane, params [a; pivot; dev; b] replicated to L floats. */
-function perLaneAffine(geo: Geometry, x: Tensor, params: Tensor, y: Tensor, act: BatchNormActivation = 'none'): void {
+function perLaneAffine(geo: Geometry, x: Tensor, params: Tensor, y: Tensor, act: BatchNormActivation = 'none', residual: Tensor | null = null): void {
   const engine = x.engine;
   const blocks = Math.ceil(geo.groups / K);
+  const res = residual ? ' + res[at]' : '';
   engine.run({
-    name: act === 'none' ? 'bn_affine' : `bn_affine_${act}`,
+    name: `bn_affine${act === 'none' ? '' : `_${act}`}${residual ? '_residual' : ''}`,
     source: kernelSection(batchnorm, 'bn_affine'),
-    defines: { WG, K, ACT: ACT_FORWARD[act], APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { y[at] = act(((x[at] - pivot) - dev) * a + b); } }`) },
+    defines: {
+      WG, K, ACT: ACT_FORWARD[act],
+      RES_DECL: residual ? '@group(0) @binding(4) var<storage, read> res: array<vec4<f32>>;' : '',
+      APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { y[at] = act(((x[at] - pivot) - dev) * a + b${res}); } }`),
+    },
     uniforms: [geo.n4, geo.p4, blocks],
-    bindings: [x, params, y],
+    bindings: residual ? [x, params, y, residual] : [x, params, y],
     dispatch: grid1d(geo.p4 * blocks, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 3 * x.size,
     bytes: 2 * x.byteLength,
