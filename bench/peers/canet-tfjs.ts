@@ -16,6 +16,7 @@
  * the same taps and the same FLOPs, with no crop.
  */
 import type * as tfjs from '@tensorflow/tfjs-core';
+import { permute } from '../../engine/layout.js';
 
 export type TF = typeof tfjs;
 type T4 = tfjs.Tensor4D;
@@ -48,28 +49,9 @@ export function tfjsShape(spec: Pick<PeerTensorSpec, 'torchShape' | 'layout'>): 
   return perm ? perm.map((p) => spec.torchShape[p]!) : [...spec.torchShape];
 }
 
-/** Row-major permutation (out axis i = input axis perm[i]); load-time only. */
+/** Row-major permutation (out axis i = input axis perm[i]); load-time only: the engine's own. */
 export function permuteData(data: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
-  const rank = shape.length;
-  const inStrides: number[] = new Array(rank);
-  for (let i = rank - 1, s = 1; i >= 0; i--) {
-    inStrides[i] = s;
-    s *= shape[i]!;
-  }
-  const outShape = perm.map((p) => shape[p]!);
-  const strides = perm.map((p) => inStrides[p]!);
-  const out = new Float32Array(data.length);
-  const idx: number[] = new Array(rank).fill(0);
-  for (let o = 0; o < out.length; o++) {
-    let src = 0;
-    for (let i = 0; i < rank; i++) src += idx[i]! * strides[i]!;
-    out[o] = data[src]!;
-    for (let i = rank - 1; i >= 0; i--) {
-      if (++idx[i]! < outShape[i]!) break;
-      idx[i] = 0;
-    }
-  }
-  return out;
+  return permute(data, shape, perm).data;
 }
 
 /** PyTorch-layout data -> TF.js-layout data for a spec. */
