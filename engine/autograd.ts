@@ -11,8 +11,13 @@ import { addInPlace, fill } from './ops/basic.js';
 export interface GradNode {
   op: string;
   inputs: readonly Tensor[];
-  /** dL/d(output) -> dL/d(input i) for each input (null where none flows). Runs with grad off. */
-  backward: (gradOut: Tensor) => readonly (Tensor | null)[];
+  /**
+   * dL/d(output) -> dL/d(input i) for each input (null where none flows). Runs with grad off.
+   * `accumulated[i]`, where given, is the gradient input i has gathered so far (from its other
+   * consumers): a backward may add its contribution into that tensor in place and return it,
+   * which saves the separate accumulation pass; it may also ignore it.
+   */
+  backward: (gradOut: Tensor, accumulated: readonly (Tensor | null)[]) => readonly (Tensor | null)[];
 }
 
 /** Attaches a GradNode to `out` when grad mode is on and some input requires grad. Returns `out`. */
@@ -92,7 +97,11 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
       const node = t.node;
       for (const input of node.inputs)
         if (input.disposed) throw new Error(`backward: input ${input.name} of ${node.op} was disposed before backward`);
-      const inGrads = engine.scope(() => node.backward(g));
+      // Gradients gathered so far, offered for in-place accumulation (not for an input that
+      // appears twice: its two contributions would both land in the same tensor).
+      const accumulated = node.inputs.map((input) =>
+        node.inputs.indexOf(input) === node.inputs.lastIndexOf(input) ? (grads.get(input) ?? null) : null);
+      const inGrads = engine.scope(() => node.backward(g, accumulated));
       // A backward may pass gradOut straight through (add) or return one tensor for two inputs
       // (x + x); each input's gradient must be its own tensor, since each is disposed on its own.
       const used = new Set<Tensor>();
@@ -100,6 +109,7 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
       node.inputs.forEach((input, i) => {
         let gi = inGrads[i];
         if (!gi || !input.requiresGrad) return;
+        if (gi === accumulated[i]) return; // added in place by the backward
         check(gi.size === input.size, 'backward', () => `${node.op} returned grad ${fmtShape(gi!.shape)} for input ${input.name} ${fmtShape(input.shape)}`);
         if (gi === g || used.has(gi)) gi = engine.copy(gi);
         used.add(gi);
@@ -111,7 +121,7 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
         } else grads.set(input, gi);
       });
       for (const gi of merged) gi.dispose();
-      for (const gi of inGrads) if (gi && gi !== g && !used.has(gi)) gi.dispose();
+      for (const [i, gi] of inGrads.entries()) if (gi && gi !== g && !used.has(gi) && gi !== accumulated[i]) gi.dispose();
       if (g !== opts.gradOutput) g.dispose();
       if (!opts.retainGraph) t.node = null;
     }

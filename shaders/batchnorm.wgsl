@@ -388,25 +388,32 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 //# kernel bn_train_stats
-// Training statistics in one dispatch when C % 4 == 0 (then L = C: lane j holds channels
-// 4j..4j+3 in every group), finish included: saved statistics, normalise parameters and running
-// statistics, as bn_stats_finish. Two variants (see laneReduce in batchnorm.ts), by adapter:
+// Training statistics in one dispatch, finish included (saved statistics, normalise parameters
+// and running statistics, as bn_stats_finish). Lanes are vec4s of channels when C % 4 == 0
+// (V = vec4: lane j holds channels 4j..4j+3 of every row, a group) and single channels otherwise
+// (V = f32, fused only); p4 is the lanes per row, rs the row stride of stats in V units (the
+// [3, L] layout of the other kernels). Two variants (see laneReduce in batchnorm.ts), by adapter:
 // - serial (CPU adapters): one invocation per lane walks every group; no workgroup memory and no
 //   barrier, which on SwiftShader would put the whole shader in a slow coroutine mode;
 // - workgroup (GPUs): a workgroup per lane, each invocation every WG-th group, then the
 //   (n, mean, M2) triples merged pairwise (Chan) in workgroup memory.
 // Sums are taken about each invocation's first value and the mean kept relative to the pivot
 // (the lane's value in group 0), as in bn_stats_partial.
-struct Params { groups: u32, p4: u32, eps: f32, momentum: f32 }
+// Fused (NORMALIZE set): the same invocations then write y = act(x-hat * gamma + beta (+ res))
+// for their lane, so the forward is one dispatch; the normalise parameters are not stored.
+struct Params { groups: u32, p4: u32, rs: u32, eps: f32, momentum: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> gamma: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> beta: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> running_mean: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> running_var: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> stats: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> affine: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<{{V}}>;
+@group(0) @binding(2) var<storage, read> gamma: array<{{V}}>;
+@group(0) @binding(3) var<storage, read> beta: array<{{V}}>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<{{V}}>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<{{V}}>;
+@group(0) @binding(6) var<storage, read_write> stats: array<{{V}}>;
+{{OUT_DECL}}
 {{SHARED}}
+fn act(x: {{V}}) -> {{V}} {
+  return {{ACT}};
+}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
 {{INDEX}}
@@ -417,15 +424,15 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   // merged (Chan) pairwise like a binary counter: level k holds the merge of 2^k blocks, so the
   // rounding error grows with log(blocks), not with blocks (a running merge over the ~200 blocks
   // of a 3x64x65 batch already lost 2 ulps of the mean).
-  var levels: array<Moments4, 24>;
+  var levels: array<{{MOM}}, 24>;
   var blocks = 0u;
   var g = t;
   while (g < p.groups) {
     let g0 = g;
     let g_end = min(p.groups, g0 + {{BLOCK}}u * {{STEP}}u);
     let shift = x[g0 * p.p4 + jj];
-    var s1 = vec4<f32>(0.0);
-    var s2 = vec4<f32>(0.0);
+    var s1 = {{V}}(0.0);
+    var s2 = {{V}}(0.0);
     for (; g + {{UNROLLM1}}u * {{STEP}}u < g_end; g = g + {{UNROLL}}u * {{STEP}}u) {
 {{ACCUMULATE}}
     }
@@ -435,39 +442,41 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
       s2 = s2 + d * d;
     }
     let nb = f32((g_end - g0 + {{STEP}}u - 1u) / {{STEP}}u);
-    var carry = Moments4(vec4<f32>(nb), (shift - pivot) + s1 / nb, max(s2 - s1 * s1 / nb, vec4<f32>(0.0)));
+    var carry = {{MOM}}({{V}}(nb), (shift - pivot) + s1 / nb, max(s2 - s1 * s1 / nb, {{V}}(0.0)));
     var level = 0u;
     while (((blocks >> level) & 1u) != 0u) {
       let low = levels[level];
-      carry = merge4(low, carry.n, carry.mean, carry.m2);
+      carry = {{MERGE_FN}}(low, carry.n, carry.mean, carry.m2);
       level = level + 1u;
     }
     levels[level] = carry;
     blocks = blocks + 1u;
   }
-  var acc = Moments4(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  var acc = {{MOM}}({{V}}(0.0), {{V}}(0.0), {{V}}(0.0));
   for (var level = 0u; level < 24u; level = level + 1u) {
     if (((blocks >> level) & 1u) != 0u) {
       let lv = levels[level];
-      acc = merge4(acc, lv.n, lv.mean, lv.m2);
+      acc = {{MERGE_FN}}(acc, lv.n, lv.mean, lv.m2);
     }
   }
-  var total = acc.n.x;
+  var total = acc.n{{X}};
   var dev = acc.mean;
   var m2 = acc.m2;
 {{REDUCE}}
   if (!live) { return; }
   let invstd = inverseSqrt(m2 / max(total, 1.0) + p.eps);
-  let unbiased = m2 / max(total - 1.0, 1.0);
-  running_mean[j] = (1.0 - p.momentum) * running_mean[j] + p.momentum * (pivot + dev);
-  running_var[j] = (1.0 - p.momentum) * running_var[j] + p.momentum * unbiased;
-  stats[j] = pivot;
-  stats[p.p4 + j] = dev;
-  stats[2u * p.p4 + j] = invstd;
-  affine[j] = gamma[j] * invstd;
-  affine[p.p4 + j] = pivot;
-  affine[2u * p.p4 + j] = dev;
-  affine[3u * p.p4 + j] = beta[j];
+  let a = gamma[j] * invstd;
+  let b = beta[j];
+  if ({{LEAD}}) {
+    let unbiased = m2 / max(total - 1.0, 1.0);
+    running_mean[j] = (1.0 - p.momentum) * running_mean[j] + p.momentum * (pivot + dev);
+    running_var[j] = (1.0 - p.momentum) * running_var[j] + p.momentum * unbiased;
+    stats[j] = pivot;
+    stats[p.rs + j] = dev;
+    stats[2u * p.rs + j] = invstd;
+{{STORE_AFFINE}}
+  }
+{{NORMALIZE}}
 }
 
 //# kernel bn_train_grad
@@ -475,19 +484,21 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 // as bn_train_stats): per lane, sum(g') and sum(g' (x - mean)) with g' = dL/dz, the gradient
 // through the activation that followed the normalisation (recomputed from its output y, see
 // ACT_GRAD); then dgamma, dbeta and the dx coefficients [a; pivot; d; b] as bn_grad_finish.
-struct Params { groups: u32, p4: u32, n: f32 }
+// Fused (APPLY_DX set): the same invocations then write dx for their lane (as bn_backward_dx), so
+// the backward is one dispatch; the coefficients are not stored.
+struct Params { groups: u32, p4: u32, rs: u32, n: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> gr: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> y: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> stats: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> gamma: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> dgamma: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> dbeta: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> coef: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> gr: array<{{V}}>;
+@group(0) @binding(2) var<storage, read> x: array<{{V}}>;
+@group(0) @binding(3) var<storage, read> y: array<{{V}}>;
+@group(0) @binding(4) var<storage, read> stats: array<{{V}}>;
+@group(0) @binding(5) var<storage, read> gamma: array<{{V}}>;
+@group(0) @binding(6) var<storage, read_write> dgamma: array<{{V}}>;
+@group(0) @binding(7) var<storage, read_write> dbeta: array<{{V}}>;
+{{OUT_DECL}}
 {{SHARED}}
-fn act_grad(g: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
-  let zero = vec4<f32>(0.0);
+fn act_grad(g: {{V}}, y: {{V}}) -> {{V}} {
+  let zero = {{V}}(0.0);
   return {{ACT_GRAD}};
 }
 @compute @workgroup_size({{WG}})
@@ -496,15 +507,15 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let live = j < p.p4;
   let jj = min(j, p.p4 - 1u);
   let pivot = stats[jj];
-  let dev = stats[p.p4 + jj];
+  let dev = stats[p.rs + jj];
   // Summed in blocks of up to {{BLOCK}} groups, for precision (as in bn_train_stats).
-  var s1 = vec4<f32>(0.0);
-  var s2 = vec4<f32>(0.0);
+  var s1 = {{V}}(0.0);
+  var s2 = {{V}}(0.0);
   var g = t;
   while (g < p.groups) {
     let g_end = min(p.groups, g + {{BLOCK}}u * {{STEP}}u);
-    var b1 = vec4<f32>(0.0);
-    var b2 = vec4<f32>(0.0);
+    var b1 = {{V}}(0.0);
+    var b2 = {{V}}(0.0);
     for (; g + {{UNROLLM1}}u * {{STEP}}u < g_end; g = g + {{UNROLL}}u * {{STEP}}u) {
 {{ACCUMULATE}}
     }
@@ -520,15 +531,15 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 {{REDUCE}}
   if (!live) { return; }
   let sg = s1;
-  let invstd = stats[2u * p.p4 + j];
+  let invstd = stats[2u * p.rs + j];
   let sgxhat = s2 * invstd;
-  dgamma[j] = sgxhat;
-  dbeta[j] = sg;
   let a = gamma[j] * invstd;
   let b = {{COEF_B}};
   let d = {{COEF_D}} - b * dev;
-  coef[j] = a;
-  coef[p.p4 + j] = {{PIVOT}};
-  coef[2u * p.p4 + j] = d;
-  coef[3u * p.p4 + j] = b;
+  if ({{LEAD}}) {
+    dgamma[j] = sgxhat;
+    dbeta[j] = sg;
+{{STORE_COEF}}
+  }
+{{APPLY_DX}}
 }

@@ -41,20 +41,24 @@ function upload(e: Engine, p: Params): { gamma: Tensor; beta: Tensor; rm: Tensor
 }
 
 /**
- * Registers `body` twice: with the lane reductions serial (what CPU adapters run) and with them
- * workgroup-parallel (what GPUs run), so both variants meet the same float64 checks here.
+ * Registers `body` four times: with the lane reductions serial (what CPU adapters run) and
+ * workgroup-parallel (what GPUs run), each with the elementwise pass fused into the reduction's
+ * dispatch and as its own kernel, so every variant meets the same float64 checks here.
  */
 function bothLaneModes(name: string, body: (e: Engine) => Promise<void>): void {
   for (const mode of ['serial', 'workgroup'])
-    t(`${name} [${mode} lanes]`, async () => {
-      const e = await testEngine();
-      e.prefer.bnReduce = mode;
-      try {
-        await body(e);
-      } finally {
-        delete e.prefer.bnReduce;
-      }
-    });
+    for (const fuse of ['fused', 'separate'])
+      t(`${name} [${mode} lanes, ${fuse}]`, async () => {
+        const e = await testEngine();
+        e.prefer.bnReduce = mode;
+        e.prefer.bnFuse = fuse;
+        try {
+          await body(e);
+        } finally {
+          delete e.prefer.bnReduce;
+          delete e.prefer.bnFuse;
+        }
+      });
 }
 
 t('reference is right on a hand-computed case', () => {
@@ -84,7 +88,9 @@ const SHAPES: number[][] = [
   [3, 64, 65, 8],
 ];
 
-bothLaneModes('training forward: output and running statistics after 1 and 2 calls match float64 (rel err < 1e-4)', async (e) => {
+// y's tolerance: outputs that cancel to near zero (x-hat * gamma = -beta) carry 1-3 f32 ulps of
+// gamma and beta, which the 1e-3-of-max floor turns into up to ~2e-4 (seen with scalar lanes, C = 3).
+bothLaneModes('training forward: output (rel err < 3e-4) and running statistics (< 1e-4) after 1 and 2 calls match float64', async (e) => {
   for (const [k, shape] of SHAPES.entries()) {
     const c = shape[shape.length - 1]!;
     const n = sizeOf(shape);
@@ -96,12 +102,12 @@ bothLaneModes('training forward: output and running statistics after 1 and 2 cal
       const g = upload(e, p);
       const r1 = refBatchNorm(x1, c, p.gamma, p.beta, p.rm, p.rv, opts);
       const y1 = batchNorm2d(e.tensor(Float32Array.from(x1), shape), g.gamma, g.beta, g.rm, g.rv, opts);
-      expectClose(await y1.read(), r1.y, 1e-4, `y after 1 call ${shape}`);
+      expectClose(await y1.read(), r1.y, 3e-4, `y after 1 call ${shape}`);
       expectClose(await g.rm.read(), r1.runningMean, 1e-4, `runningMean after 1 call ${shape}`);
       expectClose(await g.rv.read(), r1.runningVar, 1e-4, `runningVar after 1 call ${shape}`);
       const r2 = refBatchNorm(x2, c, p.gamma, p.beta, r1.runningMean, r1.runningVar, opts);
       const y2 = batchNorm2d(e.tensor(Float32Array.from(x2), shape), g.gamma, g.beta, g.rm, g.rv, opts);
-      expectClose(await y2.read(), r2.y, 1e-4, `y after 2 calls ${shape}`);
+      expectClose(await y2.read(), r2.y, 3e-4, `y after 2 calls ${shape}`);
       expectClose(await g.rm.read(), r2.runningMean, 1e-4, `runningMean after 2 calls ${shape}`);
       expectClose(await g.rv.read(), r2.runningVar, 1e-4, `runningVar after 2 calls ${shape}`);
     });

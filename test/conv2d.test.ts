@@ -18,6 +18,7 @@ import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { refConv2d } from './ref/conv.js';
+import { add, sum } from '../engine/ops/basic.js';
 
 const t = suite('conv2d');
 
@@ -315,5 +316,47 @@ t('bad input throws a ShapeError naming op, tensor and shapes before dispatching
   });
 });
 
-t.run();
 
+
+t('grad input adds into the gradient x already gathered from its other consumers (no separate accumulation pass), matching finite differences', async () => {
+  const e = await testEngine();
+  // y = conv_a(x) + x (a skip connection: the add's backward runs first and hands x its gradient)
+  // and z = conv_a(x) + conv_b(x) with conv_b stride 2 padded back (two conv consumers).
+  const xs = [2, 7, 9, 6];
+  const wa = [6, 3, 3, 6];
+  const optsA: Conv2dOptions = { padding: 1 };
+  const refAdd = (a: Float64Array, b: Float64Array): Float64Array => a.map((v, i) => v + b[i]!);
+  await e.scope(async () => {
+    await gradCheck(e, {
+      gpu: ([x, w]) => add(conv2d(x!, w!, null, optsA), x!),
+      ref: ([x, w]) => refAdd(refConv2d(x!, xs, w!, wa, null, optsA).data, x!),
+      inputs: [{ name: 'x', shape: xs, data: randn(size(xs), 31) }, { name: 'w', shape: wa, data: randn(size(wa), 32) }],
+      tol: 1e-3,
+      maxElements: 48,
+    });
+    const wb = [5, 3, 3, 6];
+    const optsB: Conv2dOptions = { stride: 2, padding: 1 };
+    const wc = [5, 1, 1, 6];
+    await gradCheck(e, {
+      gpu: ([x, w1, w2]) => add(conv2d(x!, w1!, null, optsB), conv2d(x!, w2!, null, { stride: 2 })),
+      ref: ([x, w1, w2]) => refAdd(refConv2d(x!, xs, w1!, wb, null, optsB).data, refConv2d(x!, xs, w2!, wc, null, { stride: 2 }).data),
+      inputs: [
+        { name: 'x', shape: xs, data: randn(size(xs), 33) },
+        { name: 'w1', shape: wb, data: randn(size(wb), 34) },
+        { name: 'w2', shape: wc, data: randn(size(wc), 35) },
+      ],
+      tol: 1e-3,
+      maxElements: 48,
+    });
+    // The skip connection's backward: the conv writes into x's gradient, nothing adds afterwards.
+    const x = e.tensor(Float32Array.from(randn(size(xs), 36)), xs);
+    x.requiresGrad = true;
+    const w = e.tensor(Float32Array.from(randn(size(wa), 37)), wa);
+    const loss = sum(add(conv2d(x, w, null, optsA), x));
+    const names = kernelsRun(e, () => backward(loss));
+    assert.ok(names.includes('conv2d_backward_input_accumulate'), names.join(', '));
+    assert.not.ok(names.includes('axpy_inplace'), names.join(', '));
+  });
+});
+
+t.run();

@@ -1,10 +1,12 @@
 /**
  * Batch normalisation (PyTorch's BatchNorm2d semantics) over NHWC tensors, or any [..., C].
  *
- * Training forward: one partial pass of per-chunk (mean, M2) over x, merged per channel with
- * Chan's formula (plus merge passes only for very long reductions), then one normalise pass.
- * Backward: one fused reduction of sum(g) and sum(g * xhat) per channel, then one elementwise pass.
- * Every pass reads x as vec4s whatever C is; see the layout note at the top of shaders/batchnorm.wgsl.
+ * Training: per channel lane, one dispatch that reduces (mean, M2) with Chan's merge and then
+ * normalises (activation and residual fused), and one backward dispatch that reduces sum(g') and
+ * sum(g' xhat) and then writes dx (see fuseLanePass: on GPUs large tensors keep the elementwise
+ * pass as its own kernel). Where lanes do not apply: per-chunk partial passes, merges, a finish and
+ * an elementwise pass. Chunked passes read x as vec4s whatever C is; see the layout note at the top
+ * of shaders/batchnorm.wgsl.
  */
 import batchnorm from '../../shaders/batchnorm.wgsl';
 import { recordOp } from '../autograd.js';
@@ -136,9 +138,11 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   const act = opts.act ?? 'none';
   check(act in ACT_FORWARD, op, () => `act must be one of ${Object.keys(ACT_FORWARD).join(', ')}, got ${JSON.stringify(act)}`);
   const geo = geometry(x);
-  // C % 4 == 0 (every CANet layer but the 1- and 19-channel ones): one-dispatch reductions with
-  // the activation fused in. Other widths take the chunked passes and a separate activation op.
-  const lanes = geo.c % 4 === 0 && engine.prefer.bnReduce !== 'chunked';
+  // Lane reductions: one dispatch each way with the activation (and a residual) fused in, when
+  // C % 4 == 0 (vec4 lanes) or, in training with the elementwise pass fused, for any C (scalar
+  // lanes). Otherwise the chunked passes and a separate activation op.
+  // Other widths (the 1- and 19-channel layers) take scalar lanes where the pass is fused.
+  const lanes = engine.prefer.bnReduce !== 'chunked' && (geo.c % 4 === 0 || (training && fuseLanePass(engine, laneReduce(engine), geo)));
   const residual = opts.residual ?? null;
   if (residual) {
     checkOperands(op, residual);
@@ -156,22 +160,26 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   // stats [pivot; dev; invstd] (mean = pivot + dev, pivot a data value of the channel) and
   // affine [gamma * invstd; pivot; dev; beta], each replicated to L floats.
   const stats = engine.empty([3, geo.l], 'f32', `${op}.stats`);
-  const affine = engine.empty([4, geo.l], 'f32');
-  if (training && lanes) laneStatistics(geo, x, gamma, beta, runningMean, runningVar, stats, affine, momentum, eps);
-  else if (training) batchStatistics(geo, x, gamma, beta, runningMean, runningVar, stats, affine, momentum, eps);
-  else {
-    engine.run({
-      name: 'bn_inference_params',
-      source: kernelSection(batchnorm, 'bn_inference_params'),
-      defines: { WG },
-      uniforms: [geo.l, geo.c, f32(eps)],
-      bindings: [gamma, beta, runningMean, runningVar, stats, affine],
-      dispatch: grid1d(geo.c, WG, engine.limits.maxComputeWorkgroupsPerDimension),
-    });
-  }
   const y = engine.empty(x.shape, 'f32');
-  perLaneAffine(geo, x, affine, y, act, residual);
-  affine.dispose();
+  if (training && lanes && fuseLanePass(engine, laneReduce(engine), geo)) {
+    laneStatistics(geo, x, gamma, beta, runningMean, runningVar, stats, momentum, eps, { y, act, residual });
+  } else {
+    const affine = engine.empty([4, geo.l], 'f32');
+    if (training && lanes) laneStatistics(geo, x, gamma, beta, runningMean, runningVar, stats, momentum, eps, { affine });
+    else if (training) batchStatistics(geo, x, gamma, beta, runningMean, runningVar, stats, affine, momentum, eps);
+    else {
+      engine.run({
+        name: 'bn_inference_params',
+        source: kernelSection(batchnorm, 'bn_inference_params'),
+        defines: { WG },
+        uniforms: [geo.l, geo.c, f32(eps)],
+        bindings: [gamma, beta, runningMean, runningVar, stats, affine],
+        dispatch: grid1d(geo.c, WG, engine.limits.maxComputeWorkgroupsPerDimension),
+      });
+    }
+    perLaneAffine(geo, x, affine, y, act, residual);
+    affine.dispose();
+  }
 
   // The saved statistics belong to the enclosing scope, like every intermediate of the graph.
   const out = recordOp(y, op, residual ? [x, gamma, beta, residual] : [x, gamma, beta], (g) => {
@@ -212,6 +220,13 @@ export function bnFold(gamma: Tensor, beta: Tensor, runningMean: Tensor, running
 /** Groups per loop iteration of the one-dispatch reductions, and per block of their sums. */
 const LANE_UNROLL = 4;
 const LANE_BLOCK = 64;
+/**
+ * Lanes per workgroup of a serial lane kernel: SwiftShader runs a workgroup on one core, 4
+ * invocations per SIMD row, so 4 lanes a workgroup spreads a 32-channel layer (8 lanes) over both
+ * cores. A/B on one CANet training step at 256x128 batch 2 (timestamp queries, same load): BN time
+ * 1.12-1.18 s with 4, 1.17-1.19 with 8, 2.2-2.9 with 64, 2.1-3.2 with 1 or 2.
+ */
+const SERIAL_WG = 4;
 
 /**
  * How the one-dispatch reductions (bn_train_stats, bn_train_grad) share a lane's groups:
@@ -231,7 +246,7 @@ function laneReduce(engine: Tensor['engine']): LaneReduce {
 /** The defines that make a lane kernel serial or workgroup-parallel; `merge` is the WGSL of one tree step (t, t + half). */
 function laneDefines(mode: LaneReduce, shared: string, save: string, merge: string, load: string): Record<string, string | number> {
   if (mode === 'serial')
-    return { WG: 64, STEP: 1, SHARED: '', INDEX: '  let t = 0u;\n  let j = (wid.x + wid.y * nwg.x) * 64u + lid.x;', REDUCE: '' };
+    return { WG: SERIAL_WG, STEP: 1, SHARED: '', INDEX: `  let t = 0u;\n  let j = (wid.x + wid.y * nwg.x) * ${SERIAL_WG}u + lid.x;`, REDUCE: '', LEAD: 'true' };
   const wg = 64;
   return {
     WG: wg,
@@ -246,20 +261,79 @@ function laneDefines(mode: LaneReduce, shared: string, save: string, merge: stri
       '  }',
       '  workgroupBarrier();',
       load,
-      '  if (t != 0u) { return; }',
     ].join('\n'),
+    // Every invocation of the lane keeps the sums (a fused pass after the reduction uses them all);
+    // the first one stores the per-channel results.
+    LEAD: 't == 0u',
   };
 }
 
-/** Workgroups (serial: one invocation per lane, 64 per workgroup) of a lane kernel. */
-function laneDispatch(mode: LaneReduce, geo: Geometry, maxDim: number): [number, number] {
-  return grid1d(mode === 'serial' ? geo.p4 : geo.p4 * 64, 64, maxDim);
+/**
+ * Whether a lane kernel also does the elementwise pass that follows its reduction (normalise, or
+ * dx), making the op one dispatch instead of two. The lane's invocations then walk the tensor a
+ * second time: serial lanes (CPU adapters) always fuse; a GPU's workgroup lanes only for small
+ * tensors (at most 16 vec4s per invocation), where the saved dispatch outweighs the lost
+ * parallelism (a heuristic: not measured on a GPU here). `engine.prefer.bnFuse` ('fused' |
+ * 'separate') overrides it (tests run both).
+ */
+function fuseLanePass(engine: Tensor['engine'], mode: LaneReduce, geo: Geometry): boolean {
+  const v = engine.prefer.bnFuse;
+  if (v === 'fused' || v === 'separate') return v === 'fused';
+  return mode === 'serial' || geo.rows <= 16 * 64;
 }
 
-/** Training statistics when C % 4 == 0: one workgroup per lane, one dispatch (bn_train_stats). */
-function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor, stats: Tensor, affine: Tensor, momentum: number, eps: number): void {
+/**
+ * A lane kernel's lanes: vec4s of channels when C % 4 == 0, else single channels (scalar lanes,
+ * always fused: their stats rows are not replicated to L floats, so only the lane kernels read
+ * them). `count` lanes per row, `rs` the row stride of stats in lane units, `defines` the
+ * vector type and its moments helpers.
+ */
+function lanesOf(geo: Geometry): { count: number; rs: number; scalar: boolean; defines: Record<string, string> } {
+  return geo.c % 4 === 0
+    ? { count: geo.p4, rs: geo.p4, scalar: false, defines: { V: 'vec4<f32>', MOM: 'Moments4', MERGE_FN: 'merge4', X: '.x' } }
+    : { count: geo.c, rs: geo.l, scalar: true, defines: { V: 'f32', MOM: 'Moments1', MERGE_FN: 'merge1', X: '' } };
+}
+
+/** A vec4 WGSL expression (activation, lane defines) rewritten for scalar lanes. */
+const forLanes = (wgsl: string, scalar: boolean): string =>
+  scalar ? wgsl.replaceAll('vec4<f32>', 'f32').replaceAll('Moments4', 'Moments1').replaceAll('merge4', 'merge1').replaceAll('.n.x', '.n') : wgsl;
+
+function scalarize<T extends Record<string, string | number>>(defines: T, scalar: boolean): T {
+  return Object.fromEntries(Object.entries(defines).map(([k, v]) => [k, typeof v === 'string' ? forLanes(v, scalar) : v])) as T;
+}
+
+/** Workgroups (serial: one invocation per lane, 64 per workgroup) of a lane kernel. */
+function laneDispatch(mode: LaneReduce, lanes: number, maxDim: number): [number, number] {
+  return mode === 'serial' ? grid1d(lanes, SERIAL_WG, maxDim) : grid1d(lanes * 64, 64, maxDim);
+}
+
+/**
+ * Training statistics when C % 4 == 0: one workgroup per lane, one dispatch (bn_train_stats).
+ * With `out` (see fuseLanePass) the same dispatch normalises into out.y (act, residual) and the
+ * normalise parameters are not stored; otherwise they go to out.affine for bn_affine.
+ */
+function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor, stats: Tensor, momentum: number, eps: number,
+  out: { affine: Tensor } | { y: Tensor; act: BatchNormActivation; residual: Tensor | null }): void {
   const engine = x.engine;
   const mode = laneReduce(engine);
+  const fused = 'y' in out;
+  const ln = lanesOf(geo);
+  const step = mode === 'serial' ? 1 : 64;
+  const res = fused && out.residual ? ' + res[at]' : '';
+  const outDefines = fused
+    ? {
+      OUT_DECL: '@group(0) @binding(7) var<storage, read_write> y: array<vec4<f32>>;' +
+        (out.residual ? '\n@group(0) @binding(8) var<storage, read> res: array<vec4<f32>>;' : ''),
+      ACT: ACT_FORWARD[out.act],
+      STORE_AFFINE: '',
+      NORMALIZE: `  for (var q = t; q < p.groups; q = q + ${step}u) { let at = q * p.p4 + j; y[at] = act(((x[at] - pivot) - dev) * a + b${res}); }`,
+    }
+    : {
+      OUT_DECL: '@group(0) @binding(7) var<storage, read_write> affine: array<vec4<f32>>;',
+      ACT: 'x',
+      STORE_AFFINE: '    affine[j] = a;\n    affine[p.rs + j] = pivot;\n    affine[2u * p.rs + j] = dev;\n    affine[3u * p.rs + j] = b;',
+      NORMALIZE: '',
+    };
   const lane = laneDefines(
     mode,
     'var<workgroup> w_n: array<f32, WGN>;\nvar<workgroup> w_mean: array<vec4<f32>, WGN>;\nvar<workgroup> w_m2: array<vec4<f32>, WGN>;',
@@ -267,19 +341,18 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
     'let m = merge4(Moments4(vec4<f32>(w_n[t]), w_mean[t], w_m2[t]), vec4<f32>(w_n[t + half]), w_mean[t + half], w_m2[t + half]); w_n[t] = m.n.x; w_mean[t] = m.mean; w_m2[t] = m.m2;',
     '  total = w_n[0]; dev = w_mean[0]; m2 = w_m2[0];',
   );
-  const step = Number(lane.STEP);
   engine.run({
-    name: `bn_train_stats_${mode}`,
+    name: `${fused ? `bn_train_${out.act === 'none' ? '' : `${out.act}_`}${out.residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${ln.scalar ? '_scalar' : ''}`,
     source: kernelSection(batchnorm, 'bn_train_stats'),
-    defines: {
-      ...lane, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK,
+    defines: scalarize({
+      ...lane, ...outDefines, ...ln.defines, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK,
       ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let d = x[(g + ${k * step}u) * p.p4 + jj] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
-    },
-    uniforms: [geo.groups, geo.p4, f32(eps), f32(momentum)],
-    bindings: [x, gamma, beta, runningMean, runningVar, stats, affine],
-    dispatch: laneDispatch(mode, geo, engine.limits.maxComputeWorkgroupsPerDimension),
-    flops: 4 * x.size,
-    bytes: x.byteLength,
+    }, ln.scalar),
+    uniforms: [geo.rows, ln.count, ln.rs, f32(eps), f32(momentum)],
+    bindings: fused ? [x, gamma, beta, runningMean, runningVar, stats, out.y, ...(out.residual ? [out.residual] : [])] : [x, gamma, beta, runningMean, runningVar, stats, out.affine],
+    dispatch: laneDispatch(mode, ln.count, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: (fused ? 7 : 4) * x.size,
+    bytes: (fused ? 3 + (out.residual ? 1 : 0) : 1) * x.byteLength,
   });
 }
 
@@ -292,9 +365,15 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
   const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
   const dgamma = engine.empty([geo.c], 'f32');
   const dbeta = engine.empty([geo.c], 'f32');
-  const coef = engine.empty([4, geo.l], 'f32');
   const yb = act === 'none' ? g : y;
   const mode = laneReduce(engine);
+  const ln = lanesOf(geo);
+  const step = mode === 'serial' ? 1 : 64;
+  // dx in the reduction's own dispatch (fused), by bn_backward_dx from stored coefficients, or not at all.
+  const dxMode = !x.requiresGrad ? 'none' : ln.scalar || fuseLanePass(engine, mode, geo) ? 'fused' : 'separate';
+  const dx = dxMode === 'none' ? null : engine.empty(x.shape, 'f32');
+  const coef = dxMode === 'separate' ? engine.empty([4, geo.l], 'f32') : null;
+  const pivotOut = training ? 'pivot' : 'vec4<f32>(0.0)';
   const lane = laneDefines(
     mode,
     'var<workgroup> w_s1: array<vec4<f32>, WGN>;\nvar<workgroup> w_s2: array<vec4<f32>, WGN>;',
@@ -302,26 +381,29 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
     'w_s1[t] = w_s1[t] + w_s1[t + half]; w_s2[t] = w_s2[t] + w_s2[t + half];',
     '  s1 = w_s1[0]; s2 = w_s2[0];',
   );
-  const step = Number(lane.STEP);
   engine.run({
-    name: `${training ? 'bn_train_grad' : 'bn_eval_grad'}_${mode}`,
+    name: `${training ? 'bn_train_grad' : 'bn_eval_grad'}${dxMode === 'fused' ? '_dx' : ''}${dxMode === 'fused' && act !== 'none' ? `_${act}` : ''}_${mode}${ln.scalar ? '_scalar' : ''}`,
     source: kernelSection(batchnorm, 'bn_train_grad'),
-    defines: {
+    defines: scalarize({
+      ...ln.defines,
       ...lane, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK, ACT_GRAD: ACT_GRAD[act],
       ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
       ...(training
-        ? { PIVOT: 'pivot', COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
-        : { PIVOT: 'vec4<f32>(0.0)', COEF_B: 'vec4<f32>(0.0)', COEF_D: 'vec4<f32>(0.0)' }),
-    },
-    uniforms: [geo.groups, geo.p4, f32(geo.rows)],
-    bindings: [g, x, yb, stats, gamma, dgamma, dbeta, coef],
-    dispatch: laneDispatch(mode, geo, maxDim),
-    flops: 4 * x.size,
-    bytes: 3 * x.byteLength,
+        ? { COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
+        : { COEF_B: 'vec4<f32>(0.0)', COEF_D: 'vec4<f32>(0.0)' }),
+      OUT_DECL: dxMode === 'none' ? '' : `@group(0) @binding(8) var<storage, read_write> ${dxMode === 'fused' ? 'dx' : 'coef'}: array<vec4<f32>>;`,
+      STORE_COEF: dxMode === 'separate' ? `    coef[j] = a;\n    coef[p.rs + j] = ${pivotOut};\n    coef[2u * p.rs + j] = d;\n    coef[3u * p.rs + j] = b;` : '',
+      APPLY_DX: dxMode === 'fused'
+        ? `  let pv = ${pivotOut};\n  for (var q = t; q < p.groups; q = q + ${step}u) { let at = q * p.p4 + j; dx[at] = a * act_grad(gr[at], y[at]) + (x[at] - pv) * b + d; }`
+        : '',
+    }, ln.scalar),
+    uniforms: [geo.rows, ln.count, ln.rs, f32(geo.rows)],
+    bindings: [g, x, yb, stats, gamma, dgamma, dbeta, ...(dxMode === 'fused' ? [dx!] : coef ? [coef] : [])],
+    dispatch: laneDispatch(mode, ln.count, maxDim),
+    flops: (dxMode === 'fused' ? 10 : 4) * x.size,
+    bytes: (dxMode === 'fused' ? 7 : 3) * x.byteLength,
   });
-  let dx: Tensor | null = null;
-  if (x.requiresGrad) {
-    dx = engine.empty(x.shape, 'f32');
+  if (dx && coef) {
     const blocks = Math.ceil(geo.groups / K);
     engine.run({
       name: act === 'none' ? 'bn_backward_dx' : `bn_backward_dx_${act}`,
@@ -334,7 +416,7 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
       bytes: 4 * x.byteLength,
     });
   }
-  coef.dispose();
+  coef?.dispose();
   return [dx, gamma.requiresGrad ? dgamma : null, beta.requiresGrad ? dbeta : null];
 }
 

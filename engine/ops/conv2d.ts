@@ -278,7 +278,7 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
 
 // ------------------------------------------------------------------ grad input
 
-function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor, dx: Tensor): Program {
+function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor, dx: Tensor, accumulate: boolean): Program {
   const va = g.cog % 4 === 0 ? 4 : 1; // K axis: output channels of the group (gy rows)
   const vb = g.cig % 4 === 0 ? 4 : 1; // N axis: input channels of the group (w rows, dx rows)
   const hq = Math.ceil(g.h / g.sh);
@@ -308,12 +308,14 @@ function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor
     lines(tm, (i) => `    let a_${i} = gys[go_${i} + c] * gv_${i};\n` +
       lines(nv, (j) => `    acc[${i * nv + j}] += ${range(va).map((u) => `${comp(`a_${i}`, va, u)} * b_${u}_${j}`).join(' + ')};`)),
   ].join('\n');
-  const store = (i: number, j: number): string => `if (n0 + ${j * vb}u < p.cig) { dxs[o + ${j}u] = acc[${i * nv + j}]; }`;
+  // Every dx element has one owner invocation, so adding into an existing gradient is a plain read-modify-write.
+  const store = (i: number, j: number): string =>
+    `if (n0 + ${j * vb}u < p.cig) { dxs[o + ${j}u] = ${accumulate ? `dxs[o + ${j}u] + ` : ''}acc[${i * nv + j}]; }`;
   const epilogue = `  let dxc = (g * p.cig + n0) / ${vb}u;\n` + lines(tm, (i) =>
     `  if (pv_${i}) { let o = ((nb_${i} * p.h + ih_${i}) * p.w + iw_${i}) * p.ci_v + dxc; ${range(nv).map((j) => store(i, j)).join(' ')} }`);
 
   return {
-    name: 'conv2d_backward_input',
+    name: accumulate ? 'conv2d_backward_input_accumulate' : 'conv2d_backward_input',
     source: kernelSection(family, 'conv2d_backward_input'),
     defines: { WG: wg, TM: tm, TN: tn, ACC: tm * nv, AT: vtype(va), BT: vtype(vb), AV: va, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue },
     uniforms: [
@@ -329,10 +331,13 @@ function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor
   };
 }
 
-function conv2dBackwardInput(g: Geometry, gy: Tensor, w: Tensor): Tensor {
+/** dL/dx, added into `into` (the gradient gathered so far, see GradNode) when it has dx's shape. */
+function conv2dBackwardInput(g: Geometry, gy: Tensor, w: Tensor, into: Tensor | null = null): Tensor {
   const engine = gy.engine;
-  const dx = engine.empty([g.n, g.h, g.w, g.ci], 'f32');
-  engine.run(backwardInputProgram(engine, g, gy, w, dx));
+  const shape = [g.n, g.h, g.w, g.ci];
+  const accumulate = into !== null && into.dtype === 'f32' && into.rank === 4 && into.shape.every((d, i) => d === shape[i]);
+  const dx = accumulate ? into : engine.empty(shape, 'f32');
+  engine.run(backwardInputProgram(engine, g, gy, w, dx, accumulate));
   return dx;
 }
 
@@ -476,8 +481,8 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dO
   }
   const y = engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
   engine.run(forwardProgram(engine, g, x, w, bias, y, null));
-  return recordOp(y, OP, inputs, (gy) => [
-    x.requiresGrad ? conv2dBackwardInput(g, gy, w) : null,
+  return recordOp(y, OP, inputs, (gy, accumulated) => [
+    x.requiresGrad ? conv2dBackwardInput(g, gy, w, accumulated[0]) : null,
     w.requiresGrad ? conv2dBackwardFilter(g, gy, x, w.shape) : null,
     ...(bias ? [bias.requiresGrad ? sumColumns(gy) : null] : []),
   ]);
