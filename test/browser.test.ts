@@ -28,7 +28,7 @@ const t = suite('browser');
 const root = packageRoot();
 
 /**
- * Class ids of the page's run may differ from Node's at this many pixels of the 128x64 map, and
+ * Class ids of the page's run may differ from Node's at this many pixels of the network's map, and
  * only where the two top logits are within ARGMAX_TIE of each other. Both sides run SwiftShader,
  * but Chromium's and the webgpu package's Dawn/Tint/SwiftShader builds differ, so f32 results can
  * differ in the last bits; a pixel whose two best classes are that close may flip.
@@ -285,7 +285,8 @@ if (missing) {
       console.log(`  demo: ${state.adapter}; ${state.timing}; legend ${state.legend.slice(0, 4).join(', ')}…`);
       assert.is(state.state, 'ready', `${state.message} ${errors.join(' ')}`);
       assert.match(state.adapter!, /swiftshader|google|Adapter: \S/i);
-      assert.match(state.timing!, /sample\.png: 512x256, network at 128x64: segment \d+ ms/);
+      const [dw, dh] = (JSON.parse(readFileSync(join(root, 'weights', 'demo.json'), 'utf8')) as { inputSize: [number, number] }).inputSize;
+      assert.match(state.timing!, new RegExp(`sample\\.png: 512x256, network at ${dw}x${dh}: segment \\d+ ms`));
       assert.ok(state.legend.some((l) => /^road \d/.test(l!)), `legend: ${state.legend.join(', ')}`);
       assert.equal(state.canvas, [512, 256]);
       // The slider recolours without running the network (a render only).
