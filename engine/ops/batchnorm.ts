@@ -140,9 +140,9 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   const geo = geometry(x);
   // Lane reductions: one dispatch each way with the activation (and a residual) fused in, when
   // C % 4 == 0 (vec4 lanes) or, in training with the elementwise pass fused, for any C (scalar
-  // lanes). Otherwise the chunked passes and a separate activation op.
-  // Other widths (the 1- and 19-channel layers) take scalar lanes where the pass is fused.
-  const lanes = engine.prefer.bnReduce !== 'chunked' && (geo.c % 4 === 0 || (training && fuseLanePass(engine, laneReduce(engine), geo)));
+  // lanes: the 1- and 19-channel layers). Otherwise the chunked passes and a separate activation op.
+  const fuse = fuseLanePass(engine, laneReduce(engine), geo);
+  const lanes = engine.prefer.bnReduce !== 'chunked' && (geo.c % 4 === 0 || (training && fuse));
   const residual = opts.residual ?? null;
   if (residual) {
     checkOperands(op, residual);
@@ -161,7 +161,7 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   // affine [gamma * invstd; pivot; dev; beta], each replicated to L floats.
   const stats = engine.empty([3, geo.l], 'f32', `${op}.stats`);
   const y = engine.empty(x.shape, 'f32');
-  if (training && lanes && fuseLanePass(engine, laneReduce(engine), geo)) {
+  if (training && lanes && fuse) {
     laneStatistics(geo, x, gamma, beta, runningMean, runningVar, stats, momentum, eps, { y, act, residual });
   } else {
     const affine = engine.empty([4, geo.l], 'f32');
@@ -184,7 +184,7 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   // The saved statistics belong to the enclosing scope, like every intermediate of the graph.
   const out = recordOp(y, op, residual ? [x, gamma, beta, residual] : [x, gamma, beta], (g) => {
     if (stats.disposed) throw new Error(`${op} backward: the saved batch statistics were disposed; call backward inside the scope that ran the forward pass`);
-    const grads = lanes ? laneBackward(geo, g, x, y, gamma, beta, stats, training, act) : batchNormBackward(geo, g, x, gamma, beta, stats, training);
+    const grads = lanes ? laneBackward(geo, g, x, y, gamma, beta, stats, training, act, fuse) : batchNormBackward(geo, g, x, gamma, beta, stats, training);
     // With nothing after the sum (act 'none'), the residual's gradient is the output's.
     return residual ? [...grads, residual.requiresGrad ? g : null] : grads;
   });
@@ -302,13 +302,13 @@ function scalarize<T extends Record<string, string | number>>(defines: T, scalar
   return Object.fromEntries(Object.entries(defines).map(([k, v]) => [k, typeof v === 'string' ? forLanes(v, scalar) : v])) as T;
 }
 
-/** Workgroups (serial: one invocation per lane, 64 per workgroup) of a lane kernel. */
+/** Workgroups of a lane kernel (serial: one invocation per lane, SERIAL_WG per workgroup; else a workgroup of 64 per lane). */
 function laneDispatch(mode: LaneReduce, lanes: number, maxDim: number): [number, number] {
   return mode === 'serial' ? grid1d(lanes, SERIAL_WG, maxDim) : grid1d(lanes * 64, 64, maxDim);
 }
 
 /**
- * Training statistics when C % 4 == 0: one workgroup per lane, one dispatch (bn_train_stats).
+ * Training statistics in one dispatch (bn_train_stats), one workgroup (or serial invocation) per lane.
  * With `out` (see fuseLanePass) the same dispatch normalises into out.y (act, residual) and the
  * normalise parameters are not stored; otherwise they go to out.affine for bn_affine.
  */
@@ -318,7 +318,14 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
   const mode = laneReduce(engine);
   const fused = 'y' in out;
   const ln = lanesOf(geo);
-  const step = mode === 'serial' ? 1 : 64;
+  const lane = laneDefines(
+    mode,
+    'var<workgroup> w_n: array<f32, WGN>;\nvar<workgroup> w_mean: array<vec4<f32>, WGN>;\nvar<workgroup> w_m2: array<vec4<f32>, WGN>;',
+    '  w_n[t] = total; w_mean[t] = dev; w_m2[t] = m2;',
+    'let m = merge4(Moments4(vec4<f32>(w_n[t]), w_mean[t], w_m2[t]), vec4<f32>(w_n[t + half]), w_mean[t + half], w_m2[t + half]); w_n[t] = m.n.x; w_mean[t] = m.mean; w_m2[t] = m.m2;',
+    '  total = w_n[0]; dev = w_mean[0]; m2 = w_m2[0];',
+  );
+  const step = Number(lane.STEP);
   const res = fused && out.residual ? ' + res[at]' : '';
   const outDefines = fused
     ? {
@@ -334,13 +341,6 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
       STORE_AFFINE: '    affine[j] = a;\n    affine[p.rs + j] = pivot;\n    affine[2u * p.rs + j] = dev;\n    affine[3u * p.rs + j] = b;',
       NORMALIZE: '',
     };
-  const lane = laneDefines(
-    mode,
-    'var<workgroup> w_n: array<f32, WGN>;\nvar<workgroup> w_mean: array<vec4<f32>, WGN>;\nvar<workgroup> w_m2: array<vec4<f32>, WGN>;',
-    '  w_n[t] = total; w_mean[t] = dev; w_m2[t] = m2;',
-    'let m = merge4(Moments4(vec4<f32>(w_n[t]), w_mean[t], w_m2[t]), vec4<f32>(w_n[t + half]), w_mean[t + half], w_m2[t + half]); w_n[t] = m.n.x; w_mean[t] = m.mean; w_m2[t] = m.m2;',
-    '  total = w_n[0]; dev = w_mean[0]; m2 = w_m2[0];',
-  );
   engine.run({
     name: `${fused ? `bn_train_${out.act === 'none' ? '' : `${out.act}_`}${out.residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${ln.scalar ? '_scalar' : ''}`,
     source: kernelSection(batchnorm, 'bn_train_stats'),
@@ -360,7 +360,7 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
  * Backward when C % 4 == 0: the reductions with their finish in one dispatch (bn_train_grad),
  * then dx, both taking the activation's gradient from its output y on the fly.
  */
-function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Tensor, beta: Tensor, stats: Tensor, training: boolean, act: BatchNormActivation): (Tensor | null)[] {
+function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Tensor, beta: Tensor, stats: Tensor, training: boolean, act: BatchNormActivation, fuse: boolean): (Tensor | null)[] {
   const engine = x.engine;
   const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
   const dgamma = engine.empty([geo.c], 'f32');
@@ -368,9 +368,9 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
   const yb = act === 'none' ? g : y;
   const mode = laneReduce(engine);
   const ln = lanesOf(geo);
-  const step = mode === 'serial' ? 1 : 64;
-  // dx in the reduction's own dispatch (fused), by bn_backward_dx from stored coefficients, or not at all.
-  const dxMode = !x.requiresGrad ? 'none' : ln.scalar || fuseLanePass(engine, mode, geo) ? 'fused' : 'separate';
+  // dx in the reduction's own dispatch (fused; always for scalar lanes, see lanesOf), by
+  // bn_backward_dx from stored coefficients, or not at all.
+  const dxMode = !x.requiresGrad ? 'none' : fuse ? 'fused' : 'separate';
   const dx = dxMode === 'none' ? null : engine.empty(x.shape, 'f32');
   const coef = dxMode === 'separate' ? engine.empty([4, geo.l], 'f32') : null;
   const pivotOut = training ? 'pivot' : 'vec4<f32>(0.0)';
@@ -381,6 +381,7 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
     'w_s1[t] = w_s1[t] + w_s1[t + half]; w_s2[t] = w_s2[t] + w_s2[t + half];',
     '  s1 = w_s1[0]; s2 = w_s2[0];',
   );
+  const step = Number(lane.STEP);
   engine.run({
     name: `${training ? 'bn_train_grad' : 'bn_eval_grad'}${dxMode === 'fused' ? '_dx' : ''}${dxMode === 'fused' && act !== 'none' ? `_${act}` : ''}_${mode}${ln.scalar ? '_scalar' : ''}`,
     source: kernelSection(batchnorm, 'bn_train_grad'),
