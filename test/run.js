@@ -34,9 +34,19 @@ for (const [i, f] of files.entries()) {
     console.error(`\n${f}: failed to load: ${e?.stack ?? e}`);
   }
 }
+// Time each file (its suites run between the two markers) so the slowest show at the end: CI has a budget.
+const fileSecs = [];
+for (const group of globalThis.UVU_QUEUE) {
+  const name = group[0];
+  let t0 = 0;
+  group.splice(1, 0, async () => ((t0 = Date.now()), [[], 0, 0, 0]));
+  group.push(async () => (fileSecs.push([name, (Date.now() - t0) / 1000]), [[], 0, 0, 0]));
+}
 const { exec } = await import('uvu');
 await exec();
 const secs = ((Date.now() - started) / 1000).toFixed(1);
+fileSecs.sort((a, b) => b[1] - a[1]);
+console.log('slowest files: ' + fileSecs.slice(0, 8).map(([n, s]) => `${n} ${s.toFixed(0)} s`).join(', '));
 console.log(`${files.length} test files in ${secs} s`);
 console.log(`${counts.passed} passed, ${counts.failed} failed` + (counts.skipped ? `, ${counts.skipped} skipped` : ''));
 process.exit(counts.failed ? 1 : 0);
