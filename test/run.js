@@ -1,52 +1,140 @@
 #!/usr/bin/env node
-// Runs the built tests (dist/test/*.test.js) in one process under uvu and ends with the line
-// `N passed, N failed` that CI reads. `node test/run.js conv pool` runs only files matching.
+// Runs the built tests (dist/test/*.test.js) under uvu and ends with the line `N passed, N failed`
+// that CI reads. `node test/run.js conv pool` runs only files matching.
+//
+// Files run in CANET_TEST_JOBS worker processes (default: one per core, at most 4), each taking
+// the next file from a shared queue, slowest files first. Why: on the software GPU most of a
+// test file's time is pipeline compilation, which Dawn does on one thread, so one process leaves
+// the other cores idle (on 2 cores the suite took 710 s in one process). Each worker keeps one
+// engine (and its pipeline cache) across its files. A file's output is printed whole when it
+// ends, so two files never interleave. CANET_TEST_JOBS=1 runs everything in this process.
+//
 // Long tests (`*.long.test.ts`: minutes of soak) run by default, as in CI; CANET_SKIP_LONG=1
 // leaves them out of a local run.
 import { readdirSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { availableParallelism } from 'node:os';
+import { fork } from 'node:child_process';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = join(root, 'dist', 'test');
-if (!existsSync(dir)) {
-  console.error('dist/test is missing: run `npm run build` (npm test does it for you).');
-  process.exit(1);
-}
-const filters = process.argv.slice(2);
-const files = readdirSync(dir)
-  .filter((f) => f.endsWith('.test.js'))
-  .filter((f) => !filters.length || filters.some((p) => f.includes(p)))
-  .filter((f) => !(process.env.CANET_SKIP_LONG === '1' && f.includes('.long.')))
-  .sort();
+const self = fileURLToPath(import.meta.url);
 
-globalThis.UVU_DEFER = 1;
-globalThis.UVU_QUEUE = [];
-const counts = (globalThis.__canetCounts ??= { passed: 0, failed: 0, skipped: 0 });
-const started = Date.now();
-for (const [i, f] of files.entries()) {
-  globalThis.UVU_INDEX = i;
-  globalThis.UVU_QUEUE.push([f.replace(/\.js$/, '')]);
+// Measured slowest first (the timing line at the end of a run says which), so that no long file
+// starts last and leaves the other workers idle while it finishes.
+const SLOW_FIRST = ['cli', 'large-input', 'browser', 'leaks', 'peers', 'canet', 'bench', 'conv-transpose', 'model-weights', 'training'];
+const rank = (f) => {
+  const i = SLOW_FIRST.findIndex((s) => f.startsWith(s + '.'));
+  return i < 0 ? SLOW_FIRST.length : i;
+};
+
+/** Runs one built test file in this process; returns its counts and seconds. */
+async function runFile(f) {
+  const counts = (globalThis.__canetCounts ??= { passed: 0, failed: 0, skipped: 0 });
+  const before = { ...counts };
+  const t0 = Date.now();
+  globalThis.UVU_DEFER = 1;
+  globalThis.UVU_INDEX = 0;
+  globalThis.UVU_QUEUE = [[f.replace(/\.js$/, '')]];
   try {
     await import(pathToFileURL(join(dir, f)).href);
+    const { exec } = await import('uvu');
+    await exec();
   } catch (e) {
     counts.failed++;
     console.error(`\n${f}: failed to load: ${e?.stack ?? e}`);
   }
+  return {
+    file: f,
+    passed: counts.passed - before.passed,
+    failed: counts.failed - before.failed,
+    skipped: counts.skipped - before.skipped,
+    secs: (Date.now() - t0) / 1000,
+  };
 }
-// Time each file (its suites run between the two markers) so the slowest show at the end: CI has a budget.
-const fileSecs = [];
-for (const group of globalThis.UVU_QUEUE) {
-  const name = group[0];
-  let t0 = 0;
-  group.splice(1, 0, async () => ((t0 = Date.now()), [[], 0, 0, 0]));
-  group.push(async () => (fileSecs.push([name, (Date.now() - t0) / 1000]), [[], 0, 0, 0]));
+
+if (process.argv[2] === '--worker') {
+  // A worker: runs the files the parent sends, one at a time, and reports each when done.
+  process.on('message', async (m) => {
+    if (m.done) process.exit(0);
+    const r = await runFile(m.file);
+    // Let the file's last output reach the pipe before the parent prints it.
+    await new Promise((resolve) => process.stdout.write('', () => process.stderr.write('', resolve)));
+    process.send(r);
+  });
+  process.send({ ready: true });
+} else {
+  if (!existsSync(dir)) {
+    console.error('dist/test is missing: run `npm run build` (npm test does it for you).');
+    process.exit(1);
+  }
+  const filters = process.argv.slice(2);
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.test.js'))
+    .filter((f) => !filters.length || filters.some((p) => f.includes(p)))
+    .filter((f) => !(process.env.CANET_SKIP_LONG === '1' && f.includes('.long.')))
+    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  const jobs = Math.max(1, Math.min(files.length, Number(process.env.CANET_TEST_JOBS ?? Math.min(availableParallelism(), 4))));
+  const started = Date.now();
+  const results = jobs === 1 ? await inProcess(files) : await inWorkers(files, jobs);
+  const total = { passed: 0, failed: 0, skipped: 0 };
+  for (const r of results) for (const k of Object.keys(total)) total[k] += r[k];
+  const secs = ((Date.now() - started) / 1000).toFixed(1);
+  results.sort((a, b) => b.secs - a.secs);
+  console.log('\nslowest files: ' + results.slice(0, 8).map((r) => `${r.file.replace(/\.test\.js$/, '')} ${r.secs.toFixed(0)} s`).join(', '));
+  console.log(`${files.length} test files in ${secs} s (${jobs} ${jobs === 1 ? 'process' : 'worker processes'})`);
+  console.log(`${total.passed} passed, ${total.failed} failed` + (total.skipped ? `, ${total.skipped} skipped` : ''));
+  process.exit(total.failed ? 1 : 0);
 }
-const { exec } = await import('uvu');
-await exec();
-const secs = ((Date.now() - started) / 1000).toFixed(1);
-fileSecs.sort((a, b) => b[1] - a[1]);
-console.log('slowest files: ' + fileSecs.slice(0, 8).map(([n, s]) => `${n} ${s.toFixed(0)} s`).join(', '));
-console.log(`${files.length} test files in ${secs} s`);
-console.log(`${counts.passed} passed, ${counts.failed} failed` + (counts.skipped ? `, ${counts.skipped} skipped` : ''));
-process.exit(counts.failed ? 1 : 0);
+
+async function inProcess(files) {
+  const results = [];
+  for (const f of files) results.push(await runFile(f));
+  return results;
+}
+
+/** Hands files to `jobs` workers from one queue; a worker that dies fails its file and is replaced. */
+function inWorkers(files, jobs) {
+  const queue = [...files];
+  const results = [];
+  let live = 0;
+  return new Promise((resolve) => {
+    const start = () => {
+      live++;
+      const w = fork(self, ['--worker'], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+      let out = [];
+      let current = null;
+      w.stdout.on('data', (d) => out.push(d));
+      w.stderr.on('data', (d) => out.push(d));
+      const flush = () => {
+        process.stdout.write(Buffer.concat(out));
+        out = [];
+      };
+      const next = () => {
+        current = queue.shift() ?? null;
+        if (current) w.send({ file: current });
+        else w.send({ done: true });
+      };
+      w.on('message', (m) => {
+        if (!m.ready) {
+          flush();
+          results.push(m);
+        }
+        next();
+      });
+      w.on('exit', (code, signal) => {
+        live--;
+        if (current) {
+          flush();
+          console.error(`\n${current}: its worker process died (${signal ?? `exit code ${code}`}) before the file finished`);
+          results.push({ file: current, passed: 0, failed: 1, skipped: 0, secs: 0 });
+          current = null;
+          if (queue.length) start();
+        }
+        if (live === 0) resolve(results);
+      });
+    };
+    for (let i = 0; i < jobs; i++) start();
+  });
+}
