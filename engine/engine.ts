@@ -48,6 +48,11 @@ export interface EngineStats {
   bindGroupHits: number;
   /** Useful floating-point operations recorded (sum of the programs' declared flops). */
   flops: number;
+  /**
+   * Milliseconds this engine spent creating shader modules and pipelines (each is compiled once,
+   * on first use, and blocks the calling thread: seconds on SwiftShader, so first calls are slow).
+   */
+  compileMs: number;
 }
 
 export interface KernelTiming {
@@ -175,7 +180,7 @@ export class Engine {
   private pass: GPUComputePassEncoder | null = null;
   private batchKernels = new Set<string>();
   private pendingChecks: Promise<GPUExecutionError | null>[] = [];
-  private counters = { dispatches: 0, submits: 0, bindGroupsCreated: 0, bindGroupHits: 0, flops: 0 };
+  private counters = { dispatches: 0, submits: 0, bindGroupsCreated: 0, bindGroupHits: 0, flops: 0, compileMs: 0 };
   private profiler: Profiler | null = null;
   private closedReason: string | null = null;
   /** GPU objects the engine made besides pool buffers (textures, see `own`); destroy() frees them. */
@@ -518,6 +523,7 @@ export class Engine {
     if (hasUniforms) entries.push({ binding: 0, visibility: ShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
     const writes = program.bindings.map((_, i) => storage.get(i + 1) ?? false);
     writes.forEach((w, i) => entries.push({ binding: i + 1, visibility: ShaderStage.COMPUTE, buffer: { type: w ? 'storage' : 'read-only-storage' } }));
+    const t0 = performance.now();
     this.device.pushErrorScope('validation');
     const layout = this.device.createBindGroupLayout({ entries, label: program.name });
     const module = this.device.createShaderModule({ code, label: program.name });
@@ -526,6 +532,7 @@ export class Engine {
       compute: { module, entryPoint: 'main' },
       label: program.name,
     });
+    this.counters.compileMs += performance.now() - t0;
     entry = { pipeline, layout, writes };
     const made = entry;
     this.pendingChecks.push(
