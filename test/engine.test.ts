@@ -157,6 +157,31 @@ t('kernels compile once and serve every size (shapes are uniforms)', async () =>
   assert.ok(e.stats().pipelines - p0 <= 2, `pipelines grew by ${e.stats().pipelines - p0}`);
 });
 
+t('compileMs counts pipeline creation: it grows when a new kernel compiles, not when one is reused', async () => {
+  const e = await testEngine();
+  const c0 = e.stats().compileMs;
+  // A define no other test uses: a pipeline of its own.
+  const run = (n: number) => e.scope(() => ops.scale(ops.full(e, [n], 1), 3.25));
+  run(7);
+  await e.flush();
+  const c1 = e.stats().compileMs;
+  assert.ok(c1 >= c0, 'never decreases');
+  const p1 = e.stats().pipelines;
+  for (const n of [9, 40]) run(n);
+  await e.flush();
+  assert.is(e.stats().pipelines, p1, 'no new pipeline');
+  assert.is(e.stats().compileMs, c1, 'reused pipelines add no compile time');
+  // A fresh engine on the same device compiles again (pipelines are per engine) and counts it.
+  const f = await createEngine({ device: e.device, quiet: true });
+  try {
+    f.scope(() => ops.scale(ops.full(f, [5], 1), 2));
+    await f.flush();
+    assert.ok(f.stats().compileMs > 0, `a first kernel took ${f.stats().compileMs} ms to compile`);
+  } finally {
+    f.destroy();
+  }
+});
+
 t('dispatches beyond 65535 workgroups are folded into a 2-D grid', async () => {
   const e = await testEngine();
   const [x, y] = grid1d(70000 * 64, 64, 65535);
