@@ -175,18 +175,24 @@ function channelTile(c: number): number {
 /** Forward register tile: TH x TP outputs of one stride phase times TCO output channels. */
 function forwardTiles(g: Geometry): { th: number; tp: number; tco: number } {
   // Measured on SwiftShader: 4 x 8 x 16 is best for k3 s2 320 -> 192 (about 15% over 4 x 4 or
-  // 2 x 8); for the x8 head's 20-channel tile 4 x 8 and 4 x 4 are within noise, and 4 x 4 compiles
-  // in half the time. Large tiles only where they fill up and the layer is heavy: small layers
-  // would waste them, and a 512-accumulator tile takes seconds to compile.
+  // 2 x 8), but a 512-accumulator tile takes seconds to compile (6.5 s in the demo network's first
+  // inference), so only layers of 1e9 FLOPs a call get it, where they fill it. Everything else
+  // takes 2 x 4 (2026-12-02): the x8 head (20-channel tile, 1x64x128x19 -> 19, k15 s8) runs
+  // 785 ms against 660-720 ms for 4 x 4 and compiles in 1.3 s against 4.2 s; 1x32x64x64 -> 32 k3
+  // s2 ran 27 ms against 39 ms, compiling in 1.0 s against 2.8 s; 2 x 2 is 1.3-1.5x slower.
   const tco = channelTile(g.co);
-  const large = Math.ceil(g.ho / g.sh) >= 8 && Math.ceil(g.wo / g.sw) >= 16 && g.co >= 12;
-  return { th: large ? 4 : 2, tp: large && tco <= 16 ? 8 : 4, tco };
+  const fills = Math.ceil(g.ho / g.sh) >= 8 && Math.ceil(g.wo / g.sw) >= 16 && g.co >= 12;
+  if (fills && tco <= 16 && connectedFlops(g) >= 1e9) return { th: 4, tp: 8, tco };
+  return { th: 2, tp: 4, tco };
 }
 
-/** Input-gradient register tile: TH x TW input pixels times TCI input channels. */
+/**
+ * Input-gradient register tile: TH x TW input pixels times TCI input channels. 2 x 4 where it
+ * fills (4 x 4 compiled in 1.5 s a variant, 4.5 s of a 256x128 training step's first call).
+ */
 function inputGradTiles(g: Geometry): { th: number; tw: number; tci: number } {
   const large = g.h >= 8 && g.w >= 8 && g.ci >= 12;
-  return { th: large ? 4 : 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
+  return { th: 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
 }
 
 function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {

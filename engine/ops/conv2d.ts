@@ -161,9 +161,16 @@ const fit = (size: number, vec: number, max: number): number => Math.max(vec, Ma
  * the speed-up saves. A 1x1 forward (K = Ci, often short: 96 in MobileNetV2's expansions) takes
  * 32 pixels x 16 channels instead of 16 x 32: 3.5-3.7 against 3.0 GFLOP/s for 1x32x64x96 -> 576,
  * and 2.6-3.4 against 1.9-2.2 on the other MobileNetV2 1x1 shapes measured (2026-12-02).
+ *
+ * 512 accumulators only from 1e9 FLOPs (a call of a quarter second or more here): a 16x32 forward
+ * compiles in 2.7 s against 0.9 s for 16x16, and every epilogue variant compiles again, while
+ * 16x16 runs 6-25% slower (forward, 2026-12-02: 1x32x64x512 -> 256 3x3 4.7 vs 5.0 GFLOP/s,
+ * 1x128x256x64 -> 128 3x3 s2 4.1 vs 5.4). Under 1e9 the slower calls cost less than the compile:
+ * the first 256x128 inference of the demo network spent 17 s of its 18 s compiling.
  */
 const cpuTile: Conv2dTileChooser = (kernel, m, n, vm, vn, flops, taps) => {
   if (flops < 1e8) return kernel === 'filter' ? { tm: fit(m, vm, 8), tn: fit(n, vn, 8), wg: 16 } : { tm: 8, tn: fit(n, vn, 8), wg: 16 };
+  if (flops < 1e9) return kernel === 'filter' ? { tm: fit(m, vm, 16), tn: fit(n, vn, 16), wg: 16 } : { tm: 16, tn: fit(n, vn, 16), wg: 16 };
   if (kernel === 'forward' && taps === 1) return { tm: 32, tn: fit(n, vn, 16), wg: 16 };
   return kernel === 'filter' ? { tm: fit(m, vm, 32), tn: fit(n, vn, 16), wg: 16 } : { tm: 16, tn: fit(n, vn, 32), wg: 16 };
 };

@@ -3,7 +3,7 @@
  * stride-1 and stride-2 layers of MobileNetV2, and any kernel size, stride, padding and dilation.
  *
  * Kernels (shaders/depthwise.wgsl) are register-tiled: an invocation owns 4 channels (a vec4, when
- * C % 4 == 0; one channel otherwise) times a block of adjacent outputs (8 x 4 in the forward) that
+ * C % 4 == 0; one channel otherwise) times a block of adjacent outputs (4 x 4 in the forward) that
  * share their input windows, so each input vector loaded feeds several FMAs. The window loops
  * are unrolled here in TypeScript, so a pipeline is compiled per (kernel size, strides,
  * dilations, vec4 or scalar); sizes, padding and whether there is a bias are uniforms. The input
@@ -33,12 +33,14 @@ export interface DepthwiseOptions {
 const WG = 64;
 /**
  * Register tiles, measured on SwiftShader (process CPU time, 3x3, the MobileNetV2 shapes of the
- * commit report): forward 8 rows x 4 columns (2.7x faster than 1 x 4 at stride 1, 1.6x at stride
- * 2; 8 x 8 no better); input gradient 4 x 4 pixels, rounded up to multiples of the strides (8 x 8
- * saved ~10% of the backward but took seconds longer to compile); filter gradient 4 columns per
- * step.
+ * commit report): forward 4 rows x 4 columns (8 x 4 ran 1.1-1.3x faster on 1x128x256x96 s2 and
+ * 1x64x128x144 s1, but compiled in 1.6-1.8 s against 0.4-0.5 s, per stride and epilogue variant,
+ * for a kernel that is 4% of an inference; 2 x 4 compiles in 0.25 s and runs 1.1-1.6x slower than
+ * 4 x 4; 1 x 4 is 2.7x slower than 8 x 4); input gradient 4 x 4 pixels, rounded up to multiples of
+ * the strides (8 x 8 saved ~10% of the backward but took seconds longer to compile); filter
+ * gradient 4 columns per step.
  */
-const FWD_TILE_H = 8;
+const FWD_TILE_H = 4;
 const FWD_TILE_W = 4;
 const BWD_INPUT_TILE = 4;
 const BWD_FILTER_TILE = 4;
