@@ -2,6 +2,9 @@
  * The `canet` command line end to end: a short training run whose loss falls, kill -9 mid-run and
  * resume giving the same loss sequence as an uninterrupted run, segmentation outputs, evaluation,
  * and one clear message (non-zero exit, nothing half-written) for each kind of bad input.
+ * Every command is a process that compiles its GPU pipelines from scratch (seconds on SwiftShader),
+ * so the file spawns as few as cover the behaviour: kill and resume is one test of three kill
+ * rounds (a deterministic kill after step 12 was a weaker copy of it, and was dropped).
  */
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
@@ -41,40 +44,7 @@ t('canet train --synthetic 64 --steps 20 --size 128x64: loss falls, and it write
   assert.match(r.out, /final: val mIoU/);
 }, { timeoutMs: 300_000 });
 
-t('kill -9 mid-run, then --resume: the same loss sequence as the uninterrupted run', async () => {
-  const dir = join(work, 'run-b');
-  const child = spawn(process.execPath, [bin, ...TRAIN, '--steps', '20', '--out', 'run-b', '--checkpoint-every', '5'], { cwd: work, stdio: 'ignore' });
-  // Kill as soon as the second checkpoint (step 10) is on disk and the run has gone past it.
-  const started = Date.now();
-  await new Promise<void>((resolve, reject) => {
-    const poll = setInterval(() => {
-      const n = existsSync(join(dir, 'metrics.jsonl')) ? losses(dir).length : 0;
-      if (n >= 12) {
-        clearInterval(poll);
-        child.kill('SIGKILL');
-        resolve();
-      } else if (Date.now() - started > 200_000 || child.exitCode !== null) {
-        clearInterval(poll);
-        reject(new Error(`run did not reach step 12 before the kill (${n} steps)`));
-      }
-    }, 50);
-  });
-  await new Promise((r) => child.once('exit', r));
-  // The checkpoint on disk is a whole one (atomic write), from step 10 (or 15 if it got there).
-  const r = canet(['train', '--resume', join(dir, 'checkpoint.safetensors'), '--out', 'run-b']);
-  assert.is(r.code, 0, r.err + r.out);
-  assert.match(r.out, /resumed from .* at step (10|15)\/20/);
-  const resumed = losses(dir);
-  const clean = losses(join(work, 'run-a'));
-  // metrics.jsonl holds the killed run's lines then the resumed ones: compare the last 20 steps
-  // by step number.
-  const byStep = new Map<number, number>();
-  readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => x.loss !== undefined).forEach((x) => byStep.set(x.step, x.loss));
-  assert.ok(resumed.length >= 20);
-  for (let s = 1; s <= 20; s++) assert.is(byStep.get(s), clean[s - 1], `step ${s}`);
-}, { timeoutMs: 400_000 });
-
-t('SIGKILL at random moments with a checkpoint every step: each kill leaves a whole checkpoint, and resuming to the end gives the uninterrupted losses', async () => {
+t('kill -9 at random moments with a checkpoint every step: each kill leaves a whole checkpoint, and resuming to the end gives the uninterrupted run\'s loss sequence', async () => {
   // Checkpoints are written every step, so kills land in the middle of writes too; the delays come
   // from a seeded generator (printed) so a failure can be replayed.
   const seed = Number(process.env.CANET_KILL_SEED ?? 41);
@@ -110,6 +80,8 @@ t('SIGKILL at random moments with a checkpoint every step: each kill leaves a wh
   }
   const r = canet(['train', '--resume', ckpt, '--out', 'run-k']);
   assert.is(r.code, 0, r.err + r.out);
+  assert.match(r.out, new RegExp(`resumed from .*checkpoint\\.safetensors at step ${lastStep}/20`));
+  // metrics.jsonl holds each killed round's lines then the resumed ones: compare by step number.
   const byStep = new Map<number, number>();
   readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => x.loss !== undefined).forEach((x) => byStep.set(x.step, x.loss));
   const clean = losses(join(work, 'run-a'));
