@@ -4,11 +4,12 @@
 //
 // Files run in CANET_TEST_JOBS worker processes (default: one per core, at most 4), each taking
 // the next file from a shared queue, slowest files first; the files in ALONE run last, by
-// themselves. Why: on the software GPU most of a
-// test file's time is pipeline compilation, which Dawn does on one thread, so one process leaves
-// the other cores idle (on 2 cores the suite took 710 s in one process). Each worker keeps one
-// engine (and its pipeline cache) across its files. A file's output is printed whole when it
-// ends, so two files never interleave. CANET_TEST_JOBS=1 runs everything in this process.
+// themselves. Why: on the software GPU most of a test file's time is pipeline compilation, which
+// Dawn does on one thread, so one process leaves the other cores idle (on 2 cores the suite took
+// 710 s in one process, 454 s in two). Each worker keeps one engine (and its pipeline cache)
+// across its files. A file's output is printed whole when it ends, so two files never
+// interleave; a worker that dies fails its file and is replaced. CANET_TEST_JOBS=1 runs
+// everything in this process.
 //
 // Long tests (`*.long.test.ts`: minutes of soak) run by default, as in CI; CANET_SKIP_LONG=1
 // leaves them out of a local run.
