@@ -30,9 +30,11 @@ const SLOW_FIRST = ['cli', 'large-input', 'browser', 'leaks', 'peers', 'canet', 
 // on the GPU, and sharing the cores with another file made it 3-4x slower (64 s alone, 190-269 s
 // next to the CLI test), longer than it takes at the end on its own.
 const ALONE = ['leaks'];
-const alone = (f) => ALONE.some((s) => f.startsWith(s + '.'));
+/** Index in `list` of the name `f` starts with (`cli` names cli.test.js), or -1. */
+const listed = (list, f) => list.findIndex((s) => f.startsWith(s + '.'));
+const alone = (f) => listed(ALONE, f) >= 0;
 const rank = (f) => {
-  const i = SLOW_FIRST.findIndex((s) => f.startsWith(s + '.'));
+  const i = listed(SLOW_FIRST, f);
   return i < 0 ? SLOW_FIRST.length : i;
 };
 
@@ -85,6 +87,11 @@ if (process.argv[2] === '--worker') {
   const jobs = Math.max(1, Math.min(files.length, Number(process.env.CANET_TEST_JOBS ?? Math.min(availableParallelism(), 4))));
   const started = Date.now();
   const results = jobs === 1 ? await inProcess(files) : [...(await inWorkers(files.filter((f) => !alone(f)), jobs)), ...(await inWorkers(files.filter(alone), 1))];
+  // A file no worker got to (every worker died before asking for it) fails rather than vanishing.
+  for (const f of files.filter((f) => !results.some((r) => r.file === f))) {
+    console.error(`\n${f}: never ran (no worker process was left to run it)`);
+    results.push({ file: f, passed: 0, failed: 1, skipped: 0, secs: 0 });
+  }
   const total = { passed: 0, failed: 0, skipped: 0 };
   for (const r of results) for (const k of Object.keys(total)) total[k] += r[k];
   const secs = ((Date.now() - started) / 1000).toFixed(1);
