@@ -169,8 +169,10 @@ const fit = (size: number, vec: number, max: number): number => Math.max(vec, Ma
  * the first 256x128 inference of the demo network spent 17 s of its 18 s compiling.
  */
 const cpuTile: Conv2dTileChooser = (kernel, m, n, vm, vn, flops, taps) => {
-  if (flops < 1e8) return kernel === 'filter' ? { tm: fit(m, vm, 8), tn: fit(n, vn, 8), wg: 16 } : { tm: 8, tn: fit(n, vn, 8), wg: 16 };
-  if (flops < 1e9) return kernel === 'filter' ? { tm: fit(m, vm, 16), tn: fit(n, vn, 16), wg: 16 } : { tm: 16, tn: fit(n, vn, 16), wg: 16 };
+  if (flops < 1e9) {
+    const side = flops < 1e8 ? 8 : 16;
+    return kernel === 'filter' ? { tm: fit(m, vm, side), tn: fit(n, vn, side), wg: 16 } : { tm: side, tn: fit(n, vn, side), wg: 16 };
+  }
   if (kernel === 'forward' && taps === 1) return { tm: 32, tn: fit(n, vn, 16), wg: 16 };
   return kernel === 'filter' ? { tm: fit(m, vm, 32), tn: fit(n, vn, 16), wg: 16 } : { tm: 16, tn: fit(n, vn, 32), wg: 16 };
 };
