@@ -3,6 +3,7 @@
  *   node bench/run.js [--quick] [--full] [--backbone mobilenetv2|resnet18|resnet101] [--size WxH]
  *                     [--batch N] [--iters N] [--width W] [--profile] [--json PATH]
  *                     [--peers [tfjs-webgpu,tfjs-wasm]] [--peer-iters N] [--peer-timeout S]
+ *                     [--tune [FILE]]
  * Protocol: a first run (pipeline compilation included, reported as "first ms"), a warm-up, then
  * N timed runs each ending with the GPU really done (onSubmittedWorkDone); the median is reported.
  *
@@ -10,6 +11,10 @@
  * on a device of the same adapter, and WASM on the CPU; a list picks some) and prints ours, theirs
  * and the ratio theirs / ours. Without --size the cases are then the targets of issue 10:
  * inference 512x256 batch 1 and a training step 256x128 batch 2. Only MobileNetV2 has a peer.
+ *
+ * --tune loads the tuning file (default ~/.cache/canet-gpu/tuning.json, see engine/tune-file.ts),
+ * autotunes each case's conv GEMMs that it does not hold yet (engine/tune.ts), saves it, and then
+ * measures with the winners. Without it every kernel takes the adapter's default tiles.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -21,6 +26,8 @@ import type { Engine, KernelTiming } from '../engine/engine.js';
 import { SGD } from '../engine/optim.js';
 import { canet, type BackboneName } from '../net/canet.js';
 import { trainStep } from '../net/train.js';
+import { autotune } from '../engine/tune.js';
+import { defaultTuningFile, loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
 import { describeAdapter, fmt, parseArgs, timeGpu } from './timing.js';
 import type { PeerResult } from './peers/tfjs.js';
 
@@ -53,6 +60,8 @@ export interface BenchResult extends BenchCase {
   steadyBindGroupsCreated: number;
   /** Our parameter count (the peers must have the same). */
   parameters: number;
+  /** With --tune: GEMMs timed for this case (0 when the file had them all), and the winners that beat the default. */
+  tuning?: { timed: number; faster: { label: string; winner: string; speedup: number }[] };
   profile?: { kernel: string; calls: number; ms: number; gflops: number | null }[];
   /** The same case in the peers (--peers); `error` when a peer could not run it. */
   peers?: (PeerResult | { peer: string; error: string })[];
@@ -82,7 +91,7 @@ function groupProfile(kernels: KernelTiming[]) {
     .sort((a, b) => b.ms - a.ms);
 }
 
-export async function runCase(engine: Engine, c: BenchCase, iters: number, profile: boolean): Promise<BenchResult> {
+export async function runCase(engine: Engine, c: BenchCase, iters: number, profile: boolean, tuneFile?: string): Promise<BenchResult> {
   const [w, h] = c.size;
   const model = canet(engine, { backbone: c.backbone, classes: 19, width: c.width, seed: 1 });
   const images = randomImages(engine, c.batch, h, w);
@@ -95,6 +104,13 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
     } else trainStep(model, opt!, images, labels);
   };
   try {
+    let tuning: BenchResult['tuning'];
+    if (tuneFile) {
+      await loadTuningFile(engine, tuneFile);
+      const report = await autotune(engine, once);
+      await saveTuningFile(engine, tuneFile);
+      tuning = { timed: report.length, faster: report.filter((r) => r.speedup > 1.05).map((r) => ({ label: r.label, winner: r.winner, speedup: r.speedup })) };
+    }
     // The first call compiles the pipelines (and folds each BatchNorm into its conv, in
     // inference); the second settles the pool (buffers then come back in the same order every
     // call); the third is counted: FLOPs, dispatches, and what a steady-state call creates
@@ -144,6 +160,7 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
       steadyBuffersCreated: s1.buffersCreated - s0.buffersCreated,
       steadyBindGroupsCreated: s1.bindGroupsCreated - s0.bindGroupsCreated,
       parameters: model.numParameters(),
+      ...(tuning ? { tuning } : {}),
     };
     if (profile && engine.features.has('timestamp-query')) {
       const { kernels } = await engine.profile(() => engine.scope(async () => {
@@ -250,11 +267,16 @@ async function main() {
   // after the first keeps `--peers` near 15 minutes there.
   const peerIters = Number(args.get('peer-iters') ?? (engine.adapter.isSoftware ? 1 : iters));
   const peerTimeoutS = Number(args.get('peer-timeout') ?? 1800);
+  const tuneFile = args.has('tune') ? (typeof args.get('tune') === 'string' ? String(args.get('tune')) : defaultTuningFile()) : undefined;
   const results: BenchResult[] = [];
   console.log(`${'case'.padEnd(34)} ${'first ms'.padStart(9)} ${'median ms'.padStart(10)} ${'min'.padStart(8)} ${'max'.padStart(8)} ${'img/s'.padStart(8)} ${'GFLOP/img'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'dispatches'.padStart(10)} ${'GPU MB'.padStart(7)}`);
   for (const c of cases) {
-    const r = await runCase(engine, c, iters, args.has('profile'));
+    const r = await runCase(engine, c, iters, args.has('profile'), tuneFile);
     results.push(r);
+    if (r.tuning) {
+      console.log(`  autotune: ${r.tuning.timed} conv GEMMs timed (${tuneFile}), ${r.tuning.faster.length} with a tile over 5% faster than the default`);
+      for (const f of r.tuning.faster) console.log(`    ${f.label.padEnd(52)} ${f.winner.padEnd(10)} ${fmt(f.speedup, 2)}x`);
+    }
     console.log(`${caseName(r).padEnd(34)} ${fmt(r.firstMs, 0).padStart(9)} ${fmt(r.medianMs, 1).padStart(10)} ${fmt(r.minMs, 1).padStart(8)} ${fmt(r.maxMs, 1).padStart(8)} ${fmt(r.imagesPerSecond, 2).padStart(8)} ${fmt(r.forwardGflopPerImage, 2).padStart(9)} ${fmt(r.gflops, 2).padStart(8)} ${String(r.dispatches).padStart(10)} ${fmt(r.peakGpuBytes / 2 ** 20, 0).padStart(7)}`);
     // Issue 10's budgets: at most 90 dispatches per forward, 400 per training step.
     const budget = r.mode === 'infer' ? 90 : 400;

@@ -4,6 +4,7 @@
  * submits once. Nothing here is global, so several engines, or an engine on an application's own
  * device, coexist.
  */
+import type { TuningCase } from './tune.js';
 import { EngineClosedError, GPUExecutionError, ShapeError, check, fmtShape } from './errors.js';
 import { BufferPool, STORAGE_USAGE } from './pool.js';
 import { BufferUsage, MapMode, ShaderStage } from './gpu-constants.js';
@@ -164,6 +165,15 @@ export class Engine {
    * adapter otherwise. For tests, which run every variant, and for tuning.
    */
   readonly prefer: Record<string, string> = {};
+  /**
+   * Measured kernel choices for this engine, by case key (e.g. a conv2d GEMM's geometry) ->
+   * variant (e.g. '16x32@16': a register tile and workgroup size). Filled by `autotune`, saved and
+   * loaded with `exportTuning`/`importTuning` (a JSON file in Node: `loadTuningFile`); ops fall
+   * back to their per-adapter defaults for keys not in it.
+   */
+  readonly tuned = new Map<string, string>();
+  /** @internal While autotune records a workload: the tunable cases ops met, by key. */
+  tuningSink: Map<string, () => TuningCase> | null = null;
 
   private readonly ownsDevice: boolean;
   private readonly pool: BufferPool;

@@ -5,3 +5,4 @@ export { readSafetensorsFile, writeSafetensorsFile, writeFileAtomic } from '../w
 export { loadWeightsFile } from '../weights/load-file.js';
 export { readImage, decodeImage, encodePng, writePng, readLabelImage } from '../data/image-io.js';
 export { findPairs, loadPair, writeSyntheticDataset } from '../data/datasets.js';
+export { loadTuningFile, saveTuningFile, defaultTuningFile } from './tune-file.js';

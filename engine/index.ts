@@ -5,6 +5,7 @@ export { ShapeError, GPUExecutionError, EngineClosedError } from './errors.js';
 export { backward, recordOp, type GradNode, type BackwardOptions } from './autograd.js';
 export { type Program, kernelSection, grid1d, f32, i32 } from './program.js';
 export { bucketSize } from './pool.js';
+export { autotune, exportTuning, importTuning, adapterKey, type TuneOptions, type TunedCase, type TuningCase, type TuningTable } from './tune.js';
 export * as ops from './ops/index.js';
 export { Optimizer, SGD, Adam, AdamW, type SGDOptions, type AdamOptions, type OptimizerKind, type OptimizerState, type ParamState } from './optim.js';
 export { polyLR, cosineLR, type CosineLROptions } from './schedule.js';

@@ -20,6 +20,7 @@ import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { type Program, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
+import type { TuningCase } from '../tune.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epilogueCode, hasEpilogue } from './epilogue.js';
 
@@ -191,8 +192,72 @@ export function setConv2dTiles(choice: 'cpu' | 'gpu' | Conv2dTileChooser | null)
 }
 
 function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
-  const chooser = forcedChooser ?? (engine.adapter.isSoftware ? cpuTile : gpuTile);
-  return chooser(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
+  if (forcedChooser) return forcedChooser(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
+  const byAdapter = (engine.adapter.isSoftware ? cpuTile : gpuTile)(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
+  const key = tileKey(kernel, g);
+  if (engine.tuningSink && !engine.tuningSink.has(key)) {
+    engine.tuningSink.set(key, () => tuningCase(engine, kernel, g, tileCandidates(engine, byAdapter, kernel, m, n, vm, vn)));
+  }
+  const tuned = parseTile(engine.tuned.get(key));
+  // A measured tile that does not fit these vector widths (a hand-edited table) is ignored.
+  return tuned && tuned.tm % vm === 0 && tuned.tn % vn === 0 ? tuned : byAdapter;
+}
+
+// ------------------------------------------------------------------ measured tiles (engine/tune.ts)
+
+/** Key of one GEMM of one convolution in engine.tuned: the kernel and the whole geometry. */
+function tileKey(kernel: Conv2dKernel, g: Geometry): string {
+  return `conv2d.${kernel} ${g.n}x${g.h}x${g.w}x${g.ci}>${g.co} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw} d${g.dh}x${g.dw} g${g.groups}`;
+}
+
+/** '16x32@16': 16 rows x 32 columns per invocation, 16 invocations per workgroup. */
+export const formatTile = (t: Conv2dTile): string => `${t.tm}x${t.tn}@${t.wg}`;
+
+function parseTile(v: string | undefined): Conv2dTile | null {
+  const m = v ? /^(\d+)x(\d+)@(\d+)$/.exec(v) : null;
+  if (!m) return null;
+  const [tm, tn, wg] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const ok = (x: number, max: number): boolean => x >= 1 && x <= max && (x & (x - 1)) === 0;
+  return ok(tm, 64) && ok(tn, 64) && ok(wg, 256) && tm * tn <= 1024 ? { tm, tn, wg } : null;
+}
+
+/**
+ * Tiles worth timing for one GEMM, the adapter's default first: on CPU adapters the register
+ * tiles between 8x8 and 16x32 (compile time grows with the tile), on real GPUs small tiles with
+ * 32-128 invocations per workgroup. Each fits the vector widths (tm % vm, tn % vn) and is not
+ * wider than the GEMM needs.
+ */
+function tileCandidates(engine: Engine, byAdapter: Conv2dTile, kernel: Conv2dKernel, m: number, n: number, vm: number, vn: number): string[] {
+  const shapes: [number, number, number][] = engine.adapter.isSoftware
+    ? [[8, 8, 16], [16, 16, 16], kernel === 'filter' ? [32, 16, 16] : [16, 32, 16], [32, 16, 16]]
+    : [[4, 4, 64], [4, 8, 64], [8, 4, 64], [8, 8, 64], [4, 4, 128], [2, 4, 128], [8, 8, 32]];
+  const tiles = [byAdapter, ...shapes.map(([tm, tn, wg]) => ({
+    tm: kernel === 'filter' ? fit(m, vm, tm) : Math.max(vm, tm), tn: fit(n, vn, tn), wg,
+  }))];
+  return [...new Set(tiles.map(formatTile))];
+}
+
+/** One GEMM of a convolution on scratch inputs, for autotune. */
+function tuningCase(engine: Engine, kernel: Conv2dKernel, geo: Geometry, candidates: string[]): TuningCase {
+  // Slices (inputChannels, outputChannels) do not change the GEMM: time it on whole tensors.
+  const g: Geometry = { ...geo, xstride: geo.ci, xoff: 0, woff: 0 };
+  const wShape = [g.co, g.kh, g.kw, g.cig];
+  const made: Tensor[] = [];
+  const make = (shape: number[]): Tensor => {
+    const t = engine.empty(shape, 'f32');
+    made.push(t);
+    return t;
+  };
+  const x = make([g.n, g.h, g.w, g.ci]);
+  const w = make(wShape);
+  const gy = kernel === 'forward' ? null : make([g.n, g.ho, g.wo, g.co]);
+  const run = (): void => {
+    if (kernel === 'forward') engine.run(forwardProgram(engine, g, x, w, null, engine.empty([g.n, g.ho, g.wo, g.co], 'f32'), null));
+    else if (kernel === 'input') conv2dBackwardInput(g, gy!, w);
+    else conv2dBackwardFilter(g, gy!, x, wShape);
+  };
+  const label = `conv2d ${kernel} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, ${g.kh}x${g.kw} s${g.sh}${g.groups > 1 ? ` groups ${g.groups}` : ''}`;
+  return { key: tileKey(kernel, geo), label, candidates, run, dispose: () => made.forEach((t) => t.dispose()) };
 }
 
 /** FLOPs of the forward pass (each backward GEMM has the same count). */

@@ -1,0 +1,155 @@
+/**
+ * Autotuning: kernel variants picked per adapter by measurement, not by assumption.
+ *
+ * `autotune(engine, workload)` runs the workload once while ops report the tunable cases they meet
+ * (today: the three GEMMs of every conv2d, keyed by their full geometry), then times each case's
+ * candidate variants on scratch inputs of the same shapes and keeps the fastest in
+ * `engine.tuned`. Later calls of the same shapes use the winners; other shapes keep the op's
+ * per-adapter default. Every candidate is a variant the op's float64 reference tests run.
+ *
+ * Compiling a candidate is the expensive part on CPU adapters (seconds per large tile on
+ * SwiftShader), so tuning is explicit and its result is meant to be saved (`exportTuning`, or
+ * `loadTuningFile`/`saveTuningFile` in Node) and loaded on later runs.
+ */
+import type { Engine } from './engine.js';
+
+/** One tunable kernel launch that an op met while autotune recorded the workload. */
+export interface TuningCase {
+  key: string;
+  /** Human-readable description for reports (op, kernel and shape). */
+  label: string;
+  /** Variants to time (the op's default first); each is a value for engine.tuned. */
+  candidates: string[];
+  /** Records one launch of the case with the variant in engine.tuned (scratch inputs). */
+  run(): void;
+  /** Releases the scratch inputs. */
+  dispose(): void;
+}
+
+export interface TuneOptions {
+  /** Time keys that engine.tuned already has again (default false: keep them). */
+  retune?: boolean;
+  /** Timed rounds per candidate; the fastest round counts (default 3). */
+  rounds?: number;
+  /** Wall time a round aims for, in ms: short kernels are launched several times (default 30). */
+  roundMs?: number;
+  /** Progress lines (one per tuned case). */
+  log?: (line: string) => void;
+}
+
+export interface TunedCase {
+  key: string;
+  label: string;
+  /** Milliseconds per launch of each candidate (fastest round). */
+  times: { variant: string; ms: number }[];
+  winner: string;
+  /** The default variant's time over the winner's (1 when the default won). */
+  speedup: number;
+}
+
+const now = (): number => performance.now();
+
+/** Milliseconds per launch of `c` with the variant currently in engine.tuned. */
+async function timeCase(engine: Engine, c: TuningCase, rounds: number, roundMs: number): Promise<number> {
+  const launch = async (n: number): Promise<number> => {
+    const t0 = now();
+    for (let i = 0; i < n; i++) engine.scope(() => c.run());
+    await engine.sync();
+    return (now() - t0) / n;
+  };
+  await launch(1); // compiles the pipeline: not timed
+  const single = await launch(1);
+  const n = Math.max(1, Math.min(64, Math.floor(roundMs / Math.max(single, 1e-3))));
+  let best = single;
+  for (let r = 1; r < rounds; r++) best = Math.min(best, await launch(n));
+  return best;
+}
+
+/**
+ * Runs `workload` once (its tensors are released), then measures the candidates of every tunable
+ * case it met and stores the winners in engine.tuned. Returns what was measured, case by case.
+ * The workload is whatever the application will run: a forward under noGrad for inference, a
+ * training step (forward, backward, optimizer) for training.
+ */
+export async function autotune(engine: Engine, workload: () => unknown, opts: TuneOptions = {}): Promise<TunedCase[]> {
+  const rounds = opts.rounds ?? 3;
+  const roundMs = opts.roundMs ?? 30;
+  const sink = new Map<string, () => TuningCase>();
+  if (engine.tuningSink) throw new Error('autotune: this engine is already tuning (autotune calls do not nest)');
+  engine.tuningSink = sink;
+  try {
+    await engine.scope(async () => {
+      await workload();
+    });
+    await engine.sync();
+  } finally {
+    engine.tuningSink = null;
+  }
+  const report: TunedCase[] = [];
+  for (const [key, make] of sink) {
+    if (engine.tuned.has(key) && !opts.retune) continue;
+    const previous = engine.tuned.get(key);
+    const c = make();
+    try {
+      const times: { variant: string; ms: number }[] = [];
+      for (const variant of c.candidates) {
+        engine.tuned.set(key, variant);
+        times.push({ variant, ms: await timeCase(engine, c, rounds, roundMs) });
+      }
+      const best = times.reduce((a, b) => (b.ms < a.ms ? b : a));
+      engine.tuned.set(key, best.variant);
+      const entry = { key, label: c.label, times, winner: best.variant, speedup: times[0]!.ms / best.ms };
+      report.push(entry);
+      opts.log?.(`${c.label}: ${best.variant} ${best.ms.toFixed(3)} ms (default ${c.candidates[0]} ${times[0]!.ms.toFixed(3)} ms, ${times.length} candidates)`);
+    } catch (err) {
+      if (previous === undefined) engine.tuned.delete(key);
+      else engine.tuned.set(key, previous);
+      throw err;
+    } finally {
+      c.dispose();
+    }
+  }
+  return report;
+}
+
+/** Identifies an adapter in a tuning file: winners measured on one adapter say nothing of another. */
+export function adapterKey(engine: Engine): string {
+  const a = engine.adapter;
+  return [a.vendor, a.architecture, a.device, a.description].map((s) => s || '-').join(' | ');
+}
+
+/** Saved tuning of one or more adapters. */
+export interface TuningTable {
+  format: 'canet-gpu-tuning/1';
+  adapters: Record<string, Record<string, string>>;
+}
+
+const VARIANT = /^[0-9a-z@x.-]{1,40}$/;
+
+/** engine.tuned as a table that can be stored (JSON) and loaded by importTuning. */
+export function exportTuning(engine: Engine, into?: TuningTable): TuningTable {
+  const table: TuningTable = into ?? { format: 'canet-gpu-tuning/1', adapters: {} };
+  table.adapters[adapterKey(engine)] = Object.fromEntries([...engine.tuned].sort(([a], [b]) => (a < b ? -1 : 1)));
+  return table;
+}
+
+/**
+ * Loads the entries a table holds for this engine's adapter into engine.tuned (entries of other
+ * adapters are ignored); returns how many. Throws on a table that is not one, before changing
+ * anything. Ops check each variant when they use it and keep their default for one that does not
+ * fit the shape.
+ */
+export function importTuning(engine: Engine, table: unknown): number {
+  const t = table as TuningTable;
+  if (!t || typeof t !== 'object' || t.format !== 'canet-gpu-tuning/1' || !t.adapters || typeof t.adapters !== 'object') {
+    throw new Error(`importTuning: not a canet-gpu tuning table (expected {"format": "canet-gpu-tuning/1", "adapters": {...}})`);
+  }
+  const entries = t.adapters[adapterKey(engine)] ?? {};
+  for (const [key, variant] of Object.entries(entries)) {
+    if (typeof variant !== 'string' || !VARIANT.test(variant)) {
+      throw new Error(`importTuning: entry ${JSON.stringify(key)} has variant ${JSON.stringify(variant)}, expected a string such as "16x32@16"`);
+    }
+  }
+  for (const [key, variant] of Object.entries(entries)) engine.tuned.set(key, variant);
+  return Object.keys(entries).length;
+}

@@ -1,0 +1,198 @@
+/**
+ * autotune: every conv2d GEMM a workload meets is timed with each candidate tile, the fastest is
+ * kept in engine.tuned and used afterwards; every candidate (CPU-adapter and real-GPU sets, run
+ * here on SwiftShader) matches the float64 reference, forward and gradients; tables survive a
+ * JSON round trip and a file, bad tables are refused whole, scratch tensors are released.
+ */
+import * as assert from 'uvu/assert';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Engine, autotune, backward, exportTuning, importTuning, loadTuningFile, saveTuningFile, type TunedCase } from '../engine/entry-node.js';
+import { type Conv2dOptions, conv2d } from '../engine/ops/conv2d.js';
+import { sum } from '../engine/ops/basic.js';
+import { suite } from './harness.js';
+import { expectClose, randn, testEngine } from './gpu.js';
+import { gradCheck } from './gradcheck.js';
+import { refConv2d } from './ref/conv.js';
+
+const t = suite('tune');
+
+interface Case { x: number[]; w: number[]; opts: Conv2dOptions }
+// Scalar lanes (Ci 6, Co 5), stride 2 with padding, batch 2; then vec4 lanes (Ci 8, Co 12).
+const CASES: Case[] = [
+  { x: [2, 7, 9, 6], w: [5, 3, 3, 6], opts: { stride: 2, padding: 1 } },
+  { x: [1, 5, 6, 8], w: [12, 3, 3, 8], opts: { padding: 1 } },
+];
+const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
+const f32 = (d: Float64Array): Float64Array => Float64Array.from(Float32Array.from(d));
+
+/** An engine on the shared test device that takes the tiles of the given adapter class. */
+async function engineFor(cls: 'cpu' | 'gpu'): Promise<Engine> {
+  const base = await testEngine();
+  if (cls === 'cpu') return base;
+  return new Engine({ device: base.device, ownsDevice: false, adapter: { ...base.adapter, isSoftware: false } });
+}
+
+/** Forward and backward of each case: what autotune records. */
+function workload(e: Engine): void {
+  for (const [k, c] of CASES.entries()) {
+    const x = e.tensor(Float32Array.from(randn(size(c.x), k)), c.x);
+    const w = e.tensor(Float32Array.from(randn(size(c.w), k + 10)), c.w);
+    x.requiresGrad = true;
+    w.requiresGrad = true;
+    backward(sum(conv2d(x, w, null, c.opts)));
+  }
+}
+
+async function tune(e: Engine): Promise<TunedCase[]> {
+  for (const key of [...e.tuned.keys()]) if (key.startsWith('conv2d.')) e.tuned.delete(key);
+  return autotune(e, () => workload(e), { rounds: 2, roundMs: 2 });
+}
+
+for (const cls of ['cpu', 'gpu'] as const) {
+  t(`autotune (${cls} tile set) times each candidate of the 3 GEMMs of each conv, keeps the fastest, leaks nothing`, async () => {
+    const e = await engineFor(cls);
+    const before = e.stats().liveTensors;
+    const report = await tune(e);
+    assert.is(e.stats().liveTensors, before, 'live tensors after autotune');
+    assert.is(report.length, 3 * CASES.length, `tuned cases: ${report.map((r) => r.key).join('; ')}`);
+    for (const kernel of ['forward', 'input', 'filter']) assert.is(report.filter((r) => r.key.startsWith(`conv2d.${kernel} `)).length, CASES.length, kernel);
+    for (const r of report) {
+      assert.ok(r.times.length >= 2, `${r.label}: only ${r.times.length} candidates`);
+      assert.is(new Set(r.times.map((x) => x.variant)).size, r.times.length, `${r.label}: duplicate candidates`);
+      for (const x of r.times) assert.ok(Number.isFinite(x.ms) && x.ms > 0, `${r.label} ${x.variant}: ${x.ms} ms`);
+      const fastest = r.times.reduce((a, b) => (b.ms < a.ms ? b : a));
+      assert.is(r.winner, fastest.variant, r.label);
+      assert.is(e.tuned.get(r.key), r.winner, `engine.tuned of ${r.key}`);
+      assert.ok(Math.abs(r.speedup - r.times[0]!.ms / fastest.ms) < 1e-9, 'speedup is default / winner');
+    }
+    // A second call keeps what is tuned: nothing left to time.
+    assert.is((await autotune(e, () => workload(e), { rounds: 1 })).length, 0, 'second autotune re-timed tuned keys');
+    assert.is(e.stats().liveTensors, before, 'live tensors after the second autotune');
+  });
+
+  t(`every ${cls} candidate tile matches float64: forward and gradients`, async () => {
+    const e = await engineFor(cls);
+    const report = await tune(e);
+    try {
+      for (const [k, c] of CASES.entries()) {
+        const mine = report.filter((r) => r.key.includes(` ${c.x.join('x')}>${c.w[0]} `));
+        assert.is(mine.length, 3, `cases of ${c.x}`);
+        const most = Math.max(...mine.map((r) => r.times.length));
+        for (let i = 0; i < most; i++) {
+          // Candidate i of each of the three GEMMs at once (the last one where a GEMM has fewer).
+          for (const r of mine) e.tuned.set(r.key, r.times[Math.min(i, r.times.length - 1)]!.variant);
+          const tiles = mine.map((r) => e.tuned.get(r.key)).join(', ');
+          const xd = f32(randn(size(c.x), 50 + k));
+          const wd = f32(randn(size(c.w), 60 + k));
+          const ref = refConv2d(xd, c.x, wd, c.w, null, c.opts);
+          await e.scope(async () => {
+            const y = conv2d(e.tensor(Float32Array.from(xd), c.x), e.tensor(Float32Array.from(wd), c.w), null, c.opts);
+            expectClose(await y.read(), ref.data, 1e-4, `forward of ${c.x} with ${tiles}`);
+          });
+          await gradCheck(e, {
+            gpu: ([x, w]) => conv2d(x!, w!, null, c.opts),
+            ref: ([x, w]) => refConv2d(x!, c.x, w!, c.w, null, c.opts).data,
+            inputs: [{ name: 'x', shape: c.x, data: xd }, { name: 'w', shape: c.w, data: wd }],
+            tol: 1e-3,
+            maxElements: 24,
+            seed: 70 + i,
+          });
+        }
+      }
+    } finally {
+      for (const r of report) e.tuned.delete(r.key);
+    }
+  });
+}
+
+t('tuning tables: JSON round trip per adapter, a file that merges adapters, bad tables refused whole', async () => {
+  const e = await testEngine();
+  const other = new Engine({ device: e.device, ownsDevice: false, adapter: { ...e.adapter, description: 'another adapter' } });
+  e.tuned.clear();
+  other.tuned.clear();
+  e.tuned.set('conv2d.forward 1x8x8x4>4 k3x3 s1x1 p1x1 d1x1 g1', '16x16@16');
+  const table = JSON.parse(JSON.stringify(exportTuning(e)));
+  assert.is(importTuning(other, table), 0, 'entries of another adapter are not loaded');
+  const copy = new Engine({ device: e.device, ownsDevice: false, adapter: e.adapter });
+  assert.is(importTuning(copy, table), 1);
+  assert.equal([...copy.tuned], [...e.tuned]);
+
+  assert.throws(() => importTuning(copy, { adapters: {} }), /not a canet-gpu tuning table/);
+  const bad = JSON.parse(JSON.stringify(table));
+  const entries = Object.values(bad.adapters)[0] as Record<string, unknown>;
+  entries['conv2d.input x'] = 12;
+  entries['conv2d.filter y'] = '8x8@16';
+  copy.tuned.clear();
+  assert.throws(() => importTuning(copy, bad), /entry "conv2d.input x" has variant 12, expected a string such as "16x32@16"/);
+  assert.is(copy.tuned.size, 0, 'a refused table changed engine.tuned');
+
+  const dir = await mkdtemp(join(tmpdir(), 'canet-tune-'));
+  try {
+    const file = join(dir, 'sub', 'tuning.json');
+    assert.is(await loadTuningFile(copy, file), 0, 'a missing file loads nothing');
+    other.tuned.set('conv2d.filter 1x8x8x4>4 k1x1 s1x1 p0x0 d1x1 g1', '4x4@64');
+    await saveTuningFile(e, file);
+    await saveTuningFile(other, file);
+    const saved = JSON.parse(await readFile(file, 'utf8'));
+    assert.is(Object.keys(saved.adapters).length, 2, 'both adapters are kept in one file');
+    assert.is(await loadTuningFile(copy, file), 1);
+    assert.is(copy.tuned.get('conv2d.forward 1x8x8x4>4 k3x3 s1x1 p1x1 d1x1 g1'), '16x16@16');
+    await writeFile(file, '{ not json');
+    let message = '';
+    await loadTuningFile(copy, file).catch((err: Error) => (message = err.message));
+    assert.match(message, /tuning\.json: not JSON .*delete it to start a new tuning table/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    e.tuned.clear();
+  }
+});
+
+t('conv2d uses a tuned tile (a new pipeline), ignores one that does not fit (the default\'s), results stay right', async () => {
+  const e = await testEngine();
+  const c = CASES[1]!; // vec4 channels: a 2-column tile cannot hold a vec4
+  const key = `conv2d.forward ${c.x.join('x')}>${c.w[0]} k3x3 s1x1 p1x1 d1x1 g1`;
+  const xd = f32(randn(size(c.x), 80));
+  const wd = f32(randn(size(c.w), 81));
+  const ref = refConv2d(xd, c.x, wd, c.w, null, c.opts);
+  const forward = async (what: string): Promise<number> => {
+    await e.scope(async () => {
+      const y = conv2d(e.tensor(Float32Array.from(xd), c.x), e.tensor(Float32Array.from(wd), c.w), null, c.opts);
+      expectClose(await y.read(), ref.data, 1e-4, `forward with ${what}`);
+    });
+    return e.stats().pipelines;
+  };
+  e.tuned.clear();
+  try {
+    const base = await forward('the default tile');
+    assert.is(await forward('the default tile again'), base, 'the default pipeline is cached');
+    e.tuned.set(key, '2x4@8');
+    assert.is(await forward('tuned 2x4@8'), base + 1, 'a tuned tile compiles its own pipeline');
+    e.tuned.set(key, '4x2@16');
+    assert.is(await forward('unfit 4x2@16'), base + 1, 'an unfit tile falls back to the default pipeline');
+    e.tuned.set(key, '128x128@16');
+    assert.is(await forward('oversized 128x128@16'), base + 1, 'an oversized tile falls back to the default pipeline');
+  } finally {
+    e.tuned.clear();
+  }
+});
+
+t('autotune refuses to nest and leaves engine.tuned as it was when the workload throws', async () => {
+  const e = await testEngine();
+  e.tuned.clear();
+  let inner = '';
+  await autotune(e, async () => {
+    await autotune(e, () => {}).catch((err: Error) => (inner = err.message));
+  });
+  assert.match(inner, /already tuning/);
+  let message = '';
+  await autotune(e, () => {
+    throw new Error('workload failed');
+  }).catch((err: Error) => (message = err.message));
+  assert.is(message, 'workload failed');
+  assert.is(e.tuned.size, 0);
+  assert.is(e.tuningSink, null, 'the sink is cleared after a failed workload');
+});
+
+t.run();
