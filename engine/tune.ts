@@ -12,6 +12,7 @@
  * `loadTuningFile`/`saveTuningFile` in Node) and loaded on later runs.
  */
 import type { Engine } from './engine.js';
+import type { Tensor } from './tensor.js';
 
 /** One tunable kernel launch that an op met while autotune recorded the workload. */
 export interface TuningCase {
@@ -152,4 +153,25 @@ export function importTuning(engine: Engine, table: unknown): number {
   }
   for (const [key, variant] of Object.entries(entries)) engine.tuned.set(key, variant);
   return Object.keys(entries).length;
+}
+
+/**
+ * For ops: a tuning case on zero-filled scratch tensors of the given shapes (timing does not
+ * depend on the values); `run` records one launch with them.
+ */
+export function scratchCase(engine: Engine, key: string, label: string, candidates: string[], shapes: number[][], run: (inputs: Tensor[]) => void): TuningCase {
+  const inputs = shapes.map((s) => engine.empty(s, 'f32'));
+  return { key, label, candidates, run: () => run(inputs), dispose: () => inputs.forEach((t) => t.dispose()) };
+}
+
+/**
+ * For ops: the numbers of engine.tuned's variant for `key` ('4x8' -> [4, 8], '16x32@16' ->
+ * [16, 32, 16]) when it has `count` of them, each a power of two up to `max`; else null (the op
+ * keeps its default).
+ */
+export function tunedNumbers(engine: Engine, key: string, count: number, max = 64): number[] | null {
+  const v = engine.tuned.get(key);
+  if (!v || !/^\d+(x\d+)*(@\d+)?$/.test(v)) return null;
+  const nums = v.split(/[x@]/).map(Number);
+  return nums.length === count && nums.every((x) => x >= 1 && x <= max && (x & (x - 1)) === 0) ? nums : null;
 }

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine, autotune, backward, exportTuning, importTuning, loadTuningFile, saveTuningFile, type TunedCase } from '../engine/entry-node.js';
 import { type Conv2dOptions, conv2d } from '../engine/ops/conv2d.js';
+import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
+import { type ConvTransposeGeometry, convTransposeOutShape, refConvTranspose, refConvTransposeBackward } from './ref/conv-transpose.js';
 import { sum } from '../engine/ops/basic.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
@@ -106,6 +108,72 @@ for (const cls of ['cpu', 'gpu'] as const) {
     }
   });
 }
+
+// Transposed convolutions: a decoder upsampler (Ci 6: zero-padded lanes, batch 2) and an x8 head
+// (19 classes, k15 s8) whose forward also runs with the fused argmax.
+const DECONV: { g: ConvTransposeGeometry; argmax: boolean }[] = [
+  { g: { x: [2, 5, 7, 6], k: [5, 3, 3], stride: [2, 2], padding: [1, 1], outputPadding: [1, 1] }, argmax: false },
+  { g: { x: [1, 3, 4, 8], k: [19, 15, 15], stride: [8, 8], padding: [7, 7], outputPadding: [7, 7] }, argmax: true },
+];
+const deconvOpts = (g: ConvTransposeGeometry) => ({ stride: g.stride as [number, number], padding: g.padding as [number, number], outputPadding: g.outputPadding as [number, number] });
+const wShapeOf = (g: ConvTransposeGeometry): number[] => [g.k[0]!, g.k[1]!, g.k[2]!, g.x[3]!];
+
+t('autotune covers convTranspose2d (forward, fused argmax, input gradient); every candidate matches float64', async () => {
+  const e = await testEngine();
+  e.tuned.clear();
+  const before = e.stats().liveTensors;
+  const report = await autotune(e, () => {
+    for (const [k, { g, argmax }] of DECONV.entries()) {
+      const x = e.tensor(Float32Array.from(randn(size([...g.x]), k)), g.x);
+      const w = e.tensor(Float32Array.from(randn(size(wShapeOf(g)), k + 1)), wShapeOf(g));
+      x.requiresGrad = true;
+      backward(sum(convTranspose2d(x, w, null, deconvOpts(g))));
+      if (argmax) e.noGrad(() => convTranspose2dArgmax(x, w, null, deconvOpts(g)));
+    }
+  }, { rounds: 2, roundMs: 2 });
+  assert.is(e.stats().liveTensors, before, 'live tensors after autotune');
+  const kinds = report.map((r) => r.key.split(' ')[0]).sort();
+  assert.equal(kinds, ['convTranspose2d.forward', 'convTranspose2d.forward', 'convTranspose2d.forward-argmax', 'convTranspose2d.input', 'convTranspose2d.input'], report.map((r) => r.key).join('; '));
+  try {
+    for (const [k, { g, argmax }] of DECONV.entries()) {
+      const mine = report.filter((r) => r.key.includes(` ${g.x.join('x')}>${g.k[0]} `));
+      const most = Math.max(...mine.map((r) => r.times.length));
+      assert.ok(most >= 3, `${g.x}: ${most} candidates`);
+      const outShape = convTransposeOutShape(g);
+      const xd = f32(randn(size([...g.x]), 90 + k));
+      const wd = f32(randn(size(wShapeOf(g)), 91 + k));
+      const gyd = f32(randn(size(outShape), 92 + k));
+      const ref = refConvTranspose(g, xd, wd, null);
+      const refDx = refConvTransposeBackward(g, xd, wd, gyd).dx;
+      const classes = g.k[0]!;
+      const refIds = Array.from({ length: ref.length / classes }, (_, p) => {
+        let best = 0;
+        for (let c = 1; c < classes; c++) if (ref[p * classes + c]! > ref[p * classes + best]!) best = c;
+        return best;
+      });
+      for (let i = 0; i < most; i++) {
+        for (const r of mine) e.tuned.set(r.key, r.times[Math.min(i, r.times.length - 1)]!.variant);
+        const tiles = mine.map((r) => `${r.key.split(' ')[0]} ${e.tuned.get(r.key)}`).join(', ');
+        await e.scope(async () => {
+          const x = e.tensor(Float32Array.from(xd), g.x);
+          const w = e.tensor(Float32Array.from(wd), wShapeOf(g));
+          x.requiresGrad = true;
+          const y = convTranspose2d(x, w, null, deconvOpts(g));
+          expectClose(await y.read(), ref, 1e-4, `forward of ${g.x} with ${tiles}`);
+          backward(y, { gradOutput: e.tensor(Float32Array.from(gyd), outShape) });
+          expectClose(await x.grad!.read(), refDx, 1e-4, `input gradient of ${g.x} with ${tiles}`);
+          if (argmax) {
+            const ids = await e.noGrad(() => convTranspose2dArgmax(x, w, null, deconvOpts(g))).read();
+            const wrong = refIds.filter((c, p) => ids[p] !== c).length;
+            assert.ok(wrong <= 2, `fused argmax with ${tiles}: ${wrong} of ${refIds.length} pixels differ from the reference`);
+          }
+        });
+      }
+    }
+  } finally {
+    e.tuned.clear();
+  }
+});
 
 t('tuning tables: JSON round trip per adapter, a file that merges adapters, bad tables refused whole', async () => {
   const e = await testEngine();

@@ -15,6 +15,8 @@ import { recordOp } from '../autograd.js';
 import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, i32, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
+import type { Engine } from '../engine.js';
+import { type TuningCase, scratchCase, tunedNumbers } from '../tune.js';
 import { pairOption } from './depthwise.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueCode, hasEpilogue } from './epilogue.js';
@@ -173,31 +175,59 @@ function channelTile(c: number): number {
 }
 
 /** Forward register tile: TH x TP outputs of one stride phase times TCO output channels. */
-function forwardTiles(g: Geometry): { th: number; tp: number; tco: number } {
+function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: number; tp: number; tco: number } {
+  const tco = channelTile(g.co);
+  const def = defaultForwardTiles(g, tco);
+  const key = tuneKey(argmax ? 'forward-argmax' : 'forward', g);
+  offerCase(engine, key, () => scratchCase(engine, key, `convTranspose2d ${argmax ? 'forward+argmax' : 'forward'} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
+    candidates(`${def.th}x${def.tp}`, ['2x4', '4x4', '2x8', '4x8']), [[g.n, g.h, g.w, g.ci], [g.co, g.kh, g.kw, g.ci]],
+    ([x, w]) => { convTransposeForward(x!, w!, null, g, null, argmax); }));
+  const t = tunedNumbers(engine, key, 2, 8);
+  return t ? { th: t[0]!, tp: t[1]!, tco } : { ...def, tco };
+}
+
+/** Key of one transposed-convolution kernel in engine.tuned: the kernel and the whole geometry. */
+const tuneKey = (kernel: string, g: Geometry): string =>
+  `convTranspose2d.${kernel} ${g.n}x${g.h}x${g.w}x${g.ci}>${g.co} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw} o${g.ho}x${g.wo}`;
+
+/** The default first, then the other candidates (no repeats). */
+const candidates = (def: string, others: string[]): string[] => [...new Set([def, ...others])];
+
+function offerCase(engine: Engine, key: string, make: () => TuningCase): void {
+  if (engine.tuningSink && !engine.tuningSink.has(key)) engine.tuningSink.set(key, make);
+}
+
+function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number } {
   // Measured on SwiftShader: 4 x 8 x 16 is best for k3 s2 320 -> 192 (about 15% over 4 x 4 or
   // 2 x 8), but a 512-accumulator tile takes seconds to compile (6.5 s in the demo network's first
   // inference), so only layers of 1e9 FLOPs a call get it, where they fill it. Everything else
   // takes 2 x 4 (2026-12-02): the x8 head (20-channel tile, 1x64x128x19 -> 19, k15 s8) runs
   // 785 ms against 660-720 ms for 4 x 4 and compiles in 1.3 s against 4.2 s; 1x32x64x64 -> 32 k3
   // s2 ran 27 ms against 39 ms, compiling in 1.0 s against 2.8 s; 2 x 2 is 1.3-1.5x slower.
-  const tco = channelTile(g.co);
   const fills = Math.ceil(g.ho / g.sh) >= 8 && Math.ceil(g.wo / g.sw) >= 16 && g.co >= 12;
-  if (fills && tco <= 16 && connectedFlops(g) >= 1e9) return { th: 4, tp: 8, tco };
-  return { th: 2, tp: 4, tco };
+  if (fills && tco <= 16 && connectedFlops(g) >= 1e9) return { th: 4, tp: 8 };
+  return { th: 2, tp: 4 };
 }
 
 /**
  * Input-gradient register tile: TH x TW input pixels times TCI input channels. 2 x 4 where it
  * fills (4 x 4 compiled in 1.5 s a variant, 4.5 s of a 256x128 training step's first call).
  */
-function inputGradTiles(g: Geometry): { th: number; tw: number; tci: number } {
+function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; tci: number } {
   const large = g.h >= 8 && g.w >= 8 && g.ci >= 12;
-  return { th: 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
+  const def = { th: 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
+  const key = tuneKey('input', g);
+  const cov = Math.ceil(g.co / 4);
+  offerCase(engine, key, () => scratchCase(engine, key, `convTranspose2d input ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
+    candidates(`${def.th}x${def.tw}`, ['2x2', '2x4', '4x2', '4x4']), [[g.n, g.ho, g.wo, 4 * cov], [g.co, g.kh, g.kw, g.ci]],
+    ([gy4, w]) => { convTransposeBackwardInput(gy4!, w!, g); }));
+  const t = tunedNumbers(engine, key, 2, 8);
+  return t ? { th: t[0]!, tw: t[1]!, tci: def.tci } : def;
 }
 
 function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {
   const engine = x.engine;
-  const { th: TH, tp: TP, tco: TCO } = forwardTiles(g);
+  const { th: TH, tp: TP, tco: TCO } = forwardTiles(engine, g, argmax);
   if (argmax) check(g.co <= TCO, 'convTranspose2dArgmax', () => `the fused argmax needs every channel in one tile (at most ${TCO}), got ${g.co}`);
   const civ = Math.ceil(g.ci / 4);
   const ciVec = g.ci % 4 === 0;
@@ -273,7 +303,7 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
 /** dL/dx = a strided convolution of gy with w (each input pixel gathers the outputs it reached). */
 function convTransposeBackwardInput(gy4: Tensor, w: Tensor, g: Geometry): Tensor {
   const engine = gy4.engine;
-  const { th: TH, tw: TW, tci: TCI } = inputGradTiles(g);
+  const { th: TH, tw: TW, tci: TCI } = inputGradTiles(engine, g);
   const cov = Math.ceil(g.co / 4);
   // wt [KH, KW, Ci, 4 * cov]: w with co innermost, so both operands are vec4 along co.
   const wt = pack(w, [g.kh, g.kw, g.ci, g.co], [g.kw * g.ci, g.ci, 1, g.kh * g.kw * g.ci]);

@@ -20,7 +20,7 @@ import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { type Program, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import type { TuningCase } from '../tune.js';
+import { type TuningCase, scratchCase, tunedNumbers } from '../tune.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epilogueCode, hasEpilogue } from './epilogue.js';
 
@@ -198,7 +198,7 @@ function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number
   if (engine.tuningSink && !engine.tuningSink.has(key)) {
     engine.tuningSink.set(key, () => tuningCase(engine, kernel, g, tileCandidates(engine, byAdapter, kernel, m, n, vm, vn)));
   }
-  const tuned = parseTile(engine.tuned.get(key));
+  const tuned = parseTile(engine, key);
   // A measured tile that does not fit these vector widths (a hand-edited table) is ignored.
   return tuned && tuned.tm % vm === 0 && tuned.tn % vn === 0 ? tuned : byAdapter;
 }
@@ -213,12 +213,9 @@ function tileKey(kernel: Conv2dKernel, g: Geometry): string {
 /** '16x32@16': 16 rows x 32 columns per invocation, 16 invocations per workgroup. */
 export const formatTile = (t: Conv2dTile): string => `${t.tm}x${t.tn}@${t.wg}`;
 
-function parseTile(v: string | undefined): Conv2dTile | null {
-  const m = v ? /^(\d+)x(\d+)@(\d+)$/.exec(v) : null;
-  if (!m) return null;
-  const [tm, tn, wg] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  const ok = (x: number, max: number): boolean => x >= 1 && x <= max && (x & (x - 1)) === 0;
-  return ok(tm, 64) && ok(tn, 64) && ok(wg, 256) && tm * tn <= 1024 ? { tm, tn, wg } : null;
+function parseTile(engine: Engine, key: string): Conv2dTile | null {
+  const t = tunedNumbers(engine, key, 3, 256);
+  return t && t[0]! <= 64 && t[1]! <= 64 && t[0]! * t[1]! <= 1024 ? { tm: t[0]!, tn: t[1]!, wg: t[2]! } : null;
 }
 
 /**
@@ -242,22 +239,12 @@ function tuningCase(engine: Engine, kernel: Conv2dKernel, geo: Geometry, candida
   // Slices (inputChannels, outputChannels) do not change the GEMM: time it on whole tensors.
   const g: Geometry = { ...geo, xstride: geo.ci, xoff: 0, woff: 0 };
   const wShape = [g.co, g.kh, g.kw, g.cig];
-  const made: Tensor[] = [];
-  const make = (shape: number[]): Tensor => {
-    const t = engine.empty(shape, 'f32');
-    made.push(t);
-    return t;
-  };
-  const x = make([g.n, g.h, g.w, g.ci]);
-  const w = make(wShape);
-  const gy = kernel === 'forward' ? null : make([g.n, g.ho, g.wo, g.co]);
-  const run = (): void => {
-    if (kernel === 'forward') engine.run(forwardProgram(engine, g, x, w, null, engine.empty([g.n, g.ho, g.wo, g.co], 'f32'), null));
-    else if (kernel === 'input') conv2dBackwardInput(g, gy!, w);
-    else conv2dBackwardFilter(g, gy!, x, wShape);
-  };
   const label = `conv2d ${kernel} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, ${g.kh}x${g.kw} s${g.sh}${g.groups > 1 ? ` groups ${g.groups}` : ''}`;
-  return { key: tileKey(kernel, geo), label, candidates, run, dispose: () => made.forEach((t) => t.dispose()) };
+  return scratchCase(engine, tileKey(kernel, geo), label, candidates, [[g.n, g.h, g.w, g.ci], wShape, [g.n, g.ho, g.wo, g.co]], ([x, w, gy]) => {
+    if (kernel === 'forward') engine.run(forwardProgram(engine, g, x!, w!, null, engine.empty([g.n, g.ho, g.wo, g.co], 'f32'), null));
+    else if (kernel === 'input') conv2dBackwardInput(g, gy!, w!);
+    else conv2dBackwardFilter(g, gy!, x!, wShape);
+  });
 }
 
 /** FLOPs of the forward pass (each backward GEMM has the same count). */
