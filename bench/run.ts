@@ -13,7 +13,7 @@
  * inference 512x256 batch 1 and a training step 256x128 batch 2. Only MobileNetV2 has a peer.
  *
  * --tune loads the tuning file (default ~/.cache/canet-gpu/tuning.json, see engine/tune-file.ts),
- * autotunes each case's conv GEMMs that it does not hold yet (engine/tune.ts), saves it, and then
+ * autotunes each case's conv and transposed-conv kernels that it does not hold yet (engine/tune.ts), saves it, and then
  * measures with the winners. Without it every kernel takes the adapter's default tiles.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -60,7 +60,7 @@ export interface BenchResult extends BenchCase {
   steadyBindGroupsCreated: number;
   /** Our parameter count (the peers must have the same). */
   parameters: number;
-  /** With --tune: GEMMs timed for this case (0 when the file had them all), and the winners that beat the default. */
+  /** With --tune: kernels timed for this case (0 when the file had them all), and the winners that beat the default. */
   tuning?: { timed: number; faster: { label: string; winner: string; speedup: number }[] };
   profile?: { kernel: string; calls: number; ms: number; gflops: number | null }[];
   /** The same case in the peers (--peers); `error` when a peer could not run it. */
@@ -274,7 +274,7 @@ async function main() {
     const r = await runCase(engine, c, iters, args.has('profile'), tuneFile);
     results.push(r);
     if (r.tuning) {
-      console.log(`  autotune: ${r.tuning.timed} conv GEMMs timed (${tuneFile}), ${r.tuning.faster.length} with a tile over 5% faster than the default`);
+      console.log(`  autotune: ${r.tuning.timed} conv and transposed-conv kernels timed (${tuneFile}), ${r.tuning.faster.length} with a tile over 5% faster than the default`);
       for (const f of r.tuning.faster) console.log(`    ${f.label.padEnd(52)} ${f.winner.padEnd(10)} ${fmt(f.speedup, 2)}x`);
     }
     console.log(`${caseName(r).padEnd(34)} ${fmt(r.firstMs, 0).padStart(9)} ${fmt(r.medianMs, 1).padStart(10)} ${fmt(r.minMs, 1).padStart(8)} ${fmt(r.maxMs, 1).padStart(8)} ${fmt(r.imagesPerSecond, 2).padStart(8)} ${fmt(r.forwardGflopPerImage, 2).padStart(9)} ${fmt(r.gflops, 2).padStart(8)} ${String(r.dispatches).padStart(10)} ${fmt(r.peakGpuBytes / 2 ** 20, 0).padStart(7)}`);

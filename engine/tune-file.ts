@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Engine } from './engine.js';
-import { type TuningTable, exportTuning, importTuning } from './tune.js';
+import { type TuningTable, exportTuning, importTuning, isTuningTable } from './tune.js';
 import { writeFileAtomic } from '../weights/file.js';
 
 /** $CANET_TUNING, else $XDG_CACHE_HOME/canet-gpu/tuning.json, else ~/.cache/canet-gpu/tuning.json. */
@@ -45,7 +45,7 @@ export async function loadTuningFile(engine: Engine, path = defaultTuningFile())
 /** Writes engine.tuned as this adapter's entries of `path` (atomically), keeping other adapters'. */
 export async function saveTuningFile(engine: Engine, path = defaultTuningFile()): Promise<void> {
   const old = await readTable(path).catch(() => null);
-  const table = old && old.format === 'canet-gpu-tuning/1' && old.adapters && typeof old.adapters === 'object' ? old : undefined;
+  const table = isTuningTable(old) ? old : undefined;
   await fsp.mkdir(dirname(path), { recursive: true });
   await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(exportTuning(engine, table), null, 1) + '\n'));
 }

@@ -140,12 +140,17 @@ export function exportTuning(engine: Engine, into?: TuningTable): TuningTable {
  * anything. Ops check each variant when they use it and keep their default for one that does not
  * fit the shape.
  */
+/** Whether `t` has the shape of a tuning table (format tag and an adapters object). */
+export function isTuningTable(t: unknown): t is TuningTable {
+  const x = t as TuningTable | null;
+  return !!x && typeof x === 'object' && x.format === 'canet-gpu-tuning/1' && !!x.adapters && typeof x.adapters === 'object';
+}
+
 export function importTuning(engine: Engine, table: unknown): number {
-  const t = table as TuningTable;
-  if (!t || typeof t !== 'object' || t.format !== 'canet-gpu-tuning/1' || !t.adapters || typeof t.adapters !== 'object') {
+  if (!isTuningTable(table)) {
     throw new Error(`importTuning: not a canet-gpu tuning table (expected {"format": "canet-gpu-tuning/1", "adapters": {...}})`);
   }
-  const entries = t.adapters[adapterKey(engine)] ?? {};
+  const entries = table.adapters[adapterKey(engine)] ?? {};
   for (const [key, variant] of Object.entries(entries)) {
     if (typeof variant !== 'string' || !VARIANT.test(variant)) {
       throw new Error(`importTuning: entry ${JSON.stringify(key)} has variant ${JSON.stringify(variant)}, expected a string such as "16x32@16"`);
@@ -165,13 +170,22 @@ export function scratchCase(engine: Engine, key: string, label: string, candidat
 }
 
 /**
- * For ops: the numbers of engine.tuned's variant for `key` ('4x8' -> [4, 8], '16x32@16' ->
+ * For ops: the numbers of engine.tuned's variant for a kernel ('4x8' -> [4, 8], '16x32@16' ->
  * [16, 32, 16]) when it has `count` of them, each a power of two up to `max`; else null (the op
- * keeps its default).
+ * keeps its default). While autotune records, the kernel is offered to it first (`make` builds
+ * its case only if it is tuned). The key is built only when tuning is in use, so an untuned
+ * engine pays nothing per call.
  */
-export function tunedNumbers(engine: Engine, key: string, count: number, max = 64): number[] | null {
-  const v = engine.tuned.get(key);
+export function tunedNumbers(engine: Engine, key: () => string, make: (key: string) => TuningCase, count: number, max = 64): number[] | null {
+  if (!engine.tuningSink && engine.tuned.size === 0) return null;
+  const k = key();
+  const sink = engine.tuningSink;
+  if (sink && !sink.has(k)) sink.set(k, () => make(k));
+  const v = engine.tuned.get(k);
   if (!v || !/^\d+(x\d+)*(@\d+)?$/.test(v)) return null;
   const nums = v.split(/[x@]/).map(Number);
   return nums.length === count && nums.every((x) => x >= 1 && x <= max && (x & (x - 1)) === 0) ? nums : null;
 }
+
+/** For ops: the candidate list of a case, the default first, without repeats. */
+export const candidateList = (def: string, others: readonly string[]): string[] => [...new Set([def, ...others])];

@@ -16,7 +16,7 @@ import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, i32, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import type { Engine } from '../engine.js';
-import { type TuningCase, scratchCase, tunedNumbers } from '../tune.js';
+import { candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { pairOption } from './depthwise.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueCode, hasEpilogue } from './epilogue.js';
@@ -178,24 +178,16 @@ function channelTile(c: number): number {
 function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: number; tp: number; tco: number } {
   const tco = channelTile(g.co);
   const def = defaultForwardTiles(g, tco);
-  const key = tuneKey(argmax ? 'forward-argmax' : 'forward', g);
-  offerCase(engine, key, () => scratchCase(engine, key, `convTranspose2d ${argmax ? 'forward+argmax' : 'forward'} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
-    candidates(`${def.th}x${def.tp}`, ['2x4', '4x4', '2x8', '4x8']), [[g.n, g.h, g.w, g.ci], [g.co, g.kh, g.kw, g.ci]],
-    ([x, w]) => { convTransposeForward(x!, w!, null, g, null, argmax); }));
-  const t = tunedNumbers(engine, key, 2, 8);
+  const t = tunedNumbers(engine, () => tuneKey(argmax ? 'forward-argmax' : 'forward', g), (key) => scratchCase(engine, key,
+    `convTranspose2d ${argmax ? 'forward+argmax' : 'forward'} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
+    candidateList(`${def.th}x${def.tp}`, ['2x4', '4x4', '2x8', '4x8']), [[g.n, g.h, g.w, g.ci], [g.co, g.kh, g.kw, g.ci]],
+    ([x, w]) => { convTransposeForward(x!, w!, null, g, null, argmax); }), 2, 8);
   return t ? { th: t[0]!, tp: t[1]!, tco } : { ...def, tco };
 }
 
 /** Key of one transposed-convolution kernel in engine.tuned: the kernel and the whole geometry. */
 const tuneKey = (kernel: string, g: Geometry): string =>
   `convTranspose2d.${kernel} ${g.n}x${g.h}x${g.w}x${g.ci}>${g.co} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw} o${g.ho}x${g.wo}`;
-
-/** The default first, then the other candidates (no repeats). */
-const candidates = (def: string, others: string[]): string[] => [...new Set([def, ...others])];
-
-function offerCase(engine: Engine, key: string, make: () => TuningCase): void {
-  if (engine.tuningSink && !engine.tuningSink.has(key)) engine.tuningSink.set(key, make);
-}
 
 function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number } {
   // Measured on SwiftShader: 4 x 8 x 16 is best for k3 s2 320 -> 192 (about 15% over 4 x 4 or
@@ -216,12 +208,11 @@ function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number
 function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; tci: number } {
   const large = g.h >= 8 && g.w >= 8 && g.ci >= 12;
   const def = { th: 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
-  const key = tuneKey('input', g);
   const cov = Math.ceil(g.co / 4);
-  offerCase(engine, key, () => scratchCase(engine, key, `convTranspose2d input ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
-    candidates(`${def.th}x${def.tw}`, ['2x2', '2x4', '4x2', '4x4']), [[g.n, g.ho, g.wo, 4 * cov], [g.co, g.kh, g.kw, g.ci]],
-    ([gy4, w]) => { convTransposeBackwardInput(gy4!, w!, g); }));
-  const t = tunedNumbers(engine, key, 2, 8);
+  const t = tunedNumbers(engine, () => tuneKey('input', g), (key) => scratchCase(engine, key,
+    `convTranspose2d input ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
+    candidateList(`${def.th}x${def.tw}`, ['2x2', '2x4', '4x2', '4x4']), [[g.n, g.ho, g.wo, 4 * cov], [g.co, g.kh, g.kw, g.ci]],
+    ([gy4, w]) => { convTransposeBackwardInput(gy4!, w!, g); }), 2, 8);
   return t ? { th: t[0]!, tw: t[1]!, tci: def.tci } : def;
 }
 

@@ -20,7 +20,7 @@ import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { type Program, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { type TuningCase, scratchCase, tunedNumbers } from '../tune.js';
+import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epilogueCode, hasEpilogue } from './epilogue.js';
 
@@ -194,11 +194,7 @@ export function setConv2dTiles(choice: 'cpu' | 'gpu' | Conv2dTileChooser | null)
 function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
   if (forcedChooser) return forcedChooser(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
   const byAdapter = (engine.adapter.isSoftware ? cpuTile : gpuTile)(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
-  const key = tileKey(kernel, g);
-  if (engine.tuningSink && !engine.tuningSink.has(key)) {
-    engine.tuningSink.set(key, () => tuningCase(engine, kernel, g, tileCandidates(engine, byAdapter, kernel, m, n, vm, vn)));
-  }
-  const tuned = parseTile(engine, key);
+  const tuned = parseTile(engine, () => tileKey(kernel, g), (key) => tuningCase(engine, key, kernel, g, tileCandidates(engine, byAdapter, kernel, m, n, vm, vn)));
   // A measured tile that does not fit these vector widths (a hand-edited table) is ignored.
   return tuned && tuned.tm % vm === 0 && tuned.tn % vn === 0 ? tuned : byAdapter;
 }
@@ -211,10 +207,10 @@ function tileKey(kernel: Conv2dKernel, g: Geometry): string {
 }
 
 /** '16x32@16': 16 rows x 32 columns per invocation, 16 invocations per workgroup. */
-export const formatTile = (t: Conv2dTile): string => `${t.tm}x${t.tn}@${t.wg}`;
+const formatTile = (t: Conv2dTile): string => `${t.tm}x${t.tn}@${t.wg}`;
 
-function parseTile(engine: Engine, key: string): Conv2dTile | null {
-  const t = tunedNumbers(engine, key, 3, 256);
+function parseTile(engine: Engine, key: () => string, make: (key: string) => TuningCase): Conv2dTile | null {
+  const t = tunedNumbers(engine, key, make, 3, 256);
   return t && t[0]! <= 64 && t[1]! <= 64 && t[0]! * t[1]! <= 1024 ? { tm: t[0]!, tn: t[1]!, wg: t[2]! } : null;
 }
 
@@ -228,19 +224,19 @@ function tileCandidates(engine: Engine, byAdapter: Conv2dTile, kernel: Conv2dKer
   const shapes: [number, number, number][] = engine.adapter.isSoftware
     ? [[8, 8, 16], [16, 16, 16], kernel === 'filter' ? [32, 16, 16] : [16, 32, 16], [32, 16, 16]]
     : [[4, 4, 64], [4, 8, 64], [8, 4, 64], [8, 8, 64], [4, 4, 128], [2, 4, 128], [8, 8, 32]];
-  const tiles = [byAdapter, ...shapes.map(([tm, tn, wg]) => ({
+  const tiles = shapes.map(([tm, tn, wg]) => ({
     tm: kernel === 'filter' ? fit(m, vm, tm) : Math.max(vm, tm), tn: fit(n, vn, tn), wg,
-  }))];
-  return [...new Set(tiles.map(formatTile))];
+  }));
+  return candidateList(formatTile(byAdapter), tiles.map(formatTile));
 }
 
 /** One GEMM of a convolution on scratch inputs, for autotune. */
-function tuningCase(engine: Engine, kernel: Conv2dKernel, geo: Geometry, candidates: string[]): TuningCase {
+function tuningCase(engine: Engine, key: string, kernel: Conv2dKernel, geo: Geometry, candidates: string[]): TuningCase {
   // Slices (inputChannels, outputChannels) do not change the GEMM: time it on whole tensors.
   const g: Geometry = { ...geo, xstride: geo.ci, xoff: 0, woff: 0 };
   const wShape = [g.co, g.kh, g.kw, g.cig];
   const label = `conv2d ${kernel} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, ${g.kh}x${g.kw} s${g.sh}${g.groups > 1 ? ` groups ${g.groups}` : ''}`;
-  return scratchCase(engine, tileKey(kernel, geo), label, candidates, [[g.n, g.h, g.w, g.ci], wShape, [g.n, g.ho, g.wo, g.co]], ([x, w, gy]) => {
+  return scratchCase(engine, key, label, candidates, [[g.n, g.h, g.w, g.ci], wShape, [g.n, g.ho, g.wo, g.co]], ([x, w, gy]) => {
     if (kernel === 'forward') engine.run(forwardProgram(engine, g, x!, w!, null, engine.empty([g.n, g.ho, g.wo, g.co], 'f32'), null));
     else if (kernel === 'input') conv2dBackwardInput(g, gy!, w!);
     else conv2dBackwardFilter(g, gy!, x!, wShape);
