@@ -22,6 +22,7 @@ import { saveModel, loadPretrained, type ModelConfig } from './model-file.js';
 import { evaluate } from './evaluate.js';
 import { Progress } from './progress.js';
 import { writeCurve } from './plot.js';
+import { parseClassWeights, resolveClassWeights } from './class-weights.js';
 
 export const trainSpec: CommandSpec = {
   name: 'train',
@@ -57,6 +58,7 @@ export const trainSpec: CommandSpec = {
     'eval-every': { type: 'number', minInt: 0, help: 'evaluate every N steps (0: only at the end)', default: 0 },
     'log-every': { type: 'number', minInt: 1, help: 'write a metrics line every N steps', default: 1 },
     save: { type: 'string', help: 'dtype of the final model file: f32 | f16', default: 'f32' },
+    'class-weights': { type: 'string', help: "loss weight per class: none, enet (1/ln(1.02 + pixel frequency), counted on 64 training images) or K comma-separated numbers", default: 'none' },
     'no-prefetch': { type: 'boolean', help: 'load each batch only when its step starts (to measure what overlapping the next batch with the GPU work saves)' },
     'continue-on-nan': { type: 'boolean', help: 'on a NaN/Inf loss, log it and keep training instead of stopping (checkpoints are only written while the weights are finite)' },
   },
@@ -76,6 +78,8 @@ interface RunConfig {
   scale: number;
   flip: boolean;
   seed: number;
+  /** Loss weight per class (null or absent: unweighted); resolved once, so a resumed run uses the same. */
+  classWeights?: number[] | null;
 }
 
 function oneOf<T extends string>(flag: string, v: unknown, allowed: readonly T[]): T {
@@ -176,10 +180,12 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
     cfg = configFromFlags(f);
   }
   const { train, val } = datasets(cfg);
+  if (!resume) cfg.classWeights = await resolveClassWeights(parseClassWeights(String(f['class-weights']), cfg.model.classes), train, cfg.model.classes);
   if (!resume) cfg.steps = f.steps ? Number(f.steps) : Math.max(1, Math.ceil(((Number(f.epochs) || 1) * train.size) / cfg.batch));
   const model = canet(engine, { ...cfg.model, seed: cfg.seed });
   const optimizer = makeOptimizer(model, cfg);
   const progress = new Progress();
+  const classWeights = cfg.classWeights ? engine.tensor(Float32Array.from(cfg.classWeights), [cfg.classWeights.length], 'f32') : null;
   try {
     if (resume) {
       model.loadStateDict(resume.state);
@@ -190,6 +196,7 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
       progress.log(`pretrained: ${r.loaded} tensors from ${f.pretrained}`);
     }
     progress.log(`training CANet-${cfg.model.backbone} (width ${cfg.model.width}, ${model.numParameters().toLocaleString('en-US')} parameters) on ${train.name}, ${cfg.steps} steps of ${cfg.batch} at ${cfg.model.inputSize!.join('x')}, ${engine.adapter.description}`);
+    if (cfg.classWeights) progress.log(`class weights: ${cfg.classWeights.map((x) => x.toFixed(2)).join(', ')}`);
     const metricsPath = join(out, 'metrics.jsonl');
     if (!resume) await writeFile(metricsPath, '');
     const prefetch = new Prefetcher(train, cfg.batch, cfg.seed);
@@ -214,7 +221,7 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
       const samples = await prefetch.take(step);
       const loss = engine.scope(() => {
         const { images, labels } = uploadBatch(engine, samples, w, h, { seed: cfg.seed * 7_919 + step, maxScale: cfg.scale, flip: cfg.flip });
-        return trainStep(model, optimizer, images, labels);
+        return trainStep(model, optimizer, images, labels, { classWeights });
       });
       engine.submit();
       // Decode or generate the next batch on this thread while the GPU works on this one.
@@ -286,6 +293,7 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
     progress.log(`wrote ${modelPath}, ${checkpointPath}, ${metricsPath}, ${join(out, 'curve.svg')}`);
     return { steps: cfg.steps, losses, finalMiou };
   } finally {
+    classWeights?.dispose();
     optimizer.dispose();
     model.dispose();
     if (!engineIn) engine.destroy();

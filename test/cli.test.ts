@@ -25,7 +25,7 @@ function canet(args: string[], timeoutMs = 240_000) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-const TRAIN = ['train', '--synthetic', '64', '--val-synthetic', '4', '--size', '128x64', '--batch', '2', '--width', '0.25', '--head', 'plain', '--optimizer', 'adamw', '--lr', '0.003', '--seed', '5'];
+const TRAIN = ['train', '--synthetic', '64', '--val-synthetic', '4', '--size', '128x64', '--batch', '2', '--width', '0.25', '--head', 'plain', '--optimizer', 'adamw', '--lr', '0.003', '--seed', '5', '--class-weights', 'enet'];
 
 function losses(dir: string): number[] {
   return readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.loss !== undefined).map((r) => r.loss as number);
@@ -142,6 +142,7 @@ t('bad input: one clear message each, non-zero exit, checkpoints untouched', () 
     [['eval', '--data', 'empty', '--weights', model], /empty.*(no .*pairs|looked for)/i],
     [['train', '--data', 'empty', '--steps', '1', '--out', 'run-a'], /empty.*(no .*pairs|looked for)/i],
     [['train', '--synthetic', '4', '--size', '100x64', '--out', 'run-a'], /multiples of 32/],
+    [['train', '--synthetic', '4', '--class-weights', '1,2', '--out', 'run-a'], /--class-weights has 2 numbers, expected one per class \(19\)/],
     [['train', '--bogus', '1'], /unknown option --bogus/],
     [['frobnicate'], /unknown command 'frobnicate'/],
   ];
