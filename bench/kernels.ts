@@ -2,7 +2,9 @@
  * Kernel micro-benchmark: the convolutions that dominate CANet at a 1024x512 input, timed on this
  * adapter with GFLOP/s, next to the engine's own best matmul (a 1x1 convolution is a matmul), so
  * each conv's fraction of the adapter's matmul ceiling is visible.
- *   node bench/kernels.js [--quick] [--iters N] [--json PATH]
+ *   node bench/kernels.js [--quick] [--iters N] [--json PATH] [--tune [FILE]]
+ * --tune times each kernel's candidate tiles first (engine/tune.ts; the ceiling too), keeping the
+ * winners in the tuning file as `bench/run.js --tune` does, so the fractions are tuned against tuned.
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -13,6 +15,8 @@ import { conv2d } from '../engine/ops/conv2d.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import { convTranspose2d } from '../engine/ops/conv-transpose.js';
 import { describeAdapter, fmt, parseArgs, timeGpu } from './timing.js';
+import { autotune } from '../engine/tune.js';
+import { defaultTuningFile, loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
 
 interface Case {
   name: string;
@@ -75,19 +79,28 @@ export interface KernelResult {
   medianMs: number;
   gflops: number;
   fractionOfMatmul: number;
+  /** With --tune: the tile timed fastest (null when the file already held this kernel's). */
+  tuned?: { winner: string; speedup: number }[];
 }
 
-export async function runKernelBench(engine: Engine, quick: boolean, iters: number): Promise<KernelResult[]> {
+export async function runKernelBench(engine: Engine, quick: boolean, iters: number, tuneFile?: string): Promise<KernelResult[]> {
   const results: KernelResult[] = [];
   let ceiling = 0;
+  if (tuneFile) await loadTuningFile(engine, tuneFile);
   for (const c of kernelCases(quick)) {
     const inputs = c.setup(engine);
+    let tuned: KernelResult['tuned'];
+    if (tuneFile) {
+      tuned = (await autotune(engine, () => void c.run(inputs))).map((r) => ({ winner: r.winner, speedup: r.speedup }));
+      await saveTuningFile(engine, tuneFile);
+    }
     const t = await timeGpu(engine, () => void c.run(inputs), iters);
     inputs.forEach((x) => x.dispose());
     const gflops = c.flops / 1e9 / (t.medianMs / 1000);
     if (c.name.startsWith('matmul ceiling')) ceiling = gflops;
-    results.push({ name: c.name, gflop: c.flops / 1e9, firstMs: t.firstMs, medianMs: t.medianMs, gflops, fractionOfMatmul: ceiling ? gflops / ceiling : 1 });
+    results.push({ name: c.name, gflop: c.flops / 1e9, firstMs: t.firstMs, medianMs: t.medianMs, gflops, fractionOfMatmul: ceiling ? gflops / ceiling : 1, ...(tuned ? { tuned } : {}) });
     console.log(`${c.name.padEnd(58)} ${fmt(c.flops / 1e9, 2).padStart(7)} GFLOP  first ${fmt(t.firstMs, 0).padStart(6)} ms  median ${fmt(t.medianMs, 1).padStart(8)} ms  ${fmt(gflops, 2).padStart(6)} GFLOP/s  ${fmt((100 * gflops) / (ceiling || gflops), 0).padStart(4)}% of matmul`);
+    if (tuned?.length) console.log(`  tuned: ${tuned.map((r) => `${r.winner} (${fmt(r.speedup, 2)}x the default)`).join(', ')}`);
   }
   return results;
 }
@@ -98,11 +111,12 @@ async function main() {
   const iters = Number(args.get('iters') ?? (quick ? 2 : 3));
   const engine = await createEngine();
   console.log(`adapter: ${describeAdapter(engine)}`);
-  const results = await runKernelBench(engine, quick, iters);
+  const tuneFile = args.has('tune') ? (typeof args.get('tune') === 'string' ? String(args.get('tune')) : defaultTuningFile()) : undefined;
+  const results = await runKernelBench(engine, quick, iters, tuneFile);
   const json = args.get('json');
   if (typeof json === 'string') {
     mkdirSync(dirname(json), { recursive: true });
-    writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), adapter: engine.adapter, quick, iters, results }, null, 2));
+    writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), adapter: engine.adapter, quick, iters, tuning: tuneFile ?? null, results }, null, 2));
   }
   engine.destroy();
 }
