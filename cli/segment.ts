@@ -9,17 +9,19 @@ import { readImage, writePng } from '../data/image-io.js';
 import { colorize, overlay } from '../data/palette.js';
 import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { loadModel } from './model-file.js';
+import { applyTuning, tuningFlags } from './tuning.js';
 
 export const segmentSpec: CommandSpec = {
   name: 'segment',
   summary: 'segment images with a trained model',
-  usage: 'canet segment IMAGE... [--weights FILE] [--out DIR] [--size WxH] [--overlay 0.5] [--ids]',
+  usage: 'canet segment IMAGE... [--weights FILE] [--out DIR] [--size WxH] [--overlay 0.5] [--ids] [--tune]',
   flags: {
     weights: { type: 'string', help: 'model file (.safetensors)', default: 'weights/demo.safetensors' },
     out: { type: 'string', help: 'output folder', default: 'out' },
     size: { type: 'string', help: 'network input WIDTHxHEIGHT, multiples of 32 (default: the size the model was trained at)' },
     overlay: { type: 'number', help: 'opacity of the labels over the photo', default: 0.5 },
     ids: { type: 'boolean', help: 'also write the raw class-id PNG (8-bit)' },
+    ...tuningFlags,
   },
 };
 
@@ -110,6 +112,7 @@ export async function runSegment(argv: string[]): Promise<SegmentOutput[] | null
     const size = p.flags.size ? parseSize(String(p.flags.size)) : config.inputSize ?? [512, 256];
     if (size[0] % 32 || size[1] % 32) throw new UsageError(`--size must be multiples of 32, got ${size.join('x')}`);
     const outDir = String(p.flags.out);
+    await applyTuning(engine, p.flags, () => model.segment(engine.tensor(new Float32Array(size[0] * size[1] * 3), [1, size[1], size[0], 3])), p.positional.length, (l) => console.log(l));
     await mkdir(outDir, { recursive: true });
     const results: SegmentOutput[] = [];
     for (const input of p.positional) {

@@ -23,6 +23,7 @@ import { evaluate } from './evaluate.js';
 import { Progress } from './progress.js';
 import { writeCurve } from './plot.js';
 import { parseClassWeights, resolveClassWeights } from './class-weights.js';
+import { applyTuning, tuningFlags } from './tuning.js';
 
 export const trainSpec: CommandSpec = {
   name: 'train',
@@ -61,6 +62,7 @@ export const trainSpec: CommandSpec = {
     'class-weights': { type: 'string', help: "loss weight per class: none, enet (1/ln(1.02 + pixel frequency), counted on 64 training images) or K comma-separated numbers", default: 'none' },
     'no-prefetch': { type: 'boolean', help: 'load each batch only when its step starts (to measure what overlapping the next batch with the GPU work saves)' },
     'continue-on-nan': { type: 'boolean', help: 'on a NaN/Inf loss, log it and keep training instead of stopping (checkpoints are only written while the weights are finite)' },
+    ...tuningFlags,
   },
 };
 
@@ -153,6 +155,21 @@ function lrAt(cfg: RunConfig, step: number): number {
   return cfg.schedule === 'cosine' ? cosineLR(cfg.lr, step, cfg.steps, { warmupSteps: cfg.warmup }) : polyLR(cfg.lr, step, cfg.steps);
 }
 
+/** One training step of a fresh model with this run's configuration on zero images, for autotune to record its kernels. */
+function tuningStep(engine: Engine, cfg: RunConfig): void {
+  const [w, h] = cfg.model.inputSize!;
+  const model = canet(engine, { ...cfg.model, seed: cfg.seed });
+  const optimizer = makeOptimizer(model, cfg);
+  try {
+    const images = engine.tensor(new Float32Array(cfg.batch * h * w * 3), [cfg.batch, h, w, 3]);
+    const labels = engine.tensor(new Int32Array(cfg.batch * h * w), [cfg.batch, h, w]);
+    trainStep(model, optimizer, images, labels).dispose();
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+  }
+}
+
 export interface TrainResult {
   steps: number;
   losses: number[];
@@ -197,6 +214,9 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
     }
     progress.log(`training CANet-${cfg.model.backbone} (width ${cfg.model.width}, ${model.numParameters().toLocaleString('en-US')} parameters) on ${train.name}, ${cfg.steps} steps of ${cfg.batch} at ${cfg.model.inputSize!.join('x')}, ${engine.adapter.description}`);
     if (cfg.classWeights) progress.log(`class weights: ${cfg.classWeights.map((x) => x.toFixed(2)).join(', ')}`);
+    // Tuned on a throwaway model of the same shapes: tuning runs the step once, which must not
+    // move this run's weights, optimizer or BatchNorm statistics (exact resume).
+    await applyTuning(engine, f, () => tuningStep(engine, cfg), cfg.steps - startStep, (l) => progress.log(l));
     const metricsPath = join(out, 'metrics.jsonl');
     if (!resume) await writeFile(metricsPath, '');
     const prefetch = new Prefetcher(train, cfg.batch, cfg.seed);

@@ -34,6 +34,14 @@ export interface TuneOptions {
   rounds?: number;
   /** Wall time a round aims for, in ms: short kernels are launched several times (default 30). */
   roundMs?: number;
+  /** How much faster than the op's default a candidate must run to replace it (default 0.05: 5%). */
+  minGain?: number;
+  /**
+   * Calls over which a candidate's pipeline compile time must pay for itself (default 1000): it
+   * replaces the default only if it saves at least compileMs / horizon per call as well. On
+   * SwiftShader a large tile compiles for seconds, which a kernel of microseconds never earns back.
+   */
+  horizon?: number;
   /** Progress lines (one per tuned case). */
   log?: (line: string) => void;
 }
@@ -41,8 +49,12 @@ export interface TuneOptions {
 export interface TunedCase {
   key: string;
   label: string;
-  /** Milliseconds per launch of each candidate (fastest round). */
-  times: { variant: string; ms: number }[];
+  /**
+   * Milliseconds per launch of each candidate (fastest round), and what compiling it costs: the
+   * longest compile of that kernel and variant seen in this autotune call, since a pipeline another
+   * case compiled first is not free in a fresh process (and compiles again per epilogue there).
+   */
+  times: { variant: string; ms: number; compileMs: number }[];
   winner: string;
   /** The default variant's time over the winner's (1 when the default won). */
   speedup: number;
@@ -50,19 +62,35 @@ export interface TunedCase {
 
 const now = (): number => performance.now();
 
-/** Milliseconds per launch of `c` with the variant currently in engine.tuned. */
-async function timeCase(engine: Engine, c: TuningCase, rounds: number, roundMs: number): Promise<number> {
+/** Milliseconds per launch of `c` with the variant currently in engine.tuned, and its compile time. */
+async function timeCase(engine: Engine, c: TuningCase, rounds: number, roundMs: number): Promise<{ ms: number; compileMs: number }> {
   const launch = async (n: number): Promise<number> => {
     const t0 = now();
     for (let i = 0; i < n; i++) engine.scope(() => c.run());
     await engine.sync();
     return (now() - t0) / n;
   };
+  const c0 = engine.stats().compileMs;
   await launch(1); // compiles the pipeline: not timed
+  const compileMs = engine.stats().compileMs - c0;
   const single = await launch(1);
   const n = Math.max(1, Math.min(64, Math.floor(roundMs / Math.max(single, 1e-3))));
   let best = single;
   for (let r = 1; r < rounds; r++) best = Math.min(best, await launch(n));
+  return { ms: best, compileMs };
+}
+
+/**
+ * The default (first) unless another candidate beats it by `minGain` and by its compile time over
+ * `horizon` calls; the fastest of those that do. Noise-level wins keep the default.
+ */
+export function pickWinner(times: readonly { variant: string; ms: number; compileMs: number }[], minGain: number, horizon: number): { variant: string; ms: number } {
+  const d = times[0]!;
+  let best: { variant: string; ms: number } = d;
+  for (const t of times.slice(1)) {
+    const pays = d.ms - t.ms >= Math.max(minGain * d.ms, t.compileMs / horizon);
+    if (pays && t.ms < best.ms) best = t;
+  }
   return best;
 }
 
@@ -87,17 +115,22 @@ export async function autotune(engine: Engine, workload: () => unknown, opts: Tu
     engine.tuningSink = null;
   }
   const report: TunedCase[] = [];
+  const compileCost = new Map<string, number>();
   for (const [key, make] of sink) {
     if (engine.tuned.has(key) && !opts.retune) continue;
     const previous = engine.tuned.get(key);
     const c = make();
     try {
-      const times: { variant: string; ms: number }[] = [];
+      const times: TunedCase['times'] = [];
       for (const variant of c.candidates) {
         engine.tuned.set(key, variant);
-        times.push({ variant, ms: await timeCase(engine, c, rounds, roundMs) });
+        const t = await timeCase(engine, c, rounds, roundMs);
+        const kernelVariant = `${key.split(' ')[0]} ${variant}`;
+        const compileMs = Math.max(t.compileMs, compileCost.get(kernelVariant) ?? 0);
+        compileCost.set(kernelVariant, compileMs);
+        times.push({ variant, ms: t.ms, compileMs });
       }
-      const best = times.reduce((a, b) => (b.ms < a.ms ? b : a));
+      const best = pickWinner(times, opts.minGain ?? 0.05, opts.horizon ?? 1000);
       engine.tuned.set(key, best.variant);
       const entry = { key, label: c.label, times, winner: best.variant, speedup: times[0]!.ms / best.ms };
       report.push(entry);

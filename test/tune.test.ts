@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine, autotune, backward, exportTuning, importTuning, loadTuningFile, saveTuningFile, type TunedCase } from '../engine/entry-node.js';
+import { pickWinner } from '../engine/tune.js';
 import { type Conv2dOptions, conv2d } from '../engine/ops/conv2d.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { type ConvTransposeGeometry, convTransposeOutShape, refConvTranspose, refConvTransposeBackward } from './ref/conv-transpose.js';
@@ -52,6 +53,21 @@ async function tune(e: Engine): Promise<TunedCase[]> {
   return autotune(e, () => workload(e), { rounds: 2, roundMs: 2 });
 }
 
+t('pickWinner: the default stays unless a candidate is 5% faster and pays back its compile over the horizon', () => {
+  const d = { variant: 'd', ms: 10, compileMs: 0 };
+  // Noise-level win (4%): default.
+  assert.is(pickWinner([d, { variant: 'a', ms: 9.6, compileMs: 0 }], 0.05, 1000).variant, 'd');
+  // 20% faster, compiled before: replaces it.
+  assert.is(pickWinner([d, { variant: 'a', ms: 8, compileMs: 0 }], 0.05, 1000).variant, 'a');
+  // 20% faster (2 ms a call) but 3 s of compile over 1000 calls is 3 ms a call: default.
+  assert.is(pickWinner([d, { variant: 'a', ms: 8, compileMs: 3000 }], 0.05, 1000).variant, 'd');
+  // Of those that pay, the fastest; a faster one that does not pay is passed over.
+  const r = pickWinner([d, { variant: 'a', ms: 9, compileMs: 100 }, { variant: 'b', ms: 5, compileMs: 9000 }, { variant: 'c', ms: 8.5, compileMs: 500 }], 0.05, 1000);
+  assert.equal(r, { variant: 'c', ms: 8.5, compileMs: 500 });
+  // A default slower than everything by far is replaced by the plain fastest when compiles are free.
+  assert.is(pickWinner([{ variant: 'd', ms: 100, compileMs: 0 }, { variant: 'a', ms: 50, compileMs: 0 }, { variant: 'b', ms: 40, compileMs: 0 }], 0.05, 1000).variant, 'b');
+});
+
 for (const cls of ['cpu', 'gpu'] as const) {
   t(`autotune (${cls} tile set) times each candidate of the 3 GEMMs of each conv, keeps the fastest, leaks nothing`, async () => {
     const e = await engineFor(cls);
@@ -63,11 +79,11 @@ for (const cls of ['cpu', 'gpu'] as const) {
     for (const r of report) {
       assert.ok(r.times.length >= 2, `${r.label}: only ${r.times.length} candidates`);
       assert.is(new Set(r.times.map((x) => x.variant)).size, r.times.length, `${r.label}: duplicate candidates`);
-      for (const x of r.times) assert.ok(Number.isFinite(x.ms) && x.ms > 0, `${r.label} ${x.variant}: ${x.ms} ms`);
-      const fastest = r.times.reduce((a, b) => (b.ms < a.ms ? b : a));
-      assert.is(r.winner, fastest.variant, r.label);
+      for (const x of r.times) assert.ok(Number.isFinite(x.ms) && x.ms > 0 && Number.isFinite(x.compileMs) && x.compileMs >= 0, `${r.label} ${x.variant}: ${x.ms} ms, compile ${x.compileMs} ms`);
+      const expected = pickWinner(r.times, 0.05, 1000);
+      assert.is(r.winner, expected.variant, r.label);
       assert.is(e.tuned.get(r.key), r.winner, `engine.tuned of ${r.key}`);
-      assert.ok(Math.abs(r.speedup - r.times[0]!.ms / fastest.ms) < 1e-9, 'speedup is default / winner');
+      assert.ok(Math.abs(r.speedup - r.times[0]!.ms / expected.ms) < 1e-9, 'speedup is default / winner');
     }
     // A second call keeps what is tuned: nothing left to time.
     assert.is((await autotune(e, () => workload(e), { rounds: 1 })).length, 0, 'second autotune re-timed tuned keys');
