@@ -20,8 +20,11 @@ const root = process.cwd();
 const bin = join(root, 'bin', 'canet.js');
 const work = mkdtempSync(join(tmpdir(), 'canet-cli-'));
 
+// A tuning file of this test's own (none exists): the user's tuned tiles must not change these runs.
+const ENV = { ...process.env, CANET_DEBUG: '', CANET_TUNING: join(work, 'tuning.json') };
+
 function canet(args: string[], timeoutMs = 240_000) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: work, encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, CANET_DEBUG: '' } });
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: work, encoding: 'utf8', timeout: timeoutMs, env: ENV });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -54,7 +57,7 @@ t('kill -9 at random moments with a checkpoint every step: each kill leaves a wh
   let lastStep = 0;
   for (let round = 0; round < 3; round++) {
     const args = round === 0 ? [...TRAIN, '--steps', '20', '--out', 'run-k', '--checkpoint-every', '1'] : ['train', '--resume', ckpt, '--out', 'run-k'];
-    const child = spawn(process.execPath, [bin, ...args], { cwd: work, stdio: 'ignore' });
+    const child = spawn(process.execPath, [bin, ...args], { cwd: work, stdio: 'ignore', env: ENV });
     const wait = 200 + Math.floor(delay() * 2500);
     const started = Date.now();
     // Once this round has trained a step past the last checkpoint, kill it after `wait` ms.
