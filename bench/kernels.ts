@@ -14,9 +14,9 @@ import type { Tensor } from '../engine/tensor.js';
 import { conv2d } from '../engine/ops/conv2d.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import { convTranspose2d } from '../engine/ops/conv-transpose.js';
-import { describeAdapter, fmt, parseArgs, timeGpu } from './timing.js';
+import { describeAdapter, fmt, parseArgs, timeGpu, tuneFileArg } from './timing.js';
 import { autotune } from '../engine/tune.js';
-import { defaultTuningFile, loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
+import { loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
 
 interface Case {
   name: string;
@@ -79,7 +79,7 @@ export interface KernelResult {
   medianMs: number;
   gflops: number;
   fractionOfMatmul: number;
-  /** With --tune: the tile timed fastest (null when the file already held this kernel's). */
+  /** With --tune: each kernel timed for this case and its winner (empty when the file already held them all). */
   tuned?: { winner: string; speedup: number }[];
 }
 
@@ -111,7 +111,7 @@ async function main() {
   const iters = Number(args.get('iters') ?? (quick ? 2 : 3));
   const engine = await createEngine();
   console.log(`adapter: ${describeAdapter(engine)}`);
-  const tuneFile = args.has('tune') ? (typeof args.get('tune') === 'string' ? String(args.get('tune')) : defaultTuningFile()) : undefined;
+  const tuneFile = tuneFileArg(args);
   const results = await runKernelBench(engine, quick, iters, tuneFile);
   const json = args.get('json');
   if (typeof json === 'string') {

@@ -27,8 +27,8 @@ import { SGD } from '../engine/optim.js';
 import { canet, type BackboneName } from '../net/canet.js';
 import { trainStep } from '../net/train.js';
 import { autotune } from '../engine/tune.js';
-import { defaultTuningFile, loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
-import { describeAdapter, fmt, parseArgs, timeGpu } from './timing.js';
+import { loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
+import { describeAdapter, fmt, parseArgs, timeGpu, tuneFileArg } from './timing.js';
 import type { PeerResult } from './peers/tfjs.js';
 
 export interface BenchCase {
@@ -267,7 +267,7 @@ async function main() {
   // after the first keeps `--peers` near 15 minutes there.
   const peerIters = Number(args.get('peer-iters') ?? (engine.adapter.isSoftware ? 1 : iters));
   const peerTimeoutS = Number(args.get('peer-timeout') ?? 1800);
-  const tuneFile = args.has('tune') ? (typeof args.get('tune') === 'string' ? String(args.get('tune')) : defaultTuningFile()) : undefined;
+  const tuneFile = tuneFileArg(args);
   const results: BenchResult[] = [];
   console.log(`${'case'.padEnd(34)} ${'first ms'.padStart(9)} ${'median ms'.padStart(10)} ${'min'.padStart(8)} ${'max'.padStart(8)} ${'img/s'.padStart(8)} ${'GFLOP/img'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'dispatches'.padStart(10)} ${'GPU MB'.padStart(7)}`);
   for (const c of cases) {

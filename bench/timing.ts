@@ -1,5 +1,6 @@
 /** Shared timing protocol for benchmarks: warm-up runs first, then timed runs that each end with the GPU really done. */
 import type { Engine } from '../engine/engine.js';
+import { defaultTuningFile } from '../engine/tune-file.js';
 
 export interface Timing {
   firstMs: number;
@@ -43,6 +44,12 @@ export function parseArgs(argv: string[]): Map<string, string | true> {
     else m.set(k, true);
   }
   return m;
+}
+
+/** `--tune [FILE]`: the tuning file to tune into (the default file when no name follows), or undefined without --tune. */
+export function tuneFileArg(args: Map<string, string | true>): string | undefined {
+  const v = args.get('tune');
+  return v === undefined ? undefined : typeof v === 'string' ? v : defaultTuningFile();
 }
 
 export const fmt = (v: number, d = 1) => v.toFixed(d);

@@ -6,7 +6,7 @@ import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './
 import { folderDataset, syntheticDataset } from './data.js';
 import { evaluate, type EvalResult } from './evaluate.js';
 import { loadModel } from './model-file.js';
-import { applyTuning, tuningFlags } from './tuning.js';
+import { applyTuning, blankImages, tuningFlags } from './tuning.js';
 
 export const evalSpec: CommandSpec = {
   name: 'eval',
@@ -49,7 +49,7 @@ export async function runEval(argv: string[]): Promise<EvalResult | null> {
     const data = f.synthetic ? syntheticDataset(Number(f.synthetic), 'val', w, h) : folderDataset(String(f.data), String(f.split));
     const batch = Math.min(Number(f.batch), data.size);
     model.eval();
-    await applyTuning(engine, f, () => model.segment(engine.tensor(new Float32Array(batch * w * h * 3), [batch, h, w, 3])), Math.ceil(data.size / batch), (l) => console.log(l));
+    await applyTuning(engine, f, () => model.segment(blankImages(engine, batch, w, h)), Math.ceil(data.size / batch), (l) => console.log(l));
     const r = await evaluate(engine, model, data, w, h, Number(f.batch));
     console.log(`${data.name}, model ${f.weights} at ${w}x${h}`);
     console.log(formatScores(r, config.classNames ?? CLASS_NAMES));

@@ -9,7 +9,7 @@ import { readImage, writePng } from '../data/image-io.js';
 import { colorize, overlay } from '../data/palette.js';
 import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { loadModel } from './model-file.js';
-import { applyTuning, tuningFlags } from './tuning.js';
+import { applyTuning, blankImages, tuningFlags } from './tuning.js';
 
 export const segmentSpec: CommandSpec = {
   name: 'segment',
@@ -112,7 +112,7 @@ export async function runSegment(argv: string[]): Promise<SegmentOutput[] | null
     const size = p.flags.size ? parseSize(String(p.flags.size)) : config.inputSize ?? [512, 256];
     if (size[0] % 32 || size[1] % 32) throw new UsageError(`--size must be multiples of 32, got ${size.join('x')}`);
     const outDir = String(p.flags.out);
-    await applyTuning(engine, p.flags, () => model.segment(engine.tensor(new Float32Array(size[0] * size[1] * 3), [1, size[1], size[0], 3])), p.positional.length, (l) => console.log(l));
+    await applyTuning(engine, p.flags, () => model.segment(blankImages(engine, 1, size[0], size[1])), p.positional.length, (l) => console.log(l));
     await mkdir(outDir, { recursive: true });
     const results: SegmentOutput[] = [];
     for (const input of p.positional) {

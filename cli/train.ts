@@ -23,7 +23,7 @@ import { evaluate } from './evaluate.js';
 import { Progress } from './progress.js';
 import { writeCurve } from './plot.js';
 import { parseClassWeights, resolveClassWeights } from './class-weights.js';
-import { applyTuning, tuningFlags } from './tuning.js';
+import { applyTuning, blankImages, tuningFlags } from './tuning.js';
 
 export const trainSpec: CommandSpec = {
   name: 'train',
@@ -161,7 +161,7 @@ function tuningStep(engine: Engine, cfg: RunConfig): void {
   const model = canet(engine, { ...cfg.model, seed: cfg.seed });
   const optimizer = makeOptimizer(model, cfg);
   try {
-    const images = engine.tensor(new Float32Array(cfg.batch * h * w * 3), [cfg.batch, h, w, 3]);
+    const images = blankImages(engine, cfg.batch, w, h);
     const labels = engine.tensor(new Int32Array(cfg.batch * h * w), [cfg.batch, h, w]);
     trainStep(model, optimizer, images, labels).dispose();
   } finally {

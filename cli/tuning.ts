@@ -7,6 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { Engine } from '../engine/engine.js';
+import type { Tensor } from '../engine/tensor.js';
 import { autotune } from '../engine/tune.js';
 import { defaultTuningFile, loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
 import { UsageError, type FlagSpec } from './args.js';
@@ -15,6 +16,11 @@ export const tuningFlags: Record<string, FlagSpec> = {
   tune: { type: 'boolean', help: 'first time candidate kernel tiles for this run\'s shapes and keep the fastest in the tuning file (minutes on a software GPU)' },
   tuning: { type: 'string', help: 'tuning file (default: $CANET_TUNING or ~/.cache/canet-gpu/tuning.json); none: use the built-in tiles' },
 };
+
+/** A batch of black images [n, h, w, 3]: a tuning workload's input (kernel times do not depend on the values). */
+export function blankImages(engine: Engine, n: number, w: number, h: number): Tensor {
+  return engine.tensor(new Float32Array(n * h * w * 3), [n, h, w, 3]);
+}
 
 /**
  * Loads the tuning file's winners for this adapter and, with --tune, tunes `workload` (a function
@@ -33,7 +39,7 @@ export async function applyTuning(engine: Engine, flags: Record<string, unknown>
     const n = await loadTuningFile(engine, file);
     if (n) log(`tuning: ${n} tuned kernels for this adapter from ${file}`);
   } catch (e) {
-    engine.tuned.clear();
+    // importTuning refuses a bad table whole, so engine.tuned is as it was.
     log(`tuning: ignoring ${file}: ${(e as Error).message}`);
   }
   if (!flags.tune) return;
