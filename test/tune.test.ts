@@ -13,7 +13,7 @@ import { pickWinner } from '../engine/tune.js';
 import { type Conv2dOptions, conv2d } from '../engine/ops/conv2d.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { type ConvTransposeGeometry, convTransposeOutShape, refConvTranspose, refConvTransposeBackward } from './ref/conv-transpose.js';
-import { sum } from '../engine/ops/basic.js';
+import { mul, sum } from '../engine/ops/basic.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
@@ -257,6 +257,51 @@ t('conv2d uses a tuned tile (a new pipeline), ignores one that does not fit (the
     assert.is(await forward('unfit 4x2@16'), base + 1, 'an unfit tile falls back to the default pipeline');
     e.tuned.set(key, '128x128@16');
     assert.is(await forward('oversized 128x128@16'), base + 1, 'an oversized tile falls back to the default pipeline');
+  } finally {
+    e.tuned.clear();
+  }
+});
+
+t('a tuned filter-gradient tile keeps the default tile\'s pixel chunks: no extra reduction dispatch, same gradient', async () => {
+  // 64 output channels x 288 taps: the default 8x8 tile makes 288 tiles, enough invocations that
+  // the 100 pixels run in one pass; a 32x16 tile makes 36, which used to split the pixels in two
+  // and add a column-sum dispatch (the tuned training step went over issue 10's 400).
+  const e = await testEngine();
+  const xs = [1, 10, 10, 32], ws = [64, 3, 3, 32], ys = [1, 10, 10, 64];
+  const key = `conv2d.filter ${xs.join('x')}>${ws[0]} k3x3 s1x1 p1x1 d1x1 g1`;
+  const xd = f32(randn(size(xs), 90));
+  const wd = f32(randn(size(ws), 91));
+  const rd = f32(randn(size(ys), 92));
+  // float64 filter gradient of sum(conv(x, w) * r): dw[o,ky,kx,c] = sum over pixels of r[p,o] x[p+k-1,c].
+  const ref = new Float64Array(size(ws));
+  for (let oy = 0; oy < 10; oy++) for (let ox = 0; ox < 10; ox++) for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) {
+    const iy = oy + ky - 1, ix = ox + kx - 1;
+    if (iy < 0 || iy >= 10 || ix < 0 || ix >= 10) continue;
+    for (let o = 0; o < 64; o++) {
+      const r = rd[(oy * 10 + ox) * 64 + o]!;
+      for (let c = 0; c < 32; c++) ref[((o * 3 + ky) * 3 + kx) * 32 + c]! += r * xd[(iy * 10 + ix) * 32 + c]!;
+    }
+  }
+  const filterGrad = async (what: string): Promise<number> => {
+    let dispatches = 0;
+    await e.scope(async () => {
+      const x = e.tensor(Float32Array.from(xd), xs);
+      const w = e.tensor(Float32Array.from(wd), ws);
+      w.requiresGrad = true;
+      const loss = sum(mul(conv2d(x, w, null, { padding: 1 }), e.tensor(Float32Array.from(rd), ys)));
+      const before = e.stats().dispatches;
+      backward(loss);
+      await e.flush();
+      dispatches = e.stats().dispatches - before;
+      expectClose(await w.grad!.read(), ref, 1e-4, `filter gradient with ${what}`);
+    });
+    return dispatches;
+  };
+  e.tuned.clear();
+  try {
+    const base = await filterGrad('the default tile');
+    e.tuned.set(key, '32x16@16');
+    assert.is(await filterGrad('tuned 32x16@16'), base, 'backward dispatches with the tuned tile');
   } finally {
     e.tuned.clear();
   }

@@ -191,9 +191,14 @@ export function setConv2dTiles(choice: 'cpu' | 'gpu' | Conv2dTileChooser | null)
   forcedChooser = choice === 'cpu' ? cpuTile : choice === 'gpu' ? gpuTile : choice;
 }
 
+/** The tile without measurements: the forced chooser's, else the adapter class's. */
+function defaultTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
+  return (forcedChooser ?? (engine.adapter.isSoftware ? cpuTile : gpuTile))(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
+}
+
 function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
-  if (forcedChooser) return forcedChooser(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
-  const byAdapter = (engine.adapter.isSoftware ? cpuTile : gpuTile)(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
+  const byAdapter = defaultTile(engine, kernel, g, m, n, vm, vn);
+  if (forcedChooser) return byAdapter;
   const tuned = parseTile(engine, () => tileKey(kernel, g), (key) => tuningCase(engine, key, kernel, g, tileCandidates(engine, byAdapter, kernel, m, n, vm, vn)));
   // A measured tile that does not fit these vector widths (a hand-edited table) is ignored.
   return tuned && tuned.tm % vm === 0 && tuned.tn % vn === 0 ? tuned : byAdapter;
@@ -422,13 +427,19 @@ function filterPlan(engine: Engine, g: Geometry): FilterPlan {
   const vb = g.cig % 4 === 0 ? 4 : 1;
   const krow = g.kh * g.kw * g.cig;
   const tile = chooseTile(engine, 'filter', g, g.cog, krow, va, vb);
+  const tilesOf = (t: Conv2dTile): number => Math.ceil(g.cog / t.tm) * Math.ceil(krow / t.tn) * g.groups;
   const tilesM = Math.ceil(g.cog / tile.tm);
   const tilesN = Math.ceil(krow / tile.tn);
-  const tiles = tilesM * tilesN * g.groups;
+  const tiles = tilesOf(tile);
   const pixels = g.n * g.ho * g.wo;
+  // The pixel chunks follow the default tile, not a measured one: a larger tuned tile (fewer
+  // tiles) would otherwise split a gradient that ran in one pass, and each split adds a
+  // reduction dispatch (the tuned 256x128 training step recorded 403, over issue 10's 400).
+  // Candidates are timed with this chunking, so the tuner only keeps tiles that pay under it.
+  const base = tilesOf(defaultTile(engine, 'filter', g, g.cog, krow, va, vb));
   const target = engine.adapter.isSoftware ? 256 : 32768;
   const maxBytes = Math.min(128 << 20, engine.limits.maxStorageBufferBindingSize);
-  const want = Math.max(1, Math.min(Math.ceil(target / tiles), Math.ceil(pixels / 64), Math.floor(maxBytes / (4 * g.co * krow))));
+  const want = Math.max(1, Math.min(Math.ceil(target / base), Math.ceil(pixels / 64), Math.floor(maxBytes / (4 * g.co * krow))));
   const chunk = Math.ceil(pixels / want);
   return { va, vb, krow, tile, tilesM, tilesN, tiles, chunks: Math.ceil(pixels / chunk), chunk };
 }
