@@ -13,7 +13,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { conv2d } from '../engine/ops/conv2d.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
-import { convTranspose2d } from '../engine/ops/conv-transpose.js';
+import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { describeAdapter, fmt, parseArgs, timeGpu, tuneFileArg } from './timing.js';
 import { autotune } from '../engine/tune.js';
 import { loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
@@ -68,6 +68,13 @@ export function kernelCases(quick: boolean): Case[] {
       flops: 2 * (512 / q) * (1024 / q) * 19 * 19 * 4,
       setup: (e) => [randomTensor(e, [1, 64 / q, 128 / q, 19]), randomTensor(e, [19, 15, 15, 19])],
       run: ([x, w]) => convTranspose2d(x!, w!, null, { stride: 8, padding: 7, outputPadding: 7 }),
+    },
+    {
+      // Inference runs the head with the argmax fused: class ids out, the logits never stored.
+      name: `x8 deconv + argmax: 1x${64 / q}x${128 / q}x19 -> ids, k15 s8`,
+      flops: 2 * (512 / q) * (1024 / q) * 19 * 19 * 4,
+      setup: (e) => [randomTensor(e, [1, 64 / q, 128 / q, 19]), randomTensor(e, [19, 15, 15, 19])],
+      run: ([x, w]) => x!.engine.noGrad(() => convTranspose2dArgmax(x!, w!, null, { stride: 8, padding: 7, outputPadding: 7 })),
     },
   ];
 }

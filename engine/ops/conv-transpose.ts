@@ -177,7 +177,7 @@ function channelTile(c: number): number {
 /** Forward register tile: TH x TP outputs of one stride phase times TCO output channels. */
 function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: number; tp: number; tco: number } {
   const tco = channelTile(g.co);
-  const def = defaultForwardTiles(g, tco);
+  const def = defaultForwardTiles(g, tco, argmax);
   const t = tunedNumbers(engine, () => tuneKey(argmax ? 'forward-argmax' : 'forward', g), (key) => scratchCase(engine, key,
     `convTranspose2d ${argmax ? 'forward+argmax' : 'forward'} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
     candidateList(`${def.th}x${def.tp}`, ['2x4', '4x4', '2x8', '4x8']), [[g.n, g.h, g.w, g.ci], [g.co, g.kh, g.kw, g.ci]],
@@ -189,15 +189,18 @@ function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: numbe
 const tuneKey = (kernel: string, g: Geometry): string =>
   `convTranspose2d.${kernel} ${g.n}x${g.h}x${g.w}x${g.ci}>${g.co} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw} o${g.ho}x${g.wo}`;
 
-function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number } {
+function defaultForwardTiles(g: Geometry, tco: number, argmax: boolean): { th: number; tp: number } {
   // Measured on SwiftShader: 4 x 8 x 16 is best for k3 s2 320 -> 192 (about 15% over 4 x 4 or
   // 2 x 8), but a 512-accumulator tile takes seconds to compile (6.5 s in the demo network's first
   // inference), so only layers of 1e9 FLOPs a call get it, where they fill it. Everything else
-  // takes 2 x 4 (2026-12-02): the x8 head (20-channel tile, 1x64x128x19 -> 19, k15 s8) runs
-  // 785 ms against 660-720 ms for 4 x 4 and compiles in 1.3 s against 4.2 s; 1x32x64x64 -> 32 k3
-  // s2 ran 27 ms against 39 ms, compiling in 1.0 s against 2.8 s; 2 x 2 is 1.3-1.5x slower.
+  // takes 2 x 4 (2026-12-02): 1x32x64x64 -> 32 k3 s2 ran 27 ms against 39 ms for 4 x 4, compiling
+  // in 1.0 s against 2.8 s; 2 x 2 is 1.3-1.5x slower. The x8 head (20-channel tile, 1x64x128x19 ->
+  // 19, k15 s8, 2026-12-03, flat tap loop): forward 565-656 ms with 2 x 4 against 500-600 ms with
+  // 4 x 4, which compiles 1.4 s longer, so 2 x 4; the fused argmax (inference) 513-526 against
+  // 379 ms, and its 4 x 4 compiles in 0.8 s (0.4 s for 2 x 4), so 4 x 4 from 1e9 FLOPs.
   const fills = Math.ceil(g.ho / g.sh) >= 8 && Math.ceil(g.wo / g.sw) >= 16 && g.co >= 12;
   if (fills && tco <= 16 && connectedFlops(g) >= 1e9) return { th: 4, tp: 8 };
+  if (fills && argmax && connectedFlops(g) >= 1e9) return { th: 4, tp: 4 };
   return { th: 2, tp: 4 };
 }
 
