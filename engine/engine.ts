@@ -137,8 +137,12 @@ function storageBindings(code: string): Map<number, boolean> {
   return out;
 }
 
-/** Bind groups kept at most (a loop with fixed shapes needs a few hundred); past it the cache restarts. */
-const BIND_GROUP_CACHE_LIMIT = 4096;
+/**
+ * Bind groups kept at most (a loop with fixed shapes needs a few hundred). Past it the least
+ * recently used one goes: clearing the whole cache instead made the next call of a steady loop
+ * recreate every bind group it had hit before the clear (a flaky steady-state test showed it).
+ */
+export const BIND_GROUP_CACHE_LIMIT = 4096;
 
 /** Why an engine's device went away (see Engine.lost). */
 export interface EngineLostInfo {
@@ -581,14 +585,18 @@ export class Engine {
     let key = `${programKey(program)}#${uniform ? `${uniform.index}:${block!.length}` : '-'}`;
     buffers.forEach((b, i) => (key += `,${this.bufferId(b)}${ranges[i] ? `@${ranges[i]!.offset}+${ranges[i]!.size}` : ''}`));
     let bindGroup = this.bindGroups.get(key);
-    if (bindGroup) this.counters.bindGroupHits++;
-    else {
+    if (bindGroup) {
+      this.counters.bindGroupHits++;
+      // Map order is insertion order: re-inserting a hit keeps the oldest entry the least recently used.
+      this.bindGroups.delete(key);
+      this.bindGroups.set(key, bindGroup);
+    } else {
       const entries: GPUBindGroupEntry[] = [];
       if (uniform) entries.push({ binding: 0, resource: { buffer: uniform.buffer, offset: 0, size: block!.length } });
       buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: ranges[i] ? { buffer, ...ranges[i]! } : { buffer } }));
       bindGroup = this.device.createBindGroup({ layout: entry.layout, entries, label: program.name });
       this.counters.bindGroupsCreated++;
-      if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.clear();
+      if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.delete(this.bindGroups.keys().next().value!);
       this.bindGroups.set(key, bindGroup);
     }
     // Kernels write their outputs in place: advance the versions (caches derived from a tensor,

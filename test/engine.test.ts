@@ -1,7 +1,8 @@
 /** The engine foundation: adapter, tensors, pool, scopes, errors, embedding. */
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { createEngine, ShapeError, GPUExecutionError, EngineClosedError, ops, kernelSection, grid1d } from '../engine/entry-node.js';
+import { createEngine, Engine, ShapeError, GPUExecutionError, EngineClosedError, ops, kernelSection, grid1d } from '../engine/entry-node.js';
+import { BIND_GROUP_CACHE_LIMIT } from '../engine/engine.js';
 import { suite } from './harness.js';
 import { testEngine, randn } from './gpu.js';
 
@@ -255,6 +256,34 @@ t('arenas: parts and the whole run share a buffer; each binds its own range (bin
     assert.ok(w.every((v, i) => v === (i >= at(1) && i < at(1) + 72 ? 3 : 2)), 'fill of the whole reached every slot and gap');
     assert.equal(Array.from(await parts[2]!.read()), [2, 2, 2]);
   });
+});
+
+t('bind-group cache past its limit evicts the least recently used: a steady loop creates none after the overflow', async () => {
+  const base = await testEngine();
+  // A fresh engine on the shared device, so its cache holds exactly the bind groups it created.
+  const e = new Engine({ device: base.device, ownsDevice: false, adapter: base.adapter });
+  try {
+    const a = e.tensor(Float32Array.from(randn(37, 1)), [37]).keep();
+    const b = e.tensor(Float32Array.from(randn(37, 2)), [37]).keep();
+    const step = async (): Promise<void> => e.scope(async () => void (await ops.mul(ops.add(a, b), b).read()));
+    await step();
+    await step();
+    // Fillers: distinct (x_i, x_j) pairs, one new bind group each, until the cache is full. Their
+    // buffers are of another pool bucket than the step's, so the step keeps getting its own.
+    const xs = Array.from({ length: 64 }, (_, i) => e.tensor(Float32Array.from(randn(2000, 10 + i)), [2000]).keep());
+    for (let i = 0; i < 64; i++) for (let j = 0; j < 64 && e.stats().bindGroupsCreated < BIND_GROUP_CACHE_LIMIT; j++) e.scope(() => void ops.add(xs[i]!, xs[j]!));
+    await e.flush();
+    assert.is(e.stats().bindGroupsCreated, BIND_GROUP_CACHE_LIMIT, 'cache filled to its limit');
+    // The loop's step (all hits), then one more new bind group: the overflow.
+    await step();
+    e.scope(() => void ops.sub(xs[0]!, xs[1]!));
+    const before = e.stats().bindGroupsCreated;
+    await step();
+    assert.is(e.stats().bindGroupsCreated, before, 'the step after the overflow reuses its bind groups');
+    for (const t of [a, b, ...xs]) t.dispose();
+  } finally {
+    e.destroy();
+  }
 });
 
 t.run();
