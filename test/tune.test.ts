@@ -17,7 +17,7 @@ import { mul, sum } from '../engine/ops/basic.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
-import { refConv2d } from './ref/conv.js';
+import { refConv2d, refConv2dBackward } from './ref/conv.js';
 
 const t = suite('tune');
 
@@ -272,16 +272,7 @@ t('a tuned filter-gradient tile keeps the default tile\'s pixel chunks: no extra
   const xd = f32(randn(size(xs), 90));
   const wd = f32(randn(size(ws), 91));
   const rd = f32(randn(size(ys), 92));
-  // float64 filter gradient of sum(conv(x, w) * r): dw[o,ky,kx,c] = sum over pixels of r[p,o] x[p+k-1,c].
-  const ref = new Float64Array(size(ws));
-  for (let oy = 0; oy < 10; oy++) for (let ox = 0; ox < 10; ox++) for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) {
-    const iy = oy + ky - 1, ix = ox + kx - 1;
-    if (iy < 0 || iy >= 10 || ix < 0 || ix >= 10) continue;
-    for (let o = 0; o < 64; o++) {
-      const r = rd[(oy * 10 + ox) * 64 + o]!;
-      for (let c = 0; c < 32; c++) ref[((o * 3 + ky) * 3 + kx) * 32 + c]! += r * xd[(iy * 10 + ix) * 32 + c]!;
-    }
-  }
+  const ref = refConv2dBackward(xd, xs, wd, ws, rd, { padding: 1 }).dw;
   const filterGrad = async (what: string): Promise<number> => {
     let dispatches = 0;
     await e.scope(async () => {
