@@ -51,6 +51,13 @@ function convCase(name: string, n: number, h: number, w: number, ci: number, co:
 export function kernelCases(quick: boolean): Case[] {
   // Sizes at a 1024x512 input (W x H); --quick divides spatial sizes by 4 in each direction.
   const q = quick ? 4 : 1;
+  // The x8 head, as training (logits) and inference (fused argmax) run it. Only ceil(15/8)^2 = 4
+  // taps reach each output of a k15 s8 deconv: that is the useful work.
+  const x8 = {
+    flops: 2 * (512 / q) * (1024 / q) * 19 * 19 * 4,
+    setup: (e: Engine) => [randomTensor(e, [1, 64 / q, 128 / q, 19]), randomTensor(e, [19, 15, 15, 19])],
+  };
+  const x8Opts = { stride: 8, padding: 7, outputPadding: 7 };
   return [
     { ...convCase('matmul ceiling', 1, 32, 32, 1024, 1024, 1, 1), name: 'matmul ceiling: 1024x1024x1024 as a 1x1 conv' },
     convCase('FCA conv_init', 1, 64 / q, 128 / q, 512, 256, 3, 1),
@@ -63,18 +70,15 @@ export function kernelCases(quick: boolean): Case[] {
       run: ([x, w]) => depthwiseConv2d(x!, w!, null, { stride: 1, padding: 1 }),
     },
     {
-      // Only ceil(15/8)^2 = 4 taps reach each output of a k15 s8 deconv: that is the useful work.
+      ...x8,
       name: `x8 deconv: 1x${64 / q}x${128 / q}x19 -> 19, k15 s8`,
-      flops: 2 * (512 / q) * (1024 / q) * 19 * 19 * 4,
-      setup: (e) => [randomTensor(e, [1, 64 / q, 128 / q, 19]), randomTensor(e, [19, 15, 15, 19])],
-      run: ([x, w]) => convTranspose2d(x!, w!, null, { stride: 8, padding: 7, outputPadding: 7 }),
+      run: ([x, w]) => convTranspose2d(x!, w!, null, x8Opts),
     },
     {
       // Inference runs the head with the argmax fused: class ids out, the logits never stored.
+      ...x8,
       name: `x8 deconv + argmax: 1x${64 / q}x${128 / q}x19 -> ids, k15 s8`,
-      flops: 2 * (512 / q) * (1024 / q) * 19 * 19 * 4,
-      setup: (e) => [randomTensor(e, [1, 64 / q, 128 / q, 19]), randomTensor(e, [19, 15, 15, 19])],
-      run: ([x, w]) => x!.engine.noGrad(() => convTranspose2dArgmax(x!, w!, null, { stride: 8, padding: 7, outputPadding: 7 })),
+      run: ([x, w]) => x!.engine.noGrad(() => convTranspose2dArgmax(x!, w!, null, x8Opts)),
     },
   ];
 }
