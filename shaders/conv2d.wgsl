@@ -49,13 +49,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 {{SETUP}}
   var acc: array<f32, {{ACC}}>;
   // One flat loop over k = (tap, c): on SwiftShader a nested tap/channel loop pair ran up to 1.7x
-  // slower (small Ci/groups) than recomputing the tap's pixel offsets every step.
+  // slower (small Ci/groups) than recomputing the tap's pixel offsets every step. TAP decodes kk
+  // into the tap and its channel c and finds each pixel's input offset (a 1x1 convolution without
+  // padding has found them once in SETUP).
   let kt = p.taps * p.ck;
   for (var kk = 0u; kk < kt; kk = kk + 1u) {
-    let tap = kk / p.ck;
-    let c = kk - tap * p.ck;
-    let dy = i32((tap / p.kw) * p.dh);
-    let dx = i32((tap % p.kw) * p.dw);
 {{TAP}}
     let wc = kk;
 {{INNER}}

@@ -99,6 +99,11 @@ const FORWARD: Case[] = [
   { x: [3, 9, 7, 15], w: [6, 3, 3, 5], opts: { groups: 3, stride: 2, padding: 0 }, bias: true },
   { x: [1, 9, 7, 8], w: [16, 2, 3, 8], opts: { stride: [2, 1], padding: [1, 0], dilation: [1, 2] }, bias: true },
   { x: [1, 3, 3, 2], w: [2, 5, 5, 2], opts: { padding: 1 }, bias: false },
+  // 1x1 convolutions: unpadded ones find each pixel's input offset once (stride 1: the pixel's own
+  // index); padded ones take the general path, whose border outputs see only padding.
+  { x: [3, 9, 7, 8], w: [5, 1, 1, 8], opts: { stride: 2 }, bias: true },
+  { x: [3, 5, 7, 8], w: [6, 1, 1, 4], opts: { groups: 2 }, bias: false },
+  { x: [2, 5, 7, 6], w: [7, 1, 1, 6], opts: { padding: 1 }, bias: true },
 ];
 
 const GRADS: Case[] = [
