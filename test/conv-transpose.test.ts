@@ -103,7 +103,7 @@ t('reference backward equals central differences of the reference forward', () =
     }
 });
 
-t('forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17 and 8, 12 (vec4), batch 1/3, 7x9 and 33x17 (rel err < 1e-4)', async () => {
+t('forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17, 37 and 8, 12 (vec4), batch 1/2/3, 7x9, 5x7 and 33x17 (rel err < 1e-4)', async () => {
   const e = await testEngine();
   const cases = [
     mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
@@ -112,6 +112,8 @@ t('forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17 and 8, 12 (vec4), 
     mk([1, 7, 9, 1], 17, 3, 2, 1, 1, true),
     mk([1, 33, 17, 8], 12, 3, 2, 1, 1, true),
     mk([3, 7, 9, 12], 8, 3, 2, 1, 1, false),
+    // 37 output channels: three channel tiles of 16, the last one partial (stores skip its rest).
+    mk([2, 5, 7, 5], 37, 3, 2, 1, 1, true),
   ];
   for (const [i, c] of cases.entries()) await checkCase(e, c, 100 + 10 * i, false);
 });

@@ -177,7 +177,7 @@ function channelTile(c: number): number {
 /** Forward register tile: TH x TP outputs of one stride phase times TCO output channels. */
 function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: number; tp: number; tco: number } {
   const tco = channelTile(g.co);
-  const def = defaultForwardTiles(g, tco, argmax);
+  const def = defaultForwardTiles(g, tco);
   const t = tunedNumbers(engine, () => tuneKey(argmax ? 'forward-argmax' : 'forward', g), (key) => scratchCase(engine, key,
     `convTranspose2d ${argmax ? 'forward+argmax' : 'forward'} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
     candidateList(`${def.th}x${def.tp}`, ['2x4', '4x4', '2x8', '4x8']), [[g.n, g.h, g.w, g.ci], [g.co, g.kh, g.kw, g.ci]],
@@ -189,7 +189,7 @@ function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: numbe
 const tuneKey = (kernel: string, g: Geometry): string =>
   `convTranspose2d.${kernel} ${g.n}x${g.h}x${g.w}x${g.ci}>${g.co} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw} o${g.ho}x${g.wo}`;
 
-function defaultForwardTiles(g: Geometry, tco: number, argmax: boolean): { th: number; tp: number } {
+function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number } {
   // Measured on SwiftShader: 4 x 8 x 16 is best for k3 s2 320 -> 192 (about 15% over 4 x 4 or
   // 2 x 8), but a 512-accumulator tile takes seconds to compile (6.5 s in the demo network's first
   // inference), so only layers of 1e9 FLOPs a call get it, where they fill it. Everything else
@@ -198,9 +198,13 @@ function defaultForwardTiles(g: Geometry, tco: number, argmax: boolean): { th: n
   // 19, k15 s8, 2026-12-03, flat tap loop): forward 565-656 ms with 2 x 4 against 500-600 ms with
   // 4 x 4, which compiles 1.4 s longer, so 2 x 4; the fused argmax (inference) 513-526 against
   // 379 ms, and its 4 x 4 compiles in 0.8 s (0.4 s for 2 x 4), so 4 x 4 from 1e9 FLOPs.
+  // 2026-12-04, quiet host, stores without a per-channel branch: the plain forward too takes 4 x 4
+  // from 1e9 FLOPs (1024x512: 312-316 ms against 396-446 ms, first call 0.87 s against 0.70 s;
+  // 4 x 8 runs 247-292 ms but compiles 0.6 s longer, left to the tuner). At 512x256 (4e8) 4 x 4
+  // runs 68-76 ms against 89-114 ms but compiles 0.3 s longer: worth it only past ten calls.
   const fills = Math.ceil(g.ho / g.sh) >= 8 && Math.ceil(g.wo / g.sw) >= 16 && g.co >= 12;
   if (fills && tco <= 16 && connectedFlops(g) >= 1e9) return { th: 4, tp: 8 };
-  if (fills && argmax && connectedFlops(g) >= 1e9) return { th: 4, tp: 4 };
+  if (fills && connectedFlops(g) >= 1e9) return { th: 4, tp: 4 };
   return { th: 2, tp: 4 };
 }
 
@@ -269,7 +273,10 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
         store.push(`      var best = ${value(0)}; var bi = 0i;`);
         for (let j = 1; j < TCO; j++) store.push(`      { let v = ${value(j)}; let take = (${j}u < p.co) & (v > best); best = select(best, v, take); bi = select(bi, ${j}i, take); }`);
         store.push(`      y[ym] = bi;`);
-      } else
+      } else if (coTiles === 1)
+        // One channel tile holds them all: store exactly g.co values, with no per-channel branch.
+        for (let j = 0; j < g.co; j++) store.push(`      y[${ep.index('ym', `co${j}`)}] = ${value(j)};`);
+      else
         for (let j = 0; j < TCO; j++) store.push(`      if (ct * ${TCO}u + ${j}u < p.co) { y[${ep.index('ym', `co${j}`)}] = ${value(j)}; }`);
       store.push(`    } }`);
     }
