@@ -5,6 +5,8 @@
  *   node bench/kernels.js [--quick] [--iters N] [--json PATH] [--tune [FILE]]
  * --tune times each kernel's candidate tiles first (engine/tune.ts; the ceiling too), keeping the
  * winners in the tuning file as `bench/run.js --tune` does, so the fractions are tuned against tuned.
+ * Each kernel runs at least N times (default 3, 2 with --quick) and until its runs add up to 2 s
+ * (0.5 s with --quick), so short kernels get a median over tens of runs; the median is reported.
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -88,6 +90,8 @@ export interface KernelResult {
   gflop: number;
   firstMs: number;
   medianMs: number;
+  /** Timed runs behind the median. */
+  runs: number;
   gflops: number;
   fractionOfMatmul: number;
   /** With --tune: each kernel timed for this case and its winner (empty when the file already held them all). */
@@ -105,12 +109,12 @@ export async function runKernelBench(engine: Engine, quick: boolean, iters: numb
       tuned = (await autotune(engine, () => void c.run(inputs))).map((r) => ({ winner: r.winner, speedup: r.speedup }));
       await saveTuningFile(engine, tuneFile);
     }
-    const t = await timeGpu(engine, () => void c.run(inputs), iters);
+    const t = await timeGpu(engine, () => void c.run(inputs), iters, 1, quick ? 500 : 2000);
     inputs.forEach((x) => x.dispose());
     const gflops = c.flops / 1e9 / (t.medianMs / 1000);
     if (c.name.startsWith('matmul ceiling')) ceiling = gflops;
-    results.push({ name: c.name, gflop: c.flops / 1e9, firstMs: t.firstMs, medianMs: t.medianMs, gflops, fractionOfMatmul: ceiling ? gflops / ceiling : 1, ...(tuned ? { tuned } : {}) });
-    console.log(`${c.name.padEnd(58)} ${fmt(c.flops / 1e9, 2).padStart(7)} GFLOP  first ${fmt(t.firstMs, 0).padStart(6)} ms  median ${fmt(t.medianMs, 1).padStart(8)} ms  ${fmt(gflops, 2).padStart(6)} GFLOP/s  ${fmt((100 * gflops) / (ceiling || gflops), 0).padStart(4)}% of matmul`);
+    results.push({ name: c.name, gflop: c.flops / 1e9, firstMs: t.firstMs, medianMs: t.medianMs, runs: t.iters, gflops, fractionOfMatmul: ceiling ? gflops / ceiling : 1, ...(tuned ? { tuned } : {}) });
+    console.log(`${c.name.padEnd(58)} ${fmt(c.flops / 1e9, 2).padStart(7)} GFLOP  first ${fmt(t.firstMs, 0).padStart(6)} ms  median ${fmt(t.medianMs, 1).padStart(8)} ms (${t.iters} runs)  ${fmt(gflops, 2).padStart(6)} GFLOP/s  ${fmt((100 * gflops) / (ceiling || gflops), 0).padStart(4)}% of matmul`);
     if (tuned?.length) console.log(`  tuned: ${tuned.map((r) => `${r.winner} (${fmt(r.speedup, 2)}x the default)`).join(', ')}`);
   }
   return results;

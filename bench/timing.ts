@@ -10,8 +10,13 @@ export interface Timing {
   iters: number;
 }
 
-/** Times `fn` (which records GPU work): `warmup` runs (the first, with pipeline compilation, reported as firstMs), then `iters` timed runs. */
-export async function timeGpu(engine: Engine, fn: () => void | Promise<void>, iters: number, warmup = 1): Promise<Timing> {
+/**
+ * Times `fn` (which records GPU work): `warmup` runs (the first, with pipeline compilation, reported
+ * as firstMs), then `iters` timed runs, and more while they add up to less than `minTotalMs` (at
+ * most 100): on a shared host a 50 ms kernel's median over 3 runs swings by a third, over 30 by a
+ * few percent.
+ */
+export async function timeGpu(engine: Engine, fn: () => void | Promise<void>, iters: number, warmup = 1, minTotalMs = 0): Promise<Timing> {
   const once = async () => {
     const t0 = performance.now();
     await engine.scope(async () => {
@@ -23,9 +28,13 @@ export async function timeGpu(engine: Engine, fn: () => void | Promise<void>, it
   const firstMs = warmup > 0 ? await once() : NaN;
   for (let i = 1; i < warmup; i++) await once();
   const runs: number[] = [];
-  for (let i = 0; i < iters; i++) runs.push(await once());
+  let total = 0;
+  while (runs.length < iters || (total < minTotalMs && runs.length < 100)) {
+    runs.push(await once());
+    total += runs[runs.length - 1]!;
+  }
   runs.sort((a, b) => a - b);
-  return { firstMs, minMs: runs[0]!, medianMs: runs[Math.floor(runs.length / 2)]!, maxMs: runs[runs.length - 1]!, iters };
+  return { firstMs, minMs: runs[0]!, medianMs: runs[Math.floor(runs.length / 2)]!, maxMs: runs[runs.length - 1]!, iters: runs.length };
 }
 
 export function describeAdapter(engine: Engine): string {
