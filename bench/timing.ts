@@ -30,8 +30,9 @@ export async function timeGpu(engine: Engine, fn: () => void | Promise<void>, it
   const runs: number[] = [];
   let total = 0;
   while (runs.length < iters || (total < minTotalMs && runs.length < 100)) {
-    runs.push(await once());
-    total += runs[runs.length - 1]!;
+    const ms = await once();
+    runs.push(ms);
+    total += ms;
   }
   runs.sort((a, b) => a - b);
   return { firstMs, minMs: runs[0]!, medianMs: runs[Math.floor(runs.length / 2)]!, maxMs: runs[runs.length - 1]!, iters: runs.length };

@@ -296,13 +296,18 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
   // SwiftShader, 1x32x32x1024 -> 1024 (the bench's matmul ceiling) 5-10% faster, 1x1 MobileNetV2
   // shapes 0-10% (2026-12-04, interleaved runs on a noisy host).
   const pointwise = g.kh * g.kw === 1 && g.ph === 0 && g.pw === 0;
-  // Per pixel: batch row and top-left input corner; per output channel: its weight row.
+  // Per pixel: batch row and top-left input corner (and, pointwise, the input offset itself).
+  const pixelSetup = (i: number): string => {
+    const mm = `min(m0 + ${i}u, p.m - 1u)`;
+    if (pointwise && g.sh === 1 && g.sw === 1) return `  let xo_${i} = ${mm} * p.ci_v + xg;`;
+    const corner =
+      `  let mm_${i} = ${mm}; let r_${i} = mm_${i} % p.howo; let xb_${i} = (mm_${i} / p.howo) * p.h;\n` +
+      `  let iy_${i} = i32((r_${i} / p.wo) * p.sh) - p.ph; let ix_${i} = i32((r_${i} % p.wo) * p.sw) - p.pw;`;
+    return pointwise ? `${corner}\n  let xo_${i} = ((xb_${i} + u32(iy_${i})) * p.w + u32(ix_${i})) * p.ci_v + xg;` : corner;
+  };
+  // Per output channel: its weight row.
   const setup = [
-    lines(tm, (i) => pointwise && g.sh === 1 && g.sw === 1
-      ? `  let xo_${i} = min(m0 + ${i}u, p.m - 1u) * p.ci_v + xg;`
-      : `  let mm_${i} = min(m0 + ${i}u, p.m - 1u); let r_${i} = mm_${i} % p.howo; let xb_${i} = (mm_${i} / p.howo) * p.h;\n` +
-        `  let iy_${i} = i32((r_${i} / p.wo) * p.sh) - p.ph; let ix_${i} = i32((r_${i} % p.wo) * p.sw) - p.pw;` +
-        (pointwise ? `\n  let xo_${i} = ((xb_${i} + u32(iy_${i})) * p.w + u32(ix_${i})) * p.ci_v + xg;` : '')),
+    lines(tm, pixelSetup),
     lines(tn, (j) => `  let wr_${j} = (p.woff + g * p.cog + min(n0 + ${j}u, p.cog - 1u)) * p.krow;`),
   ].join('\n');
   // Taps falling into the padding read a valid address and are multiplied by 0.
