@@ -8,7 +8,8 @@ import type { TuningCase } from './tune.js';
 import { EngineClosedError, GPUExecutionError, ShapeError, check, fmtShape } from './errors.js';
 import { BufferPool, STORAGE_USAGE } from './pool.js';
 import { BufferUsage, MapMode, ShaderStage } from './gpu-constants.js';
-import { type Program, assembleWgsl, packUniforms, programKey } from './program.js';
+import { type LegacyProgram, type Program, type ScalarType, assembleLegacyWgsl, assembleWgsl, isLegacyProgram, legacyProgramKey, packUniforms, programKey, uniformBlockSize, writeUniforms } from './program.js';
+import { type CaptureOptions, Plan, type PlanHost, Recorder, type PipelineRef } from './plan.js';
 import { Scope, type ScopeContext, StackScopeContext, collectTensors } from './scope.js';
 import { type ArenaBuffer, type DType, Tensor } from './tensor.js';
 import { copyTensor } from './ops/basic.js';
@@ -73,31 +74,35 @@ type TensorData = ArrayLike<number> | Float32Array | Int32Array | Uint32Array;
  */
 class UniformArena {
   static readonly CHUNK = 65536;
-  private chunks: { gpu: GPUBuffer; cpu: Uint8Array<ArrayBuffer> }[] = [];
+  private chunks: { gpu: GPUBuffer; cpu: Uint8Array<ArrayBuffer>; view: DataView }[] = [];
   private current = 0;
   private top = 0;
   private touched = false;
   constructor(private device: GPUDevice, private align: number) {}
 
-  /** Places a block; returns its chunk (index and buffer) and byte offset. */
-  alloc(data: Uint8Array): { index: number; buffer: GPUBuffer; offset: number } {
+  /**
+   * Places a block of `size` bytes; returns its chunk (index, buffer, and a view of the CPU copy to
+   * fill) and byte offset. The caller writes the values at `offset` in `view` before the upload.
+   */
+  reserve(size: number): { index: number; buffer: GPUBuffer; offset: number; view: DataView; bytes: Uint8Array } {
     let at = this.touched ? Math.ceil(this.top / this.align) * this.align : 0;
-    if (at + data.length > UniformArena.CHUNK) {
+    if (at + size > UniformArena.CHUNK) {
       this.current++;
       at = 0;
     }
     let chunk = this.chunks[this.current];
     if (!chunk) {
+      const cpu = new Uint8Array(UniformArena.CHUNK);
       chunk = {
         gpu: this.device.createBuffer({ size: UniformArena.CHUNK, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST, label: 'canet-gpu:uniforms' }),
-        cpu: new Uint8Array(UniformArena.CHUNK),
+        cpu,
+        view: new DataView(cpu.buffer),
       };
       this.chunks.push(chunk);
     }
-    chunk.cpu.set(data, at);
-    this.top = at + data.length;
+    this.top = at + size;
     this.touched = true;
-    return { index: this.current, buffer: chunk.gpu, offset: at };
+    return { index: this.current, buffer: chunk.gpu, offset: at, view: chunk.view, bytes: chunk.cpu };
   }
 
   /** Writes this batch's blocks. WebGPU orders the writes after earlier submits, so chunks are reusable at once. */
@@ -122,15 +127,21 @@ class UniformArena {
   }
 }
 
-/** A compiled kernel: its pipeline, explicit bind group layout, and which bindings it writes. */
-interface PipelineEntry {
-  pipeline: GPUComputePipeline;
+/** A compiled kernel: its pipeline, explicit bind group layout, and its declared interface. */
+interface PipelineEntry extends PipelineRef {
   layout: GPUBindGroupLayout;
   /** writes[i]: storage binding i + 1 is read_write (its tensor's version advances). */
   writes: boolean[];
+  /** Declared uniforms in struct order (empty for legacy programs, which pack positionally). */
+  uniformNames: string[];
+  uniformTypes: ScalarType[];
+  /** Declared storage bindings in binding order (empty for legacy programs). */
+  bindingNames: string[];
+  /** Bytes of the uniform block (0: no uniforms; legacy programs: their first call's). */
+  blockSize: number;
 }
 
-/** Storage bindings of a WGSL module, from its declarations: index -> read_write? */
+/** Storage bindings of a legacy WGSL module, from its declarations: index -> read_write? */
 function storageBindings(code: string): Map<number, boolean> {
   const out = new Map<number, boolean>();
   for (const m of code.matchAll(/@binding\((\d+)\)\s*var<storage(?:\s*,\s*(read_write|read))?>/g)) out.set(Number(m[1]), m[2] === 'read_write');
@@ -192,6 +203,9 @@ export class Engine {
   private liveBytes = 0;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
+  private timedPass: GPUComputePassEncoder | null = null;
+  /** While `capture` runs: what the engine records, for the plan. */
+  private recorder: Recorder | null = null;
   private batchKernels = new Set<string>();
   private pendingChecks: Promise<GPUExecutionError | null>[] = [];
   private counters = { dispatches: 0, submits: 0, bindGroupsCreated: 0, bindGroupHits: 0, flops: 0, compileMs: 0 };
@@ -253,7 +267,8 @@ export class Engine {
     return new EngineClosedError(`canet-gpu engine is closed: ${this.closedReason}. Create a new engine.`);
   }
 
-  private assertOpen(): void {
+  /** @internal Throws the EngineClosedError once the engine is closed. */
+  assertOpen(): void {
     if (this.closedReason) throw this.closedError();
   }
 
@@ -299,6 +314,7 @@ export class Engine {
     // recorded earlier reads the old contents of this (possibly recycled) buffer.
     if (this.encoder) this.submit();
     if (data.length) this.device.queue.writeBuffer(t.buffer, t.offset, data.buffer, data.byteOffset, data.byteLength);
+    if (data.length) this.recorder?.write(t.buffer, t.offset, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), t);
     t.version++;
   }
 
@@ -432,7 +448,9 @@ export class Engine {
 
   private fillZero(t: Tensor): void {
     if (this.encoder) this.submit();
-    this.device.queue.writeBuffer(t.buffer, t.offset, new Uint8Array(t.byteLength));
+    const zeros = new Uint8Array(t.byteLength);
+    this.device.queue.writeBuffer(t.buffer, t.offset, zeros);
+    this.recorder?.write(t.buffer, t.offset, zeros, t);
   }
 
   /** Reads a tensor back to the CPU. */
@@ -524,18 +542,44 @@ export class Engine {
     this.pass = null;
   }
 
-  private pipeline(program: Program): PipelineEntry {
-    const key = programKey(program);
-    let entry = this.pipelines.get(key);
-    if (entry) return entry;
-    const code = assembleWgsl(program);
-    const storage = storageBindings(code);
-    const hasUniforms = !!program.uniforms?.length;
+  /** The compiled pipeline of `program` (key: its cache key); builds the WGSL only on a miss. */
+  private pipeline(key: string, program: Program | LegacyProgram): PipelineEntry {
+    const cached = this.pipelines.get(key);
+    if (cached) return cached;
+    let code: string;
+    let writes: boolean[];
+    let uniformNames: string[] = [];
+    let uniformTypes: ScalarType[] = [];
+    let bindingNames: string[] = [];
+    let blockSize = 0;
+    if (isLegacyProgram(program)) {
+      code = assembleLegacyWgsl(program);
+      const storage = storageBindings(code);
+      writes = program.bindings.map((_, i) => storage.get(i + 1) ?? false);
+      if (program.uniforms?.length) blockSize = uniformBlockSize(program.uniforms.length);
+    } else {
+      const spec = program.shader();
+      code = assembleWgsl(spec);
+      const uniforms = Object.entries(spec.uniforms ?? {});
+      uniformNames = uniforms.map(([n]) => n);
+      uniformTypes = uniforms.map(([, t]) => t);
+      bindingNames = Object.keys(spec.bindings);
+      writes = Object.values(spec.bindings).map((b) => b.access === 'read_write');
+      if (uniforms.length) blockSize = uniformBlockSize(uniforms.length);
+      // The values must name exactly the declared interface (checked once per pipeline; a program
+      // gives the same names on every call with the same key).
+      const given = Object.keys(program.uniforms ?? {});
+      const missing = uniformNames.filter((n) => !given.includes(n));
+      const extra = given.filter((n) => !uniformNames.includes(n));
+      if (missing.length || extra.length) throw new Error(`kernel ${program.name}: uniforms declared [${uniformNames.join(', ')}], given [${given.join(', ')}]`);
+      const givenBindings = Object.keys(program.bindings);
+      if (givenBindings.length !== bindingNames.length || bindingNames.some((n) => !(n in program.bindings)))
+        throw new Error(`kernel ${program.name}: bindings declared [${bindingNames.join(', ')}], given [${givenBindings.join(', ')}]`);
+    }
     // An explicit layout (not 'auto'): the uniform block takes a dynamic offset, so one bind
     // group serves the same buffers whatever offset this submit's block got.
     const entries: GPUBindGroupLayoutEntry[] = [];
-    if (hasUniforms) entries.push({ binding: 0, visibility: ShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
-    const writes = program.bindings.map((_, i) => storage.get(i + 1) ?? false);
+    if (blockSize) entries.push({ binding: 0, visibility: ShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } });
     writes.forEach((w, i) => entries.push({ binding: i + 1, visibility: ShaderStage.COMPUTE, buffer: { type: w ? 'storage' : 'read-only-storage' } }));
     const t0 = performance.now();
     this.device.pushErrorScope('validation');
@@ -547,18 +591,22 @@ export class Engine {
       label: program.name,
     });
     this.counters.compileMs += performance.now() - t0;
-    entry = { pipeline, layout, writes };
-    const made = entry;
+    const entry: PipelineEntry = { pipeline, layout, writes, uniformNames, uniformTypes, bindingNames, blockSize, name: program.name };
     this.pendingChecks.push(
       this.device.popErrorScope().then((e) => {
         if (!e) return null;
         // Forget the broken pipeline so a later call compiles again (and reports again).
-        if (this.pipelines.get(key) === made) this.pipelines.delete(key);
+        if (this.pipelines.get(key) === entry) this.pipelines.delete(key);
         return new GPUExecutionError(`kernel ${program.name} failed to compile: ${e.message}`, 'validation', [program.name]);
       }),
     );
     this.pipelines.set(key, entry);
     return entry;
+  }
+
+  /** @internal The WGSL the engine compiles for `program` (tests check the generated interface). */
+  static wgslOf(program: Program | LegacyProgram): string {
+    return isLegacyProgram(program) ? assembleLegacyWgsl(program) : assembleWgsl(program.shader());
   }
 
   private bufferId(b: GPUBuffer): number {
@@ -568,21 +616,35 @@ export class Engine {
   }
 
   /** Records one dispatch of `program` into the current batch. */
-  run(program: Program): void {
+  run(program: Program | LegacyProgram): void {
     this.assertOpen();
     const maxDim = this.limits.maxComputeWorkgroupsPerDimension;
     const [x, y = 1, z = 1] = program.dispatch;
     if (x === 0 || y === 0 || z === 0) return;
     if (x > maxDim || y > maxDim || z > maxDim)
       throw new ShapeError(`kernel ${program.name}: dispatch [${x}, ${y}, ${z}] exceeds maxComputeWorkgroupsPerDimension (${maxDim})`);
-    const entry = this.pipeline(program);
-    const buffers = program.bindings.map((b) => (b instanceof Tensor ? b.buffer : b));
+    const legacy = isLegacyProgram(program);
+    const programId = legacy ? legacyProgramKey(program) : programKey(program);
+    const entry = this.pipeline(programId, program);
+    const bindings = legacy ? program.bindings : entry.bindingNames.map((n) => program.bindings[n]!);
+    const buffers = bindings.map((b) => (b instanceof Tensor ? b.buffer : b));
     // Arena tensors bind their own range; the others the whole pool buffer, as the kernels expect.
-    const ranges = program.bindings.map((b) => (b instanceof Tensor && b.arena ? { offset: b.offset, size: Math.ceil(Math.max(16, b.byteLength) / 16) * 16 } : null));
-    const block = program.uniforms?.length ? packUniforms(program.uniforms) : null;
-    const uniform = block ? this.uniforms.alloc(block) : null;
+    const ranges = bindings.map((b) => (b instanceof Tensor && b.arena ? { offset: b.offset, size: Math.ceil(Math.max(16, b.byteLength) / 16) * 16 } : null));
+    let uniform: ReturnType<UniformArena['reserve']> | null = null;
+    let blockSize = entry.blockSize;
+    if (legacy) {
+      const block = program.uniforms?.length ? packUniforms(program.uniforms) : null;
+      if (block) {
+        blockSize = block.length;
+        uniform = this.uniforms.reserve(blockSize);
+        uniform.bytes.set(block, uniform.offset);
+      }
+    } else if (blockSize) {
+      uniform = this.uniforms.reserve(blockSize);
+      writeUniforms(program.name, uniform.view, uniform.offset, entry.uniformNames, entry.uniformTypes, program.uniforms!);
+    }
     // Same pipeline, same buffers, same uniform chunk and block size: the same bind group.
-    let key = `${programKey(program)}#${uniform ? `${uniform.index}:${block!.length}` : '-'}`;
+    let key = `${programId}#${uniform ? `${uniform.index}:${blockSize}` : '-'}`;
     buffers.forEach((b, i) => (key += `,${this.bufferId(b)}${ranges[i] ? `@${ranges[i]!.offset}+${ranges[i]!.size}` : ''}`));
     let bindGroup = this.bindGroups.get(key);
     if (bindGroup) {
@@ -591,41 +653,72 @@ export class Engine {
       this.bindGroups.delete(key);
       this.bindGroups.set(key, bindGroup);
     } else {
-      const entries: GPUBindGroupEntry[] = [];
-      if (uniform) entries.push({ binding: 0, resource: { buffer: uniform.buffer, offset: 0, size: block!.length } });
-      buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: ranges[i] ? { buffer, ...ranges[i]! } : { buffer } }));
-      bindGroup = this.device.createBindGroup({ layout: entry.layout, entries, label: program.name });
-      this.counters.bindGroupsCreated++;
+      bindGroup = this.createBindGroup(entry, program.name, uniform ? uniform.buffer : null, blockSize, buffers, ranges);
       if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.delete(this.bindGroups.keys().next().value!);
       this.bindGroups.set(key, bindGroup);
     }
     // Kernels write their outputs in place: advance the versions (caches derived from a tensor,
     // such as a folded BatchNorm, compare them).
-    program.bindings.forEach((b, i) => {
+    bindings.forEach((b, i) => {
       if (entry.writes[i] && b instanceof Tensor) b.version++;
     });
-    let pass = this.pass;
-    const prof = this.profiler;
-    const timed = prof !== null && prof.entries.length * 2 < prof.capacity;
-    if (timed) {
-      this.endPass();
-      const i = prof.entries.length;
-      pass = this.ensureEncoder().beginComputePass({
-        label: program.name,
-        timestampWrites: { querySet: prof.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+    if (this.recorder) {
+      const values = legacy ? program.uniforms : program.uniforms;
+      const dynamic = values && (Array.isArray(values) ? values.some((v) => typeof v === 'function') : Object.values(values).some((v) => typeof v === 'function'));
+      this.recorder.dispatch({
+        entry, buffers, ranges, bindings,
+        block: uniform ? uniform.bytes.slice(uniform.offset, uniform.offset + blockSize) : null,
+        repack: !dynamic ? null : legacy
+          ? (bytes: Uint8Array, at: number) => bytes.set(packUniforms(program.uniforms!), at)
+          : (bytes: Uint8Array, at: number) => writeUniforms(program.name, new DataView(bytes.buffer, bytes.byteOffset), at, entry.uniformNames, entry.uniformTypes, program.uniforms!),
+        workgroups: [x, y, z], flops: program.flops, bytes: program.bytes,
       });
-      prof.entries.push({ name: program.name, flops: program.flops, bytes: program.bytes });
-    } else if (!pass) {
-      pass = this.pass = this.ensureEncoder().beginComputePass({ label: 'canet-gpu:ops' });
     }
-    pass!.setPipeline(entry.pipeline);
-    if (uniform) pass!.setBindGroup(0, bindGroup, [uniform.offset]);
-    else pass!.setBindGroup(0, bindGroup);
-    pass!.dispatchWorkgroups(x, y, z);
-    if (timed) pass!.end();
+    const pass = this.computePass(program.name, program.flops, program.bytes);
+    pass.setPipeline(entry.pipeline);
+    if (uniform) pass.setBindGroup(0, bindGroup, [uniform.offset]);
+    else pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.endTimedPass(pass);
     this.batchKernels.add(program.name);
     this.counters.dispatches++;
     this.counters.flops += program.flops ?? 0;
+  }
+
+  /** @internal A bind group for a pipeline's layout: the uniform block (dynamic offset) and the storage buffers. */
+  createBindGroup(entry: PipelineRef, label: string, uniformBuffer: GPUBuffer | null, blockSize: number, buffers: readonly GPUBuffer[], ranges: readonly ({ offset: number; size: number } | null)[]): GPUBindGroup {
+    const e = entry as PipelineEntry;
+    const entries: GPUBindGroupEntry[] = [];
+    if (uniformBuffer) entries.push({ binding: 0, resource: { buffer: uniformBuffer, offset: 0, size: blockSize } });
+    buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: ranges[i] ? { buffer, ...ranges[i]! } : { buffer } }));
+    this.counters.bindGroupsCreated++;
+    return this.device.createBindGroup({ layout: e.layout, entries, label });
+  }
+
+  /**
+   * @internal The pass to record a dispatch of `name` into: the batch's open compute pass, or,
+   * while profiling, a pass of its own with timestamps (end it with endTimedPass).
+   */
+  computePass(name: string, flops?: number, bytes?: number): GPUComputePassEncoder {
+    const prof = this.profiler;
+    if (prof !== null && prof.entries.length * 2 < prof.capacity) {
+      this.endPass();
+      const i = prof.entries.length;
+      prof.entries.push({ name, flops, bytes });
+      this.timedPass = this.ensureEncoder().beginComputePass({
+        label: name,
+        timestampWrites: { querySet: prof.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+      });
+      return this.timedPass;
+    }
+    return (this.pass ??= this.ensureEncoder().beginComputePass({ label: 'canet-gpu:ops' }));
+  }
+
+  /** @internal Ends `pass` if it is a profiling pass of its own (see computePass). */
+  endTimedPass(pass: GPUComputePassEncoder): void {
+    if (pass !== this.timedPass) return;
+    pass.end();
+    this.timedPass = null;
   }
 
   /**
@@ -637,7 +730,10 @@ export class Engine {
     this.endPass();
     const [sb, so] = src instanceof Tensor ? [src.buffer, src.offset + srcOffset] : [src, srcOffset];
     const [db, dO] = dst instanceof Tensor ? [dst.buffer, dst.offset + dstOffset] : [dst, dstOffset];
-    if (bytes > 0) this.ensureEncoder().copyBufferToBuffer(sb, so, db, dO, bytes);
+    if (bytes > 0) {
+      this.ensureEncoder().copyBufferToBuffer(sb, so, db, dO, bytes);
+      this.recorder?.copy(sb, so, db, dO, bytes, [src, dst].filter((t): t is Tensor => t instanceof Tensor));
+    }
     if (dst instanceof Tensor) dst.version++;
   }
 
@@ -649,6 +745,7 @@ export class Engine {
     this.assertOpen();
     this.endPass();
     this.ensureEncoder().copyTextureToBuffer(source, destination, size);
+    this.recorder?.textureToBuffer(source, destination, size);
   }
 
   /** Records a buffer-to-texture copy into the current batch (see copyTextureToBuffer). */
@@ -656,6 +753,7 @@ export class Engine {
     this.assertOpen();
     this.endPass();
     this.ensureEncoder().copyBufferToTexture(source, destination, size);
+    this.recorder?.bufferToTexture(source, destination, size);
   }
 
   /**
@@ -680,6 +778,90 @@ export class Engine {
   /** Number of GPU objects held through `own` (tests check they are released). */
   get ownedResources(): number {
     return this.owned.size;
+  }
+
+  // ---------------------------------------------------------------- captured plans
+
+  /**
+   * Runs `fn` (synchronously, as usual: its results are valid) and records the GPU work it does
+   * into a Plan whose `run()` replays it with no JavaScript op code: one compute pass, one submit,
+   * no allocation. Capture a steady-state call, after a warm-up call. See engine/plan.ts for what
+   * is fixed at capture (buffers, written data) and what is read again at each replay (uniforms
+   * given as functions, hooks).
+   *
+   * ```ts
+   * const x = engine.empty([1, 512, 1024, 3]).keep();
+   * const plan = engine.capture(() => model.segment(x));   // plan.result: the ids tensor
+   * plan.run([[x, pixels]]);                                // new input, replayed
+   * const ids = await plan.result.read();
+   * ```
+   * @throws Error for nested captures and for an asynchronous `fn`.
+   */
+  capture<T>(fn: () => T, opts?: CaptureOptions): Plan<T> {
+    this.assertOpen();
+    if (this.recorder) throw new Error('capture: captures do not nest (a plan is already being captured)');
+    if (this.profiler) throw new Error('capture: not while profiling');
+    const recorder = new Recorder();
+    this.recorder = recorder;
+    let result: T;
+    try {
+      result = this.scope(fn);
+    } finally {
+      this.recorder = null;
+    }
+    if (result instanceof Promise) {
+      result.then((r) => collectTensors(r, new Set(), isTensor).forEach((t) => t.dispose()), () => {});
+      throw new Error('capture: fn must be synchronous (it returned a Promise); read results after plan.run()');
+    }
+    const results = [...collectTensors(result, new Set(), isTensor)];
+    for (const t of results) t.keep();
+    return new Plan(this.planHost(), recorder, result, results, opts);
+  }
+
+  /** True while `capture` records. */
+  get capturing(): boolean {
+    return this.recorder !== null;
+  }
+
+  /**
+   * Registers CPU work that must happen again at each replay of the plan being captured, at this
+   * point of the call (an optimizer advancing its step count). Does nothing outside a capture.
+   */
+  onReplay(hook: () => void): void {
+    this.recorder?.hook(hook);
+  }
+
+  /**
+   * Registers a check that a replay of the plan being captured runs first: it returns why the plan
+   * is stale (a cache derived from weights that changed since), or null. Does nothing outside a
+   * capture.
+   */
+  onReplayCheck(check: () => string | null): void {
+    this.recorder?.guards.push(check);
+  }
+
+  private planHost(): PlanHost {
+    return {
+      device: this.device,
+      limits: this.limits,
+      assertOpen: () => this.assertOpen(),
+      liveTensors: () => this.live,
+      claimFreeBuffer: (b) => this.pool.claim(b),
+      returnClaimedBuffer: (b) => this.pool.release(b),
+      createBindGroup: (...a) => this.createBindGroup(...a),
+      computePass: (name, flops, bytes) => this.computePass(name, flops, bytes),
+      endTimedPass: (pass) => this.endTimedPass(pass),
+      encoderOutsidePass: () => (this.endPass(), this.ensureEncoder()),
+      countReplay: (dispatches, flops, kernels) => {
+        this.counters.dispatches += dispatches;
+        this.counters.flops += flops;
+        for (const k of kernels) this.batchKernels.add(k);
+      },
+      submit: () => this.submit(),
+      own: (r) => this.own(r),
+      disown: (r, now) => this.disown(r, now),
+      writeTensor: (t, d) => this.writeTensor(t, d),
+    };
   }
 
   /** Submits recorded work without waiting. Errors surface at the next flush() or read. */
@@ -793,6 +975,7 @@ export class Engine {
     if (this.encoder && !this.closedReason) this.submit();
     this.encoder = null;
     this.pass = null;
+    this.timedPass = null;
     this.closedReason = 'destroyed';
     this.signalClosed();
     for (const t of [...this.live]) t.dispose();

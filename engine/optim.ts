@@ -150,6 +150,8 @@ export abstract class Optimizer {
     const [pack, k] = this.slotOf(i);
     let arena = pack.state.get(name);
     if (!arena) {
+      // A plan would zero this state and take the first-step path at every replay.
+      if (this.engine.capturing) throw new Error(`${this.kind}: the optimizer state (${name}) is created by the first step; run one step before capturing a training step`);
       const tensors = pack.indices.map((j) => this.params[j]!);
       const made = this.engine.arena(tensors.map((t) => t.shape), tensors.map((t) => `${t.name}.${name}`));
       made.whole.keep();
@@ -184,11 +186,17 @@ export abstract class Optimizer {
       }
       s.step++;
     }
-    const s0 = this.state[pack.indices[0]!]!;
+    const states = pack.indices.map((i) => this.state[i]!);
+    const s0 = states[0]!;
     const wholes = new Map([...s0.buffers.keys()].map((name) => [name, pack.state.get(name)!.whole] as const));
-    this.update(pack.params, pack.grads, { step: s0.step, buffers: wholes }, fresh);
+    // A replayed step advances the counts as this one did (the uniforms read them again).
+    this.engine.onReplay(() => states.forEach((s) => s.step++));
+    this.update(pack.params, pack.grads, { get step() { return s0.step; }, buffers: wholes }, fresh);
     // The kernel wrote the parameters through the arena: advance each one's version.
-    for (const i of pack.indices) this.params[i]!.version++;
+    const params = pack.indices.map((i) => this.params[i]!);
+    const advance = (): void => params.forEach((p) => p.version++);
+    advance();
+    this.engine.onReplay(advance);
     return true;
   }
 
@@ -235,6 +243,7 @@ export abstract class Optimizer {
         fresh.add(name);
       }
       s.step++;
+      this.engine.onReplay(() => s.step++);
       this.update(p, g, s, fresh);
     }
   }
@@ -342,7 +351,7 @@ export abstract class Optimizer {
   }
 
   /** Records one elementwise update kernel over the first binding's vec4s. */
-  protected run(kernel: string, bindings: Tensor[], uniforms: UniformValue[]): void {
+  protected run(kernel: string, bindings: Tensor[], uniforms: (UniformValue | (() => UniformValue))[]): void {
     const n4 = Math.ceil(bindings[0]!.size / 4);
     const maxDim = this.engine.limits.maxComputeWorkgroupsPerDimension;
     // A whole arena may hold more vec4s than one 2-D grid reaches (only under tiny reported limits).
@@ -420,15 +429,15 @@ export class SGD extends Optimizer {
 
   protected update(p: Tensor, g: Tensor, s: LiveState, fresh: Set<string>): void {
     if (this.momentum === 0) {
-      this.run('sgd', [p, g], [f32(this.lr), f32(this.weightDecay)]);
+      this.run('sgd', [p, g], [() => f32(this.lr), () => f32(this.weightDecay)]);
       return;
     }
     this.run('sgd_momentum', [p, g, s.buffers.get('momentum_buffer')!], [
-      f32(this.lr),
-      f32(this.weightDecay),
-      f32(this.momentum),
-      f32(1 - this.dampening),
-      this.nesterov ? 1 : 0,
+      () => f32(this.lr),
+      () => f32(this.weightDecay),
+      () => f32(this.momentum),
+      () => f32(1 - this.dampening),
+      () => (this.nesterov ? 1 : 0),
       fresh.has('momentum_buffer') ? 1 : 0,
     ]);
   }
@@ -480,18 +489,18 @@ abstract class AdamBase extends Optimizer {
   protected abstract decoupled(): boolean;
 
   protected update(p: Tensor, g: Tensor, s: LiveState, fresh: Set<string>): void {
-    const [b1, b2] = this.betas;
     const decoupled = this.decoupled();
     this.run('adam', [p, g, s.buffers.get('exp_avg')!, s.buffers.get('exp_avg_sq')!], [
-      f32(this.lr / (1 - b1 ** s.step)),
-      f32(Math.sqrt(1 - b2 ** s.step)),
-      f32(b1),
-      f32(1 - b1),
-      f32(b2),
-      f32(1 - b2),
-      f32(this.eps),
-      f32(decoupled ? 0 : this.weightDecay),
-      f32(decoupled ? 1 - this.lr * this.weightDecay : 1),
+      // Functions: a captured training step reads the schedule's lr and the step count at each replay.
+      () => f32(this.lr / (1 - this.betas[0] ** s.step)),
+      () => f32(Math.sqrt(1 - this.betas[1] ** s.step)),
+      () => f32(this.betas[0]),
+      () => f32(1 - this.betas[0]),
+      () => f32(this.betas[1]),
+      () => f32(1 - this.betas[1]),
+      () => f32(this.eps),
+      () => f32(decoupled ? 0 : this.weightDecay),
+      () => f32(decoupled ? 1 - this.lr * this.weightDecay : 1),
       // Both moments are created together, so one flag serves both.
       fresh.has('exp_avg') ? 1 : 0,
     ]);

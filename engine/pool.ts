@@ -91,6 +91,21 @@ export class BufferPool {
   }
 
   /**
+   * Hands out a specific free buffer (a captured plan keeps the intermediates it bound); false if
+   * it is not free in this pool. `release` returns it.
+   */
+  claim(buffer: GPUBuffer): boolean {
+    const list = this.free.get(buffer.size);
+    const i = list ? list.indexOf(buffer) : -1;
+    if (i < 0) return false;
+    list!.splice(i, 1);
+    this.counters.freeBytes -= buffer.size;
+    this.live.add(buffer);
+    this.counters.liveBucketBytes += buffer.size;
+    return true;
+  }
+
+  /**
    * Takes a buffer of this pool out of circulation (one whose allocation failed): destroyed now if
    * free, on release if live. Returns false if the buffer is not this pool's.
    */

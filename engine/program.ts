@@ -1,47 +1,157 @@
 /**
  * Kernel programs, in the style of ONNX Runtime Web's WebGPU ops: a kernel is a pure function from
- * shapes and attributes to a description (WGSL, defines, uniforms, dispatch, cache key). The engine
- * compiles each distinct (kernel, defines) pair once and passes shapes as uniforms, so one pipeline
- * serves every size.
+ * shapes and attributes to a description (cache key, uniforms, bindings, dispatch). The engine
+ * compiles each distinct key once and passes shapes as uniforms, so one pipeline serves every size.
+ *
+ * A program declares its interface: named, typed uniforms and named storage bindings with their
+ * access and element type. On a pipeline-cache miss (and only then) the engine calls
+ * `program.shader()`, generates `struct Params` and the binding declarations from that
+ * declaration, and compiles. The values travel by name, so TypeScript and WGSL cannot disagree
+ * by position, and the steady state never builds WGSL text: a 3x3 conv2d's generated source is
+ * ~27,000 characters, which used to be rebuilt and serialised into its cache key on every call.
  *
  * WGSL conventions every shader follows:
- * - binding 0 is the uniform block `p` (a struct of 4-byte scalars, in the order of `uniforms`)
- *   when the program has uniforms; the program's `bindings` follow at 1, 2, ...
- * - `{{NAME}}` in the source is replaced by `defines[NAME]` before compilation (workgroup size,
- *   unroll factors, generated code); defines are part of the cache key, uniforms are not.
- * - 1-D kernels index with `flat_id(gid, nwg, WG)` from common.wgsl, because large tensors need
- *   more than 65535 workgroups and the runner folds them into a 2-D grid.
+ * - binding 0 is the uniform block `p` (struct `Params`, fields in declaration order) when the
+ *   program has uniforms; the declared storage bindings follow at 1, 2, ...
+ * - 1-D kernels index with `flat_id(gid, nwg, WG)` from common.wgsl: grid1d spreads more than
+ *   65535 workgroups over a 2-D grid, and the kernel folds the index back.
  */
 import common from '../shaders/common.wgsl';
 import type { Tensor } from './tensor.js';
 
-export type UniformValue = number | { f32: number } | { i32: number };
-/** Marks a uniform as f32 (plain numbers are u32). */
-export const f32 = (v: number): UniformValue => ({ f32: v });
-/** Marks a uniform as i32 (plain numbers are u32). */
-export const i32 = (v: number): UniformValue => ({ i32: v });
+export type ScalarType = 'u32' | 'i32' | 'f32';
+export type Access = 'read' | 'read_write';
+
+/** A storage binding: its access and the element type of its runtime-sized array (`array<T>`). */
+export interface BindingDecl {
+  access: Access;
+  /** WGSL element type, e.g. `f32`, `vec4<f32>`, `u32`, `atomic<u32>`. */
+  type: string;
+}
+/** A read-only storage binding of `array<type>`. */
+export const read = (type: string): BindingDecl => ({ access: 'read', type });
+/** A read-write storage binding of `array<type>`. */
+export const readWrite = (type: string): BindingDecl => ({ access: 'read_write', type });
+
+/** What a program compiles to: its declared interface and the WGSL that follows the prelude. */
+export interface ShaderSpec {
+  /** Fields of `struct Params` in order, name -> type. */
+  uniforms?: Readonly<Record<string, ScalarType>>;
+  /** Storage bindings 1..n in order, name -> declaration (`var<storage, access> name: array<type>`). */
+  bindings: Readonly<Record<string, BindingDecl>>;
+  /** The kernel's WGSL after the generated prelude: helpers and `fn main`. */
+  code: string;
+}
+
+/**
+ * A uniform value: a number, encoded as its declared type; or a function returning one, read at
+ * each dispatch and again at every replay of a captured plan (a learning rate that changes each
+ * step, say).
+ */
+export type UniformInput = number | (() => number);
 
 export interface Program {
   /** Kernel name: the pipeline label, used in errors and profiles. */
   name: string;
-  /** WGSL of this kernel (a section of a family file, see `kernelSection`). */
-  source: string;
-  defines?: Record<string, string | number>;
-  uniforms?: UniformValue[];
-  /** Storage buffers bound at 1..n in this order. */
-  bindings: (Tensor | GPUBuffer)[];
-  /** Workgroup counts; a count above the device limit in x is folded into y by the runner. */
+  /**
+   * The compile-time choices the WGSL depends on besides the name (a tile, vector widths, an
+   * epilogue's layout), short and explicit: `name|variant` is the pipeline cache key. Never sizes,
+   * which travel as uniforms. Two programs with the same key must produce the same shader.
+   */
+  variant?: string;
+  /** Interface and WGSL; called only on a pipeline-cache miss. */
+  shader: () => ShaderSpec;
+  /** Values of the declared uniforms, by name. */
+  uniforms?: Readonly<Record<string, UniformInput>>;
+  /** Tensors (or raw buffers) for the declared storage bindings, by name. */
+  bindings: Readonly<Record<string, Tensor | GPUBuffer>>;
+  /** Workgroup counts (see grid1d for more than the device's limit in x). */
   dispatch: [number, number?, number?];
   /** Useful work, for profiles: floating point operations and bytes moved. */
   flops?: number;
   bytes?: number;
 }
 
-/** Packs uniforms into a 16-byte-aligned block. */
-export function packUniforms(values: readonly UniformValue[]): Uint8Array {
-  const bytes = new Uint8Array(Math.max(16, Math.ceil((values.length * 4) / 16) * 16));
+/** Pipeline cache key of a program. */
+export const programKey = (p: Pick<Program, 'name' | 'variant'>): string => (p.variant ? `${p.name}|${p.variant}` : p.name);
+
+/** The generated prelude of a spec: `struct Params`, the uniform and storage bindings. */
+export function interfaceWgsl(spec: Pick<ShaderSpec, 'uniforms' | 'bindings'>): string {
+  const out: string[] = [];
+  const uniforms = Object.entries(spec.uniforms ?? {});
+  if (uniforms.length) {
+    out.push(`struct Params {\n${uniforms.map(([n, t]) => `  ${n}: ${t},`).join('\n')}\n}`);
+    out.push('@group(0) @binding(0) var<uniform> p: Params;');
+  }
+  Object.entries(spec.bindings).forEach(([n, b], i) => out.push(`@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${n}: array<${b.type}>;`));
+  return out.join('\n');
+}
+
+/** Full WGSL of a spec: the common helpers, the generated interface, then the kernel's code. */
+export function assembleWgsl(spec: ShaderSpec): string {
+  return `${common}\n${interfaceWgsl(spec)}\n${spec.code}`;
+}
+
+/** Byte size of a uniform block of `count` 4-byte fields (16-byte aligned, at least 16). */
+export const uniformBlockSize = (count: number): number => Math.max(16, Math.ceil((count * 4) / 16) * 16);
+
+/**
+ * Writes the uniform values of `names` (with `types`) into `view` at `at`. Throws a RangeError
+ * naming the kernel and field for a missing value, a u32 that is not a non-negative integer
+ * below 2^32, or an i32 out of range.
+ */
+export function writeUniforms(kernel: string, view: DataView, at: number, names: readonly string[], types: readonly ScalarType[], values: Readonly<Record<string, UniformInput>>): void {
+  for (let i = 0; i < names.length; i++) {
+    const raw = values[names[i]!];
+    const v = typeof raw === 'function' ? raw() : raw;
+    const o = at + i * 4;
+    const type = types[i];
+    if (type === 'f32') {
+      if (typeof v !== 'number') throw new RangeError(`kernel ${kernel}: uniform ${names[i]} (f32) has no value`);
+      view.setFloat32(o, v, true);
+    } else if (type === 'u32') {
+      if (!Number.isInteger(v) || v! < 0 || v! > 0xffffffff) throw new RangeError(`kernel ${kernel}: uniform ${names[i]} = ${v} is not a u32`);
+      view.setUint32(o, v!, true);
+    } else {
+      if (!Number.isInteger(v) || v! < -0x80000000 || v! > 0x7fffffff) throw new RangeError(`kernel ${kernel}: uniform ${names[i]} = ${v} is not an i32`);
+      view.setInt32(o, v!, true);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ legacy programs
+// Kernels not yet converted to declared interfaces: WGSL with its own `struct Params` and
+// bindings, `{{NAME}}` defines substituted into the source, positional uniforms and bindings.
+// The engine runs both kinds; the cache key of these is built from their defines on every call.
+
+export type UniformValue = number | { f32: number } | { i32: number };
+/** Marks a legacy uniform as f32 (plain numbers are u32). */
+export const f32 = (v: number): UniformValue => ({ f32: v });
+/** Marks a legacy uniform as i32 (plain numbers are u32). */
+export const i32 = (v: number): UniformValue => ({ i32: v });
+
+export interface LegacyProgram {
+  name: string;
+  /** WGSL of this kernel (a section of a family file, see `kernelSection`). */
+  source: string;
+  defines?: Record<string, string | number>;
+  /** Values in the order of the WGSL's `struct Params`; a function is read at each dispatch and replay. */
+  uniforms?: (UniformValue | (() => UniformValue))[];
+  /** Storage buffers bound at 1..n in this order. */
+  bindings: (Tensor | GPUBuffer)[];
+  dispatch: [number, number?, number?];
+  flops?: number;
+  bytes?: number;
+}
+
+export const isLegacyProgram = (p: Program | LegacyProgram): p is LegacyProgram => typeof (p as LegacyProgram).source === 'string';
+
+/** Packs legacy uniforms into a 16-byte-aligned block. */
+export function packUniforms(values: readonly (UniformValue | (() => UniformValue))[]): Uint8Array {
+  const bytes = new Uint8Array(uniformBlockSize(values.length));
   const view = new DataView(bytes.buffer);
-  values.forEach((v, i) => {
+  values.forEach((raw, i) => {
+    const v = typeof raw === 'function' ? raw() : raw;
     if (typeof v === 'number') {
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`uniform ${i}: ${v} is not a u32`);
       view.setUint32(i * 4, v, true);
@@ -50,6 +160,25 @@ export function packUniforms(values: readonly UniformValue[]): Uint8Array {
   });
   return bytes;
 }
+
+/** Full WGSL for a legacy program: the common prelude, then the kernel with defines substituted. */
+export function assembleLegacyWgsl(program: Pick<LegacyProgram, 'source' | 'defines' | 'name'>): string {
+  const defines = program.defines ?? {};
+  const body = program.source.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+    const v = defines[key];
+    if (v === undefined) throw new Error(`kernel ${program.name}: define {{${key}}} not given`);
+    return String(v);
+  });
+  return common + '\n' + body;
+}
+
+/** Cache key of a legacy program: its name and defines (never the sizes passed as uniforms). */
+export function legacyProgramKey(program: Pick<LegacyProgram, 'name' | 'defines'>): string {
+  const d = program.defines;
+  return d ? `${program.name}|${JSON.stringify(d)}` : program.name;
+}
+
+// ------------------------------------------------------------------ shared helpers
 
 const sectionCache = new Map<string, Map<string, string>>();
 
@@ -72,23 +201,6 @@ export function kernelSection(family: string, name: string): string {
   const src = sections.get(name);
   if (src === undefined) throw new Error(`no kernel '${name}' in shader family (have: ${[...sections.keys()].join(', ')})`);
   return src;
-}
-
-/** Full WGSL for a program: the common prelude, then the kernel with defines substituted. */
-export function assembleWgsl(program: Pick<Program, 'source' | 'defines' | 'name'>): string {
-  const defines = program.defines ?? {};
-  const body = program.source.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
-    const v = defines[key];
-    if (v === undefined) throw new Error(`kernel ${program.name}: define {{${key}}} not given`);
-    return String(v);
-  });
-  return common + '\n' + body;
-}
-
-/** Cache key: what the compiled shader depends on (never the sizes passed as uniforms). */
-export function programKey(program: Pick<Program, 'name' | 'defines' | 'source'>): string {
-  const d = program.defines;
-  return d ? `${program.name}|${JSON.stringify(d)}` : program.name;
 }
 
 /** Workgroup grid for `threads` invocations of `wg` each: [x, y] with x under the device limit. */

@@ -149,7 +149,10 @@ export class BatchNorm2d extends Module {
   }
   /** BatchNorm (+ `residual`), then `act`, in the same kernels (ConvBNAct's activation and MobileNetV2's skip connection, fused in training too). */
   forward(x: Tensor, act: ActivationName = 'none', residual: Tensor | null = null): Tensor {
-    if (this.training) this.numBatchesTracked++;
+    if (this.training) {
+      this.numBatchesTracked++;
+      this.engine.onReplay(() => this.numBatchesTracked++);
+    }
     return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, { training: this.training, momentum: this.momentum, eps: this.eps, act, residual });
   }
 
@@ -164,11 +167,17 @@ export class BatchNorm2d extends Module {
   folded(convBias: Tensor | null): Tensor {
     const from = [this.weight, this.bias, this.runningMean, this.runningVar, convBias];
     const key = from.map((t) => (t ? `${t.id}:${t.version}` : '-')).join(',');
-    if (this.fold?.key === key) return this.fold.affine;
-    const affine = bnFold(this.weight, this.bias, this.runningMean, this.runningVar, this.eps, convBias, this.fold?.affine).keep();
-    affine.name = `${this.weight.name.replace(/\.weight$/, '')}.folded`;
-    this.fold = { affine, key };
-    return affine;
+    if (this.fold?.key !== key) {
+      const affine = bnFold(this.weight, this.bias, this.runningMean, this.runningVar, this.eps, convBias, this.fold?.affine).keep();
+      affine.name = `${this.weight.name.replace(/\.weight$/, '')}.folded`;
+      this.fold = { affine, key };
+    }
+    // A captured plan binds the folded values: it must not replay once the weights changed.
+    const fold = this.fold;
+    const versions = from.map((t) => t?.version ?? -1);
+    const same = (): boolean => this.fold === fold && from.every((t, i) => (t?.version ?? -1) === versions[i]);
+    this.engine.onReplayCheck(() => (same() ? null : `${this.weight.name.replace(/\.weight$/, '')} changed since capture (weights loaded or trained), so its folded BatchNorm is stale`));
+    return fold.affine;
   }
 
   protected override releaseDerived(): void {

@@ -18,7 +18,7 @@ import family from '../../shaders/conv2d.wgsl';
 import { recordOp } from '../autograd.js';
 import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { type Program, grid1d, kernelSection } from '../program.js';
+import { type LegacyProgram, grid1d, kernelSection } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { sumColumns } from './reduce.js';
@@ -280,7 +280,7 @@ function grid(engine: Engine, invocations: number, wg: number): [number, number]
 
 // ------------------------------------------------------------------ forward
 
-function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null): Program {
+function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null): LegacyProgram {
   // vec4 along K needs Ci/groups % 4 == 0 (then Ci % 4 == 0 too, so every row start is aligned).
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
   const vy = g.cog % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
@@ -355,7 +355,7 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
 
 // ------------------------------------------------------------------ grad input
 
-function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor, dx: Tensor, accumulate: boolean): Program {
+function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor, dx: Tensor, accumulate: boolean): LegacyProgram {
   const va = g.cog % 4 === 0 ? 4 : 1; // K axis: output channels of the group (gy rows)
   const vb = g.cig % 4 === 0 ? 4 : 1; // N axis: input channels of the group (w rows, dx rows)
   const hq = Math.ceil(g.h / g.sh);
@@ -459,7 +459,7 @@ function filterPlan(engine: Engine, g: Geometry): FilterPlan {
   return { va, vb, krow, tile, tilesM, tilesN, tiles, chunks: Math.ceil(pixels / chunk), chunk };
 }
 
-function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy: Tensor, x: Tensor, out: Tensor): Program {
+function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy: Tensor, x: Tensor, out: Tensor): LegacyProgram {
   const { va, vb, krow, tilesM, tilesN, tiles, chunks, chunk } = plan;
   const { tm, tn, wg } = plan.tile;
   const mv = tm / va;
