@@ -3,9 +3,13 @@
  *   node bench/run.js [--quick] [--full] [--backbone mobilenetv2|resnet18|resnet101] [--size WxH]
  *                     [--batch N] [--iters N] [--width W] [--profile] [--json PATH]
  *                     [--peers [tfjs-webgpu,tfjs-wasm]] [--peer-iters N] [--peer-timeout S]
- *                     [--tune [FILE]]
+ *                     [--tune [FILE]] [--cpu]
  * Protocol: a first run (pipeline compilation included, reported as "first ms"), a warm-up, then
  * N timed runs each ending with the GPU really done (onSubmittedWorkDone); the median is reported.
+ * Each run's CPU part (JavaScript and submit(), not the wait) is reported as "cpu ms". Then the
+ * same call is captured into a plan (engine.capture) and replayed N times: "plan ms" and
+ * "plan cpu" are its median time and CPU ms per replay. `--cpu` runs a 64x32 inference (small GPU
+ * part, so CPU cost shows) and issue 10's 256x128 b2 training step.
  *
  * --peers also runs the same network in TensorFlow.js on each case (bench/peers/tfjs.ts: WebGPU
  * on a device of the same adapter, and WASM on the CPU; a list picks some) and prints ours, theirs
@@ -53,6 +57,10 @@ export interface BenchResult extends BenchCase {
   forwardGflopPerImage: number;
   /** Achieved rate: FLOPs of what the timed call ran / its median time. */
   gflops: number;
+  /** Median CPU ms of one op-by-op call: JavaScript and submit(), not the wait for the GPU (bench/timing.ts). */
+  cpu_ms: number;
+  /** The same call captured once and replayed (engine.capture): CPU ms per replay, and its times. */
+  plan: { cpu_ms: number; medianMs: number; minMs: number; dispatches: number };
   /** Dispatches of one steady-state call. */
   dispatches: number;
   /** GPU buffers and bind groups one steady-state call creates (0 when the pool and the bind-group cache serve everything). */
@@ -143,6 +151,11 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
       forwardFlops = (engine.stats().flops - f0) / c.batch;
     }
     const t = { ...(await timeGpu(engine, once, iters, 0)), firstMs };
+    // The same call captured (after the warm-ups above, as a steady-state call) and replayed.
+    const plan = engine.capture(once, { label: `${c.mode} plan` });
+    const p = await timeGpu(engine, () => plan.run(), iters, 1);
+    const planDispatches = plan.dispatches;
+    plan.dispose();
     const callFlops = s1.flops - s0.flops;
     const st = engine.stats();
     const result: BenchResult = {
@@ -156,6 +169,8 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
       peakGpuBytes: st.liveBufferBytes + st.freeBytes,
       forwardGflopPerImage: forwardFlops / 1e9,
       gflops: callFlops / 1e9 / (t.medianMs / 1000),
+      cpu_ms: t.cpuMs,
+      plan: { cpu_ms: p.cpuMs, medianMs: p.medianMs, minMs: p.minMs, dispatches: planDispatches },
       dispatches: s1.dispatches - s0.dispatches,
       steadyBuffersCreated: s1.buffersCreated - s0.buffersCreated,
       steadyBindGroupsCreated: s1.bindGroupsCreated - s0.bindGroupsCreated,
@@ -202,6 +217,13 @@ function defaultCases(args: Map<string, string | true>, peers: boolean): BenchCa
     return modes.map((mode) => ({ ...base, mode, batch: batch ?? (mode === 'train' ? 2 : 1), size }));
   }
   if (args.has('quick')) return [{ ...base, mode: 'infer', batch: batch ?? 1, size: [256, 128] }];
+  // The CPU cost of a call (issue 21): a tiny inference, whose GPU part is small, and the
+  // training step of issue 10's target.
+  if (args.has('cpu'))
+    return [
+      { ...base, mode: 'infer', batch: batch ?? 1, size: [64, 32] },
+      { ...base, mode: 'train', batch: batch ?? 2, size: [256, 128] },
+    ];
   // Issue 10's targets: what the peers are compared on.
   if (peers)
     return [
@@ -269,7 +291,7 @@ async function main() {
   const peerTimeoutS = Number(args.get('peer-timeout') ?? 1800);
   const tuneFile = tuneFileArg(args);
   const results: BenchResult[] = [];
-  console.log(`${'case'.padEnd(34)} ${'first ms'.padStart(9)} ${'median ms'.padStart(10)} ${'min'.padStart(8)} ${'max'.padStart(8)} ${'img/s'.padStart(8)} ${'GFLOP/img'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'dispatches'.padStart(10)} ${'GPU MB'.padStart(7)}`);
+  console.log(`${'case'.padEnd(34)} ${'first ms'.padStart(9)} ${'median ms'.padStart(10)} ${'min'.padStart(8)} ${'max'.padStart(8)} ${'img/s'.padStart(8)} ${'GFLOP/img'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'dispatches'.padStart(10)} ${'GPU MB'.padStart(7)} ${'cpu ms'.padStart(7)} ${'plan ms'.padStart(9)} ${'plan cpu'.padStart(8)}`);
   for (const c of cases) {
     const r = await runCase(engine, c, iters, args.has('profile'), tuneFile);
     results.push(r);
@@ -277,7 +299,7 @@ async function main() {
       console.log(`  autotune: ${r.tuning.timed} conv and transposed-conv kernels timed (${tuneFile}), ${r.tuning.faster.length} with a tile over 5% faster than the default`);
       for (const f of r.tuning.faster) console.log(`    ${f.label.padEnd(52)} ${f.winner.padEnd(10)} ${fmt(f.speedup, 2)}x`);
     }
-    console.log(`${caseName(r).padEnd(34)} ${fmt(r.firstMs, 0).padStart(9)} ${fmt(r.medianMs, 1).padStart(10)} ${fmt(r.minMs, 1).padStart(8)} ${fmt(r.maxMs, 1).padStart(8)} ${fmt(r.imagesPerSecond, 2).padStart(8)} ${fmt(r.forwardGflopPerImage, 2).padStart(9)} ${fmt(r.gflops, 2).padStart(8)} ${String(r.dispatches).padStart(10)} ${fmt(r.peakGpuBytes / 2 ** 20, 0).padStart(7)}`);
+    console.log(`${caseName(r).padEnd(34)} ${fmt(r.firstMs, 0).padStart(9)} ${fmt(r.medianMs, 1).padStart(10)} ${fmt(r.minMs, 1).padStart(8)} ${fmt(r.maxMs, 1).padStart(8)} ${fmt(r.imagesPerSecond, 2).padStart(8)} ${fmt(r.forwardGflopPerImage, 2).padStart(9)} ${fmt(r.gflops, 2).padStart(8)} ${String(r.dispatches).padStart(10)} ${fmt(r.peakGpuBytes / 2 ** 20, 0).padStart(7)} ${fmt(r.cpu_ms, 2).padStart(7)} ${fmt(r.plan.medianMs, 1).padStart(9)} ${fmt(r.plan.cpu_ms, 3).padStart(8)}`);
     // Issue 10's budgets: at most 90 dispatches per forward, 400 per training step.
     const budget = r.mode === 'infer' ? 90 : 400;
     console.log(`  steady-state call: ${r.dispatches} dispatches (budget ${budget}: ${r.dispatches <= budget ? 'met' : 'over'}), ${r.steadyBuffersCreated} GPU buffers and ${r.steadyBindGroupsCreated} bind groups created`);

@@ -8,6 +8,12 @@ export interface Timing {
   medianMs: number;
   maxMs: number;
   iters: number;
+  /**
+   * Median CPU time of a timed run: everything up to and including `submit()` (the op code or the
+   * plan replay, scope disposal, uniform uploads), not the wait for the GPU. On a real GPU this is
+   * the floor of a call's latency whatever the GPU's speed.
+   */
+  cpuMs: number;
 }
 
 /**
@@ -17,25 +23,35 @@ export interface Timing {
  * few percent.
  */
 export async function timeGpu(engine: Engine, fn: () => void | Promise<void>, iters: number, warmup = 1, minTotalMs = 0): Promise<Timing> {
-  const once = async () => {
+  // The GPU is idle when a run starts (the previous one ended with sync), so the CPU part is the
+  // call itself; a synchronous fn's scope (and its disposals) is part of it.
+  const once = async (): Promise<[number, number]> => {
+    await engine.sync();
     const t0 = performance.now();
+    let cpu = NaN;
     await engine.scope(async () => {
-      await fn();
+      const r = fn();
+      if (r instanceof Promise) await r;
+      engine.submit();
+      cpu = performance.now() - t0;
       await engine.sync();
     });
-    return performance.now() - t0;
+    return [performance.now() - t0, cpu];
   };
-  const firstMs = warmup > 0 ? await once() : NaN;
+  const firstMs = warmup > 0 ? (await once())[0] : NaN;
   for (let i = 1; i < warmup; i++) await once();
   const runs: number[] = [];
+  const cpu: number[] = [];
   let total = 0;
   while (runs.length < iters || (total < minTotalMs && runs.length < 100)) {
-    const ms = await once();
+    const [ms, cpuMs] = await once();
     runs.push(ms);
+    cpu.push(cpuMs);
     total += ms;
   }
   runs.sort((a, b) => a - b);
-  return { firstMs, minMs: runs[0]!, medianMs: runs[Math.floor(runs.length / 2)]!, maxMs: runs[runs.length - 1]!, iters: runs.length };
+  cpu.sort((a, b) => a - b);
+  return { firstMs, minMs: runs[0]!, medianMs: runs[Math.floor(runs.length / 2)]!, maxMs: runs[runs.length - 1]!, iters: runs.length, cpuMs: cpu[Math.floor(cpu.length / 2)]! };
 }
 
 export function describeAdapter(engine: Engine): string {

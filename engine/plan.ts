@@ -26,6 +26,8 @@
 import { check, fmtShape } from './errors.js';
 import { BufferUsage } from './gpu-constants.js';
 import { Tensor } from './tensor.js';
+import { collectTensors } from './scope.js';
+import type { Engine } from './engine.js';
 
 /** The part of a compiled pipeline a plan needs. */
 export interface PipelineRef {
@@ -365,5 +367,66 @@ export class Plan<T = unknown> {
     for (const b of this.claimed) this.host.returnClaimedBuffer(b);
     for (const b of this.ownBuffers) this.host.disown(b, true);
     for (const t of this.results) t.dispose();
+  }
+}
+
+/**
+ * The same call, many times, at the lowest CPU cost: op by op the first time (pipelines compile,
+ * caches such as folded BatchNorms settle), captured the second, replayed from then on. A plan
+ * that went stale (weights changed, a captured tensor disposed) is dropped and the cycle starts
+ * again, so the caller never sees a PlanInvalidError. What `run` returns stays valid until the
+ * next `run` or `dispose` (with a plan it is the same tensors every time).
+ */
+export class PlannedCall<T> {
+  private plan: Plan<T> | null = null;
+  private eager: Tensor[] = [];
+  private callsSincePlan = 0;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly fn: () => T,
+    private readonly opts: CaptureOptions & { /** false: always op by op (for comparisons). */ capture?: boolean } = {},
+  ) {}
+
+  /** Whether the last `run` replayed a plan. */
+  get replaying(): boolean {
+    return this.plan !== null && this.callsSincePlan > 0;
+  }
+
+  run(): T {
+    this.dropEager();
+    if (this.plan) {
+      if (this.plan.check() === null) {
+        this.plan.run();
+        this.callsSincePlan++;
+        return this.plan.result;
+      }
+      this.plan.dispose();
+      this.plan = null;
+      this.callsSincePlan = 0;
+    }
+    if (this.opts.capture !== false && this.callsSincePlan > 0) {
+      this.plan = this.engine.capture(this.fn, this.opts);
+      this.callsSincePlan = 0;
+      return this.plan.result;
+    }
+    const result = this.engine.scope(this.fn);
+    this.eager = [...collectTensors(result, new Set(), (v): v is Tensor => v instanceof Tensor)];
+    for (const t of this.eager) t.keep();
+    this.callsSincePlan++;
+    return result;
+  }
+
+  /** Frees the last results and the plan. */
+  dispose(): void {
+    this.dropEager();
+    this.plan?.dispose();
+    this.plan = null;
+    this.callsSincePlan = 0;
+  }
+
+  private dropEager(): void {
+    for (const t of this.eager) t.dispose();
+    this.eager = [];
   }
 }

@@ -16,7 +16,8 @@ import type { Tensor } from '../engine/tensor.js';
 import { check } from '../engine/errors.js';
 import { TextureUsage } from '../engine/gpu-constants.js';
 import { colorizeIds, type ColorizeOptions } from '../engine/ops/colorize.js';
-import { checkTargetTexture, createOwnedTexture, rowsToTensor, rowsToTexture, textureToRows, type RgbaRows } from '../engine/ops/texture.js';
+import { checkTargetTexture, createOwnedTexture, rowPitchWords, rowsToTensor, rowsToTexture, textureToRows, type RgbaRows } from '../engine/ops/texture.js';
+import { PlannedCall } from '../engine/plan.js';
 
 /** What `segment` accepts: a GPUTexture (rgba8unorm/bgra8unorm with COPY_SRC) or anything copyExternalImageToTexture takes. */
 export type FrameSource = GPUTexture | GPUCopyExternalImageSource;
@@ -28,6 +29,12 @@ export interface SegmenterOptions {
   mean?: [number, number, number];
   std?: [number, number, number];
   palette?: ColorizeOptions['palette'];
+  /**
+   * Replay the network from a captured plan (engine.capture) once a frame size has been seen
+   * twice: the CPU cost of a frame drops from recording ~65 dispatches to replaying them (see
+   * bench/RESULTS.md). Default true; false records every frame op by op.
+   */
+  capture?: boolean;
 }
 
 export interface FrameOptions {
@@ -72,10 +79,18 @@ function externalSize(s: GPUCopyExternalImageSource): [number, number] {
   return [w, h];
 }
 
+/** The network for one source size and byte order: fixed input rows and the call that segments them. */
+interface Network {
+  key: string;
+  rows: RgbaRows;
+  call: PlannedCall<Tensor>;
+}
+
 export class Segmenter {
   readonly engine: Engine;
   private input: GPUTexture | null = null;
   private output: GPUTexture | null = null;
+  private network: Network | null = null;
   private last: { ids: Tensor; photo: RgbaRows; sourceWidth: number; sourceHeight: number } | null = null;
 
   constructor(readonly model: SegmentationModel, readonly options: SegmenterOptions) {
@@ -93,23 +108,33 @@ export class Segmenter {
     const [sw, sh] = isTexture(source) ? [source.width, source.height] : externalSize(source);
     check(sw > 0 && sh > 0, 'Segmenter.segment', () => `the source has no pixels yet (${sw}x${sh}); wait for a video's loadeddata or an image's load event`);
     this.checkFrameOptions(opts, sw, sh);
-    const photo = isTexture(source) ? textureToRows(engine, source, 'Segmenter.segment') : textureToRows(engine, this.copyExternal(source, sw, sh), 'Segmenter.segment');
-    let ids: Tensor;
-    try {
-      const x = rowsToTensor(engine, photo, { outWidth: this.options.width, outHeight: this.options.height, mean: this.options.mean, std: this.options.std });
-      try {
-        ids = this.model.segment(x).keep();
-      } finally {
-        x.dispose();
-      }
-    } catch (e) {
-      photo.words.dispose();
-      throw e;
-    }
-    photo.words.keep();
-    this.dropLast();
-    this.last = { ids, photo, sourceWidth: sw, sourceHeight: sh };
+    const texture = isTexture(source) ? source : this.copyExternal(source, sw, sh);
+    this.last = null;
+    const net = this.networkFor(texture);
+    // The frame's texels into the network's fixed input rows, then the network itself: replayed
+    // from a plan from the third frame of a size on (see PlannedCall).
+    textureToRows(engine, texture, 'Segmenter.segment', net.rows.words);
+    const ids = net.call.run();
+    this.last = { ids, photo: net.rows, sourceWidth: sw, sourceHeight: sh };
     return this.recolor(opts);
+  }
+
+  /** The network for this texture's size and byte order (made on the first frame of each). */
+  private networkFor(texture: GPUTexture): Network {
+    const bgra = texture.format.startsWith('bgra');
+    const key = `${texture.width}x${texture.height}${bgra ? ' bgra' : ''}`;
+    if (this.network?.key === key) return this.network;
+    this.dropNetwork();
+    const engine = this.engine;
+    const { width, height } = texture;
+    const pitch = rowPitchWords(width);
+    const rows: RgbaRows = { words: engine.empty([pitch * height], 'u32', 'segmenter input rows').keep(), width, height, pitch, bgra };
+    const { width: outWidth, height: outHeight, mean, std } = this.options;
+    const call = new PlannedCall(engine, () => this.model.segment(rowsToTensor(engine, rows, { outWidth, outHeight, mean, std })), {
+      label: `Segmenter ${key} -> ${outWidth}x${outHeight}`,
+      capture: this.options.capture,
+    });
+    return (this.network = { key, rows, call });
   }
 
   /** Colours the last frame again (a new opacity, say) without running the network. */
@@ -137,7 +162,7 @@ export class Segmenter {
 
   /** Frees the Segmenter's textures and the last frame's tensors (the engine stays usable). */
   destroy(): void {
-    this.dropLast();
+    this.dropNetwork();
     for (const t of [this.input, this.output]) if (t) this.engine.disown(t, true);
     this.input = this.output = null;
   }
@@ -152,11 +177,13 @@ export class Segmenter {
     return [ow, oh];
   }
 
-  private dropLast(): void {
-    if (!this.last) return;
-    this.last.ids.dispose();
-    this.last.photo.words.dispose();
+  /** Frees the network state (its plan, its input rows, the last frame's ids). */
+  private dropNetwork(): void {
     this.last = null;
+    if (!this.network) return;
+    this.network.call.dispose();
+    this.network.rows.words.dispose();
+    this.network = null;
   }
 
   private outputTexture(w: number, h: number): GPUTexture {

@@ -17,6 +17,10 @@ import { canet, type CANetOptions } from '../net/canet.js';
 import { trainStep } from '../net/train.js';
 import { createEngine } from '../engine/entry-node.js';
 import { suite } from './harness.js';
+import { Segmenter } from '../net/segmenter.js';
+import { textureToTensor } from '../engine/ops/texture.js';
+import { TextureUsage } from '../engine/gpu-constants.js';
+import { PlannedCall } from '../engine/plan.js';
 import { randn, testEngine } from './gpu.js';
 
 const t = suite('plan');
@@ -249,6 +253,74 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   assert.throws(() => e.run(program({ count: -1, offset: 0, scale: 1 })), /uniform count = -1 is not a u32/);
   x.dispose();
   y.dispose();
+});
+
+t('Segmenter replays its network from a plan from the third frame of a size on: ids equal the op-by-op segment() of each frame, replays create nothing, new weights are picked up', async () => {
+  const e = await testEngine();
+  const model = canet(e, { backbone: 'mobilenetv2', width: 0.125, classes: 4, seed: 8 });
+  model.eval();
+  const [w, h] = [40, 24];
+  const frames = [1, 2, 3, 4, 5].map((seed) => {
+    const data = new Uint8Array(w * h * 4);
+    let v = seed * 7919;
+    for (let i = 0; i < data.length; i++) data[i] = (v = (Math.imul(v, 1103515245) + 12345) >>> 0) >>> 24;
+    const tex = e.device.createTexture({ size: [w, h, 1], format: 'rgba8unorm', usage: TextureUsage.COPY_SRC | TextureUsage.COPY_DST, label: `frame ${seed}` });
+    e.device.queue.writeTexture({ texture: tex }, data, { bytesPerRow: w * 4, rowsPerImage: h }, [w, h, 1]);
+    return tex;
+  });
+  const direct = async (tex: GPUTexture) => e.noGrad(() => e.scope(() => model.segment(textureToTensor(e, tex, { outWidth: 64, outHeight: 32 })).read()));
+  const seg = new Segmenter(model, { width: 64, height: 32 });
+  const plain = new Segmenter(model, { width: 64, height: 32, capture: false });
+  try {
+    for (const [i, tex] of frames.entries()) {
+      if (i === 4) {
+        // New weights between frames: the plan notices its folded BatchNorms are stale and the
+        // Segmenter records op by op again instead of replaying stale values.
+        const bn = [...model.modules()].find((m) => (m as { runningVar?: Tensor }).runningVar) as unknown as { runningVar: Tensor };
+        e.writeTensor(bn.runningVar, new Float32Array(bn.runningVar.size).fill(3));
+      }
+      // The Segmenter first: an op-by-op call would refold the BatchNorms in place for it.
+      const before = e.stats();
+      const frame = seg.segment(tex);
+      const after = e.stats();
+      const got = await frame.ids.read();
+      const want = await direct(tex);
+      same(got, want, `frame ${i + 1} ids`);
+      same(await plain.segment(tex).ids.read(), want, `frame ${i + 1} ids without capture`);
+      if (i === 3) {
+        assert.is(after.buffersCreated, before.buffersCreated, 'a replayed frame creates no buffers');
+        assert.is(after.bindGroupsCreated - before.bindGroupsCreated, 0, 'a replayed frame creates no bind groups');
+      }
+    }
+  } finally {
+    seg.destroy();
+    plain.destroy();
+    frames.forEach((f) => f.destroy());
+    model.dispose();
+  }
+}, { timeoutMs: 300_000 });
+
+t('PlannedCall: op by op, then captured, then replayed; a stale plan is dropped and captured again', async () => {
+  const e = await testEngine();
+  const x = e.tensor(Float32Array.from([1, 2, 3, 4]), [4]).keep();
+  const w = e.tensor(Float32Array.from([2, 2, 2, 2]), [4]).keep();
+  const { mul } = await import('../engine/ops/basic.js');
+  const call = new PlannedCall(e, () => mul(x, w));
+  const r1 = call.run();
+  assert.is(call.replaying, false);
+  assert.equal([...(await r1.read())], [2, 4, 6, 8]);
+  const r2 = call.run();
+  assert.ok(r1.disposed, 'the op-by-op result is freed by the next run');
+  assert.equal([...(await r2.read())], [2, 4, 6, 8]);
+  e.writeTensor(x, Float32Array.from([5, 6, 7, 8]));
+  const r3 = call.run();
+  assert.is(call.replaying, true);
+  assert.is(r3, r2, 'a replay returns the plan\'s result tensor');
+  assert.equal([...(await r3.read())], [10, 12, 14, 16]);
+  w.dispose(); // the plan is now stale; the next run must not replay it (and fails op by op, clearly)
+  assert.throws(() => call.run(), /disposed/);
+  call.dispose();
+  x.dispose();
 });
 
 t.run();

@@ -45,15 +45,17 @@ function checkTexture(op: string, texture: GPUTexture, usage: number, usageName:
 }
 
 /**
- * Records a copy of layer 0, mip 0 of `texture` into a new RgbaRows tensor. The texture needs
- * COPY_SRC usage. Work recorded before this call that writes the texture (a render pass of the
- * application's own) must be submitted first: the copy runs in the engine's next submit.
+ * Records a copy of layer 0, mip 0 of `texture` into a new RgbaRows tensor, or into `into` (a u32
+ * tensor of at least rowPitchWords(width) * height words: a fixed input of a captured plan). The
+ * texture needs COPY_SRC usage. Work recorded before this call that writes the texture (a render
+ * pass of the application's own) must be submitted first: the copy runs in the engine's next submit.
  */
-export function textureToRows(engine: Engine, texture: GPUTexture, op = 'textureToRows'): RgbaRows {
+export function textureToRows(engine: Engine, texture: GPUTexture, op = 'textureToRows', into?: Tensor): RgbaRows {
   const bgra = checkTexture(op, texture, TextureUsage.COPY_SRC, 'COPY_SRC', 'the engine reads it with copyTextureToBuffer; add COPY_SRC where you create it');
   const { width, height } = texture;
   const pitch = rowPitchWords(width);
-  const words = engine.empty([pitch * height], 'u32', `${texture.label || 'texture'} rows`);
+  if (into) check(into.dtype === 'u32' && into.size >= pitch * height, op, () => `${into.name} (${into.size} ${into.dtype}) cannot hold the ${height} rows of ${pitch} words of ${describe(texture)}`);
+  const words = into ?? engine.empty([pitch * height], 'u32', `${texture.label || 'texture'} rows`);
   engine.copyTextureToBuffer({ texture }, { buffer: words.buffer, bytesPerRow: pitch * 4, rowsPerImage: height }, [width, height, 1]);
   return { words, width, height, pitch, bgra };
 }
