@@ -18,11 +18,6 @@ const WG = 64;
 const FILL = { uniforms: { n4: 'u32', value: 'f32' }, bindings: { y: readWrite('vec4<f32>') } } as const;
 /** y = f(x) for an expression in x (vec4) and alpha. */
 const UNARY = { uniforms: { n4: 'u32', alpha: 'f32' }, bindings: { xs: read('vec4<f32>'), ys: readWrite('vec4<f32>') } } as const;
-/** Shared with unary.ts (unary_backward of the op table). */
-export const UNARY_BACKWARD = {
-  uniforms: { n4: 'u32', alpha: 'f32' },
-  bindings: { xs: read('vec4<f32>'), ys: read('vec4<f32>'), gs: read('vec4<f32>'), dxs: readWrite('vec4<f32>') },
-} as const;
 const BINARY = { uniforms: { n4: 'u32' }, bindings: { as_: read('vec4<f32>'), bs: read('vec4<f32>'), outs: readWrite('vec4<f32>') } } as const;
 const AXPY_INPLACE = { uniforms: { n4: 'u32', alpha: 'f32' }, bindings: { xs: read('vec4<f32>'), ys: readWrite('vec4<f32>') } } as const;
 const BROADCAST_SCALAR = { uniforms: { n4: 'u32' }, bindings: { s: read('f32'), y: readWrite('vec4<f32>') } } as const;

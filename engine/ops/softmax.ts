@@ -156,7 +156,8 @@ function runRows(kernel: Kernel, like: Tensor, bindings: Record<string, Tensor>,
   if (rows === 0) return;
   const unrolled = l <= UNROLL_MAX;
   const vec = unrolled || l % 4 === 0;
-  const threads = unrolled ? Math.ceil(rows / group(l).rowsPer) : rows;
+  // A group holds 4 / gcd(l, 4) rows (see group()).
+  const threads = unrolled ? Math.ceil(rows / (4 / gcd(l, 4))) : rows;
   engine.run({
     name: kernel,
     // Unrolled code depends on l, so l is then part of the pipeline key.

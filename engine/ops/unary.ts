@@ -7,9 +7,9 @@
 import elementwise from '../../shaders/elementwise.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands } from '../errors.js';
-import { grid1d } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { UNARY_BACKWARD, unaryKernel } from './basic.js';
+import { unaryKernel } from './basic.js';
 import { sectionSpec } from './shader.js';
 
 export interface UnaryOpSpec {
@@ -21,6 +21,12 @@ export interface UnaryOpSpec {
   ref: (x: number, alpha: number) => number;
   refGrad: (x: number, alpha: number) => number;
 }
+
+/** unary_backward (shaders/elementwise.wgsl): dx from x, the forward output y and g, in vec4s. */
+const UNARY_BACKWARD = {
+  uniforms: { n4: 'u32', alpha: 'f32' },
+  bindings: { xs: read('vec4<f32>'), ys: read('vec4<f32>'), gs: read('vec4<f32>'), dxs: readWrite('vec4<f32>') },
+} as const;
 
 const zero = 'vec4<f32>(0.0)';
 
