@@ -75,8 +75,8 @@ function collapse(out: readonly number[], operands: readonly (readonly number[])
 
 /**
  * WGSL computing i0..i{rank-1} (axis 0 innermost) from the linear index expression `v`, with the
- * sizes in uniforms p.d0..p.d{rank-2} (see indexUniformDecl). Shared by the kernels that walk collapsed shapes. `mutable`
- * declares them with var, for stepping with `stepIndex`.
+ * sizes in uniforms p.d0..p.d{rank-2} (see indexUniformDecl). Shared by the kernels that walk
+ * collapsed shapes. `mutable` declares them with var, for stepping with `stepIndex`.
  */
 export function decompose(rank: number, v: string, mutable = false): string {
   const decl = mutable ? 'var' : 'let';
