@@ -22,11 +22,40 @@
 import optim from '../shaders/optim.wgsl';
 import type { Engine } from './engine.js';
 import { check, fmtShape } from './errors.js';
-import { f32, grid1d, kernelSection, type UniformValue } from './program.js';
+import { grid1d, read, readWrite, type UniformInput } from './program.js';
+import { sectionSpec } from './ops/shader.js';
 import type { Tensor } from './tensor.js';
 import { fill } from './ops/basic.js';
 
 const WG = 64;
+
+// Declared interfaces of the update kernels (shaders/optim.wgsl). Every kernel updates vec4s
+// [base, n4) of `param` (base offsets a dispatch covering one part of an arena); the
+// hyper-parameters are uniforms, computed on the CPU in float64 where torch does.
+const OPTIM_KERNELS = {
+  sgd: {
+    uniforms: { n4: 'u32', base: 'u32', lr: 'f32', weight_decay: 'f32' },
+    bindings: { param: readWrite('vec4<f32>'), grad: read('vec4<f32>') },
+  },
+  /** `first`: the momentum buffer is fresh (selected, not multiplied: it may hold NaN bits). */
+  sgd_momentum: {
+    uniforms: { n4: 'u32', base: 'u32', lr: 'f32', weight_decay: 'f32', momentum: 'f32', one_minus_dampening: 'f32', nesterov: 'u32', first: 'u32' },
+    bindings: { param: readWrite('vec4<f32>'), grad: read('vec4<f32>'), momentum_buffer: readWrite('vec4<f32>') },
+  },
+  /**
+   * Adam and AdamW: step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t); Adam passes
+   * l2 = weight_decay, decay = 1; AdamW l2 = 0, decay = 1 - lr * weight_decay. `first`: both
+   * moments are fresh.
+   */
+  adam: {
+    uniforms: {
+      n4: 'u32', base: 'u32', step_size: 'f32', bc2_sqrt: 'f32', beta1: 'f32', one_minus_beta1: 'f32', beta2: 'f32', one_minus_beta2: 'f32',
+      eps: 'f32', l2: 'f32', decay: 'f32', first: 'u32',
+    },
+    bindings: { param: readWrite('vec4<f32>'), grad: read('vec4<f32>'), exp_avg: readWrite('vec4<f32>'), exp_avg_sq: readWrite('vec4<f32>') },
+  },
+} as const;
+type OptimKernel = keyof typeof OPTIM_KERNELS;
 
 export interface SGDOptions {
   lr: number;
@@ -350,9 +379,11 @@ export abstract class Optimizer {
     if (this.disposed) throw new Error(`${this.kind}: the optimizer was disposed`);
   }
 
-  /** Records one elementwise update kernel over the first binding's vec4s. */
-  protected run(kernel: string, bindings: Tensor[], uniforms: (UniformValue | (() => UniformValue))[]): void {
-    const n4 = Math.ceil(bindings[0]!.size / 4);
+  /** Records one elementwise update kernel over the vec4s of `bindings.param`; `uniforms`: all but n4 and base. */
+  protected run(kernel: OptimKernel, bindings: Record<string, Tensor> & { param: Tensor }, uniforms: Record<string, UniformInput>): void {
+    const param = bindings.param;
+    const n4 = Math.ceil(param.size / 4);
+    const slots = Object.keys(bindings).length;
     const maxDim = this.engine.limits.maxComputeWorkgroupsPerDimension;
     // A whole arena may hold more vec4s than one 2-D grid reaches (only under tiny reported limits).
     const perDispatch = maxDim * maxDim * WG;
@@ -360,12 +391,11 @@ export abstract class Optimizer {
       const count = Math.min(perDispatch, n4 - base);
       this.engine.run({
         name: kernel,
-        source: kernelSection(optim, kernel),
-        defines: { WG },
-        uniforms: [n4, base, ...uniforms],
+        shader: () => sectionSpec(OPTIM_KERNELS[kernel], optim, kernel, { WG }),
+        uniforms: { n4, base, ...uniforms },
         bindings,
         dispatch: grid1d(count, WG, maxDim),
-        bytes: (bindings.length * 2 * bindings[0]!.byteLength * count) / n4,
+        bytes: (slots * 2 * param.byteLength * count) / n4,
       });
     }
   }
@@ -429,17 +459,17 @@ export class SGD extends Optimizer {
 
   protected update(p: Tensor, g: Tensor, s: LiveState, fresh: Set<string>): void {
     if (this.momentum === 0) {
-      this.run('sgd', [p, g], [() => f32(this.lr), () => f32(this.weightDecay)]);
+      this.run('sgd', { param: p, grad: g }, { lr: () => this.lr, weight_decay: () => this.weightDecay });
       return;
     }
-    this.run('sgd_momentum', [p, g, s.buffers.get('momentum_buffer')!], [
-      () => f32(this.lr),
-      () => f32(this.weightDecay),
-      () => f32(this.momentum),
-      () => f32(1 - this.dampening),
-      () => (this.nesterov ? 1 : 0),
-      fresh.has('momentum_buffer') ? 1 : 0,
-    ]);
+    this.run('sgd_momentum', { param: p, grad: g, momentum_buffer: s.buffers.get('momentum_buffer')! }, {
+      lr: () => this.lr,
+      weight_decay: () => this.weightDecay,
+      momentum: () => this.momentum,
+      one_minus_dampening: () => 1 - this.dampening,
+      nesterov: () => (this.nesterov ? 1 : 0),
+      first: fresh.has('momentum_buffer') ? 1 : 0,
+    });
   }
 }
 
@@ -490,20 +520,20 @@ abstract class AdamBase extends Optimizer {
 
   protected update(p: Tensor, g: Tensor, s: LiveState, fresh: Set<string>): void {
     const decoupled = this.decoupled();
-    this.run('adam', [p, g, s.buffers.get('exp_avg')!, s.buffers.get('exp_avg_sq')!], [
+    this.run('adam', { param: p, grad: g, exp_avg: s.buffers.get('exp_avg')!, exp_avg_sq: s.buffers.get('exp_avg_sq')! }, {
       // Functions: a captured training step reads the schedule's lr and the step count at each replay.
-      () => f32(this.lr / (1 - this.betas[0] ** s.step)),
-      () => f32(Math.sqrt(1 - this.betas[1] ** s.step)),
-      () => f32(this.betas[0]),
-      () => f32(1 - this.betas[0]),
-      () => f32(this.betas[1]),
-      () => f32(1 - this.betas[1]),
-      () => f32(this.eps),
-      () => f32(decoupled ? 0 : this.weightDecay),
-      () => f32(decoupled ? 1 - this.lr * this.weightDecay : 1),
+      step_size: () => this.lr / (1 - this.betas[0] ** s.step),
+      bc2_sqrt: () => Math.sqrt(1 - this.betas[1] ** s.step),
+      beta1: () => this.betas[0],
+      one_minus_beta1: () => 1 - this.betas[0],
+      beta2: () => this.betas[1],
+      one_minus_beta2: () => 1 - this.betas[1],
+      eps: () => this.eps,
+      l2: () => (decoupled ? 0 : this.weightDecay),
+      decay: () => (decoupled ? 1 - this.lr * this.weightDecay : 1),
       // Both moments are created together, so one flag serves both.
-      fresh.has('exp_avg') ? 1 : 0,
-    ]);
+      first: fresh.has('exp_avg') ? 1 : 0,
+    });
   }
 }
 

@@ -9,16 +9,6 @@
 // run of vec4s along axis 0; an operand that is contiguous along axis 0 is read as vec4s, one
 // broadcast along it as one splatted scalar. Scalar mode: four consecutive outputs per invocation,
 // stored as one vec4 (the tail lanes land in the buffer's slack).
-struct Params {
-  threads: u32, n: u32,
-  d0: u32, d1: u32, d2: u32, d3: u32, d4: u32, d5: u32,
-  sa0: u32, sa1: u32, sa2: u32, sa3: u32, sa4: u32, sa5: u32,
-  sb0: u32, sb1: u32, sb2: u32, sb3: u32, sb4: u32, sb5: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> as_: array<{{TA}}>;
-@group(0) @binding(2) var<storage, read> bs: array<{{TB}}>;
-@group(0) @binding(3) var<storage, read_write> outs: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -28,14 +18,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //# kernel expand
 // out = a broadcast to the output shape (broadcastTo, and the backward of sumToShape).
-struct Params {
-  threads: u32, n: u32,
-  d0: u32, d1: u32, d2: u32, d3: u32, d4: u32, d5: u32,
-  sa0: u32, sa1: u32, sa2: u32, sa3: u32, sa4: u32, sa5: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> as_: array<{{TA}}>;
-@group(0) @binding(2) var<storage, read_write> outs: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -47,10 +29,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // x viewed as [outer, r, inner] with inner > 1; out[k, chunk, c] = sum of x[k, row, c] over the rows
 // of one chunk. Neighbouring invocations read neighbouring columns (vec4 columns when inner % 4 == 0,
 // T = vec4<f32>); a later pass sums the [outer, chunks, inner] partials. No workgroup memory.
-struct Params { threads: u32, inner: u32, r: u32, rows_per_chunk: u32, chunks: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> partial: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -82,10 +60,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 //# kernel sum_rows_partial
 // x viewed as [rows, r] (contiguous rows); out[row, chunk] = sum of one chunk of a row. With
 // T = vec4<f32> (r % 4 == 0) sizes are in vec4s and the four lanes are added at the end.
-struct Params { threads: u32, r: u32, per_chunk: u32, chunks: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

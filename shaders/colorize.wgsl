@@ -33,13 +33,6 @@ fn store_word(c: vec4<u32>) -> u32 {
 
 //# kernel colorize_ids
 // Labels alone: colour with alpha = opacity * 255 (opacity 1: exactly data/palette.ts colorize).
-struct Params {
-  in_w: u32, in_h: u32, batch_index: u32, out_w: u32, out_h: u32, out_pitch: u32, out_bgra: u32,
-  opacity: f32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> ids: array<i32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -56,15 +49,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // Labels over a photo (packed RGBA/BGRA words, rows `photo_pitch` apart, sampled nearest):
 // out = round((1 - a) * photo + a * label) with a = opacity * label alpha / 255, the photo's
 // alpha kept: data/palette.ts overlay(), in f32.
-struct Params {
-  in_w: u32, in_h: u32, batch_index: u32, out_w: u32, out_h: u32, out_pitch: u32, out_bgra: u32,
-  opacity: f32,
-  photo_w: u32, photo_h: u32, photo_pitch: u32, photo_bgra: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> ids: array<i32>;
-@group(0) @binding(2) var<storage, read> photo: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<u32>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

@@ -6,10 +6,6 @@
 //# kernel copy_rows
 // dst[o * dst_row + dst_off + j] = src[o * src_row + src_off + j] for o < rows, j < len, in units
 // of T: concat writes each input into its column band of the output, slice reads one band.
-struct Params { threads: u32, total: u32, len: u32, src_row: u32, src_off: u32, dst_row: u32, dst_off: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> dst: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -26,10 +22,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // dx[o * row + j] = g[o * len + j - off] for j in [off, off + len), else 0: the gradient of a
 // slice, scattered into zeros in one pass over dx (units of T; scalar mode writes vec4s of four
 // consecutive elements, the tail lanes into the buffer's slack).
-struct Params { threads: u32, total: u32, row: u32, off: u32, len: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> dx: array<vec4<u32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -42,14 +34,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // the axis that becomes output axis k. Modes (the BODY define): vec4 in and out when axis 0 is
 // contiguous in x; four strided loads into one vec4 store when only the output is; else four
 // independently indexed elements into one vec4 store.
-struct Params {
-  threads: u32, n: u32,
-  d0: u32, d1: u32, d2: u32, d3: u32, d4: u32, d5: u32,
-  s0: u32, s1: u32, s2: u32, s3: u32, s4: u32, s5: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{TX}}>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<u32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

@@ -5,12 +5,6 @@
 // backward a block of four channels guarded against C.
 
 //# kernel fca_forward
-struct Params { threads: u32, n: u32, hw: u32, c: u32, nb: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> f: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> as_: array<f32>;
-@group(0) @binding(3) var<storage, read> ac: array<{{TAC}}>;
-@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -23,15 +17,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // after. Invocation (n, chunk, block) walks the pixels of one chunk for one block of channels:
 //   das_part[pixel, block] = sum over the block's channels of g * F * Ac
 //   dac_part[n, chunk, c]  = sum over the chunk's pixels of g * F * As
-struct Params { threads: u32, hw: u32, c: u32, nb: u32, chunks: u32, per_chunk: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> f: array<{{T}}>;
-@group(0) @binding(3) var<storage, read> as_: array<f32>;
-@group(0) @binding(4) var<storage, read> ac: array<{{T}}>;
-@group(0) @binding(5) var<storage, read_write> df: array<{{T}}>;
-@group(0) @binding(6) var<storage, read_write> das_part: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dac_part: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -50,10 +35,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // X being channels [off, off + C) of a tensor with `stride` channels per pixel (the deep branch's
 // part of the concatenation the FCA convolves). FC(max) + FC(avg) = W (max + avg) + 2 b, so one
 // vector per image feeds the shared Linear. Invocation (n, channel group of T).
-struct Params { threads: u32, hw: u32, cv: u32, stride_v: u32, off_v: u32, inv_hw: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> s: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -74,12 +55,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //# kernel fca_channel_fc
 // Inference channel attention, second half: ac[n, o] = sigmoid(sum_k w[o, k] s[n, k] + 2 b[o]).
-struct Params { threads: u32, c: u32, kv: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> s: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> w: array<{{T}}>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> ac: array<f32>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

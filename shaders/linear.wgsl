@@ -6,12 +6,6 @@
 // Each invocation computes a TN x TO tile of y. x and w are both contiguous along In, the
 // reduction axis, so both load as vec4 along it (SWIFTSHADER.md, lesson 5), and each loaded
 // vector feeds TO (or TN) dot products.
-struct Params { n: u32, kv: u32, out: u32, o_blocks: u32, total: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> w: array<{{T}}>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-{{BIAS_DECL}}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -25,11 +19,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // c[m, j] = sum_k A(m, k) b[k, j] with b and c contiguous along j (T-typed) and A read as
 // {{A_AT}}: dx = g w (A = g [N, Out], row-major) and dw = g^T x (A = g read transposed).
 // Each invocation computes a TM x TJ tile of c; each A scalar feeds TJ vector multiply-adds.
-struct Params { m: u32, k: u32, nv: u32, j_blocks: u32, total: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<{{T}}>;
-@group(0) @binding(3) var<storage, read_write> c: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

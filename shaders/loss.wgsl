@@ -11,17 +11,10 @@
 // Ignored and invalid pixels contribute (0, 0) and a zero gradient row. Labels are read as u32
 // bits: an i32 label below zero has its top bit set, so one `y < classes` test rejects both
 // negative i32 and too-large labels.
-struct Params { pixels: u32, classes: u32, ignore_bits: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read_write> terms: array<vec2<f32>>;
-// The loss tensor's buffer: element 0 receives the loss later (ce_finish); element 1, in the
-// pool bucket's slack, counts invalid labels. Atomics are touched only by invalid pixels, so the
-// usual (all-valid) case has no contention.
-@group(0) @binding(4) var<storage, read_write> stats: array<atomic<u32>>;
-{{GRAD_DECL}}
-{{WEIGHT_DECL}}
+// store_grad and class_weight come from engine/ops/loss.ts: they use the optional grad and
+// class_weights bindings when the call has them, else do nothing and weigh 1.
+{{GRAD_FN}}
+{{WEIGHT_FN}}
 const WRITE_GRAD: bool = {{WRITE_GRAD}};
 
 @compute @workgroup_size({{WG}})
@@ -63,14 +56,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // logit is loaded once into a private array indexed by constants (registers), instead of three
 // times through per-lane gathers. On SwiftShader this made the kernel ~2.5x faster at K = 19,
 // as fast as an elementwise add over the logits. One pipeline per class count, which a model fixes.
-struct Params { pixels: u32, ignore_bits: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read_write> terms: array<vec2<f32>>;
-@group(0) @binding(4) var<storage, read_write> stats: array<atomic<u32>>;
-{{GRAD_DECL}}
-{{WEIGHT_DECL}}
+{{GRAD_FN}}
+{{WEIGHT_FN}}
 const WRITE_GRAD: bool = {{WRITE_GRAD}};
 
 @compute @workgroup_size({{WG}})
@@ -107,8 +94,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 //# kernel ce_finish
 // loss = sum(w * l) / sum(w); an all-ignored batch has sum(w) = 0 and gives 0, not NaN.
 // Writes element 0 only: element 1 of the same buffer holds the invalid-label count.
-@group(0) @binding(1) var<storage, read> sums: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @compute @workgroup_size(1)
 fn main() {
   let sw = sums[1];
@@ -117,12 +102,6 @@ fn main() {
 
 //# kernel ce_backward
 // dlogits = saved gradient * (upstream scalar / sum of weights), read on the GPU: no readback.
-struct Params { n4: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> grad: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> sums: array<f32>;
-@group(0) @binding(3) var<storage, read> upstream: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dx: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

@@ -4,11 +4,6 @@
 //# kernel confusion_matrix
 // counts[label * K + pred] += 1 for every pixel whose label is not the ignore index. Labels
 // outside [0, K) are counted at counts[K * K] (a flag the caller reports).
-struct Params { n: u32, classes: u32, ignore_index: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> pred: array<u32>;
-@group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read_write> counts: array<atomic<u32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

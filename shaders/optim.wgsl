@@ -7,10 +7,6 @@
 
 //# kernel sgd
 // p -= lr * (g + weight_decay * p)
-struct Params { n4: u32, base: u32, lr: f32, weight_decay: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = p.base + flat_id(gid, nwg, {{WG}}u);
@@ -26,11 +22,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // torch computes it from a Python float: in f32, 1 - f32(x) loses up to 1e-5 relative.
 // `first` selects instead of multiplying: a fresh buffer holds recycled bits, maybe NaN, and
 // 0 * NaN is NaN.
-struct Params { n4: u32, base: u32, lr: f32, weight_decay: f32, momentum: f32, one_minus_dampening: f32, nesterov: u32, first: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = p.base + flat_id(gid, nwg, {{WG}}u);
@@ -52,12 +43,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // 1 - f32(0.999) is 1.3e-5 off 0.001 in relative terms.
 //   g = grad + l2 * p; m = beta1 * m + (1 - beta1) * g; v = beta2 * v + (1 - beta2) * g * g;
 //   p = p * decay - step_size * m / (sqrt(v) / bc2_sqrt + eps)
-struct Params { n4: u32, base: u32, step_size: f32, bc2_sqrt: f32, beta1: f32, one_minus_beta1: f32, beta2: f32, one_minus_beta2: f32, eps: f32, l2: f32, decay: f32, first: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = p.base + flat_id(gid, nwg, {{WG}}u);

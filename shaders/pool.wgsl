@@ -8,10 +8,6 @@
 //# kernel global_avg_partial
 // Sum over the pixels [chunk * ppc, min(hw, (chunk + 1) * ppc)) of image n, times `scale`
 // (1 / hw when one chunk covers the image, so no finishing pass is needed; else 1).
-struct Params { hw: u32, cv: u32, ppc: u32, chunks: u32, total: u32, scale: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> out: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -33,10 +29,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //# kernel global_avg_finish
 // Sums the chunk sums of each (n, channel vector) and scales by 1 / hw.
-struct Params { cv: u32, chunks: u32, total: u32, scale: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> part: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> out: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -49,10 +41,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //# kernel global_avg_backward
 // dx[n, q, c] = g[n, c] / hw; each invocation writes {{K}} pixels of one channel vector.
-struct Params { hw: u32, cv: u32, blocks: u32, total: u32, scale: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> dx: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -68,12 +56,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //# kernel global_max_partial
 // Maximum and its first pixel index over the pixels [chunk * ppc, ...) of image n.
-struct Params { hw: u32, cv: u32, ppc: u32, chunks: u32, total: u32 }
 fn is_nan(v: {{T}}) -> {{B}} { return (bitcast<{{U}}>(v) & {{U}}(0x7fffffffu)) > {{U}}(0x7f800000u); }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> out: array<{{T}}>;
-@group(0) @binding(3) var<storage, read_write> out_idx: array<{{U}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -103,13 +86,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //# kernel global_max_finish
 // Merges the chunk maxima in pixel order, so ties keep the first index.
-struct Params { cv: u32, chunks: u32, total: u32 }
 fn is_nan(v: {{T}}) -> {{B}} { return (bitcast<{{U}}>(v) & {{U}}(0x7fffffffu)) > {{U}}(0x7f800000u); }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> part: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> part_idx: array<{{U}}>;
-@group(0) @binding(3) var<storage, read_write> out: array<{{T}}>;
-@group(0) @binding(4) var<storage, read_write> out_idx: array<{{U}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -130,11 +107,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 //# kernel global_max_backward
 // dx[n, q, c] = g[n, c] where q is the saved argmax pixel of (n, c), else 0: one pass that writes
 // every element (cheaper than zero-filling and scattering); {{K}} pixels per invocation.
-struct Params { hw: u32, cv: u32, blocks: u32, total: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> idx: array<{{U}}>;
-@group(0) @binding(3) var<storage, read_write> dx: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -155,12 +127,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // are loaded once. Out-of-image taps count as -inf (they never win); `idx` (when saved) is the
 // window position kh * KW + kw of the maximum. neg_inf is a uniform because WGSL constant
 // expressions cannot hold infinities.
-struct Params { h: u32, w: u32, cv: u32, ho: u32, wo: u32, pad_h: u32, pad_w: u32, ow_blocks: u32, total: u32, neg_inf: f32 }
 fn is_nan(v: {{T}}) -> {{B}} { return (bitcast<{{U}}>(v) & {{U}}(0x7fffffffu)) > {{U}}(0x7f800000u); }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> y: array<{{T}}>;
-{{IDX_DECL}}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -185,11 +152,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // generated (the BODY define), the window position of every (input, output) pair is a constant,
 // only real pairs are emitted, and each candidate output's g and idx are loaded once per block
 // (k3 s2 p1: 4 outputs for 4 inputs, against 4 outputs for each input one at a time).
-struct Params { h: u32, w: u32, cv: u32, ho: u32, wo: u32, bh: u32, bw: u32, total: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> idx: array<{{U}}>;
-@group(0) @binding(3) var<storage, read_write> dx: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -213,11 +175,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 //# kernel max_pool_backward
 // Fallback for strides whose SH x SW block would hold too many accumulators: one input per
 // invocation, gathering from the ceil(KH / SH) x ceil(KW / SW) outputs that can hold it.
-struct Params { h: u32, w: u32, cv: u32, ho: u32, wo: u32, pad_h: u32, pad_w: u32, total: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> idx: array<{{U}}>;
-@group(0) @binding(3) var<storage, read_write> dx: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

@@ -4,15 +4,6 @@
 // Images arrive as bytes, a quarter of the floats' size; augmentation costs nothing extra.
 
 //# kernel image_to_tensor
-struct Params {
-  in_w: u32, in_h: u32, channels: u32, out_w: u32, out_h: u32, batch_index: u32, flip: u32,
-  origin_x: f32, origin_y: f32, scale_x: f32, scale_y: f32,
-  mean_r: f32, mean_g: f32, mean_b: f32,
-  inv_std_r: f32, inv_std_g: f32, inv_std_b: f32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<u32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 fn byte_at(i: u32) -> f32 {
   return f32((src[i / 4u] >> ((i % 4u) * 8u)) & 0xffu);
@@ -52,13 +43,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 //# kernel labels_to_tensor
 // 8-bit label map -> u32 labels [N, H, W] with the same crop window and mirror as the image,
 // sampled nearest (labels must never be blended).
-struct Params {
-  in_w: u32, in_h: u32, out_w: u32, out_h: u32, batch_index: u32, flip: u32,
-  origin_x: f32, origin_y: f32, scale_x: f32, scale_y: f32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<u32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -77,15 +61,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // (one u32 per texel, rows `pitch` words apart: bytesPerRow is padded to 256) -> the same
 // normalised NHWC floats as image_to_tensor, by the same arithmetic in the same order, so a
 // texture and the bytes of the same picture give bit-identical tensors.
-struct Params {
-  in_w: u32, in_h: u32, pitch: u32, bgra: u32, out_w: u32, out_h: u32, batch_index: u32,
-  origin_x: f32, origin_y: f32, scale_x: f32, scale_y: f32,
-  mean_r: f32, mean_g: f32, mean_b: f32,
-  inv_std_r: f32, inv_std_g: f32, inv_std_b: f32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<u32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 fn texel(x: u32, y: u32) -> vec3<f32> {
   let w = src[y * p.pitch + x];

@@ -5,10 +5,6 @@
 
 //# kernel sum_partial
 // partial[i] = sum of x[k] for k = i, i + T, i + 2T, ... over n scalars (T invocations in all).
-struct Params { n: u32, threads: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> xs: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

@@ -7,10 +7,6 @@
 
 //# kernel softmax_rows
 // y = exp(x - max) / sum(exp(x - max)): subtracting the row max keeps exp() in range for any logits.
-struct Params { threads: u32, l: u32, n4: u32, rows: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> y: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = flat_id(gid, nwg, {{WG}}u);
@@ -20,11 +16,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //# kernel softmax_backward_rows
 // dx = y * (g - sum(g * y)) per row.
-struct Params { threads: u32, l: u32, n4: u32, rows: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> y: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(3) var<storage, read_write> dx: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = flat_id(gid, nwg, {{WG}}u);
@@ -34,10 +25,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //# kernel argmax_rows
 // Index of the row max, the first one on ties (strict > while scanning forward).
-struct Params { threads: u32, l: u32, n4: u32, rows: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> out: array<i32>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = flat_id(gid, nwg, {{WG}}u);

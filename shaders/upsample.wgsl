@@ -21,10 +21,6 @@ fn source_tap(dst: u32, scale: f32, align: u32, size: u32) -> Tap {
 // y[a, o, c] = (1 - lam) * x[a, i0, c] + lam * x[a, i1, c]. Vector mode (b % 4 == 0, T = vec4,
 // b counted in vec4s): PER consecutive vec4s of one row per invocation, sharing one tap. Scalar
 // mode: four consecutive elements per invocation, stored as one vec4 (tail lanes land in the slack).
-struct Params { threads: u32, n: u32, b: u32, in_size: u32, out_size: u32, scale: f32, align: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -40,10 +36,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // reading i form a contiguous run (the source index is monotone in o); the loop walks that run,
 // found by inverting the source formula, plus a margin, and recomputes each weight exactly as the
 // forward does, so the margin only costs zero-weight iterations.
-struct Params { threads: u32, b: u32, in_size: u32, out_size: u32, scale: f32, align: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> dx: array<{{T}}>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = flat_id(gid, nwg, {{WG}}u);
@@ -76,10 +68,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // output pixel, each class's interpolated logit (x pass then y pass, PyTorch's order and
 // resize_axis's arithmetic) and the first maximum (strict >, as argmax). The full-size logits,
 // the largest tensor of a segmentation, are never stored.
-struct Params { threads: u32, k: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32, scale_y: f32, scale_x: f32, align: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> z: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ids: array<i32>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);

@@ -6,11 +6,23 @@ import elementwise from '../../shaders/elementwise.wgsl';
 import reduce from '../../shaders/reduce.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, checkShapeArg, fmtShape } from '../errors.js';
-import { f32, grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { binaryBroadcastKernel, broadcastShapes, sumToShape as sumToShapeOp, sumToShapeKernel } from './broadcast.js';
+import { sectionSpec } from './shader.js';
 
 const WG = 64;
+
+// Declared interfaces (shaders/elementwise.wgsl, shaders/reduce.wgsl). Sizes are in vec4s: tensor
+// buffers are pool buckets padded to 16 bytes.
+const FILL = { uniforms: { n4: 'u32', value: 'f32' }, bindings: { y: readWrite('vec4<f32>') } } as const;
+/** y = f(x) for an expression in x (vec4) and alpha. */
+const UNARY = { uniforms: { n4: 'u32', alpha: 'f32' }, bindings: { xs: read('vec4<f32>'), ys: readWrite('vec4<f32>') } } as const;
+const BINARY = { uniforms: { n4: 'u32' }, bindings: { as_: read('vec4<f32>'), bs: read('vec4<f32>'), outs: readWrite('vec4<f32>') } } as const;
+const AXPY_INPLACE = { uniforms: { n4: 'u32', alpha: 'f32' }, bindings: { xs: read('vec4<f32>'), ys: readWrite('vec4<f32>') } } as const;
+const BROADCAST_SCALAR = { uniforms: { n4: 'u32' }, bindings: { s: read('f32'), y: readWrite('vec4<f32>') } } as const;
+/** n: scalars summed; threads: invocations (each sums a strided run of vec4s into partial[i]). */
+const SUM_PARTIAL = { uniforms: { n: 'u32', threads: 'u32' }, bindings: { xs: read('vec4<f32>'), partial: readWrite('f32') } } as const;
 
 function sameShape(op: string, a: Tensor, b: Tensor): void {
   check(a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]), op, () =>
@@ -28,10 +40,9 @@ export function fill(t: Tensor, value: number): Tensor {
   const n4 = Math.ceil(t.size / 4);
   t.engine.run({
     name: 'fill',
-    source: kernelSection(elementwise, 'fill'),
-    defines: { WG },
-    uniforms: [n4, f32(value)],
-    bindings: [t],
+    shader: () => sectionSpec(FILL, elementwise, 'fill', { WG }),
+    uniforms: { n4, value },
+    bindings: { y: t },
     dispatch: grid1d(n4, WG, t.engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: t.byteLength,
   });
@@ -66,11 +77,11 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const out = engine.empty(a.shape, 'f32');
   const n4 = Math.ceil(a.size / 4);
   engine.run({
+    // The name carries the op, hence the expression.
     name: `binary_${op}`,
-    source: kernelSection(elementwise, 'binary'),
-    defines: { WG, EXPR: binaryExpr[op] },
-    uniforms: [n4],
-    bindings: [a, b, out],
+    shader: () => sectionSpec(BINARY, elementwise, 'binary', { WG, EXPR: binaryExpr[op] }),
+    uniforms: { n4 },
+    bindings: { as_: a, bs: b, outs: out },
     dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: a.size,
     bytes: 3 * a.byteLength,
@@ -121,10 +132,9 @@ export function axpyInPlace(y: Tensor, x: Tensor, alpha: number): Tensor {
   const n4 = Math.ceil(y.size / 4);
   y.engine.run({
     name: 'axpy_inplace',
-    source: kernelSection(elementwise, 'axpy_inplace'),
-    defines: { WG },
-    uniforms: [n4, f32(alpha)],
-    bindings: [x, y],
+    shader: () => sectionSpec(AXPY_INPLACE, elementwise, 'axpy_inplace', { WG }),
+    uniforms: { n4, alpha },
+    bindings: { xs: x, ys: y },
     dispatch: grid1d(n4, WG, y.engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 2 * y.size,
     bytes: 3 * y.byteLength,
@@ -145,17 +155,25 @@ export function scale(x: Tensor, alpha: number): Tensor {
   return recordOp(out, 'scale', [x], (g) => [scale(g, alpha)]);
 }
 
-/** Runs the `unary` kernel with a WGSL expression in x (vec4) and the uniform alpha. */
+/** The expression each unaryKernel name was first used with: the name is the pipeline key. */
+const unaryExprs = new Map<string, string>();
+
+/**
+ * Runs the `unary` kernel with a WGSL expression in x (vec4) and the uniform alpha. `name` is the
+ * pipeline key, so one name must always come with the same expression (checked).
+ */
 export function unaryKernel(name: string, x: Tensor, expr: string, alpha = 0): Tensor {
+  const known = unaryExprs.get(name);
+  if (known === undefined) unaryExprs.set(name, expr);
+  else if (known !== expr) throw new Error(`unaryKernel: kernel ${name} was first run with ${JSON.stringify(known)}, now ${JSON.stringify(expr)}: one name per expression`);
   const engine = x.engine;
   const out = engine.empty(x.shape, 'f32');
   const n4 = Math.ceil(x.size / 4);
   engine.run({
     name,
-    source: kernelSection(elementwise, 'unary'),
-    defines: { WG, EXPR: expr },
-    uniforms: [n4, f32(alpha)],
-    bindings: [x, out],
+    shader: () => sectionSpec(UNARY, elementwise, 'unary', { WG, EXPR: expr }),
+    uniforms: { n4, alpha },
+    bindings: { xs: x, ys: out },
     dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: x.size,
     bytes: 2 * x.byteLength,
@@ -181,10 +199,9 @@ function sumAll(x: Tensor): Tensor {
     const next = engine.empty(threads === 1 ? [1] : [threads], 'f32');
     engine.run({
       name: 'sum_partial',
-      source: kernelSection(reduce, 'sum_partial'),
-      defines: { WG },
-      uniforms: [cur.size, threads],
-      bindings: [cur, next],
+      shader: () => sectionSpec(SUM_PARTIAL, reduce, 'sum_partial', { WG }),
+      uniforms: { n: cur.size, threads },
+      bindings: { xs: cur, partial: next },
       dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
       flops: cur.size,
       bytes: cur.byteLength,
@@ -206,10 +223,9 @@ export function broadcastScalar(s: Tensor, shape: readonly number[]): Tensor {
   const n4 = Math.ceil(out.size / 4);
   engine.run({
     name: 'broadcast_scalar',
-    source: kernelSection(elementwise, 'broadcast_scalar'),
-    defines: { WG },
-    uniforms: [n4],
-    bindings: [s, out],
+    shader: () => sectionSpec(BROADCAST_SCALAR, elementwise, 'broadcast_scalar', { WG }),
+    uniforms: { n4 },
+    bindings: { s, y: out },
     dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),
   });
   return out;

@@ -8,9 +8,10 @@
 import broadcastWgsl from '../../shaders/broadcast.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite, type ScalarType } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { fill } from './basic.js';
+import { type Interface, sectionSpec } from './shader.js';
 
 const WG = 64;
 /** Most axes a broadcast may have after collapsing (see the module comment). */
@@ -74,8 +75,8 @@ function collapse(out: readonly number[], operands: readonly (readonly number[])
 
 /**
  * WGSL computing i0..i{rank-1} (axis 0 innermost) from the linear index expression `v`, with the
- * sizes in uniforms p.d0..p.d5. Shared by the kernels that walk collapsed shapes. `mutable`
- * declares them with var, for stepping with `stepIndex`.
+ * sizes in uniforms p.d0..p.d{rank-2} (see indexUniformDecl). Shared by the kernels that walk
+ * collapsed shapes. `mutable` declares them with var, for stepping with `stepIndex`.
  */
 export function decompose(rank: number, v: string, mutable = false): string {
   const decl = mutable ? 'var' : 'let';
@@ -101,11 +102,39 @@ export function stepIndex(rank: number): string {
 /** WGSL for the offset sum of i_k * p.{s}k over the axes. */
 export const offset = (rank: number, s: string): string => Array.from({ length: rank }, (_, k) => `i${k} * p.${s}${k}`).join(' + ');
 
-/** Uniforms d0..d5 then each operand's s0..s5 (unused axes 1 and 0). */
-function indexUniforms(dims: readonly number[], strides: readonly (readonly number[])[]): number[] {
-  const pad = (xs: readonly number[], v: number) => [...xs, ...Array<number>(MAX_COLLAPSED_RANK - xs.length).fill(v)];
-  return [...pad(dims, 1), ...strides.flatMap((s) => pad(s, 0))];
+/**
+ * Uniforms of the collapsed index of `rank` axes: d0..d{rank-2} (the outermost size is never
+ * read: its index is what is left of the division) and each operand's strides `${prefix}0..`.
+ */
+export function indexUniformDecl(rank: number, prefixes: readonly string[]): Record<string, ScalarType> {
+  const out: Record<string, ScalarType> = {};
+  for (let k = 0; k < rank - 1; k++) out[`d${k}`] = 'u32';
+  for (const s of prefixes) for (let k = 0; k < rank; k++) out[`${s}${k}`] = 'u32';
+  return out;
 }
+
+/** Values of indexUniformDecl(dims.length, prefixes) into `out`: sizes and each operand's strides. */
+export function indexUniforms(out: Record<string, number>, dims: readonly number[], prefixes: readonly string[], strides: readonly (readonly number[])[]): Record<string, number> {
+  for (let k = 0; k < dims.length - 1; k++) out[`d${k}`] = dims[k]!;
+  prefixes.forEach((s, j) => strides[j]!.forEach((v, k) => (out[`${s}${k}`] = v)));
+  return out;
+}
+
+/**
+ * binary_broadcast and expand (shaders/broadcast.wgsl): threads = invocations, then the
+ * collapsed index; an operand is read as vec4s (`vec4<f32>`) or scalars (`f32`).
+ */
+function broadcastDecl(rank: number, types: readonly string[]): Interface {
+  const prefixes = ['sa', 'sb'].slice(0, types.length);
+  const bindings: Interface['bindings'] =
+    types.length === 2 ? { as_: read(types[0]!), bs: read(types[1]!), outs: readWrite('vec4<f32>') } : { as_: read(types[0]!), outs: readWrite('vec4<f32>') };
+  return { uniforms: { threads: 'u32', ...indexUniformDecl(rank, prefixes) }, bindings };
+}
+/** x viewed as [outer, r, inner] (T-typed columns) -> chunked partial sums [outer, chunks, inner]. */
+const sumMiddleDecl = (t: string) =>
+  ({ uniforms: { threads: 'u32', inner: 'u32', r: 'u32', rows_per_chunk: 'u32', chunks: 'u32' }, bindings: { x: read(t), partial: readWrite(t) } }) as const;
+/** x viewed as [rows, r] (T-typed) -> per-chunk row sums; `r` and `per_chunk` in units of T. */
+const sumRowsDecl = (t: string) => ({ uniforms: { threads: 'u32', r: 'u32', per_chunk: 'u32', chunks: 'u32' }, bindings: { x: read(t), partial: readWrite('f32') } }) as const;
 
 /**
  * How many consecutive units (vec4s, usually) of a run of `units` one invocation takes: 4, 2 or 1,
@@ -163,14 +192,19 @@ function runBroadcast(op: string, kernel: 'binary_broadcast' | 'expand', expr: s
   const n4 = Math.ceil(n / 4);
   const per = vec ? runLength(dims[0]!) : 1;
   const threads = n4 / per;
-  const defines: Record<string, string | number> = { WG, BODY: broadcastBody(rank, vec, per, vecOperand, expr), TA: vecOperand[0] ? 'vec4<f32>' : 'f32' };
-  if (kernel === 'binary_broadcast') defines.TB = vecOperand[1] ? 'vec4<f32>' : 'f32';
+  const prefixes = operands.length === 2 ? ['sa', 'sb'] : ['sa'];
+  const uniforms = indexUniforms({ threads }, dims, prefixes, strides);
+  const bindings: Record<string, Tensor> = operands.length === 2 ? { as_: operands[0]!, bs: operands[1]!, outs: out } : { as_: operands[0]!, outs: out };
   engine.run({
+    // The name carries the op, hence the expression; the variant the rest of the generated code.
     name: `${kernel}_${op}`,
-    source: kernelSection(broadcastWgsl, kernel),
-    defines,
-    uniforms: [threads, n, ...indexUniforms(dims, strides)],
-    bindings: [...operands, out],
+    variant: `r${rank}-${vec ? `v${per}` : 's'}-${vecOperand.map((v) => (v ? 'v' : 's')).join('')}`,
+    shader: () => {
+      const types = vecOperand.map((v) => (v ? 'vec4<f32>' : 'f32'));
+      return sectionSpec(broadcastDecl(rank, types), broadcastWgsl, kernel, { WG, BODY: broadcastBody(rank, vec, per, vecOperand, expr) });
+    },
+    uniforms,
+    bindings,
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: kernel === 'binary_broadcast' ? n : 0,
     bytes: 4 * n + operands.reduce((s, t) => s + t.byteLength, 0),
@@ -291,10 +325,13 @@ export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number
       const threads = outer * chunks;
       engine.run({
         name: 'sum_rows_partial',
-        source: kernelSection(broadcastWgsl, 'sum_rows_partial'),
-        defines: { WG, T: vec ? 'vec4<f32>' : 'f32', HSUM: vec ? 'dot(acc, vec4<f32>(1.0))' : 'acc' },
-        uniforms: [threads, units, c.perChunk, chunks],
-        bindings: [cur, next],
+        variant: vec ? 'v4' : 's',
+        shader: () => {
+          const t = vec ? 'vec4<f32>' : 'f32';
+          return sectionSpec(sumRowsDecl(t), broadcastWgsl, 'sum_rows_partial', { WG, T: t, HSUM: vec ? 'dot(acc, vec4<f32>(1.0))' : 'acc' });
+        },
+        uniforms: { threads, r: units, per_chunk: c.perChunk, chunks },
+        bindings: { x: cur, partial: next },
         dispatch: grid1d(threads, WG, maxDim),
         flops: outer * rows,
         bytes: 4 * outer * rows,
@@ -308,10 +345,13 @@ export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number
       const threads = outer * chunks * cols;
       engine.run({
         name: 'sum_middle_partial',
-        source: kernelSection(broadcastWgsl, 'sum_middle_partial'),
-        defines: { WG, T: vec ? 'vec4<f32>' : 'f32' },
-        uniforms: [threads, cols, rows, c.perChunk, chunks],
-        bindings: [cur, next],
+        variant: vec ? 'v4' : 's',
+        shader: () => {
+          const t = vec ? 'vec4<f32>' : 'f32';
+          return sectionSpec(sumMiddleDecl(t), broadcastWgsl, 'sum_middle_partial', { WG, T: t });
+        },
+        uniforms: { threads, inner: cols, r: rows, rows_per_chunk: c.perChunk, chunks },
+        bindings: { x: cur, partial: next },
         dispatch: grid1d(threads, WG, maxDim),
         flops: outer * rows * inner,
         bytes: 4 * outer * rows * inner,

@@ -5,10 +5,22 @@
  */
 import colorizeWgsl from '../../shaders/colorize.wgsl';
 import { check, fmtShape } from '../errors.js';
-import { f32, grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { PALETTE } from '../../data/palette.js';
 import { checkTargetTexture, createOwnedTexture, rowPitchWords, rowsToTexture, type RgbaRows } from './texture.js';
+import { sectionSpec } from './shader.js';
+
+// Declared interfaces (shaders/colorize.wgsl): ids [N, in_h, in_w] (item batch_index) sampled
+// nearest to out_w x out_h, written as packed words in rows `out_pitch` apart (b, g, r, a when
+// out_bgra); `opacity` in [0, 1].
+const COLORIZE_UNIFORMS = { in_w: 'u32', in_h: 'u32', batch_index: 'u32', out_w: 'u32', out_h: 'u32', out_pitch: 'u32', out_bgra: 'u32', opacity: 'f32' } as const;
+const COLORIZE_IDS = { uniforms: COLORIZE_UNIFORMS, bindings: { ids: read('i32'), dst: readWrite('u32') } } as const;
+/** The photo: packed words, photo_w x photo_h, rows `photo_pitch` apart, b, g, r, a when photo_bgra. */
+const COLORIZE_OVERLAY = {
+  uniforms: { ...COLORIZE_UNIFORMS, photo_w: 'u32', photo_h: 'u32', photo_pitch: 'u32', photo_bgra: 'u32' },
+  bindings: { ids: read('i32'), photo: read('u32'), dst: readWrite('u32') },
+} as const;
 
 export interface ColorizeOptions {
   /** Output size (default the id map's); ids are sampled nearest. */
@@ -26,15 +38,27 @@ export interface ColorizeOptions {
   batchIndex?: number;
 }
 
-/** The palette as a WGSL array body of packed words (alpha 255). */
-function paletteWgsl(palette: readonly (readonly [number, number, number])[]): string {
+type Palette = readonly (readonly [number, number, number])[];
+
+/** A colour as its packed word (alpha 255). */
+const packColour = (c: readonly [number, number, number]): number => ((255 << 24) | (c[2]! << 16) | (c[1]! << 8) | c[0]!) >>> 0;
+
+/**
+ * Checks the palette and returns its pipeline variant: the palette is compiled into the WGSL, so
+ * the variant names its contents ('cityscapes' for the default, else the colours as hex).
+ */
+function paletteVariant(palette: Palette): string {
   check(palette.length >= 1 && palette.length <= 1024, 'colorizeIds', () => `palette must have 1 to 1024 colours, got ${palette.length}`);
-  return palette
-    .map((c, i) => {
-      check(c.length === 3 && c.every((v) => Number.isInteger(v) && v >= 0 && v <= 255), 'colorizeIds', () => `palette[${i}] must be three bytes, got ${JSON.stringify(c)}`);
-      return `${((255 << 24) | (c[2]! << 16) | (c[1]! << 8) | c[0]!) >>> 0}u`;
-    })
-    .join(', ');
+  palette.forEach((c, i) =>
+    check(c.length === 3 && c.every((v) => Number.isInteger(v) && v >= 0 && v <= 255), 'colorizeIds', () => `palette[${i}] must be three bytes, got ${JSON.stringify(c)}`),
+  );
+  if (palette === PALETTE) return 'cityscapes';
+  return palette.map((c) => (packColour(c) & 0xffffff).toString(16).padStart(6, '0')).join('');
+}
+
+/** The palette as a WGSL array body of packed words (alpha 255). */
+function paletteWgsl(palette: Palette): string {
+  return palette.map((c) => `${packColour(c)}u`).join(', ');
 }
 
 /**
@@ -56,10 +80,11 @@ export function colorizeIds(ids: Tensor, opts: ColorizeOptions = {}): RgbaRows {
   const opacity = opts.opacity ?? 1;
   check(opacity >= 0 && opacity <= 1, op, () => `opacity must be in [0, 1], got ${opacity}`);
   const palette = opts.palette ?? PALETTE;
-  const defines = { WG: 64, K: palette.length, PALETTE: paletteWgsl(palette) };
+  const variant = paletteVariant(palette);
+  const defines = () => ({ WG: 64, K: palette.length, PALETTE: paletteWgsl(palette) });
   const pitch = rowPitchWords(outW);
   const out = engine.empty([pitch * outH], 'u32', 'colorized rows');
-  const base = [w, h, batchIndex, outW, outH, pitch, opts.bgra ? 1 : 0, f32(opacity)];
+  const base = { in_w: w, in_h: h, batch_index: batchIndex, out_w: outW, out_h: outH, out_pitch: pitch, out_bgra: opts.bgra ? 1 : 0, opacity };
   const dispatch = grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension);
   const photo = opts.photo;
   if (photo) {
@@ -67,15 +92,23 @@ export function colorizeIds(ids: Tensor, opts: ColorizeOptions = {}): RgbaRows {
       `photo ${photo.words.name} (${photo.words.size} words) cannot hold a ${photo.width}x${photo.height} picture with rows of ${photo.pitch} words`);
     engine.run({
       name: 'colorize_overlay',
-      source: kernelSection(colorizeWgsl, 'colorize_overlay'),
-      defines,
-      uniforms: [...base, photo.width, photo.height, photo.pitch, photo.bgra ? 1 : 0],
-      bindings: [ids, photo.words, out],
+      variant,
+      shader: () => sectionSpec(COLORIZE_OVERLAY, colorizeWgsl, 'colorize_overlay', defines()),
+      uniforms: { ...base, photo_w: photo.width, photo_h: photo.height, photo_pitch: photo.pitch, photo_bgra: photo.bgra ? 1 : 0 },
+      bindings: { ids, photo: photo.words, dst: out },
       dispatch,
       bytes: outW * outH * 12,
     });
   } else {
-    engine.run({ name: 'colorize_ids', source: kernelSection(colorizeWgsl, 'colorize_ids'), defines, uniforms: base, bindings: [ids, out], dispatch, bytes: outW * outH * 8 });
+    engine.run({
+      name: 'colorize_ids',
+      variant,
+      shader: () => sectionSpec(COLORIZE_IDS, colorizeWgsl, 'colorize_ids', defines()),
+      uniforms: base,
+      bindings: { ids, dst: out },
+      dispatch,
+      bytes: outW * outH * 8,
+    });
   }
   return { words: out, width: outW, height: outH, pitch, bgra: Boolean(opts.bgra) };
 }

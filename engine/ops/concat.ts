@@ -8,15 +8,29 @@
 import concatWgsl from '../../shaders/concat.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { MAX_COLLAPSED_RANK, decompose, offset, stepIndex } from './broadcast.js';
+import { MAX_COLLAPSED_RANK, decompose, indexUniformDecl, indexUniforms, offset, stepIndex } from './broadcast.js';
+import { sectionSpec } from './shader.js';
 
 const WG = 64;
 /** Elements (or vec4s) per invocation in copy_rows. */
 const PER = 4;
 /** Up to this many rows, a band copy is issued as one copyBufferToBuffer per row. */
 const MAX_COPY_COMMANDS = 8;
+
+// Declared interfaces (shaders/concat.wgsl); sizes and offsets in units of T (u32 or vec4<u32>).
+/** `total` = rows * len units to copy, PER per invocation. */
+const COPY_ROWS = (t: string) =>
+  ({
+    uniforms: { threads: 'u32', total: 'u32', len: 'u32', src_row: 'u32', src_off: 'u32', dst_row: 'u32', dst_off: 'u32' },
+    bindings: { src: read(t), dst: readWrite(t) },
+  }) as const;
+/** dx rows of `row` units, the band [off, off + len) from g. */
+const SLICE_BACKWARD = (t: string) =>
+  ({ uniforms: { threads: 'u32', row: 'u32', off: 'u32', len: 'u32' }, bindings: { g: read(t), dx: readWrite('vec4<u32>') } }) as const;
+/** The collapsed index of `rank` output axes (d0..) and x's strides along them (s0..). */
+const PERMUTE = (rank: number, tx: string) => ({ uniforms: { threads: 'u32', ...indexUniformDecl(rank, ['s']) }, bindings: { x: read(tx), out: readWrite('vec4<u32>') } }) as const;
 
 const prod = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
 
@@ -47,17 +61,20 @@ function copyRows(src: Tensor, dst: Tensor, rows: number, len: number, srcRow: n
   const u = vec ? 4 : 1;
   const total = (rows * len) / u;
   const threads = Math.ceil(total / PER);
-  const body: string[] = [];
-  for (let k = 0; k < PER; k++) {
-    body.push(`if (e0 + ${k}u < p.total) { dst[o * p.dst_row + p.dst_off + j] = src[o * p.src_row + p.src_off + j]; }`);
-    if (k < PER - 1) body.push('j = j + 1u; { let wrap = j == p.len; j = select(j, 0u, wrap); o = select(o, o + 1u, wrap); }');
-  }
   engine.run({
     name: 'copy_rows',
-    source: kernelSection(concatWgsl, 'copy_rows'),
-    defines: { WG, PER, T: vec ? 'vec4<u32>' : 'u32', BODY: body.join('\n  ') },
-    uniforms: [threads, total, len / u, srcRow / u, srcOff / u, dstRow / u, dstOff / u],
-    bindings: [src, dst],
+    variant: vec ? 'v4' : 's',
+    shader: () => {
+      const body: string[] = [];
+      for (let k = 0; k < PER; k++) {
+        body.push(`if (e0 + ${k}u < p.total) { dst[o * p.dst_row + p.dst_off + j] = src[o * p.src_row + p.src_off + j]; }`);
+        if (k < PER - 1) body.push('j = j + 1u; { let wrap = j == p.len; j = select(j, 0u, wrap); o = select(o, o + 1u, wrap); }');
+      }
+      const t = vec ? 'vec4<u32>' : 'u32';
+      return sectionSpec(COPY_ROWS(t), concatWgsl, 'copy_rows', { WG, PER, T: t, BODY: body.join('\n  ') });
+    },
+    uniforms: { threads, total, len: len / u, src_row: srcRow / u, src_off: srcOff / u, dst_row: dstRow / u, dst_off: dstOff / u },
+    bindings: { src, dst },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: 8 * rows * len,
   });
@@ -139,6 +156,23 @@ export function slice(x: Tensor, axis: number, start: number, length: number): T
   return recordOp(out, 'slice', [x], (g) => [sliceBackward(g, x.shape, outer, d * inner, start * inner, length * inner)]);
 }
 
+/** The body of slice_backward: vec4 units (`vec`) or four consecutive u32 elements per invocation. */
+function sliceBackwardBody(vec: boolean): string {
+  // The band test and source index of element (o, j) of dx (units of T).
+  const band = 'let inside = (j >= p.off) & (j < p.off + p.len); let k = select(0u, o * p.len + j - p.off, inside);';
+  return vec
+    ? `let o = i / p.row; let j = i - o * p.row; ${band}\n  dx[i] = select(vec4<u32>(0u), g[k], inside);`
+    : [
+        // Four consecutive elements: one division, then j stepped with a carry into o.
+        'var o = i * 4u / p.row;',
+        'var j = i * 4u - o * p.row;',
+        'let last = arrayLength(&g) - 1u;',
+        'var v = vec4<u32>(0u);',
+        ...[0, 1, 2, 3].map((l) => `{ ${band} v[${l}] = select(0u, g[min(k, last)], inside); }${l < 3 ? ' j = j + 1u; { let w = j == p.row; j = select(j, 0u, w); o = select(o, o + 1u, w); }' : ''}`),
+        'dx[i] = v;',
+      ].join('\n  ');
+}
+
 /** dx of `shape`: rows of `row` words, zero but the band [off, off + len) taken from g. */
 function sliceBackward(g: Tensor, shape: readonly number[], rows: number, row: number, off: number, len: number): Tensor {
   const engine = g.engine;
@@ -151,26 +185,13 @@ function sliceBackward(g: Tensor, shape: readonly number[], rows: number, row: n
   const u = vec ? 4 : 1;
   const total = (rows * row) / u;
   const threads = vec ? total : Math.ceil(total / 4);
-  // The band test and source index of element (o, j) of dx (units of T).
-  const band = 'let inside = (j >= p.off) & (j < p.off + p.len); let k = select(0u, o * p.len + j - p.off, inside);';
-  const body = vec
-    ? `let o = i / p.row; let j = i - o * p.row; ${band}\n  dx[i] = select(vec4<u32>(0u), g[k], inside);`
-    : [
-        // Four consecutive elements: one division, then j stepped with a carry into o.
-        'var o = i * 4u / p.row;',
-        'var j = i * 4u - o * p.row;',
-        'let last = arrayLength(&g) - 1u;',
-        'var v = vec4<u32>(0u);',
-        ...[0, 1, 2, 3].map((l) => `{ ${band} v[${l}] = select(0u, g[min(k, last)], inside); }${l < 3 ? ' j = j + 1u; { let w = j == p.row; j = select(j, 0u, w); o = select(o, o + 1u, w); }' : ''}`),
-        'dx[i] = v;',
-      ].join('\n  ');
   if (threads > 0)
     engine.run({
       name: 'slice_backward',
-      source: kernelSection(concatWgsl, 'slice_backward'),
-      defines: { WG, T: vec ? 'vec4<u32>' : 'u32', BODY: body },
-      uniforms: [threads, total, row / u, off / u, len / u],
-      bindings: [g, dx],
+      variant: vec ? 'v4' : 's',
+      shader: () => sectionSpec(SLICE_BACKWARD(vec ? 'vec4<u32>' : 'u32'), concatWgsl, 'slice_backward', { WG, BODY: sliceBackwardBody(vec) }),
+      uniforms: { threads, row: row / u, off: off / u, len: len / u },
+      bindings: { g, dx },
       dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
       bytes: 4 * rows * (row + len),
     });
@@ -207,6 +228,23 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   return recordOp(out, 'permute', [x], (g) => [permute(g, inverse)]);
 }
 
+/** The body of permute for `rank` collapsed axes in `mode` (see permuteKernel). */
+function permuteBody(rank: number, mode: 'vv' | 'vs' | 's'): string {
+  if (mode === 'vv' || mode === 'vs') {
+    const off = `i0 * 4u * p.s0${rank > 1 ? ' + ' + offset(rank, 's').split(' + ').slice(1).join(' + ') : ''}`;
+    if (mode === 'vv') return `${decompose(rank, 'i')}\n  out[i] = x[(${off}) >> 2u];`;
+    return `${decompose(rank, 'i')}\n  let at = ${off};\n  out[i] = vec4<u32>(x[at], x[at + p.s0], x[at + 2u * p.s0], x[at + 3u * p.s0]);`;
+  }
+  // Four consecutive elements, decomposed once and stepped; reads clamped for the tail lanes.
+  return [
+    decompose(rank, 'i * 4u', true),
+    'let last = arrayLength(&x) - 1u;',
+    'var v: vec4<u32>;',
+    ...[0, 1, 2, 3].map((l) => `v[${l}] = x[min(${offset(rank, 's')}, last)];${l < 3 ? ' ' + stepIndex(rank) : ''}`),
+    'out[i] = v;',
+  ].join('\n  ');
+}
+
 /** Runs the permute kernel; `groups` lists, in output order, the runs of input axes merged into one. */
 function permuteKernel(x: Tensor, outShape: readonly number[], groups: readonly number[][]): Tensor {
   const engine = x.engine;
@@ -223,38 +261,17 @@ function permuteKernel(x: Tensor, outShape: readonly number[], groups: readonly 
   const dims = groups.map((g) => prod(g.map((a) => x.shape[a]!))).reverse();
   const strides = groups.map((g) => stride(g[g.length - 1]!)).reverse();
   const rank = dims.length;
-  let body: string;
-  let threads: number;
-  let tx = 'u32';
   const vecOut = dims[0]! % 4 === 0;
-  if (vecOut) {
-    dims[0] = dims[0]! / 4;
-    threads = n / 4;
-    const off = `i0 * 4u * p.s0${rank > 1 ? ' + ' + offset(rank, 's').split(' + ').slice(1).join(' + ') : ''}`;
-    if (strides[0] === 1) {
-      tx = 'vec4<u32>';
-      body = `${decompose(rank, 'i')}\n  out[i] = x[(${off}) >> 2u];`;
-    } else {
-      body = `${decompose(rank, 'i')}\n  let at = ${off};\n  out[i] = vec4<u32>(x[at], x[at + p.s0], x[at + 2u * p.s0], x[at + 3u * p.s0]);`;
-    }
-  } else {
-    threads = Math.ceil(n / 4);
-    // Four consecutive elements, decomposed once and stepped; reads clamped for the tail lanes.
-    body = [
-      decompose(rank, 'i * 4u', true),
-      'let last = arrayLength(&x) - 1u;',
-      'var v: vec4<u32>;',
-      ...[0, 1, 2, 3].map((l) => `v[${l}] = x[min(${offset(rank, 's')}, last)];${l < 3 ? ' ' + stepIndex(rank) : ''}`),
-      'out[i] = v;',
-    ].join('\n  ');
-  }
-  const pad = (xs: readonly number[], v: number) => [...xs, ...Array<number>(MAX_COLLAPSED_RANK - xs.length).fill(v)];
+  if (vecOut) dims[0] = dims[0]! / 4;
+  const threads = vecOut ? n / 4 : Math.ceil(n / 4);
+  // vec4 in and out, four strided loads into one vec4 store, or four independent elements.
+  const mode = vecOut ? (strides[0] === 1 ? 'vv' : 'vs') : 's';
   engine.run({
     name: 'permute',
-    source: kernelSection(concatWgsl, 'permute'),
-    defines: { WG, TX: tx, BODY: body },
-    uniforms: [threads, n, ...pad(dims, 1), ...pad(strides, 0)],
-    bindings: [x, out],
+    variant: `r${rank}-${mode}`,
+    shader: () => sectionSpec(PERMUTE(rank, mode === 'vv' ? 'vec4<u32>' : 'u32'), concatWgsl, 'permute', { WG, BODY: permuteBody(rank, mode) }),
+    uniforms: indexUniforms({ threads }, dims, ['s'], [strides]),
+    bindings: { x, out },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: 8 * n,
   });

@@ -7,14 +7,35 @@
 import fcaWgsl from '../../shaders/fca.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { f32, grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { runLength, sumMiddleAxis } from './broadcast.js';
+import { type Interface, sectionSpec } from './shader.js';
 
 const WG = 64;
 /** Invocations the backward aims for; more pixels per chunk means fewer dAc partials. */
 const TARGET_THREADS = 8192;
 const MIN_PIXELS_PER_CHUNK = 16;
+
+// Declared interfaces (shaders/fca.wgsl). `c` is in units of the channel type (vec4s in vector
+// mode), `hw` = H * W pixels per image, `nb` blocks of channels per pixel.
+/** Y = F * (As * Ac + 1); the scalar mode has no channel blocks. */
+const FCA_FORWARD = (vec: boolean): Interface => ({
+  uniforms: vec ? { threads: 'u32', hw: 'u32', c: 'u32', nb: 'u32' } : { threads: 'u32', hw: 'u32', c: 'u32' },
+  bindings: { f: read('vec4<f32>'), as_: read('f32'), ac: read(vec ? 'vec4<f32>' : 'f32'), y: readWrite('vec4<f32>') },
+});
+/** `chunks` of `per_chunk` pixels per image. */
+const FCA_BACKWARD = (t: string) =>
+  ({
+    uniforms: { threads: 'u32', hw: 'u32', c: 'u32', nb: 'u32', chunks: 'u32', per_chunk: 'u32' },
+    bindings: { g: read(t), f: read(t), as_: read('f32'), ac: read(t), df: readWrite(t), das_part: readWrite('f32'), dac_part: readWrite(t) },
+  }) as const;
+/** `cv` channel vectors of X, `stride_v` per pixel of x, X starting at `off_v`; `inv_hw` = 1 / hw. */
+const FCA_CHANNEL_POOL = (t: string) =>
+  ({ uniforms: { threads: 'u32', hw: 'u32', cv: 'u32', stride_v: 'u32', off_v: 'u32', inv_hw: 'f32' }, bindings: { x: read(t), s: readWrite(t) } }) as const;
+/** `kv` = C / V vectors per row of w. */
+const FCA_CHANNEL_FC = (t: string) =>
+  ({ uniforms: { threads: 'u32', c: 'u32', kv: 'u32' }, bindings: { s: read(t), w: read(t), b: read('f32'), ac: readWrite('f32') } }) as const;
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
 
@@ -38,55 +59,55 @@ function fcaScale(X: Tensor, As: Tensor, Ac: Tensor, hw: number, c: number): Ten
   const engine = X.engine;
   const y = engine.empty(X.shape, 'f32');
   const total = X.size;
-  let body: string;
-  let threads: number;
-  let nb = 0;
-  if (c % 4 === 0) {
-    const c4 = c / 4;
-    const v = runLength(c4);
-    nb = c4 / v;
-    threads = (total / c) * nb;
-    body = [
-      'let b = i % p.nb;',
-      'let pix = i / p.nb;',
-      'let s = as_[pix];',
-      `let fb = pix * p.c + b * ${v}u;`,
-      `let ab = (pix / p.hw) * p.c + b * ${v}u;`,
-      ...range(v).map((k) => `y[fb + ${k}u] = f[fb + ${k}u] * (s * ac[ab + ${k}u] + 1.0);`),
-    ].join('\n  ');
-  } else {
-    threads = Math.ceil(total / 4);
-    // Four consecutive elements: F read and Y written as one vec4; the (image, pixel, channel)
-    // index decomposed once and stepped with carries (integer division is slow on CPU adapters);
-    // reads clamped for the tail lanes.
-    body = [
-      'let fv = f[i];',
-      'var pix = i * 4u / p.c;',
-      'var ch = i * 4u - pix * p.c;',
-      'var n = pix / p.hw;',
-      'var q = pix - n * p.hw;',
-      'let last_s = arrayLength(&as_) - 1u;',
-      'let last_c = arrayLength(&ac) - 1u;',
-      'var v: vec4<f32>;',
-      ...range(4).map(
-        (u) =>
-          `v[${u}] = fv[${u}] * (as_[min(pix, last_s)] * ac[min(n * p.c + ch, last_c)] + 1.0);` +
-          (u < 3 ? ' ch = ch + 1u; { let w = ch == p.c; ch = select(ch, 0u, w); pix = select(pix, pix + 1u, w); q = select(q, q + 1u, w); let wq = q == p.hw; q = select(q, 0u, wq); n = select(n, n + 1u, wq); }' : ''),
-      ),
-      'y[i] = v;',
-    ].join('\n  ');
-  }
+  const vec = c % 4 === 0;
+  const v = vec ? runLength(c / 4) : 1;
+  const nb = vec ? c / 4 / v : 0;
+  const threads = vec ? (total / c) * nb : Math.ceil(total / 4);
   engine.run({
     name: 'fca_forward',
-    source: kernelSection(fcaWgsl, 'fca_forward'),
-    defines: { WG, TAC: c % 4 === 0 ? 'vec4<f32>' : 'f32', BODY: body },
-    uniforms: [threads, total, hw, c % 4 === 0 ? c / 4 : c, nb],
-    bindings: [X, As, Ac, y],
+    variant: vec ? `v${v}` : 's',
+    shader: () => sectionSpec(FCA_FORWARD(vec), fcaWgsl, 'fca_forward', { WG, BODY: vec ? forwardVecBody(v) : forwardScalarBody() }),
+    uniforms: vec ? { threads, hw, c: c / 4, nb } : { threads, hw, c },
+    bindings: { f: X, as_: As, ac: Ac, y },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 3 * total,
     bytes: 8 * total + As.byteLength,
   });
   return y;
+}
+
+/** Forward, vector mode: a block of v vec4s of channels of one pixel. */
+function forwardVecBody(v: number): string {
+  return [
+    'let b = i % p.nb;',
+    'let pix = i / p.nb;',
+    'let s = as_[pix];',
+    `let fb = pix * p.c + b * ${v}u;`,
+    `let ab = (pix / p.hw) * p.c + b * ${v}u;`,
+    ...range(v).map((k) => `y[fb + ${k}u] = f[fb + ${k}u] * (s * ac[ab + ${k}u] + 1.0);`),
+  ].join('\n  ');
+}
+
+function forwardScalarBody(): string {
+  // Four consecutive elements: F read and Y written as one vec4; the (image, pixel, channel)
+  // index decomposed once and stepped with carries (integer division is slow on CPU adapters);
+  // reads clamped for the tail lanes.
+  return [
+    'let fv = f[i];',
+    'var pix = i * 4u / p.c;',
+    'var ch = i * 4u - pix * p.c;',
+    'var n = pix / p.hw;',
+    'var q = pix - n * p.hw;',
+    'let last_s = arrayLength(&as_) - 1u;',
+    'let last_c = arrayLength(&ac) - 1u;',
+    'var v: vec4<f32>;',
+    ...range(4).map(
+      (u) =>
+        `v[${u}] = fv[${u}] * (as_[min(pix, last_s)] * ac[min(n * p.c + ch, last_c)] + 1.0);` +
+        (u < 3 ? ' ch = ch + 1u; { let w = ch == p.c; ch = select(ch, 0u, w); pix = select(pix, pix + 1u, w); q = select(q, q + 1u, w); let wq = q == p.hw; q = select(q, 0u, wq); n = select(n, n + 1u, wq); }' : ''),
+    ),
+    'y[i] = v;',
+  ].join('\n  ');
 }
 
 /**
@@ -119,13 +140,15 @@ function fcaBackward(g: Tensor, F: Tensor, As: Tensor, Ac: Tensor): [Tensor, Ten
   const dF = engine.empty(F.shape, 'f32');
   const dasPart = engine.empty(nb === 1 ? As.shape : [n * hw, nb], 'f32');
   const dacPart = engine.empty(chunks === 1 ? Ac.shape : [n, chunks, c], 'f32');
-  const body = vec ? backwardVecBody(v) : backwardScalarBody();
   engine.run({
     name: 'fca_backward',
-    source: kernelSection(fcaWgsl, 'fca_backward'),
-    defines: { WG, T: vec ? 'vec4<f32>' : 'f32', BODY: body },
-    uniforms: [threads, hw, vec ? c / 4 : c, nb, chunks, perChunk],
-    bindings: [g, F, As, Ac, dF, dasPart, dacPart],
+    variant: vec ? `v${v}` : 's',
+    shader: () => {
+      const t = vec ? 'vec4<f32>' : 'f32';
+      return sectionSpec(FCA_BACKWARD(t), fcaWgsl, 'fca_backward', { WG, T: t, BODY: vec ? backwardVecBody(v) : backwardScalarBody() });
+    },
+    uniforms: { threads, hw, c: vec ? c / 4 : c, nb, chunks, per_chunk: perChunk },
+    bindings: { g, f: F, as_: As, ac: Ac, df: dF, das_part: dasPart, dac_part: dacPart },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 8 * F.size,
     bytes: 12 * F.size,
@@ -188,15 +211,17 @@ export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, 
   const engine = x.engine;
   const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
   const v = c % 4 === 0 && offset % 4 === 0 && stride % 4 === 0 ? 4 : 1;
-  const T = v === 4 ? 'vec4<f32>' : 'f32';
   const s = engine.empty([n, c], 'f32');
   const poolThreads = (n * c) / v;
   engine.run({
     name: 'fca_channel_pool',
-    source: kernelSection(fcaWgsl, 'fca_channel_pool'),
-    defines: { WG, T },
-    uniforms: [poolThreads, h * wd, c / v, stride / v, offset / v, f32(1 / (h * wd))],
-    bindings: [x, s],
+    variant: v === 4 ? 'v4' : 's',
+    shader: () => {
+      const t = v === 4 ? 'vec4<f32>' : 'f32';
+      return sectionSpec(FCA_CHANNEL_POOL(t), fcaWgsl, 'fca_channel_pool', { WG, T: t });
+    },
+    uniforms: { threads: poolThreads, hw: h * wd, cv: c / v, stride_v: stride / v, off_v: offset / v, inv_hw: 1 / (h * wd) },
+    bindings: { x, s },
     dispatch: grid1d(poolThreads, WG, maxDim),
     flops: 2 * n * h * wd * c,
     bytes: 4 * n * h * wd * c,
@@ -205,10 +230,13 @@ export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, 
   const ac = engine.empty([n, c], 'f32');
   engine.run({
     name: 'fca_channel_fc',
-    source: kernelSection(fcaWgsl, 'fca_channel_fc'),
-    defines: { WG, T: kv === 4 ? 'vec4<f32>' : 'f32', SUM: kv === 4 ? '(acc.x + acc.y + acc.z + acc.w)' : 'acc' },
-    uniforms: [n * c, c, c / kv],
-    bindings: [s, w, b, ac],
+    variant: kv === 4 ? 'v4' : 's',
+    shader: () => {
+      const t = kv === 4 ? 'vec4<f32>' : 'f32';
+      return sectionSpec(FCA_CHANNEL_FC(t), fcaWgsl, 'fca_channel_fc', { WG, T: t, SUM: kv === 4 ? '(acc.x + acc.y + acc.z + acc.w)' : 'acc' });
+    },
+    uniforms: { threads: n * c, c, kv: c / kv },
+    bindings: { s, w, b, ac },
     dispatch: grid1d(n * c, WG, maxDim),
     flops: 2 * n * c * c,
     bytes: 4 * (c * c + 2 * n * c),

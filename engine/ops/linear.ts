@@ -5,13 +5,24 @@
 import linearWgsl from '../../shaders/linear.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
+import { type Interface, sectionSpec } from './shader.js';
 
 const WG = 64;
 /** Outputs per invocation in the forward tile (rows of x take min(N, 4)). */
 const TO = 4;
+
+// Declared interfaces (shaders/linear.wgsl). T is vec4<f32> when the contiguous axis allows it.
+/** x [n, In] and w [out, In] with `kv` = In / V vectors per row; `o_blocks` tiles of TO outputs per row; optional bias [out]. */
+const linearForwardDecl = (t: string, bias: boolean): Interface => ({
+  uniforms: { n: 'u32', kv: 'u32', out: 'u32', o_blocks: 'u32', total: 'u32' },
+  bindings: bias ? { x: read(t), w: read(t), y: readWrite('f32'), bias: read('f32') } : { x: read(t), w: read(t), y: readWrite('f32') },
+});
+/** c [m, nv] = A [m, k] b [k, nv] (nv in units of T); `j_blocks` tiles of TJ per row of c. */
+const LINEAR_MATMUL = (t: string) =>
+  ({ uniforms: { m: 'u32', k: 'u32', nv: 'u32', j_blocks: 'u32', total: 'u32' }, bindings: { a: read('f32'), b: read(t), c: readWrite(t) } }) as const;
 
 /**
  * Fully connected layer: x [N, In], w [Out, In] (PyTorch layout), bias [Out] or null -> [N, Out].
@@ -33,24 +44,17 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
 
   const engine = x.engine;
   const v = inF % 4 === 0 ? 4 : 1;
-  const T = v === 4 ? 'vec4<f32>' : 'f32';
   const tn = Math.min(n, 4);
   const oBlocks = Math.ceil(outF / TO);
   const total = Math.ceil(n / tn) * oBlocks;
   const y = engine.empty([n, outF], 'f32');
   engine.run({
     name: 'linear_forward',
-    source: kernelSection(linearWgsl, 'linear_forward'),
-    defines: {
-      WG,
-      T,
-      TN: tn,
-      TO,
-      BIAS_DECL: bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : '',
-      BODY: forwardBody(tn, v, bias !== null),
-    },
-    uniforms: [n, inF / v, outF, oBlocks, total],
-    bindings: bias ? [x, w, y, bias] : [x, w, y],
+    variant: `${v === 4 ? 'v4' : 's'}-n${tn}${bias ? '-b' : ''}`,
+    shader: () =>
+      sectionSpec(linearForwardDecl(v === 4 ? 'vec4<f32>' : 'f32', bias !== null), linearWgsl, 'linear_forward', { WG, TN: tn, TO, BODY: forwardBody(tn, v, bias !== null) }),
+    uniforms: { n, kv: inF / v, out: outF, o_blocks: oBlocks, total },
+    bindings: bias ? { x, w, y, bias } : { x, w, y },
     dispatch: grid1d(total, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 2 * n * inF * outF,
     bytes: x.byteLength + w.byteLength + y.byteLength,
@@ -96,25 +100,28 @@ function matmul(a: Tensor, b: Tensor, m: number, k: number, cols: number, transp
   const nv = cols / v;
   const jBlocks = Math.ceil(nv / tj);
   const total = Math.ceil(m / tm) * jBlocks;
-  const aAt = (row: string) => (transposeA ? `a[k * p.m + ${row}]` : `a[${row} * p.k + k]`);
-  const body: string[] = [];
-  for (let r = 0; r < tm; r++) body.push(`  let mr${r} = min(m0 + ${r}u, p.m - 1u);`);
-  for (let j = 0; j < tj; j++) body.push(`  let jc${j} = min(j0 + ${j}u, p.nv - 1u);`);
-  for (let r = 0; r < tm; r++) for (let j = 0; j < tj; j++) body.push(`  var c${r}_${j} = ${T}(0.0);`);
-  body.push('  for (var k = 0u; k < p.k; k = k + 1u) {');
-  for (let r = 0; r < tm; r++) body.push(`    let a${r} = ${aAt(`mr${r}`)};`);
-  for (let j = 0; j < tj; j++) body.push(`    let b${j} = b[k * p.nv + jc${j}];`);
-  for (let r = 0; r < tm; r++) for (let j = 0; j < tj; j++) body.push(`    c${r}_${j} = c${r}_${j} + a${r} * b${j};`);
-  body.push('  }');
-  for (let r = 0; r < tm; r++)
-    for (let j = 0; j < tj; j++) body.push(`  if ((m0 + ${r}u < p.m) & (j0 + ${j}u < p.nv)) { c[(m0 + ${r}u) * p.nv + j0 + ${j}u] = c${r}_${j}; }`);
   const out = engine.empty([m, cols], 'f32');
   engine.run({
+    // The name carries the transposition, the variant the tile.
     name: transposeA ? 'linear_matmul_tn' : 'linear_matmul_nn',
-    source: kernelSection(linearWgsl, 'linear_matmul'),
-    defines: { WG, T, TM: tm, TJ: tj, A_AT: aAt('m'), BODY: body.join('\n') },
-    uniforms: [m, k, nv, jBlocks, total],
-    bindings: [a, b, out],
+    variant: `${v === 4 ? 'v4' : 's'}-m${tm}`,
+    shader: () => {
+      const aAt = (row: string) => (transposeA ? `a[k * p.m + ${row}]` : `a[${row} * p.k + k]`);
+      const body: string[] = [];
+      for (let r = 0; r < tm; r++) body.push(`  let mr${r} = min(m0 + ${r}u, p.m - 1u);`);
+      for (let j = 0; j < tj; j++) body.push(`  let jc${j} = min(j0 + ${j}u, p.nv - 1u);`);
+      for (let r = 0; r < tm; r++) for (let j = 0; j < tj; j++) body.push(`  var c${r}_${j} = ${T}(0.0);`);
+      body.push('  for (var k = 0u; k < p.k; k = k + 1u) {');
+      for (let r = 0; r < tm; r++) body.push(`    let a${r} = ${aAt(`mr${r}`)};`);
+      for (let j = 0; j < tj; j++) body.push(`    let b${j} = b[k * p.nv + jc${j}];`);
+      for (let r = 0; r < tm; r++) for (let j = 0; j < tj; j++) body.push(`    c${r}_${j} = c${r}_${j} + a${r} * b${j};`);
+      body.push('  }');
+      for (let r = 0; r < tm; r++)
+        for (let j = 0; j < tj; j++) body.push(`  if ((m0 + ${r}u < p.m) & (j0 + ${j}u < p.nv)) { c[(m0 + ${r}u) * p.nv + j0 + ${j}u] = c${r}_${j}; }`);
+      return sectionSpec(LINEAR_MATMUL(T), linearWgsl, 'linear_matmul', { WG, T, TM: tm, TJ: tj, A_AT: aAt('m'), BODY: body.join('\n') });
+    },
+    uniforms: { m, k, nv, j_blocks: jBlocks, total },
+    bindings: { a, b, c: out },
     dispatch: grid1d(total, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 2 * m * k * cols,
     bytes: a.byteLength + b.byteLength + out.byteLength,

@@ -14,10 +14,11 @@
 import loss from '../../shaders/loss.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkFits, fmtShape } from '../errors.js';
-import { grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { fill } from './basic.js';
 import { sumColumns } from './reduce.js';
+import { type Interface, sectionSpec } from './shader.js';
 
 const WG = 64;
 const OP = 'softmaxCrossEntropy';
@@ -26,6 +27,32 @@ const OP = 'softmaxCrossEntropy';
  * a 256-byte private row per invocation, far under the ~4 KB that stays fast on SwiftShader.
  */
 const MAX_UNROLLED_CLASSES = 64;
+
+// Declared interfaces (shaders/loss.wgsl). Labels are read as u32 bits; `ignore_bits` is the
+// ignore index as u32 bits.
+const CE_FORWARD_BINDINGS = {
+  logits: read('f32'),
+  labels: read('u32'),
+  /** Per pixel (w[y] * loss, w[y]), summed by sumColumns. */
+  terms: readWrite('vec2<f32>'),
+  /**
+   * The loss tensor's buffer: element 0 receives the loss later (ce_finish); element 1, in the
+   * pool bucket's slack, counts invalid labels. Atomics are touched only by invalid pixels, so the
+   * usual (all-valid) case has no contention.
+   */
+  stats: readWrite('atomic<u32>'),
+} as const;
+/** ce_forward (K a uniform) or ce_forward_unrolled (K compiled in); `grad` when the gradient is kept, `class_weights` when given. */
+const ceForwardDecl = (unrolled: boolean, grad: boolean, weights: boolean): Interface => ({
+  uniforms: unrolled ? { pixels: 'u32', ignore_bits: 'u32' } : { pixels: 'u32', classes: 'u32', ignore_bits: 'u32' },
+  bindings: { ...CE_FORWARD_BINDINGS, ...(grad ? { grad: readWrite('f32') } : {}), ...(weights ? { class_weights: read('f32') } : {}) },
+});
+/** sums = (sum of w * l, sum of w); out is the loss tensor (element 0 only). */
+const CE_FINISH = { bindings: { sums: read('f32'), out: readWrite('f32') } } as const;
+const CE_BACKWARD = {
+  uniforms: { n4: 'u32' },
+  bindings: { grad: read('vec4<f32>'), sums: read('f32'), upstream: read('f32'), dx: readWrite('vec4<f32>') },
+} as const;
 
 /** Unrolled row code for ce_forward_unrolled: one statement per class, joined. */
 function unrolledRow(classes: number): Record<string, string | number> {
@@ -102,24 +129,24 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, opts: CrossE
   const terms = engine.empty([pixels, 2], 'f32');
   const grad = needGrad ? engine.empty(logits.shape, 'f32') : null;
 
-  const bindings: Tensor[] = [logits, labels, terms, out];
-  let gradDecl = 'fn store_grad(i: u32, v: f32) {}';
-  if (grad) {
-    bindings.push(grad);
-    gradDecl = `@group(0) @binding(${bindings.length}) var<storage, read_write> grad: array<f32>;\nfn store_grad(i: u32, v: f32) { grad[i] = v; }`;
-  }
-  let weightDecl = 'fn class_weight(c: u32) -> f32 { return 1.0; }';
-  if (weights) {
-    bindings.push(weights);
-    weightDecl = `@group(0) @binding(${bindings.length}) var<storage, read> class_weights: array<f32>;\nfn class_weight(c: u32) -> f32 { return class_weights[c]; }`;
-  }
+  const bindings: Record<string, Tensor> = { logits, labels, terms, stats: out };
+  if (grad) bindings.grad = grad;
+  if (weights) bindings.class_weights = weights;
   const unrolled = classes <= MAX_UNROLLED_CLASSES;
   const kernel = unrolled ? 'ce_forward_unrolled' : 'ce_forward';
+  const variant = `${unrolled ? `k${classes}` : 'k'}${grad ? '-grad' : ''}${weights ? '-w' : ''}`;
   engine.run({
     name: kernel,
-    source: kernelSection(loss, kernel),
-    defines: { WG, WRITE_GRAD: grad ? 'true' : 'false', GRAD_DECL: gradDecl, WEIGHT_DECL: weightDecl, ...(unrolled ? unrolledRow(classes) : {}) },
-    uniforms: unrolled ? [pixels, ignoreIndex >>> 0] : [pixels, classes, ignoreIndex >>> 0],
+    variant,
+    shader: () =>
+      sectionSpec(ceForwardDecl(unrolled, grad !== null, weights !== null), loss, kernel, {
+        WG,
+        WRITE_GRAD: grad ? 'true' : 'false',
+        GRAD_FN: grad ? 'fn store_grad(i: u32, v: f32) { grad[i] = v; }' : 'fn store_grad(i: u32, v: f32) {}',
+        WEIGHT_FN: weights ? 'fn class_weight(c: u32) -> f32 { return class_weights[c]; }' : 'fn class_weight(c: u32) -> f32 { return 1.0; }',
+        ...(unrolled ? unrolledRow(classes) : {}),
+      }),
+    uniforms: unrolled ? { pixels, ignore_bits: ignoreIndex >>> 0 } : { pixels, classes, ignore_bits: ignoreIndex >>> 0 },
     bindings,
     dispatch: grid1d(pixels, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 6 * logits.size,
@@ -129,8 +156,8 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, opts: CrossE
   terms.dispose(); // recorded work still reads it; the buffer's next user records after that
   engine.run({
     name: 'ce_finish',
-    source: kernelSection(loss, 'ce_finish'),
-    bindings: [sums, out],
+    shader: () => sectionSpec(CE_FINISH, loss, 'ce_finish'),
+    bindings: { sums, out },
     dispatch: [1],
   });
   lossMeta.set(out, { classes, ignoreIndex });
@@ -152,10 +179,9 @@ function crossEntropyBackward(grad: Tensor, sums: Tensor, upstream: Tensor): Ten
   const n4 = Math.ceil(grad.size / 4);
   engine.run({
     name: 'ce_backward',
-    source: kernelSection(loss, 'ce_backward'),
-    defines: { WG },
-    uniforms: [n4],
-    bindings: [grad, sums, upstream, dx],
+    shader: () => sectionSpec(CE_BACKWARD, loss, 'ce_backward', { WG }),
+    uniforms: { n4 },
+    bindings: { grad, sums, upstream, dx },
     dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: grad.size,
     bytes: 2 * grad.byteLength,

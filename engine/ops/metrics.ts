@@ -6,8 +6,15 @@ import metrics from '../../shaders/metrics.wgsl';
 import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { fill } from './basic.js';
-import { grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
+import { sectionSpec } from './shader.js';
 import type { Tensor } from '../tensor.js';
+
+/** counts [K * K + 1]: counts[label * K + pred], then the invalid-label count. Ids are read as u32 bits. */
+const CONFUSION_MATRIX = {
+  uniforms: { n: 'u32', classes: 'u32', ignore_index: 'u32' },
+  bindings: { pred: read('u32'), labels: read('u32'), counts: readWrite('atomic<u32>') },
+} as const;
 
 export interface SegmentationScores {
   /** counts[label][pred] */
@@ -37,10 +44,9 @@ export class ConfusionMatrix {
     for (const t of [pred, labels]) check(t.dtype !== 'f32', 'ConfusionMatrix.add', () => `${t.name} must hold integer class ids, got f32`);
     this.engine.run({
       name: 'confusion_matrix',
-      source: kernelSection(metrics, 'confusion_matrix'),
-      defines: { WG: 64 },
-      uniforms: [pred.size, this.classes, this.ignoreIndex],
-      bindings: [pred, labels, this.counts],
+      shader: () => sectionSpec(CONFUSION_MATRIX, metrics, 'confusion_matrix', { WG: 64 }),
+      uniforms: { n: pred.size, classes: this.classes, ignore_index: this.ignoreIndex },
+      bindings: { pred, labels, counts: this.counts },
       dispatch: grid1d(pred.size, 64, this.engine.limits.maxComputeWorkgroupsPerDimension),
     });
   }

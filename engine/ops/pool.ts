@@ -6,8 +6,9 @@
 import pool from '../../shaders/pool.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkInt, checkOperands, fmtShape } from '../errors.js';
-import { f32, grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
+import { type Interface, sectionSpec } from './shader.js';
 
 const WG = 64;
 /** Pixels per loop iteration in the global reductions (unrolled). */
@@ -40,6 +41,53 @@ interface Vec {
 function vecFor(c: number): Vec {
   return c % 4 === 0 ? { v: 4, T: 'vec4<f32>', U: 'vec4<u32>', B: 'vec4<bool>' } : { v: 1, T: 'f32', U: 'u32', B: 'bool' };
 }
+
+/** Variant tag of the channel vector width. */
+const vtag = (vec: Vec): string => (vec.v === 4 ? 'v4' : 's');
+
+// Declared interfaces (shaders/pool.wgsl), by channel vector type. `cv` = C / V channel vectors;
+// `total` = invocations; `hw` = H * W pixels.
+/** `ppc` pixels per chunk; `scale` 1 / hw when one chunk covers the image (no finishing pass), else 1. */
+const GLOBAL_AVG_PARTIAL = (v: Vec) =>
+  ({ uniforms: { hw: 'u32', cv: 'u32', ppc: 'u32', chunks: 'u32', total: 'u32', scale: 'f32' }, bindings: { x: read(v.T), out: readWrite(v.T) } }) as const;
+/** `scale` = 1 / hw. */
+const GLOBAL_AVG_FINISH = (v: Vec) =>
+  ({ uniforms: { cv: 'u32', chunks: 'u32', total: 'u32', scale: 'f32' }, bindings: { part: read(v.T), out: readWrite(v.T) } }) as const;
+/** `blocks` of K pixels per image; `scale` = 1 / hw. */
+const GLOBAL_AVG_BACKWARD = (v: Vec) =>
+  ({ uniforms: { hw: 'u32', cv: 'u32', blocks: 'u32', total: 'u32', scale: 'f32' }, bindings: { g: read(v.T), dx: readWrite(v.T) } }) as const;
+const GLOBAL_MAX_PARTIAL = (v: Vec) =>
+  ({
+    uniforms: { hw: 'u32', cv: 'u32', ppc: 'u32', chunks: 'u32', total: 'u32' },
+    bindings: { x: read(v.T), out: readWrite(v.T), out_idx: readWrite(v.U) },
+  }) as const;
+const GLOBAL_MAX_FINISH = (v: Vec) =>
+  ({
+    uniforms: { cv: 'u32', chunks: 'u32', total: 'u32' },
+    bindings: { part: read(v.T), part_idx: read(v.U), out: readWrite(v.T), out_idx: readWrite(v.U) },
+  }) as const;
+const GLOBAL_MAX_BACKWARD = (v: Vec) =>
+  ({ uniforms: { hw: 'u32', cv: 'u32', blocks: 'u32', total: 'u32' }, bindings: { g: read(v.T), idx: read(v.U), dx: readWrite(v.T) } }) as const;
+/**
+ * `ow_blocks` blocks of OWP outputs per row; `neg_inf` = -Infinity, a uniform because WGSL constant
+ * expressions cannot hold infinities. `idx` (the argmax window positions) only when saved.
+ */
+const MAX_POOL_FORWARD_UNIFORMS = { h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', pad_h: 'u32', pad_w: 'u32', ow_blocks: 'u32', total: 'u32', neg_inf: 'f32' } as const;
+const MAX_POOL_FORWARD = (v: Vec, saveIdx: boolean): Interface => ({
+  uniforms: MAX_POOL_FORWARD_UNIFORMS,
+  bindings: saveIdx ? { x: read(v.T), y: readWrite(v.T), idx: readWrite(v.U) } : { x: read(v.T), y: readWrite(v.T) },
+});
+/** `bh` x `bw` blocks of SH x SW inputs. */
+const MAX_POOL_BACKWARD_BLOCKED = (v: Vec) =>
+  ({
+    uniforms: { h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', bh: 'u32', bw: 'u32', total: 'u32' },
+    bindings: { g: read(v.T), idx: read(v.U), dx: readWrite(v.T) },
+  }) as const;
+const MAX_POOL_BACKWARD = (v: Vec) =>
+  ({
+    uniforms: { h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', pad_h: 'u32', pad_w: 'u32', total: 'u32' },
+    bindings: { g: read(v.T), idx: read(v.U), dx: readWrite(v.T) },
+  }) as const;
 
 const lines = (n: number, line: (k: number) => string): string => Array.from({ length: n }, (_, k) => line(k)).join('\n');
 
@@ -76,10 +124,11 @@ export function globalAvgPool(x: Tensor): Tensor {
   const part = chunks === 1 ? out : engine.empty([n, chunks, c], 'f32');
   engine.run({
     name: 'global_avg_partial',
-    source: kernelSection(pool, 'global_avg_partial'),
-    defines: { WG, T: vec.T, UNROLL, ACCUMULATE: lines(UNROLL, (k) => `    acc = acc + x[at + ${k}u * p.cv];`) },
-    uniforms: [hw, cv, ppc, chunks, n * chunks * cv, f32(chunks === 1 ? 1 / hw : 1)],
-    bindings: [x, part],
+    variant: vtag(vec),
+    shader: () =>
+      sectionSpec(GLOBAL_AVG_PARTIAL(vec), pool, 'global_avg_partial', { WG, T: vec.T, UNROLL, ACCUMULATE: lines(UNROLL, (k) => `    acc = acc + x[at + ${k}u * p.cv];`) }),
+    uniforms: { hw, cv, ppc, chunks, total: n * chunks * cv, scale: chunks === 1 ? 1 / hw : 1 },
+    bindings: { x, out: part },
     dispatch: grid1d(n * chunks * cv, WG, maxDim),
     flops: x.size,
     bytes: x.byteLength,
@@ -87,10 +136,10 @@ export function globalAvgPool(x: Tensor): Tensor {
   if (chunks > 1) {
     engine.run({
       name: 'global_avg_finish',
-      source: kernelSection(pool, 'global_avg_finish'),
-      defines: { WG, T: vec.T },
-      uniforms: [cv, chunks, n * cv, f32(1 / hw)],
-      bindings: [part, out],
+      variant: vtag(vec),
+      shader: () => sectionSpec(GLOBAL_AVG_FINISH(vec), pool, 'global_avg_finish', { WG, T: vec.T }),
+      uniforms: { cv, chunks, total: n * cv, scale: 1 / hw },
+      bindings: { part, out },
       dispatch: grid1d(n * cv, WG, maxDim),
     });
     part.dispose();
@@ -100,10 +149,11 @@ export function globalAvgPool(x: Tensor): Tensor {
     const blocks = Math.ceil(hw / K);
     engine.run({
       name: 'global_avg_backward',
-      source: kernelSection(pool, 'global_avg_backward'),
-      defines: { WG, T: vec.T, K, STORE: lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = gv; }`) },
-      uniforms: [hw, cv, blocks, n * blocks * cv, f32(1 / hw)],
-      bindings: [g, dx],
+      variant: vtag(vec),
+      shader: () =>
+        sectionSpec(GLOBAL_AVG_BACKWARD(vec), pool, 'global_avg_backward', { WG, T: vec.T, K, STORE: lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = gv; }`) }),
+      uniforms: { hw, cv, blocks, total: n * blocks * cv, scale: 1 / hw },
+      bindings: { g, dx },
       dispatch: grid1d(n * blocks * cv, WG, maxDim),
       bytes: x.byteLength,
     });
@@ -132,10 +182,10 @@ export function globalMaxPool(x: Tensor): Tensor {
       best = select(best, v, take); idx = select(idx, ${vec.U}(q + ${k}u), take); }`;
   engine.run({
     name: 'global_max_partial',
-    source: kernelSection(pool, 'global_max_partial'),
-    defines: { WG, T: vec.T, U: vec.U, B: vec.B, UNROLL, ACCUMULATE: lines(UNROLL, step) },
-    uniforms: [hw, cv, ppc, chunks, n * chunks * cv],
-    bindings: [x, part, partIdx],
+    variant: vtag(vec),
+    shader: () => sectionSpec(GLOBAL_MAX_PARTIAL(vec), pool, 'global_max_partial', { WG, T: vec.T, U: vec.U, B: vec.B, UNROLL, ACCUMULATE: lines(UNROLL, step) }),
+    uniforms: { hw, cv, ppc, chunks, total: n * chunks * cv },
+    bindings: { x, out: part, out_idx: partIdx },
     dispatch: grid1d(n * chunks * cv, WG, maxDim),
     flops: x.size,
     bytes: x.byteLength,
@@ -143,10 +193,10 @@ export function globalMaxPool(x: Tensor): Tensor {
   if (!single) {
     engine.run({
       name: 'global_max_finish',
-      source: kernelSection(pool, 'global_max_finish'),
-      defines: { WG, T: vec.T, U: vec.U, B: vec.B },
-      uniforms: [cv, chunks, n * cv],
-      bindings: [part, partIdx, out, idx],
+      variant: vtag(vec),
+      shader: () => sectionSpec(GLOBAL_MAX_FINISH(vec), pool, 'global_max_finish', { WG, T: vec.T, U: vec.U, B: vec.B }),
+      uniforms: { cv, chunks, total: n * cv },
+      bindings: { part, part_idx: partIdx, out, out_idx: idx },
       dispatch: grid1d(n * cv, WG, maxDim),
     });
     part.dispose();
@@ -158,10 +208,17 @@ export function globalMaxPool(x: Tensor): Tensor {
     const blocks = Math.ceil(hw / K);
     engine.run({
       name: 'global_max_backward',
-      source: kernelSection(pool, 'global_max_backward'),
-      defines: { WG, T: vec.T, U: vec.U, K, STORE: lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = select(${vec.T}(0.0), gv, iv == ${vec.U}(q0 + ${k}u)); }`) },
-      uniforms: [hw, cv, blocks, n * blocks * cv],
-      bindings: [g, idx, dx],
+      variant: vtag(vec),
+      shader: () =>
+        sectionSpec(GLOBAL_MAX_BACKWARD(vec), pool, 'global_max_backward', {
+          WG,
+          T: vec.T,
+          U: vec.U,
+          K,
+          STORE: lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = select(${vec.T}(0.0), gv, iv == ${vec.U}(q0 + ${k}u)); }`),
+        }),
+      uniforms: { hw, cv, blocks, total: n * blocks * cv },
+      bindings: { g, idx, dx },
       dispatch: grid1d(n * blocks * cv, WG, maxDim),
       bytes: x.byteLength,
     });
@@ -228,20 +285,20 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
   const total = n * ho * owBlocks * cv;
   engine.run({
     name: 'max_pool_forward',
-    source: kernelSection(pool, 'max_pool_forward'),
-    defines: {
-      WG,
-      T: vec.T,
-      U: vec.U,
-      B: vec.B,
-      OWP: owp,
-      SH: sh,
-      SW: sw,
-      IDX_DECL: saveIdx ? `@group(0) @binding(3) var<storage, read_write> idx: array<${vec.U}>;` : '',
-      BODY: maxPoolForwardBody(vec, kh, kw, sw, owp, saveIdx),
-    },
-    uniforms: [h, w, cv, ho, wo, ph, pw, owBlocks, total, f32(-Infinity)],
-    bindings: idx ? [x, y, idx] : [x, y],
+    variant: `${vtag(vec)}-k${kh}x${kw}-s${sh}x${sw}-o${owp}${saveIdx ? '-idx' : ''}`,
+    shader: () =>
+      sectionSpec(MAX_POOL_FORWARD(vec, saveIdx), pool, 'max_pool_forward', {
+        WG,
+        T: vec.T,
+        U: vec.U,
+        B: vec.B,
+        OWP: owp,
+        SH: sh,
+        SW: sw,
+        BODY: maxPoolForwardBody(vec, kh, kw, sw, owp, saveIdx),
+      }),
+    uniforms: { h, w, cv, ho, wo, pad_h: ph, pad_w: pw, ow_blocks: owBlocks, total, neg_inf: -Infinity },
+    bindings: idx ? { x, y, idx } : { x, y },
     dispatch: grid1d(total, WG, maxDim),
     flops: n * ho * wo * c * area,
     bytes: x.byteLength + y.byteLength,
@@ -253,29 +310,30 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
       const [bh, bw] = [Math.ceil(h / sh), Math.ceil(w / sw)];
       engine.run({
         name: 'max_pool_backward_blocked',
-        source: kernelSection(pool, 'max_pool_backward_blocked'),
-        defines: {
-          WG,
-          T: vec.T,
-          U: vec.U,
-          SH: sh,
-          SW: sw,
-          OH_SHIFT: Math.floor(ph / sh),
-          OW_SHIFT: Math.floor(pw / sw),
-          BODY: maxPoolBackwardBlockedBody(vec, [kh, kw], [sh, sw], [ph, pw]),
-        },
-        uniforms: [h, w, cv, ho, wo, bh, bw, n * bh * bw * cv],
-        bindings: [g, idx!, dx],
+        variant: `${vtag(vec)}-k${kh}x${kw}-s${sh}x${sw}-p${ph}x${pw}`,
+        shader: () =>
+          sectionSpec(MAX_POOL_BACKWARD_BLOCKED(vec), pool, 'max_pool_backward_blocked', {
+            WG,
+            T: vec.T,
+            U: vec.U,
+            SH: sh,
+            SW: sw,
+            OH_SHIFT: Math.floor(ph / sh),
+            OW_SHIFT: Math.floor(pw / sw),
+            BODY: maxPoolBackwardBlockedBody(vec, [kh, kw], [sh, sw], [ph, pw]),
+          }),
+        uniforms: { h, w, cv, ho, wo, bh, bw, total: n * bh * bw * cv },
+        bindings: { g, idx: idx!, dx },
         dispatch: grid1d(n * bh * bw * cv, WG, maxDim),
         bytes: x.byteLength + 2 * y.byteLength,
       });
     } else {
       engine.run({
         name: 'max_pool_backward',
-        source: kernelSection(pool, 'max_pool_backward'),
-        defines: { WG, T: vec.T, U: vec.U, SH: sh, SW: sw, BODY: maxPoolBackwardBody(vec, kh, kw, sh, sw) },
-        uniforms: [h, w, cv, ho, wo, ph, pw, x.size / vec.v],
-        bindings: [g, idx!, dx],
+        variant: `${vtag(vec)}-k${kh}x${kw}-s${sh}x${sw}`,
+        shader: () => sectionSpec(MAX_POOL_BACKWARD(vec), pool, 'max_pool_backward', { WG, T: vec.T, U: vec.U, SH: sh, SW: sw, BODY: maxPoolBackwardBody(vec, kh, kw, sh, sw) }),
+        uniforms: { h, w, cv, ho, wo, pad_h: ph, pad_w: pw, total: x.size / vec.v },
+        bindings: { g, idx: idx!, dx },
         dispatch: grid1d(x.size / vec.v, WG, maxDim),
         bytes: x.byteLength + 2 * y.byteLength,
       });

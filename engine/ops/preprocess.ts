@@ -5,8 +5,31 @@
 import preprocess from '../../shaders/preprocess.wgsl';
 import type { Engine } from '../engine.js';
 import { ShapeError, check, checkOperands } from '../errors.js';
-import { f32, grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
+import { sectionSpec } from './shader.js';
 import type { Tensor } from '../tensor.js';
+
+/**
+ * Declared interfaces (shaders/preprocess.wgsl). Source bytes arrive packed four to a u32 word.
+ * The crop window starts at (origin_x, origin_y) and steps scale_x, scale_y source pixels per
+ * output pixel; `flip` mirrors horizontally; `batch_index` is the item of the output batch.
+ */
+const IMAGE_TO_TENSOR = {
+  uniforms: {
+    in_w: 'u32', in_h: 'u32', channels: 'u32', out_w: 'u32', out_h: 'u32', batch_index: 'u32', flip: 'u32',
+    origin_x: 'f32', origin_y: 'f32', scale_x: 'f32', scale_y: 'f32',
+    mean_r: 'f32', mean_g: 'f32', mean_b: 'f32',
+    inv_std_r: 'f32', inv_std_g: 'f32', inv_std_b: 'f32',
+  },
+  bindings: { src: read('u32'), dst: readWrite('f32') },
+} as const;
+const LABELS_TO_TENSOR = {
+  uniforms: {
+    in_w: 'u32', in_h: 'u32', out_w: 'u32', out_h: 'u32', batch_index: 'u32', flip: 'u32',
+    origin_x: 'f32', origin_y: 'f32', scale_x: 'f32', scale_y: 'f32',
+  },
+  bindings: { src: read('u32'), dst: readWrite('u32') },
+} as const;
 
 export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
 export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
@@ -88,12 +111,14 @@ export function imageToTensor(engine: Engine, img: ImageBytes, opts: PreprocessO
   const src = uploadBytes(engine, img.data);
   engine.run({
     name: 'image_to_tensor',
-    source: kernelSection(preprocess, 'image_to_tensor'),
-    defines: { WG: 64 },
-    uniforms: [img.width, img.height, img.channels, outW, outH, index, opts.flip ? 1 : 0,
-      f32(crop.x), f32(crop.y), f32(crop.width / outW), f32(crop.height / outH),
-      f32(mean[0]), f32(mean[1]), f32(mean[2]), f32(1 / std[0]), f32(1 / std[1]), f32(1 / std[2])],
-    bindings: [src, out],
+    shader: () => sectionSpec(IMAGE_TO_TENSOR, preprocess, 'image_to_tensor', { WG: 64 }),
+    uniforms: {
+      in_w: img.width, in_h: img.height, channels: img.channels, out_w: outW, out_h: outH, batch_index: index, flip: opts.flip ? 1 : 0,
+      origin_x: crop.x, origin_y: crop.y, scale_x: crop.width / outW, scale_y: crop.height / outH,
+      mean_r: mean[0], mean_g: mean[1], mean_b: mean[2],
+      inv_std_r: 1 / std[0], inv_std_g: 1 / std[1], inv_std_b: 1 / std[2],
+    },
+    bindings: { src, dst: out },
     dispatch: grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: img.data.length + outW * outH * 12,
   });
@@ -124,10 +149,12 @@ export function labelsToTensor(engine: Engine, labels: LabelBytes, opts: Omit<Pr
   const src = uploadBytes(engine, data);
   engine.run({
     name: 'labels_to_tensor',
-    source: kernelSection(preprocess, 'labels_to_tensor'),
-    defines: { WG: 64 },
-    uniforms: [width, height, outW, outH, index, opts.flip ? 1 : 0, f32(crop.x), f32(crop.y), f32(crop.width / outW), f32(crop.height / outH)],
-    bindings: [src, out],
+    shader: () => sectionSpec(LABELS_TO_TENSOR, preprocess, 'labels_to_tensor', { WG: 64 }),
+    uniforms: {
+      in_w: width, in_h: height, out_w: outW, out_h: outH, batch_index: index, flip: opts.flip ? 1 : 0,
+      origin_x: crop.x, origin_y: crop.y, scale_x: crop.width / outW, scale_y: crop.height / outH,
+    },
+    bindings: { src, dst: out },
     dispatch: grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: data.length + outW * outH * 4,
   });

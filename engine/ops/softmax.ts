@@ -8,14 +8,30 @@
 import softmaxWgsl from '../../shaders/softmax.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
+import { type Interface, sectionSpec } from './shader.js';
 
 const WG = 64;
 /** Longest row held in registers: a group is then at most 32 vec4s (lesson 3: well under 4 KB). */
 const UNROLL_MAX = 32;
 
 type Kernel = 'softmax_rows' | 'softmax_backward_rows' | 'argmax_rows';
+
+/** Storage bindings of each row kernel, by element type T of the rows. */
+const ROW_BINDINGS: Record<Kernel, (t: string) => Interface['bindings']> = {
+  softmax_rows: (t) => ({ x: read(t), y: readWrite(t) }),
+  softmax_backward_rows: (t) => ({ y: read(t), g: read(t), dx: readWrite(t) }),
+  argmax_rows: (t) => ({ x: read(t), out: readWrite('i32') }),
+};
+/**
+ * Uniforms: the grouped code has l built in and guards its last group by `n4` (vec4s of the
+ * tensor; argmax: by `rows`); the loops read the row length `l` (in units of T).
+ */
+const rowsDecl = (kernel: Kernel, grouped: boolean, t: string): Interface => ({
+  uniforms: !grouped ? { threads: 'u32', l: 'u32' } : kernel === 'argmax_rows' ? { threads: 'u32', rows: 'u32' } : { threads: 'u32', n4: 'u32' },
+  bindings: ROW_BINDINGS[kernel](t),
+});
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
@@ -133,22 +149,24 @@ const bodies: Record<Kernel, { grouped: (g: Group) => string; loop: (vec: boolea
 };
 
 /** Runs a row kernel over the rows of length l (the last axis of `like`). */
-function runRows(kernel: Kernel, like: Tensor, bindings: Tensor[], bytes: number): void {
+function runRows(kernel: Kernel, like: Tensor, bindings: Record<string, Tensor>, bytes: number): void {
   const engine = like.engine;
   const l = like.shape[like.rank - 1]!;
   const rows = like.size / l;
   if (rows === 0) return;
   const unrolled = l <= UNROLL_MAX;
   const vec = unrolled || l % 4 === 0;
-  const gr = unrolled ? group(l) : null;
-  const threads = gr ? Math.ceil(rows / gr.rowsPer) : rows;
+  // A group holds 4 / gcd(l, 4) rows (see group()).
+  const threads = unrolled ? Math.ceil(rows / (4 / gcd(l, 4))) : rows;
   engine.run({
     name: kernel,
-    source: kernelSection(softmaxWgsl, kernel),
-    // Unrolled code depends on l, so l is then part of the pipeline key (through BODY).
-    defines: { WG, T: vec ? 'vec4<f32>' : 'f32', BODY: gr ? bodies[kernel].grouped(gr) : bodies[kernel].loop(vec) },
-    // p.l is read by the loops only (the grouped code has l built in).
-    uniforms: [threads, gr ? 0 : vec ? l / 4 : l, Math.ceil(like.size / 4), rows],
+    // Unrolled code depends on l, so l is then part of the pipeline key.
+    variant: unrolled ? `l${l}` : vec ? 'v4' : 's',
+    shader: () => {
+      const t = vec ? 'vec4<f32>' : 'f32';
+      return sectionSpec(rowsDecl(kernel, unrolled, t), softmaxWgsl, kernel, { WG, T: t, BODY: unrolled ? bodies[kernel].grouped(group(l)) : bodies[kernel].loop(vec) });
+    },
+    uniforms: !unrolled ? { threads, l: vec ? l / 4 : l } : kernel === 'argmax_rows' ? { threads, rows } : { threads, n4: Math.ceil(like.size / 4) },
     bindings,
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: kernel === 'softmax_rows' ? 5 * like.size : 3 * like.size,
@@ -170,10 +188,10 @@ function checkRows(op: string, x: Tensor): void {
 export function softmax(x: Tensor): Tensor {
   checkRows('softmax', x);
   const y = x.engine.empty(x.shape, 'f32');
-  runRows('softmax_rows', x, [x, y], 2 * x.byteLength);
+  runRows('softmax_rows', x, { x, y }, 2 * x.byteLength);
   return recordOp(y, 'softmax', [x], (g) => {
     const dx = x.engine.empty(x.shape, 'f32');
-    runRows('softmax_backward_rows', x, [y, g, dx], 3 * x.byteLength);
+    runRows('softmax_backward_rows', x, { y, g, dx }, 3 * x.byteLength);
     return [dx];
   });
 }
@@ -185,6 +203,6 @@ export function softmax(x: Tensor): Tensor {
 export function argmax(x: Tensor): Tensor {
   checkRows('argmax', x);
   const out = x.engine.empty(x.shape.slice(0, -1), 'i32');
-  runRows('argmax_rows', x, [x, out], x.byteLength + out.byteLength);
+  runRows('argmax_rows', x, { x, out }, x.byteLength + out.byteLength);
   return out;
 }

@@ -9,9 +9,24 @@ import preprocess from '../../shaders/preprocess.wgsl';
 import type { Engine } from '../engine.js';
 import { ShapeError, check } from '../errors.js';
 import { TextureUsage } from '../gpu-constants.js';
-import { f32, grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { IMAGENET_MEAN, IMAGENET_STD } from './preprocess.js';
+import { sectionSpec } from './shader.js';
+
+/**
+ * rgba_words_to_tensor (shaders/preprocess.wgsl): texel rows `pitch` words apart, `bgra` byte
+ * order; the rest as image_to_tensor (origin 0 and the whole-picture scale here).
+ */
+const RGBA_WORDS_TO_TENSOR = {
+  uniforms: {
+    in_w: 'u32', in_h: 'u32', pitch: 'u32', bgra: 'u32', out_w: 'u32', out_h: 'u32', batch_index: 'u32',
+    origin_x: 'f32', origin_y: 'f32', scale_x: 'f32', scale_y: 'f32',
+    mean_r: 'f32', mean_g: 'f32', mean_b: 'f32',
+    inv_std_r: 'f32', inv_std_g: 'f32', inv_std_b: 'f32',
+  },
+  bindings: { src: read('u32'), dst: readWrite('f32') },
+} as const;
 
 /** An RGBA8 picture in a u32 tensor: one word per pixel (r in the low byte), rows `pitch` words apart. */
 export interface RgbaRows {
@@ -92,12 +107,15 @@ export function rowsToTensor(engine: Engine, rows: RgbaRows, opts: RowsToTensorO
   } else out = engine.empty([1, outH, outW, 3], 'f32');
   engine.run({
     name: 'rgba_words_to_tensor',
-    source: kernelSection(preprocess, 'rgba_words_to_tensor'),
-    defines: { WG: 64 },
+    shader: () => sectionSpec(RGBA_WORDS_TO_TENSOR, preprocess, 'rgba_words_to_tensor', { WG: 64 }),
     // Scales as f32(width / outW), the value image_to_tensor gets for a whole-image crop.
-    uniforms: [width, height, pitch, rows.bgra ? 1 : 0, outW, outH, index, f32(0), f32(0), f32(width / outW), f32(height / outH),
-      f32(mean[0]), f32(mean[1]), f32(mean[2]), f32(1 / std[0]), f32(1 / std[1]), f32(1 / std[2])],
-    bindings: [words, out],
+    uniforms: {
+      in_w: width, in_h: height, pitch, bgra: rows.bgra ? 1 : 0, out_w: outW, out_h: outH, batch_index: index,
+      origin_x: 0, origin_y: 0, scale_x: width / outW, scale_y: height / outH,
+      mean_r: mean[0], mean_g: mean[1], mean_b: mean[2],
+      inv_std_r: 1 / std[0], inv_std_g: 1 / std[1], inv_std_b: 1 / std[2],
+    },
+    bindings: { src: words, dst: out },
     dispatch: grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: width * height * 4 + outW * outH * 12,
   });

@@ -7,9 +7,10 @@
 import elementwise from '../../shaders/elementwise.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands } from '../errors.js';
-import { f32, grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { unaryKernel } from './basic.js';
+import { sectionSpec } from './shader.js';
 
 export interface UnaryOpSpec {
   /** WGSL vec4 expression in `x` (and the uniform `alpha`). */
@@ -20,6 +21,12 @@ export interface UnaryOpSpec {
   ref: (x: number, alpha: number) => number;
   refGrad: (x: number, alpha: number) => number;
 }
+
+/** unary_backward (shaders/elementwise.wgsl): dx from x, the forward output y and g, in vec4s. */
+const UNARY_BACKWARD = {
+  uniforms: { n4: 'u32', alpha: 'f32' },
+  bindings: { xs: read('vec4<f32>'), ys: read('vec4<f32>'), gs: read('vec4<f32>'), dxs: readWrite('vec4<f32>') },
+} as const;
 
 const zero = 'vec4<f32>(0.0)';
 
@@ -72,11 +79,11 @@ function unaryBackward(op: UnaryOpName, x: Tensor, y: Tensor, g: Tensor, alpha: 
   const dx = engine.empty(x.shape, 'f32');
   const n4 = Math.ceil(x.size / 4);
   engine.run({
+    // The name carries the op, hence its gradient expression.
     name: `${op}_backward`,
-    source: kernelSection(elementwise, 'unary_backward'),
-    defines: { WG: 64, GRAD: unaryOps[op].backward },
-    uniforms: [n4, f32(alpha)],
-    bindings: [x, y, g, dx],
+    shader: () => sectionSpec(UNARY_BACKWARD, elementwise, 'unary_backward', { WG: 64, GRAD: unaryOps[op].backward }),
+    uniforms: { n4, alpha },
+    bindings: { xs: x, ys: y, gs: g, dxs: dx },
     dispatch: grid1d(n4, 64, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: 4 * x.byteLength,
   });

@@ -11,11 +11,32 @@
 import upsampleWgsl from '../../shaders/upsample.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
-import { f32, grid1d, kernelSection } from '../program.js';
+import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { runLength } from './broadcast.js';
+import { sectionSpec } from './shader.js';
 
 const WG = 64;
+
+// Declared interfaces (shaders/upsample.wgsl). One axis pass views its input as [a, in_size, b]
+// and its output as [a, out_size, b]; `b` is in units of the element type T (vec4<f32> or f32);
+// `scale` is the forward's source step (f32, as PyTorch computes it); `align` is align_corners.
+const RESIZE_AXIS = (t: string) =>
+  ({
+    uniforms: { threads: 'u32', b: 'u32', in_size: 'u32', out_size: 'u32', scale: 'f32', align: 'u32' },
+    bindings: { x: read(t), y: readWrite('vec4<f32>') },
+  }) as const;
+/** g is the forward's output [a, out_size, b], dx its input [a, in_size, b]. */
+const RESIZE_AXIS_BACKWARD = (t: string) =>
+  ({
+    uniforms: { threads: 'u32', b: 'u32', in_size: 'u32', out_size: 'u32', scale: 'f32', align: 'u32' },
+    bindings: { g: read(t), dx: readWrite(t) },
+  }) as const;
+/** `k` classes; z [N, in_h, in_w, k] -> ids [N, out_h, out_w]. */
+const RESIZE_ARGMAX = {
+  uniforms: { threads: 'u32', k: 'u32', in_h: 'u32', in_w: 'u32', out_h: 'u32', out_w: 'u32', scale_y: 'f32', scale_x: 'f32', align: 'u32' },
+  bindings: { z: read('f32'), ids: readWrite('i32') },
+} as const;
 
 export interface ResizeOptions {
   /** PyTorch's align_corners (default false: pixel centres, negative source coordinates clamped to 0). */
@@ -90,45 +111,48 @@ function axisForward(x: Tensor, y: Tensor, ps: AxisPass, align: boolean): void {
   const vec = ps.b % 4 === 0;
   const per = vec ? runLength(ps.b / 4) : 1;
   const threads = Math.ceil(n / 4 / per);
-  // Scalar mode: one index decomposition per invocation (integer division is slow on CPU
-  // adapters), stepped with carries from lane to lane; reads clamped for the tail lanes.
-  const scalarBody = [
-    'let e0 = i * 4u;',
-    'var c = e0 % p.b;',
-    'let r = e0 / p.b;',
-    'var o = r % p.out_size;',
-    'var a = r / p.out_size;',
-    'let last = arrayLength(&x) - 1u;',
-    'var v: vec4<f32>;',
-    ...range(4).map((u) =>
-      [
-        '{',
-        '    let t = source_tap(o, p.scale, p.align, p.in_size);',
-        '    let base = a * p.in_size * p.b + c;',
-        `    v[${u}] = (1.0 - t.lam) * x[min(base + t.i0 * p.b, last)] + t.lam * x[min(base + t.i1 * p.b, last)];`,
-        u < 3 ? '    c = c + 1u; let wc = c == p.b; c = select(c, 0u, wc); o = select(o, o + 1u, wc); let wo = o == p.out_size; o = select(o, 0u, wo); a = select(a, a + 1u, wo);' : '',
-        '  }',
-      ].join('\n  '),
-    ),
-    'y[i] = v;',
-  ].join('\n  ');
-  const vecBody = [
-    `let e0 = i * ${per}u;`,
-    'let c = e0 % p.b;',
-    'let r = e0 / p.b;',
-    'let base = (r / p.out_size) * p.in_size * p.b + c;',
-    'let t = source_tap(r % p.out_size, p.scale, p.align, p.in_size);',
-    'let w0 = 1.0 - t.lam;',
-    'let s0 = base + t.i0 * p.b;',
-    'let s1 = base + t.i1 * p.b;',
-    ...range(per).map((k) => `y[e0 + ${k}u] = w0 * x[s0 + ${k}u] + t.lam * x[s1 + ${k}u];`),
-  ].join('\n  ');
   engine.run({
     name: 'resize_axis',
-    source: kernelSection(upsampleWgsl, 'resize_axis'),
-    defines: { WG, T: vec ? 'vec4<f32>' : 'f32', BODY: vec ? vecBody : scalarBody },
-    uniforms: [threads, n, vec ? ps.b / 4 : ps.b, ps.from, ps.to, f32(ps.scale), align ? 1 : 0],
-    bindings: [x, y],
+    variant: vec ? `v${per}` : 's',
+    shader: () => {
+      // Scalar mode: one index decomposition per invocation (integer division is slow on CPU
+      // adapters), stepped with carries from lane to lane; reads clamped for the tail lanes.
+      const scalarBody = [
+        'let e0 = i * 4u;',
+        'var c = e0 % p.b;',
+        'let r = e0 / p.b;',
+        'var o = r % p.out_size;',
+        'var a = r / p.out_size;',
+        'let last = arrayLength(&x) - 1u;',
+        'var v: vec4<f32>;',
+        ...range(4).map((u) =>
+          [
+            '{',
+            '    let t = source_tap(o, p.scale, p.align, p.in_size);',
+            '    let base = a * p.in_size * p.b + c;',
+            `    v[${u}] = (1.0 - t.lam) * x[min(base + t.i0 * p.b, last)] + t.lam * x[min(base + t.i1 * p.b, last)];`,
+            u < 3 ? '    c = c + 1u; let wc = c == p.b; c = select(c, 0u, wc); o = select(o, o + 1u, wc); let wo = o == p.out_size; o = select(o, 0u, wo); a = select(a, a + 1u, wo);' : '',
+            '  }',
+          ].join('\n  '),
+        ),
+        'y[i] = v;',
+      ].join('\n  ');
+      const vecBody = [
+        `let e0 = i * ${per}u;`,
+        'let c = e0 % p.b;',
+        'let r = e0 / p.b;',
+        'let base = (r / p.out_size) * p.in_size * p.b + c;',
+        'let t = source_tap(r % p.out_size, p.scale, p.align, p.in_size);',
+        'let w0 = 1.0 - t.lam;',
+        'let s0 = base + t.i0 * p.b;',
+        'let s1 = base + t.i1 * p.b;',
+        ...range(per).map((k) => `y[e0 + ${k}u] = w0 * x[s0 + ${k}u] + t.lam * x[s1 + ${k}u];`),
+      ].join('\n  ');
+      const t = vec ? 'vec4<f32>' : 'f32';
+      return sectionSpec(RESIZE_AXIS(t), upsampleWgsl, 'resize_axis', { WG, T: t, BODY: vec ? vecBody : scalarBody });
+    },
+    uniforms: { threads, b: vec ? ps.b / 4 : ps.b, in_size: ps.from, out_size: ps.to, scale: ps.scale, align: align ? 1 : 0 },
+    bindings: { x, y },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 3 * n,
     bytes: 4 * n + x.byteLength,
@@ -143,23 +167,25 @@ function axisBackward(g: Tensor, dx: Tensor, ps: AxisPass, align: boolean): void
   const per = runLength(bu);
   const threads = (ps.a * ps.to * bu) / per;
   if (threads === 0) return;
-  const T = vec ? 'vec4<f32>' : 'f32';
-  const body = [
-    ...range(per).map((k) => `var acc${k} = ${T}(0.0);`),
-    'for (var o = u32(lo); o <= u32(hi); o = o + 1u) {',
-    '    let t = source_tap(o, p.scale, p.align, p.in_size);',
-    '    let w = select(0.0, 1.0 - t.lam, t.i0 == i) + select(0.0, t.lam, t.i1 == i);',
-    ...range(per).map((k) => `    acc${k} = acc${k} + w * g[at + ${k}u];`),
-    '    at = at + p.b;',
-    '  }',
-    ...range(per).map((k) => `  dx[idx * ${per}u + ${k}u] = acc${k};`),
-  ].join('\n  ');
   engine.run({
     name: 'resize_axis_backward',
-    source: kernelSection(upsampleWgsl, 'resize_axis_backward'),
-    defines: { WG, T, PER: per, BODY: body },
-    uniforms: [threads, bu, ps.to, ps.from, f32(ps.scale), align ? 1 : 0],
-    bindings: [g, dx],
+    variant: `${vec ? 'v' : 's'}${per}`,
+    shader: () => {
+      const T = vec ? 'vec4<f32>' : 'f32';
+      const body = [
+        ...range(per).map((k) => `var acc${k} = ${T}(0.0);`),
+        'for (var o = u32(lo); o <= u32(hi); o = o + 1u) {',
+        '    let t = source_tap(o, p.scale, p.align, p.in_size);',
+        '    let w = select(0.0, 1.0 - t.lam, t.i0 == i) + select(0.0, t.lam, t.i1 == i);',
+        ...range(per).map((k) => `    acc${k} = acc${k} + w * g[at + ${k}u];`),
+        '    at = at + p.b;',
+        '  }',
+        ...range(per).map((k) => `  dx[idx * ${per}u + ${k}u] = acc${k};`),
+      ].join('\n  ');
+      return sectionSpec(RESIZE_AXIS_BACKWARD(T), upsampleWgsl, 'resize_axis_backward', { WG, T, PER: per, BODY: body });
+    },
+    uniforms: { threads, b: bu, in_size: ps.to, out_size: ps.from, scale: ps.scale, align: align ? 1 : 0 },
+    bindings: { g, dx },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 4 * ps.a * ps.b * ps.from,
     bytes: 4 * ps.a * ps.b * (2 * ps.from + ps.to),
@@ -224,10 +250,9 @@ export function resizeBilinearArgmax(z: Tensor, outH: number, outW: number, opts
   const threads = n * outH * outW;
   engine.run({
     name: 'resize_argmax',
-    source: kernelSection(upsampleWgsl, 'resize_argmax'),
-    defines: { WG },
-    uniforms: [threads, c, h, w, outH, outW, f32(axisScale(h, outH, align)), f32(axisScale(w, outW, align)), align ? 1 : 0],
-    bindings: [z, ids],
+    shader: () => sectionSpec(RESIZE_ARGMAX, upsampleWgsl, 'resize_argmax', { WG }),
+    uniforms: { threads, k: c, in_h: h, in_w: w, out_h: outH, out_w: outW, scale_y: axisScale(h, outH, align), scale_x: axisScale(w, outW, align), align: align ? 1 : 0 },
+    bindings: { z, ids },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 7 * threads * c,
     bytes: z.byteLength + 4 * threads,

@@ -1,0 +1,24 @@
+/**
+ * Building a kernel's ShaderSpec from a section of a family file (see `kernelSection`): its
+ * declared interface (written once, at module level, next to the op) plus the section's WGSL with
+ * its `{{NAME}}` defines substituted. Called only from a program's `shader()`, that is only on a
+ * pipeline-cache miss, so no WGSL text work happens per call.
+ */
+import { type ShaderSpec, kernelSection } from '../program.js';
+
+/** A kernel's declared interface: the typed uniforms and the storage bindings, in order. */
+export type Interface = Pick<ShaderSpec, 'uniforms' | 'bindings'>;
+
+/** Section `name` of `family` with every `{{KEY}}` replaced by `defines[KEY]`; a missing define throws. */
+export function section(family: string, name: string, defines: Readonly<Record<string, string | number>> = {}): string {
+  return kernelSection(family, name).replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+    const v = defines[key];
+    if (v === undefined) throw new Error(`kernel ${name}: define {{${key}}} not given`);
+    return String(v);
+  });
+}
+
+/** The ShaderSpec of section `name` of `family` under interface `decl`, defines substituted. */
+export function sectionSpec(decl: Interface, family: string, name: string, defines?: Readonly<Record<string, string | number>>): ShaderSpec {
+  return { ...decl, code: section(family, name, defines) };
+}
