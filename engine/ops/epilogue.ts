@@ -86,7 +86,7 @@ export interface EpiloguePlan {
 /**
  * Which generators the kernel calls, so that the epilogue declares only the uniforms its code
  * reads: `index` (stores through `index()`: the output stride and offset) and `setup` (scale and
- * shift through `setup()`: the parameter offset and row).
+ * shift through `setup()`: the parameter offset and row). Both default to true.
  */
 export interface EpilogueUse {
   index?: boolean;
