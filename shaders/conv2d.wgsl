@@ -4,8 +4,8 @@
 // engine/ops/conv2d.ts: on SwiftShader a load whose address is not a compile-time constant is a
 // per-lane emulated gather, so speed comes from making every loaded value feed many multiply-adds
 // (large tiles), from private arrays indexed only by constants (they become registers), and from
-// loops without barriers. The element types (the XT, YT, AT, BT defines) are `f32` or `vec4<f32>`:
-// vec4 along a channel axis when its size allows. Out-of-range rows and channels of a tile are
+// loops without barriers. The element types of the bindings are `f32` or `vec4<f32>`: vec4 along
+// a channel axis when its size allows. Out-of-range rows and channels of a tile are
 // clamped to valid addresses when loading and skipped when storing, so inner loops carry no
 // bounds checks; taps that fall into the padding load a valid address and multiply it by 0.
 
@@ -14,24 +14,8 @@
 // One invocation owns TM output pixels x TN output channels of one group; the reduction walks the
 // taps and, inside each, the group's input channels, contiguous in both x (NHWC) and w (OHWI),
 // so k is also the offset into a weight row.
-struct Params {
-  m: u32, howo: u32, wo: u32, h: u32, w: u32,
-  ci_v: u32,     // channels of x in XT units (row stride of x)
-  xoff: u32,     // first convolved channel of x in XT units (a slice of a concatenation)
-  ck: u32,       // Ci/groups in XT units (inner loop length)
-  cog: u32,      // Co/groups
-  kw: u32, taps: u32, sh: u32, sw: u32, ph: i32, pw: i32, dh: u32, dw: u32,
-  tiles_m: u32, tiles_n: u32, tiles: u32,
-  krow: u32,     // KH*KW*Ci/groups in XT units (row stride of w)
-  n_fast: u32,   // 1: channel tiles vary fastest, 0: pixel tiles do
-  woff: u32,     // first weight row (a slice of the output channels)
-  {{EP_PARAMS}}  // the epilogue's (engine/ops/epilogue.ts): output stride and offset, sizes
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> xs: array<{{XT}}>;
-@group(0) @binding(2) var<storage, read> ws: array<{{XT}}>;
-@group(0) @binding(3) var<storage, read_write> ys: array<{{YT}}>;
-// Bias, folded BatchNorm, residual, FCA attention: bindings 4.. as the epilogue needs them.
+// Uniforms and bindings (xs, ws, ys, then the epilogue's) are declared in conv2d.ts.
+// Bias, folded BatchNorm, residual, FCA attention: the epilogue's helpers (engine/ops/epilogue.ts).
 {{EP_DECLS}}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -69,26 +53,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // it (no multiply-adds wasted on the others).
 // One invocation owns TM input pixels of one phase x TN input channels of one group; the
 // reduction walks those taps and, inside each, the group's output channels (contiguous in gy).
-struct Params {
-  n: u32, h: u32, w: u32,
-  hq: u32, wq: u32,  // phase grid: ceil(H / sh) x ceil(W / sw)
-  ho: u32, wo: u32,
-  ci_v: u32,         // Ci in BT units (row stride of dx)
-  cig: u32,          // Ci/groups
-  cig_v: u32,        // Ci/groups in BT units
-  ck: u32,           // Co/groups in AT units (inner loop length)
-  co_v: u32,         // Co in AT units (row stride of gy)
-  kh: u32, kw: u32, sh: u32, sw: u32, ph: i32, pw: i32, dh: u32, dw: u32,
-  wrow_v: u32,       // KH*KW*Ci/groups in BT units (row stride of w)
-  tiles_m: u32, tiles_n: u32, tiles_phase: u32, tiles: u32,
-  n_fast: u32,       // 1: channel tiles vary fastest within a phase, 0: pixel tiles do
-  sth: u32, stw: u32, // tap period: sh / gcd(sh, dh), sw / gcd(sw, dw)
-  qsh: u32, qsw: u32, // oh - jh decreases by sth*dh/sh from one hitting tap to the next
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> gys: array<{{AT}}>;
-@group(0) @binding(2) var<storage, read> ws: array<{{BT}}>;
-@group(0) @binding(3) var<storage, read_write> dxs: array<{{BT}}>;
+// Uniforms and bindings (gys, ws, dxs) are declared in conv2d.ts.
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = flat_id(gid, nwg, {{WG}}u);
@@ -150,24 +115,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // reduction over N*Ho*Wo is split into chunks so that small layers still give every core work;
 // a second pass (sumColumns) adds the chunks. One invocation owns TM output channels x TN entries
 // of k and walks the pixels of its chunk, PIX at a time.
-struct Params {
-  m: u32, ho: u32, wo: u32, h: u32, w: u32,
-  ci_v: u32,      // Ci in BT units (row stride of x)
-  cig: u32,       // Ci/groups
-  cog: u32,       // Co/groups
-  co_v: u32,      // Co in AT units (row stride of gy)
-  kw: u32, sh: u32, sw: u32, ph: i32, pw: i32, dh: u32, dw: u32,
-  krow: u32,      // KH*KW*Ci/groups (row length of dw)
-  krow_v: u32,    // the same in BT units
-  wsize_v: u32,   // Co*KH*KW*Ci/groups in BT units (one chunk's partial)
-  chunk: u32,     // pixels per chunk
-  tiles_m: u32, tiles_n: u32, tiles: u32,
-  total: u32,     // tiles * chunks
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> gys: array<{{AT}}>;
-@group(0) @binding(2) var<storage, read> xs: array<{{BT}}>;
-@group(0) @binding(3) var<storage, read_write> dws: array<{{BT}}>;
+// Uniforms and bindings (gys, xs, dws) are declared in conv2d.ts.
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = flat_id(gid, nwg, {{WG}}u);

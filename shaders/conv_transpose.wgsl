@@ -14,10 +14,7 @@
 // the weights permuted, the last axis zero-padded to a multiple of 4, so that the channel axis
 // the other kernels reduce over can be read in vec4s whatever the channel count. One pass over
 // the weights per call.
-struct Params { d1: u32, d2: u32, d3v: u32, d3: u32, s0: u32, s1: u32, s2: u32, s3: u32, total: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+// Uniforms and bindings (src, dst) are declared in conv-transpose.ts.
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -41,10 +38,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // dst [rows, 4 * cv] = src [rows, cols] with each row zero-padded to a multiple of 4: x or gy
 // with a channel count that is not a multiple of 4 made vec4-readable. One vec4 per invocation
 // and a single index division (this pass runs over the x8 head's 10 M-element gradient).
-struct Params { rows: u32, cols: u32, cv: u32, total: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+// Uniforms and bindings (src, dst) are declared in conv-transpose.ts.
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg, {{WG}}u);
@@ -69,18 +63,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // (Ci zero-padded to 4 * civ when needed), into one scalar accumulator per (output, co) fed by
 // dot products: per step TH * TP + TCO vec4 loads feed 4 * TH * TP * TCO MACs, and each
 // accumulator update does 4 of them (measured 2x faster than vec4-over-co outer products).
-struct Params {
-  n: u32, h: u32, w: u32, civ: u32, co: u32, ho: u32, wo: u32,
-  kh: u32, kw: u32, stride_h: u32, stride_w: u32, pad_h: u32, pad_w: u32,
-  tiles_y: u32, tiles_x: u32, co_tiles: u32, threads: u32,
-  {{EP_PARAMS}}  // the epilogue's (engine/ops/epilogue.ts)
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
-// f32 outputs, or i32 class ids (the argmax over channels, see convTranspose2dArgmax).
-@group(0) @binding(3) var<storage, read_write> y: array<{{YT}}>;
-// Bias or folded BatchNorm, activation...: bindings 4.. as the epilogue needs them.
+// Uniforms and bindings (x4, w4, y: f32 outputs or i32 class ids, then the epilogue's) are
+// declared in conv-transpose.ts. Bias or folded BatchNorm, activation...: the epilogue's helpers.
 {{EP_DECLS}}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -135,14 +119,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // wt [KH, KW, Ci, cov] (Co zero-padded to 4 * cov when needed), into dot-product accumulators:
 // per step TH * TW + TCI vec4 loads feed 4 * TH * TW * TCI MACs. The taps are runtime loops, so
 // the unrolled body does not grow with the kernel size (a 15x15 kernel compiles as fast as 3x3).
-struct Params {
-  n: u32, h: u32, w: u32, ci: u32, cov: u32, ho: u32, wo: u32, kh: u32, kw: u32,
-  stride_h: u32, stride_w: u32, pad_h: i32, pad_w: i32, row_tiles: u32, tiles_w: u32, ci_tiles: u32, threads: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> gy4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+// Uniforms and bindings (gy4, wt, dx) are declared in conv-transpose.ts.
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let id = flat_id(gid, nwg, {{WG}}u);
@@ -183,15 +160,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // KG * TCOV vec4s of gy4 [N, Ho, Wo, cov] (channels zero-padded to multiples of 4 when needed)
 // and does 16 * KG * TCOV * TCIV MACs as vec4 (over co) FMAs. Output [chunks, Co, KH, KW, Ci];
 // sumColumns finishes the sum over chunks.
-struct Params {
-  n: u32, h: u32, w: u32, ci: u32, civ: u32, co: u32, cov: u32, ho: u32, wo: u32, kh: u32, kw: u32,
-  stride_h: u32, stride_w: u32, pad_h: i32, pad_w: i32, co_tiles: u32, ci_tiles: u32, kx_groups: u32,
-  rows: u32, rows_per_chunk: u32, threads: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> gy4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+// Uniforms and bindings (x4, gy4, partial) are declared in conv-transpose.ts.
 
 // Stores the 4 output channels of v for one (co group, ky, kx, ci); padding is dropped.
 fn put(chunk: u32, co4: u32, ky: u32, kx: u32, c: u32, v: vec4<f32>) {

@@ -17,17 +17,8 @@
 // share the input rows and columns of their windows, so each loaded input vector feeds up to
 // KH * KW * TH * TW / (window area) FMAs. Strides and dilations are compiled in so that rows and
 // columns shared inside the tile are loaded once.
-struct Params {
-  n: u32, h: u32, w: u32, cv: u32, ho: u32, wo: u32, tiles_w: u32, tiles_h: u32,
-  pad_h: i32, pad_w: i32, threads: u32,
-  wcv: u32, wcoff: u32,  // weight channels per tap and the first used, in V units (a channel slice of a layer)
-  {{EP_PARAMS}}  // the epilogue's (engine/ops/epilogue.ts)
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{V}}>;
-@group(0) @binding(2) var<storage, read> wt: array<{{V}}>;
-@group(0) @binding(3) var<storage, read_write> y: array<{{V}}>;
-// Bias or folded BatchNorm, activation...: bindings 4.. as the epilogue needs them.
+// Uniforms and bindings (x, wt, y, then the epilogue's) are declared in depthwise.ts.
+// Bias or folded BatchNorm, activation...: the epilogue's helpers (engine/ops/epilogue.ts).
 {{EP_DECLS}}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -57,14 +48,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // (ix + pad_w) are multiples of the strides, so which (pixel, tap) pairs meet an output is known
 // at compile time: no divisibility tests, and stride-2 tiles load only the outputs that
 // contribute, each once for the whole tile.
-struct Params {
-  n: u32, h: u32, w: u32, cv: u32, ho: u32, wo: u32, tiles_w: u32, tiles_h: u32,
-  pad_hmod: u32, pad_wmod: u32, oy_shift: i32, ox_shift: i32, threads: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> gy: array<{{V}}>;
-@group(0) @binding(2) var<storage, read> wt: array<{{V}}>;
-@group(0) @binding(3) var<storage, read_write> dx: array<{{V}}>;
+// Uniforms and bindings (gy, wt, dx) are declared in depthwise.ts.
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let id = flat_id(gid, nwg, {{WG}}u);
@@ -93,14 +77,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // output rows [chunk * rows_per_chunk, ...) for every tap at once (KH * KW accumulators), walking
 // each row in tiles of TW output columns so the input window loads are shared by the tile.
 // Output [chunks, KH * KW, cv]; sumColumns finishes the sum over chunks.
-struct Params {
-  n: u32, h: u32, w: u32, cv: u32, ho: u32, wo: u32, tiles_w: u32,
-  stride_h: u32, dil_h: u32, pad_h: i32, pad_w: i32, rows: u32, rows_per_chunk: u32, threads: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<{{V}}>;
-@group(0) @binding(2) var<storage, read> gy: array<{{V}}>;
-@group(0) @binding(3) var<storage, read_write> partial: array<{{V}}>;
+// Uniforms and bindings (x, gy, partial) are declared in depthwise.ts.
 @compute @workgroup_size({{WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let id = flat_id(gid, nwg, {{WG}}u);

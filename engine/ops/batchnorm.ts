@@ -11,10 +11,11 @@
 import batchnorm from '../../shaders/batchnorm.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { f32, grid1d, kernelSection } from '../program.js';
+import { type BindingDecl, type ShaderSpec, grid1d, kernelSection, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { unary, unaryOps } from './unary.js';
 import { add } from './basic.js';
+import { fill } from './codegen.js';
 
 /** Options of {@link batchNorm2d}. */
 export interface BatchNormOptions {
@@ -32,23 +33,15 @@ export interface BatchNormOptions {
 
 export type BatchNormActivation = 'none' | 'relu' | 'relu6' | 'sigmoid';
 
-/** act(x) as a vec4 WGSL expression in x. */
-const ACT_FORWARD: Record<BatchNormActivation, string> = {
-  none: 'x',
-  relu: unaryOps.relu.forward,
-  relu6: unaryOps.relu6.forward,
-  sigmoid: unaryOps.sigmoid.forward,
-};
+const ACTIVATIONS: readonly BatchNormActivation[] = ['none', 'relu', 'relu6', 'sigmoid'];
+/** act(x) as a WGSL expression in x of type `v` (vec4<f32> or f32; unary.ts writes them for vec4). */
+const actForward = (act: BatchNormActivation, v: string): string => (act === 'none' ? 'x' : unaryOps[act].forward.replaceAll('vec4<f32>', v));
 /**
- * dL/dz from g = dL/dy and the output y = act(z), as vec4 WGSL in g, y, zero: for relu and relu6 the
- * derivative's support (z > 0, 0 < z < 6) is the same set as (y > 0, 0 < y < 6), so z need not be kept.
+ * dL/dz from g = dL/dy and the output y = act(z), as WGSL of type `v` in g, y, zero: for relu and relu6
+ * the derivative's support (z > 0, 0 < z < 6) is the same set as (y > 0, 0 < y < 6), so z need not be kept.
  */
-const ACT_GRAD: Record<BatchNormActivation, string> = {
-  none: 'g',
-  relu: 'select(zero, g, y > zero)',
-  relu6: 'select(zero, g, (y > zero) & (y < vec4<f32>(6.0)))',
-  sigmoid: 'g * y * (1.0 - y)',
-};
+const actGrad = (act: BatchNormActivation, v: string): string =>
+  ({ none: 'g', relu: 'select(zero, g, y > zero)', relu6: `select(zero, g, (y > zero) & (y < ${v}(6.0)))`, sigmoid: 'g * y * (1.0 - y)' })[act];
 
 const WG = 64;
 /** Groups per loop iteration in the reductions (unrolled). */
@@ -136,7 +129,7 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   const engine = x.engine;
   const training = opts.training;
   const act = opts.act ?? 'none';
-  check(act in ACT_FORWARD, op, () => `act must be one of ${Object.keys(ACT_FORWARD).join(', ')}, got ${JSON.stringify(act)}`);
+  check(ACTIVATIONS.includes(act), op, () => `act must be one of ${ACTIVATIONS.join(', ')}, got ${JSON.stringify(act)}`);
   const geo = geometry(x);
   // Lane reductions: one dispatch each way with the activation (and a residual) fused in, when
   // C % 4 == 0 (vec4 lanes) or, in training with the elementwise pass fused, for any C (scalar
@@ -170,10 +163,14 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
     else {
       engine.run({
         name: 'bn_inference_params',
-        source: kernelSection(batchnorm, 'bn_inference_params'),
-        defines: { WG },
-        uniforms: [geo.l, geo.c, f32(eps)],
-        bindings: [gamma, beta, runningMean, runningVar, stats, affine],
+        // No variant: the WGSL has no compile-time input.
+        shader: () => ({
+          uniforms: { l: 'u32', c: 'u32', eps: 'f32' },
+          bindings: { gamma: read('f32'), beta: read('f32'), running_mean: read('f32'), running_var: read('f32'), stats: readWrite('f32'), affine: readWrite('f32') },
+          code: fill('bn_inference_params', kernelSection(batchnorm, 'bn_inference_params'), { WG }),
+        }),
+        uniforms: { l: geo.l, c: geo.c, eps },
+        bindings: { gamma, beta, running_mean: runningMean, running_var: runningVar, stats, affine },
         dispatch: grid1d(geo.c, WG, engine.limits.maxComputeWorkgroupsPerDimension),
       });
     }
@@ -208,10 +205,15 @@ export function bnFold(gamma: Tensor, beta: Tensor, runningMean: Tensor, running
   check(out.size === 2 * c, op, () => `into ${out.name} must be [2, ${c}], got ${fmtShape(out.shape)}`);
   engine.run({
     name: 'bn_fold',
-    source: kernelSection(batchnorm, 'bn_fold'),
-    defines: { WG },
-    uniforms: [c, convBias ? 1 : 0, f32(eps)],
-    bindings: [gamma, beta, runningMean, runningVar, convBias ?? gamma, out],
+    // No variant: the WGSL has no compile-time input.
+    shader: () => ({
+      uniforms: { c: 'u32', has_bias: 'u32', eps: 'f32' },
+      // Without a conv bias, has_bias = 0 and gamma is bound as conv_bias (any buffer of C floats).
+      bindings: { gamma: read('f32'), beta: read('f32'), running_mean: read('f32'), running_var: read('f32'), conv_bias: read('f32'), affine: readWrite('f32') },
+      code: fill('bn_fold', kernelSection(batchnorm, 'bn_fold'), { WG }),
+    }),
+    uniforms: { c, has_bias: convBias ? 1 : 0, eps },
+    bindings: { gamma, beta, running_mean: runningMean, running_var: runningVar, conv_bias: convBias ?? gamma, affine: out },
     dispatch: grid1d(c, WG, engine.limits.maxComputeWorkgroupsPerDimension),
   });
   return out;
@@ -243,7 +245,10 @@ function laneReduce(engine: Tensor['engine']): LaneReduce {
   return v === 'serial' || v === 'workgroup' ? v : engine.adapter.isSoftware ? 'serial' : 'workgroup';
 }
 
-/** The defines that make a lane kernel serial or workgroup-parallel; `merge` is the WGSL of one tree step (t, t + half). */
+/**
+ * The defines that make a lane kernel serial or workgroup-parallel; `shared` declares the
+ * workgroup arrays (WGN: their length), `merge` is the WGSL of one tree step (t, t + half).
+ */
 function laneDefines(mode: LaneReduce, shared: string, save: string, merge: string, load: string): Record<string, string | number> {
   if (mode === 'serial')
     return { WG: SERIAL_WG, STEP: 1, SHARED: '', INDEX: `  let t = 0u;\n  let j = (wid.x + wid.y * nwg.x) * ${SERIAL_WG}u + lid.x;`, REDUCE: '', LEAD: 'true' };
@@ -268,6 +273,9 @@ function laneDefines(mode: LaneReduce, shared: string, save: string, merge: stri
   };
 }
 
+/** Lane steps of a lane kernel: 1 (serial) or the workgroup size. */
+const laneStep = (mode: LaneReduce): number => (mode === 'serial' ? 1 : 64);
+
 /**
  * Whether a lane kernel also does the elementwise pass that follows its reduction (normalise, or
  * dx), making the op one dispatch instead of two. The lane's invocations then walk the tensor a
@@ -285,21 +293,18 @@ function fuseLanePass(engine: Tensor['engine'], mode: LaneReduce, geo: Geometry)
 /**
  * A lane kernel's lanes: vec4s of channels when C % 4 == 0, else single channels (scalar lanes,
  * always fused: their stats rows are not replicated to L floats, so only the lane kernels read
- * them). `count` lanes per row, `rs` the row stride of stats in lane units, `defines` the
- * vector type and its moments helpers.
+ * them). `count` lanes per row, `rs` the row stride of stats in lane units.
  */
-function lanesOf(geo: Geometry): { count: number; rs: number; scalar: boolean; defines: Record<string, string> } {
-  return geo.c % 4 === 0
-    ? { count: geo.p4, rs: geo.p4, scalar: false, defines: { V: 'vec4<f32>', MOM: 'Moments4', MERGE_FN: 'merge4', X: '.x' } }
-    : { count: geo.c, rs: geo.l, scalar: true, defines: { V: 'f32', MOM: 'Moments1', MERGE_FN: 'merge1', X: '' } };
+function lanesOf(geo: Geometry): { count: number; rs: number; scalar: boolean } {
+  return geo.c % 4 === 0 ? { count: geo.p4, rs: geo.p4, scalar: false } : { count: geo.c, rs: geo.l, scalar: true };
 }
 
-/** A vec4 WGSL expression (activation, lane defines) rewritten for scalar lanes. */
-const forLanes = (wgsl: string, scalar: boolean): string =>
-  scalar ? wgsl.replaceAll('vec4<f32>', 'f32').replaceAll('Moments4', 'Moments1').replaceAll('merge4', 'merge1').replaceAll('.n.x', '.n') : wgsl;
-
-function scalarize<T extends Record<string, string | number>>(defines: T, scalar: boolean): T {
-  return Object.fromEntries(Object.entries(defines).map(([k, v]) => [k, typeof v === 'string' ? forLanes(v, scalar) : v])) as T;
+/**
+ * The lane type of a lane kernel and its helpers: V the value type, MOM and MERGE_FN the moments
+ * struct and merge of that width (batchnorm.wgsl), X the scalar component of a count.
+ */
+function laneTypes(scalar: boolean): { V: string; MOM: string; MERGE_FN: string; X: string } {
+  return scalar ? { V: 'f32', MOM: 'Moments1', MERGE_FN: 'merge1', X: '' } : { V: 'vec4<f32>', MOM: 'Moments4', MERGE_FN: 'merge4', X: '.x' };
 }
 
 /** Workgroups of a lane kernel (serial: one invocation per lane, SERIAL_WG per workgroup; else a workgroup of 64 per lane). */
@@ -317,42 +322,50 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
   const engine = x.engine;
   const mode = laneReduce(engine);
   const fused = 'y' in out;
+  const act = fused ? out.act : 'none';
+  const residual = fused ? out.residual : null;
   const ln = lanesOf(geo);
-  const lane = laneDefines(
-    mode,
-    'var<workgroup> w_n: array<f32, WGN>;\nvar<workgroup> w_mean: array<vec4<f32>, WGN>;\nvar<workgroup> w_m2: array<vec4<f32>, WGN>;',
-    '  w_n[t] = total; w_mean[t] = dev; w_m2[t] = m2;',
-    'let m = merge4(Moments4(vec4<f32>(w_n[t]), w_mean[t], w_m2[t]), vec4<f32>(w_n[t + half]), w_mean[t + half], w_m2[t + half]); w_n[t] = m.n.x; w_mean[t] = m.mean; w_m2[t] = m.m2;',
-    '  total = w_n[0]; dev = w_mean[0]; m2 = w_m2[0];',
-  );
-  const step = Number(lane.STEP);
-  const res = fused && out.residual ? ' + res[at]' : '';
-  const outDefines = fused
-    ? {
-      OUT_DECL: '@group(0) @binding(7) var<storage, read_write> y: array<vec4<f32>>;' +
-        (out.residual ? '\n@group(0) @binding(8) var<storage, read> res: array<vec4<f32>>;' : ''),
-      ACT: ACT_FORWARD[out.act],
-      STORE_AFFINE: '',
-      NORMALIZE: `  for (var q = t; q < p.groups; q = q + ${step}u) { let at = q * p.p4 + j; y[at] = act(((x[at] - pivot) - dev) * a + b${res}); }`,
-    }
-    : {
-      OUT_DECL: '@group(0) @binding(7) var<storage, read_write> affine: array<vec4<f32>>;',
-      ACT: 'x',
-      STORE_AFFINE: '    affine[j] = a;\n    affine[p.rs + j] = pivot;\n    affine[2u * p.rs + j] = dev;\n    affine[3u * p.rs + j] = b;',
-      NORMALIZE: '',
+  const name = `${fused ? `bn_train_${act === 'none' ? '' : `${act}_`}${residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${ln.scalar ? '_scalar' : ''}`;
+  // Every compile-time input of the generated WGSL: the reduction mode, the lane type, whether
+  // the normalise pass is fused, its activation and residual (UNROLL and BLOCK are constants).
+  const variant = `${mode} ${ln.scalar ? 'f32' : 'vec4'} ${fused ? `fused ${act}${residual ? ' res' : ''}` : 'affine'}`;
+  const shader = (): ShaderSpec => {
+    const t = laneTypes(ln.scalar);
+    const { V } = t;
+    const lane = laneDefines(
+      mode,
+      `var<workgroup> w_n: array<f32, WGN>;\nvar<workgroup> w_mean: array<${V}, WGN>;\nvar<workgroup> w_m2: array<${V}, WGN>;`,
+      '  w_n[t] = total; w_mean[t] = dev; w_m2[t] = m2;',
+      `let m = ${t.MERGE_FN}(${t.MOM}(${V}(w_n[t]), w_mean[t], w_m2[t]), ${V}(w_n[t + half]), w_mean[t + half], w_m2[t + half]); w_n[t] = m.n${t.X}; w_mean[t] = m.mean; w_m2[t] = m.m2;`,
+      '  total = w_n[0]; dev = w_mean[0]; m2 = w_m2[0];',
+    );
+    const step = laneStep(mode);
+    const res = residual ? ' + res[at]' : '';
+    const outBindings: Record<string, BindingDecl> = fused ? { y: readWrite(V), ...(residual ? { res: read(V) } : {}) } : { affine: readWrite(V) };
+    return {
+      uniforms: { groups: 'u32', p4: 'u32', rs: 'u32', eps: 'f32', momentum: 'f32' },
+      bindings: { x: read(V), gamma: read(V), beta: read(V), running_mean: readWrite(V), running_var: readWrite(V), stats: readWrite(V), ...outBindings },
+      code: fill(name, kernelSection(batchnorm, 'bn_train_stats'), {
+        ...lane, ...t, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK,
+        ACT: actForward(act, V),
+        STORE_AFFINE: fused ? '' : '    affine[j] = a;\n    affine[p.rs + j] = pivot;\n    affine[2u * p.rs + j] = dev;\n    affine[3u * p.rs + j] = b;',
+        NORMALIZE: fused ? `  for (var q = t; q < p.groups; q = q + ${step}u) { let at = q * p.p4 + j; y[at] = act(((x[at] - pivot) - dev) * a + b${res}); }` : '',
+        ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let d = x[(g + ${k * step}u) * p.p4 + jj] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
+      }),
     };
+  };
   engine.run({
-    name: `${fused ? `bn_train_${out.act === 'none' ? '' : `${out.act}_`}${out.residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${ln.scalar ? '_scalar' : ''}`,
-    source: kernelSection(batchnorm, 'bn_train_stats'),
-    defines: scalarize({
-      ...lane, ...outDefines, ...ln.defines, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK,
-      ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let d = x[(g + ${k * step}u) * p.p4 + jj] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
-    }, ln.scalar),
-    uniforms: [geo.rows, ln.count, ln.rs, f32(eps), f32(momentum)],
-    bindings: fused ? [x, gamma, beta, runningMean, runningVar, stats, out.y, ...(out.residual ? [out.residual] : [])] : [x, gamma, beta, runningMean, runningVar, stats, out.affine],
+    name,
+    variant,
+    shader,
+    uniforms: { groups: geo.rows, p4: ln.count, rs: ln.rs, eps, momentum },
+    bindings: {
+      x, gamma, beta, running_mean: runningMean, running_var: runningVar, stats,
+      ...(fused ? { y: out.y, ...(residual ? { res: residual } : {}) } : { affine: out.affine }),
+    },
     dispatch: laneDispatch(mode, ln.count, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: (fused ? 7 : 4) * x.size,
-    bytes: (fused ? 3 + (out.residual ? 1 : 0) : 1) * x.byteLength,
+    bytes: (fused ? 3 + (residual ? 1 : 0) : 1) * x.byteLength,
   });
 }
 
@@ -373,52 +386,91 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
   const dxMode = !x.requiresGrad ? 'none' : fuse ? 'fused' : 'separate';
   const dx = dxMode === 'none' ? null : engine.empty(x.shape, 'f32');
   const coef = dxMode === 'separate' ? engine.empty([4, geo.l], 'f32') : null;
-  const pivotOut = training ? 'pivot' : 'vec4<f32>(0.0)';
-  const lane = laneDefines(
-    mode,
-    'var<workgroup> w_s1: array<vec4<f32>, WGN>;\nvar<workgroup> w_s2: array<vec4<f32>, WGN>;',
-    '  w_s1[t] = s1; w_s2[t] = s2;',
-    'w_s1[t] = w_s1[t] + w_s1[t + half]; w_s2[t] = w_s2[t] + w_s2[t + half];',
-    '  s1 = w_s1[0]; s2 = w_s2[0];',
-  );
-  const step = Number(lane.STEP);
+  const name = `${training ? 'bn_train_grad' : 'bn_eval_grad'}${dxMode === 'fused' ? '_dx' : ''}${dxMode === 'fused' && act !== 'none' ? `_${act}` : ''}_${mode}${ln.scalar ? '_scalar' : ''}`;
+  // Every compile-time input of the generated WGSL: the reduction mode, the lane type, training
+  // (batch statistics) or inference, what happens to dx, and the activation (its gradient is in
+  // the reduction whatever dxMode is).
+  const variant = `${mode} ${ln.scalar ? 'f32' : 'vec4'} ${training ? 'train' : 'eval'} dx-${dxMode} ${act}`;
+  const shader = (): ShaderSpec => {
+    const t = laneTypes(ln.scalar);
+    const { V } = t;
+    const pivotOut = training ? 'pivot' : `${V}(0.0)`;
+    const lane = laneDefines(
+      mode,
+      `var<workgroup> w_s1: array<${V}, WGN>;\nvar<workgroup> w_s2: array<${V}, WGN>;`,
+      '  w_s1[t] = s1; w_s2[t] = s2;',
+      'w_s1[t] = w_s1[t] + w_s1[t + half]; w_s2[t] = w_s2[t] + w_s2[t + half];',
+      '  s1 = w_s1[0]; s2 = w_s2[0];',
+    );
+    const step = laneStep(mode);
+    return {
+      // n (the values per channel) only scales the training coefficients.
+      uniforms: training ? { groups: 'u32', p4: 'u32', rs: 'u32', n: 'f32' } : { groups: 'u32', p4: 'u32', rs: 'u32' },
+      // y: the activation's output (g itself without an activation).
+      bindings: {
+        gr: read(V), x: read(V), y: read(V), stats: read(V), gamma: read(V), dgamma: readWrite(V), dbeta: readWrite(V),
+        ...(dxMode === 'fused' ? { dx: readWrite(V) } : dxMode === 'separate' ? { coef: readWrite(V) } : {}),
+      },
+      code: fill(name, kernelSection(batchnorm, 'bn_train_grad'), {
+        ...t,
+        ...lane, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK, ACT_GRAD: actGrad(act, V),
+        ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
+        ...(training
+          ? { COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
+          : { COEF_B: `${V}(0.0)`, COEF_D: `${V}(0.0)` }),
+        STORE_COEF: dxMode === 'separate' ? `    coef[j] = a;\n    coef[p.rs + j] = ${pivotOut};\n    coef[2u * p.rs + j] = d;\n    coef[3u * p.rs + j] = b;` : '',
+        APPLY_DX: dxMode === 'fused'
+          ? `  let pv = ${pivotOut};\n  for (var q = t; q < p.groups; q = q + ${step}u) { let at = q * p.p4 + j; dx[at] = a * act_grad(gr[at], y[at]) + (x[at] - pv) * b + d; }`
+          : '',
+      }),
+    };
+  };
   engine.run({
-    name: `${training ? 'bn_train_grad' : 'bn_eval_grad'}${dxMode === 'fused' ? '_dx' : ''}${dxMode === 'fused' && act !== 'none' ? `_${act}` : ''}_${mode}${ln.scalar ? '_scalar' : ''}`,
-    source: kernelSection(batchnorm, 'bn_train_grad'),
-    defines: scalarize({
-      ...ln.defines,
-      ...lane, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK, ACT_GRAD: ACT_GRAD[act],
-      ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
-      ...(training
-        ? { COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
-        : { COEF_B: 'vec4<f32>(0.0)', COEF_D: 'vec4<f32>(0.0)' }),
-      OUT_DECL: dxMode === 'none' ? '' : `@group(0) @binding(8) var<storage, read_write> ${dxMode === 'fused' ? 'dx' : 'coef'}: array<vec4<f32>>;`,
-      STORE_COEF: dxMode === 'separate' ? `    coef[j] = a;\n    coef[p.rs + j] = ${pivotOut};\n    coef[2u * p.rs + j] = d;\n    coef[3u * p.rs + j] = b;` : '',
-      APPLY_DX: dxMode === 'fused'
-        ? `  let pv = ${pivotOut};\n  for (var q = t; q < p.groups; q = q + ${step}u) { let at = q * p.p4 + j; dx[at] = a * act_grad(gr[at], y[at]) + (x[at] - pv) * b + d; }`
-        : '',
-    }, ln.scalar),
-    uniforms: [geo.rows, ln.count, ln.rs, f32(geo.rows)],
-    bindings: [g, x, yb, stats, gamma, dgamma, dbeta, ...(dxMode === 'fused' ? [dx!] : coef ? [coef] : [])],
+    name,
+    variant,
+    shader,
+    uniforms: training ? { groups: geo.rows, p4: ln.count, rs: ln.rs, n: geo.rows } : { groups: geo.rows, p4: ln.count, rs: ln.rs },
+    bindings: {
+      gr: g, x, y: yb, stats, gamma, dgamma, dbeta,
+      ...(dxMode === 'fused' ? { dx: dx! } : coef ? { coef } : {}),
+    },
     dispatch: laneDispatch(mode, ln.count, maxDim),
     flops: (dxMode === 'fused' ? 10 : 4) * x.size,
     bytes: (dxMode === 'fused' ? 7 : 3) * x.byteLength,
   });
-  if (dx && coef) {
-    const blocks = Math.ceil(geo.groups / K);
-    engine.run({
-      name: act === 'none' ? 'bn_backward_dx' : `bn_backward_dx_${act}`,
-      source: kernelSection(batchnorm, 'bn_backward_dx'),
-      defines: { WG, K, ACT_GRAD: ACT_GRAD[act], APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { dx[at] = a * act_grad(gr[at], y[at]) + (x[at] - pivot) * b + d; } }`) },
-      uniforms: [geo.n4, geo.p4, blocks],
-      bindings: [g, x, coef, dx, yb],
-      dispatch: grid1d(geo.p4 * blocks, WG, maxDim),
-      flops: 6 * x.size,
-      bytes: 4 * x.byteLength,
-    });
-  }
+  if (dx && coef) backwardDx(geo, g, x, coef, dx, act, yb);
   coef?.dispose();
   return [dx, gamma.requiresGrad ? dgamma : null, beta.requiresGrad ? dbeta : null];
+}
+
+/**
+ * dx = a act'(g) + (x - pivot) b + d from stored coefficients (bn_backward_dx). `y`: the
+ * activation's output (g without an activation), or null for the plain dx = a g + ... of the
+ * chunked path, which reads no y.
+ */
+function backwardDx(geo: Geometry, g: Tensor, x: Tensor, coef: Tensor, dx: Tensor, act: BatchNormActivation, y: Tensor | null): void {
+  const blocks = Math.ceil(geo.groups / K);
+  const name = y ? (act === 'none' ? 'bn_backward_dx' : `bn_backward_dx_${act}`) : 'bn_backward_dx';
+  // Every compile-time input of the generated WGSL: the activation, and whether g' is act_grad(g, y)
+  // or g itself (plain, no y binding); K is a constant.
+  const variant = y ? `act ${act}` : 'plain';
+  x.engine.run({
+    name,
+    variant,
+    shader: () => ({
+      uniforms: { n4: 'u32', p4: 'u32', blocks: 'u32' },
+      bindings: { gr: read('vec4<f32>'), x: read('vec4<f32>'), coef: read('vec4<f32>'), dx: readWrite('vec4<f32>'), ...(y ? { y: read('vec4<f32>') } : {}) },
+      code: fill(name, kernelSection(batchnorm, 'bn_backward_dx'), {
+        WG, K, ACT_GRAD: actGrad(y ? act : 'none', 'vec4<f32>'),
+        APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { dx[at] = a * ${y ? 'act_grad(gr[at], y[at])' : 'gr[at]'} + (x[at] - pivot) * b + d; } }`),
+      }),
+    }),
+    uniforms: { n4: geo.n4, p4: geo.p4, blocks },
+    bindings: { gr: g, x, coef, dx, ...(y ? { y } : {}) },
+    dispatch: grid1d(geo.p4 * blocks, WG, x.engine.limits.maxComputeWorkgroupsPerDimension),
+    flops: (y ? 6 : 5) * x.size,
+    bytes: (y ? 4 : 3) * x.byteLength,
+  });
 }
 
 /** Partial (mean, M2) per chunk, merge passes while more than MERGE chunks remain, then the finish. */
@@ -431,10 +483,16 @@ function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, 
   let m2 = engine.empty([chunks, geo.l], 'f32');
   engine.run({
     name: 'bn_stats_partial',
-    source: kernelSection(batchnorm, 'bn_stats_partial'),
-    defines: { WG, UNROLL, ACCUMULATE: unrolled(UNROLL, (k) => `    { let d = x[base + ${k}u * p.p4] - shift; s1 = s1 + d; s2 = s2 + d * d; }`) },
-    uniforms: [geo.groups, geo.p4, geo.rem, gpc, chunks, geo.n4, geo.c],
-    bindings: [x, mean, m2],
+    // No variant: the WGSL has no compile-time input (WG and UNROLL are constants).
+    shader: () => ({
+      uniforms: { groups: 'u32', p4: 'u32', rem: 'u32', gpc: 'u32', chunks: 'u32', n4: 'u32', c: 'u32' },
+      bindings: { x: read('vec4<f32>'), mean_p: readWrite('vec4<f32>'), m2_p: readWrite('vec4<f32>') },
+      code: fill('bn_stats_partial', kernelSection(batchnorm, 'bn_stats_partial'), {
+        WG, UNROLL, ACCUMULATE: unrolled(UNROLL, (k) => `    { let d = x[base + ${k}u * p.p4] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
+      }),
+    }),
+    uniforms: { groups: geo.groups, p4: geo.p4, rem: geo.rem, gpc, chunks, n4: geo.n4, c: geo.c },
+    bindings: { x, mean_p: mean, m2_p: m2 },
     dispatch: grid1d(geo.p4 * chunks, WG, maxDim),
     flops: 4 * x.size,
     bytes: x.byteLength,
@@ -445,10 +503,14 @@ function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, 
     const m22 = engine.empty([outChunks, geo.l], 'f32');
     engine.run({
       name: 'bn_stats_combine',
-      source: kernelSection(batchnorm, 'bn_stats_combine'),
-      defines: { WG, MERGE },
-      uniforms: [geo.groups, geo.p4, geo.rem, gpc, chunks, outChunks],
-      bindings: [mean, m2, mean2, m22],
+      // No variant: the WGSL has no compile-time input (WG and MERGE are constants).
+      shader: () => ({
+        uniforms: { groups: 'u32', p4: 'u32', rem: 'u32', gpc: 'u32', chunks: 'u32', out_chunks: 'u32' },
+        bindings: { mean_in: read('vec4<f32>'), m2_in: read('vec4<f32>'), mean_out: readWrite('vec4<f32>'), m2_out: readWrite('vec4<f32>') },
+        code: fill('bn_stats_combine', kernelSection(batchnorm, 'bn_stats_combine'), { WG, MERGE }),
+      }),
+      uniforms: { groups: geo.groups, p4: geo.p4, rem: geo.rem, gpc, chunks, out_chunks: outChunks },
+      bindings: { mean_in: mean, m2_in: m2, mean_out: mean2, m2_out: m22 },
       dispatch: grid1d(geo.p4 * outChunks, WG, maxDim),
       bytes: 4 * mean.byteLength,
     });
@@ -458,10 +520,17 @@ function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, 
   }
   engine.run({
     name: 'bn_stats_finish',
-    source: kernelSection(batchnorm, 'bn_stats_finish'),
-    defines: { WG },
-    uniforms: [geo.groups, geo.l, geo.c, geo.rem, gpc, chunks, f32(eps), f32(momentum)],
-    bindings: [x, mean, m2, gamma, beta, runningMean, runningVar, stats, affine],
+    // No variant: the WGSL has no compile-time input.
+    shader: () => ({
+      uniforms: { groups: 'u32', l: 'u32', c: 'u32', rem: 'u32', gpc: 'u32', chunks: 'u32', eps: 'f32', momentum: 'f32' },
+      bindings: {
+        x: read('f32'), mean_p: read('f32'), m2_p: read('f32'), gamma: read('f32'), beta: read('f32'),
+        running_mean: readWrite('f32'), running_var: readWrite('f32'), stats: readWrite('f32'), affine: readWrite('f32'),
+      },
+      code: fill('bn_stats_finish', kernelSection(batchnorm, 'bn_stats_finish'), { WG }),
+    }),
+    uniforms: { groups: geo.groups, l: geo.l, c: geo.c, rem: geo.rem, gpc, chunks, eps, momentum },
+    bindings: { x, mean_p: mean, m2_p: m2, gamma, beta, running_mean: runningMean, running_var: runningVar, stats, affine },
     dispatch: grid1d(geo.c, WG, maxDim),
   });
   mean.dispose();
@@ -472,17 +541,25 @@ function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, 
 function perLaneAffine(geo: Geometry, x: Tensor, params: Tensor, y: Tensor, act: BatchNormActivation = 'none', residual: Tensor | null = null): void {
   const engine = x.engine;
   const blocks = Math.ceil(geo.groups / K);
-  const res = residual ? ' + res[at]' : '';
+  const name = `bn_affine${act === 'none' ? '' : `_${act}`}${residual ? '_residual' : ''}`;
   engine.run({
-    name: `bn_affine${act === 'none' ? '' : `_${act}`}${residual ? '_residual' : ''}`,
-    source: kernelSection(batchnorm, 'bn_affine'),
-    defines: {
-      WG, K, ACT: ACT_FORWARD[act],
-      RES_DECL: residual ? '@group(0) @binding(4) var<storage, read> res: array<vec4<f32>>;' : '',
-      APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { y[at] = act(((x[at] - pivot) - dev) * a + b${res}); } }`),
+    name,
+    // Every compile-time input of the generated WGSL: the activation and the residual (K is a constant).
+    variant: `${act}${residual ? ' res' : ''}`,
+    shader: () => {
+      const res = residual ? ' + res[at]' : '';
+      return {
+        uniforms: { n4: 'u32', p4: 'u32', blocks: 'u32' },
+        // res: a residual added before the activation (MobileNetV2's skip connection), when the op has one.
+        bindings: { x: read('vec4<f32>'), params: read('vec4<f32>'), y: readWrite('vec4<f32>'), ...(residual ? { res: read('vec4<f32>') } : {}) },
+        code: fill(name, kernelSection(batchnorm, 'bn_affine'), {
+          WG, K, ACT: actForward(act, 'vec4<f32>'),
+          APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { y[at] = act(((x[at] - pivot) - dev) * a + b${res}); } }`),
+        }),
+      };
     },
-    uniforms: [geo.n4, geo.p4, blocks],
-    bindings: residual ? [x, params, y, residual] : [x, params, y],
+    uniforms: { n4: geo.n4, p4: geo.p4, blocks },
+    bindings: { x, params, y, ...(residual ? { res: residual } : {}) },
     dispatch: grid1d(geo.p4 * blocks, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 3 * x.size,
     bytes: 2 * x.byteLength,
@@ -501,14 +578,18 @@ function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, b
   let sgx = engine.empty([chunks, geo.l], 'f32');
   engine.run({
     name: 'bn_grad_partial',
-    source: kernelSection(batchnorm, 'bn_grad_partial'),
-    defines: {
-      WG,
-      UNROLL,
-      ACCUMULATE: unrolled(UNROLL, (k) => `    { let at = base + ${k}u * p.p4; let gv = gr[at]; s1 = s1 + gv; s2 = s2 + gv * ((x[at] - pivot) - dev); }`),
-    },
-    uniforms: [geo.groups, geo.p4, geo.rem, geo.gpc, chunks, geo.n4],
-    bindings: [g, x, stats, sg, sgx],
+    // No variant: the WGSL has no compile-time input (WG and UNROLL are constants).
+    shader: () => ({
+      uniforms: { groups: 'u32', p4: 'u32', rem: 'u32', gpc: 'u32', chunks: 'u32', n4: 'u32' },
+      bindings: { gr: read('vec4<f32>'), x: read('vec4<f32>'), stats: read('vec4<f32>'), sg_p: readWrite('vec4<f32>'), sgx_p: readWrite('vec4<f32>') },
+      code: fill('bn_grad_partial', kernelSection(batchnorm, 'bn_grad_partial'), {
+        WG,
+        UNROLL,
+        ACCUMULATE: unrolled(UNROLL, (k) => `    { let at = base + ${k}u * p.p4; let gv = gr[at]; s1 = s1 + gv; s2 = s2 + gv * ((x[at] - pivot) - dev); }`),
+      }),
+    }),
+    uniforms: { groups: geo.groups, p4: geo.p4, rem: geo.rem, gpc: geo.gpc, chunks, n4: geo.n4 },
+    bindings: { gr: g, x, stats, sg_p: sg, sgx_p: sgx },
     dispatch: grid1d(geo.p4 * chunks, WG, maxDim),
     flops: 3 * x.size,
     bytes: 2 * x.byteLength,
@@ -519,10 +600,14 @@ function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, b
     const sgx2 = engine.empty([outChunks, geo.l], 'f32');
     engine.run({
       name: 'bn_grad_combine',
-      source: kernelSection(batchnorm, 'bn_grad_combine'),
-      defines: { WG, MERGE },
-      uniforms: [geo.p4, chunks, outChunks],
-      bindings: [sg, sgx, sg2, sgx2],
+      // No variant: the WGSL has no compile-time input (WG and MERGE are constants).
+      shader: () => ({
+        uniforms: { p4: 'u32', chunks: 'u32', out_chunks: 'u32' },
+        bindings: { sg_in: read('vec4<f32>'), sgx_in: read('vec4<f32>'), sg_out: readWrite('vec4<f32>'), sgx_out: readWrite('vec4<f32>') },
+        code: fill('bn_grad_combine', kernelSection(batchnorm, 'bn_grad_combine'), { WG, MERGE }),
+      }),
+      uniforms: { p4: geo.p4, chunks, out_chunks: outChunks },
+      bindings: { sg_in: sg, sgx_in: sgx, sg_out: sg2, sgx_out: sgx2 },
       dispatch: grid1d(geo.p4 * outChunks, WG, maxDim),
     });
     sg.dispose();
@@ -532,33 +617,27 @@ function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, b
   const dgamma = engine.empty([geo.c], 'f32');
   const dbeta = engine.empty([geo.c], 'f32');
   const coef = engine.empty([4, geo.l], 'f32');
+  const finish = training ? 'bn_grad_finish_train' : 'bn_grad_finish_eval';
   engine.run({
-    name: training ? 'bn_grad_finish_train' : 'bn_grad_finish_eval',
-    source: kernelSection(batchnorm, 'bn_grad_finish'),
-    defines: training
-      ? { WG, PIVOT: 'stats[c]', COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
-      : { WG, PIVOT: '0.0', COEF_B: '0.0', COEF_D: '0.0' },
-    uniforms: [geo.l, geo.c, chunks, f32(geo.rows)],
-    bindings: [sg, sgx, stats, gamma, dgamma, dbeta, coef],
+    name: finish,
+    // No variant: the only compile-time input, training, is in the name.
+    shader: (): ShaderSpec => ({
+      // n (the values per channel) only scales the training coefficients.
+      uniforms: training ? { l: 'u32', c: 'u32', chunks: 'u32', n: 'f32' } : { l: 'u32', c: 'u32', chunks: 'u32' },
+      bindings: { sg_p: read('f32'), sgx_p: read('f32'), stats: read('f32'), gamma: read('f32'), dgamma: readWrite('f32'), dbeta: readWrite('f32'), coef: readWrite('f32') },
+      code: fill(finish, kernelSection(batchnorm, 'bn_grad_finish'), training
+        ? { WG, PIVOT: 'stats[c]', COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
+        : { WG, PIVOT: '0.0', COEF_B: '0.0', COEF_D: '0.0' }),
+    }),
+    uniforms: training ? { l: geo.l, c: geo.c, chunks, n: geo.rows } : { l: geo.l, c: geo.c, chunks },
+    bindings: { sg_p: sg, sgx_p: sgx, stats, gamma, dgamma, dbeta, coef },
     dispatch: grid1d(geo.c, WG, maxDim),
   });
   let dx: Tensor | null = null;
   if (x.requiresGrad) {
     dx = engine.empty(x.shape, 'f32');
     if (!training) perLaneAffine(geo, g, coef, dx); // coef [a; 0; 0; 0]: dx = g * gamma * invstd
-    else {
-      const blocks = Math.ceil(geo.groups / K);
-      engine.run({
-        name: 'bn_backward_dx',
-        source: kernelSection(batchnorm, 'bn_backward_dx'),
-        defines: { WG, K, ACT_GRAD: ACT_GRAD.none, APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { dx[at] = a * gr[at] + (x[at] - pivot) * b + d; } }`) },
-        uniforms: [geo.n4, geo.p4, blocks],
-        bindings: [g, x, coef, dx, g],
-        dispatch: grid1d(geo.p4 * blocks, WG, maxDim),
-        flops: 5 * x.size,
-        bytes: 3 * x.byteLength,
-      });
-    }
+    else backwardDx(geo, g, x, coef, dx, 'none', null);
   }
   return [dx, gamma.requiresGrad ? dgamma : null, beta.requiresGrad ? dbeta : null];
 }

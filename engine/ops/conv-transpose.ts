@@ -13,13 +13,14 @@
 import convTransposeWgsl from '../../shaders/conv_transpose.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
-import { grid1d, i32, kernelSection } from '../program.js';
+import { type ShaderSpec, grid1d, kernelSection, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import type { Engine } from '../engine.js';
 import { candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { pairOption } from './depthwise.js';
 import { sumColumns } from './reduce.js';
-import { type Epilogue, checkEpilogue, epilogueCode, hasEpilogue } from './epilogue.js';
+import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
+import { fill } from './codegen.js';
 
 export interface ConvTransposeOptions {
   stride?: number | [number, number];
@@ -135,12 +136,17 @@ function pack(src: Tensor, dims: [number, number, number, number], strides: [num
   const d3v = Math.ceil(d3 / 4);
   const out = engine.empty([d0, d1, d2, d3v * 4], 'f32');
   const total = d0 * d1 * d2 * d3v;
+  const [s0, s1, s2, s3] = strides;
   engine.run({
     name: 'conv_transpose_pack',
-    source: kernelSection(convTransposeWgsl, 'conv_transpose_pack'),
-    defines: { WG },
-    uniforms: [d1, d2, d3v, d3, ...strides, total],
-    bindings: [src, out],
+    // No variant: the WGSL has no compile-time input (WG is a constant).
+    shader: () => ({
+      uniforms: { d1: 'u32', d2: 'u32', d3v: 'u32', d3: 'u32', s0: 'u32', s1: 'u32', s2: 'u32', s3: 'u32', total: 'u32' },
+      bindings: { src: read('f32'), dst: readWrite('vec4<f32>') },
+      code: fill('conv_transpose_pack', kernelSection(convTransposeWgsl, 'conv_transpose_pack'), { WG }),
+    }),
+    uniforms: { d1, d2, d3v, d3, s0, s1, s2, s3, total },
+    bindings: { src, dst: out },
     dispatch: grid1d(total, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: 4 * (src.size + out.size),
   });
@@ -155,10 +161,14 @@ function padChannels(src: Tensor, cols: number): Tensor {
   const out = engine.empty([rows, cv * 4], 'f32');
   engine.run({
     name: 'conv_transpose_pad_channels',
-    source: kernelSection(convTransposeWgsl, 'conv_transpose_pad_channels'),
-    defines: { WG },
-    uniforms: [rows, cols, cv, rows * cv],
-    bindings: [src, out],
+    // No variant: the WGSL has no compile-time input (WG is a constant).
+    shader: () => ({
+      uniforms: { cols: 'u32', cv: 'u32', total: 'u32' },
+      bindings: { src: read('f32'), dst: readWrite('vec4<f32>') },
+      code: fill('conv_transpose_pad_channels', kernelSection(convTransposeWgsl, 'conv_transpose_pad_channels'), { WG }),
+    }),
+    uniforms: { cols, cv, total: rows * cv },
+    bindings: { src, dst: out },
     dispatch: grid1d(rows * cv, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: 4 * (src.size + out.size),
   });
@@ -232,68 +242,93 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
   const x4 = ciVec ? x : padChannels(x, g.ci);
   const w4 = ciVec ? w : padChannels(w, g.ci);
   const out = argmax ? engine.empty([g.n, g.ho, g.wo], 'i32') : epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
-  const ep = epilogueCode(epi, [g.n, g.ho, g.wo, g.co], out, 1, 4, bias);
   // A bare bias starts the accumulators, so the store loop only stores: it is a large share of
   // the x8 head's time (10 M scattered outputs; moving the bias out of it saved ~35%). Any other
   // epilogue is applied at the store.
-  const biasInAcc = ep.scaleShift === 'bias' && ep.linear;
+  const kind = epilogueKind(epi, bias);
+  const biasInAcc = kind.scaleShift === 'bias' && kind.linear;
+  // The argmax stores class ids by pixel (no channel index); a bias in the accumulators is read
+  // directly (no per-channel setup).
+  const ep = epiloguePlan(epi, [g.n, g.ho, g.wo, g.co], out, 1, bias, { index: !argmax, setup: !biasInAcc });
   const tilesY = Math.ceil(Math.ceil(g.ho / g.sh) / TH);
   const tilesX = Math.ceil(Math.ceil(g.wo / g.sw) / TP);
   const coTiles = Math.ceil(g.co / TCO);
   const threads = g.n * g.sh * g.sw * tilesY * tilesX * coTiles;
-  const setup: string[] = [];
-  for (let j = 0; j < TCO; j++)
-    setup.push(`  let co${j} = min(ct * ${TCO}u + ${j}u, p.co - 1u);`, `  let wo${j} = co${j} * wstride;`,
-      biasInAcc ? `  let b${j} = ep_bias[co${j}];` : `  let b${j} = 0.0; ${ep.setup(`co${j}`, `e${j}`)}`);
-  for (let r = 0; r < TH; r++) for (let m = 0; m < TP; m++) for (let j = 0; j < TCO; j++) setup.push(`  var a${r}_${m}_${j} = b${j};`);
-  const rowSetup: string[] = [];
-  for (let r = 0; r < TH; r++)
-    rowSetup.push(`    let iy${r} = k0 + ${r} - jy;`, `    let rok${r} = (iy${r} >= 0) & (iy${r} <= hmax);`,
-      `    let xr${r} = (n * p.h + u32(clamp(iy${r}, 0, hmax))) * p.w * p.civ;`);
-  const colSetup: string[] = [];
-  for (let m = 0; m < TP; m++)
-    colSetup.push(`      let ix${m} = m0 + ${m} - jx;`, `      let cok${m} = (ix${m} >= 0) & (ix${m} <= wmax);`,
-      `      let xc${m} = u32(clamp(ix${m}, 0, wmax)) * p.civ;`);
-  const body: string[] = [];
-  for (let r = 0; r < TH; r++)
-    for (let m = 0; m < TP; m++) body.push(`        let x${r}_${m} = select(zero, x4[xr${r} + xc${m} + c], rok${r} & cok${m});`);
-  for (let j = 0; j < TCO; j++) {
-    body.push(`        { let v = w4[wo${j} + wk + c];`);
-    for (let r = 0; r < TH; r++) for (let m = 0; m < TP; m++) body.push(`          a${r}_${m}_${j} = a${r}_${m}_${j} + dot(x${r}_${m}, v);`);
-    body.push(`        }`);
-  }
-  const store: string[] = [];
-  for (let r = 0; r < TH; r++) {
-    store.push(`  { let oy = phy + (ty * ${TH}u + ${r}u) * p.stride_h; if (oy < p.ho) { let yrow = (n * p.ho + oy) * p.wo;`);
-    for (let m = 0; m < TP; m++) {
-      store.push(`    { let ox = phx + (tx * ${TP}u + ${m}u) * p.stride_w; if (ox < p.wo) { let ym = yrow + ox;`);
-      const value = (j: number): string => (biasInAcc ? `a${r}_${m}_${j}` : ep.apply(`a${r}_${m}_${j}`, 'ym', `co${j}`, `e${j}`));
-      if (argmax) {
-        // The first maximum over the channels (strict >, as argmax does), all in this tile.
-        store.push(`      var best = ${value(0)}; var bi = 0i;`);
-        for (let j = 1; j < TCO; j++) store.push(`      { let v = ${value(j)}; let take = (${j}u < p.co) & (v > best); best = select(best, v, take); bi = select(bi, ${j}i, take); }`);
-        store.push(`      y[ym] = bi;`);
-      } else if (coTiles === 1)
-        // One channel tile holds them all: store exactly g.co values, with no per-channel branch
-        // (the 1024x512 x8 head about 15% faster). The count is compiled in, so single-tile layers share a
-        // pipeline only with layers of the same channel count; multi-tile ones keep the test.
-        for (let j = 0; j < g.co; j++) store.push(`      y[${ep.index('ym', `co${j}`)}] = ${value(j)};`);
-      else
-        for (let j = 0; j < TCO; j++) store.push(`      if (ct * ${TCO}u + ${j}u < p.co) { y[${ep.index('ym', `co${j}`)}] = ${value(j)}; }`);
-      store.push(`    } }`);
+  // Every compile-time input of the generated WGSL: the tile (TH x TP outputs x TCO channels), the
+  // argmax, the bias in the accumulators, the channel count when one tile holds them all (compiled
+  // into the plain store; the argmax's store tests p.co instead), and the epilogue's layout.
+  const variant = `${TH}x${TP}x${TCO}${argmax ? ' argmax' : ''}${biasInAcc ? ' bacc' : ''}${coTiles === 1 && !argmax ? ` co${g.co}` : ''} ${ep.variant}`;
+  const shader = (): ShaderSpec => {
+    const epc = ep.code();
+    const setup: string[] = [];
+    for (let j = 0; j < TCO; j++)
+      setup.push(`  let co${j} = min(ct * ${TCO}u + ${j}u, p.co - 1u);`, `  let wo${j} = co${j} * wstride;`,
+        biasInAcc ? `  let b${j} = ep_bias[co${j}];` : `  let b${j} = 0.0; ${epc.setup(`co${j}`, `e${j}`)}`);
+    for (let r = 0; r < TH; r++) for (let m = 0; m < TP; m++) for (let j = 0; j < TCO; j++) setup.push(`  var a${r}_${m}_${j} = b${j};`);
+    const rowSetup: string[] = [];
+    for (let r = 0; r < TH; r++)
+      rowSetup.push(`    let iy${r} = k0 + ${r} - jy;`, `    let rok${r} = (iy${r} >= 0) & (iy${r} <= hmax);`,
+        `    let xr${r} = (n * p.h + u32(clamp(iy${r}, 0, hmax))) * p.w * p.civ;`);
+    const colSetup: string[] = [];
+    for (let m = 0; m < TP; m++)
+      colSetup.push(`      let ix${m} = m0 + ${m} - jx;`, `      let cok${m} = (ix${m} >= 0) & (ix${m} <= wmax);`,
+        `      let xc${m} = u32(clamp(ix${m}, 0, wmax)) * p.civ;`);
+    const body: string[] = [];
+    for (let r = 0; r < TH; r++)
+      for (let m = 0; m < TP; m++) body.push(`        let x${r}_${m} = select(zero, x4[xr${r} + xc${m} + c], rok${r} & cok${m});`);
+    for (let j = 0; j < TCO; j++) {
+      body.push(`        { let v = w4[wo${j} + wk + c];`);
+      for (let r = 0; r < TH; r++) for (let m = 0; m < TP; m++) body.push(`          a${r}_${m}_${j} = a${r}_${m}_${j} + dot(x${r}_${m}, v);`);
+      body.push(`        }`);
     }
-    store.push(`  } }`);
-  }
+    const store: string[] = [];
+    for (let r = 0; r < TH; r++) {
+      store.push(`  { let oy = phy + (ty * ${TH}u + ${r}u) * p.stride_h; if (oy < p.ho) { let yrow = (n * p.ho + oy) * p.wo;`);
+      for (let m = 0; m < TP; m++) {
+        store.push(`    { let ox = phx + (tx * ${TP}u + ${m}u) * p.stride_w; if (ox < p.wo) { let ym = yrow + ox;`);
+        const value = (j: number): string => (biasInAcc ? `a${r}_${m}_${j}` : epc.apply(`a${r}_${m}_${j}`, 'ym', `co${j}`, `e${j}`));
+        if (argmax) {
+          // The first maximum over the channels (strict >, as argmax does), all in this tile.
+          store.push(`      var best = ${value(0)}; var bi = 0i;`);
+          for (let j = 1; j < TCO; j++) store.push(`      { let v = ${value(j)}; let take = (${j}u < p.co) & (v > best); best = select(best, v, take); bi = select(bi, ${j}i, take); }`);
+          store.push(`      y[ym] = bi;`);
+        } else if (coTiles === 1)
+          // One channel tile holds them all: store exactly g.co values, with no per-channel branch
+          // (the 1024x512 x8 head about 15% faster). The count is compiled in, so single-tile layers share a
+          // pipeline only with layers of the same channel count; multi-tile ones keep the test.
+          for (let j = 0; j < g.co; j++) store.push(`      y[${epc.index('ym', `co${j}`)}] = ${value(j)};`);
+        else
+          for (let j = 0; j < TCO; j++) store.push(`      if (ct * ${TCO}u + ${j}u < p.co) { y[${epc.index('ym', `co${j}`)}] = ${value(j)}; }`);
+        store.push(`    } }`);
+      }
+      store.push(`  } }`);
+    }
+    return {
+      uniforms: {
+        h: 'u32', w: 'u32', civ: 'u32', co: 'u32', ho: 'u32', wo: 'u32',
+        kh: 'u32', kw: 'u32', stride_h: 'u32', stride_w: 'u32', pad_h: 'u32', pad_w: 'u32',
+        tiles_y: 'u32', tiles_x: 'u32', co_tiles: 'u32', threads: 'u32',
+        ...ep.uniforms,
+      },
+      // f32 outputs, or i32 class ids (the argmax over channels, see convTranspose2dArgmax); then the
+      // epilogue's bindings: bias or folded BatchNorm, residual...
+      bindings: { x4: read('vec4<f32>'), w4: read('vec4<f32>'), y: readWrite(argmax ? 'i32' : 'f32'), ...ep.bindings },
+      code: fill('conv_transpose_forward', kernelSection(convTransposeWgsl, 'conv_transpose_forward'), {
+        WG, TH, TP,
+        SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
+        EP_DECLS: epc.decls,
+      }),
+    };
+  };
   engine.run({
     name: 'conv_transpose_forward',
-    source: kernelSection(convTransposeWgsl, 'conv_transpose_forward'),
-    defines: {
-      WG, TH, TP,
-      SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
-      EP_DECLS: ep.decls, EP_PARAMS: ep.params, YT: argmax ? 'i32' : 'f32',
+    variant,
+    shader,
+    uniforms: {
+      h: g.h, w: g.w, civ, co: g.co, ho: g.ho, wo: g.wo, kh: g.kh, kw: g.kw, stride_h: g.sh, stride_w: g.sw, pad_h: g.ph, pad_w: g.pw,
+      tiles_y: tilesY, tiles_x: tilesX, co_tiles: coTiles, threads, ...ep.values,
     },
-    uniforms: [g.n, g.h, g.w, civ, g.co, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, tilesY, tilesX, coTiles, threads, ...ep.uniforms],
-    bindings: [x4, w4, ep.target, ...ep.bindings],
+    bindings: { x4, w4, y: ep.target, ...ep.tensors },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: connectedFlops(g),
     bytes: 4 * (x4.size + w4.size + g.n * g.ho * g.wo * g.co),
@@ -316,40 +351,57 @@ function convTransposeBackwardInput(gy4: Tensor, w: Tensor, g: Geometry): Tensor
   const ciTiles = Math.ceil(g.ci / TCI);
   const threads = g.n * rowTiles * tilesW * ciTiles;
 
-  const setup: string[] = [];
-  for (let j = 0; j < TCI; j++) setup.push(`  let wc${j} = min(ct * ${TCI}u + ${j}u, p.ci - 1u) * p.cov;`);
-  for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) for (let j = 0; j < TCI; j++) setup.push(`  var a${r}_${t}_${j} = 0.0;`);
-  const rowSetup: string[] = [];
-  for (let r = 0; r < TH; r++)
-    rowSetup.push(`    let oy${r} = i32((iy0 + ${r}u) * p.stride_h + ky) - p.pad_h;`, `    let rok${r} = (oy${r} >= 0) & (oy${r} <= homax);`,
-      `    let gr${r} = (n * p.ho + u32(clamp(oy${r}, 0, homax))) * p.wo * p.cov;`);
-  const colSetup: string[] = [];
-  for (let t = 0; t < TW; t++)
-    colSetup.push(`      let ox${t} = i32((ix0 + ${t}u) * p.stride_w + kx) - p.pad_w;`, `      let cok${t} = (ox${t} >= 0) & (ox${t} <= womax);`,
-      `      let gc${t} = u32(clamp(ox${t}, 0, womax)) * p.cov;`);
-  const body: string[] = [];
-  for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`        let g${r}_${t} = select(zero, gy4[gr${r} + gc${t} + c], rok${r} & cok${t});`);
-  for (let j = 0; j < TCI; j++) {
-    body.push(`        { let v = wt[wk + wc${j} + c];`);
-    for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`          a${r}_${t}_${j} = a${r}_${t}_${j} + dot(g${r}_${t}, v);`);
-    body.push(`        }`);
-  }
-  const store: string[] = [];
-  for (let r = 0; r < TH; r++) {
-    store.push(`  { let iy = iy0 + ${r}u; if (iy < p.h) { let xrow = (n * p.h + iy) * p.w;`);
-    for (let t = 0; t < TW; t++) {
-      store.push(`    { let ix = ix0 + ${t}u; if (ix < p.w) { let xo = (xrow + ix) * p.ci + ct * ${TCI}u;`);
-      for (let j = 0; j < TCI; j++) store.push(`      if (ct * ${TCI}u + ${j}u < p.ci) { dx[xo + ${j}u] = a${r}_${t}_${j}; }`);
-      store.push(`    } }`);
+  // Every compile-time input of the generated WGSL: the tile (TH x TW pixels x TCI channels).
+  const variant = `${TH}x${TW}x${TCI}`;
+  const shader = (): ShaderSpec => {
+    const setup: string[] = [];
+    for (let j = 0; j < TCI; j++) setup.push(`  let wc${j} = min(ct * ${TCI}u + ${j}u, p.ci - 1u) * p.cov;`);
+    for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) for (let j = 0; j < TCI; j++) setup.push(`  var a${r}_${t}_${j} = 0.0;`);
+    const rowSetup: string[] = [];
+    for (let r = 0; r < TH; r++)
+      rowSetup.push(`    let oy${r} = i32((iy0 + ${r}u) * p.stride_h + ky) - p.pad_h;`, `    let rok${r} = (oy${r} >= 0) & (oy${r} <= homax);`,
+        `    let gr${r} = (n * p.ho + u32(clamp(oy${r}, 0, homax))) * p.wo * p.cov;`);
+    const colSetup: string[] = [];
+    for (let t = 0; t < TW; t++)
+      colSetup.push(`      let ox${t} = i32((ix0 + ${t}u) * p.stride_w + kx) - p.pad_w;`, `      let cok${t} = (ox${t} >= 0) & (ox${t} <= womax);`,
+        `      let gc${t} = u32(clamp(ox${t}, 0, womax)) * p.cov;`);
+    const body: string[] = [];
+    for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`        let g${r}_${t} = select(zero, gy4[gr${r} + gc${t} + c], rok${r} & cok${t});`);
+    for (let j = 0; j < TCI; j++) {
+      body.push(`        { let v = wt[wk + wc${j} + c];`);
+      for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`          a${r}_${t}_${j} = a${r}_${t}_${j} + dot(g${r}_${t}, v);`);
+      body.push(`        }`);
     }
-    store.push(`  } }`);
-  }
+    const store: string[] = [];
+    for (let r = 0; r < TH; r++) {
+      store.push(`  { let iy = iy0 + ${r}u; if (iy < p.h) { let xrow = (n * p.h + iy) * p.w;`);
+      for (let t = 0; t < TW; t++) {
+        store.push(`    { let ix = ix0 + ${t}u; if (ix < p.w) { let xo = (xrow + ix) * p.ci + ct * ${TCI}u;`);
+        for (let j = 0; j < TCI; j++) store.push(`      if (ct * ${TCI}u + ${j}u < p.ci) { dx[xo + ${j}u] = a${r}_${t}_${j}; }`);
+        store.push(`    } }`);
+      }
+      store.push(`  } }`);
+    }
+    return {
+      uniforms: {
+        h: 'u32', w: 'u32', ci: 'u32', cov: 'u32', ho: 'u32', wo: 'u32', kh: 'u32', kw: 'u32',
+        stride_h: 'u32', stride_w: 'u32', pad_h: 'i32', pad_w: 'i32', row_tiles: 'u32', tiles_w: 'u32', ci_tiles: 'u32', threads: 'u32',
+      },
+      bindings: { gy4: read('vec4<f32>'), wt: read('vec4<f32>'), dx: readWrite('f32') },
+      code: fill('conv_transpose_backward_input', kernelSection(convTransposeWgsl, 'conv_transpose_backward_input'), {
+        WG, TH, TW, SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
+      }),
+    };
+  };
   engine.run({
     name: 'conv_transpose_backward_input',
-    source: kernelSection(convTransposeWgsl, 'conv_transpose_backward_input'),
-    defines: { WG, TH, TW, SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') },
-    uniforms: [g.n, g.h, g.w, g.ci, cov, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, i32(g.ph), i32(g.pw), rowTiles, tilesW, ciTiles, threads],
-    bindings: [gy4, wt, dx],
+    variant,
+    shader,
+    uniforms: {
+      h: g.h, w: g.w, ci: g.ci, cov, ho: g.ho, wo: g.wo, kh: g.kh, kw: g.kw, stride_h: g.sh, stride_w: g.sw, pad_h: g.ph, pad_w: g.pw,
+      row_tiles: rowTiles, tiles_w: tilesW, ci_tiles: ciTiles, threads,
+    },
+    bindings: { gy4, wt, dx },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: connectedFlops(g),
     bytes: 4 * (gy4.size + wt.size + dx.size),
@@ -399,36 +451,54 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry): Tenso
   const dw = engine.empty([g.co, g.kh, g.kw, g.ci], 'f32');
   const partial = chunks === 1 ? dw : engine.empty([chunks, size], 'f32');
 
-  const setup: string[] = [];
-  for (let m = 0; m < TCOV; m++) setup.push(`  let q${m} = min(cot * ${TCOV}u + ${m}u, p.cov - 1u);`);
-  for (let k = 0; k < TCIV; k++) setup.push(`  let ck${k} = min(cit * ${TCIV}u + ${k}u, p.civ - 1u);`);
-  const acc = (i: number, m: number, k: number, e: number): string => `a${i}_${m}_${k}_${e}`;
-  for (let i = 0; i < KG; i++)
-    for (let m = 0; m < TCOV; m++) for (let k = 0; k < TCIV; k++) for (let e = 0; e < 4; e++) setup.push(`  var ${acc(i, m, k, e)} = zero;`);
-  const body: string[] = [];
-  for (let k = 0; k < TCIV; k++) body.push(`      let xv${k} = x4[xo + ck${k}];`);
-  for (let i = 0; i < KG; i++) {
-    body.push(`      { let ox = ${plus('oxb', i)}; let ok = (ox >= 0) & (ox <= womax) & (kx0 + ${i}u < p.kw); let gb = grow + u32(clamp(ox, 0, womax)) * p.cov;`);
-    for (let m = 0; m < TCOV; m++) {
-      body.push(`        { let gv = select(zero, gy4[gb + q${m}], ok);`);
-      for (let k = 0; k < TCIV; k++)
-        for (let e = 0; e < 4; e++) body.push(`          ${acc(i, m, k, e)} = ${acc(i, m, k, e)} + gv * xv${k}.${'xyzw'[e]};`);
-      body.push(`        }`);
+  // Every compile-time input of the generated WGSL: the tile (KG taps x TCOV x TCIV vec4 groups).
+  const variant = `${KG}x${TCOV}x${TCIV}`;
+  const shader = (): ShaderSpec => {
+    const setup: string[] = [];
+    for (let m = 0; m < TCOV; m++) setup.push(`  let q${m} = min(cot * ${TCOV}u + ${m}u, p.cov - 1u);`);
+    for (let k = 0; k < TCIV; k++) setup.push(`  let ck${k} = min(cit * ${TCIV}u + ${k}u, p.civ - 1u);`);
+    const acc = (i: number, m: number, k: number, e: number): string => `a${i}_${m}_${k}_${e}`;
+    for (let i = 0; i < KG; i++)
+      for (let m = 0; m < TCOV; m++) for (let k = 0; k < TCIV; k++) for (let e = 0; e < 4; e++) setup.push(`  var ${acc(i, m, k, e)} = zero;`);
+    const body: string[] = [];
+    for (let k = 0; k < TCIV; k++) body.push(`      let xv${k} = x4[xo + ck${k}];`);
+    for (let i = 0; i < KG; i++) {
+      body.push(`      { let ox = ${plus('oxb', i)}; let ok = (ox >= 0) & (ox <= womax) & (kx0 + ${i}u < p.kw); let gb = grow + u32(clamp(ox, 0, womax)) * p.cov;`);
+      for (let m = 0; m < TCOV; m++) {
+        body.push(`        { let gv = select(zero, gy4[gb + q${m}], ok);`);
+        for (let k = 0; k < TCIV; k++)
+          for (let e = 0; e < 4; e++) body.push(`          ${acc(i, m, k, e)} = ${acc(i, m, k, e)} + gv * xv${k}.${'xyzw'[e]};`);
+        body.push(`        }`);
+      }
+      body.push(`      }`);
     }
-    body.push(`      }`);
-  }
-  const store: string[] = [];
-  for (let i = 0; i < KG; i++)
-    for (let m = 0; m < TCOV; m++)
-      for (let k = 0; k < TCIV; k++)
-        for (let e = 0; e < 4; e++)
-          store.push(`  put(chunk, cot * ${TCOV}u + ${m}u, ky, kx0 + ${i}u, (cit * ${TCIV}u + ${k}u) * 4u + ${e}u, ${acc(i, m, k, e)});`);
+    const store: string[] = [];
+    for (let i = 0; i < KG; i++)
+      for (let m = 0; m < TCOV; m++)
+        for (let k = 0; k < TCIV; k++)
+          for (let e = 0; e < 4; e++)
+            store.push(`  put(chunk, cot * ${TCOV}u + ${m}u, ky, kx0 + ${i}u, (cit * ${TCIV}u + ${k}u) * 4u + ${e}u, ${acc(i, m, k, e)});`);
+    return {
+      uniforms: {
+        h: 'u32', w: 'u32', ci: 'u32', civ: 'u32', co: 'u32', cov: 'u32', ho: 'u32', wo: 'u32', kh: 'u32', kw: 'u32',
+        stride_h: 'u32', stride_w: 'u32', pad_h: 'i32', pad_w: 'i32', co_tiles: 'u32', ci_tiles: 'u32', kx_groups: 'u32',
+        rows: 'u32', rows_per_chunk: 'u32', threads: 'u32',
+      },
+      bindings: { x4: read('vec4<f32>'), gy4: read('vec4<f32>'), partial: readWrite('f32') },
+      code: fill('conv_transpose_backward_filter', kernelSection(convTransposeWgsl, 'conv_transpose_backward_filter'), {
+        WG, KG, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
+      }),
+    };
+  };
   engine.run({
     name: 'conv_transpose_backward_filter',
-    source: kernelSection(convTransposeWgsl, 'conv_transpose_backward_filter'),
-    defines: { WG, KG, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') },
-    uniforms: [g.n, g.h, g.w, g.ci, civ, g.co, cov, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, i32(g.ph), i32(g.pw), coTiles, ciTiles, kxGroups, rows, rowsPerChunk, threads],
-    bindings: [x4, gy4, partial],
+    variant,
+    shader,
+    uniforms: {
+      h: g.h, w: g.w, ci: g.ci, civ, co: g.co, cov, ho: g.ho, wo: g.wo, kh: g.kh, kw: g.kw, stride_h: g.sh, stride_w: g.sw, pad_h: g.ph, pad_w: g.pw,
+      co_tiles: coTiles, ci_tiles: ciTiles, kx_groups: kxGroups, rows, rows_per_chunk: rowsPerChunk, threads,
+    },
+    bindings: { x4, gy4, partial },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: connectedFlops(g),
     bytes: 4 * (x4.size + gy4.size + partial.size),

@@ -18,11 +18,12 @@ import family from '../../shaders/conv2d.wgsl';
 import { recordOp } from '../autograd.js';
 import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { type LegacyProgram, grid1d, kernelSection } from '../program.js';
+import { type Program, type ScalarType, type ShaderSpec, grid1d, kernelSection, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { sumColumns } from './reduce.js';
-import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epilogueCode, hasEpilogue } from './epilogue.js';
+import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
+import { fill } from './codegen.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -280,7 +281,41 @@ function grid(engine: Engine, invocations: number, wg: number): [number, number]
 
 // ------------------------------------------------------------------ forward
 
-function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null): LegacyProgram {
+/**
+ * Uniforms of conv2d_forward, in Params order; `only` marks the fields a pointwise kernel does not
+ * read: 'window' (read unless pointwise: the tap decode), 'corner' (read unless pointwise with
+ * stride 1, where a pixel's input offset is its own index).
+ */
+const FORWARD_UNIFORMS: readonly [string, ScalarType, ('window' | 'corner')?][] = [
+  ['m', 'u32'], ['howo', 'u32', 'corner'], ['wo', 'u32', 'corner'], ['h', 'u32', 'corner'], ['w', 'u32', 'corner'],
+  ['ci_v', 'u32'], // channels of x in XT units (row stride of x)
+  ['xoff', 'u32'], // first convolved channel of x in XT units (a slice of a concatenation)
+  ['ck', 'u32'], // Ci/groups in XT units (inner loop length)
+  ['cog', 'u32'], // Co/groups
+  ['kw', 'u32', 'window'], ['taps', 'u32'], ['sh', 'u32', 'corner'], ['sw', 'u32', 'corner'], ['ph', 'i32', 'corner'], ['pw', 'i32', 'corner'],
+  ['dh', 'u32', 'window'], ['dw', 'u32', 'window'],
+  ['tiles_m', 'u32'], ['tiles_n', 'u32'], ['tiles', 'u32'],
+  ['krow', 'u32'], // KH*KW*Ci/groups in XT units (row stride of w)
+  ['n_fast', 'u32'], // 1: channel tiles vary fastest, 0: pixel tiles do
+  ['woff', 'u32'], // first weight row (a slice of the output channels)
+];
+
+/** The fields of `fields` a kernel reads (`skip` names the groups it does not), with their types. */
+function declared(fields: readonly [string, ScalarType, string?][], skip: readonly string[]): Record<string, ScalarType> {
+  const out: Record<string, ScalarType> = {};
+  for (const [name, type, only] of fields) if (!only || !skip.includes(only)) out[name] = type;
+  return out;
+}
+
+/** The values of the declared fields only. */
+function valuesOf(fields: readonly [string, ScalarType, string?][], skip: readonly string[], all: Record<string, number>): Record<string, number> {
+  if (!skip.length) return all;
+  const out: Record<string, number> = {};
+  for (const [name, , only] of fields) if (!only || !skip.includes(only)) out[name] = all[name]!;
+  return out;
+}
+
+function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null): Program {
   // vec4 along K needs Ci/groups % 4 == 0 (then Ci % 4 == 0 too, so every row start is aligned).
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
   const vy = g.cog % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
@@ -289,64 +324,81 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
   const tilesM = Math.ceil(m / tm);
   const tilesN = Math.ceil(g.cog / tn);
   const tiles = tilesM * tilesN * g.groups;
-  const nv = tn / vy;
 
   // A 1x1 convolution without padding has one tap, always in range: each pixel's input offset is
   // found once, before the reduction, and with stride 1 it is the pixel's own index (no divisions).
   // SwiftShader, 1x32x32x1024 -> 1024 (the bench's matmul ceiling) 5-10% faster, 1x1 MobileNetV2
   // shapes 0-10% (2026-12-04, interleaved runs on a noisy host).
   const pointwise = g.kh * g.kw === 1 && g.ph === 0 && g.pw === 0;
-  // Per pixel: batch row and top-left input corner (and, pointwise, the input offset itself).
-  const pixelSetup = (i: number): string => {
-    const mm = `min(m0 + ${i}u, p.m - 1u)`;
-    if (pointwise && g.sh === 1 && g.sw === 1) return `  let xo_${i} = ${mm} * p.ci_v + xg;`;
-    const corner =
-      `  let mm_${i} = ${mm}; let r_${i} = mm_${i} % p.howo; let xb_${i} = (mm_${i} / p.howo) * p.h;\n` +
-      `  let iy_${i} = i32((r_${i} / p.wo) * p.sh) - p.ph; let ix_${i} = i32((r_${i} % p.wo) * p.sw) - p.pw;`;
-    return pointwise ? `${corner}\n  let xo_${i} = ((xb_${i} + u32(iy_${i})) * p.w + u32(ix_${i})) * p.ci_v + xg;` : corner;
+  const unit = pointwise && g.sh === 1 && g.sw === 1;
+  const skip = unit ? ['window', 'corner'] : pointwise ? ['window'] : [];
+  const ep = epiloguePlan(epi, [g.n, g.ho, g.wo, g.co], y, vy as 1 | 4, bias);
+  // Every compile-time input of the generated WGSL: the tile (tm, tn, wg), the vector widths of x
+  // and y, the pointwise cases (pw: one tap without padding, u: also stride 1) and the epilogue's layout.
+  const variant = `${tm}x${tn}@${wg} x${vx} y${vy}${pointwise ? (unit ? ' pwu' : ' pw') : ''} ${ep.variant}`;
+
+  const shader = (): ShaderSpec => {
+    const nv = tn / vy;
+    // Per pixel: batch row and top-left input corner (and, pointwise, the input offset itself).
+    const pixelSetup = (i: number): string => {
+      const mm = `min(m0 + ${i}u, p.m - 1u)`;
+      if (unit) return `  let xo_${i} = ${mm} * p.ci_v + xg;`;
+      const corner =
+        `  let mm_${i} = ${mm}; let r_${i} = mm_${i} % p.howo; let xb_${i} = (mm_${i} / p.howo) * p.h;\n` +
+        `  let iy_${i} = i32((r_${i} / p.wo) * p.sh) - p.ph; let ix_${i} = i32((r_${i} % p.wo) * p.sw) - p.pw;`;
+      return pointwise ? `${corner}\n  let xo_${i} = ((xb_${i} + u32(iy_${i})) * p.w + u32(ix_${i})) * p.ci_v + xg;` : corner;
+    };
+    // Per output channel: its weight row.
+    const setup = [
+      lines(tm, pixelSetup),
+      lines(tn, (j) => `  let wr_${j} = (p.woff + g * p.cog + min(n0 + ${j}u, p.cog - 1u)) * p.krow;`),
+    ].join('\n');
+    // Taps falling into the padding read a valid address and are multiplied by 0.
+    const tap = pointwise ? `    let c = kk;` : [
+      `    let tap = kk / p.ck; let c = kk - tap * p.ck; let dy = i32((tap / p.kw) * p.dh); let dx = i32((tap % p.kw) * p.dw);`,
+      lines(tm, (i) =>
+        `    let y_${i} = iy_${i} + dy; let x_${i} = ix_${i} + dx; let ok_${i} = (u32(y_${i}) < p.h) & (u32(x_${i}) < p.w);\n` +
+        `    let xo_${i} = select(0u, ((xb_${i} + u32(y_${i})) * p.w + u32(x_${i})) * p.ci_v + xg, ok_${i}); let xv_${i} = select(0.0, 1.0, ok_${i});`),
+    ].join('\n');
+    const mac = (a: string, b: string): string => (vx === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`);
+    const inner = [
+      lines(tn, (j) => `    let b_${j} = ws[wr_${j} + wc];`),
+      lines(tm, (i) => `    let a_${i} = xs[xo_${i} + c]${pointwise ? '' : ` * xv_${i}`};\n` + lines(tn, (j) => `    acc[${i * tn + j}] += ${mac(`a_${i}`, `b_${j}`)};`)),
+    ].join('\n');
+    // Partial channel tiles clamp the channel they read parameters for and skip the store.
+    const epc = ep.code();
+    const epilogue = [
+      lines(nv, (j) => `  let ch_${j} = g * p.cog + min(n0 + ${j * vy}u, p.cog - ${vy}u); ${epc.setup(`ch_${j}`, `e${j}`)}`),
+      lines(tm, (i) => {
+        const mi = `m0 + ${i}u`;
+        const stores = range(nv).map((j) =>
+          `if (n0 + ${j * vy}u < p.cog) { ys[${epc.index(mi, `ch_${j}`)}] = ${epc.apply(pack(range(vy).map((c) => `acc[${i * tn + j * vy + c}]`)), mi, `ch_${j}`, `e${j}`)}; }`);
+        return `  if (${mi} < p.m) { ${stores.join(' ')} }`;
+      }),
+    ].join('\n');
+    return {
+      uniforms: { ...declared(FORWARD_UNIFORMS, skip), ...ep.uniforms },
+      // The output (or the epilogue's target), then the epilogue's: bias, folded BatchNorm, residual, FCA attention.
+      bindings: { xs: read(vtype(vx)), ws: read(vtype(vx)), ys: readWrite(vtype(vy)), ...ep.bindings },
+      code: fill('conv2d_forward', kernelSection(family, 'conv2d_forward'), {
+        WG: wg, TM: tm, TN: tn, ACC: tm * tn, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue, EP_DECLS: epc.decls,
+      }),
+    };
   };
-  // Per output channel: its weight row.
-  const setup = [
-    lines(tm, pixelSetup),
-    lines(tn, (j) => `  let wr_${j} = (p.woff + g * p.cog + min(n0 + ${j}u, p.cog - 1u)) * p.krow;`),
-  ].join('\n');
-  // Taps falling into the padding read a valid address and are multiplied by 0.
-  const tap = pointwise ? `    let c = kk;` : [
-    `    let tap = kk / p.ck; let c = kk - tap * p.ck; let dy = i32((tap / p.kw) * p.dh); let dx = i32((tap % p.kw) * p.dw);`,
-    lines(tm, (i) =>
-      `    let y_${i} = iy_${i} + dy; let x_${i} = ix_${i} + dx; let ok_${i} = (u32(y_${i}) < p.h) & (u32(x_${i}) < p.w);\n` +
-      `    let xo_${i} = select(0u, ((xb_${i} + u32(y_${i})) * p.w + u32(x_${i})) * p.ci_v + xg, ok_${i}); let xv_${i} = select(0.0, 1.0, ok_${i});`),
-  ].join('\n');
-  const mac = (a: string, b: string): string => (vx === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`);
-  const inner = [
-    lines(tn, (j) => `    let b_${j} = ws[wr_${j} + wc];`),
-    lines(tm, (i) => `    let a_${i} = xs[xo_${i} + c]${pointwise ? '' : ` * xv_${i}`};\n` + lines(tn, (j) => `    acc[${i * tn + j}] += ${mac(`a_${i}`, `b_${j}`)};`)),
-  ].join('\n');
-  // Partial channel tiles clamp the channel they read parameters for and skip the store.
-  const ep = epilogueCode(epi, [g.n, g.ho, g.wo, g.co], y, vy as 1 | 4, 4, bias);
-  const epilogue = [
-    lines(nv, (j) => `  let ch_${j} = g * p.cog + min(n0 + ${j * vy}u, p.cog - ${vy}u); ${ep.setup(`ch_${j}`, `e${j}`)}`),
-    lines(tm, (i) => {
-      const m = `m0 + ${i}u`;
-      const stores = range(nv).map((j) =>
-        `if (n0 + ${j * vy}u < p.cog) { ys[${ep.index(m, `ch_${j}`)}] = ${ep.apply(pack(range(vy).map((c) => `acc[${i * tn + j * vy + c}]`)), m, `ch_${j}`, `e${j}`)}; }`);
-      return `  if (${m} < p.m) { ${stores.join(' ')} }`;
-    }),
-  ].join('\n');
 
   return {
     name: 'conv2d_forward',
-    source: kernelSection(family, 'conv2d_forward'),
-    defines: {
-      WG: wg, TM: tm, TN: tn, ACC: tm * tn, XT: vtype(vx), YT: vtype(vy),
-      SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue, EP_DECLS: ep.decls, EP_PARAMS: ep.params,
+    variant,
+    shader,
+    uniforms: {
+      ...valuesOf(FORWARD_UNIFORMS, skip, {
+        m, howo: g.ho * g.wo, wo: g.wo, h: g.h, w: g.w, ci_v: g.xstride / vx, xoff: g.xoff / vx, ck: g.cig / vx, cog: g.cog,
+        kw: g.kw, taps: g.kh * g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw,
+        tiles_m: tilesM, tiles_n: tilesN, tiles, krow: (g.kh * g.kw * g.cig) / vx, n_fast: channelsFastest(x, w), woff: g.woff,
+      }),
+      ...ep.values,
     },
-    uniforms: [
-      m, g.ho * g.wo, g.wo, g.h, g.w, g.xstride / vx, g.xoff / vx, g.cig / vx, g.cog,
-      g.kw, g.kh * g.kw, g.sh, g.sw, { i32: g.ph }, { i32: g.pw }, g.dh, g.dw,
-      tilesM, tilesN, tiles, (g.kh * g.kw * g.cig) / vx, channelsFastest(x, w), g.woff, ...ep.uniforms,
-    ],
-    bindings: [x, w, ep.target, ...ep.bindings],
+    bindings: { xs: x, ws: w, ys: ep.target, ...ep.tensors },
     dispatch: grid(engine, tiles, wg),
     flops: convFlops(g),
     bytes: (x.size + w.size + m * g.co) * 4,
@@ -355,7 +407,25 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
 
 // ------------------------------------------------------------------ grad input
 
-function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor, dx: Tensor, accumulate: boolean): LegacyProgram {
+/** Uniforms of conv2d_backward_input, in Params order. */
+const INPUT_UNIFORMS = {
+  n: 'u32', h: 'u32', w: 'u32',
+  hq: 'u32', wq: 'u32', // phase grid: ceil(H / sh) x ceil(W / sw)
+  ho: 'u32', wo: 'u32',
+  ci_v: 'u32', // Ci in BT units (row stride of dx)
+  cig: 'u32', // Ci/groups
+  cig_v: 'u32', // Ci/groups in BT units
+  ck: 'u32', // Co/groups in AT units (inner loop length)
+  co_v: 'u32', // Co in AT units (row stride of gy)
+  kh: 'u32', kw: 'u32', sh: 'u32', sw: 'u32', ph: 'i32', pw: 'i32', dh: 'u32', dw: 'u32',
+  wrow_v: 'u32', // KH*KW*Ci/groups in BT units (row stride of w)
+  tiles_m: 'u32', tiles_n: 'u32', tiles_phase: 'u32', tiles: 'u32',
+  n_fast: 'u32', // 1: channel tiles vary fastest within a phase, 0: pixel tiles do
+  sth: 'u32', stw: 'u32', // tap period: sh / gcd(sh, dh), sw / gcd(sw, dw)
+  qsh: 'u32', qsw: 'u32', // oh - jh decreases by sth*dh/sh from one hitting tap to the next
+} as const satisfies Record<string, ScalarType>;
+
+function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor, dx: Tensor, accumulate: boolean): Program {
   const va = g.cog % 4 === 0 ? 4 : 1; // K axis: output channels of the group (gy rows)
   const vb = g.cig % 4 === 0 ? 4 : 1; // N axis: input channels of the group (w rows, dx rows)
   const hq = Math.ceil(g.h / g.sh);
@@ -365,43 +435,53 @@ function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor
   const tilesN = Math.ceil(g.cig / tn);
   const tilesPhase = tilesM * tilesN * g.groups;
   const tiles = tilesPhase * g.sh * g.sw;
-  const nv = tn / vb;
-
-  const setup = [
-    lines(tm, (i) =>
-      `  let q_${i} = min(m0 + ${i}u, qm - 1u); let jw_${i} = q_${i} % p.wq; let qq_${i} = q_${i} / p.wq; let jh_${i} = qq_${i} % p.hq;\n` +
-      `  let nb_${i} = qq_${i} / p.hq; let ih_${i} = rh + p.sh * jh_${i}; let iw_${i} = rw + p.sw * jw_${i};\n` +
-      `  let pv_${i} = (m0 + ${i}u < qm) & (ih_${i} < p.h) & (iw_${i} < p.w); let gb_${i} = nb_${i} * p.ho;`),
-    lines(nv, (j) => `  let wn_${j} = min(n0 + ${j * vb}u, p.cig - ${vb}u) / ${vb}u;`),
-  ].join('\n');
-  const tap = [
-    `    let wt = (kh * p.kw + kw) * p.cig_v;`,
-    lines(tm, (i) =>
-      `    let oh_${i} = i32(jh_${i}) + qh; let ow_${i} = i32(jw_${i}) + qw; let ok_${i} = pv_${i} & (u32(oh_${i}) < p.ho) & (u32(ow_${i}) < p.wo);\n` +
-      `    let go_${i} = select(0u, ((gb_${i} + u32(oh_${i})) * p.wo + u32(ow_${i})) * p.co_v + gyg, ok_${i}); let gv_${i} = select(0.0, 1.0, ok_${i});`),
-  ].join('\n');
-  const inner = [
-    lines(va, (u) => lines(nv, (j) => `    let b_${u}_${j} = ws[wc + ${u}u * p.wrow_v + wn_${j}];`)),
-    lines(tm, (i) => `    let a_${i} = gys[go_${i} + c] * gv_${i};\n` +
-      lines(nv, (j) => `    acc[${i * nv + j}] += ${range(va).map((u) => `${comp(`a_${i}`, va, u)} * b_${u}_${j}`).join(' + ')};`)),
-  ].join('\n');
-  // Every dx element has one owner invocation, so adding into an existing gradient is a plain read-modify-write.
-  const store = (i: number, j: number): string =>
-    `if (n0 + ${j * vb}u < p.cig) { dxs[o + ${j}u] = ${accumulate ? `dxs[o + ${j}u] + ` : ''}acc[${i * nv + j}]; }`;
-  const epilogue = `  let dxc = (g * p.cig + n0) / ${vb}u;\n` + lines(tm, (i) =>
-    `  if (pv_${i}) { let o = ((nb_${i} * p.h + ih_${i}) * p.w + iw_${i}) * p.ci_v + dxc; ${range(nv).map((j) => store(i, j)).join(' ')} }`);
+  const name = accumulate ? 'conv2d_backward_input_accumulate' : 'conv2d_backward_input';
+  // Every compile-time input of the generated WGSL: the tile, the vector widths of gy (K axis) and
+  // of w and dx (N axis); whether dx is added into is in the name.
+  const variant = `${tm}x${tn}@${wg} a${va} b${vb}`;
+  const shader = (): ShaderSpec => {
+    const nv = tn / vb;
+    const setup = [
+      lines(tm, (i) =>
+        `  let q_${i} = min(m0 + ${i}u, qm - 1u); let jw_${i} = q_${i} % p.wq; let qq_${i} = q_${i} / p.wq; let jh_${i} = qq_${i} % p.hq;\n` +
+        `  let nb_${i} = qq_${i} / p.hq; let ih_${i} = rh + p.sh * jh_${i}; let iw_${i} = rw + p.sw * jw_${i};\n` +
+        `  let pv_${i} = (m0 + ${i}u < qm) & (ih_${i} < p.h) & (iw_${i} < p.w); let gb_${i} = nb_${i} * p.ho;`),
+      lines(nv, (j) => `  let wn_${j} = min(n0 + ${j * vb}u, p.cig - ${vb}u) / ${vb}u;`),
+    ].join('\n');
+    const tap = [
+      `    let wt = (kh * p.kw + kw) * p.cig_v;`,
+      lines(tm, (i) =>
+        `    let oh_${i} = i32(jh_${i}) + qh; let ow_${i} = i32(jw_${i}) + qw; let ok_${i} = pv_${i} & (u32(oh_${i}) < p.ho) & (u32(ow_${i}) < p.wo);\n` +
+        `    let go_${i} = select(0u, ((gb_${i} + u32(oh_${i})) * p.wo + u32(ow_${i})) * p.co_v + gyg, ok_${i}); let gv_${i} = select(0.0, 1.0, ok_${i});`),
+    ].join('\n');
+    const inner = [
+      lines(va, (u) => lines(nv, (j) => `    let b_${u}_${j} = ws[wc + ${u}u * p.wrow_v + wn_${j}];`)),
+      lines(tm, (i) => `    let a_${i} = gys[go_${i} + c] * gv_${i};\n` +
+        lines(nv, (j) => `    acc[${i * nv + j}] += ${range(va).map((u) => `${comp(`a_${i}`, va, u)} * b_${u}_${j}`).join(' + ')};`)),
+    ].join('\n');
+    // Every dx element has one owner invocation, so adding into an existing gradient is a plain read-modify-write.
+    const store = (i: number, j: number): string =>
+      `if (n0 + ${j * vb}u < p.cig) { dxs[o + ${j}u] = ${accumulate ? `dxs[o + ${j}u] + ` : ''}acc[${i * nv + j}]; }`;
+    const epilogue = `  let dxc = (g * p.cig + n0) / ${vb}u;\n` + lines(tm, (i) =>
+      `  if (pv_${i}) { let o = ((nb_${i} * p.h + ih_${i}) * p.w + iw_${i}) * p.ci_v + dxc; ${range(nv).map((j) => store(i, j)).join(' ')} }`);
+    return {
+      uniforms: INPUT_UNIFORMS,
+      bindings: { gys: read(vtype(va)), ws: read(vtype(vb)), dxs: readWrite(vtype(vb)) },
+      code: fill(name, kernelSection(family, 'conv2d_backward_input'), { WG: wg, TM: tm, TN: tn, ACC: tm * nv, BT: vtype(vb), AV: va, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue }),
+    };
+  };
 
   return {
-    name: accumulate ? 'conv2d_backward_input_accumulate' : 'conv2d_backward_input',
-    source: kernelSection(family, 'conv2d_backward_input'),
-    defines: { WG: wg, TM: tm, TN: tn, ACC: tm * nv, AT: vtype(va), BT: vtype(vb), AV: va, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue },
-    uniforms: [
-      g.n, g.h, g.w, hq, wq, g.ho, g.wo, g.ci / vb, g.cig, g.cig / vb, g.cog / va, g.co / va,
-      g.kh, g.kw, g.sh, g.sw, { i32: g.ph }, { i32: g.pw }, g.dh, g.dw,
-      (g.kh * g.kw * g.cig) / vb, tilesM, tilesN, tilesPhase, tiles, channelsFastest(gy, w),
-      g.sh / gcd(g.sh, g.dh), g.sw / gcd(g.sw, g.dw), g.dh / gcd(g.sh, g.dh), g.dw / gcd(g.sw, g.dw),
-    ],
-    bindings: [gy, w, dx],
+    name,
+    variant,
+    shader,
+    uniforms: {
+      n: g.n, h: g.h, w: g.w, hq, wq, ho: g.ho, wo: g.wo, ci_v: g.ci / vb, cig: g.cig, cig_v: g.cig / vb, ck: g.cog / va, co_v: g.co / va,
+      kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw,
+      wrow_v: (g.kh * g.kw * g.cig) / vb, tiles_m: tilesM, tiles_n: tilesN, tiles_phase: tilesPhase, tiles, n_fast: channelsFastest(gy, w),
+      sth: g.sh / gcd(g.sh, g.dh), stw: g.sw / gcd(g.sw, g.dw), qsh: g.dh / gcd(g.sh, g.dh), qsw: g.dw / gcd(g.sw, g.dw),
+    },
+    bindings: { gys: gy, ws: w, dxs: dx },
     dispatch: grid(engine, tiles, wg),
     flops: convFlops(g),
     bytes: (gy.size + w.size + dx.size) * 4,
@@ -459,58 +539,85 @@ function filterPlan(engine: Engine, g: Geometry): FilterPlan {
   return { va, vb, krow, tile, tilesM, tilesN, tiles, chunks: Math.ceil(pixels / chunk), chunk };
 }
 
-function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy: Tensor, x: Tensor, out: Tensor): LegacyProgram {
+/** Uniforms of conv2d_backward_filter, in Params order. */
+const FILTER_UNIFORMS = {
+  m: 'u32', ho: 'u32', wo: 'u32', h: 'u32', w: 'u32',
+  ci_v: 'u32', // Ci in BT units (row stride of x)
+  cig: 'u32', // Ci/groups
+  cog: 'u32', // Co/groups
+  co_v: 'u32', // Co in AT units (row stride of gy)
+  kw: 'u32', sh: 'u32', sw: 'u32', ph: 'i32', pw: 'i32', dh: 'u32', dw: 'u32',
+  krow: 'u32', // KH*KW*Ci/groups (row length of dw)
+  krow_v: 'u32', // the same in BT units
+  wsize_v: 'u32', // Co*KH*KW*Ci/groups in BT units (one chunk's partial)
+  chunk: 'u32', // pixels per chunk
+  tiles_m: 'u32', tiles_n: 'u32', tiles: 'u32',
+  total: 'u32', // tiles * chunks
+} as const satisfies Record<string, ScalarType>;
+
+function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy: Tensor, x: Tensor, out: Tensor): Program {
   const { va, vb, krow, tilesM, tilesN, tiles, chunks, chunk } = plan;
   const { tm, tn, wg } = plan.tile;
-  const mv = tm / va;
-  const nv = tn / vb;
-
-  const setup = [
-    lines(mv, (i) => `  let ga_${i} = (g * p.cog + min(c0 + ${i * va}u, p.cog - ${va}u)) / ${va}u;`),
-    lines(nv, (j) =>
-      `  let k_${j} = min(k0 + ${j * vb}u, p.krow - ${vb}u); let tap_${j} = k_${j} / p.cig;\n` +
-      `  let dy_${j} = i32((tap_${j} / p.kw) * p.dh) - p.ph; let dx_${j} = i32((tap_${j} % p.kw) * p.dw) - p.pw;\n` +
-      `  let xc_${j} = (g * p.cig + k_${j} % p.cig) / ${vb}u;`),
-  ].join('\n');
-  // Four pixels per loop iteration, as the 4-wide reduction of a dot product per accumulator:
-  // vec4(a of pixels 0..3) . vec4(b of pixels 0..3). Scalar accumulators updated by dot products
-  // (as in the forward kernel) ran 1.25-1.45x faster on SwiftShader than vec4 accumulators updated
-  // by scalar x vec4 products, two pixels per iteration. Pixels past the chunk's end are masked.
+  // Four pixels per loop iteration (see `pixel` below).
   const pix = 4;
-  const pixel = (u: number): string => [
-    `    let gq_${u} = min(q + ${u}u, q1 - 1u) * p.co_v; let in_${u} = q + ${u}u < q1;`,
-    `    let ihb_${u} = i32(oh * p.sh); let iwb_${u} = i32(ow * p.sw); let xrow_${u} = n * p.h;`,
-    `    { let wrap_w = ow + 1u == p.wo; ow = select(ow + 1u, 0u, wrap_w); let oh1 = oh + select(0u, 1u, wrap_w);`,
-    `      let wrap_h = oh1 == p.ho; oh = select(oh1, 0u, wrap_h); n = n + select(0u, 1u, wrap_h); }`,
-    lines(mv, (i) => `    let a_${u}_${i} = gys[gq_${u} + ga_${i}];`),
-    lines(nv, (j) =>
-      `    let y_${u}_${j} = ihb_${u} + dy_${j}; let x_${u}_${j} = iwb_${u} + dx_${j}; let ok_${u}_${j} = (u32(y_${u}_${j}) < p.h) & (u32(x_${u}_${j}) < p.w) & in_${u};\n` +
-      `    let b_${u}_${j} = xs[select(0u, ((xrow_${u} + u32(y_${u}_${j})) * p.w + u32(x_${u}_${j})) * p.ci_v + xc_${j}, ok_${u}_${j})] * select(0.0, 1.0, ok_${u}_${j});`),
-  ].join('\n');
-  // Value of output channel i (resp. column j) at pixel u; building a vec4 from four of them is
-  // free on SIMD-of-lanes adapters (a vec4 is four registers).
-  const av = (u: number, i: number): string => comp(`a_${u}_${Math.floor(i / va)}`, va, i % va);
-  const bv = (u: number, j: number): string => comp(`b_${u}_${Math.floor(j / vb)}`, vb, j % vb);
-  const inner = [
-    lines(pix, pixel),
-    lines(tm, (i) => lines(tn, (j) =>
-      `    acc[${i * tn + j}] += dot(vec4<f32>(${range(pix).map((u) => av(u, i)).join(', ')}), vec4<f32>(${range(pix).map((u) => bv(u, j)).join(', ')}));`)),
-  ].join('\n');
-  const epilogue = lines(tm, (i) => {
-    const stores = range(nv).map((j) => `if (k0 + ${j * vb}u < p.krow) { dws[o + ${j}u] = ${pack(range(vb).map((c) => `acc[${i * tn + j * vb + c}]`))}; }`);
-    return `  if (c0 + ${i}u < p.cog) { let o = ob + (g * p.cog + c0 + ${i}u) * p.krow_v + k0 / ${vb}u; ${stores.join(' ')} }`;
-  });
+  // Every compile-time input of the generated WGSL: the tile, the vector widths of gy (M axis) and
+  // of x and dw (N axis), the pixels per iteration.
+  const variant = `${tm}x${tn}@${wg} a${va} b${vb} pix${pix}`;
+  const shader = (): ShaderSpec => {
+    const mv = tm / va;
+    const nv = tn / vb;
+
+    const setup = [
+      lines(mv, (i) => `  let ga_${i} = (g * p.cog + min(c0 + ${i * va}u, p.cog - ${va}u)) / ${va}u;`),
+      lines(nv, (j) =>
+        `  let k_${j} = min(k0 + ${j * vb}u, p.krow - ${vb}u); let tap_${j} = k_${j} / p.cig;\n` +
+        `  let dy_${j} = i32((tap_${j} / p.kw) * p.dh) - p.ph; let dx_${j} = i32((tap_${j} % p.kw) * p.dw) - p.pw;\n` +
+        `  let xc_${j} = (g * p.cig + k_${j} % p.cig) / ${vb}u;`),
+    ].join('\n');
+    // Four pixels per loop iteration, as the 4-wide reduction of a dot product per accumulator:
+    // vec4(a of pixels 0..3) . vec4(b of pixels 0..3). Scalar accumulators updated by dot products
+    // (as in the forward kernel) ran 1.25-1.45x faster on SwiftShader than vec4 accumulators updated
+    // by scalar x vec4 products, two pixels per iteration. Pixels past the chunk's end are masked.
+    const pixel = (u: number): string => [
+      `    let gq_${u} = min(q + ${u}u, q1 - 1u) * p.co_v; let in_${u} = q + ${u}u < q1;`,
+      `    let ihb_${u} = i32(oh * p.sh); let iwb_${u} = i32(ow * p.sw); let xrow_${u} = n * p.h;`,
+      `    { let wrap_w = ow + 1u == p.wo; ow = select(ow + 1u, 0u, wrap_w); let oh1 = oh + select(0u, 1u, wrap_w);`,
+      `      let wrap_h = oh1 == p.ho; oh = select(oh1, 0u, wrap_h); n = n + select(0u, 1u, wrap_h); }`,
+      lines(mv, (i) => `    let a_${u}_${i} = gys[gq_${u} + ga_${i}];`),
+      lines(nv, (j) =>
+        `    let y_${u}_${j} = ihb_${u} + dy_${j}; let x_${u}_${j} = iwb_${u} + dx_${j}; let ok_${u}_${j} = (u32(y_${u}_${j}) < p.h) & (u32(x_${u}_${j}) < p.w) & in_${u};\n` +
+        `    let b_${u}_${j} = xs[select(0u, ((xrow_${u} + u32(y_${u}_${j})) * p.w + u32(x_${u}_${j})) * p.ci_v + xc_${j}, ok_${u}_${j})] * select(0.0, 1.0, ok_${u}_${j});`),
+    ].join('\n');
+    // Value of output channel i (resp. column j) at pixel u; building a vec4 from four of them is
+    // free on SIMD-of-lanes adapters (a vec4 is four registers).
+    const av = (u: number, i: number): string => comp(`a_${u}_${Math.floor(i / va)}`, va, i % va);
+    const bv = (u: number, j: number): string => comp(`b_${u}_${Math.floor(j / vb)}`, vb, j % vb);
+    const inner = [
+      lines(pix, pixel),
+      lines(tm, (i) => lines(tn, (j) =>
+        `    acc[${i * tn + j}] += dot(vec4<f32>(${range(pix).map((u) => av(u, i)).join(', ')}), vec4<f32>(${range(pix).map((u) => bv(u, j)).join(', ')}));`)),
+    ].join('\n');
+    const epilogue = lines(tm, (i) => {
+      const stores = range(nv).map((j) => `if (k0 + ${j * vb}u < p.krow) { dws[o + ${j}u] = ${pack(range(vb).map((c) => `acc[${i * tn + j * vb + c}]`))}; }`);
+      return `  if (c0 + ${i}u < p.cog) { let o = ob + (g * p.cog + c0 + ${i}u) * p.krow_v + k0 / ${vb}u; ${stores.join(' ')} }`;
+    });
+    return {
+      uniforms: FILTER_UNIFORMS,
+      bindings: { gys: read(vtype(va)), xs: read(vtype(vb)), dws: readWrite(vtype(vb)) },
+      code: fill('conv2d_backward_filter', kernelSection(family, 'conv2d_backward_filter'), { WG: wg, TM: tm, TN: tn, ACC: tm * tn, PIX: pix, SETUP: setup, INNER: inner, EPILOGUE: epilogue }),
+    };
+  };
 
   return {
     name: 'conv2d_backward_filter',
-    source: kernelSection(family, 'conv2d_backward_filter'),
-    defines: { WG: wg, TM: tm, TN: tn, ACC: tm * tn, AT: vtype(va), BT: vtype(vb), PIX: pix, SETUP: setup, INNER: inner, EPILOGUE: epilogue },
-    uniforms: [
-      g.n * g.ho * g.wo, g.ho, g.wo, g.h, g.w, g.ci / vb, g.cig, g.cog, g.co / va,
-      g.kw, g.sh, g.sw, { i32: g.ph }, { i32: g.pw }, g.dh, g.dw,
-      krow, krow / vb, (g.co * krow) / vb, chunk, tilesM, tilesN, tiles, tiles * chunks,
-    ],
-    bindings: [gy, x, out],
+    variant,
+    shader,
+    uniforms: {
+      m: g.n * g.ho * g.wo, ho: g.ho, wo: g.wo, h: g.h, w: g.w, ci_v: g.ci / vb, cig: g.cig, cog: g.cog, co_v: g.co / va,
+      kw: g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw,
+      krow, krow_v: krow / vb, wsize_v: (g.co * krow) / vb, chunk, tiles_m: tilesM, tiles_n: tilesN, tiles, total: tiles * chunks,
+    },
+    bindings: { gys: gy, xs: x, dws: out },
     dispatch: grid(engine, tiles * chunks, wg),
     flops: convFlops(g),
     bytes: (gy.size + x.size + out.size) * 4,

@@ -13,10 +13,11 @@
 import depthwiseWgsl from '../../shaders/depthwise.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { grid1d, i32, kernelSection } from '../program.js';
+import { type ShaderSpec, grid1d, kernelSection, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
-import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epilogueCode, hasEpilogue } from './epilogue.js';
+import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
+import { fill } from './codegen.js';
 
 export interface DepthwiseOptions {
   stride?: number | [number, number];
@@ -138,55 +139,72 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
   const tilesW = Math.ceil(g.wo / TW);
   const tilesH = Math.ceil(g.ho / TH);
   const threads = g.n * tilesH * tilesW * cv;
-
-  // Input row i / column j of the tile window (relative to iy0 / ix0) feeds output row r / column
-  // t through tap ky / kx when i = r * SH + ky * DH / j = t * SW + kx * DW; only the rows and
-  // columns that some pair reaches are loaded, each once.
-  const hits = (tile: number, k: number, s: number, d: number): Map<number, [number, number][]> => {
-    const m = new Map<number, [number, number][]>();
-    for (let o = 0; o < tile; o++) for (let kk = 0; kk < k; kk++) {
-      const at = o * s + kk * d;
-      if (!m.has(at)) m.set(at, []);
-      m.get(at)!.push([o, kk]);
-    }
-    return new Map([...m.entries()].sort((p, q) => p[0] - q[0]));
-  };
-  const rowHits = hits(TH, g.kh, g.sh, g.dh);
-  const colHits = hits(TW, g.kw, g.sw, g.dw);
-  const body: string[] = [];
-  for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = zero;`);
-  for (let ky = 0; ky < g.kh; ky++) for (let kx = 0; kx < g.kw; kx++) body.push(`  let w${ky}_${kx} = wt[${ky * g.kw + kx}u * p.wcv + p.wcoff + c];`);
-  for (const j of colHits.keys())
-    body.push(`  let ok${j} = (${plus('ix0', j)} >= 0) & (${plus('ix0', j)} <= wmax);`, `  let cj${j} = u32(clamp(${plus('ix0', j)}, 0, wmax)) * p.cv;`);
-  for (const [i, rs] of rowHits) {
-    body.push(`  {`, `    let iy = ${plus('iy0', i)};`, `    let rok = (iy >= 0) & (iy <= hmax);`,
-      `    let row = (n * p.h + u32(clamp(iy, 0, hmax))) * p.w * p.cv + c;`);
-    for (const [j, cs] of colHits) {
-      body.push(`    { let v = select(zero, x[row + cj${j}], rok & ok${j});`);
-      for (const [r, ky] of rs) for (const [t, kx] of cs) body.push(`      a${r}_${t} = a${r}_${t} + v * w${ky}_${kx};`);
-      body.push(`    }`);
-    }
-    body.push(`  }`);
-  }
-  const ep = epilogueCode(epi, [g.n, g.ho, g.wo, g.c], out, g.vec, 4, bias);
-  const store: string[] = [`  let ch = c * ${g.vec}u; ${ep.setup('ch', 'e')}`];
-  for (let r = 0; r < TH; r++) {
-    store.push(`  if (oy0 + ${r}u < p.ho) {`, `    let mrow = (n * p.ho + oy0 + ${r}u) * p.wo + ox0;`);
-    for (let t = 0; t < TW; t++) store.push(`    if (ox0 + ${t}u < p.wo) { y[${ep.index(`mrow + ${t}u`, 'ch')}] = ${ep.apply(`a${r}_${t}`, `mrow + ${t}u`, 'ch', 'e')}; }`);
-    store.push(`  }`);
-  }
+  const ep = epiloguePlan(epi, [g.n, g.ho, g.wo, g.c], out, g.vec, bias);
   const V = vecType(g);
+  // Every compile-time input of the generated WGSL: the vector width, the tile, the window (kernel
+  // size, strides, dilations) and the epilogue's layout.
+  const variant = `v${g.vec} t${TH}x${TW} k${g.kh}x${g.kw} s${g.sh}x${g.sw} d${g.dh}x${g.dw} ${ep.variant}`;
+
+  const shader = (): ShaderSpec => {
+    // Input row i / column j of the tile window (relative to iy0 / ix0) feeds output row r / column
+    // t through tap ky / kx when i = r * SH + ky * DH / j = t * SW + kx * DW; only the rows and
+    // columns that some pair reaches are loaded, each once.
+    const hits = (tile: number, k: number, st: number, d: number): Map<number, [number, number][]> => {
+      const m = new Map<number, [number, number][]>();
+      for (let o = 0; o < tile; o++) for (let kk = 0; kk < k; kk++) {
+        const at = o * st + kk * d;
+        if (!m.has(at)) m.set(at, []);
+        m.get(at)!.push([o, kk]);
+      }
+      return new Map([...m.entries()].sort((p, q) => p[0] - q[0]));
+    };
+    const rowHits = hits(TH, g.kh, g.sh, g.dh);
+    const colHits = hits(TW, g.kw, g.sw, g.dw);
+    const body: string[] = [];
+    for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = zero;`);
+    for (let ky = 0; ky < g.kh; ky++) for (let kx = 0; kx < g.kw; kx++) body.push(`  let w${ky}_${kx} = wt[${ky * g.kw + kx}u * p.wcv + p.wcoff + c];`);
+    for (const j of colHits.keys())
+      body.push(`  let ok${j} = (${plus('ix0', j)} >= 0) & (${plus('ix0', j)} <= wmax);`, `  let cj${j} = u32(clamp(${plus('ix0', j)}, 0, wmax)) * p.cv;`);
+    for (const [i, rs] of rowHits) {
+      body.push(`  {`, `    let iy = ${plus('iy0', i)};`, `    let rok = (iy >= 0) & (iy <= hmax);`,
+        `    let row = (n * p.h + u32(clamp(iy, 0, hmax))) * p.w * p.cv + c;`);
+      for (const [j, cs] of colHits) {
+        body.push(`    { let v = select(zero, x[row + cj${j}], rok & ok${j});`);
+        for (const [r, ky] of rs) for (const [t, kx] of cs) body.push(`      a${r}_${t} = a${r}_${t} + v * w${ky}_${kx};`);
+        body.push(`    }`);
+      }
+      body.push(`  }`);
+    }
+    const epc = ep.code();
+    const store: string[] = [`  let ch = c * ${g.vec}u; ${epc.setup('ch', 'e')}`];
+    for (let r = 0; r < TH; r++) {
+      store.push(`  if (oy0 + ${r}u < p.ho) {`, `    let mrow = (n * p.ho + oy0 + ${r}u) * p.wo + ox0;`);
+      for (let t = 0; t < TW; t++) store.push(`    if (ox0 + ${t}u < p.wo) { y[${epc.index(`mrow + ${t}u`, 'ch')}] = ${epc.apply(`a${r}_${t}`, `mrow + ${t}u`, 'ch', 'e')}; }`);
+      store.push(`  }`);
+    }
+    return {
+      uniforms: {
+        h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', tiles_w: 'u32', tiles_h: 'u32', pad_h: 'i32', pad_w: 'i32', threads: 'u32',
+        wcv: 'u32', // weight channels per tap, in V units
+        wcoff: 'u32', // the first weight channel used, in V units (a channel slice of a layer)
+        ...ep.uniforms,
+      },
+      // The output (or the epilogue's target), then the epilogue's: bias or folded BatchNorm, residual...
+      bindings: { x: read(V), wt: read(V), y: readWrite(V), ...ep.bindings },
+      code: fill('depthwise_forward', kernelSection(depthwiseWgsl, 'depthwise_forward'), {
+        WG, V, TW, TH, SW: g.sw, SH: g.sh, BODY: body.join('\n'), STORE: store.join('\n'), EP_DECLS: epc.decls,
+      }),
+    };
+  };
   engine.run({
     name: 'depthwise_forward',
-    source: kernelSection(depthwiseWgsl, 'depthwise_forward'),
-    defines: {
-      WG, V, TW, TH, SW: g.sw, SH: g.sh,
-      BODY: body.join('\n'),
-      STORE: store.join('\n'),
-      EP_DECLS: ep.decls, EP_PARAMS: ep.params,
+    variant,
+    shader,
+    uniforms: {
+      h: g.h, w: g.w, cv, ho: g.ho, wo: g.wo, tiles_w: tilesW, tiles_h: tilesH, pad_h: g.ph, pad_w: g.pw, threads,
+      wcv: g.wc / g.vec, wcoff: g.woff / g.vec, ...ep.values,
     },
-    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, tilesW, tilesH, i32(g.ph), i32(g.pw), threads, g.wc / g.vec, g.woff / g.vec, ...ep.uniforms],
-    bindings: [x, w, ep.target, ...ep.bindings],
+    bindings: { x, wt: w, y: ep.target, ...ep.tensors },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 2 * g.n * g.ho * g.wo * g.c * g.kh * g.kw,
     bytes: 4 * (x.size + w.size + g.n * g.ho * g.wo * g.c),
@@ -224,44 +242,65 @@ function depthwiseBackwardInput(gy: Tensor, w: Tensor, g: Geometry): Tensor {
   const tilesH = Math.ceil((g.h + phMod) / TH);
   const tilesW = Math.ceil((g.w + pwMod) / TW);
   const threads = g.n * tilesH * tilesW * cv;
+  const V = vecType(g);
+  // Every compile-time input of the generated WGSL: the vector width, the tile (which follows from
+  // the strides) and the window (kernel size, strides, dilations).
+  const variant = `v${g.vec} t${TH}x${TW} k${g.kh}x${g.kw} s${g.sh}x${g.sw} d${g.dh}x${g.dw}`;
 
-  const rows = gatherTaps(TH, g.kh, g.sh, g.dh);
-  const cols = gatherTaps(TW, g.kw, g.sw, g.dw);
-  const body: string[] = [];
-  for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = zero;`);
-  const usedW = new Set<string>();
-  for (const rs of rows.values()) for (const [, ky] of rs) for (const cs of cols.values()) for (const [, kx] of cs) usedW.add(`${ky}_${kx}`);
-  for (const k of usedW) {
-    const [ky, kx] = k.split('_').map(Number) as [number, number];
-    body.push(`  let w${k} = wt[${ky * g.kw + kx}u * p.cv + c];`);
-  }
-  for (const dc of cols.keys()) {
-    const i = dc - Math.min(...cols.keys());
-    body.push(`  let okc${i} = (${plus('oxb', dc)} >= 0) & (${plus('oxb', dc)} <= womax);`, `  let cc${i} = u32(clamp(${plus('oxb', dc)}, 0, womax)) * p.cv;`);
-  }
-  for (const [dr, rs] of rows) {
-    body.push(`  {`, `    let oy = ${plus('oyb', dr)};`, `    let rok = (oy >= 0) & (oy <= homax);`,
-      `    let row = (n * p.ho + u32(clamp(oy, 0, homax))) * p.wo * p.cv + c;`);
-    for (const [dc, cs] of cols) {
-      const i = dc - Math.min(...cols.keys());
-      body.push(`    { let v = select(zero, gy[row + cc${i}], rok & okc${i});`);
-      for (const [r, ky] of rs) for (const [t, kx] of cs) body.push(`      a${r}_${t} = a${r}_${t} + v * w${ky}_${kx};`);
-      body.push(`    }`);
+  const shader = (): ShaderSpec => {
+    const rows = gatherTaps(TH, g.kh, g.sh, g.dh);
+    const cols = gatherTaps(TW, g.kw, g.sw, g.dw);
+    const body: string[] = [];
+    for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = zero;`);
+    const usedW = new Set<string>();
+    for (const rs of rows.values()) for (const [, ky] of rs) for (const cs of cols.values()) for (const [, kx] of cs) usedW.add(`${ky}_${kx}`);
+    for (const k of usedW) {
+      const [ky, kx] = k.split('_').map(Number) as [number, number];
+      body.push(`  let w${k} = wt[${ky * g.kw + kx}u * p.cv + c];`);
     }
-    body.push(`  }`);
-  }
-  const store: string[] = [];
-  for (let r = 0; r < TH; r++) {
-    store.push(`  { let iy = ${plus('iy0', r)}; if ((iy >= 0) & (iy < i32(p.h))) {`, `    let xrow = (n * p.h + u32(iy)) * p.w;`);
-    for (let t = 0; t < TW; t++) store.push(`    { let ix = ${plus('ix0', t)}; if ((ix >= 0) & (ix < i32(p.w))) { dx[(xrow + u32(ix)) * p.cv + c] = a${r}_${t}; } }`);
-    store.push(`  } }`);
-  }
+    for (const dc of cols.keys()) {
+      const i = dc - Math.min(...cols.keys());
+      body.push(`  let okc${i} = (${plus('oxb', dc)} >= 0) & (${plus('oxb', dc)} <= womax);`, `  let cc${i} = u32(clamp(${plus('oxb', dc)}, 0, womax)) * p.cv;`);
+    }
+    for (const [dr, rs] of rows) {
+      body.push(`  {`, `    let oy = ${plus('oyb', dr)};`, `    let rok = (oy >= 0) & (oy <= homax);`,
+        `    let row = (n * p.ho + u32(clamp(oy, 0, homax))) * p.wo * p.cv + c;`);
+      for (const [dc, cs] of cols) {
+        const i = dc - Math.min(...cols.keys());
+        body.push(`    { let v = select(zero, gy[row + cc${i}], rok & okc${i});`);
+        for (const [r, ky] of rs) for (const [t, kx] of cs) body.push(`      a${r}_${t} = a${r}_${t} + v * w${ky}_${kx};`);
+        body.push(`    }`);
+      }
+      body.push(`  }`);
+    }
+    const store: string[] = [];
+    for (let r = 0; r < TH; r++) {
+      store.push(`  { let iy = ${plus('iy0', r)}; if ((iy >= 0) & (iy < i32(p.h))) {`, `    let xrow = (n * p.h + u32(iy)) * p.w;`);
+      for (let t = 0; t < TW; t++) store.push(`    { let ix = ${plus('ix0', t)}; if ((ix >= 0) & (ix < i32(p.w))) { dx[(xrow + u32(ix)) * p.cv + c] = a${r}_${t}; } }`);
+      store.push(`  } }`);
+    }
+    return {
+      uniforms: {
+        h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', tiles_w: 'u32', tiles_h: 'u32',
+        pad_hmod: 'u32', pad_wmod: 'u32', // padding modulo the strides: where the first tile starts
+        oy_shift: 'i32', ox_shift: 'i32', // (padding - pad_hmod) / stride: the output row (column) of the first tile
+        threads: 'u32',
+      },
+      bindings: { gy: read(V), wt: read(V), dx: readWrite(V) },
+      code: fill('depthwise_backward_input', kernelSection(depthwiseWgsl, 'depthwise_backward_input'), {
+        WG, V, TH, TW, TH_OVER_SH: TH / g.sh, TW_OVER_SW: TW / g.sw, BODY: body.join('\n'), STORE: store.join('\n'),
+      }),
+    };
+  };
   engine.run({
     name: 'depthwise_backward_input',
-    source: kernelSection(depthwiseWgsl, 'depthwise_backward_input'),
-    defines: { WG, V: vecType(g), TH, TW, TH_OVER_SH: TH / g.sh, TW_OVER_SW: TW / g.sw, BODY: body.join('\n'), STORE: store.join('\n') },
-    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, tilesW, tilesH, phMod, pwMod, i32((g.ph - phMod) / g.sh), i32((g.pw - pwMod) / g.sw), threads],
-    bindings: [gy, w, dx],
+    variant,
+    shader,
+    uniforms: {
+      h: g.h, w: g.w, cv, ho: g.ho, wo: g.wo, tiles_w: tilesW, tiles_h: tilesH, pad_hmod: phMod, pad_wmod: pwMod,
+      oy_shift: (g.ph - phMod) / g.sh, ox_shift: (g.pw - pwMod) / g.sw, threads,
+    },
+    bindings: { gy, wt: w, dx },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 2 * g.n * g.ho * g.wo * g.c * g.kh * g.kw,
     bytes: 4 * (gy.size + w.size + dx.size),
@@ -282,33 +321,52 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry): Tensor {
   const taps = g.kh * g.kw;
   const dw = engine.empty([g.kh, g.kw, g.c], 'f32');
   const partial = used === 1 ? dw : engine.empty([used, taps * g.c], 'f32');
+  const V = vecType(g);
+  // Every compile-time input of the generated WGSL: the vector width, the tile, the kernel size
+  // and the W-direction stride and dilation (the H-direction ones are uniforms).
+  const variant = `v${g.vec} t${TW} k${g.kh}x${g.kw} sw${g.sw} dw${g.dw}`;
 
-  const cols = uniqueSorted(Array.from({ length: TW * g.kw }, (_, i) => Math.floor(i / g.kw) * g.sw + (i % g.kw) * g.dw));
-  const acc: string[] = [];
-  for (let k = 0; k < taps; k++) acc.push(`  var a${k} = zero;`);
-  const rowSetup: string[] = [];
-  for (let ky = 0; ky < g.kh; ky++)
-    rowSetup.push(`    let ry${ky} = iy0 + ${ky} * i32(p.dil_h);`, `    let rok${ky} = (ry${ky} >= 0) & (ry${ky} <= hmax);`,
-      `    let xrow${ky} = (n * p.h + u32(clamp(ry${ky}, 0, hmax))) * p.w * p.cv + c;`);
-  const body: string[] = [];
-  // Output columns past Wo get a zero gradient, so their (clamped) input loads add nothing.
-  for (let t = 0; t < TW; t++) body.push(`      let g${t} = select(zero, gy[grow + min(ox0 + ${t}u, p.wo - 1u) * p.cv], ox0 + ${t}u < p.wo);`);
-  for (const j of cols)
-    body.push(`      let ok${j} = (${plus('ix0', j)} >= 0) & (${plus('ix0', j)} <= wmax);`, `      let cj${j} = u32(clamp(${plus('ix0', j)}, 0, wmax)) * p.cv;`);
-  for (let ky = 0; ky < g.kh; ky++)
-    for (const j of cols) {
-      body.push(`      { let v = select(zero, x[xrow${ky} + cj${j}], rok${ky} & ok${j});`);
-      for (let t = 0; t < TW; t++)
-        for (let kx = 0; kx < g.kw; kx++) if (t * g.sw + kx * g.dw === j) body.push(`        a${ky * g.kw + kx} = a${ky * g.kw + kx} + v * g${t};`);
-      body.push(`      }`);
-    }
-  const store = Array.from({ length: taps }, (_, k) => `  partial[(chunk * ${taps}u + ${k}u) * p.cv + c] = a${k};`);
+  const shader = (): ShaderSpec => {
+    const cols = uniqueSorted(Array.from({ length: TW * g.kw }, (_, i) => Math.floor(i / g.kw) * g.sw + (i % g.kw) * g.dw));
+    const acc: string[] = [];
+    for (let k = 0; k < taps; k++) acc.push(`  var a${k} = zero;`);
+    const rowSetup: string[] = [];
+    for (let ky = 0; ky < g.kh; ky++)
+      rowSetup.push(`    let ry${ky} = iy0 + ${ky} * i32(p.dil_h);`, `    let rok${ky} = (ry${ky} >= 0) & (ry${ky} <= hmax);`,
+        `    let xrow${ky} = (n * p.h + u32(clamp(ry${ky}, 0, hmax))) * p.w * p.cv + c;`);
+    const body: string[] = [];
+    // Output columns past Wo get a zero gradient, so their (clamped) input loads add nothing.
+    for (let t = 0; t < TW; t++) body.push(`      let g${t} = select(zero, gy[grow + min(ox0 + ${t}u, p.wo - 1u) * p.cv], ox0 + ${t}u < p.wo);`);
+    for (const j of cols)
+      body.push(`      let ok${j} = (${plus('ix0', j)} >= 0) & (${plus('ix0', j)} <= wmax);`, `      let cj${j} = u32(clamp(${plus('ix0', j)}, 0, wmax)) * p.cv;`);
+    for (let ky = 0; ky < g.kh; ky++)
+      for (const j of cols) {
+        body.push(`      { let v = select(zero, x[xrow${ky} + cj${j}], rok${ky} & ok${j});`);
+        for (let t = 0; t < TW; t++)
+          for (let kx = 0; kx < g.kw; kx++) if (t * g.sw + kx * g.dw === j) body.push(`        a${ky * g.kw + kx} = a${ky * g.kw + kx} + v * g${t};`);
+        body.push(`      }`);
+      }
+    const store = Array.from({ length: taps }, (_, k) => `  partial[(chunk * ${taps}u + ${k}u) * p.cv + c] = a${k};`);
+    return {
+      uniforms: {
+        h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', tiles_w: 'u32',
+        stride_h: 'u32', dil_h: 'u32', pad_h: 'i32', pad_w: 'i32', rows: 'u32', rows_per_chunk: 'u32', threads: 'u32',
+      },
+      bindings: { x: read(V), gy: read(V), partial: readWrite(V) },
+      code: fill('depthwise_backward_filter', kernelSection(depthwiseWgsl, 'depthwise_backward_filter'), {
+        WG, V, TW, SW: g.sw, ACC_DECL: acc.join('\n'), ROW_SETUP: rowSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
+      }),
+    };
+  };
   engine.run({
     name: 'depthwise_backward_filter',
-    source: kernelSection(depthwiseWgsl, 'depthwise_backward_filter'),
-    defines: { WG, V: vecType(g), TW, SW: g.sw, ACC_DECL: acc.join('\n'), ROW_SETUP: rowSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') },
-    uniforms: [g.n, g.h, g.w, cv, g.ho, g.wo, Math.ceil(g.wo / TW), g.sh, g.dh, i32(g.ph), i32(g.pw), rows, rowsPerChunk, threads],
-    bindings: [x, gy, partial],
+    variant,
+    shader,
+    uniforms: {
+      h: g.h, w: g.w, cv, ho: g.ho, wo: g.wo, tiles_w: Math.ceil(g.wo / TW), stride_h: g.sh, dil_h: g.dh, pad_h: g.ph, pad_w: g.pw,
+      rows, rows_per_chunk: rowsPerChunk, threads,
+    },
+    bindings: { x, gy, partial },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 2 * g.n * g.ho * g.wo * g.c * taps,
     bytes: 4 * (x.size + gy.size + partial.size),
