@@ -8,7 +8,7 @@ import type { TuningCase } from './tune.js';
 import { EngineClosedError, GPUExecutionError, ShapeError, check, fmtShape } from './errors.js';
 import { BufferPool, STORAGE_USAGE } from './pool.js';
 import { BufferUsage, MapMode, ShaderStage } from './gpu-constants.js';
-import { type LegacyProgram, type Program, type ScalarType, assembleLegacyWgsl, assembleWgsl, isLegacyProgram, legacyProgramKey, packUniforms, programKey, uniformBlockSize, writeUniforms } from './program.js';
+import { type Program, type ScalarType, assembleWgsl, programKey, uniformBlockSize, writeUniforms } from './program.js';
 import { type CaptureOptions, Plan, type PlanHost, Recorder, type PipelineRef } from './plan.js';
 import { Scope, type ScopeContext, StackScopeContext, collectTensors } from './scope.js';
 import { type ArenaBuffer, type DType, Tensor } from './tensor.js';
@@ -132,20 +132,13 @@ interface PipelineEntry extends PipelineRef {
   layout: GPUBindGroupLayout;
   /** writes[i]: storage binding i + 1 is read_write (its tensor's version advances). */
   writes: boolean[];
-  /** Declared uniforms in struct order (empty for legacy programs, which pack positionally). */
+  /** Declared uniforms in struct order. */
   uniformNames: string[];
   uniformTypes: ScalarType[];
-  /** Declared storage bindings in binding order (empty for legacy programs). */
+  /** Declared storage bindings in binding order. */
   bindingNames: string[];
-  /** Bytes of the uniform block (0: no uniforms; legacy programs: their first call's). */
+  /** Bytes of the uniform block (0: no uniforms). */
   blockSize: number;
-}
-
-/** Storage bindings of a legacy WGSL module, from its declarations: index -> read_write? */
-function storageBindings(code: string): Map<number, boolean> {
-  const out = new Map<number, boolean>();
-  for (const m of code.matchAll(/@binding\((\d+)\)\s*var<storage(?:\s*,\s*(read_write|read))?>/g)) out.set(Number(m[1]), m[2] === 'read_write');
-  return out;
 }
 
 /**
@@ -543,39 +536,26 @@ export class Engine {
   }
 
   /** The compiled pipeline of `program` (key: its cache key); builds the WGSL only on a miss. */
-  private pipeline(key: string, program: Program | LegacyProgram): PipelineEntry {
+  private pipeline(key: string, program: Program): PipelineEntry {
     const cached = this.pipelines.get(key);
     if (cached) return cached;
-    let code: string;
-    let writes: boolean[];
-    let uniformNames: string[] = [];
-    let uniformTypes: ScalarType[] = [];
-    let bindingNames: string[] = [];
-    let blockSize = 0;
-    if (isLegacyProgram(program)) {
-      code = assembleLegacyWgsl(program);
-      const storage = storageBindings(code);
-      writes = program.bindings.map((_, i) => storage.get(i + 1) ?? false);
-      if (program.uniforms?.length) blockSize = uniformBlockSize(program.uniforms.length);
-    } else {
-      const spec = program.shader();
-      code = assembleWgsl(spec);
-      const uniforms = Object.entries(spec.uniforms ?? {});
-      uniformNames = uniforms.map(([n]) => n);
-      uniformTypes = uniforms.map(([, t]) => t);
-      bindingNames = Object.keys(spec.bindings);
-      writes = Object.values(spec.bindings).map((b) => b.access === 'read_write');
-      if (uniforms.length) blockSize = uniformBlockSize(uniforms.length);
-      // The values must name exactly the declared interface (checked once per pipeline; a program
-      // gives the same names on every call with the same key).
-      const given = Object.keys(program.uniforms ?? {});
-      const missing = uniformNames.filter((n) => !given.includes(n));
-      const extra = given.filter((n) => !uniformNames.includes(n));
-      if (missing.length || extra.length) throw new Error(`kernel ${program.name}: uniforms declared [${uniformNames.join(', ')}], given [${given.join(', ')}]`);
-      const givenBindings = Object.keys(program.bindings);
-      if (givenBindings.length !== bindingNames.length || bindingNames.some((n) => !(n in program.bindings)))
-        throw new Error(`kernel ${program.name}: bindings declared [${bindingNames.join(', ')}], given [${givenBindings.join(', ')}]`);
-    }
+    const spec = program.shader();
+    const code = assembleWgsl(spec);
+    const uniforms = Object.entries(spec.uniforms ?? {});
+    const uniformNames = uniforms.map(([n]) => n);
+    const uniformTypes = uniforms.map(([, t]) => t);
+    const bindingNames = Object.keys(spec.bindings);
+    const writes = Object.values(spec.bindings).map((b) => b.access === 'read_write');
+    const blockSize = uniforms.length ? uniformBlockSize(uniforms.length) : 0;
+    // The values must name exactly the declared interface (checked once per pipeline: a program
+    // gives the same names on every call with the same key).
+    const given = Object.keys(program.uniforms ?? {});
+    const missing = uniformNames.filter((n) => !given.includes(n));
+    const extra = given.filter((n) => !uniformNames.includes(n));
+    if (missing.length || extra.length) throw new Error(`kernel ${program.name}: uniforms declared [${uniformNames.join(', ')}], given [${given.join(', ')}]`);
+    const givenBindings = Object.keys(program.bindings);
+    if (givenBindings.length !== bindingNames.length || bindingNames.some((n) => !(n in program.bindings)))
+      throw new Error(`kernel ${program.name}: bindings declared [${bindingNames.join(', ')}], given [${givenBindings.join(', ')}]`);
     // An explicit layout (not 'auto'): the uniform block takes a dynamic offset, so one bind
     // group serves the same buffers whatever offset this submit's block got.
     const entries: GPUBindGroupLayoutEntry[] = [];
@@ -605,8 +585,8 @@ export class Engine {
   }
 
   /** @internal The WGSL the engine compiles for `program` (tests check the generated interface). */
-  static wgslOf(program: Program | LegacyProgram): string {
-    return isLegacyProgram(program) ? assembleLegacyWgsl(program) : assembleWgsl(program.shader());
+  static wgslOf(program: Program): string {
+    return assembleWgsl(program.shader());
   }
 
   private bufferId(b: GPUBuffer): number {
@@ -616,30 +596,22 @@ export class Engine {
   }
 
   /** Records one dispatch of `program` into the current batch. */
-  run(program: Program | LegacyProgram): void {
+  run(program: Program): void {
     this.assertOpen();
     const maxDim = this.limits.maxComputeWorkgroupsPerDimension;
     const [x, y = 1, z = 1] = program.dispatch;
     if (x === 0 || y === 0 || z === 0) return;
     if (x > maxDim || y > maxDim || z > maxDim)
       throw new ShapeError(`kernel ${program.name}: dispatch [${x}, ${y}, ${z}] exceeds maxComputeWorkgroupsPerDimension (${maxDim})`);
-    const legacy = isLegacyProgram(program);
-    const programId = legacy ? legacyProgramKey(program) : programKey(program);
+    const programId = programKey(program);
     const entry = this.pipeline(programId, program);
-    const bindings = legacy ? program.bindings : entry.bindingNames.map((n) => program.bindings[n]!);
+    const bindings = entry.bindingNames.map((n) => program.bindings[n]!);
     const buffers = bindings.map((b) => (b instanceof Tensor ? b.buffer : b));
     // Arena tensors bind their own range; the others the whole pool buffer, as the kernels expect.
     const ranges = bindings.map((b) => (b instanceof Tensor && b.arena ? { offset: b.offset, size: Math.ceil(Math.max(16, b.byteLength) / 16) * 16 } : null));
+    const blockSize = entry.blockSize;
     let uniform: ReturnType<UniformArena['reserve']> | null = null;
-    let blockSize = entry.blockSize;
-    if (legacy) {
-      const block = program.uniforms?.length ? packUniforms(program.uniforms) : null;
-      if (block) {
-        blockSize = block.length;
-        uniform = this.uniforms.reserve(blockSize);
-        uniform.bytes.set(block, uniform.offset);
-      }
-    } else if (blockSize) {
+    if (blockSize) {
       uniform = this.uniforms.reserve(blockSize);
       writeUniforms(program.name, uniform.view, uniform.offset, entry.uniformNames, entry.uniformTypes, program.uniforms!);
     }
@@ -663,14 +635,13 @@ export class Engine {
       if (entry.writes[i] && b instanceof Tensor) b.version++;
     });
     if (this.recorder) {
-      const values = legacy ? program.uniforms : program.uniforms;
-      const dynamic = values && (Array.isArray(values) ? values.some((v) => typeof v === 'function') : Object.values(values).some((v) => typeof v === 'function'));
+      // Blocks with values given as functions are packed again at each replay.
+      const values = program.uniforms;
+      const dynamic = values !== undefined && Object.values(values).some((v) => typeof v === 'function');
       this.recorder.dispatch({
         entry, buffers, ranges, bindings,
         block: uniform ? uniform.bytes.slice(uniform.offset, uniform.offset + blockSize) : null,
-        repack: !dynamic ? null : legacy
-          ? (bytes: Uint8Array, at: number) => bytes.set(packUniforms(program.uniforms!), at)
-          : (bytes: Uint8Array, at: number) => writeUniforms(program.name, new DataView(bytes.buffer, bytes.byteOffset), at, entry.uniformNames, entry.uniformTypes, program.uniforms!),
+        repack: dynamic ? (bytes, at) => writeUniforms(program.name, new DataView(bytes.buffer, bytes.byteOffset), at, entry.uniformNames, entry.uniformTypes, values) : null,
         workgroups: [x, y, z], flops: program.flops, bytes: program.bytes,
       });
     }

@@ -3,7 +3,7 @@ export { Engine, type AdapterSummary, type EngineStats, type EngineLostInfo, typ
 export { Tensor, type DType } from './tensor.js';
 export { ShapeError, GPUExecutionError, EngineClosedError } from './errors.js';
 export { backward, recordOp, type GradNode, type BackwardOptions } from './autograd.js';
-export { type Program, type LegacyProgram, type ShaderSpec, type BindingDecl, type ScalarType, type UniformInput, read, readWrite, kernelSection, grid1d, f32, i32 } from './program.js';
+export { type Program, type ShaderSpec, type BindingDecl, type ScalarType, type UniformInput, read, readWrite, kernelSection, grid1d } from './program.js';
 export { Plan, PlanInvalidError, type CaptureOptions, type PlanFeed } from './plan.js';
 export { bucketSize } from './pool.js';
 export { autotune, exportTuning, importTuning, adapterKey, type TuneOptions, type TunedCase, type TuningCase, type TuningTable } from './tune.js';

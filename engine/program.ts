@@ -119,65 +119,6 @@ export function writeUniforms(kernel: string, view: DataView, at: number, names:
   }
 }
 
-// ------------------------------------------------------------------ legacy programs
-// Kernels not yet converted to declared interfaces: WGSL with its own `struct Params` and
-// bindings, `{{NAME}}` defines substituted into the source, positional uniforms and bindings.
-// The engine runs both kinds; the cache key of these is built from their defines on every call.
-
-export type UniformValue = number | { f32: number } | { i32: number };
-/** Marks a legacy uniform as f32 (plain numbers are u32). */
-export const f32 = (v: number): UniformValue => ({ f32: v });
-/** Marks a legacy uniform as i32 (plain numbers are u32). */
-export const i32 = (v: number): UniformValue => ({ i32: v });
-
-export interface LegacyProgram {
-  name: string;
-  /** WGSL of this kernel (a section of a family file, see `kernelSection`). */
-  source: string;
-  defines?: Record<string, string | number>;
-  /** Values in the order of the WGSL's `struct Params`; a function is read at each dispatch and replay. */
-  uniforms?: (UniformValue | (() => UniformValue))[];
-  /** Storage buffers bound at 1..n in this order. */
-  bindings: (Tensor | GPUBuffer)[];
-  dispatch: [number, number?, number?];
-  flops?: number;
-  bytes?: number;
-}
-
-export const isLegacyProgram = (p: Program | LegacyProgram): p is LegacyProgram => typeof (p as LegacyProgram).source === 'string';
-
-/** Packs legacy uniforms into a 16-byte-aligned block. */
-export function packUniforms(values: readonly (UniformValue | (() => UniformValue))[]): Uint8Array {
-  const bytes = new Uint8Array(uniformBlockSize(values.length));
-  const view = new DataView(bytes.buffer);
-  values.forEach((raw, i) => {
-    const v = typeof raw === 'function' ? raw() : raw;
-    if (typeof v === 'number') {
-      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`uniform ${i}: ${v} is not a u32`);
-      view.setUint32(i * 4, v, true);
-    } else if ('f32' in v) view.setFloat32(i * 4, v.f32, true);
-    else view.setInt32(i * 4, v.i32, true);
-  });
-  return bytes;
-}
-
-/** Full WGSL for a legacy program: the common prelude, then the kernel with defines substituted. */
-export function assembleLegacyWgsl(program: Pick<LegacyProgram, 'source' | 'defines' | 'name'>): string {
-  const defines = program.defines ?? {};
-  const body = program.source.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
-    const v = defines[key];
-    if (v === undefined) throw new Error(`kernel ${program.name}: define {{${key}}} not given`);
-    return String(v);
-  });
-  return common + '\n' + body;
-}
-
-/** Cache key of a legacy program: its name and defines (never the sizes passed as uniforms). */
-export function legacyProgramKey(program: Pick<LegacyProgram, 'name' | 'defines'>): string {
-  const d = program.defines;
-  return d ? `${program.name}|${JSON.stringify(d)}` : program.name;
-}
-
 // ------------------------------------------------------------------ shared helpers
 
 const sectionCache = new Map<string, Map<string, string>>();

@@ -49,7 +49,7 @@ async function expectAllClosed(e: Engine, kept: Tensor, reason: RegExp): Promise
   expectThrowsClosed(() => e.tensor([1, 2], [2]), 'tensor()', reason);
   expectThrowsClosed(() => e.empty([4]), 'empty()', reason);
   expectThrowsClosed(() => e.writeTensor(kept, new Float32Array(kept.size)), 'writeTensor()', reason);
-  expectThrowsClosed(() => e.run({ name: 'noop', source: 'fn main() {}', bindings: [], dispatch: [1] }), 'run()', reason);
+  expectThrowsClosed(() => e.run({ name: 'noop', shader: () => ({ bindings: {}, code: '@compute @workgroup_size(1) fn main() {}' }), bindings: {}, dispatch: [1] }), 'run()', reason);
   expectThrowsClosed(() => e.copyBuffer(kept.buffer, 0, kept.buffer, 0, 0), 'copyBuffer()', reason);
   expectThrowsClosed(() => e.submit(), 'submit()', reason);
   expectThrowsClosed(() => ops.add(kept, kept), 'ops.add', reason);

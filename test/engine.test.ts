@@ -1,7 +1,7 @@
 /** The engine foundation: adapter, tensors, pool, scopes, errors, embedding. */
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { createEngine, Engine, ShapeError, GPUExecutionError, EngineClosedError, ops, kernelSection, grid1d } from '../engine/entry-node.js';
+import { createEngine, Engine, ShapeError, GPUExecutionError, EngineClosedError, ops, kernelSection, grid1d, read } from '../engine/entry-node.js';
 import { BIND_GROUP_CACHE_LIMIT } from '../engine/engine.js';
 import { suite } from './harness.js';
 import { testEngine, randn } from './gpu.js';
@@ -134,7 +134,7 @@ t('shape mismatch names the op and both shapes, and records nothing', async () =
 t('a WGSL error is reported naming the kernel, and the engine keeps working', async () => {
   const e = await testEngine();
   const x = e.tensor([1, 2, 3, 4], [4]);
-  e.run({ name: 'deliberately_broken', source: 'fn main( {', bindings: [x], dispatch: [1] });
+  e.run({ name: 'deliberately_broken', shader: () => ({ bindings: { x: read('f32') }, code: 'fn main( {' }), bindings: { x }, dispatch: [1] });
   try {
     await e.flush();
     assert.unreachable('flush must reject');

@@ -4,10 +4,9 @@
  * `checkPrograms` (each distinct `name|variant`) and `sectionCoverage` (every `//# kernel` section
  * of the shader families the tests own was produced by some call).
  */
-import { Engine, kernelSection, type LegacyProgram, type Program } from '../engine/entry-node.js';
+import { Engine, kernelSection, type Program } from '../engine/entry-node.js';
 
-type AnyProgram = Program | LegacyProgram;
-const isLegacy = (p: AnyProgram): p is LegacyProgram => typeof (p as LegacyProgram).source === 'string';
+type AnyProgram = Program;
 const keyOf = (p: Program): string => (p.variant ? `${p.name}|${p.variant}` : p.name);
 
 /**
@@ -55,7 +54,6 @@ export interface CheckOptions {
  * 5. `shader()` called twice gives the same WGSL.
  */
 export function programProblems(p: AnyProgram, opts: CheckOptions = {}): string[] {
-  if (isLegacy(p)) return [`${p.name}: a legacy program (WGSL with its own struct Params and bindings)`];
   const at = keyOf(p);
   const out: string[] = [];
   const spec = p.shader();
@@ -99,10 +97,6 @@ export function checkPrograms(programs: readonly AnyProgram[], opts: CheckOption
   const byKey = new Map<string, { wgsl: string; first: AnyProgram }>();
   const problems: string[] = [];
   for (const p of programs) {
-    if (isLegacy(p)) {
-      problems.push(...programProblems(p, opts));
-      continue;
-    }
     const key = keyOf(p);
     const wgsl = Engine.wgslOf(p);
     const seen = byKey.get(key);
@@ -132,7 +126,7 @@ export function sectionCoverage(families: Readonly<Record<string, string>>, prog
   const covered = new Set<string>();
   const unmatched = new Set<string>();
   const codes = new Map<string, string>();
-  for (const p of programs) if (!isLegacy(p) && !codes.has(keyOf(p))) codes.set(keyOf(p), p.shader().code);
+  for (const p of programs) if (!codes.has(keyOf(p))) codes.set(keyOf(p), p.shader().code);
   for (const [key, code] of codes) {
     const hits = sections.filter((s) => s.re.test(code));
     if (!hits.length) unmatched.add(key);

@@ -19,7 +19,7 @@ import { writeFileSync } from 'node:fs';
 import { backward, type Engine } from '../engine/entry-node.js';
 import { Engine as EngineClass } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
-import { type LegacyProgram, type Program, isLegacyProgram, programKey } from '../engine/program.js';
+import { type Program, programKey } from '../engine/program.js';
 import { conv2d, setConv2dTiles } from '../engine/ops/conv2d.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
@@ -182,17 +182,13 @@ interface Seen {
 }
 
 /** Runs the calls with `run` wrapped; returns the programs of our kernels (and the others' count). */
-async function collect(e: Engine): Promise<{ ours: Seen[]; legacy: (Program | LegacyProgram)[] }> {
+async function collect(e: Engine): Promise<{ ours: Seen[] }> {
   const ours: Seen[] = [];
-  const legacy: (Program | LegacyProgram)[] = [];
   const run = e.run;
   const dump: { name: string; wgsl: string }[] = [];
-  e.run = (program: Program | LegacyProgram): void => {
+  e.run = (program: Program): void => {
     if (process.env.CANET_DUMP_WGSL && OURS.test(program.name)) dump.push({ name: program.name, wgsl: EngineClass.wgslOf(program) });
-    if (OURS.test(program.name)) {
-      if (isLegacyProgram(program)) legacy.push(program);
-      else ours.push({ key: programKey(program), program, wgsl: EngineClass.wgslOf(program) });
-    }
+    if (OURS.test(program.name)) ours.push({ key: programKey(program), program, wgsl: EngineClass.wgslOf(program) });
     run.call(e, program);
   };
   try {
@@ -204,7 +200,7 @@ async function collect(e: Engine): Promise<{ ours: Seen[]; legacy: (Program | Le
     e.run = run;
   }
   if (process.env.CANET_DUMP_WGSL) writeFileSync(process.env.CANET_DUMP_WGSL, JSON.stringify(dump));
-  return { ours, legacy };
+  return { ours };
 }
 
 /** The kernel's code without comments. */
@@ -215,8 +211,7 @@ let seen: Seen[] = [];
 
 t.before(async () => {
   const e = await testEngine();
-  const { ours, legacy } = await collect(e);
-  assert.equal(legacy.map((p) => p.name), [], 'every conv-family kernel is a declared-interface Program');
+  const { ours } = await collect(e);
   seen = ours;
 });
 

@@ -8,7 +8,7 @@
  *    anything is allocated or dispatched.
  */
 import * as assert from 'uvu/assert';
-import { createEngine, ShapeError, ops, canet, SGD, trainStep, grid1d, type Engine } from '../engine/entry-node.js';
+import { createEngine, ShapeError, ops, canet, SGD, trainStep, grid1d, read, type Engine } from '../engine/entry-node.js';
 import { suite } from './harness.js';
 import { randn, testEngine, withLimits } from './gpu.js';
 
@@ -21,7 +21,7 @@ t('engine.run refuses a dispatch beyond maxComputeWorkgroupsPerDimension, naming
   const before = e.stats().dispatches;
   for (const dispatch of [[max + 1], [1, max + 1], [1, 1, max + 1]] as [number, number?, number?][]) {
     assert.throws(
-      () => e.run({ name: 'too_wide', source: 'fn main() {}', bindings: [x], dispatch }),
+      () => e.run({ name: 'too_wide', shader: () => ({ bindings: { x: read('f32') }, code: '@compute @workgroup_size(1) fn main() { _ = &x; }' }), bindings: { x }, dispatch }),
       (err: unknown) => err instanceof ShapeError && new RegExp(`kernel too_wide: dispatch \\[${[...dispatch, 1, 1].slice(0, 3).join(', ')}\\] exceeds maxComputeWorkgroupsPerDimension \\(${max}\\)`).test((err as Error).message),
     );
   }

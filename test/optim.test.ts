@@ -1,6 +1,6 @@
 /** SGD, Adam, AdamW against float64 torch.optim references; checkpoints; schedules; a small training run. */
 import * as assert from 'uvu/assert';
-import { ShapeError, backward, recordOp, type Engine, type Tensor } from '../engine/entry-node.js';
+import { ShapeError, backward, recordOp, read, readWrite, type Engine, type Tensor } from '../engine/entry-node.js';
 import { checkLossFinite, softmaxCrossEntropy } from '../engine/ops/loss.js';
 import { Adam, AdamW, SGD, type Optimizer, type OptimizerState } from '../engine/optim.js';
 import { cosineLR, polyLR } from '../engine/schedule.js';
@@ -346,11 +346,6 @@ t('schedules match hand-computed values', () => {
 
 /** c[m, n] = sum_k a[m*sam + k*sak] * b[k*sbk + n*sbn]: a test-only matmul with strides for transposes. */
 const MATMUL_WGSL = `
-struct Params { m: u32, n: u32, k: u32, sam: u32, sak: u32, sbk: u32, sbn: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = gid.x;
@@ -364,7 +359,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 function stridedMatmul(a: Tensor, b: Tensor, shape: number[], [m, n, k]: number[], strides: number[]): Tensor {
   const out = a.engine.empty(shape, 'f32');
-  a.engine.run({ name: 'test_matmul', source: MATMUL_WGSL, uniforms: [m!, n!, k!, ...strides], bindings: [a, b, out], dispatch: [Math.ceil((m! * n!) / 64)] });
+  const [sam, sak, sbk, sbn] = strides as [number, number, number, number];
+  a.engine.run({
+    name: 'test_matmul',
+    shader: () => ({ uniforms: { m: 'u32', n: 'u32', k: 'u32', sam: 'u32', sak: 'u32', sbk: 'u32', sbn: 'u32' }, bindings: { a: read('f32'), b: read('f32'), c: readWrite('f32') }, code: MATMUL_WGSL }),
+    uniforms: { m: m!, n: n!, k: k!, sam, sak, sbk, sbn },
+    bindings: { a, b, c: out },
+    dispatch: [Math.ceil((m! * n!) / 64)],
+  });
   return out;
 }
 
