@@ -14,6 +14,7 @@ import { checkLossFinite, LossCheckError } from '../engine/ops/loss.js';
 import { canet, type CANet } from '../net/canet.js';
 import { SafetensorsError } from '../weights/safetensors.js';
 import { uploadBatch, trainStep } from '../net/train.js';
+import { PlannedCall } from '../engine/plan.js';
 import { CLASS_NAMES } from '../data/palette.js';
 import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { folderDataset, syntheticDataset, Prefetcher, type Dataset } from './data.js';
@@ -60,6 +61,7 @@ export const trainSpec: CommandSpec = {
     'log-every': { type: 'number', minInt: 1, help: 'write a metrics line every N steps', default: 1 },
     save: { type: 'string', help: 'dtype of the final model file: f32 | f16', default: 'f32' },
     'class-weights': { type: 'string', help: "loss weight per class: none, enet (1/ln(1.02 + pixel frequency), counted on 64 training images) or K comma-separated numbers", default: 'none' },
+    'no-capture': { type: 'boolean', help: 'record every step op by op instead of replaying a captured plan (to compare)' },
     'no-prefetch': { type: 'boolean', help: 'load each batch only when its step starts (to measure what overlapping the next batch with the GPU work saves)' },
     'continue-on-nan': { type: 'boolean', help: 'on a NaN/Inf loss, log it and keep training instead of stopping (checkpoints are only written while the weights are finite)' },
     ...tuningFlags,
@@ -202,6 +204,7 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
   const model = canet(engine, { ...cfg.model, seed: cfg.seed });
   const optimizer = makeOptimizer(model, cfg);
   const progress = new Progress();
+  const disposeAtEnd: (() => void)[] = [];
   const classWeights = cfg.classWeights ? engine.tensor(Float32Array.from(cfg.classWeights), [cfg.classWeights.length], 'f32') : null;
   try {
     if (resume) {
@@ -236,13 +239,20 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
     const nonFiniteWeights = (e: unknown): boolean => e instanceof SafetensorsError && /non-finite value/.test(e.message);
     let weightsBad = false;
 
+    // The batch goes into fixed input tensors and the step (forward, loss, backward, update) is
+    // replayed from a captured plan from the third step on (PlannedCall): the lr of each step is
+    // read again at every replay, so a schedule needs no new capture.
+    const batchImages = engine.empty([cfg.batch, h, w, 3], 'f32', 'images').keep();
+    const batchLabels = engine.empty([cfg.batch, h, w], 'u32', 'labels').keep();
+    const stepCall = new PlannedCall(engine, () => trainStep(model, optimizer, batchImages, batchLabels, { classWeights }), { label: 'training step', capture: !f['no-capture'] });
+    disposeAtEnd.push(() => (stepCall.dispose(), batchImages.dispose(), batchLabels.dispose()));
+
     for (let step = startStep; step < cfg.steps; step++) {
       optimizer.lr = lrAt(cfg, step);
       const samples = await prefetch.take(step);
-      const loss = engine.scope(() => {
-        const { images, labels } = uploadBatch(engine, samples, w, h, { seed: cfg.seed * 7_919 + step, maxScale: cfg.scale, flip: cfg.flip });
-        return trainStep(model, optimizer, images, labels, { classWeights });
-      });
+      uploadBatch(engine, samples, w, h, { seed: cfg.seed * 7_919 + step, maxScale: cfg.scale, flip: cfg.flip }, { images: batchImages, labels: batchLabels });
+      // The loss belongs to stepCall until its next run.
+      const loss = stepCall.run();
       engine.submit();
       // Decode or generate the next batch on this thread while the GPU works on this one.
       if (step + 1 < cfg.steps && !f['no-prefetch']) prefetch.ahead(step + 1);
@@ -256,8 +266,6 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
         value = e.loss;
         nonFiniteSteps.push(step + 1);
         if (nonFiniteSteps.length === 1) progress.log(`step ${step + 1}: non-finite loss (${e.loss}); continuing (--continue-on-nan)`);
-      } finally {
-        loss.dispose();
       }
       losses.push(value);
       windowImages += cfg.batch;
@@ -313,6 +321,7 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
     progress.log(`wrote ${modelPath}, ${checkpointPath}, ${metricsPath}, ${join(out, 'curve.svg')}`);
     return { steps: cfg.steps, losses, finalMiou };
   } finally {
+    for (const d of disposeAtEnd) d();
     classWeights?.dispose();
     optimizer.dispose();
     model.dispose();

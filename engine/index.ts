@@ -4,7 +4,7 @@ export { Tensor, type DType } from './tensor.js';
 export { ShapeError, GPUExecutionError, EngineClosedError } from './errors.js';
 export { backward, recordOp, type GradNode, type BackwardOptions } from './autograd.js';
 export { type Program, type ShaderSpec, type BindingDecl, type ScalarType, type UniformInput, read, readWrite, kernelSection, grid1d } from './program.js';
-export { Plan, PlanInvalidError, type CaptureOptions, type PlanFeed } from './plan.js';
+export { Plan, PlannedCall, PlanInvalidError, type CaptureOptions, type PlanFeed } from './plan.js';
 export { bucketSize } from './pool.js';
 export { autotune, exportTuning, importTuning, adapterKey, type TuneOptions, type TunedCase, type TuningCase, type TuningTable } from './tune.js';
 export * as ops from './ops/index.js';

@@ -39,10 +39,11 @@ export function drawAugmentation(rng: SeededRandom, w: number, h: number, opts: 
 /**
  * Uploads samples as a batch: images [N, H, W, 3] normalised and labels [N, H, W] u32, resized to
  * outW x outH, with augmentation drawn from `seed` when given (so a resumed run draws the same).
+ * `into` writes them into existing tensors of those shapes (the fixed inputs of a captured step).
  */
-export function uploadBatch(engine: Engine, samples: Sample[], outW: number, outH: number, augment?: AugmentOptions & { seed: number }): { images: Tensor; labels: Tensor } {
-  const images = engine.empty([samples.length, outH, outW, 3], 'f32', 'images');
-  const labels = engine.empty([samples.length, outH, outW], 'u32', 'labels');
+export function uploadBatch(engine: Engine, samples: Sample[], outW: number, outH: number, augment?: AugmentOptions & { seed: number }, into?: { images: Tensor; labels: Tensor }): { images: Tensor; labels: Tensor } {
+  const images = into?.images ?? engine.empty([samples.length, outH, outW, 3], 'f32', 'images');
+  const labels = into?.labels ?? engine.empty([samples.length, outH, outW], 'u32', 'labels');
   const rng = augment ? new SeededRandom(augment.seed) : null;
   samples.forEach((s, i) => {
     const aug = rng ? drawAugmentation(rng, s.width, s.height, augment!) : { crop: undefined, flip: false };
@@ -65,6 +66,8 @@ export interface TrainableModel {
 export function trainStep(model: TrainableModel, optimizer: Optimizer, images: Tensor, labels: Tensor, opts: { ignoreIndex?: number; classWeights?: Tensor | null } = {}): Tensor {
   const engine = images.engine;
   model.train(true);
+  // A captured step replays on a model that evaluation may have switched to eval mode since.
+  engine.onReplay(() => model.train(true));
   const loss = engine.scope(() => {
     optimizer.zeroGrad();
     const logits = model.forward(images);

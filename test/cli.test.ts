@@ -96,7 +96,7 @@ t('canet segment writes label, overlay and id PNGs; canet eval prints per-class 
   const r = canet(['segment', join(root, 'weights', 'sample.png'), '--weights', model, '--out', 'seg', '--ids']);
   assert.is(r.code, 0, r.err);
   for (const f of ['sample_labels.png', 'sample_overlay.png', 'sample_ids.png']) assert.ok(statSync(join(work, 'seg', f)).size > 100, f);
-  assert.match(r.out, /preprocess \d+ ms, GPU \d+ ms( \(first image: includes compiling the GPU pipelines\))?, readback \d+ ms/);
+  assert.match(r.out, /decode \d+ ms, GPU \d+ ms( \(first image: includes compiling the GPU pipelines\))?, readback \d+ ms/);
   const e = canet(['eval', '--synthetic', '4', '--weights', model, '--json', 'scores.json']);
   assert.is(e.code, 0, e.err);
   assert.match(e.out, /road\s+[\d.]+%/);
