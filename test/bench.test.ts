@@ -21,6 +21,11 @@ t('bench/run.js --quick: one small case, JSON with the documented fields', () =>
   // A steady-state inference is one fused pass: within issue 10's 90 dispatches, and everything
   // comes from the pool and the bind-group cache.
   assert.ok(c.dispatches <= 90, `${c.dispatches} dispatches`);
+  // The CPU part of a call, op by op and replayed from a captured plan (issue 21): measured, and
+  // the plan replays exactly the dispatches of the op-by-op call.
+  assert.ok(typeof c.cpu_ms === 'number' && c.cpu_ms > 0, `cpu_ms ${c.cpu_ms}`);
+  assert.ok(c.plan && typeof c.plan.cpu_ms === 'number' && c.plan.cpu_ms > 0 && c.plan.medianMs > 0, `plan ${JSON.stringify(c.plan)}`);
+  assert.is(c.plan.dispatches, c.dispatches, 'dispatches per replay');
   assert.is(c.steadyBuffersCreated, 0, 'buffers created by a steady-state call');
   assert.is(c.steadyBindGroupsCreated, 0, 'bind groups created by a steady-state call');
   // 20.3 G multiply-adds at 1024x512 (NETWORK.md) is 2.54 GFLOP at 256x128 (x2 for FLOPs, /16 for pixels).
