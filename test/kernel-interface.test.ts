@@ -218,6 +218,8 @@ function convFamilyCalls(e: Engine): void {
   // ---- depthwise forward and backward: vec4 and scalar channels, strides, dilation
   withGrad(e, [[1, 6, 6, 8], [3, 3, 8], [8]], ([x, w, b]) => depthwiseConv2d(x!, w!, b!, { padding: 1 }), 60);
   withGrad(e, [[1, 7, 6, 3], [3, 3, 3]], ([x, w]) => depthwiseConv2d(x!, w!, null, { stride: 2, padding: 1 }), 61);
+  // Scalar channels in the first call's window: only the vector width tells their backward kernels apart.
+  withGrad(e, [[1, 6, 6, 3], [3, 3, 3]], ([x, w]) => depthwiseConv2d(x!, w!, null, { padding: 1 }), 63);
   withGrad(e, [[1, 8, 8, 4], [3, 5, 4]], ([x, w]) => depthwiseConv2d(x!, w!, null, { padding: [2, 4], dilation: 2 }), 62);
 
   // ---- transposed conv forward and backward: vec4 and padded channels, several channel tiles
