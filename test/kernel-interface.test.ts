@@ -311,8 +311,8 @@ t('each distinct name|variant has the declared interface in its WGSL, reads what
 t('every kernel section of every shader file was produced by some call, and every program by a section', () => {
   assert.ok(Object.keys(SHADERS).length >= 19, `only ${Object.keys(SHADERS).length} shader files in ${SHADER_DIR.pathname}`);
   const { uncovered, unmatched } = sectionCoverage(SHADERS, all());
-  assert.equal(uncovered, [], `sections no call produced (add a call): ${uncovered.join(', ')}`);
-  assert.equal(unmatched, [], `programs whose code matches no section: ${unmatched.join(', ')}`);
+  assert.equal({ uncovered, unmatched }, { uncovered: [], unmatched: [] },
+    `sections no call produced (add a call): [${uncovered.join(', ')}]; programs whose code matches no section: [${unmatched.join(', ')}]`);
 });
 
 t('the checks catch a wrong interface', () => {
