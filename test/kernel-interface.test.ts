@@ -277,19 +277,22 @@ const collected: Record<'other' | 'conv', Dispatched[]> = { other: [], conv: [] 
 const all = (): Dispatched[] => [...collected.other, ...collected.conv];
 const distinct = (ds: readonly Dispatched[]): Set<string> => new Set(ds.map((d) => programKey(d.program)));
 
-t('representative calls of every op outside the conv family run', async () => {
+/** Runs one group of calls in a scope of the test engine and records its programs; throws what the calls threw. */
+async function runGroup(group: keyof typeof collected, calls: (e: Engine) => void): Promise<Dispatched[]> {
   const e = await testEngine();
-  const { programs, error } = await collectPrograms(e, () => e.scope(() => otherOpCalls(e)));
-  collected.other = programs;
+  const { programs, error } = await collectPrograms(e, () => e.scope(() => calls(e)));
+  collected[group] = programs;
   if (error) throw error;
+  return programs;
+}
+
+t('representative calls of every op outside the conv family run', async () => {
+  const programs = await runGroup('other', otherOpCalls);
   assert.ok(distinct(programs).size > 60, `only ${distinct(programs).size} distinct programs`);
 });
 
 t('representative calls of the conv family run and reach every conv-family kernel', async () => {
-  const e = await testEngine();
-  const { programs, error } = await collectPrograms(e, () => e.scope(() => convFamilyCalls(e)));
-  collected.conv = programs;
-  if (error) throw error;
+  const programs = await runGroup('conv', convFamilyCalls);
   const names = new Set(programs.map((d) => d.program.name.replace(/_(serial|workgroup)(_scalar)?$/, '')));
   for (const want of ['conv2d_forward', 'conv2d_backward_input', 'conv2d_backward_input_accumulate', 'conv2d_backward_filter',
     'conv_transpose_forward', 'conv_transpose_backward_input', 'conv_transpose_backward_filter', 'conv_transpose_pack', 'conv_transpose_pad_channels',
