@@ -1,24 +1,35 @@
 /**
- * Checks of programs that declare their interface (engine/program.ts `Program`), shared by the
- * kernel-interface tests: run a few representative calls of some ops with `collectPrograms`, then
+ * Checks of programs that declare their interface (engine/program.ts `Program`), used by
+ * test/kernel-interface.test.ts: run representative calls of the ops with `collectPrograms`, then
  * `checkPrograms` (each distinct `name|variant`) and `sectionCoverage` (every `//# kernel` section
- * of the shader families the tests own was produced by some call).
+ * of the shader files was produced by some call, and every program came from a section).
  */
 import { Engine, kernelSection, type Program } from '../engine/entry-node.js';
+import { programKey } from '../engine/program.js';
 
-type AnyProgram = Program;
-const keyOf = (p: Program): string => (p.variant ? `${p.name}|${p.variant}` : p.name);
+/** A program as dispatched, with the WGSL its `shader()` gave at that moment. */
+export interface Dispatched {
+  program: Program;
+  wgsl: string;
+}
+
+/** The record of a program dispatched now. */
+export const dispatched = (program: Program): Dispatched => ({ program, wgsl: Engine.wgslOf(program) });
+
+/** Longest variant accepted: a variant names compile-time choices, short and explicit. */
+const MAX_VARIANT = 120;
 
 /**
- * Runs `fn` with `engine.run` wrapped so that every program it dispatches is recorded (and still
- * run: the engine compiles each pipeline and checks the values against the declaration), then
- * flushes. Returns the programs recorded, and what `fn` or the flush threw, if anything.
+ * Runs `fn` with `engine.run` wrapped so that every program it dispatches is recorded with its
+ * WGSL at that moment (and still run: the engine compiles each pipeline and checks the values
+ * against the declaration), then flushes. Returns the programs recorded, in call order, and what
+ * `fn` or the flush threw, if anything.
  */
-export async function collectPrograms(engine: Engine, fn: () => unknown): Promise<{ programs: AnyProgram[]; error?: unknown }> {
-  const programs: AnyProgram[] = [];
+export async function collectPrograms(engine: Engine, fn: () => unknown): Promise<{ programs: Dispatched[]; error?: unknown }> {
+  const programs: Dispatched[] = [];
   const run = engine.run;
-  engine.run = function (this: Engine, p: AnyProgram) {
-    programs.push(p);
+  engine.run = function (this: Engine, p: Program) {
+    programs.push(dispatched(p));
     return run.call(this, p);
   };
   try {
@@ -47,22 +58,28 @@ export interface CheckOptions {
 /**
  * The problems of one program's interface (empty when it is right):
  * 1. the generated WGSL holds one `struct Params` whose fields are the declared uniforms, in order
- *    and with their types (none without uniforms), and the kernel code declares no interface itself;
+ *    and with their types (no uniform block without uniforms), and the kernel code declares no
+ *    interface itself;
  * 2. every `p.X` the code reads is declared, and every declared uniform is read;
  * 3. every declared binding is used by the code (indexed, or passed by pointer);
- * 4. the uniform and binding names given are exactly the declared ones;
- * 5. `shader()` called twice gives the same WGSL.
+ * 4. the uniform and binding names given are exactly the declared ones, the values numbers (or
+ *    functions returning one);
+ * 5. `shader()` gives the same WGSL at every call, and the same as `atDispatch` (what it gave when
+ *    the program was dispatched) where that is given;
+ * 6. the variant is short.
  */
-export function programProblems(p: AnyProgram, opts: CheckOptions = {}): string[] {
-  const at = keyOf(p);
+export function programProblems(p: Program, opts: CheckOptions = {}, atDispatch?: string): string[] {
+  const at = programKey(p);
   const out: string[] = [];
   const spec = p.shader();
   const wgsl = Engine.wgslOf(p);
   if (Engine.wgslOf(p) !== wgsl) out.push(`${at}: shader() gives different WGSL on a second call`);
+  if (atDispatch !== undefined && atDispatch !== wgsl) out.push(`${at}: shader() gives different WGSL than when the program was dispatched`);
+  if ((p.variant?.length ?? 0) > MAX_VARIANT) out.push(`${at}: the variant is longer than ${MAX_VARIANT} characters`);
   const declared = Object.entries(spec.uniforms ?? {});
   const structs = [...wgsl.matchAll(/struct\s+Params\s*\{([^}]*)\}/g)];
   if (declared.length === 0) {
-    if (structs.length) out.push(`${at}: declares no uniforms but its WGSL has a struct Params`);
+    if (structs.length || /var<uniform>/.test(wgsl)) out.push(`${at}: declares no uniforms but its WGSL has a uniform block`);
   } else if (structs.length !== 1) {
     out.push(`${at}: WGSL has ${structs.length} struct Params, expected 1`);
   } else {
@@ -84,26 +101,28 @@ export function programProblems(p: AnyProgram, opts: CheckOptions = {}): string[
   const same = (a: string[], b: string[]) => a.length === b.length && [...a].sort().join() === [...b].sort().join();
   const givenU = Object.keys(p.uniforms ?? {});
   if (!same(givenU, names)) out.push(`${at}: uniforms given [${givenU.join(', ')}], declared [${names.join(', ')}]`);
+  for (const [n, v] of Object.entries(p.uniforms ?? {}))
+    if (typeof v !== 'number' && typeof v !== 'function') out.push(`${at}: uniform ${n} is given ${JSON.stringify(v)}, not a number`);
   const givenB = Object.keys(p.bindings);
   if (!same(givenB, bindings)) out.push(`${at}: bindings given [${givenB.join(', ')}], declared [${bindings.join(', ')}]`);
   return out;
 }
 
 /**
- * The problems of a set of programs: `programProblems` of one program per distinct key, and any
- * two programs with the same key whose WGSL differs (a compile-time choice missing from the variant).
+ * The problems of a set of dispatched programs: `programProblems` of one program per distinct key,
+ * and any two programs with the same key whose WGSL differed at dispatch (a compile-time choice
+ * missing from the variant: a pipeline silently reused for the wrong kernel).
  */
-export function checkPrograms(programs: readonly AnyProgram[], opts: CheckOptions = {}): { keys: string[]; problems: string[] } {
-  const byKey = new Map<string, { wgsl: string; first: AnyProgram }>();
+export function checkPrograms(programs: readonly Dispatched[], opts: CheckOptions = {}): { keys: string[]; problems: string[] } {
+  const byKey = new Map<string, string>();
   const problems: string[] = [];
-  for (const p of programs) {
-    const key = keyOf(p);
-    const wgsl = Engine.wgslOf(p);
+  for (const { program, wgsl } of programs) {
+    const key = programKey(program);
     const seen = byKey.get(key);
-    if (!seen) {
-      byKey.set(key, { wgsl, first: p });
-      problems.push(...programProblems(p, opts));
-    } else if (seen.wgsl !== wgsl) problems.push(`${key}: two programs with this key give different WGSL (a compile-time choice is missing from the variant)`);
+    if (seen === undefined) {
+      byKey.set(key, wgsl);
+      problems.push(...programProblems(program, opts, wgsl));
+    } else if (seen !== wgsl) problems.push(`${key}: two programs with this key give different WGSL (a compile-time choice is missing from the variant)`);
   }
   return { keys: [...byKey.keys()], problems: [...new Set(problems)] };
 }
@@ -121,12 +140,12 @@ function sectionPattern(family: string, name: string): RegExp {
  * Which sections of `families` (file name -> text) the programs' kernel code came from: the
  * sections no program produced, and the programs whose code matches no section.
  */
-export function sectionCoverage(families: Readonly<Record<string, string>>, programs: readonly AnyProgram[]): { uncovered: string[]; unmatched: string[] } {
+export function sectionCoverage(families: Readonly<Record<string, string>>, programs: readonly Dispatched[]): { uncovered: string[]; unmatched: string[] } {
   const sections = Object.entries(families).flatMap(([file, text]) => sectionNames(text).map((name) => ({ id: `${file}: ${name}`, re: sectionPattern(text, name) })));
   const covered = new Set<string>();
   const unmatched = new Set<string>();
   const codes = new Map<string, string>();
-  for (const p of programs) if (!codes.has(keyOf(p))) codes.set(keyOf(p), p.shader().code);
+  for (const { program } of programs) if (!codes.has(programKey(program))) codes.set(programKey(program), program.shader().code);
   for (const [key, code] of codes) {
     const hits = sections.filter((s) => s.re.test(code));
     if (!hits.length) unmatched.add(key);

@@ -1,57 +1,47 @@
 /**
- * Every kernel outside the conv family declares its interface (engine/program.ts `Program`): for a
- * representative call of each op (with its backward where it has one), each distinct
- * `name|variant` is checked against its generated WGSL (test/kernel-interface-checks.ts), and every
- * `//# kernel` section of the shader files these ops own must have been produced by some call, so
- * a new kernel without a case here fails.
+ * Every kernel declares its interface (engine/program.ts `Program`). Two groups of representative
+ * calls (forward and backward) run with the engine's `run` wrapped: every op outside the conv
+ * family, and the conv family (conv2d, transposed conv, depthwise, BatchNorm and the fused
+ * epilogue they share: every kernel, every epilogue layout). Then
+ * - each distinct `name|variant` is checked against its generated WGSL (programProblems of
+ *   test/kernel-interface-checks.ts: struct Params is the declared uniforms, every uniform read is
+ *   declared and every declared one read, every binding used, values given for exactly the
+ *   declared names, stable WGSL), and two programs with one key must give the same WGSL (a
+ *   compile-time input missing from the variant would show up as two shaders under one key, a
+ *   pipeline silently reused for the wrong kernel);
+ * - every `//# kernel` section of every shaders/*.wgsl file must have been produced by some call,
+ *   and every program's code must come from a section, so a new kernel without a call here fails.
+ * CANET_DUMP_WGSL=<file> also writes the full WGSL of every program the calls ran, in call order,
+ * as JSON: compare two such files to check that a refactor leaves the kernels alone.
  */
 import * as assert from 'uvu/assert';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { Adam, SGD, backward, colorizeIds, labelsToTensor, ops, rowsToTensor, type Engine, type Program, type Tensor } from '../engine/entry-node.js';
+import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
+import { add, sum } from '../engine/ops/basic.js';
+import { conv2d, setConv2dTiles } from '../engine/ops/conv2d.js';
+import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
+import { depthwiseConv2d } from '../engine/ops/depthwise.js';
+import type { Epilogue } from '../engine/ops/epilogue.js';
 import { channelAttentionInference } from '../engine/ops/fca.js';
 import { resizeBilinearArgmax } from '../engine/ops/upsample.js';
-import { readWrite } from '../engine/program.js';
-import broadcastWgsl from '../shaders/broadcast.wgsl';
-import colorizeWgsl from '../shaders/colorize.wgsl';
-import concatWgsl from '../shaders/concat.wgsl';
-import elementwiseWgsl from '../shaders/elementwise.wgsl';
-import fcaWgsl from '../shaders/fca.wgsl';
-import linearWgsl from '../shaders/linear.wgsl';
-import lossWgsl from '../shaders/loss.wgsl';
-import metricsWgsl from '../shaders/metrics.wgsl';
-import optimWgsl from '../shaders/optim.wgsl';
-import poolWgsl from '../shaders/pool.wgsl';
-import preprocessWgsl from '../shaders/preprocess.wgsl';
-import reduceWgsl from '../shaders/reduce.wgsl';
-import softmaxWgsl from '../shaders/softmax.wgsl';
-import upsampleWgsl from '../shaders/upsample.wgsl';
+import { programKey, readWrite } from '../engine/program.js';
 import { suite } from './harness.js';
 import { randn, testEngine } from './gpu.js';
-import { checkPrograms, collectPrograms, programProblems, sectionCoverage } from './kernel-interface-checks.js';
+import { type Dispatched, checkPrograms, collectPrograms, dispatched, programProblems, sectionCoverage } from './kernel-interface-checks.js';
 
 const t = suite('kernel-interface');
 
-/** The shader families of the ops checked here (the conv family has its own). */
-const FAMILIES = {
-  'broadcast.wgsl': broadcastWgsl,
-  'colorize.wgsl': colorizeWgsl,
-  'concat.wgsl': concatWgsl,
-  'elementwise.wgsl': elementwiseWgsl,
-  'fca.wgsl': fcaWgsl,
-  'linear.wgsl': linearWgsl,
-  'loss.wgsl': lossWgsl,
-  'metrics.wgsl': metricsWgsl,
-  'optim.wgsl': optimWgsl,
-  'pool.wgsl': poolWgsl,
-  'preprocess.wgsl': preprocessWgsl,
-  'reduce.wgsl': reduceWgsl,
-  'softmax.wgsl': softmaxWgsl,
-  'upsample.wgsl': upsampleWgsl,
-};
+/** Every shader file (name -> text), read from shaders/ as the engine bundles it: none can be left out. */
+const SHADER_DIR = new URL('../../shaders/', import.meta.url);
+const SHADERS: Record<string, string> = Object.fromEntries(
+  readdirSync(SHADER_DIR).filter((f) => f.endsWith('.wgsl')).sort().map((f) => [f, readFileSync(new URL(f, SHADER_DIR), 'utf8')]),
+);
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
-/** Representative calls of every op (forward and backward), in one scope. */
-function everyOp(e: Engine): void {
+/** Representative calls of every op outside the conv family (forward and backward). */
+function otherOpCalls(e: Engine): void {
   let seed = 1;
   const data = (shape: readonly number[]) => Float32Array.from(randn(prod(shape), seed++));
   const x = (shape: readonly number[], grad = true): Tensor => {
@@ -147,52 +137,222 @@ function everyOp(e: Engine): void {
   }
 }
 
-let collected: Awaited<ReturnType<typeof collectPrograms>>['programs'] = [];
+function tensor(e: Engine, shape: number[], seed: number, grad = false): Tensor {
+  const t = e.tensor(Float32Array.from(randn(prod(shape), seed)), shape);
+  if (grad) t.requiresGrad = true;
+  return t;
+}
 
-t('representative calls of every op run', async () => {
+/** Forward and backward of `f` on fresh inputs of `shapes` (all requiring grad). */
+function withGrad(e: Engine, shapes: number[][], f: (ts: Tensor[]) => Tensor, seed: number): void {
+  const ts = shapes.map((s, i) => tensor(e, s, seed + i, true));
+  backward(sum(f(ts)));
+}
+
+/** Representative calls of the conv family: every kernel of its four op files, the epilogue in each layout. */
+function convFamilyCalls(e: Engine): void {
+  // ---- conv2d forward, grad input, grad filter: vec4 and scalar channels, strides, groups, pointwise
+  withGrad(e, [[1, 6, 6, 8], [8, 3, 3, 8], [8]], ([x, w, b]) => conv2d(x!, w!, b!, { padding: 1 }), 1);
+  withGrad(e, [[1, 7, 5, 3], [5, 3, 3, 3]], ([x, w]) => conv2d(x!, w!, null, { stride: 2, padding: 1 }), 2);
+  // Scalar x, vec4 y: the same tile as the first call, so only the vector width tells them apart.
+  withGrad(e, [[1, 6, 6, 3], [8, 3, 3, 3], [8]], ([x, w, b]) => conv2d(x!, w!, b!, { padding: 1 }), 8);
+  withGrad(e, [[1, 5, 5, 8], [8, 1, 1, 8]], ([x, w]) => conv2d(x!, w!, null), 3);
+  withGrad(e, [[1, 5, 5, 8], [12, 1, 1, 8]], ([x, w]) => conv2d(x!, w!, null, { stride: 2 }), 4);
+  withGrad(e, [[1, 6, 6, 8], [8, 3, 3, 4]], ([x, w]) => conv2d(x!, w!, null, { padding: 2, dilation: 2, groups: 2 }), 5);
+  // The input gradient added into an existing one (x feeds two convolutions).
+  withGrad(e, [[1, 5, 5, 4], [4, 3, 3, 4], [4, 3, 3, 4]], ([x, w1, w2]) => add(conv2d(x!, w1!, null, { padding: 1 }), conv2d(x!, w2!, null, { padding: 1 })), 6);
+  // CPU-class tiles (the large ones production uses on SwiftShader are forced by name elsewhere).
+  setConv2dTiles('cpu');
+  try {
+    withGrad(e, [[1, 6, 6, 8], [8, 3, 3, 8]], ([x, w]) => conv2d(x!, w!, null, { padding: 1 }), 7);
+  } finally {
+    setConv2dTiles(null);
+  }
+
+  // ---- the epilogue in every layout, through each producer (inference)
+  e.noGrad(() => {
+    const shape = [1, 6, 6, 8];
+    const affine = tensor(e, [2, 8], 20);
+    const residual = tensor(e, shape, 21);
+    const fca = { as: tensor(e, [1, 6, 6, 1], 22), ac: tensor(e, [1, 8], 23) };
+    const bias = tensor(e, [8], 24);
+    const x = tensor(e, shape, 25);
+    const w = tensor(e, [8, 3, 3, 8], 26);
+    const epilogues: [Tensor | null, Epilogue][] = [
+      [null, { affine, act: 'relu' }],
+      [null, { affine, act: 'relu6', residual }],
+      [null, { affine, act: 'sigmoid', fca }],
+      [null, { affine, residual, fca }],
+      [bias, { act: 'relu' }],
+      [bias, { residual }],
+      [null, { act: 'relu6' }],
+      [null, { affine, into: { tensor: tensor(e, [1, 6, 6, 20], 27), channelOffset: 8 } }],
+      // Scalar stores: the target's channel offset is not a multiple of 4.
+      [null, { affine, act: 'relu', into: { tensor: tensor(e, [1, 6, 6, 11], 28), channelOffset: 3 } }],
+      [bias, { into: { tensor: tensor(e, [1, 6, 6, 11], 29), channelOffset: 1 } }],
+    ];
+    for (const [b, ep] of epilogues) {
+      conv2d(x, w, b, { padding: 1 }, ep);
+      depthwiseConv2d(x, tensor(e, [3, 3, 8], 30), b, { padding: 1 }, ep);
+      // Transposed conv: stride 1, so the output has the input's size.
+      convTranspose2d(x, w, b, { padding: 1 }, ep);
+    }
+    // A slice of the output channels (paramOffset, read from the whole layer's affine or bias).
+    conv2d(x, tensor(e, [16, 1, 1, 8], 31), null, { outputChannels: [8, 8] }, { affine: tensor(e, [2, 16], 32), act: 'relu' });
+    conv2d(x, tensor(e, [16, 1, 1, 8], 33), tensor(e, [16], 34), { outputChannels: [4, 8] });
+    conv2d(x, tensor(e, [8, 3, 3, 4], 55), null, { inputChannels: [4, 4], padding: 1 }, { act: 'relu' });
+    depthwiseConv2d(tensor(e, [1, 6, 6, 4], 35), tensor(e, [3, 3, 12], 36), null, { padding: 1, channels: [4, 4] }, { affine: tensor(e, [2, 12], 37) });
+    // Scalar channels (5) through each producer.
+    const x5 = tensor(e, [1, 6, 6, 5], 38);
+    conv2d(x5, tensor(e, [5, 3, 3, 5], 39), null, { padding: 1 }, { affine: tensor(e, [2, 5], 40), act: 'relu' });
+    depthwiseConv2d(x5, tensor(e, [3, 3, 5], 41), null, { stride: 2, padding: 1 }, { affine: tensor(e, [2, 5], 42), act: 'relu6' });
+    convTranspose2d(x5, tensor(e, [5, 3, 3, 5], 43), null, { stride: 2, padding: 1, outputPadding: 1 }, { affine: tensor(e, [2, 5], 44), act: 'relu' });
+    // Transposed conv: several channel tiles (Co > 20), the fused argmax with and without an affine.
+    convTranspose2d(x, tensor(e, [24, 3, 3, 8], 45), tensor(e, [24], 46), { stride: 2, padding: 1, outputPadding: 1 });
+    convTranspose2d(x, tensor(e, [24, 3, 3, 8], 47), null, { stride: 2, padding: 1, outputPadding: 1 }, { affine: tensor(e, [2, 24], 48), act: 'relu' });
+    convTranspose2dArgmax(x, tensor(e, [5, 3, 3, 8], 49), tensor(e, [5], 50), { stride: 2, padding: 1, outputPadding: 1 });
+    convTranspose2dArgmax(x, tensor(e, [7, 3, 3, 8], 51), null, { stride: 2, padding: 1, outputPadding: 1 }, { affine: tensor(e, [2, 7], 52), act: 'relu' });
+    convTranspose2dArgmax(x, tensor(e, [7, 3, 3, 8], 53), tensor(e, [7], 54), { stride: 2, padding: 1, outputPadding: 1 }, { act: 'relu' });
+  });
+
+  // ---- depthwise forward and backward: vec4 and scalar channels, strides, dilation
+  withGrad(e, [[1, 6, 6, 8], [3, 3, 8], [8]], ([x, w, b]) => depthwiseConv2d(x!, w!, b!, { padding: 1 }), 60);
+  withGrad(e, [[1, 7, 6, 3], [3, 3, 3]], ([x, w]) => depthwiseConv2d(x!, w!, null, { stride: 2, padding: 1 }), 61);
+  // Scalar channels in the first call's window: only the vector width tells their backward kernels apart.
+  withGrad(e, [[1, 6, 6, 3], [3, 3, 3]], ([x, w]) => depthwiseConv2d(x!, w!, null, { padding: 1 }), 63);
+  withGrad(e, [[1, 8, 8, 4], [3, 5, 4]], ([x, w]) => depthwiseConv2d(x!, w!, null, { padding: [2, 4], dilation: 2 }), 62);
+
+  // ---- transposed conv forward and backward: vec4 and padded channels, several channel tiles
+  withGrad(e, [[1, 4, 5, 8], [8, 3, 3, 8], [8]], ([x, w, b]) => convTranspose2d(x!, w!, b!, { stride: 2, padding: 1, outputPadding: 1 }), 70);
+  withGrad(e, [[1, 4, 4, 3], [5, 3, 3, 3]], ([x, w]) => convTranspose2d(x!, w!, null, { stride: 2, padding: 1, outputPadding: 1 }), 71);
+  withGrad(e, [[1, 3, 3, 8], [24, 4, 4, 8]], ([x, w]) => convTranspose2d(x!, w!, null, { stride: 2, padding: 1 }), 72);
+
+  // ---- BatchNorm: every lane mode and fusion, chunked passes, inference, fold
+  const bn = (c: number, shape: number[], opts: Parameters<typeof batchNorm2d>[5], seed: number, residual = false): void => {
+    const stats = [tensor(e, [c], seed + 2), tensor(e, [c], seed + 3)];
+    stats[1] = e.tensor(Float32Array.from({ length: c }, () => 1), [c]);
+    withGrad(e, residual ? [shape, [c], [c], shape] : [shape, [c], [c]], ([x, gm, bt, r]) =>
+      batchNorm2d(x!, gm!, bt!, stats[0]!, stats[1]!, { ...opts, residual: r ?? null }), seed);
+  };
+  const modes: [string | undefined, string | undefined][] = [[undefined, undefined], ['serial', 'fused'], ['serial', 'separate'], ['workgroup', 'fused'], ['workgroup', 'separate'], ['chunked', undefined]];
+  for (const [reduce, fuse] of modes) {
+    if (reduce) e.prefer.bnReduce = reduce;
+    if (fuse) e.prefer.bnFuse = fuse;
+    try {
+      for (const training of [true, false]) {
+        bn(8, [2, 3, 4, 8], { training }, 80);
+        bn(8, [2, 3, 4, 8], { training, act: 'relu' }, 81);
+        bn(8, [2, 3, 4, 8], { training, act: 'relu6' }, 82);
+        bn(8, [2, 3, 4, 8], { training, act: 'sigmoid' }, 83);
+        bn(8, [2, 3, 4, 8], { training }, 84, true);
+        bn(8, [2, 3, 4, 8], { training, act: 'relu' }, 85, true);
+        bn(3, [2, 3, 4, 3], { training }, 86);
+        bn(3, [2, 3, 4, 3], { training, act: 'relu' }, 87);
+        bn(6, [2, 3, 4, 6], { training }, 88, true);
+        bn(19, [1, 5, 7, 19], { training, act: 'sigmoid' }, 89);
+      }
+      // Only gamma and beta require grad: the lane backward stores no dx.
+      {
+        const x = tensor(e, [2, 3, 4, 8], 96);
+        const ps = [tensor(e, [8], 97, true), tensor(e, [8], 98, true), tensor(e, [8], 99), e.tensor(Float32Array.from({ length: 8 }, () => 1), [8])];
+        backward(sum(batchNorm2d(x, ps[0]!, ps[1]!, ps[2]!, ps[3]!, { training: true, act: 'relu' })));
+      }
+      // Enough groups for the chunked merge passes.
+      bn(4, [1, 64, 80, 4], { training: true }, 90);
+      bn(3, [1, 128, 150, 3], { training: true }, 91);
+    } finally {
+      delete e.prefer.bnReduce;
+      delete e.prefer.bnFuse;
+    }
+  }
+  e.noGrad(() => {
+    const c = [tensor(e, [8], 92), tensor(e, [8], 93), tensor(e, [8], 94), e.tensor(Float32Array.from({ length: 8 }, () => 1), [8])] as const;
+    bnFold(c[0], c[1], c[2], c[3], 1e-5);
+    bnFold(c[0], c[1], c[2], c[3], 1e-5, tensor(e, [8], 95));
+  });
+}
+
+/** The programs each group dispatched, in call order. */
+const collected: Record<'other' | 'conv', Dispatched[]> = { other: [], conv: [] };
+const all = (): Dispatched[] => [...collected.other, ...collected.conv];
+const distinct = (ds: readonly Dispatched[]): Set<string> => new Set(ds.map((d) => programKey(d.program)));
+
+/** Runs one group of calls in a scope of the test engine and records its programs; throws what the calls threw. */
+async function runGroup(group: keyof typeof collected, calls: (e: Engine) => void): Promise<Dispatched[]> {
   const e = await testEngine();
-  const { programs, error } = await collectPrograms(e, () => e.scope(() => everyOp(e)));
-  collected = programs;
+  const { programs, error } = await collectPrograms(e, () => e.scope(() => calls(e)));
+  collected[group] = programs;
   if (error) throw error;
-  assert.ok(collected.length > 50, `only ${collected.length} programs`);
+  return programs;
+}
+
+t('representative calls of every op outside the conv family run', async () => {
+  const programs = await runGroup('other', otherOpCalls);
+  assert.ok(distinct(programs).size > 60, `only ${distinct(programs).size} distinct programs`);
+});
+
+t('representative calls of the conv family run and reach every conv-family kernel', async () => {
+  const programs = await runGroup('conv', convFamilyCalls);
+  const names = new Set(programs.map((d) => d.program.name.replace(/_(serial|workgroup)(_scalar)?$/, '')));
+  for (const want of ['conv2d_forward', 'conv2d_backward_input', 'conv2d_backward_input_accumulate', 'conv2d_backward_filter',
+    'conv_transpose_forward', 'conv_transpose_backward_input', 'conv_transpose_backward_filter', 'conv_transpose_pack', 'conv_transpose_pad_channels',
+    'depthwise_forward', 'depthwise_backward_input', 'depthwise_backward_filter',
+    'bn_stats_partial', 'bn_stats_combine', 'bn_stats_finish', 'bn_inference_params', 'bn_fold', 'bn_affine', 'bn_grad_partial', 'bn_grad_combine',
+    'bn_grad_finish_train', 'bn_grad_finish_eval', 'bn_backward_dx'])
+    assert.ok(names.has(want), `no call ran ${want} (ran: ${[...names].sort().join(', ')})`);
+  const conv = distinct(programs.filter((d) => /^(conv2d_|conv_transpose_|depthwise_|bn_)/.test(d.program.name)));
+  assert.ok(conv.size >= 60, `only ${conv.size} distinct conv-family pipelines`);
+  if (process.env.CANET_DUMP_WGSL) writeFileSync(process.env.CANET_DUMP_WGSL, JSON.stringify(all().map((d) => ({ name: d.program.name, wgsl: d.wgsl }))));
 });
 
 t('each distinct name|variant has the declared interface in its WGSL, reads what it declares and gives stable WGSL', () => {
-  const { keys, problems } = checkPrograms(collected);
-  assert.ok(keys.length > 60, `only ${keys.length} distinct programs`);
+  const { keys, problems } = checkPrograms(all());
+  assert.ok(keys.length > 120, `only ${keys.length} distinct programs`);
   assert.equal(problems, [], problems.join('\n'));
 });
 
-t('every kernel section of these shader files was produced by some call', () => {
-  const { uncovered, unmatched } = sectionCoverage(FAMILIES, collected);
-  assert.equal(uncovered, [], `sections no call produced (add a case to everyOp): ${uncovered.join(', ')}`);
-  assert.equal(unmatched, [], `programs whose code matches no section: ${unmatched.join(', ')}`);
+t('every kernel section of every shader file was produced by some call, and every program by a section', () => {
+  assert.ok(Object.keys(SHADERS).length >= 19, `only ${Object.keys(SHADERS).length} shader files in ${SHADER_DIR.pathname}`);
+  const { uncovered, unmatched } = sectionCoverage(SHADERS, all());
+  assert.equal({ uncovered, unmatched }, { uncovered: [], unmatched: [] },
+    `sections no call produced (add a call): [${uncovered.join(', ')}]; programs whose code matches no section: [${unmatched.join(', ')}]`);
 });
 
 t('the checks catch a wrong interface', () => {
+  const mentions = (problems: string[], ...what: string[]) => {
+    for (const w of what) assert.ok(problems.some((p) => p.includes(w)), `no problem mentions "${w}": ${problems.join('; ')}`);
+  };
   const broken: Program = {
     name: 'broken',
+    variant: 'v'.repeat(121),
     shader: () => ({
-      uniforms: { n: 'u32', unused: 'f32' },
+      uniforms: { n: 'u32', unused: 'f32', s: 'u32' },
       bindings: { y: readWrite('f32'), z: readWrite('f32') },
-      code: '@compute @workgroup_size(1)\nfn main() { y[0] = f32(p.n + p.m); }',
+      code: '@compute @workgroup_size(1)\nfn main() { y[0] = f32(p.n + p.m + p.s); }',
     }),
-    uniforms: { n: 1, extra: 2 },
+    uniforms: { n: 1, extra: 2, s: '3' as unknown as number },
     bindings: {},
     dispatch: [1],
   };
-  const problems = programProblems(broken);
-  for (const what of ['reads p.m', 'uniform unused is declared but never read', 'binding z is declared but never used', 'uniforms given', 'bindings given'])
-    assert.ok(problems.some((p) => p.includes(what)), `no problem mentions "${what}": ${problems.join('; ')}`);
+  mentions(programProblems(broken), 'reads p.m', 'uniform unused is declared but never read', 'binding z is declared but never used', 'uniforms given', 'bindings given',
+    'uniform s is given "3", not a number', 'variant is longer');
   assert.equal(programProblems(broken, { unreadUniforms: { broken: ['unused'] } }).filter((p) => p.includes('never read') && p.includes('unused')), []);
+  // The kernel code declaring its own interface, or holding a define left unsubstituted.
+  const selfDeclared: Program = { name: 'self', shader: () => ({ bindings: {}, code: 'struct Params { a: u32 }\n@group(0) @binding(0) var<uniform> p: Params;\nfn main() { {{X}} }' }), bindings: {}, dispatch: [1] };
+  mentions(programProblems(selfDeclared), 'declares no uniforms but its WGSL has a uniform block', 'declares its own struct Params', 'declares its own @binding', 'unsubstituted define {{X}}');
+  // WGSL that changes from call to call, or since the dispatch.
   let calls = 0;
   const unstable: Program = { ...broken, shader: () => ({ bindings: {}, code: `fn main() {} // ${calls++}` }), uniforms: {} };
-  assert.ok(programProblems(unstable).some((p) => p.includes('different WGSL')));
+  mentions(programProblems(unstable), 'different WGSL on a second call');
+  mentions(checkPrograms([{ program: selfDeclared, wgsl: 'what it gave then' }]).problems, 'different WGSL than when the program was dispatched');
   // The same key with different WGSL: a compile-time choice left out of the variant.
-  const twins = [0, 1].map((k): Program => ({ name: 'twin', shader: () => ({ bindings: {}, code: `@compute @workgroup_size(${k + 1})\nfn main() {}` }), bindings: {}, dispatch: [1] }));
-  assert.ok(checkPrograms(twins).problems.some((p) => p.includes('different WGSL')));
-  // A section no program produced.
-  assert.equal(sectionCoverage({ 'f.wgsl': '// shared\n//# kernel a\nfn main() {}\n//# kernel b\nfn main() { {{X}} }\n' }, twins).uncovered, ['f.wgsl: a', 'f.wgsl: b']);
+  const twins = [0, 1].map((k) => dispatched({ name: 'twin', shader: () => ({ bindings: {}, code: `@compute @workgroup_size(${k + 1})\nfn main() {}` }), bindings: {}, dispatch: [1] }));
+  mentions(checkPrograms(twins).problems, 'two programs with this key give different WGSL');
+  // A section no program produced, and a program from no section.
+  const family = { 'f.wgsl': '// shared\n//# kernel a\nfn main() {}\n//# kernel b\nfn main() { {{X}} }\n' };
+  assert.equal(sectionCoverage(family, twins), { uncovered: ['f.wgsl: a', 'f.wgsl: b'], unmatched: ['twin'] });
+  const fromB = dispatched({ name: 'b', shader: () => ({ bindings: {}, code: '// shared\n\nfn main() { let x = 1; }\n' }), bindings: {}, dispatch: [1] });
+  assert.equal(sectionCoverage(family, [fromB]), { uncovered: ['f.wgsl: a'], unmatched: [] });
 });
 
 t.run();

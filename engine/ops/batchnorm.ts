@@ -11,11 +11,11 @@
 import batchnorm from '../../shaders/batchnorm.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { type BindingDecl, type ShaderSpec, grid1d, kernelSection, read, readWrite } from '../program.js';
+import { type BindingDecl, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { unary, unaryOps } from './unary.js';
 import { add } from './basic.js';
-import { fill } from './codegen.js';
+import { section } from './shader.js';
 
 /** Options of {@link batchNorm2d}. */
 export interface BatchNormOptions {
@@ -167,7 +167,7 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
         shader: () => ({
           uniforms: { l: 'u32', c: 'u32', eps: 'f32' },
           bindings: { gamma: read('f32'), beta: read('f32'), running_mean: read('f32'), running_var: read('f32'), stats: readWrite('f32'), affine: readWrite('f32') },
-          code: fill('bn_inference_params', kernelSection(batchnorm, 'bn_inference_params'), { WG }),
+          code: section(batchnorm, 'bn_inference_params', { WG }),
         }),
         uniforms: { l: geo.l, c: geo.c, eps },
         bindings: { gamma, beta, running_mean: runningMean, running_var: runningVar, stats, affine },
@@ -210,7 +210,7 @@ export function bnFold(gamma: Tensor, beta: Tensor, runningMean: Tensor, running
       uniforms: { c: 'u32', has_bias: 'u32', eps: 'f32' },
       // Without a conv bias, has_bias = 0 and gamma is bound as conv_bias (any buffer of C floats).
       bindings: { gamma: read('f32'), beta: read('f32'), running_mean: read('f32'), running_var: read('f32'), conv_bias: read('f32'), affine: readWrite('f32') },
-      code: fill('bn_fold', kernelSection(batchnorm, 'bn_fold'), { WG }),
+      code: section(batchnorm, 'bn_fold', { WG }),
     }),
     uniforms: { c, has_bias: convBias ? 1 : 0, eps },
     bindings: { gamma, beta, running_mean: runningMean, running_var: runningVar, conv_bias: convBias ?? gamma, affine: out },
@@ -345,7 +345,7 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
     return {
       uniforms: { groups: 'u32', p4: 'u32', rs: 'u32', eps: 'f32', momentum: 'f32' },
       bindings: { x: read(V), gamma: read(V), beta: read(V), running_mean: readWrite(V), running_var: readWrite(V), stats: readWrite(V), ...outBindings },
-      code: fill(name, kernelSection(batchnorm, 'bn_train_stats'), {
+      code: section(batchnorm, 'bn_train_stats', {
         ...lane, ...t, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK,
         ACT: actForward(act, V),
         STORE_AFFINE: fused ? '' : '    affine[j] = a;\n    affine[p.rs + j] = pivot;\n    affine[2u * p.rs + j] = dev;\n    affine[3u * p.rs + j] = b;',
@@ -411,7 +411,7 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
         gr: read(V), x: read(V), y: read(V), stats: read(V), gamma: read(V), dgamma: readWrite(V), dbeta: readWrite(V),
         ...(dxMode === 'fused' ? { dx: readWrite(V) } : dxMode === 'separate' ? { coef: readWrite(V) } : {}),
       },
-      code: fill(name, kernelSection(batchnorm, 'bn_train_grad'), {
+      code: section(batchnorm, 'bn_train_grad', {
         ...t,
         ...lane, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK, ACT_GRAD: actGrad(act, V),
         ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
@@ -460,7 +460,7 @@ function backwardDx(geo: Geometry, g: Tensor, x: Tensor, coef: Tensor, dx: Tenso
     shader: () => ({
       uniforms: { n4: 'u32', p4: 'u32', blocks: 'u32' },
       bindings: { gr: read('vec4<f32>'), x: read('vec4<f32>'), coef: read('vec4<f32>'), dx: readWrite('vec4<f32>'), ...(y ? { y: read('vec4<f32>') } : {}) },
-      code: fill(name, kernelSection(batchnorm, 'bn_backward_dx'), {
+      code: section(batchnorm, 'bn_backward_dx', {
         WG, K, ACT_GRAD: actGrad(y ? act : 'none', 'vec4<f32>'),
         APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { dx[at] = a * ${y ? 'act_grad(gr[at], y[at])' : 'gr[at]'} + (x[at] - pivot) * b + d; } }`),
       }),
@@ -487,7 +487,7 @@ function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, 
     shader: () => ({
       uniforms: { groups: 'u32', p4: 'u32', rem: 'u32', gpc: 'u32', chunks: 'u32', n4: 'u32', c: 'u32' },
       bindings: { x: read('vec4<f32>'), mean_p: readWrite('vec4<f32>'), m2_p: readWrite('vec4<f32>') },
-      code: fill('bn_stats_partial', kernelSection(batchnorm, 'bn_stats_partial'), {
+      code: section(batchnorm, 'bn_stats_partial', {
         WG, UNROLL, ACCUMULATE: unrolled(UNROLL, (k) => `    { let d = x[base + ${k}u * p.p4] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
       }),
     }),
@@ -507,7 +507,7 @@ function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, 
       shader: () => ({
         uniforms: { groups: 'u32', p4: 'u32', rem: 'u32', gpc: 'u32', chunks: 'u32', out_chunks: 'u32' },
         bindings: { mean_in: read('vec4<f32>'), m2_in: read('vec4<f32>'), mean_out: readWrite('vec4<f32>'), m2_out: readWrite('vec4<f32>') },
-        code: fill('bn_stats_combine', kernelSection(batchnorm, 'bn_stats_combine'), { WG, MERGE }),
+        code: section(batchnorm, 'bn_stats_combine', { WG, MERGE }),
       }),
       uniforms: { groups: geo.groups, p4: geo.p4, rem: geo.rem, gpc, chunks, out_chunks: outChunks },
       bindings: { mean_in: mean, m2_in: m2, mean_out: mean2, m2_out: m22 },
@@ -527,7 +527,7 @@ function batchStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, 
         x: read('f32'), mean_p: read('f32'), m2_p: read('f32'), gamma: read('f32'), beta: read('f32'),
         running_mean: readWrite('f32'), running_var: readWrite('f32'), stats: readWrite('f32'), affine: readWrite('f32'),
       },
-      code: fill('bn_stats_finish', kernelSection(batchnorm, 'bn_stats_finish'), { WG }),
+      code: section(batchnorm, 'bn_stats_finish', { WG }),
     }),
     uniforms: { groups: geo.groups, l: geo.l, c: geo.c, rem: geo.rem, gpc, chunks, eps, momentum },
     bindings: { x, mean_p: mean, m2_p: m2, gamma, beta, running_mean: runningMean, running_var: runningVar, stats, affine },
@@ -552,7 +552,7 @@ function perLaneAffine(geo: Geometry, x: Tensor, params: Tensor, y: Tensor, act:
         uniforms: { n4: 'u32', p4: 'u32', blocks: 'u32' },
         // res: a residual added before the activation (MobileNetV2's skip connection), when the op has one.
         bindings: { x: read('vec4<f32>'), params: read('vec4<f32>'), y: readWrite('vec4<f32>'), ...(residual ? { res: read('vec4<f32>') } : {}) },
-        code: fill(name, kernelSection(batchnorm, 'bn_affine'), {
+        code: section(batchnorm, 'bn_affine', {
           WG, K, ACT: actForward(act, 'vec4<f32>'),
           APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { y[at] = act(((x[at] - pivot) - dev) * a + b${res}); } }`),
         }),
@@ -582,7 +582,7 @@ function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, b
     shader: () => ({
       uniforms: { groups: 'u32', p4: 'u32', rem: 'u32', gpc: 'u32', chunks: 'u32', n4: 'u32' },
       bindings: { gr: read('vec4<f32>'), x: read('vec4<f32>'), stats: read('vec4<f32>'), sg_p: readWrite('vec4<f32>'), sgx_p: readWrite('vec4<f32>') },
-      code: fill('bn_grad_partial', kernelSection(batchnorm, 'bn_grad_partial'), {
+      code: section(batchnorm, 'bn_grad_partial', {
         WG,
         UNROLL,
         ACCUMULATE: unrolled(UNROLL, (k) => `    { let at = base + ${k}u * p.p4; let gv = gr[at]; s1 = s1 + gv; s2 = s2 + gv * ((x[at] - pivot) - dev); }`),
@@ -604,7 +604,7 @@ function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, b
       shader: () => ({
         uniforms: { p4: 'u32', chunks: 'u32', out_chunks: 'u32' },
         bindings: { sg_in: read('vec4<f32>'), sgx_in: read('vec4<f32>'), sg_out: readWrite('vec4<f32>'), sgx_out: readWrite('vec4<f32>') },
-        code: fill('bn_grad_combine', kernelSection(batchnorm, 'bn_grad_combine'), { WG, MERGE }),
+        code: section(batchnorm, 'bn_grad_combine', { WG, MERGE }),
       }),
       uniforms: { p4: geo.p4, chunks, out_chunks: outChunks },
       bindings: { sg_in: sg, sgx_in: sgx, sg_out: sg2, sgx_out: sgx2 },
@@ -625,7 +625,7 @@ function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, b
       // n (the values per channel) only scales the training coefficients.
       uniforms: training ? { l: 'u32', c: 'u32', chunks: 'u32', n: 'f32' } : { l: 'u32', c: 'u32', chunks: 'u32' },
       bindings: { sg_p: read('f32'), sgx_p: read('f32'), stats: read('f32'), gamma: read('f32'), dgamma: readWrite('f32'), dbeta: readWrite('f32'), coef: readWrite('f32') },
-      code: fill(finish, kernelSection(batchnorm, 'bn_grad_finish'), training
+      code: section(batchnorm, 'bn_grad_finish', training
         ? { WG, PIVOT: 'stats[c]', COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
         : { WG, PIVOT: '0.0', COEF_B: '0.0', COEF_D: '0.0' }),
     }),

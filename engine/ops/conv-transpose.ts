@@ -13,14 +13,14 @@
 import convTransposeWgsl from '../../shaders/conv_transpose.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
-import { type ShaderSpec, grid1d, kernelSection, read, readWrite } from '../program.js';
+import { type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import type { Engine } from '../engine.js';
 import { candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { pairOption } from './depthwise.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { fill } from './codegen.js';
+import { section } from './shader.js';
 
 export interface ConvTransposeOptions {
   stride?: number | [number, number];
@@ -143,7 +143,7 @@ function pack(src: Tensor, dims: [number, number, number, number], strides: [num
     shader: () => ({
       uniforms: { d1: 'u32', d2: 'u32', d3v: 'u32', d3: 'u32', s0: 'u32', s1: 'u32', s2: 'u32', s3: 'u32', total: 'u32' },
       bindings: { src: read('f32'), dst: readWrite('vec4<f32>') },
-      code: fill('conv_transpose_pack', kernelSection(convTransposeWgsl, 'conv_transpose_pack'), { WG }),
+      code: section(convTransposeWgsl, 'conv_transpose_pack', { WG }),
     }),
     uniforms: { d1, d2, d3v, d3, s0, s1, s2, s3, total },
     bindings: { src, dst: out },
@@ -165,7 +165,7 @@ function padChannels(src: Tensor, cols: number): Tensor {
     shader: () => ({
       uniforms: { cols: 'u32', cv: 'u32', total: 'u32' },
       bindings: { src: read('f32'), dst: readWrite('vec4<f32>') },
-      code: fill('conv_transpose_pad_channels', kernelSection(convTransposeWgsl, 'conv_transpose_pad_channels'), { WG }),
+      code: section(convTransposeWgsl, 'conv_transpose_pad_channels', { WG }),
     }),
     uniforms: { cols, cv, total: rows * cv },
     bindings: { src, dst: out },
@@ -313,7 +313,7 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
       // f32 outputs, or i32 class ids (the argmax over channels, see convTranspose2dArgmax); then the
       // epilogue's bindings: bias or folded BatchNorm, residual...
       bindings: { x4: read('vec4<f32>'), w4: read('vec4<f32>'), y: readWrite(argmax ? 'i32' : 'f32'), ...ep.bindings },
-      code: fill('conv_transpose_forward', kernelSection(convTransposeWgsl, 'conv_transpose_forward'), {
+      code: section(convTransposeWgsl, 'conv_transpose_forward', {
         WG, TH, TP,
         SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
         EP_DECLS: epc.decls,
@@ -388,7 +388,7 @@ function convTransposeBackwardInput(gy4: Tensor, w: Tensor, g: Geometry): Tensor
         stride_h: 'u32', stride_w: 'u32', pad_h: 'i32', pad_w: 'i32', row_tiles: 'u32', tiles_w: 'u32', ci_tiles: 'u32', threads: 'u32',
       },
       bindings: { gy4: read('vec4<f32>'), wt: read('vec4<f32>'), dx: readWrite('f32') },
-      code: fill('conv_transpose_backward_input', kernelSection(convTransposeWgsl, 'conv_transpose_backward_input'), {
+      code: section(convTransposeWgsl, 'conv_transpose_backward_input', {
         WG, TH, TW, SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
       }),
     };
@@ -485,7 +485,7 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry): Tenso
         rows: 'u32', rows_per_chunk: 'u32', threads: 'u32',
       },
       bindings: { x4: read('vec4<f32>'), gy4: read('vec4<f32>'), partial: readWrite('f32') },
-      code: fill('conv_transpose_backward_filter', kernelSection(convTransposeWgsl, 'conv_transpose_backward_filter'), {
+      code: section(convTransposeWgsl, 'conv_transpose_backward_filter', {
         WG, KG, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
       }),
     };

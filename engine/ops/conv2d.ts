@@ -18,12 +18,12 @@ import family from '../../shaders/conv2d.wgsl';
 import { recordOp } from '../autograd.js';
 import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { type Program, type ScalarType, type ShaderSpec, grid1d, kernelSection, read, readWrite } from '../program.js';
+import { type Program, type ScalarType, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { fill } from './codegen.js';
+import { section } from './shader.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -380,7 +380,7 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
       uniforms: { ...declared(FORWARD_UNIFORMS, skip), ...ep.uniforms },
       // The output (or the epilogue's target), then the epilogue's: bias, folded BatchNorm, residual, FCA attention.
       bindings: { xs: read(vtype(vx)), ws: read(vtype(vx)), ys: readWrite(vtype(vy)), ...ep.bindings },
-      code: fill('conv2d_forward', kernelSection(family, 'conv2d_forward'), {
+      code: section(family, 'conv2d_forward', {
         WG: wg, TM: tm, TN: tn, ACC: tm * tn, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue, EP_DECLS: epc.decls,
       }),
     };
@@ -467,7 +467,7 @@ function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor
     return {
       uniforms: INPUT_UNIFORMS,
       bindings: { gys: read(vtype(va)), ws: read(vtype(vb)), dxs: readWrite(vtype(vb)) },
-      code: fill(name, kernelSection(family, 'conv2d_backward_input'), { WG: wg, TM: tm, TN: tn, ACC: tm * nv, BT: vtype(vb), AV: va, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue }),
+      code: section(family, 'conv2d_backward_input', { WG: wg, TM: tm, TN: tn, ACC: tm * nv, BT: vtype(vb), AV: va, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue }),
     };
   };
 
@@ -604,7 +604,7 @@ function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy
     return {
       uniforms: FILTER_UNIFORMS,
       bindings: { gys: read(vtype(va)), xs: read(vtype(vb)), dws: readWrite(vtype(vb)) },
-      code: fill('conv2d_backward_filter', kernelSection(family, 'conv2d_backward_filter'), { WG: wg, TM: tm, TN: tn, ACC: tm * tn, PIX: pix, SETUP: setup, INNER: inner, EPILOGUE: epilogue }),
+      code: section(family, 'conv2d_backward_filter', { WG: wg, TM: tm, TN: tn, ACC: tm * tn, PIX: pix, SETUP: setup, INNER: inner, EPILOGUE: epilogue }),
     };
   };
 

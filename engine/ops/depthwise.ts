@@ -13,11 +13,11 @@
 import depthwiseWgsl from '../../shaders/depthwise.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
-import { type ShaderSpec, grid1d, kernelSection, read, readWrite } from '../program.js';
+import { type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { fill } from './codegen.js';
+import { section } from './shader.js';
 
 export interface DepthwiseOptions {
   stride?: number | [number, number];
@@ -191,7 +191,7 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
       },
       // The output (or the epilogue's target), then the epilogue's: bias or folded BatchNorm, residual...
       bindings: { x: read(V), wt: read(V), y: readWrite(V), ...ep.bindings },
-      code: fill('depthwise_forward', kernelSection(depthwiseWgsl, 'depthwise_forward'), {
+      code: section(depthwiseWgsl, 'depthwise_forward', {
         WG, V, TW, TH, SW: g.sw, SH: g.sh, BODY: body.join('\n'), STORE: store.join('\n'), EP_DECLS: epc.decls,
       }),
     };
@@ -287,7 +287,7 @@ function depthwiseBackwardInput(gy: Tensor, w: Tensor, g: Geometry): Tensor {
         threads: 'u32',
       },
       bindings: { gy: read(V), wt: read(V), dx: readWrite(V) },
-      code: fill('depthwise_backward_input', kernelSection(depthwiseWgsl, 'depthwise_backward_input'), {
+      code: section(depthwiseWgsl, 'depthwise_backward_input', {
         WG, V, TH, TW, TH_OVER_SH: TH / g.sh, TW_OVER_SW: TW / g.sw, BODY: body.join('\n'), STORE: store.join('\n'),
       }),
     };
@@ -353,7 +353,7 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry): Tensor {
         stride_h: 'u32', dil_h: 'u32', pad_h: 'i32', pad_w: 'i32', rows: 'u32', rows_per_chunk: 'u32', threads: 'u32',
       },
       bindings: { x: read(V), gy: read(V), partial: readWrite(V) },
-      code: fill('depthwise_backward_filter', kernelSection(depthwiseWgsl, 'depthwise_backward_filter'), {
+      code: section(depthwiseWgsl, 'depthwise_backward_filter', {
         WG, V, TW, SW: g.sw, ACC_DECL: acc.join('\n'), ROW_SETUP: rowSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
       }),
     };

@@ -1,8 +1,9 @@
 /**
- * Building a kernel's ShaderSpec from a section of a family file (see `kernelSection`): its
- * declared interface (written once, at module level, next to the op) plus the section's WGSL with
- * its `{{NAME}}` defines substituted. Called only from a program's `shader()`, that is only on a
- * pipeline-cache miss, so no WGSL text work happens per call.
+ * Code generation for the kernels that declare their interface (engine/program.ts `Program`): a
+ * kernel's WGSL is a section of a family file (see `kernelSection`) with its `{{NAME}}` defines
+ * substituted, and its ShaderSpec is that code under the interface declared once, at module level,
+ * next to the op. Called only from a program's `shader()`, that is only on a pipeline-cache miss,
+ * so no WGSL text work happens per call. The one home of `{{NAME}}` substitution.
  */
 import { type ShaderSpec, kernelSection } from '../program.js';
 
