@@ -73,6 +73,7 @@ export function engineOptionsFromArgs(args: Map<string, string | true>): NodeEng
   const name = software ?? adapter;
   if (name === undefined) return {};
   if (software === undefined && !(SOFTWARE_GPUS as readonly string[]).includes(name.toLowerCase())) return { adapter: name };
+  if (!(SOFTWARE_GPUS as readonly string[]).includes(name.toLowerCase())) throw new Error(`bench: --software is '${name}'; the software GPUs are ${SOFTWARE_GPUS.join(' and ')}`);
   const driver = chooseSoftwareGPU(name.toLowerCase());
   process.env.CANET_SOFTWARE_GPU = driver;
   process.env.CANET_FORCE_SOFTWARE = '1';

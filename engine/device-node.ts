@@ -41,11 +41,11 @@ export const SOFTWARE_GPU_HELP =
 
 /**
  * The software driver asked for: `option` (createEngine's `software`) or else the environment
- * variable CANET_SOFTWARE_GPU; SwiftShader by default. Anything else is refused with the values
+ * variable CANET_SOFTWARE_GPU (of `env`, default process.env); SwiftShader by default. Anything else is refused with the values
  * that are accepted.
  */
-export function chooseSoftwareGPU(option?: string, env: string | undefined = process.env.CANET_SOFTWARE_GPU): SoftwareGPU {
-  const [value, source] = option !== undefined ? [option, 'createEngine({ software })'] : [env, 'CANET_SOFTWARE_GPU'];
+export function chooseSoftwareGPU(option?: string, env: Record<string, string | undefined> = process.env): SoftwareGPU {
+  const [value, source] = option !== undefined ? [option, 'createEngine({ software })'] : [env.CANET_SOFTWARE_GPU, 'CANET_SOFTWARE_GPU'];
   if (value === undefined || value === '') return 'swiftshader';
   const v = value.trim().toLowerCase();
   if ((SOFTWARE_GPUS as readonly string[]).includes(v)) return v as SoftwareGPU;
