@@ -40,9 +40,9 @@ export const SOFTWARE_GPU_HELP =
   `(it provides ${SWIFTSHADER_ICD}; canet-gpu finds it by itself).`;
 
 /**
- * The software driver asked for: `option` (createEngine's `software`) or else the environment
- * variable CANET_SOFTWARE_GPU (of `env`, default process.env); SwiftShader by default. Anything else is refused with the values
- * that are accepted.
+ * The software driver asked for: `option` (createEngine's `software`), else the environment
+ * variable CANET_SOFTWARE_GPU (of `env`, by default process.env); SwiftShader by default. Any
+ * other value is refused, naming the accepted ones.
  */
 export function chooseSoftwareGPU(option?: string, env: Record<string, string | undefined> = process.env): SoftwareGPU {
   const [value, source] = option !== undefined ? [option, 'createEngine({ software })'] : [env.CANET_SOFTWARE_GPU, 'CANET_SOFTWARE_GPU'];
