@@ -12,7 +12,8 @@
 // suite (copying the URIs and Signed-By of the machine's own Debian entry) and installs
 // mesa-vulkan-drivers from it, saying so; elsewhere it prints the commands. Unasked it installs
 // nothing for lavapipe (today's kernels are shaped for SwiftShader, the default: see README).
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { spawnSync } from 'node:child_process';
 
 const ICD = process.env.CANET_SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -20,7 +21,6 @@ const LVP_ICD = process.env.CANET_LAVAPIPE_ICD ?? '/usr/share/vulkan/icd.d/lvp_i
 const browser = process.argv.includes('--browser');
 const lavapipe = process.argv.includes('--lavapipe') || process.env.CANET_SOFTWARE_GPU?.trim().toLowerCase() === 'lavapipe';
 const PACKAGES = ['chromium', 'libvulkan1', ...(browser ? ['xvfb'] : [])];
-if (process.env.CANET_SKIP_GPU_SETUP === '1') process.exit(0);
 const xvfbMissing = browser && process.platform === 'linux' && !existsSync('/usr/bin/Xvfb');
 
 function loaderPresent() {
@@ -47,8 +47,11 @@ function dawnFindsAdapter(driver) {
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { encoding: 'utf8' }).status === 0;
 
-ensureSwiftShader();
-if (lavapipe) ensureLavapipe();
+// Run as a script (not when a test imports debianEntryFields).
+if (process.env.CANET_SKIP_GPU_SETUP !== '1' && process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  ensureSwiftShader();
+  if (lavapipe) ensureLavapipe();
+}
 
 function ensureSwiftShader() {
   if (existsSync(ICD) && loaderPresent() && !xvfbMissing) return;
@@ -96,7 +99,7 @@ function aptSources() {
  * entry, the one for the `bookworm` suite, from a deb822 .sources file or a one-line .list; null
  * when there is none. The backports entry copies them: no archive host is named here.
  */
-function debianEntryFields(sources) {
+export function debianEntryFields(sources) {
   for (const [file, text] of sources) {
     if (file.endsWith('.sources')) {
       for (const stanza of text.split(/\n\s*\n/)) {

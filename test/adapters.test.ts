@@ -93,6 +93,38 @@ t('bench --adapter / --software: software GPUs by name, other names match hardwa
   }
 });
 
+t('ensure-gpu copies the machine\'s Debian entry (URIs, Signed-By) for bookworm-backports', async () => {
+  // A plain path in a variable: esbuild still bundles the script (its main part runs only as a script).
+  const { debianEntryFields } = (await import('../scripts/ensure-gpu.js' as string)) as { debianEntryFields: (s: [string, string][]) => string | null };
+  const deb822 = [
+    'Types: deb',
+    '# http://snapshot.debian.org/archive/debian/20250520T000000Z',
+    'URIs: http://mirror.example/debian',
+    'Suites: bookworm bookworm-updates',
+    'Components: main',
+    'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg',
+    '',
+    'Types: deb',
+    'URIs: http://mirror.example/debian-security',
+    'Suites: bookworm-security',
+    'Components: main',
+  ].join('\n');
+  assert.is(
+    debianEntryFields([['/etc/apt/sources.list.d/other.list', 'deb https://x.example/apt stable main\n'], ['/etc/apt/sources.list.d/debian.sources', deb822]]),
+    'URIs: http://mirror.example/debian\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg',
+  );
+  // Security first, a disabled stanza, no Signed-By (apt's trusted keys): copied as it is.
+  const reordered = 'Types: deb\nURIs: http://s.example/debian-security\nSuites: bookworm-security\n\nEnabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\n\nTypes: deb deb-src\nURIs: http://a.example/debian http://b.example/debian\nSuites: bookworm\nComponents: main\n';
+  assert.is(debianEntryFields([['/etc/apt/sources.list.d/debian.sources', reordered]]), 'URIs: http://a.example/debian http://b.example/debian');
+  // One-line format, with and without signed-by.
+  assert.is(
+    debianEntryFields([['/etc/apt/sources.list', '# deb http://old.example/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main contrib\n']]),
+    'URIs: http://m.example/debian\nSigned-By: /k.gpg',
+  );
+  assert.is(debianEntryFields([['/etc/apt/sources.list', 'deb http://m.example/debian bookworm main\n']]), 'URIs: http://m.example/debian');
+  assert.is(debianEntryFields([['/etc/apt/sources.list', 'deb http://m.example/debian trixie main\n']]), null);
+});
+
 t('the default stays SwiftShader with lavapipe installed beside it; its notice names SwiftShader', () => {
   const r = runNode(`import { createEngine } from '${distIndex}';
     const e = await createEngine({ forceSoftware: true }); console.log(JSON.stringify(e.adapter)); e.destroy();`, {}, ['CANET_SOFTWARE_GPU', 'VK_ICD_FILENAMES', 'VK_LOADER_DRIVERS_DISABLE']);
