@@ -2,7 +2,7 @@
  * Kernel micro-benchmark: the convolutions that dominate CANet at a 1024x512 input, timed on this
  * adapter with GFLOP/s, next to the engine's own best matmul (a 1x1 convolution is a matmul), so
  * each conv's fraction of the adapter's matmul ceiling is visible.
- *   node bench/kernels.js [--quick] [--iters N] [--json PATH] [--tune [FILE]]
+ *   node bench/kernels.js [--quick] [--iters N] [--json PATH] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]
  * --tune times each kernel's candidate tiles first (engine/tune.ts; the ceiling too), keeping the
  * winners in the tuning file as `bench/run.js --tune` does, so the fractions are tuned against tuned.
  * Each kernel runs at least N times (default 3, 2 with --quick) and until its runs add up to 2 s
@@ -16,7 +16,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { conv2d } from '../engine/ops/conv2d.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
-import { describeAdapter, fmt, parseArgs, timeGpu, tuneFileArg } from './timing.js';
+import { describeAdapter, engineOptionsFromArgs, fmt, parseArgs, timeGpu, tuneFileArg } from './timing.js';
 import { autotune } from '../engine/tune.js';
 import { loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
 
@@ -124,7 +124,7 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   const quick = args.has('quick');
   const iters = Number(args.get('iters') ?? (quick ? 2 : 3));
-  const engine = await createEngine();
+  const engine = await createEngine(engineOptionsFromArgs(args));
   console.log(`adapter: ${describeAdapter(engine)}`);
   const tuneFile = tuneFileArg(args);
   const results = await runKernelBench(engine, quick, iters, tuneFile);

@@ -3,7 +3,9 @@
  *   node bench/run.js [--quick] [--full] [--backbone mobilenetv2|resnet18|resnet101] [--size WxH]
  *                     [--batch N] [--iters N] [--width W] [--profile] [--json PATH]
  *                     [--peers [tfjs-webgpu,tfjs-wasm]] [--peer-iters N] [--peer-timeout S]
- *                     [--tune [FILE]] [--cpu]
+ *                     [--tune [FILE]] [--cpu] [--adapter lavapipe|swiftshader|NAME]
+ * --adapter lavapipe or swiftshader (also --software NAME) runs on that software GPU even where a
+ * hardware adapter exists; another NAME picks the hardware adapter whose description contains it.
  * Protocol: a first run (pipeline compilation included, reported as "first ms"), a warm-up, then
  * N timed runs each ending with the GPU really done (onSubmittedWorkDone); the median is reported.
  * Each run's CPU part (JavaScript and submit(), not the wait) is reported as "cpu ms". Then the
@@ -32,7 +34,7 @@ import { canet, type BackboneName } from '../net/canet.js';
 import { trainStep } from '../net/train.js';
 import { autotune } from '../engine/tune.js';
 import { loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
-import { describeAdapter, fmt, parseArgs, timeGpu, tuneFileArg } from './timing.js';
+import { describeAdapter, engineOptionsFromArgs, fmt, parseArgs, timeGpu, tuneFileArg } from './timing.js';
 import type { PeerResult } from './peers/tfjs.js';
 
 export interface BenchCase {
@@ -280,7 +282,7 @@ function printPeerTable(results: BenchResult[], peers: PeerName[]): void {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const engine = await createEngine();
+  const engine = await createEngine(engineOptionsFromArgs(args));
   console.log(`adapter: ${describeAdapter(engine)}`);
   const peers = selectedPeers(args);
   const cases = defaultCases(args, peers.length > 0);

@@ -1,6 +1,7 @@
 /** Shared timing protocol for benchmarks: warm-up runs first, then timed runs that each end with the GPU really done. */
 import type { Engine } from '../engine/engine.js';
 import { defaultTuningFile } from '../engine/tune-file.js';
+import { chooseSoftwareGPU, SOFTWARE_GPUS, type NodeEngineOptions } from '../engine/device-node.js';
 
 export interface Timing {
   firstMs: number;
@@ -57,6 +58,26 @@ export async function timeGpu(engine: Engine, fn: () => void | Promise<void>, it
 export function describeAdapter(engine: Engine): string {
   const a = engine.adapter;
   return `${a.description} (vendor ${a.vendor || '?'}, architecture ${a.architecture || '?'}${a.isSoftware ? ', software' : ''}); features: ${[...engine.features].join(', ')}`;
+}
+
+/**
+ * The engine a benchmark runs on: `--adapter lavapipe|swiftshader` (or `--software NAME`) forces
+ * that software GPU, and sets CANET_SOFTWARE_GPU and CANET_FORCE_SOFTWARE for the processes it starts
+ * (the TF.js peer) so they use the same one; `--adapter OTHER` picks a hardware adapter whose
+ * description, vendor or architecture contains OTHER; neither: the engine's default choice.
+ */
+export function engineOptionsFromArgs(args: Map<string, string | true>): NodeEngineOptions {
+  const software = args.get('software');
+  const adapter = args.get('adapter');
+  if (software === true || adapter === true) throw new Error(`bench: --${software === true ? 'software' : 'adapter'} needs a value (${SOFTWARE_GPUS.join(', ')} or part of a hardware adapter's name)`);
+  const name = software ?? adapter;
+  if (name === undefined) return {};
+  if (software === undefined && !(SOFTWARE_GPUS as readonly string[]).includes(name.toLowerCase())) return { adapter: name };
+  if (!(SOFTWARE_GPUS as readonly string[]).includes(name.toLowerCase())) throw new Error(`bench: --software is '${name}'; the software GPUs are ${SOFTWARE_GPUS.join(' and ')}`);
+  const driver = chooseSoftwareGPU(name.toLowerCase());
+  process.env.CANET_SOFTWARE_GPU = driver;
+  process.env.CANET_FORCE_SOFTWARE = '1';
+  return { software: driver, forceSoftware: true };
 }
 
 export function parseArgs(argv: string[]): Map<string, string | true> {

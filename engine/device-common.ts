@@ -40,6 +40,18 @@ function summarizeInfo(info: GPUAdapterInfo, fallbackFlag: boolean | undefined):
   return { vendor: info.vendor, architecture: info.architecture, device: info.device, description, isSoftware };
 }
 
+/**
+ * Which CPU driver an adapter is, by name ('SwiftShader', 'lavapipe'), or undefined for any other.
+ * Dawn describes lavapipe as 'llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)' (vendor 'mesa'), SwiftShader as
+ * 'SwiftShader driver 5.0.0' (vendor 'google', architecture 'swiftshader').
+ */
+export function softwareDriverName(a: { vendor: string; architecture: string; description: string }): 'SwiftShader' | 'lavapipe' | undefined {
+  const text = `${a.vendor} ${a.architecture} ${a.description}`;
+  if (/swiftshader/i.test(text)) return 'SwiftShader';
+  if (/llvmpipe|lavapipe/i.test(text)) return 'lavapipe';
+  return undefined;
+}
+
 export async function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
   const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const requiredLimits: Record<string, number> = {};

@@ -1,18 +1,37 @@
 /**
  * Engine creation in Node: Dawn through the `webgpu` package. With no hardware adapter we fall
- * back to SwiftShader, the CPU Vulkan driver that Debian's chromium package ships, and say so once.
+ * back to a CPU Vulkan driver, and say so once: SwiftShader (Debian's chromium package) by default,
+ * or Mesa's lavapipe when asked (`software: 'lavapipe'`, CANET_SOFTWARE_GPU=lavapipe).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from 'webgpu';
 import { Engine, type AdapterSummary } from './engine.js';
 import type { Scope, ScopeContext } from './scope.js';
-import { requestDevice, summarizeAdapter } from './device-common.js';
+import { requestDevice, softwareDriverName, summarizeAdapter } from './device-common.js';
 
 /** Debian's chromium package puts SwiftShader's Vulkan driver here (CANET_SWIFTSHADER_ICD overrides). */
 export const SWIFTSHADER_ICD = process.env.CANET_SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json';
+/** Mesa's lavapipe (llvmpipe) Vulkan driver, from `mesa-vulkan-drivers` (CANET_LAVAPIPE_ICD overrides). */
+export const LAVAPIPE_ICD = process.env.CANET_LAVAPIPE_ICD ?? '/usr/share/vulkan/icd.d/lvp_icd.json';
+
+/** The CPU Vulkan drivers the engine can fall back to when no hardware adapter is used. */
+export type SoftwareGPU = 'swiftshader' | 'lavapipe';
+export const SOFTWARE_GPUS: readonly SoftwareGPU[] = ['swiftshader', 'lavapipe'];
+
+/**
+ * How to install lavapipe 25 on Debian 12: Dawn refuses bookworm's own Mesa 22.3 lavapipe, so it
+ * comes from the bookworm-backports suite of the Debian archive the machine already uses
+ * (scripts/ensure-gpu.js writes that sources entry itself: `CANET_SOFTWARE_GPU=lavapipe node scripts/ensure-gpu.js`).
+ */
+export const LAVAPIPE_INSTALL =
+  `Debian 12: add a sources entry for bookworm-backports (copy the URIs and Signed-By lines of your Debian entry in ` +
+  `/etc/apt/sources.list.d/debian.sources, with "Suites: bookworm-backports"; or run, as root, ` +
+  `CANET_SOFTWARE_GPU=lavapipe node scripts/ensure-gpu.js), then\n` +
+  `    sudo apt-get update && sudo apt-get install -y -t bookworm-backports mesa-vulkan-drivers libvulkan1\n` +
+  `Ubuntu 24.04 and Debian 13 ship Mesa 24+: sudo apt-get install -y mesa-vulkan-drivers libvulkan1`;
 
 export const SOFTWARE_GPU_HELP =
   `canet-gpu found no WebGPU adapter. Either install GPU drivers with Vulkan support, or install the ` +
@@ -20,14 +39,53 @@ export const SOFTWARE_GPU_HELP =
   `    sudo apt-get install -y chromium libvulkan1\n` +
   `(it provides ${SWIFTSHADER_ICD}; canet-gpu finds it by itself).`;
 
+/**
+ * The software driver asked for: `option` (createEngine's `software`), else the environment
+ * variable CANET_SOFTWARE_GPU (of `env`, by default process.env); SwiftShader by default. Any
+ * other value is refused, naming the accepted ones.
+ */
+export function chooseSoftwareGPU(option?: string, env: Record<string, string | undefined> = process.env): SoftwareGPU {
+  const [value, source] = option !== undefined ? [option, 'createEngine({ software })'] : [env.CANET_SOFTWARE_GPU, 'CANET_SOFTWARE_GPU'];
+  if (value === undefined || value === '') return 'swiftshader';
+  const v = value.trim().toLowerCase();
+  if ((SOFTWARE_GPUS as readonly string[]).includes(v)) return v as SoftwareGPU;
+  throw new Error(`canet-gpu: ${source} is '${value}'; the software GPUs are ${SOFTWARE_GPUS.map((s) => `'${s}'`).join(' and ')} (default 'swiftshader')`);
+}
+
+/** Vulkan API version an ICD file declares ('1.4.305'), or '' when it cannot be read. */
+function icdApiVersion(icd: string): string {
+  try {
+    return String((JSON.parse(readFileSync(icd, 'utf8')) as { ICD?: { api_version?: string } }).ICD?.api_version ?? '');
+  } catch {
+    return '';
+  }
+}
+
+function lavapipeUnavailable(icd: string, present: boolean): string {
+  const why = present
+    ? `Dawn refused the lavapipe driver at ${icd}${icdApiVersion(icd) ? ` (Vulkan ${icdApiVersion(icd)})` : ''}: it needs Mesa 24 or newer ` +
+      `(Debian 12's own Mesa 22.3 lacks features Dawn requires; check with 'dpkg -l mesa-vulkan-drivers').`
+    : `lavapipe's Vulkan driver file ${icd} does not exist (set CANET_LAVAPIPE_ICD if it is elsewhere).`;
+  return `canet-gpu: the lavapipe software GPU was asked for (CANET_SOFTWARE_GPU or createEngine({ software: 'lavapipe' })), but ${why} ` +
+    `Install Mesa 25's lavapipe:\n  ${LAVAPIPE_INSTALL}\nor use SwiftShader (CANET_SOFTWARE_GPU=swiftshader, the default).`;
+}
+
 export interface NodeEngineOptions {
   /** Embed into an application's device: the engine creates nothing global and never destroys it. */
   device?: GPUDevice;
   powerPreference?: GPUPowerPreference;
   /** Substring of the adapter's description, vendor or architecture that must match. */
   adapter?: string;
-  /** Use SwiftShader even if a hardware adapter exists (also: CANET_FORCE_SOFTWARE=1). */
+  /** Use the software GPU even if a hardware adapter exists (also: CANET_FORCE_SOFTWARE=1). */
   forceSoftware?: boolean;
+  /**
+   * Which CPU Vulkan driver to use when no hardware adapter is used (also: CANET_SOFTWARE_GPU):
+   * 'swiftshader' (the default; Debian's chromium package) or 'lavapipe' (Mesa 24+, which has
+   * shader-f16). SwiftShader stays the default because today's kernels are shaped for it: on a cold
+   * Mesa shader cache (a fresh machine, CI) lavapipe's first 512x256 inference took 330-365 s against
+   * SwiftShader's 28-30 s, although its steady state is about 2x faster (/work/shared/LAVAPIPE.md, issue 22).
+   */
+  software?: SoftwareGPU;
   /** Print nothing (the software fallback notice is otherwise printed once). */
   quiet?: boolean;
   /** Extra Dawn instance flags, e.g. 'enable-dawn-features=disable_robustness' (an opt-in trade of safety for speed). */
@@ -86,11 +144,14 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
     process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), 'canet-gpu-xdg-'));
   const flags = [...(options.dawnFlags ?? [])];
   const forceSoftware = options.forceSoftware ?? process.env.CANET_FORCE_SOFTWARE === '1';
+  // Checked first, so a bad value is refused even where a hardware adapter would be used.
+  const driver = chooseSoftwareGPU(options.software);
   const seen: string[] = [];
 
   let adapter: GPUAdapter | null = null;
-  // Mesa's lavapipe (a CPU Vulkan driver that chromium's dependencies install) is rejected by
-  // Dawn with a warning on every probe; SwiftShader is the CPU driver we use, so skip lavapipe.
+  // Mesa's lavapipe is installed with chromium's dependencies; Debian 12's (Mesa 22.3) is refused
+  // by Dawn with a warning on every probe, so it is hidden from the Vulkan loader unless the user
+  // set VK_LOADER_DRIVERS_DISABLE or asked for lavapipe (below).
   process.env.VK_LOADER_DRIVERS_DISABLE ??= '*lvp*';
   if (!forceSoftware && (hardwarePossible() || options.adapter)) {
     const gpu = gpuInstance(flags);
@@ -106,11 +167,15 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
     }
   }
   let software = false;
-  if (!adapter && existsSync(SWIFTSHADER_ICD)) {
-    // The Vulkan loader reads VK_ICD_FILENAMES when an instance is created, so setting it here,
-    // before the second instance, points Dawn at SwiftShader.
-    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  const icd = driver === 'lavapipe' ? LAVAPIPE_ICD : SWIFTSHADER_ICD;
+  if (!adapter && existsSync(icd)) {
+    // The Vulkan loader reads VK_ICD_FILENAMES (and VK_LOADER_DRIVERS_DISABLE) when an instance is
+    // created, so setting them here, before this instance, points Dawn at the one driver.
+    process.env.VK_ICD_FILENAMES = icd;
+    const disabled = process.env.VK_LOADER_DRIVERS_DISABLE;
+    if (driver === 'lavapipe') delete process.env.VK_LOADER_DRIVERS_DISABLE;
     const a = await gpuInstance(flags).requestAdapter();
+    if (disabled !== undefined) process.env.VK_LOADER_DRIVERS_DISABLE = disabled;
     if (a) {
       adapter = a;
       software = true;
@@ -119,12 +184,15 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
   }
   if (!adapter) {
     if (options.adapter && seen.length) throw new Error(`canet-gpu: no adapter matches '${options.adapter}'; found: ${seen.join('; ')}`);
+    if (driver === 'lavapipe') throw new Error(lavapipeUnavailable(icd, existsSync(icd)));
     throw new Error(SOFTWARE_GPU_HELP);
   }
   const summary = summarizeAdapter(adapter);
   if (software && !options.quiet && !softwareNoticeShown) {
     softwareNoticeShown = true;
-    console.warn(`canet-gpu: no hardware GPU adapter found; using the SwiftShader software GPU (${summary.description}). Expect CPU speeds.`);
+    // Named from the adapter itself: CANET_SWIFTSHADER_ICD may point at another driver.
+    const name = softwareDriverName(summary) ?? (driver === 'lavapipe' ? 'lavapipe' : 'SwiftShader');
+    console.warn(`canet-gpu: no hardware GPU adapter found; using the ${name} software GPU (${summary.description}). Expect CPU speeds.`);
   }
   const device = await requestDevice(adapter);
   return new Engine({ device, ownsDevice: true, adapter: summary, scopeContext });

@@ -1,6 +1,17 @@
 /** canet-gpu for Node: the engine on Dawn (webgpu package), with the SwiftShader fallback, and file helpers. */
 export * from './index.js';
-export { createEngine, SWIFTSHADER_ICD, SOFTWARE_GPU_HELP, type NodeEngineOptions } from './device-node.js';
+export {
+  createEngine,
+  chooseSoftwareGPU,
+  SWIFTSHADER_ICD,
+  LAVAPIPE_ICD,
+  LAVAPIPE_INSTALL,
+  SOFTWARE_GPUS,
+  SOFTWARE_GPU_HELP,
+  type NodeEngineOptions,
+  type SoftwareGPU,
+} from './device-node.js';
+export { softwareDriverName } from './device-common.js';
 export { readSafetensorsFile, writeSafetensorsFile, writeFileAtomic } from '../weights/file.js';
 export { loadWeightsFile } from '../weights/load-file.js';
 export { readImage, decodeImage, encodePng, writePng, readLabelImage } from '../data/image-io.js';

@@ -23,7 +23,7 @@ const distIndex = new URL('../node/index.js', import.meta.url).href;
 t('software fallback prints one line naming SwiftShader', () => {
   const r = runNode(`import { createEngine } from '${distIndex}';
     const e = await createEngine({ forceSoftware: true }); const e2 = await createEngine({ forceSoftware: true });
-    console.log(JSON.stringify(e.adapter)); e.destroy(); e2.destroy();`);
+    console.log(JSON.stringify(e.adapter)); e.destroy(); e2.destroy();`, { CANET_SOFTWARE_GPU: 'swiftshader' });
   assert.is(r.status, 0, r.stderr);
   const lines = r.stderr.split('\n').filter((l) => l.includes('canet-gpu:'));
   assert.is(lines.length, 1, `expected one notice, got: ${r.stderr}`);
@@ -36,7 +36,7 @@ t('software fallback prints one line naming SwiftShader', () => {
 t('no adapter and no SwiftShader: the error says what to install', () => {
   const r = runNode(`import { createEngine } from '${distIndex}';
     try { await createEngine({ forceSoftware: true }); console.log('created'); } catch (e) { console.log(e.message); }`,
-    { CANET_SWIFTSHADER_ICD: '/nonexistent/icd.json' });
+    { CANET_SWIFTSHADER_ICD: '/nonexistent/icd.json', CANET_SOFTWARE_GPU: 'swiftshader' });
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stdout, /apt-get install -y chromium libvulkan1/);
 });
