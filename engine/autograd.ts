@@ -24,11 +24,12 @@ export interface GradNode {
 }
 
 /**
- * Whether backward offers leaves' optimizer slots as destinations (`into`). Off only to compare
- * against the older path (copy into the slot after the fact), which computes the same values.
- * @internal
+ * Copy elision in backward: offer leaves' optimizer slots as destinations (`into`), and hand
+ * gradOut itself to the first input it passes through to. Off only to compare against the copying
+ * path (each leaf's gradient copied into its slot, every pass-through copied), which computes the
+ * same values bit for bit. @internal
  */
-export const gradSlotDestinations = { enabled: true };
+export const backwardCopyElision = { enabled: true };
 
 /** Attaches a GradNode to `out` when grad mode is on and some input requires grad. Returns `out`. */
 export function recordOp(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode['backward']): Tensor {
@@ -119,19 +120,23 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
       // Destinations: a leaf's optimizer slot, where its gradient would be copied otherwise, when
       // this is its first (and, within this node, only) contribution and it has no .grad yet.
       const into = node.inputs.map((input) =>
-        gradSlotDestinations.enabled && !input.node && input.requiresGrad && !input.grad && input.gradSlot && !input.gradSlot.disposed &&
+        backwardCopyElision.enabled && !input.node && input.requiresGrad && !input.grad && input.gradSlot && !input.gradSlot.disposed &&
         !grads.has(input) && node.inputs.indexOf(input) === node.inputs.lastIndexOf(input) ? input.gradSlot : null);
       const inGrads = engine.scope(() => node.backward(g, accumulated, into));
       // A backward may pass gradOut straight through (add) or return one tensor for two inputs
       // (x + x); each input's gradient must be its own tensor, since each is disposed on its own.
+      // gradOut itself (ours unless the caller passed it) goes to the first input it flows to
+      // unchanged (a residual add); only further ones get copies.
       const used = new Set<Tensor>();
       const merged: Tensor[] = [];
+      let gHandedOn = false;
       node.inputs.forEach((input, i) => {
         let gi = inGrads[i];
         if (!gi || !input.requiresGrad) return;
         if (gi === accumulated[i]) return; // added in place by the backward
         check(gi.size === input.size, 'backward', () => `${node.op} returned grad ${fmtShape(gi!.shape)} for input ${input.name} ${fmtShape(input.shape)}`);
-        if (gi === g || used.has(gi) || (isSlot(gi) && gi !== into[i])) gi = engine.copy(gi);
+        if (gi === g && !gHandedOn && g !== opts.gradOutput && backwardCopyElision.enabled) gHandedOn = true;
+        else if (gi === g || used.has(gi) || (isSlot(gi) && gi !== into[i])) gi = engine.copy(gi);
         used.add(gi);
         gi.keep();
         const prev = grads.get(input);
@@ -142,7 +147,7 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
       });
       for (const gi of merged) gi.dispose();
       for (const [i, gi] of inGrads.entries()) if (gi && gi !== g && !used.has(gi) && gi !== accumulated[i] && !isSlot(gi)) gi.dispose();
-      if (g !== opts.gradOutput) g.dispose();
+      if (g !== opts.gradOutput && !gHandedOn) g.dispose();
       if (!opts.retainGraph) t.node = null;
     }
   });
