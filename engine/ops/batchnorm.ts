@@ -179,9 +179,11 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   }
 
   // The saved statistics belong to the enclosing scope, like every intermediate of the graph.
-  const out = recordOp(y, op, residual ? [x, gamma, beta, residual] : [x, gamma, beta], (g) => {
+  const out = recordOp(y, op, residual ? [x, gamma, beta, residual] : [x, gamma, beta], (g, _accumulated, into) => {
     if (stats.disposed) throw new Error(`${op} backward: the saved batch statistics were disposed; call backward inside the scope that ran the forward pass`);
-    const grads = lanes ? laneBackward(geo, g, x, y, gamma, beta, stats, training, act, fuse) : batchNormBackward(geo, g, x, gamma, beta, stats, training);
+    // dgamma and dbeta go straight to their destinations (optimizer slots) when offered.
+    const dest = { dgamma: into[1] ?? null, dbeta: into[2] ?? null };
+    const grads = lanes ? laneBackward(geo, g, x, y, gamma, beta, stats, training, act, fuse, dest) : batchNormBackward(geo, g, x, gamma, beta, stats, training, dest);
     // With nothing after the sum (act 'none'), the residual's gradient is the output's.
     return residual ? [...grads, residual.requiresGrad ? g : null] : grads;
   });
@@ -369,15 +371,21 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
   });
 }
 
+/** Where the backward writes dgamma and dbeta ([C] each, e.g. optimizer slots); null: new tensors. */
+interface ParamGradDest {
+  dgamma: Tensor | null;
+  dbeta: Tensor | null;
+}
+
 /**
  * Backward when C % 4 == 0: the reductions with their finish in one dispatch (bn_train_grad),
  * then dx, both taking the activation's gradient from its output y on the fly.
  */
-function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Tensor, beta: Tensor, stats: Tensor, training: boolean, act: BatchNormActivation, fuse: boolean): (Tensor | null)[] {
+function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Tensor, beta: Tensor, stats: Tensor, training: boolean, act: BatchNormActivation, fuse: boolean, dest: ParamGradDest): (Tensor | null)[] {
   const engine = x.engine;
   const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
-  const dgamma = engine.empty([geo.c], 'f32');
-  const dbeta = engine.empty([geo.c], 'f32');
+  const dgamma = dest.dgamma ?? engine.empty([geo.c], 'f32');
+  const dbeta = dest.dbeta ?? engine.empty([geo.c], 'f32');
   const yb = act === 'none' ? g : y;
   const mode = laneReduce(engine);
   const ln = lanesOf(geo);
@@ -570,7 +578,7 @@ function perLaneAffine(geo: Geometry, x: Tensor, params: Tensor, y: Tensor, act:
  * Gradients for x, gamma, beta: one fused reduction (sum g, sum g (x - mean)) per channel,
  * the per-channel finish (dgamma, dbeta, dx coefficients), then one elementwise pass for dx.
  */
-function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, stats: Tensor, training: boolean): (Tensor | null)[] {
+function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, stats: Tensor, training: boolean, dest: ParamGradDest): (Tensor | null)[] {
   const engine = x.engine;
   const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
   let chunks = geo.chunks;
@@ -614,8 +622,8 @@ function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Tensor, b
     sgx.dispose();
     [sg, sgx, chunks] = [sg2, sgx2, outChunks];
   }
-  const dgamma = engine.empty([geo.c], 'f32');
-  const dbeta = engine.empty([geo.c], 'f32');
+  const dgamma = dest.dgamma ?? engine.empty([geo.c], 'f32');
+  const dbeta = dest.dbeta ?? engine.empty([geo.c], 'f32');
   const coef = engine.empty([4, geo.l], 'f32');
   const finish = training ? 'bn_grad_finish_train' : 'bn_grad_finish_eval';
   engine.run({

@@ -306,10 +306,13 @@ function chunking(lanes: number, rows: number): { chunks: number; perChunk: numb
 /**
  * Sums `x`, viewed as [outer, r, inner], over r into a tensor of `outShape` (outer * inner
  * elements). Passes of chunked partial sums (no workgroup memory, no atomics) until one is left.
- * No validation or autograd: a building block for sumToShape, fcaFuse and friends.
+ * `into` (outer * inner f32 elements, any shape, not x): the last pass writes there instead of a
+ * new tensor, and it is returned. No validation (but of `into`) or autograd: a building block for
+ * sumToShape, fcaFuse and friends.
  */
-export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number, outShape: readonly number[]): Tensor {
+export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number, outShape: readonly number[], into: Tensor | null = null): Tensor {
   const engine = x.engine;
+  if (into) check(into.dtype === 'f32' && into.size === outer * inner && into !== x, 'sumMiddleAxis', () => `cannot write [${outer * inner}] sums of ${x.name} into ${into.name} ${fmtShape(into.shape)} ${into.dtype}`);
   const maxDim = engine.limits.maxComputeWorkgroupsPerDimension;
   let cur = x;
   let rows = r;
@@ -321,7 +324,7 @@ export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number
       const units = vec ? rows / 4 : rows;
       const c = chunking(outer, units);
       chunks = c.chunks;
-      next = engine.empty(chunks === 1 ? outShape : [outer, chunks], 'f32');
+      next = chunks === 1 ? (into ?? engine.empty(outShape, 'f32')) : engine.empty([outer, chunks], 'f32');
       const threads = outer * chunks;
       engine.run({
         name: 'sum_rows_partial',
@@ -341,7 +344,7 @@ export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number
       const cols = vec ? inner / 4 : inner;
       const c = chunking(outer * cols, rows);
       chunks = c.chunks;
-      next = engine.empty(chunks === 1 ? outShape : [outer, chunks, inner], 'f32');
+      next = chunks === 1 ? (into ?? engine.empty(outShape, 'f32')) : engine.empty([outer, chunks, inner], 'f32');
       const threads = outer * chunks * cols;
       engine.run({
         name: 'sum_middle_partial',

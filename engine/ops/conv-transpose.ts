@@ -101,13 +101,13 @@ export function convTranspose2d(x: Tensor, w: Tensor, bias: Tensor | null, opts:
     return convTransposeForward(x, w, bias, g, epilogue);
   }
   const out = convTransposeForward(x, w, bias, g, null);
-  return recordOp(out, 'convTranspose2d', inputs, (gy) => {
+  return recordOp(out, 'convTranspose2d', inputs, (gy, _accumulated, into) => {
     // Both gradient kernels read gy in vec4s over co; pad it once for both (it runs in a scope).
     const gy4 = (x.requiresGrad || w.requiresGrad) && g.co % 4 !== 0 ? padChannels(gy, g.co) : gy;
     return [
       x.requiresGrad ? convTransposeBackwardInput(gy4, w, g) : null,
-      w.requiresGrad ? convTransposeBackwardFilter(x, gy4, g) : null,
-      bias?.requiresGrad ? sumColumns(gy) : null,
+      w.requiresGrad ? convTransposeBackwardFilter(x, gy4, g, into[1]) : null,
+      bias?.requiresGrad ? sumColumns(gy, undefined, into[2]) : null,
     ];
   });
 }
@@ -431,8 +431,11 @@ function filterGradTiles(g: Geometry, cov: number, civ: number): { kg: number; t
   return best;
 }
 
-/** dL/dw: per-chunk partial sums over input pixels, then a column sum over chunks. */
-function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry): Tensor {
+/**
+ * dL/dw: per-chunk partial sums over input pixels, then a column sum over chunks, into `into`
+ * (a tensor of the weight's size, e.g. its optimizer slot) when given.
+ */
+function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry, into: Tensor | null = null): Tensor {
   const engine = x.engine;
   const civ = Math.ceil(g.ci / 4);
   const cov = Math.ceil(g.co / 4);
@@ -448,7 +451,7 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry): Tenso
   const rowsPerChunk = Math.ceil(rows / wanted);
   const chunks = Math.ceil(rows / rowsPerChunk);
   const threads = chunks * base;
-  const dw = engine.empty([g.co, g.kh, g.kw, g.ci], 'f32');
+  const dw = into ?? engine.empty([g.co, g.kh, g.kw, g.ci], 'f32');
   const partial = chunks === 1 ? dw : engine.empty([chunks, size], 'f32');
 
   // Every compile-time input of the generated WGSL: the tile (KG taps x TCOV x TCIV vec4 groups).
@@ -505,8 +508,8 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry): Tenso
   });
   if (x4 !== x) x4.dispose();
   if (partial === dw) return dw;
-  const summed = sumColumns(partial);
-  // sumColumns gives [Co * KH * KW * Ci]; the gradient must carry the weight's shape.
-  engine.copyBuffer(summed, 0, dw, 0, dw.byteLength);
+  // The chunk sums land in dw (it has the weight's shape; sumColumns only needs its size).
+  sumColumns(partial, undefined, dw);
+  partial.dispose();
   return dw;
 }

@@ -624,10 +624,11 @@ function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy
   };
 }
 
-function conv2dBackwardFilter(g: Geometry, gy: Tensor, x: Tensor, wShape: readonly number[]): Tensor {
+/** dL/dw, written into `into` (a tensor of the weight's size, e.g. its optimizer slot) when given. */
+function conv2dBackwardFilter(g: Geometry, gy: Tensor, x: Tensor, wShape: readonly number[], into: Tensor | null = null): Tensor {
   const engine = gy.engine;
   const plan = filterPlan(engine, g);
-  const dw = engine.empty(wShape, 'f32');
+  const dw = into ?? engine.empty(wShape, 'f32');
   if (plan.chunks === 1) {
     engine.run(backwardFilterProgram(engine, g, plan, gy, x, dw));
     return dw;
@@ -635,11 +636,9 @@ function conv2dBackwardFilter(g: Geometry, gy: Tensor, x: Tensor, wShape: readon
   const wsize = g.co * plan.krow;
   const partial = engine.empty([plan.chunks, wsize], 'f32');
   engine.run(backwardFilterProgram(engine, g, plan, gy, x, partial));
-  const sum = sumColumns(partial, wsize);
+  // The chunk sums land in dw (it has the weight's shape; sumColumns only needs its size).
+  sumColumns(partial, wsize, dw);
   partial.dispose();
-  // sumColumns gives [Co*KH*KW*Ci/groups]; the gradient must carry the weight's shape.
-  engine.copyBuffer(sum, 0, dw, 0, wsize * 4);
-  sum.dispose();
   return dw;
 }
 
@@ -671,9 +670,9 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dO
   }
   const y = engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
   engine.run(forwardProgram(engine, g, x, w, bias, y, null));
-  return recordOp(y, OP, inputs, (gy, accumulated) => [
+  return recordOp(y, OP, inputs, (gy, accumulated, into) => [
     x.requiresGrad ? conv2dBackwardInput(g, gy, w, accumulated[0]) : null,
-    w.requiresGrad ? conv2dBackwardFilter(g, gy, x, w.shape) : null,
-    ...(bias ? [bias.requiresGrad ? sumColumns(gy) : null] : []),
+    w.requiresGrad ? conv2dBackwardFilter(g, gy, x, w.shape, into[1]) : null,
+    ...(bias ? [bias.requiresGrad ? sumColumns(gy, g.co, into[2]) : null] : []),
   ]);
 }

@@ -121,10 +121,10 @@ export function depthwiseConv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts:
     return depthwiseForward(x, w, bias, { ...g, vec: epilogueAllowsVec4(epilogue) ? g.vec : 1 }, epilogue);
   }
   const out = depthwiseForward(x, w, bias, g, null);
-  return recordOp(out, 'depthwiseConv2d', inputs, (gy) => [
+  return recordOp(out, 'depthwiseConv2d', inputs, (gy, _accumulated, into) => [
     x.requiresGrad ? depthwiseBackwardInput(gy, w, g) : null,
-    w.requiresGrad ? depthwiseBackwardFilter(x, gy, g) : null,
-    bias?.requiresGrad ? sumColumns(gy) : null,
+    w.requiresGrad ? depthwiseBackwardFilter(x, gy, g, into[1]) : null,
+    bias?.requiresGrad ? sumColumns(gy, undefined, into[2]) : null,
   ]);
 }
 
@@ -308,8 +308,11 @@ function depthwiseBackwardInput(gy: Tensor, w: Tensor, g: Geometry): Tensor {
   return dx;
 }
 
-/** dL/dw: per-chunk partial sums over output pixels, then a column sum over chunks. */
-function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry): Tensor {
+/**
+ * dL/dw: per-chunk partial sums over output pixels, then a column sum over chunks, into `into`
+ * (a tensor of the weight's size, e.g. its optimizer slot) when given.
+ */
+function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry, into: Tensor | null = null): Tensor {
   const engine = x.engine;
   const TW = BWD_FILTER_TILE;
   const cv = g.c / g.vec;
@@ -319,7 +322,7 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry): Tensor {
   const used = Math.ceil(rows / rowsPerChunk);
   const threads = used * cv;
   const taps = g.kh * g.kw;
-  const dw = engine.empty([g.kh, g.kw, g.c], 'f32');
+  const dw = into ?? engine.empty([g.kh, g.kw, g.c], 'f32');
   const partial = used === 1 ? dw : engine.empty([used, taps * g.c], 'f32');
   const V = vecType(g);
   // Every compile-time input of the generated WGSL: the vector width, the tile, the kernel size
@@ -372,8 +375,8 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry): Tensor {
     bytes: 4 * (x.size + gy.size + partial.size),
   });
   if (partial === dw) return dw;
-  const summed = sumColumns(partial);
-  // sumColumns gives [KH * KW * C]; the gradient must carry the weight's shape.
-  engine.copyBuffer(summed, 0, dw, 0, dw.byteLength);
+  // The chunk sums land in dw (it has the weight's shape; sumColumns only needs its size).
+  sumColumns(partial, undefined, dw);
+  partial.dispose();
   return dw;
 }

@@ -60,10 +60,10 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
     bytes: x.byteLength + w.byteLength + y.byteLength,
   });
   const inputs = bias ? [x, w, bias] : [x, w];
-  return recordOp(y, op, inputs, (g) => [
+  return recordOp(y, op, inputs, (g, _accumulated, into) => [
     x.requiresGrad ? matmul(g, w, n, outF, inF, false) : null,
-    w.requiresGrad ? matmul(g, x, outF, n, inF, true) : null,
-    bias?.requiresGrad ? sumColumns(g) : null,
+    w.requiresGrad ? matmul(g, x, outF, n, inF, true, into[1]) : null,
+    bias?.requiresGrad ? sumColumns(g, undefined, into[2]) : null,
   ]);
 }
 
@@ -89,9 +89,10 @@ function forwardBody(tn: number, v: number, hasBias: boolean): string {
 
 /**
  * c [m, cols] = A b with b [k, cols]; A is `a` [m, k] or, transposed, `a` [k, m]. Serves
- * dx = g w (m = N, k = Out) and dw = g^T x (m = Out, k = N, A transposed).
+ * dx = g w (m = N, k = Out) and dw = g^T x (m = Out, k = N, A transposed). `into`: a tensor of
+ * m * cols elements (a weight's optimizer slot) that receives c instead of a new tensor.
  */
-function matmul(a: Tensor, b: Tensor, m: number, k: number, cols: number, transposeA: boolean): Tensor {
+function matmul(a: Tensor, b: Tensor, m: number, k: number, cols: number, transposeA: boolean, into: Tensor | null = null): Tensor {
   const engine = a.engine;
   const v = cols % 4 === 0 ? 4 : 1;
   const T = v === 4 ? 'vec4<f32>' : 'f32';
@@ -100,7 +101,7 @@ function matmul(a: Tensor, b: Tensor, m: number, k: number, cols: number, transp
   const nv = cols / v;
   const jBlocks = Math.ceil(nv / tj);
   const total = Math.ceil(m / tm) * jBlocks;
-  const out = engine.empty([m, cols], 'f32');
+  const out = into ?? engine.empty([m, cols], 'f32');
   engine.run({
     // The name carries the transposition, the variant the tile.
     name: transposeA ? 'linear_matmul_tn' : 'linear_matmul_nn',
