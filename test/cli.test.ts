@@ -47,6 +47,18 @@ t('canet train --synthetic 64 --steps 20 --size 128x64: loss falls, and it write
   assert.match(r.out, /final: val mIoU/);
 }, { timeoutMs: 300_000 });
 
+t('canet train replays its step from a captured plan: the same run op by op (--no-capture) gives the same losses and the same model file, byte for byte', () => {
+  // 8 steps with an evaluation after step 4: steps 3-8 are replays, and the evaluation in between
+  // switches the model to eval mode and back.
+  const args = [...TRAIN, '--steps', '8', '--eval-every', '4', '--checkpoint-every', '8'];
+  for (const [out, extra] of [['run-plan', []], ['run-ops', ['--no-capture']]] as const) {
+    const r = canet([...args, '--out', out, ...extra]);
+    assert.is(r.code, 0, r.err + r.out);
+  }
+  assert.equal(losses(join(work, 'run-plan')), losses(join(work, 'run-ops')), 'losses');
+  assert.ok(readFileSync(join(work, 'run-plan', 'model.safetensors')).equals(readFileSync(join(work, 'run-ops', 'model.safetensors'))), 'model files differ');
+}, { timeoutMs: 300_000 });
+
 t('kill -9 at random moments with a checkpoint every step: each kill leaves a whole checkpoint, and resuming to the end gives the uninterrupted run\'s loss sequence', async () => {
   // Checkpoints are written every step, so kills land in the middle of writes too; the delays come
   // from a seeded generator (printed) so a failure can be replayed.
