@@ -45,6 +45,11 @@ export interface SafeTensorInput {
 export interface ParseOptions {
   /** Accept NaN and ±Infinity in float tensors (refused by default: they mean a diverged run). */
   allowNonFinite?: boolean;
+  /**
+   * Most tensors a header may declare ({@link MAX_TENSORS} by default). Raise it for a file of a
+   * larger model than any this package builds.
+   */
+  maxTensors?: number;
 }
 
 /** Options for {@link serializeSafetensors}. */
@@ -60,6 +65,24 @@ export class SafetensorsError extends Error {
 
 /** The header is JSON held in memory; real headers are kilobytes, so a larger one means a corrupt length. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+/**
+ * Deepest nesting of JSON arrays and objects a header may have. A valid header nests 3 deep (the
+ * header object, a tensor's entry, its shape or offsets); the reference parser refuses deep
+ * nesting too. The check runs on the raw text before JSON.parse, so a header of a million '['
+ * costs one linear scan, not a recursion per level.
+ */
+export const MAX_HEADER_DEPTH = 8;
+
+/**
+ * Most tensors a header may declare by default. The largest model this package builds,
+ * CANet-ResNet101, has 640 state-dict entries (314 weights and biases, 326 BatchNorm buffers and
+ * counters: see test/safetensors.test.ts); a training checkpoint adds two optimizer moments per
+ * trainable tensor (~1270 entries), and a torchvision ResNet-152 checkpoint loaded with
+ * --pretrained has 1037. 16384 leaves more than 10x headroom while keeping the per-tensor work of
+ * a hostile header (parse, validate, sort) in milliseconds. Raise it with `maxTensors`.
+ */
+export const MAX_TENSORS = 16384;
 
 const DTYPE_BYTES: Record<SafeDType, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I32: 4, I64: 8, U8: 1, I8: 1, U32: 4 };
 const FLOAT_DTYPES = new Set<SafeDType>(['F32', 'F16', 'BF16', 'F64']);
@@ -153,13 +176,71 @@ function describe(v: unknown): string {
   return String(v);
 }
 /** Caps text built from file content: a corrupt header can hold huge arrays or names. */
-const clip = (s: string, max = 200): string => (s.length > max ? `${s.slice(0, max)}...` : s);
-const quote = (name: string): string => clip(JSON.stringify(name));
+export const clip = (s: string, max = 200): string => (s.length > max ? `${s.slice(0, max)}...` : s);
+/** A name from a file, quoted for a message: at most ~200 characters of it (names can be megabytes). */
+export const quote = (name: string): string => JSON.stringify(name.length > 200 ? name.slice(0, 200) : name).slice(0, 203) + (name.length > 200 ? '...' : '');
 const json = (v: unknown): string => clip(JSON.stringify(v));
 const fmtShape = (shape: readonly unknown[]): string => clip(`[${shape.join(', ')}]`);
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * One linear pass over the header text, before JSON.parse and before any recursive work: refuses
+ * nesting deeper than {@link MAX_HEADER_DEPTH}, more than `maxTensors` top-level keys, and a key
+ * repeated within one object (JSON.parse would keep the last silently; the format forbids
+ * duplicates, and two `__metadata__` entries or two entries for one tensor mean a forged or
+ * corrupt file). Each refusal stops the scan where it is found. Malformed JSON is left to
+ * JSON.parse, whose message is more precise.
+ */
+function scanHeader(text: string, maxTensors: number): void {
+  // One set of keys per open object (null for arrays); keys are compared decoded, so "a" and
+  // "\u0061" are the same key. Total work and memory are linear in the text.
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  let tensors = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) break;
+      }
+      const keys = stack[stack.length - 1];
+      if (keys && expectKey) {
+        let key = text.slice(start + 1, i);
+        if (escaped) {
+          try {
+            key = JSON.parse(text.slice(start, i + 1)) as string;
+          } catch {
+            return; // malformed: JSON.parse reports it
+          }
+        }
+        if (keys.has(key))
+          fail(`header has the key ${quote(key)} twice${stack.length === 1 ? '' : ' in one entry'} (at character ${start}): duplicate keys are not allowed`);
+        keys.add(key);
+        if (stack.length === 1 && key !== METADATA_KEY && ++tensors > maxTensors)
+          fail(`header declares more than ${maxTensors} tensors; no model needs that many (raise the limit with the maxTensors option if this file is genuine)`);
+        expectKey = false;
+      }
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (stack.length >= MAX_HEADER_DEPTH) fail(`header nests deeper than ${MAX_HEADER_DEPTH} levels (at character ${i}); a safetensors header nests 3`);
+      stack.push(c === 0x7b ? new Set() : null);
+      expectKey = c === 0x7b;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      stack.pop();
+      expectKey = false;
+    } else if (c === 0x2c /* , */) {
+      expectKey = stack[stack.length - 1] != null;
+    }
+  }
 }
 
 function parseEntry(name: string, raw: unknown, dataBytes: number): HeaderEntry {
@@ -287,11 +368,14 @@ export function parseSafetensors(input: ArrayBuffer | ArrayBufferView, opts: Par
   } catch {
     return fail(`header (${headerLen} bytes) is not valid UTF-8`);
   }
+  const maxTensors = opts.maxTensors ?? MAX_TENSORS;
+  if (!(maxTensors >= 0)) fail(`maxTensors must be a non-negative number, got ${String(maxTensors)}`);
+  scanHeader(text, maxTensors);
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    return fail(`header is not valid JSON: ${(e as Error).message}`);
+    return fail(`header is not valid JSON: ${clip((e as Error).message)}`);
   }
   if (!isPlainObject(json)) return fail(`header must be a JSON object of tensors, got ${describe(json)}`);
 
