@@ -76,11 +76,12 @@ export const MAX_HEADER_DEPTH = 8;
 
 /**
  * Most tensors a header may declare by default. The largest model this package builds,
- * CANet-ResNet101, has 640 state-dict entries (314 weights and biases, 326 BatchNorm buffers and
- * counters: see test/safetensors.test.ts); a training checkpoint adds two optimizer moments per
- * trainable tensor (~1270 entries), and a torchvision ResNet-152 checkpoint loaded with
- * --pretrained has 1037. 16384 leaves more than 10x headroom while keeping the per-tensor work of
- * a hostile header (parse, validate, sort) in milliseconds. Raise it with `maxTensors`.
+ * CANet-ResNet101 with the compatible head, has 683 state-dict entries (344 weights and biases,
+ * 339 BatchNorm buffers and counters; net/spec.ts computes them, test/weights-defects.test.ts
+ * checks the count); a training checkpoint adds two Adam moments per weight (1371 entries), and a
+ * torchvision ResNet-152 file for --pretrained has 932. 16384 is over 10x the largest, while the
+ * per-tensor work of a hostile header at the limit (validate, sort, decode) stays in milliseconds.
+ * Raise it with the `maxTensors` parse option.
  */
 export const MAX_TENSORS = 16384;
 
@@ -175,12 +176,12 @@ function describe(v: unknown): string {
   if (typeof v === 'string') return v.length > 40 ? `${JSON.stringify(v.slice(0, 40))}...` : JSON.stringify(v);
   return String(v);
 }
-/** Caps text built from file content: a corrupt header can hold huge arrays or names. */
-export const clip = (s: string, max = 200): string => (s.length > max ? `${s.slice(0, max)}...` : s);
-/** A name from a file, quoted for a message: at most ~200 characters of it (names can be megabytes). */
-export const quote = (name: string): string => JSON.stringify(name.length > 200 ? name.slice(0, 200) : name).slice(0, 203) + (name.length > 200 ? '...' : '');
-const json = (v: unknown): string => clip(JSON.stringify(v));
-const fmtShape = (shape: readonly unknown[]): string => clip(`[${shape.join(', ')}]`);
+/** @internal Caps text built from file content: a corrupt header can hold huge arrays or names. */
+export const clipForMessage = (s: string, max = 200): string => (s.length > max ? `${s.slice(0, max)}...` : s);
+/** @internal A name from a file, quoted for a message: at most ~200 characters of it (names can be megabytes). */
+export const quoteForMessage = (name: string): string => JSON.stringify(name.length > 200 ? name.slice(0, 200) : name).slice(0, 203) + (name.length > 200 ? '...' : '');
+const json = (v: unknown): string => clipForMessage(JSON.stringify(v));
+const fmtShape = (shape: readonly unknown[]): string => clipForMessage(`[${shape.join(', ')}]`);
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -224,7 +225,7 @@ function scanHeader(text: string, maxTensors: number): void {
           }
         }
         if (keys.has(key))
-          fail(`header has the key ${quote(key)} twice${stack.length === 1 ? '' : ' in one entry'} (at character ${start}): duplicate keys are not allowed`);
+          fail(`header has the key ${quoteForMessage(key)} twice${stack.length === 1 ? '' : ' in one entry'} (at character ${start}): duplicate keys are not allowed`);
         keys.add(key);
         if (stack.length === 1 && key !== METADATA_KEY && ++tensors > maxTensors)
           fail(`header declares more than ${maxTensors} tensors; no model needs that many (raise the limit with the maxTensors option if this file is genuine)`);
@@ -244,7 +245,7 @@ function scanHeader(text: string, maxTensors: number): void {
 }
 
 function parseEntry(name: string, raw: unknown, dataBytes: number): HeaderEntry {
-  const where = `tensor ${quote(name)}`;
+  const where = `tensor ${quoteForMessage(name)}`;
   if (!isPlainObject(raw)) return fail(`${where}: header entry must be an object with dtype, shape and data_offsets, got ${describe(raw)}`);
   const { dtype, shape, data_offsets: offsets } = raw;
   if (dtype === undefined) fail(`${where}: header entry has no "dtype"`);
@@ -275,7 +276,7 @@ function parseEntry(name: string, raw: unknown, dataBytes: number): HeaderEntry 
 
 function parseMetadata(raw: unknown): Record<string, string> {
   if (!isPlainObject(raw)) return fail(`"${METADATA_KEY}" must be an object of strings, got ${describe(raw)}`);
-  for (const [k, v] of Object.entries(raw)) if (typeof v !== 'string') fail(`"${METADATA_KEY}" value for key ${quote(k)} must be a string, got ${describe(v)}`);
+  for (const [k, v] of Object.entries(raw)) if (typeof v !== 'string') fail(`"${METADATA_KEY}" value for key ${quoteForMessage(k)} must be a string, got ${describe(v)}`);
   // Object.fromEntries defines own properties, so a key named "__proto__" stays a plain key.
   return Object.fromEntries(Object.entries(raw as Record<string, string>));
 }
@@ -322,7 +323,7 @@ function decode(bytes: Uint8Array, at: number, t: HeaderEntry, numel: number): S
         out[i] = v;
         // Rounding to float32 is expected; turning a finite value into Infinity is data loss.
         if (Number.isFinite(v) && !Number.isFinite(out[i]!))
-          fail(`tensor ${quote(t.name)}: F64 value ${v} at index ${i} is outside the float32 range`);
+          fail(`tensor ${quoteForMessage(t.name)}: F64 value ${v} at index ${i} is outside the float32 range`);
       }
       return out;
     }
@@ -332,7 +333,7 @@ function decode(bytes: Uint8Array, at: number, t: HeaderEntry, numel: number): S
         const lo = view.getInt32(8 * i, true);
         const hi = view.getInt32(8 * i + 4, true);
         // In int32 range exactly when the high word is the sign extension of the low word.
-        if (hi !== lo >> 31) fail(`tensor ${quote(t.name)}: I64 value ${view.getBigInt64(8 * i, true)} at index ${i} does not fit in int32`);
+        if (hi !== lo >> 31) fail(`tensor ${quoteForMessage(t.name)}: I64 value ${view.getBigInt64(8 * i, true)} at index ${i} does not fit in int32`);
         out[i] = lo;
       }
       return out;
@@ -375,7 +376,7 @@ export function parseSafetensors(input: ArrayBuffer | ArrayBufferView, opts: Par
   try {
     json = JSON.parse(text);
   } catch (e) {
-    return fail(`header is not valid JSON: ${clip((e as Error).message)}`);
+    return fail(`header is not valid JSON: ${clipForMessage((e as Error).message)}`);
   }
   if (!isPlainObject(json)) return fail(`header must be a JSON object of tensors, got ${describe(json)}`);
 
@@ -395,7 +396,7 @@ export function parseSafetensors(input: ArrayBuffer | ArrayBufferView, opts: Par
   for (const t of ordered) {
     if (t.begin === t.end) continue;
     if (furthest && t.begin < furthest.end)
-      fail(`tensors ${quote(furthest.name)} [${furthest.begin}, ${furthest.end}] and ${quote(t.name)} [${t.begin}, ${t.end}] overlap in the data section`);
+      fail(`tensors ${quoteForMessage(furthest.name)} [${furthest.begin}, ${furthest.end}] and ${quoteForMessage(t.name)} [${t.begin}, ${t.end}] overlap in the data section`);
     if (!furthest || t.end > furthest.end) furthest = t;
   }
 
@@ -405,7 +406,7 @@ export function parseSafetensors(input: ArrayBuffer | ArrayBufferView, opts: Par
     const data = decode(bytes, dataStart + t.begin, t, numel);
     if (FLOAT_DTYPES.has(t.dtype) && !opts.allowNonFinite) {
       const bad = firstNonFinite(data as Float32Array);
-      if (bad >= 0) fail(`tensor ${quote(t.name)}: non-finite value ${data[bad]} at index ${bad} (${t.dtype}, shape ${fmtShape(t.shape)}); pass allowNonFinite to accept`);
+      if (bad >= 0) fail(`tensor ${quoteForMessage(t.name)}: non-finite value ${data[bad]} at index ${bad} (${t.dtype}, shape ${fmtShape(t.shape)}); pass allowNonFinite to accept`);
     }
     tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data });
   }
@@ -449,7 +450,7 @@ interface Planned {
 }
 
 function planTensor(name: string, t: SafeTensorInput, allowNonFinite: boolean): Omit<Planned, 'begin' | 'end'> {
-  const where = `tensor ${quote(name)}`;
+  const where = `tensor ${quoteForMessage(name)}`;
   if (name === METADATA_KEY) fail(`${where}: the name is reserved for the metadata`);
   if (!isPlainObject(t)) fail(`${where}: expected {data, shape, dtype?}, got ${describe(t)}`);
   const { data, shape } = t;

@@ -3,7 +3,7 @@
  * works on bytes, so browsers load weights fetched from their origin the same way Node loads files.
  */
 import type { Module, StateDict, StateTensor } from '../net/module.js';
-import { parseSafetensors, serializeSafetensors, quote, type ParsedSafetensors, type SafeTensorInput, SafetensorsError } from './safetensors.js';
+import { parseSafetensors, serializeSafetensors, quoteForMessage as quote, type ParsedSafetensors, type SafeTensorInput, SafetensorsError } from './safetensors.js';
 
 /** Names starting with this hold training state (optimizer moments), not model weights. */
 export const OPTIMIZER_PREFIX = '__optimizer__.';
