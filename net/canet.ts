@@ -254,6 +254,11 @@ export class CANet extends Module {
 
   /** Validates an image batch; returns [N, H, W]. */
   private checkInput(x: Tensor, what: string): [number, number, number] {
+    // Checked before anything runs: the first op would refuse these too, but only after the
+    // model had allocated its concatenation buffers or folded its BatchNorms.
+    if (x.engine !== this.engine) throw new ShapeError(`canet.${what}: input ${x.name} belongs to another engine than the model`);
+    if (x.disposed) throw new ShapeError(`canet.${what}: input ${x.name} ${fmtShape(x.shape)} was disposed`);
+    if (x.dtype !== 'f32') throw new ShapeError(`canet.${what}: input ${x.name} must be f32 (an ImageNet-normalised image), got ${x.dtype}`);
     const [n, h, w, c] = x.shape as [number, number, number, number];
     if (x.rank !== 4 || c !== 3)
       throw new ShapeError(`canet.${what}: input ${x.name} must be NHWC [N, H, W, 3], got ${fmtShape(x.shape)}`);

@@ -9,7 +9,7 @@
  * copied from the op's checks. Afterwards the engine must still compute correctly.
  */
 import * as assert from 'uvu/assert';
-import { createEngine, ops, ShapeError, EngineClosedError, type Engine, type Tensor, type DType } from '../engine/entry-node.js';
+import { canet, createEngine, ops, ShapeError, EngineClosedError, type Engine, type Tensor, type DType } from '../engine/entry-node.js';
 import { suite } from './harness.js';
 import { rng, testEngine, expectClose } from './gpu.js';
 import { refBroadcastBinary, refBroadcastShape, refBroadcastTo, refSumToShape, sizeOf } from './ref/broadcast.js';
@@ -651,6 +651,43 @@ t('a disposed tensor or one of another engine is refused by name, without leakin
   assert.is(after.dispatches, before.dispatches);
   assert.not.instance(new ShapeError('x'), EngineClosedError);
   a.dispose();
+  other.destroy();
+});
+
+t('a refused model forward or segment allocates nothing (disposed input, another engine\'s, integers)', async () => {
+  const e = await testEngine();
+  const other = await createEngine({ quiet: true });
+  const image = (eng: Engine, h: number, w: number) => eng.tensor(new Float32Array(h * w * 3), [1, h, w, 3]);
+  const gone = image(e, 64, 64);
+  gone.dispose();
+  const goneOdd = image(e, 40, 72);
+  goneOdd.dispose();
+  const inputs: [string, Tensor][] = [
+    ['a disposed input', gone],
+    ['a disposed input to be padded', goneOdd],
+    ["another engine's input", image(other, 64, 64)],
+    ['an i32 input', e.empty([1, 64, 64, 3], 'i32')],
+  ];
+  for (const head of ['compatible', 'plain'] as const) {
+    const m = canet(e, { classes: 3, width: 0.125, head, padInput: true });
+    for (const training of [true, false]) {
+      m.train(training);
+      for (const [what, x] of inputs)
+        for (const fn of ['forward', 'segment'] as const) {
+          const where = `${head} head, ${training ? 'training' : 'eval'}: ${fn} of ${what}`;
+          const before = e.stats();
+          // Before: segment in eval mode left the folded BatchNorm or the FCA's concatenation
+          // allocated, because the first op to refuse ran after them.
+          assert.throws(() => m[fn](x), (err: unknown) => err instanceof ShapeError && (err as Error).message.startsWith(`canet.${fn}: `), where);
+          const after = e.stats();
+          assert.is(after.liveTensors, before.liveTensors, `${where}: left tensors behind`);
+          assert.is(after.buffersCreated + after.poolHits, before.buffersCreated + before.poolHits, `${where}: allocated before refusing`);
+          assert.is(after.dispatches, before.dispatches, `${where}: dispatched before refusing`);
+        }
+    }
+    m.dispose();
+  }
+  inputs[3]![1].dispose();
   other.destroy();
 });
 
