@@ -16,7 +16,7 @@ import { SafetensorsError } from '../weights/safetensors.js';
 import { uploadBatch, trainStep } from '../net/train.js';
 import { PlannedCall } from '../engine/plan.js';
 import { CLASS_NAMES } from '../data/palette.js';
-import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
+import { imageBudget, maxMegapixelsFlag, parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { folderDataset, syntheticDataset, Prefetcher, type Dataset } from './data.js';
 import { saveCheckpoint, loadCheckpoint } from './checkpoint.js';
 import { saveModel, loadPretrained, type ModelConfig } from './model-file.js';
@@ -63,6 +63,7 @@ export const trainSpec: CommandSpec = {
     'class-weights': { type: 'string', help: "loss weight per class: none, enet (1/ln(1.02 + pixel frequency), counted on 64 training images) or K comma-separated numbers", default: 'none' },
     'no-capture': { type: 'boolean', help: 'record every step op by op instead of replaying a captured plan (to compare)' },
     'no-prefetch': { type: 'boolean', help: 'load each batch only when its step starts (to measure what overlapping the next batch with the GPU work saves)' },
+    ...maxMegapixelsFlag,
     'continue-on-nan': { type: 'boolean', help: 'on a NaN/Inf loss, log it and keep training instead of stopping (checkpoints are only written while the weights are finite)' },
     ...tuningFlags,
   },
@@ -70,7 +71,7 @@ export const trainSpec: CommandSpec = {
 
 interface RunConfig {
   model: ModelConfig;
-  data: { source: string; synthetic?: number; valSynthetic?: number; dir?: string; split?: string; valSplit?: string };
+  data: { source: string; synthetic?: number; valSynthetic?: number; dir?: string; split?: string; valSplit?: string; maxPixels?: number };
   batch: number;
   steps: number;
   optimizer: 'sgd' | 'adamw';
@@ -97,6 +98,8 @@ function configFromFlags(f: Record<string, unknown>): RunConfig {
   if (!f.data && !f.synthetic) throw new UsageError('canet train needs --data DIR or --synthetic N');
   if (f.data && f.synthetic) throw new UsageError('--data and --synthetic are alternatives; give one');
   const classes = Number(f.classes);
+  // Below 1 the zoom silently did nothing: refuse it rather than train without the augmentation asked for.
+  if (!(Number(f.scale) >= 1)) throw new UsageError(`--scale must be >= 1 (the largest random zoom; 1 = no zoom), got ${f.scale}`);
   return {
     model: {
       backbone: oneOf('backbone', f.backbone, ['mobilenetv2', 'resnet18', 'resnet101'] as const),
@@ -108,7 +111,7 @@ function configFromFlags(f: Record<string, unknown>): RunConfig {
     },
     data: f.synthetic
       ? { source: 'synthetic', synthetic: Number(f.synthetic), valSynthetic: Number(f['val-synthetic']) }
-      : { source: 'folder', dir: String(f.data), split: String(f.split), valSplit: String(f['val-split']) },
+      : { source: 'folder', dir: String(f.data), split: String(f.split), valSplit: String(f['val-split']), maxPixels: imageBudget(f).maxPixels },
     batch: Number(f.batch),
     steps: 0,
     optimizer: oneOf('optimizer', f.optimizer, ['sgd', 'adamw'] as const),
@@ -134,11 +137,12 @@ function datasets(cfg: RunConfig): { train: Dataset; val: Dataset | null } {
       val: cfg.data.valSynthetic ? syntheticDataset(cfg.data.valSynthetic, 'val', w, h) : null,
     };
   }
-  const train = folderDataset(cfg.data.dir!, cfg.data.split);
+  const budget = { maxPixels: cfg.data.maxPixels, raiseWith: '--max-megapixels' };
+  const train = folderDataset(cfg.data.dir!, cfg.data.split, budget);
   let val: Dataset | null = null;
   if (cfg.data.valSplit && existsSync(cfg.data.dir!)) {
     try {
-      val = folderDataset(cfg.data.dir!, cfg.data.valSplit);
+      val = folderDataset(cfg.data.dir!, cfg.data.valSplit, budget);
     } catch {
       val = null; // no validation split: evaluation is skipped, as the help says
     }
