@@ -1,5 +1,4 @@
 /** `canet segment`: PNG/JPEG in, colour-coded label PNG, overlay and optionally raw class ids out. */
-import { mkdir } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { createEngine } from '../engine/device-node.js';
@@ -11,6 +10,7 @@ import { readImage, writePng } from '../data/image-io.js';
 import { colorize, overlay } from '../data/palette.js';
 import { imageBudget, maxMegapixelsFlag, parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { loadModel } from './model-file.js';
+import { ensureOutputDir } from './files.js';
 import { applyTuning, blankImages, tuningFlags } from './tuning.js';
 
 export const segmentSpec: CommandSpec = {
@@ -131,15 +131,15 @@ export async function runSegment(argv: string[]): Promise<SegmentOutput[] | null
   const overlayAlpha = Number(p.flags.overlay);
   if (!(overlayAlpha >= 0 && overlayAlpha <= 1)) throw new UsageError(`--overlay must be in [0, 1], got ${overlayAlpha}`);
   const budget = imageBudget(p.flags);
+  const outDir = String(p.flags.out);
+  await ensureOutputDir(outDir); // before the engine: a bad --out fails at once
   const engine = await createEngine();
   try {
     const { model, config } = await loadModel(engine, String(p.flags.weights));
     model.eval();
     const size = p.flags.size ? parseSize(String(p.flags.size)) : config.inputSize ?? [512, 256];
     if (size[0] % 32 || size[1] % 32) throw new UsageError(`--size must be multiples of 32, got ${size.join('x')}`);
-    const outDir = String(p.flags.out);
     await applyTuning(engine, p.flags, () => model.segment(blankImages(engine, 1, size[0], size[1])), p.positional.length, (l) => console.log(l));
-    await mkdir(outDir, { recursive: true });
     const results: SegmentOutput[] = [];
     const segmenter = new ImageSegmenter(engine, model, size);
     for (const input of p.positional) {

@@ -3,7 +3,7 @@
  * progress bar, atomic checkpoints, exact resume (model, optimizer, step and data order), periodic
  * evaluation, metrics.jsonl and a loss/mIoU curve.
  */
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
@@ -23,6 +23,7 @@ import { saveModel, loadPretrained, type ModelConfig } from './model-file.js';
 import { evaluate } from './evaluate.js';
 import { Progress } from './progress.js';
 import { writeCurve } from './plot.js';
+import { ensureOutputDir } from './files.js';
 import { parseClassWeights, resolveClassWeights } from './class-weights.js';
 import { applyTuning, blankImages, tuningFlags } from './tuning.js';
 
@@ -83,6 +84,10 @@ interface RunConfig {
   scale: number;
   flip: boolean;
   seed: number;
+  /** How often to checkpoint, evaluate and log (kept so that a resume without the flags keeps them). */
+  checkpointEvery?: number;
+  evalEvery?: number;
+  logEvery?: number;
   /** Loss weight per class (null or absent: unweighted); resolved once, so a resumed run uses the same. */
   classWeights?: number[] | null;
 }
@@ -191,7 +196,7 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
   }
   const f = parsed.flags;
   const out = String(f.out);
-  await mkdir(out, { recursive: true });
+  await ensureOutputDir(out);
   const engine = engineIn ?? (await createEngine());
   let cfg: RunConfig;
   let startStep = 0;
@@ -202,6 +207,17 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
   } else {
     cfg = configFromFlags(f);
   }
+  // Schedules: a flag given now wins; on a resume without it, the original run's value (they used
+  // to fall back to the defaults, so a resumed run checkpointed every 100 steps whatever was asked).
+  const given = (flag: string) => argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
+  const schedule = (flag: string, key: 'checkpointEvery' | 'evalEvery' | 'logEvery'): number => {
+    const v = resume && !given(flag) && typeof cfg[key] === 'number' ? cfg[key]! : Number(f[flag]);
+    cfg[key] = v;
+    return v;
+  };
+  const checkpointEvery = schedule('checkpoint-every', 'checkpointEvery');
+  const evalEvery = schedule('eval-every', 'evalEvery');
+  const logEvery = schedule('log-every', 'logEvery');
   const { train, val } = datasets(cfg);
   if (!resume) cfg.classWeights = await resolveClassWeights(parseClassWeights(String(f['class-weights']), cfg.model.classes), train, cfg.model.classes);
   if (!resume) cfg.steps = f.steps ? Number(f.steps) : Math.max(1, Math.ceil(((Number(f.epochs) || 1) * train.size) / cfg.batch));
@@ -225,16 +241,27 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
     // move this run's weights, optimizer or BatchNorm statistics (exact resume).
     await applyTuning(engine, f, () => tuningStep(engine, cfg), cfg.steps - startStep, (l) => progress.log(l));
     const metricsPath = join(out, 'metrics.jsonl');
-    if (!resume) await writeFile(metricsPath, '');
+    // A fresh run starts a new file at its first line (a run that fails before logging leaves none);
+    // a resume keeps the lines up to the checkpoint's step and drops the later ones, which a killed
+    // run logged after its last checkpoint and which the resumed run logs again.
+    if (!resume) await rm(metricsPath, { force: true });
+    else if (existsSync(metricsPath)) {
+      const lines = (await readFile(metricsPath, 'utf8')).split('\n').filter(Boolean);
+      const kept = lines.filter((l) => {
+        try {
+          return (JSON.parse(l) as { step?: number }).step! <= startStep;
+        } catch {
+          return false; // a line cut by the kill
+        }
+      });
+      if (kept.length !== lines.length) await writeFile(metricsPath, kept.map((l) => `${l}\n`).join(''));
+    }
     const prefetch = new Prefetcher(train, cfg.batch, cfg.seed);
     const [w, h] = cfg.model.inputSize!;
     const losses: number[] = [];
     let windowStart = performance.now();
     let windowImages = 0;
     const checkpointPath = join(out, 'checkpoint.safetensors');
-    const checkpointEvery = Number(f['checkpoint-every']);
-    const evalEvery = Number(f['eval-every']);
-    const logEvery = Number(f['log-every']);
     const continueOnNan = Boolean(f['continue-on-nan']);
     let lastMiou: number | null = null;
     let lastCheckpoint = resume ? startStep : 0;
@@ -266,7 +293,11 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
       } catch (e) {
         // Invalid labels always stop: they are a data error, not a numeric accident.
         if (!(e instanceof LossCheckError)) throw e;
-        if (!continueOnNan || e.invalidLabels > 0) throw new Error(`${e.message}; training stopped; ${lastGood()}. Lower --lr and resume from it, or pass --continue-on-nan to train on.`);
+        if (e.invalidLabels > 0)
+          throw new Error(
+            `${e.message}; training stopped. This is a data error, not a numeric one: fix the label maps (class ids must be below --classes ${cfg.model.classes}, or 255 to ignore a pixel) or pass the right --classes`,
+          );
+        if (!continueOnNan) throw new Error(`${e.message}; training stopped; ${lastGood()}. Lower --lr and resume from it, or pass --continue-on-nan to train on.`);
         value = e.loss;
         nonFiniteSteps.push(step + 1);
         if (nonFiniteSteps.length === 1) progress.log(`step ${step + 1}: non-finite loss (${e.loss}); continuing (--continue-on-nan)`);

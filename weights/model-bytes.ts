@@ -69,8 +69,7 @@ export function loadModelBytes(engine: Engine, bytes: Uint8Array | ArrayBuffer, 
   const problem = checkCANetOptions(config);
   if (problem) throw new ModelFileError(`model configuration: ${problem}`);
   const state = stateDictFromParsed(parsed);
-  const expected = canetStateShapes(config);
-  checkShapes(expected, state, config);
+  checkStateMatchesConfig(state, config);
   const model = canet(engine, { backbone: config.backbone, classes: config.classes, head: config.head, width: config.width });
   try {
     model.loadStateDict(state);
@@ -81,8 +80,12 @@ export function loadModelBytes(engine: Engine, bytes: Uint8Array | ArrayBuffer, 
   return { model, config };
 }
 
-/** Refuses a file whose tensors are not exactly those of the configuration (names and shapes). */
-function checkShapes(expected: Map<string, number[]>, state: Map<string, { shape: number[] }>, config: ModelFileConfig): void {
+/**
+ * Refuses (ModelFileError) a state dict whose tensors are not exactly those of the configuration
+ * (names and shapes), computed without building the model: call it before building.
+ */
+export function checkStateMatchesConfig(state: Map<string, { shape: number[] }>, config: Pick<ModelFileConfig, 'backbone' | 'head' | 'width' | 'classes'>): void {
+  const expected = canetStateShapes(config);
   const lines: string[] = [];
   let problems = 0;
   const note = (line: string) => {
