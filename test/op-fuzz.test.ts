@@ -9,7 +9,7 @@
  * copied from the op's checks. Afterwards the engine must still compute correctly.
  */
 import * as assert from 'uvu/assert';
-import { canet, createEngine, ops, ShapeError, EngineClosedError, type Engine, type Tensor, type DType } from '../engine/entry-node.js';
+import { canet, createEngine, ops, ShapeError, EngineClosedError, SGD, trainStep, uploadBatch, type Engine, type Tensor, type DType } from '../engine/entry-node.js';
 import { suite } from './harness.js';
 import { rng, testEngine, expectClose } from './gpu.js';
 import { refBroadcastBinary, refBroadcastShape, refBroadcastTo, refSumToShape, sizeOf } from './ref/broadcast.js';
@@ -689,6 +689,40 @@ t('a refused model forward or segment allocates nothing (disposed input, another
   }
   inputs[3]![1].dispose();
   other.destroy();
+});
+
+t('a refused training step or batch upload allocates nothing and leaves BatchNorm statistics alone', async () => {
+  const e = await testEngine();
+  const m = canet(e, { classes: 3, width: 0.125, head: 'plain' });
+  const opt = new SGD(m.parameters(), { lr: 0.1 });
+  const images = e.tensor(new Float32Array(2 * 32 * 32 * 3).fill(0.5), [2, 32, 32, 3]);
+  const labels = e.tensor(new Int32Array(2 * 32 * 32), [2, 32, 32]);
+  const gone = e.tensor(new Int32Array(2 * 32 * 32), [2, 32, 32]);
+  gone.dispose();
+  const small = e.tensor(new Int32Array(32 * 32), [1, 32, 32]);
+  const stats = async () => (await m.stateDict()).get('spatial_branch.0.1.running_mean')!.data.join(',');
+  const runningMean = await stats();
+  const cases: [string, () => unknown, RegExp][] = [
+    // Before: the forward ran (allocating, and moving the running statistics) before the loss refused.
+    ['disposed labels', () => trainStep(m, opt, images, gone), /trainStep: labels .* was disposed/],
+    ['f32 labels', () => trainStep(m, opt, images, images), /trainStep: labels \[2, 32, 32, 3\] must be \[N, H, W\]/],
+    ['labels of another size', () => trainStep(m, opt, images, small), /must be \[N, H, W\] of images/],
+    // Before: the batch tensors stayed allocated when a sample was refused.
+    ['a float image in a batch', () => uploadBatch(e, [{ image: new Float32Array(32 * 32 * 3) as unknown as Uint8Array, labels: new Uint8Array(32 * 32), width: 32, height: 32 }], 32, 32), /imageToTensor: data must be a Uint8Array/],
+  ];
+  for (const [what, fn, re] of cases) {
+    const before = e.stats();
+    assert.throws(fn, (err: unknown) => err instanceof ShapeError && re.test((err as Error).message), what);
+    const after = e.stats();
+    assert.is(after.liveTensors, before.liveTensors, `${what}: left tensors behind`);
+    assert.is(after.dispatches, before.dispatches, `${what}: dispatched before refusing`);
+  }
+  assert.is(await stats(), runningMean, 'a refused step moved BatchNorm running statistics');
+  opt.dispose();
+  m.dispose();
+  images.dispose();
+  labels.dispose();
+  small.dispose();
 });
 
 t.run();
