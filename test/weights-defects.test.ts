@@ -224,6 +224,10 @@ t('hostile model file: metadata asking for a huge or unknown model is refused be
     ['an unknown backbone', { backbone: 'resnet50' }, /backbone must be one of mobilenetv2, resnet18, resnet101, got "resnet50"/],
     ['an unknown head', { head: 'fancy' }, /head must be one of compatible, plain, got "fancy"/],
     ['a non-integer class count', { classes: 2.5 }, /classes must be an integer/],
+    // The CLI runs the network at the recorded input size: a 64k x 64k one is refused too.
+    ['a huge input size', { inputSize: [65536, 65536] }, /inputSize must be \[width, height\], multiples of 32 in \[32, 8192\], got \[65536,65536\]/],
+    ['an input size not a pair', { inputSize: 'big' }, /inputSize must be/],
+    ['class names not strings', { classNames: [1, 2, 3] }, /classNames must be an array of at most 4096 strings/],
   ];
   const state = parseSafetensors(good).tensors;
   const raw = Object.fromEntries([...state].map(([n, x]) => [n, { data: x.data as Float32Array | Int32Array, shape: x.shape, dtype: x.data instanceof Int32Array ? ('I64' as const) : undefined }]));

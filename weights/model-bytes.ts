@@ -11,7 +11,7 @@
  */
 import type { Engine } from '../engine/engine.js';
 import { canet, type CANet, type CANetOptions } from '../net/canet.js';
-import { canetStateShapes, checkCANetOptions } from '../net/spec.js';
+import { canetStateShapes, checkCANetOptions, MAX_CLASSES } from '../net/spec.js';
 import { parseSafetensors, quoteForMessage as quote, clipForMessage as clip } from './safetensors.js';
 import { stateDictFromParsed } from './state.js';
 
@@ -66,7 +66,7 @@ export function loadModelBytes(engine: Engine, bytes: Uint8Array | ArrayBuffer, 
   const parsed = parseSafetensors(bytes);
   const fromFile = configFromMetadata(parsed.metadata);
   const config: ModelFileConfig = { backbone: 'mobilenetv2', classes: 19, head: 'compatible', width: 1, ...fromFile, ...overrides };
-  const problem = checkCANetOptions(config);
+  const problem = checkCANetOptions(config) ?? checkExtras(config);
   if (problem) throw new ModelFileError(`model configuration: ${problem}`);
   const state = stateDictFromParsed(parsed);
   checkStateMatchesConfig(state, config);
@@ -78,6 +78,20 @@ export function loadModelBytes(engine: Engine, bytes: Uint8Array | ArrayBuffer, 
     throw e;
   }
   return { model, config };
+}
+
+/** Largest side of a recorded input size: the CLI runs the network at it unless told otherwise. */
+export const MAX_INPUT_SIDE = 8192;
+
+/** Why the recorded input size or class names cannot be used, or null. */
+function checkExtras(config: ModelFileConfig): string | null {
+  const size = config.inputSize as unknown;
+  if (size !== undefined && !(Array.isArray(size) && size.length === 2 && size.every((d) => Number.isInteger(d) && d >= 32 && d <= MAX_INPUT_SIDE && d % 32 === 0)))
+    return `inputSize must be [width, height], multiples of 32 in [32, ${MAX_INPUT_SIDE}], got ${clip(JSON.stringify(size) ?? String(size), 80)}`;
+  const names = config.classNames as unknown;
+  if (names != null && !(Array.isArray(names) && names.length <= MAX_CLASSES && names.every((n) => typeof n === 'string' && n.length <= 200)))
+    return `classNames must be an array of at most ${MAX_CLASSES} strings (at most 200 characters each), got ${Array.isArray(names) ? `${names.length} entries` : clip(JSON.stringify(names) ?? String(names), 80)}`;
+  return null;
 }
 
 /**
