@@ -36,8 +36,10 @@ interface Suspect {
 
 /**
  * Watches `engine` (whose scopes are `scopes`) and warns once through `warn` when live tensors
- * keep growing outside any scope. Wraps the engine's own `empty`, `tensor`, `untrack`, `run`,
- * `readTensor` and `sync` on this instance; nothing else changes.
+ * keep growing outside any scope. Wraps the engine's own `empty`, `tensor`, `untrack`,
+ * `releaseTensor`, `run`, `readTensor` and `sync` on this instance; nothing else changes. The map of
+ * suspects holds only live tensors (a dispose removes its entry), so it never outgrows the engine's
+ * own set of live tensors.
  */
 export function watchLiveTensors(engine: Engine, scopes: ScopeContext, warn: (message: string) => void): void {
   const suspects = new Map<Tensor, Suspect>();
@@ -51,6 +53,7 @@ export function watchLiveTensors(engine: Engine, scopes: ScopeContext, warn: (me
     empty: engine.empty,
     tensor: engine.tensor,
     untrack: engine.untrack,
+    releaseTensor: engine.releaseTensor,
     run: engine.run,
     readTensor: engine.readTensor,
     sync: engine.sync,
@@ -73,6 +76,10 @@ export function watchLiveTensors(engine: Engine, scopes: ScopeContext, warn: (me
     suspects.delete(t); // keep(): the caller owns it on purpose
     return orig.untrack.call(this, t);
   };
+  engine.releaseTensor = function (this: Engine, t: Tensor, buffer: GPUBuffer) {
+    suspects.delete(t); // disposed: no longer a suspect (and not held by this map)
+    return orig.releaseTensor.call(this, t, buffer);
+  };
   engine.run = function (this: Engine, program: Parameters<Engine['run']>[0]) {
     if (suspects.size && !warned)
       for (const b of Object.values(program.bindings)) {
@@ -92,7 +99,6 @@ export function watchLiveTensors(engine: Engine, scopes: ScopeContext, warn: (me
     }
     last = live;
     if (streak < LEAK_STREAK || live - streakStart < LEAK_MIN_GROWTH) return;
-    for (const t of suspects.keys()) if (t.disposed) suspects.delete(t);
     if (suspects.size < LEAK_MIN_GROWTH) {
       streak = 0; // the growth is in scopes or kept tensors: deliberate
       return;
