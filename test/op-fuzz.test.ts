@@ -504,18 +504,22 @@ function fuzzer(e: Engine, foreign: Engine, seed: number) {
     const channels = chance(0.85) ? pick([3, 4]) : pick([1, 2, 5, 0]);
     const n = Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0 ? width * height * Math.max(channels, 0) : 0;
     const len = chance(0.9) ? Math.min(n, 4096) : int(50);
-    const data = Uint8Array.from({ length: len }, () => int(256));
+    const bytes = Uint8Array.from({ length: len }, () => int(256));
+    // The documented pixel type is 8-bit (Uint8Array or Uint8ClampedArray); a Float32Array of
+    // [0, 1] values, an Array or null must be refused (issue 24: the float array used to pass).
+    const kind = chance(0.85) ? 'u8' : pick(['clamped', 'f32', 'array', 'null'] as const);
+    const data = (kind === 'u8' ? bytes : kind === 'clamped' ? Uint8ClampedArray.from(bytes) : kind === 'f32' ? Float32Array.from(bytes, (v) => v / 255) : kind === 'array' ? Array.from(bytes) : null) as Uint8Array;
     const outWidth = chance(0.8) ? undefined : pick([1, 5, 0, -1, 2 ** 30]);
     const outHeight = chance(0.8) ? undefined : pick([2, 7, 0, 1.5]);
     const ow = outWidth ?? width;
     const oh = outHeight ?? height;
-    const ok = (channels === 3 || channels === 4) && isInt(width, 1) && isInt(height, 1) && data.length === width * height * channels && isInt(ow, 1) && isInt(oh, 1);
+    const ok = (kind === 'u8' || kind === 'clamped') && (channels === 3 || channels === 4) && isInt(width, 1) && isInt(height, 1) && bytes.length === width * height * channels && isInt(ow, 1) && isInt(oh, 1);
     const mean = [0.485, 0.456, 0.406] as const;
     const std = [0.229, 0.224, 0.225] as const;
     return {
-      op: 'imageToTensor', describe: `imageToTensor(${width}x${height}x${channels}, ${data.length} bytes, out ${outWidth}x${outHeight})`,
+      op: 'imageToTensor', describe: `imageToTensor(${width}x${height}x${channels}, ${bytes.length} values as ${kind}, out ${outWidth}x${outHeight})`,
       call: () => ops.imageToTensor(e, { data, width, height, channels: channels as 3 }, { outWidth, outHeight }),
-      expect: ok ? { kind: 'ok', shape: [1, oh, ow, 3], dtype: 'f32', ref: () => refImageToTensor(data, width, height, channels, ow, oh, [...mean], [...std]), tol: 1e-4 } : refuse,
+      expect: ok ? { kind: 'ok', shape: [1, oh, ow, 3], dtype: 'f32', ref: () => refImageToTensor(bytes, width, height, channels, ow, oh, [...mean], [...std]), tol: 1e-4 } : refuse,
     };
   });
 
