@@ -72,6 +72,18 @@ export function usage(spec: CommandSpec): string {
   return lines.join('\n');
 }
 
+/** The --max-megapixels flag of the commands that read images (the decoding budget, data/image-io.ts). */
+export const maxMegapixelsFlag: Record<string, FlagSpec> = {
+  'max-megapixels': { type: 'number', help: 'largest image decoded, in megapixels (refused from its header above this)', default: 40 },
+};
+
+/** The image-reading options of the --max-megapixels flag. */
+export function imageBudget(flags: Record<string, unknown>): { maxPixels: number; raiseWith: string } {
+  const mp = Number(flags['max-megapixels'] ?? 40);
+  if (!(mp > 0)) throw new UsageError(`--max-megapixels must be a positive number, got '${flags['max-megapixels']}'`);
+  return { maxPixels: mp * 1e6, raiseWith: '--max-megapixels' };
+}
+
 /** Parses "WxH" (e.g. 512x256) into [width, height]. */
 export function parseSize(s: string, what = '--size'): [number, number] {
   const m = /^(\d+)x(\d+)$/.exec(s);

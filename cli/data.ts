@@ -5,6 +5,7 @@
  */
 import { generateScene, syntheticSeeds } from '../data/synthetic.js';
 import { findPairs, loadPair } from '../data/datasets.js';
+import type { ImageReadOptions } from '../data/image-io.js';
 import type { Sample } from '../net/train.js';
 import { SeededRandom } from '../net/init.js';
 
@@ -26,13 +27,13 @@ export function syntheticDataset(count: number, split: 'train' | 'val', width: n
   };
 }
 
-export function folderDataset(root: string, split?: string): Dataset {
+export function folderDataset(root: string, split?: string, imageOpts: ImageReadOptions = {}): Dataset {
   const pairs = findPairs(root, split);
   return {
     name: `${root}${split ? ` (${split})` : ''}: ${pairs.length} pairs`,
     size: pairs.length,
     async get(i) {
-      const p = await loadPair(pairs[i]!);
+      const p = await loadPair(pairs[i]!, imageOpts);
       return { image: p.image, labels: p.labels, width: p.width, height: p.height };
     },
   };

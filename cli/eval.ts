@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { createEngine } from '../engine/device-node.js';
 import { CLASS_NAMES } from '../data/palette.js';
-import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
+import { imageBudget, maxMegapixelsFlag, parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { folderDataset, syntheticDataset } from './data.js';
 import { evaluate, type EvalResult } from './evaluate.js';
 import { loadModel } from './model-file.js';
@@ -20,6 +20,7 @@ export const evalSpec: CommandSpec = {
     size: { type: 'string', help: 'network input WIDTHxHEIGHT (default: the model\'s training size)' },
     batch: { type: 'number', minInt: 1, help: 'images per batch', default: 4 },
     json: { type: 'string', help: 'write scores and the confusion matrix to this JSON file' },
+    ...maxMegapixelsFlag,
     ...tuningFlags,
   },
 };
@@ -42,11 +43,12 @@ export async function runEval(argv: string[]): Promise<EvalResult | null> {
   }
   const f = p.flags;
   if (!f.data === !f.synthetic) throw new UsageError('canet eval needs one of --data DIR or --synthetic N');
+  const budget = imageBudget(f);
   const engine = await createEngine();
   try {
     const { model, config } = await loadModel(engine, String(f.weights));
     const [w, h] = f.size ? parseSize(String(f.size)) : config.inputSize ?? [512, 256];
-    const data = f.synthetic ? syntheticDataset(Number(f.synthetic), 'val', w, h) : folderDataset(String(f.data), String(f.split));
+    const data = f.synthetic ? syntheticDataset(Number(f.synthetic), 'val', w, h) : folderDataset(String(f.data), String(f.split), budget);
     const batch = Math.min(Number(f.batch), data.size);
     model.eval();
     await applyTuning(engine, f, () => model.segment(blankImages(engine, batch, w, h)), Math.ceil(data.size / batch), (l) => console.log(l));

@@ -1,5 +1,5 @@
 /** The `canet` command: segment, train, eval, make-dataset, demo. */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,7 @@ import { readLabelImage } from '../data/image-io.js';
 import { scoresFromConfusion } from '../engine/ops/metrics.js';
 import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { runSegment } from './segment.js';
+import { ensureOutputDir } from './files.js';
 import { runTrain } from './train.js';
 import { runEval } from './eval.js';
 
@@ -73,7 +74,7 @@ async function makeDataset(argv: string[]): Promise<void> {
   const [width, height] = parseSize(String(p.flags.size));
   const split = String(p.flags.split);
   if (split !== 'train' && split !== 'val') throw new UsageError(`--split must be train or val, got '${split}'`);
-  await mkdir(String(p.flags.out), { recursive: true });
+  await ensureOutputDir(String(p.flags.out));
   const t0 = performance.now();
   await writeSyntheticDataset(String(p.flags.out), Number(p.flags.synthetic), { width, height, split });
   console.log(`wrote ${p.flags.synthetic} ${width}x${height} scenes (${split}) to ${p.flags.out} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -40,8 +40,15 @@ export async function loadModel(engine: Engine, path: string, overrides: Partial
  * ResNet ImageNet checkpoint (saved with safetensors) into the backbone alone. Returns what loaded.
  */
 export async function loadPretrained(model: CANet, path: string): Promise<{ loaded: number; skipped: string[] }> {
-  const parsed = parseSafetensors(await readWeightsBytes(path, 'pretrained weights'));
-  let state: StateDict = stateDictFromParsed(parsed);
+  let parsed;
+  let state: StateDict;
+  try {
+    parsed = parseSafetensors(await readWeightsBytes(path, 'pretrained weights'));
+    state = stateDictFromParsed(parsed);
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new Error(msg.startsWith('pretrained weights ') ? msg : `pretrained weights ${path}: ${msg}`, { cause: e });
+  }
   const names = [...state.keys()];
   const torchvision = names.some((n) => n.startsWith('features.')) ? torchvisionMobileNetV2ToCANet : names.some((n) => /^layer\d\./.test(n)) ? torchvisionResNetToCANet : null;
   if (torchvision) {

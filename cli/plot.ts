@@ -2,7 +2,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 
 export async function writeCurve(metricsPath: string, svgPath: string): Promise<void> {
-  const lines = (await readFile(metricsPath, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { step: number; loss?: number; miou?: number });
+  const text = await readFile(metricsPath, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return ''; // nothing logged (a resume of a finished run)
+    throw e;
+  });
+  const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { step: number; loss?: number; miou?: number });
   await writeFile(svgPath, curveSvg(lines));
 }
 

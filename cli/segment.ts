@@ -1,5 +1,4 @@
 /** `canet segment`: PNG/JPEG in, colour-coded label PNG, overlay and optionally raw class ids out. */
-import { mkdir } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { createEngine } from '../engine/device-node.js';
@@ -9,8 +8,9 @@ import { PlannedCall } from '../engine/plan.js';
 import type { CANet } from '../net/canet.js';
 import { readImage, writePng } from '../data/image-io.js';
 import { colorize, overlay } from '../data/palette.js';
-import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
+import { imageBudget, maxMegapixelsFlag, parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { loadModel } from './model-file.js';
+import { ensureOutputDir } from './files.js';
 import { applyTuning, blankImages, tuningFlags } from './tuning.js';
 
 export const segmentSpec: CommandSpec = {
@@ -23,6 +23,7 @@ export const segmentSpec: CommandSpec = {
     size: { type: 'string', help: 'network input WIDTHxHEIGHT, multiples of 32 (default: the size the model was trained at)' },
     overlay: { type: 'number', help: 'opacity of the labels over the photo', default: 0.5 },
     ids: { type: 'boolean', help: 'also write the raw class-id PNG (8-bit)' },
+    ...maxMegapixelsFlag,
     ...tuningFlags,
   },
 };
@@ -74,10 +75,10 @@ export class ImageSegmenter {
 }
 
 /** Segments one image file and writes the PNGs. */
-export async function segmentFile(segmenter: ImageSegmenter, input: string, outDir: string, opts: { overlay: number; ids: boolean }): Promise<SegmentOutput> {
+export async function segmentFile(segmenter: ImageSegmenter, input: string, outDir: string, opts: { overlay: number; ids: boolean; maxPixels?: number; raiseWith?: string }): Promise<SegmentOutput> {
   const engine = segmenter.engine;
   const t0 = performance.now();
-  const img = await readImage(input);
+  const img = await readImage(input, { maxPixels: opts.maxPixels, raiseWith: opts.raiseWith });
   const [w, h] = segmenter.size;
   const t1 = performance.now();
   // GPU time: the upload, recording or replaying the network (pipelines compile on first use), running it.
@@ -129,19 +130,20 @@ export async function runSegment(argv: string[]): Promise<SegmentOutput[] | null
   if (!p.positional.length) throw new UsageError('canet segment: give at least one image (PNG or JPEG)');
   const overlayAlpha = Number(p.flags.overlay);
   if (!(overlayAlpha >= 0 && overlayAlpha <= 1)) throw new UsageError(`--overlay must be in [0, 1], got ${overlayAlpha}`);
+  const budget = imageBudget(p.flags);
+  const outDir = String(p.flags.out);
+  await ensureOutputDir(outDir); // before the engine: a bad --out fails at once
   const engine = await createEngine();
   try {
     const { model, config } = await loadModel(engine, String(p.flags.weights));
     model.eval();
     const size = p.flags.size ? parseSize(String(p.flags.size)) : config.inputSize ?? [512, 256];
     if (size[0] % 32 || size[1] % 32) throw new UsageError(`--size must be multiples of 32, got ${size.join('x')}`);
-    const outDir = String(p.flags.out);
     await applyTuning(engine, p.flags, () => model.segment(blankImages(engine, 1, size[0], size[1])), p.positional.length, (l) => console.log(l));
-    await mkdir(outDir, { recursive: true });
     const results: SegmentOutput[] = [];
     const segmenter = new ImageSegmenter(engine, model, size);
     for (const input of p.positional) {
-      const r = await segmentFile(segmenter, input, outDir, { overlay: overlayAlpha, ids: Boolean(p.flags.ids) });
+      const r = await segmentFile(segmenter, input, outDir, { overlay: overlayAlpha, ids: Boolean(p.flags.ids), ...budget });
       const note = results.length === 0 ? ' (first image: includes compiling the GPU pipelines)' : '';
       results.push(r);
       console.log(`${input}: ${r.width}x${r.height} at ${size.join('x')}: decode ${r.ms.decode.toFixed(0)} ms, GPU ${r.ms.gpu.toFixed(0)} ms${note}, readback ${r.ms.readback.toFixed(0)} ms -> ${r.labels}, ${r.overlay}${r.ids ? `, ${r.ids}` : ''}`);

@@ -3,7 +3,7 @@
  * progress bar, atomic checkpoints, exact resume (model, optimizer, step and data order), periodic
  * evaluation, metrics.jsonl and a loss/mIoU curve.
  */
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
@@ -16,13 +16,14 @@ import { SafetensorsError } from '../weights/safetensors.js';
 import { uploadBatch, trainStep } from '../net/train.js';
 import { PlannedCall } from '../engine/plan.js';
 import { CLASS_NAMES } from '../data/palette.js';
-import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
+import { imageBudget, maxMegapixelsFlag, parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { folderDataset, syntheticDataset, Prefetcher, type Dataset } from './data.js';
 import { saveCheckpoint, loadCheckpoint } from './checkpoint.js';
 import { saveModel, loadPretrained, type ModelConfig } from './model-file.js';
 import { evaluate } from './evaluate.js';
 import { Progress } from './progress.js';
 import { writeCurve } from './plot.js';
+import { ensureOutputDir } from './files.js';
 import { parseClassWeights, resolveClassWeights } from './class-weights.js';
 import { applyTuning, blankImages, tuningFlags } from './tuning.js';
 
@@ -63,6 +64,7 @@ export const trainSpec: CommandSpec = {
     'class-weights': { type: 'string', help: "loss weight per class: none, enet (1/ln(1.02 + pixel frequency), counted on 64 training images) or K comma-separated numbers", default: 'none' },
     'no-capture': { type: 'boolean', help: 'record every step op by op instead of replaying a captured plan (to compare)' },
     'no-prefetch': { type: 'boolean', help: 'load each batch only when its step starts (to measure what overlapping the next batch with the GPU work saves)' },
+    ...maxMegapixelsFlag,
     'continue-on-nan': { type: 'boolean', help: 'on a NaN/Inf loss, log it and keep training instead of stopping (checkpoints are only written while the weights are finite)' },
     ...tuningFlags,
   },
@@ -70,7 +72,7 @@ export const trainSpec: CommandSpec = {
 
 interface RunConfig {
   model: ModelConfig;
-  data: { source: string; synthetic?: number; valSynthetic?: number; dir?: string; split?: string; valSplit?: string };
+  data: { source: string; synthetic?: number; valSynthetic?: number; dir?: string; split?: string; valSplit?: string; maxPixels?: number };
   batch: number;
   steps: number;
   optimizer: 'sgd' | 'adamw';
@@ -82,6 +84,10 @@ interface RunConfig {
   scale: number;
   flip: boolean;
   seed: number;
+  /** How often to checkpoint, evaluate and log (kept so that a resume without the flags keeps them). */
+  checkpointEvery?: number;
+  evalEvery?: number;
+  logEvery?: number;
   /** Loss weight per class (null or absent: unweighted); resolved once, so a resumed run uses the same. */
   classWeights?: number[] | null;
 }
@@ -97,6 +103,8 @@ function configFromFlags(f: Record<string, unknown>): RunConfig {
   if (!f.data && !f.synthetic) throw new UsageError('canet train needs --data DIR or --synthetic N');
   if (f.data && f.synthetic) throw new UsageError('--data and --synthetic are alternatives; give one');
   const classes = Number(f.classes);
+  // Below 1 the zoom silently did nothing: refuse it rather than train without the augmentation asked for.
+  if (!(Number(f.scale) >= 1)) throw new UsageError(`--scale must be >= 1 (the largest random zoom; 1 = no zoom), got ${f.scale}`);
   return {
     model: {
       backbone: oneOf('backbone', f.backbone, ['mobilenetv2', 'resnet18', 'resnet101'] as const),
@@ -108,7 +116,7 @@ function configFromFlags(f: Record<string, unknown>): RunConfig {
     },
     data: f.synthetic
       ? { source: 'synthetic', synthetic: Number(f.synthetic), valSynthetic: Number(f['val-synthetic']) }
-      : { source: 'folder', dir: String(f.data), split: String(f.split), valSplit: String(f['val-split']) },
+      : { source: 'folder', dir: String(f.data), split: String(f.split), valSplit: String(f['val-split']), maxPixels: imageBudget(f).maxPixels },
     batch: Number(f.batch),
     steps: 0,
     optimizer: oneOf('optimizer', f.optimizer, ['sgd', 'adamw'] as const),
@@ -134,11 +142,12 @@ function datasets(cfg: RunConfig): { train: Dataset; val: Dataset | null } {
       val: cfg.data.valSynthetic ? syntheticDataset(cfg.data.valSynthetic, 'val', w, h) : null,
     };
   }
-  const train = folderDataset(cfg.data.dir!, cfg.data.split);
+  const budget = { maxPixels: cfg.data.maxPixels, raiseWith: '--max-megapixels' };
+  const train = folderDataset(cfg.data.dir!, cfg.data.split, budget);
   let val: Dataset | null = null;
   if (cfg.data.valSplit && existsSync(cfg.data.dir!)) {
     try {
-      val = folderDataset(cfg.data.dir!, cfg.data.valSplit);
+      val = folderDataset(cfg.data.dir!, cfg.data.valSplit, budget);
     } catch {
       val = null; // no validation split: evaluation is skipped, as the help says
     }
@@ -187,7 +196,7 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
   }
   const f = parsed.flags;
   const out = String(f.out);
-  await mkdir(out, { recursive: true });
+  await ensureOutputDir(out);
   const engine = engineIn ?? (await createEngine());
   let cfg: RunConfig;
   let startStep = 0;
@@ -198,6 +207,17 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
   } else {
     cfg = configFromFlags(f);
   }
+  // Schedules: a flag given now wins; on a resume without it, the original run's value (they used
+  // to fall back to the defaults, so a resumed run checkpointed every 100 steps whatever was asked).
+  const given = (flag: string) => argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
+  const schedule = (flag: string, key: 'checkpointEvery' | 'evalEvery' | 'logEvery'): number => {
+    const v = resume && !given(flag) && typeof cfg[key] === 'number' ? cfg[key]! : Number(f[flag]);
+    cfg[key] = v;
+    return v;
+  };
+  const checkpointEvery = schedule('checkpoint-every', 'checkpointEvery');
+  const evalEvery = schedule('eval-every', 'evalEvery');
+  const logEvery = schedule('log-every', 'logEvery');
   const { train, val } = datasets(cfg);
   if (!resume) cfg.classWeights = await resolveClassWeights(parseClassWeights(String(f['class-weights']), cfg.model.classes), train, cfg.model.classes);
   if (!resume) cfg.steps = f.steps ? Number(f.steps) : Math.max(1, Math.ceil(((Number(f.epochs) || 1) * train.size) / cfg.batch));
@@ -221,16 +241,27 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
     // move this run's weights, optimizer or BatchNorm statistics (exact resume).
     await applyTuning(engine, f, () => tuningStep(engine, cfg), cfg.steps - startStep, (l) => progress.log(l));
     const metricsPath = join(out, 'metrics.jsonl');
-    if (!resume) await writeFile(metricsPath, '');
+    // A fresh run starts a new file at its first line (a run that fails before logging leaves none);
+    // a resume keeps the lines up to the checkpoint's step and drops the later ones, which a killed
+    // run logged after its last checkpoint and which the resumed run logs again.
+    if (!resume) await rm(metricsPath, { force: true });
+    else if (existsSync(metricsPath)) {
+      const lines = (await readFile(metricsPath, 'utf8')).split('\n').filter(Boolean);
+      const kept = lines.filter((l) => {
+        try {
+          return (JSON.parse(l) as { step?: number }).step! <= startStep;
+        } catch {
+          return false; // a line cut by the kill
+        }
+      });
+      if (kept.length !== lines.length) await writeFile(metricsPath, kept.map((l) => `${l}\n`).join(''));
+    }
     const prefetch = new Prefetcher(train, cfg.batch, cfg.seed);
     const [w, h] = cfg.model.inputSize!;
     const losses: number[] = [];
     let windowStart = performance.now();
     let windowImages = 0;
     const checkpointPath = join(out, 'checkpoint.safetensors');
-    const checkpointEvery = Number(f['checkpoint-every']);
-    const evalEvery = Number(f['eval-every']);
-    const logEvery = Number(f['log-every']);
     const continueOnNan = Boolean(f['continue-on-nan']);
     let lastMiou: number | null = null;
     let lastCheckpoint = resume ? startStep : 0;
@@ -262,7 +293,11 @@ export async function runTrain(argv: string[], engineIn?: Engine): Promise<Train
       } catch (e) {
         // Invalid labels always stop: they are a data error, not a numeric accident.
         if (!(e instanceof LossCheckError)) throw e;
-        if (!continueOnNan || e.invalidLabels > 0) throw new Error(`${e.message}; training stopped; ${lastGood()}. Lower --lr and resume from it, or pass --continue-on-nan to train on.`);
+        if (e.invalidLabels > 0)
+          throw new Error(
+            `${e.message}; training stopped. This is a data error, not a numeric one: fix the label maps (class ids must be below --classes ${cfg.model.classes}, or 255 to ignore a pixel) or pass the right --classes`,
+          );
+        if (!continueOnNan) throw new Error(`${e.message}; training stopped; ${lastGood()}. Lower --lr and resume from it, or pass --continue-on-nan to train on.`);
         value = e.loss;
         nonFiniteSteps.push(step + 1);
         if (nonFiniteSteps.length === 1) progress.log(`step ${step + 1}: non-finite loss (${e.loss}); continuing (--continue-on-nan)`);

@@ -14,7 +14,7 @@
  */
 import { readdirSync, realpathSync, statSync, promises as fsp } from 'node:fs';
 import { join, relative, sep, extname, basename, dirname } from 'node:path';
-import { readImage, readLabelImage, writePng } from './image-io.js';
+import { readImage, readLabelImage, writePng, type ImageReadOptions } from './image-io.js';
 import { generateScene, syntheticSeeds, SYNTHETIC_VAL_SEED_BASE } from './synthetic.js';
 
 /** One training example on disk: a photo and its label map (class id per pixel). */
@@ -93,8 +93,8 @@ export function findPairs(root: string, split?: string): ImagePair[] {
  * @throws ImageError (see `data/image-io.ts`) naming the file that cannot be read; Error naming
  * both files and both sizes when the label map's size differs from the image's
  */
-export async function loadPair(pair: ImagePair): Promise<LoadedPair> {
-  const [img, lab] = await Promise.all([readImage(pair.image), readLabelImage(pair.label)]);
+export async function loadPair(pair: ImagePair, opts: ImageReadOptions = {}): Promise<LoadedPair> {
+  const [img, lab] = await Promise.all([readImage(pair.image, opts), readLabelImage(pair.label, opts)]);
   if (img.width !== lab.width || img.height !== lab.height)
     throw new Error(
       `loadPair: label ${pair.label} is ${lab.width}x${lab.height} but image ${pair.image} is ${img.width}x${img.height}; ` +

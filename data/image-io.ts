@@ -48,8 +48,22 @@ export class ImageError extends Error {
   }
 }
 
-/** Largest image decoded, in megapixels: a corrupt header must not make us allocate gigabytes. */
-const MAX_MEGAPIXELS = 256;
+/**
+ * Default decoding budget, in pixels: 40 megapixels, from the width and height in the file's
+ * header (PNG IHDR, JPEG SOF) before any pixel is decoded. Every command resizes images to the
+ * network size (512x256 by default; Cityscapes frames are 2 megapixels), and a 40-megapixel RGBA
+ * decode already takes 160 MB; without a budget a 249 KB PNG of 16000x16000 decoded to 1 GB in
+ * minutes. Raise it with the `maxPixels` option (the CLI's --max-megapixels).
+ */
+export const DEFAULT_MAX_PIXELS = 40_000_000;
+
+/** Options of {@link decodeImage}, {@link readImage} and {@link readLabelImage}. */
+export interface ImageReadOptions {
+  /** Largest width x height decoded (default {@link DEFAULT_MAX_PIXELS}); refused from the header, before decoding. */
+  maxPixels?: number;
+  /** How the caller raises the budget, for the refusal's message (default: "the maxPixels option"). */
+  raiseWith?: string;
+}
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -66,10 +80,10 @@ type Format = 'png' | 'jpeg';
  * @param name used in error messages (a path, or how the caller knows these bytes)
  * @throws ImageError for anything that is not a readable PNG or JPEG
  */
-export function decodeImage(bytes: Uint8Array, name = '<image bytes>'): DecodedImage {
+export function decodeImage(bytes: Uint8Array, name = '<image bytes>', opts: ImageReadOptions = {}): DecodedImage {
   const format = sniff(bytes, name);
-  if (format === 'jpeg') return decodeJpeg(bytes, name);
-  const png = readPng(bytes, name, false);
+  if (format === 'jpeg') return decodeJpeg(bytes, name, opts);
+  const png = readPng(bytes, name, false, opts);
   const n = png.width * png.height;
   if (png.alpha) return { data: new Uint8Array(png.data.buffer, png.data.byteOffset, n * 4), width: png.width, height: png.height, channels: 4 };
   const rgb = new Uint8Array(n * 3);
@@ -88,8 +102,8 @@ export function decodeImage(bytes: Uint8Array, name = '<image bytes>'): DecodedI
  * @throws ImageError naming `path` when the file is missing, unreadable, a directory, not an
  * image, or a corrupt or truncated image
  */
-export async function readImage(path: string): Promise<DecodedImage> {
-  return decodeImage(await readBytes(path), path);
+export async function readImage(path: string, opts: ImageReadOptions = {}): Promise<DecodedImage> {
+  return decodeImage(await readBytes(path), path, opts);
 }
 
 /**
@@ -148,12 +162,12 @@ export async function writePng(path: string, data: Uint8Array, width: number, he
  * alters ids at region edges, so JPEG label maps are refused), corrupt or truncated PNG,
  * 16-bit values above 255, colour-coded RGB
  */
-export async function readLabelImage(path: string): Promise<LabelImage> {
+export async function readLabelImage(path: string, opts: ImageReadOptions = {}): Promise<LabelImage> {
   const bytes = await readBytes(path);
   const format = sniff(bytes, path);
   if (format === 'jpeg')
     throw new ImageError(path, 'is a JPEG; label maps must be lossless PNGs (JPEG compression changes class ids along every region edge)');
-  const png = readPng(bytes, path, true);
+  const png = readPng(bytes, path, true, opts);
   const n = png.width * png.height;
   const labels = new Uint8Array(n);
   const src = png.data;
@@ -238,8 +252,10 @@ interface RawPng {
  * or 16-bit grey), read palette indices instead of colours, and ignore tRNS (which would turn
  * one grey value into transparent black, i.e. class 0).
  */
-function readPng(bytes: Uint8Array, name: string, forLabels: boolean): RawPng {
+function readPng(bytes: Uint8Array, name: string, forLabels: boolean, opts: ImageReadOptions): RawPng {
   const header = pngHeader(bytes, name);
+  checkBudget(name, 'PNG', header.width, header.height, opts);
+  checkPngChunks(bytes, name, header);
   let input = bytes;
   if (forLabels) input = labelView(bytes, name, header.colorType);
   let png: { width: number; height: number; data: Buffer | Uint16Array; alpha: boolean };
@@ -252,18 +268,84 @@ function readPng(bytes: Uint8Array, name: string, forLabels: boolean): RawPng {
   return { width: png.width, height: png.height, data, alpha: Boolean(png.alpha), colorType: header.colorType };
 }
 
+/**
+ * Refuses an image over the pixel budget, from its header: a decompression bomb (a small file
+ * claiming a huge image) costs nothing. Also refuses sizes no codec can hold.
+ */
+function checkBudget(name: string, format: string, width: number, height: number, opts: ImageReadOptions): void {
+  const max = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(max > 0)) throw new RangeError(`maxPixels must be a positive number, got ${String(max)}`);
+  if (width * height > max) {
+    const mp = (n: number) => `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} megapixels`;
+    throw new ImageError(
+      name,
+      `${format} of ${width}x${height} pixels (${mp(width * height)}) is over the decoding budget of ${mp(max)}; ` +
+        `nothing was decoded. If the image is genuine, raise the budget with ${opts.raiseWith ?? 'the maxPixels option'}`,
+    );
+  }
+}
+
+/** Valid bit depths per PNG colour type (PNG spec, table 11.1). */
+const PNG_DEPTHS: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
+const PNG_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+
+interface PngHeader {
+  width: number;
+  height: number;
+  colorType: number;
+  bitDepth: number;
+}
+
 /** IHDR fields, checked before decoding so a corrupt header fails with a useful message. */
-function pngHeader(bytes: Uint8Array, name: string): { width: number; height: number; colorType: number } {
+function pngHeader(bytes: Uint8Array, name: string): PngHeader {
   if (bytes.length < 33) throw new ImageError(name, `truncated PNG (${bytes.length} bytes, too short to hold the image header)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (String.fromCharCode(...bytes.subarray(12, 16)) !== 'IHDR') throw new ImageError(name, 'corrupt PNG: the first chunk is not IHDR');
+  if (view.getUint32(8) !== 13) throw new ImageError(name, `corrupt PNG: the IHDR chunk is ${view.getUint32(8)} bytes long, not 13`);
+  if (crc32(bytes.subarray(12, 29)) !== view.getUint32(29)) throw new ImageError(name, 'corrupt PNG: checksum mismatch in the image header (IHDR chunk)');
   const width = view.getUint32(16);
   const height = view.getUint32(20);
-  const colorType = bytes[25]!;
-  if (width === 0 || height === 0) throw new ImageError(name, `corrupt PNG: image size ${width}x${height}`);
-  if (width * height > MAX_MEGAPIXELS * 1e6)
-    throw new ImageError(name, `PNG of ${width}x${height} pixels is larger than the ${MAX_MEGAPIXELS}-megapixel limit (corrupt header?)`);
-  return { width, height, colorType };
+  const [bitDepth, colorType, compression, filter, interlace] = bytes.subarray(24, 29) as unknown as number[];
+  if (width === 0 || height === 0 || width > 2 ** 31 - 1 || height > 2 ** 31 - 1) throw new ImageError(name, `corrupt PNG: image size ${width}x${height}`);
+  const depths = PNG_DEPTHS[colorType!];
+  if (!depths) throw new ImageError(name, `corrupt PNG: colour type ${colorType} does not exist (valid: 0 grey, 2 RGB, 3 palette, 4 grey + alpha, 6 RGBA)`);
+  if (!depths.includes(bitDepth!)) throw new ImageError(name, `corrupt PNG: bit depth ${bitDepth} is not valid for colour type ${colorType} (valid: ${depths.join(', ')})`);
+  if (compression !== 0 || filter !== 0) throw new ImageError(name, `corrupt PNG: unknown ${compression !== 0 ? `compression method ${compression}` : `filter method ${filter}`}`);
+  if (interlace !== 0 && interlace !== 1) throw new ImageError(name, `corrupt PNG: unknown interlace method ${interlace}`);
+  return { width, height, colorType: colorType!, bitDepth: bitDepth! };
+}
+
+/**
+ * One pass over the chunks before decoding: every checksum (a damaged chunk is named, where the
+ * decoder would say "unrecognised content at end of stream"), and the compressed image data
+ * against the size it claims: deflate expands at most 1032:1, so IDAT bytes that cannot inflate
+ * to the header's image mean a forged or damaged file, refused without inflating anything. A
+ * file cut short is left to the decoder (reported as truncated).
+ */
+function checkPngChunks(bytes: Uint8Array, name: string, header: PngHeader): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let idat = 0;
+  let complete = false;
+  let at = 8;
+  while (at + 12 <= bytes.length) {
+    const len = view.getUint32(at);
+    const end = at + 12 + len;
+    if (end > bytes.length) return; // truncated: the decoder reports it
+    const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
+    if (crc32(bytes.subarray(at + 4, at + 8 + len)) !== view.getUint32(at + 8 + len))
+      throw new ImageError(name, `corrupt PNG: checksum mismatch in the ${/^[A-Za-z]{4}$/.test(type) ? type : 'unnamed'} chunk at byte ${at}`);
+    if (type === 'IDAT') idat += len;
+    if (type === 'IEND') {
+      complete = true;
+      break;
+    }
+    at = end;
+  }
+  if (!complete) return; // truncated: the decoder reports it
+  const rowBytes = Math.ceil((header.width * PNG_CHANNELS[header.colorType]! * header.bitDepth) / 8);
+  const raw = header.height * (1 + rowBytes); // without interlacing; interlaced data is larger
+  if (idat * 1032 + 1024 < raw)
+    throw new ImageError(name, `corrupt PNG: ${idat} bytes of image data cannot hold a ${header.width}x${header.height} image (${raw} bytes uncompressed; deflate expands at most 1032:1)`);
 }
 
 function describePngError(e: unknown, bytes: Uint8Array): string {
@@ -341,12 +423,60 @@ function crc32(bytes: Uint8Array): number {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-function decodeJpeg(bytes: Uint8Array, name: string): DecodedImage {
+/**
+ * The frame size from a JPEG's SOF marker, read before decoding, or null if no frame header comes
+ * before the first scan (the decoder then reports the file as corrupt).
+ */
+function jpegSize(bytes: Uint8Array): { width: number; height: number; huffman: boolean } | null {
+  let at = 2;
+  while (at + 4 <= bytes.length) {
+    if (bytes[at] !== 0xff) return null;
+    const marker = bytes[at + 1]!;
+    if (marker === 0xff) {
+      at++; // fill byte
+      continue;
+    }
+    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+      at += 2; // markers without a length
+      continue;
+    }
+    if (marker === 0xda || marker === 0xd9) return null; // start of scan / end of image: no frame header
+    const len = (bytes[at + 2]! << 8) | bytes[at + 3]!;
+    // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      if (at + 9 > bytes.length) return null;
+      return { height: (bytes[at + 5]! << 8) | bytes[at + 6]!, width: (bytes[at + 7]! << 8) | bytes[at + 8]!, huffman: marker < 0xc8 };
+    }
+    at += 2 + len;
+  }
+  return null;
+}
+
+function decodeJpeg(bytes: Uint8Array, name: string, opts: ImageReadOptions): DecodedImage {
+  const size = jpegSize(bytes);
+  if (size) {
+    checkBudget(name, 'JPEG', size.width, size.height, opts);
+    // Every 8x8 block of the first component costs at least one bit of entropy-coded data (a DC
+    // code), so a file can hold at most 512 pixels per byte: a 2 KB file claiming 16000x16000 is
+    // forged or damaged, and is refused before the decoder allocates for the size it claims.
+    // (Arithmetic coding, SOF9 and up, can go below a bit per block; jpeg-js does not read it.)
+    if (size.huffman && size.width * size.height > bytes.length * 512)
+      throw new ImageError(name, `corrupt JPEG: its header claims ${size.width}x${size.height} pixels, more than ${bytes.length} bytes can encode`);
+  }
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   let img: { width: number; height: number; data: Uint8Array };
   try {
     // tolerantDecoding off: jpeg-js would otherwise fill a truncated scan with grey and succeed.
     // A file that decodes is accepted even with bytes after its end marker (phones append data).
-    img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, tolerantDecoding: false, maxResolutionInMP: MAX_MEGAPIXELS, maxMemoryUsageInMB: 2048 });
+    // The decoder's own limits follow the budget (it checks them too, if the header scan above
+    // found no frame header).
+    img = jpeg.decode(bytes, {
+      useTArray: true,
+      formatAsRGBA: false,
+      tolerantDecoding: false,
+      maxResolutionInMP: maxPixels / 1e6,
+      maxMemoryUsageInMB: Math.max(2048, Math.ceil((maxPixels * 8) / 2 ** 20)),
+    });
   } catch (e) {
     const msg = (e as Error).message ?? String(e);
     throw new ImageError(name, hasEoi(bytes) ? `corrupt JPEG (${msg})` : `truncated JPEG (${bytes.length} bytes; the file ends before its end-of-image marker)`, { cause: e });

@@ -11,6 +11,7 @@ import { create } from 'webgpu';
 import { Engine, type AdapterSummary } from './engine.js';
 import type { Scope, ScopeContext } from './scope.js';
 import { requestDevice, softwareDriverName, summarizeAdapter } from './device-common.js';
+import { leakWarningSink, watchLiveTensors, type LeakWarningOption } from './leak-watch.js';
 
 /** Debian's chromium package puts SwiftShader's Vulkan driver here (CANET_SWIFTSHADER_ICD overrides). */
 export const SWIFTSHADER_ICD = process.env.CANET_SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -88,6 +89,12 @@ export interface NodeEngineOptions {
   software?: SoftwareGPU;
   /** Print nothing (the software fallback notice is otherwise printed once). */
   quiet?: boolean;
+  /**
+   * Warn once when live tensors keep growing across reads outside any engine.scope() (forgotten
+   * disposes; see engine/leak-watch.ts). Default: on, printed unless `quiet`; `false` (or
+   * CANET_LEAK_WARNING=0) turns it off; a function receives the message instead.
+   */
+  leakWarning?: LeakWarningOption;
   /** Extra Dawn instance flags, e.g. 'enable-dawn-features=disable_robustness' (an opt-in trade of safety for speed). */
   dawnFlags?: string[];
 }
@@ -138,7 +145,12 @@ function matches(summary: AdapterSummary, name: string | undefined): boolean {
 /** Creates an engine on Dawn (or on `options.device`). */
 export async function createEngine(options: NodeEngineOptions = {}): Promise<Engine> {
   const scopeContext = new AsyncScopeContext();
-  if (options.device) return new Engine({ device: options.device, ownsDevice: false, scopeContext });
+  const watched = (engine: Engine): Engine => {
+    const sink = leakWarningSink(options.leakWarning, Boolean(options.quiet), process.env.CANET_LEAK_WARNING);
+    if (sink) watchLiveTensors(engine, scopeContext, sink);
+    return engine;
+  };
+  if (options.device) return watched(new Engine({ device: options.device, ownsDevice: false, scopeContext }));
   // Dawn prints a warning for every probe when XDG_RUNTIME_DIR is unset or invalid.
   if (!process.env.XDG_RUNTIME_DIR || !existsSync(process.env.XDG_RUNTIME_DIR))
     process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), 'canet-gpu-xdg-'));
@@ -195,5 +207,5 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
     console.warn(`canet-gpu: no hardware GPU adapter found; using the ${name} software GPU (${summary.description}). Expect CPU speeds.`);
   }
   const device = await requestDevice(adapter);
-  return new Engine({ device, ownsDevice: true, adapter: summary, scopeContext });
+  return watched(new Engine({ device, ownsDevice: true, adapter: summary, scopeContext }));
 }

@@ -21,6 +21,8 @@ import { Conv2d, ConvBNAct, DeConvBNAct, Linear, canFuse, type FusedExtras } fro
 import { MobileNetV2, makeDivisible } from './mobilenetv2.js';
 import { ResNet } from './resnet.js';
 import { SeededRandom } from './init.js';
+import { checkCANetOptions } from './spec.js';
+import { buildAtomically } from './module.js';
 
 export type BackboneName = 'mobilenetv2' | 'resnet18' | 'resnet101';
 export type HeadName = 'compatible' | 'plain';
@@ -199,15 +201,26 @@ export class CANet extends Module {
     super(engine);
     this.options = { backbone: 'mobilenetv2', classes: 19, head: 'compatible', width: 1, seed: 0, padInput: false, ...opts };
     const { backbone, classes, head, width, seed } = this.options;
-    if (!(classes >= 1 && Number.isInteger(classes))) throw new ShapeError(`canet: classes must be a positive integer, got ${classes}`);
-    if (!(width > 0 && width <= 4)) throw new ShapeError(`canet: width must be in (0, 4], got ${width}`);
+    // Every option is checked before anything is allocated (an unknown backbone or head used to
+    // build ResNet-101 or the plain head silently).
+    const problem = checkCANetOptions({ backbone, classes, head, width });
+    if (problem) throw new ShapeError(`canet: ${problem}`);
     const rng = new SeededRandom(seed);
     const spatial = makeDivisible(64 * width);
     const fused = 4 * spatial; // the FCA works on the spatial branch's 4x width (256 at width 1)
-    this.spatialBranch = this.add('spatial_branch', new SpatialBranch(engine, spatial, rng.fork('spatial_branch')));
-    this.contextBranch = this.add('context_branch', new ContextBranch(engine, backbone, fused, makeDivisible(192 * width), width, rng.fork('context_branch')));
-    this.fca = this.add('fca', new FCA(engine, fused, classes, head, rng.fork('fca')));
-    this.up = head === 'compatible' ? this.add('up', new DeConvBNAct(engine, classes, classes, 8, 'relu', rng.fork('up'))) : null;
+    // If building fails part way (out of memory, a buffer over the device's limits), every tensor
+    // made so far is released: a refused construction leaves nothing allocated.
+    const built = buildAtomically(() => {
+      const spatialBranch = this.add('spatial_branch', new SpatialBranch(engine, spatial, rng.fork('spatial_branch')));
+      const contextBranch = this.add('context_branch', new ContextBranch(engine, backbone, fused, makeDivisible(192 * width), width, rng.fork('context_branch')));
+      const fca = this.add('fca', new FCA(engine, fused, classes, head, rng.fork('fca')));
+      const up = head === 'compatible' ? this.add('up', new DeConvBNAct(engine, classes, classes, 8, 'relu', rng.fork('up'))) : null;
+      return { spatialBranch, contextBranch, fca, up };
+    });
+    this.spatialBranch = built.spatialBranch;
+    this.contextBranch = built.contextBranch;
+    this.fca = built.fca;
+    this.up = built.up;
     this.nameTensors();
   }
 
@@ -241,6 +254,11 @@ export class CANet extends Module {
 
   /** Validates an image batch; returns [N, H, W]. */
   private checkInput(x: Tensor, what: string): [number, number, number] {
+    // Checked before anything runs: the first op would refuse these too, but only after the
+    // model had allocated its concatenation buffers or folded its BatchNorms.
+    if (x.engine !== this.engine) throw new ShapeError(`canet.${what}: input ${x.name} belongs to another engine than the model`);
+    if (x.disposed) throw new ShapeError(`canet.${what}: input ${x.name} ${fmtShape(x.shape)} was disposed`);
+    if (x.dtype !== 'f32') throw new ShapeError(`canet.${what}: input ${x.name} must be f32 (an ImageNet-normalised image), got ${x.dtype}`);
     const [n, h, w, c] = x.shape as [number, number, number, number];
     if (x.rank !== 4 || c !== 3)
       throw new ShapeError(`canet.${what}: input ${x.name} must be NHWC [N, H, W, 3], got ${fmtShape(x.shape)}`);

@@ -80,6 +80,37 @@ function fromTorch(data: Float32Array, torchShape: number[], layout: ParamLayout
   }
 }
 
+/** Largest BatchNorm counter loaded: an I64 file holds it, and saving it back through Int32 keeps it. */
+const MAX_COUNTER = 2 ** 31 - 1;
+
+/** A shape for a message, at most 8 dimensions shown (a file can claim millions). */
+function shortShape(shape: readonly number[]): string {
+  return shape.length > 8 ? `[${shape.slice(0, 8).join(', ')}, ... (${shape.length} dimensions)]` : fmtShape(shape);
+}
+
+/** Tensors made by the constructions in progress (innermost last); see {@link buildAtomically}. */
+const building: Tensor[][] = [];
+
+/**
+ * Runs `build` (module constructors) and, if it throws, disposes every parameter and buffer the
+ * modules it constructed had made, so that a failed construction leaves nothing allocated.
+ * Nested builds hand their tensors to the enclosing one when they succeed.
+ */
+export function buildAtomically<T>(build: () => T): T {
+  const made: Tensor[] = [];
+  building.push(made);
+  try {
+    const result = build();
+    building.pop();
+    building[building.length - 1]?.push(...made);
+    return result;
+  } catch (e) {
+    building.pop();
+    for (const t of made) t.dispose();
+    throw e;
+  }
+}
+
 export abstract class Module {
   training = true;
   private readonly slots = new Map<string, Slot>();
@@ -110,6 +141,7 @@ export abstract class Module {
 
   private slot(kind: 'param' | 'buffer', name: string, torchShape: number[], layout: ParamLayout, init: Float32Array): Tensor {
     const t = this.engine.tensor(init, engineShape(torchShape, layout)).keep();
+    building[building.length - 1]?.push(t);
     t.name = name;
     t.requiresGrad = kind === 'param';
     this.slots.set(name, { kind, tensor: t, torchShape, layout });
@@ -194,10 +226,13 @@ export abstract class Module {
         continue;
       }
       if (slot.kind === 'counter') {
-        const size = t.shape.reduce((a, b) => a * b, 1);
-        if (size !== 1) report.mismatched.push(`${name}: expected a scalar counter, got ${fmtShape(t.shape)}`);
+        // BatchNorm's num_batches_tracked: PyTorch saves a 0-d I64 tensor. A count is a
+        // non-negative integer that an I64 file written back from Int32 holds exactly.
+        const v = t.shape.length === 0 && t.data.length === 1 ? Number(t.data[0]) : NaN;
+        if (t.shape.length !== 0) report.mismatched.push(`${name}: expected a scalar counter (shape []), got ${shortShape(t.shape)}`);
+        else if (!(Number.isInteger(v) && v >= 0 && v <= MAX_COUNTER))
+          report.mismatched.push(`${name}: expected an integer count in [0, ${MAX_COUNTER}], got ${v}`);
         else {
-          const v = Number(t.data[0]);
           writes.push(() => slot.set(v));
           report.loaded.push(name);
         }
@@ -205,7 +240,7 @@ export abstract class Module {
       }
       const same = t.shape.length === slot.torchShape.length && t.shape.every((d, i) => d === slot.torchShape[i]);
       if (!same) {
-        report.mismatched.push(`${name}: expected ${fmtShape(slot.torchShape)}, got ${fmtShape(t.shape)}`);
+        report.mismatched.push(`${name}: expected ${fmtShape(slot.torchShape)}, got ${shortShape(t.shape)}`);
         continue;
       }
       if (!(t.data instanceof Float32Array)) {
@@ -217,12 +252,14 @@ export abstract class Module {
       report.loaded.push(name);
     }
     for (const name of given.keys()) if (!expected.has(name)) report.unexpected.push(name);
+    // What the message echoes from the file is clipped: names and shapes can be megabytes long.
+    const clipName = (line: string) => (line.length > 300 ? `${line.slice(0, 300)}...` : line);
     const problems = report.missing.length + report.unexpected.length + report.mismatched.length;
     if (strict && problems) {
       const lines = [
-        ...report.mismatched.map((m) => `  wrong shape: ${m}`),
+        ...report.mismatched.map((m) => `  wrong shape: ${clipName(m)}`),
         ...report.missing.map((m) => `  missing: ${m}`),
-        ...report.unexpected.map((m) => `  unexpected: ${m}`),
+        ...report.unexpected.map((m) => `  unexpected: ${clipName(m)}`),
       ];
       const shown = lines.slice(0, 40).join('\n') + (lines.length > 40 ? `\n  ... and ${lines.length - 40} more` : '');
       throw new Error(`loadStateDict: ${problems} problem(s); nothing was loaded:\n${shown}`);

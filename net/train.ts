@@ -9,6 +9,7 @@ import { softmaxCrossEntropy } from '../engine/ops/loss.js';
 import { imageToTensor, labelsToTensor, type CropWindow } from '../engine/ops/preprocess.js';
 import type { Optimizer } from '../engine/optim.js';
 import { SeededRandom } from './init.js';
+import { ShapeError, fmtShape } from '../engine/errors.js';
 
 export interface Sample {
   /** RGB bytes, height x width x 3. */
@@ -45,11 +46,20 @@ export function uploadBatch(engine: Engine, samples: Sample[], outW: number, out
   const images = into?.images ?? engine.empty([samples.length, outH, outW, 3], 'f32', 'images');
   const labels = into?.labels ?? engine.empty([samples.length, outH, outW], 'u32', 'labels');
   const rng = augment ? new SeededRandom(augment.seed) : null;
-  samples.forEach((s, i) => {
-    const aug = rng ? drawAugmentation(rng, s.width, s.height, augment!) : { crop: undefined, flip: false };
-    imageToTensor(engine, { data: s.image, width: s.width, height: s.height, channels: 3 }, { outWidth: outW, outHeight: outH, crop: aug.crop, flip: aug.flip, into: { tensor: images, index: i } });
-    labelsToTensor(engine, { data: s.labels, width: s.width, height: s.height }, { outWidth: outW, outHeight: outH, crop: aug.crop, flip: aug.flip, into: { tensor: labels, index: i } });
-  });
+  try {
+    samples.forEach((s, i) => {
+      const aug = rng ? drawAugmentation(rng, s.width, s.height, augment!) : { crop: undefined, flip: false };
+      imageToTensor(engine, { data: s.image, width: s.width, height: s.height, channels: 3 }, { outWidth: outW, outHeight: outH, crop: aug.crop, flip: aug.flip, into: { tensor: images, index: i } });
+      labelsToTensor(engine, { data: s.labels, width: s.width, height: s.height }, { outWidth: outW, outHeight: outH, crop: aug.crop, flip: aug.flip, into: { tensor: labels, index: i } });
+    });
+  } catch (e) {
+    // A refused sample leaves nothing allocated: the batch tensors made here go too.
+    if (!into) {
+      images.dispose();
+      labels.dispose();
+    }
+    throw e;
+  }
   return { images, labels };
 }
 
@@ -65,6 +75,16 @@ export interface TrainableModel {
  */
 export function trainStep(model: TrainableModel, optimizer: Optimizer, images: Tensor, labels: Tensor, opts: { ignoreIndex?: number; classWeights?: Tensor | null } = {}): Tensor {
   const engine = images.engine;
+  // Checked before the forward pass, which in training mode would already move BatchNorm's
+  // running statistics (and allocate) before the loss refused its labels.
+  for (const [what, t] of [['images', images], ['labels', labels]] as const) {
+    if (t.engine !== engine) throw new ShapeError(`trainStep: ${what} ${t.name} belongs to another engine than the images`);
+    if (t.disposed) throw new ShapeError(`trainStep: ${what} ${t.name} ${fmtShape(t.shape)} was disposed`);
+  }
+  const [n, h, w] = images.shape;
+  if (images.rank !== 4 || labels.rank !== 3 || labels.shape[0] !== n || labels.shape[1] !== h || labels.shape[2] !== w)
+    throw new ShapeError(`trainStep: labels ${fmtShape(labels.shape)} must be [N, H, W] of images ${fmtShape(images.shape)}`);
+  if (labels.dtype === 'f32') throw new ShapeError(`trainStep: labels ${labels.name} must be integer class ids (u32 or i32), got f32`);
   model.train(true);
   // A captured step replays on a model that evaluation may have switched to eval mode since.
   engine.onReplay(() => model.train(true));

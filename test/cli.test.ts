@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from './harness.js';
 import { rng } from './gpu.js';
-import { parseSafetensors } from '../weights/safetensors.js';
+import { parseSafetensors, serializeSafetensors, type SafeTensorInput } from '../weights/safetensors.js';
 
 const t = suite('cli');
 const root = process.cwd();
@@ -96,9 +96,12 @@ t('kill -9 at random moments with a checkpoint every step: each kill leaves a wh
   const r = canet(['train', '--resume', ckpt, '--out', 'run-k']);
   assert.is(r.code, 0, r.err + r.out);
   assert.match(r.out, new RegExp(`resumed from .*checkpoint\\.safetensors at step ${lastStep}/20`));
-  // metrics.jsonl holds each killed round's lines then the resumed ones: compare by step number.
+  // metrics.jsonl holds each killed round's lines up to its checkpoint, then the resumed ones.
   const byStep = new Map<number, number>();
-  readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => x.loss !== undefined).forEach((x) => byStep.set(x.step, x.loss));
+  const lossLines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => x.loss !== undefined);
+  lossLines.forEach((x) => byStep.set(x.step, x.loss));
+  // A resume drops the lines a killed round logged after its checkpoint: one line per step.
+  assert.is(lossLines.length, byStep.size, `duplicate step lines in metrics.jsonl: ${lossLines.map((x) => x.step).join(',')}`);
   const clean = losses(join(work, 'run-a'));
   for (let s = 1; s <= 20; s++) assert.is(byStep.get(s), clean[s - 1], `step ${s} (seed ${seed})`);
 }, { timeoutMs: 600_000 });
@@ -148,6 +151,22 @@ t('bad input: one clear message each, non-zero exit, checkpoints untouched', () 
   copyFileSync(join(root, 'weights', 'sample.png'), join(work, 'ds2', 'images', 'b.png'));
   // a 64x32 id map would still be 512x256 (ids are resized back): make a wrong-size label by hand
   writeFileSync(join(work, 'ds2', 'masks', 'b.png'), readFileSync(join(work, 'seg', 'sample_ids.png')));
+  const header = (md: Record<string, string>) => {
+    const json = new TextEncoder().encode(JSON.stringify({ __metadata__: md }));
+    const out = new Uint8Array(8 + json.length);
+    new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+    out.set(json, 8);
+    return out;
+  };
+  writeFileSync(join(work, 'bad-config.safetensors'), header({ format: 'canet-gpu-checkpoint-1', step: '3', config: '{"model":5}' }));
+  // The run-a checkpoint, its config asking for a 4x-wide ResNet-101: refused before building (before: minutes and gigabytes).
+  const real = parseSafetensors(new Uint8Array(before));
+  const hugeCfg = JSON.parse(real.metadata.config!);
+  hugeCfg.model = { ...hugeCfg.model, backbone: 'resnet101', width: 4 };
+  const tensors: Record<string, SafeTensorInput> = {};
+  for (const [n, x] of real.tensors) tensors[n] = { data: x.data as Float32Array | Int32Array, shape: x.shape, dtype: x.dtype === 'I64' ? 'I64' : undefined };
+  writeFileSync(join(work, 'huge-ckpt.safetensors'), serializeSafetensors(tensors, { ...real.metadata, config: JSON.stringify(hugeCfg) }));
+  writeFileSync(join(work, 'bad-json.safetensors'), header({ format: 'canet-gpu-checkpoint-1', step: '3', config: '{"model":', optimizer: '{' }));
   const cases: [string[], RegExp][] = [
     [['segment', 'missing.png', '--weights', model], /missing\.png.*(no such file|not found|does not exist)/i],
     [['segment', 'notes.txt', '--weights', model], /notes\.txt.*(not a PNG or JPEG|not an image|unsupported|text)/i],
@@ -160,6 +179,17 @@ t('bad input: one clear message each, non-zero exit, checkpoints untouched', () 
     [['train', '--synthetic', '4', '--class-weights', '1,2', '--out', 'run-a'], /--class-weights has 2 numbers, expected one per class \(19\)/],
     [['train', '--bogus', '1'], /unknown option --bogus/],
     [['frobnicate'], /unknown command 'frobnicate'/],
+    // Issue 24: file errors name the file and say what is wrong, and nothing hangs.
+    [['segment', join(root, 'weights', 'sample.png'), '--weights', model, '--out', '/proc/canet-out'], /--out \/proc\/canet-out: cannot create the folder \/proc\/canet-out/], // before: hung forever
+    [['segment', join(root, 'weights', 'sample.png'), '--weights', model, '--out', 'notes.txt'], /--out notes\.txt: is a file, not a folder/], // before: raw EEXIST
+    [['segment', join(root, 'weights', 'sample.png'), '--weights', 'empty'], /weights empty: is a folder, not a weights file/], // before: raw EISDIR
+    [['train', '--resume', 'notes.txt', '--out', 'run-x'], /checkpoint notes\.txt: header length/], // before: no path
+    [['train', '--resume', 'bad-config.safetensors', '--out', 'run-x'], /checkpoint bad-config\.safetensors: metadata "config": model must be an object, got 5/], // before: raw TypeError
+    [['train', '--resume', 'huge-ckpt.safetensors', '--out', 'run-x'], /checkpoint huge-ckpt\.safetensors: the tensors do not match the model the metadata describes \(resnet101, plain head, width 4, 19 classes\); nothing was built/],
+    [['train', '--resume', 'bad-json.safetensors', '--out', 'run-x'], /checkpoint bad-json\.safetensors: metadata "config" is not valid JSON/],
+    [['train', '--synthetic', '4', '--size', '64x32', '--width', '0.125', '--steps', '1', '--pretrained', 'notes.txt', '--out', 'run-x'], /pretrained weights notes\.txt: header length/], // before: no path
+    [['train', '--synthetic', '4', '--scale', '0', '--out', 'run-x'], /--scale must be >= 1/],
+    [['segment', join(root, 'weights', 'sample.png'), '--weights', model, '--max-megapixels', '0.1'], /sample\.png: PNG of 512x256 pixels \(0\.1 megapixels\) is over the decoding budget of 0\.1 megapixels.*--max-megapixels/],
   ];
   for (const [args, re] of cases) {
     const r = canet(args, 120_000);
@@ -169,6 +199,28 @@ t('bad input: one clear message each, non-zero exit, checkpoints untouched', () 
   }
   assert.ok(Buffer.compare(before, readFileSync(ckpt)) === 0, 'checkpoint unchanged by failed runs');
 }, { timeoutMs: 400_000 });
+
+t('resume and metrics: a finished checkpoint resumes into a new folder, schedules are kept, a failed run leaves no metrics, bad labels are called a data error', () => {
+  // The run-a checkpoint (--checkpoint-every 10) records its schedules, so a resume without the flags keeps them.
+  const ckpt = join(work, 'run-a', 'checkpoint.safetensors');
+  const config = JSON.parse(parseSafetensors(new Uint8Array(readFileSync(ckpt))).metadata.config!);
+  assert.is(config.checkpointEvery, 10);
+  // Before: wrote the model, then exited 1 (ENOENT .../metrics.jsonl).
+  const r = canet(['train', '--resume', ckpt, '--out', 'run-r']);
+  assert.is(r.code, 0, r.err + r.out);
+  assert.ok(existsSync(join(work, 'run-r', 'model.safetensors')));
+  // Labels outside --classes stop the run as a data error (the advice used to be "lower --lr"),
+  // and the failed run leaves no metrics.jsonl behind (it used to leave an empty one).
+  mkdirSync(join(work, 'dsl', 'train', 'images'), { recursive: true });
+  mkdirSync(join(work, 'dsl', 'train', 'masks'), { recursive: true });
+  copyFileSync(join(root, 'weights', 'sample.png'), join(work, 'dsl', 'train', 'images', 'a.png'));
+  copyFileSync(join(work, 'seg', 'sample_ids.png'), join(work, 'dsl', 'train', 'masks', 'a.png'));
+  const bad = canet(['train', '--data', 'dsl', '--classes', '2', '--steps', '2', '--batch', '1', '--size', '64x32', '--width', '0.125', '--out', 'run-bad']);
+  assert.is(bad.code, 1, bad.err + bad.out);
+  assert.match(bad.err, /outside \[0, 2\).*this is a data error, not a numeric one: fix the label maps/i);
+  assert.not.match(bad.err, /Lower --lr/);
+  assert.not.ok(existsSync(join(work, 'run-bad', 'metrics.jsonl')), 'a failed run left a metrics.jsonl');
+}, { timeoutMs: 300_000 });
 
 t('--help works for every command', () => {
   for (const c of ['segment', 'train', 'eval', 'make-dataset', 'demo']) {

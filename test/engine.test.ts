@@ -286,4 +286,62 @@ t('bind-group cache past its limit evicts the least recently used: a steady loop
   }
 });
 
+t('forgotten disposes: one warning naming the ops of the oldest leaked tensors; none for scoped, disposed or kept results; off switch', async () => {
+  const messages: string[] = [];
+  const e = await createEngine({ quiet: true, leakWarning: (m) => messages.push(m) });
+  const x = e.tensor(new Float32Array(64).fill(1), [64]);
+  // Scoped, disposed and kept results, and growth below the threshold: no warning.
+  for (let i = 0; i < 40; i++) await e.scope(async () => void (await ops.relu(ops.scale(x, 2)).read()));
+  for (let i = 0; i < 40; i++) {
+    const y = ops.relu(x);
+    await y.read();
+    y.dispose();
+  }
+  const kept = [];
+  for (let i = 0; i < 40; i++) {
+    const y = e.scope(() => ops.relu(x)).keep();
+    await y.read();
+    kept.push(y);
+  }
+  assert.equal(messages, []);
+  // The mistake: every step leaves its results (4 tensors) alive outside any scope.
+  const leaked = [];
+  for (let i = 0; i < 40; i++) {
+    const a = ops.scale(x, 2);
+    const b = ops.add(a, x);
+    const c = ops.relu(b);
+    const d = ops.sigmoid(c);
+    leaked.push(a, b, c, d);
+    await d.read();
+  }
+  assert.is(messages.length, 1, `messages: ${messages.join(' | ')}`);
+  assert.match(messages[0]!, /^canet-gpu: live tensors grew from \d+ to \d+ over the last \d+ reads\/syncs/);
+  assert.match(messages[0]!, /the oldest 20 were made by /);
+  assert.match(messages[0]!, /wrap each step in engine\.scope/);
+  assert.match(messages[0]!, /createEngine\(\{ leakWarning: false \}\) or CANET_LEAK_WARNING=0/);
+  // The ops are named by their kernels; kept tensors (the 40 above) are not suspects.
+  assert.match(messages[0]!, /engine\.tensor \(an upload\) \(1\)/, messages[0]); // x itself
+  // Once only.
+  for (let i = 0; i < 40; i++) await ops.relu(x).read();
+  assert.is(messages.length, 1);
+  for (const t0 of [...leaked, ...kept, x]) t0.dispose();
+  e.destroy();
+
+  // Off: the engine's methods are its class's own (nothing wrapped, nothing counted).
+  const off = await createEngine({ quiet: true, leakWarning: false });
+  assert.is(off.empty, Engine.prototype.empty);
+  assert.is(off.run, Engine.prototype.run);
+  off.destroy();
+  const byEnv = runNode(
+    `import { createEngine, ops } from '${distIndex}';
+     const e = await createEngine({ leakWarning: undefined });
+     const x = e.tensor(new Float32Array(4), [4]);
+     for (let i = 0; i < 60; i++) await ops.sigmoid(ops.relu(ops.add(x, x))).read();
+     console.log('done', e.run === Object.getPrototypeOf(e).run);`,
+    { CANET_LEAK_WARNING: '0' },
+  );
+  assert.match(byEnv.stdout, /done true/, byEnv.stderr);
+  assert.not.match(byEnv.stderr, /live tensors grew/);
+});
+
 t.run();

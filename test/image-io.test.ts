@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import jpeg from 'jpeg-js';
-import { decodeImage, encodePng, readImage, readLabelImage, writePng, ImageError } from '../data/image-io.js';
+import { decodeImage, encodePng, readImage, readLabelImage, writePng, ImageError, DEFAULT_MAX_PIXELS } from '../data/image-io.js';
 import { suite } from './harness.js';
 
 const t = suite('image-io');
@@ -235,5 +235,131 @@ t('encodePng and writePng refuse inconsistent sizes; writePng names an unwritabl
   const path = join(dir, 'no-such-folder', 'x.png');
   await rejects(() => writePng(path, new Uint8Array(3), 1, 1, 3), /no-such-folder[/\\]x\.png: cannot write PNG/);
 });
+
+// --- hostile files (issue 24) ----------------------------------------------------------------
+
+/** The same PNG with IHDR fields changed (checksum fixed up, so only the change is wrong). */
+function patchIhdr(png: Uint8Array, edit: (ihdr: DataView) => void): Uint8Array {
+  const out = png.slice();
+  const view = new DataView(out.buffer);
+  edit(new DataView(out.buffer, 16, 13));
+  view.setUint32(29, crc32(out.subarray(12, 29)));
+  return out;
+}
+
+/** The same JPEG with its frame header (SOF) claiming width x height. */
+function patchSof(jpg: Uint8Array, width: number, height: number): Uint8Array {
+  const out = jpg.slice();
+  for (let at = 2; at + 9 < out.length; ) {
+    const marker = out[at + 1]!;
+    const len = (out[at + 2]! << 8) | out[at + 3]!;
+    if (marker === 0xc0 || marker === 0xc2) {
+      out[at + 5] = height >> 8;
+      out[at + 6] = height & 255;
+      out[at + 7] = width >> 8;
+      out[at + 8] = width & 255;
+      return out;
+    }
+    at += 2 + len;
+  }
+  throw new Error('no SOF marker');
+}
+
+const refusesSync = (fn: () => unknown, ...res: RegExp[]) => rejects(async () => fn(), ...res);
+
+t('decompression bombs are refused from the header, before decoding, with the budget and how to raise it', async () => {
+  // A 1-bit 8000x8000 PNG of zeros: 8 MB of scanlines deflate to ~8 KB; decoded as RGBA it is
+  // 256 MB (before: decoded, 40 s; a 16000x16000 one took 173 s and 5.8 GB).
+  const w = 8000;
+  const bomb = buildPng(w, w, 1, 0, Array.from({ length: w }, () => new Uint8Array(w / 8)));
+  assert.ok(bomb.length < 20_000, `bomb is ${bomb.length} bytes`);
+  await refusesSync(() => decodeImage(bomb, 'bomb.png'), /^bomb\.png: PNG of 8000x8000 pixels \(64 megapixels\) is over the decoding budget of 40 megapixels; nothing was decoded\. .*raise the budget with the maxPixels option/);
+  const path = join(dir, 'bomb.png');
+  await writeFile(path, bomb);
+  await rejects(() => readImage(path, { raiseWith: '--max-megapixels' }), /bomb\.png: PNG of 8000x8000 .*raise the budget with --max-megapixels/);
+  await rejects(() => readLabelImage(path), /bomb\.png: PNG of 8000x8000 pixels .* over the decoding budget/);
+  // The budget is the caller's: a small image over a small budget is refused, under it decodes.
+  const small = encodePng(pattern(100 * 60 * 3, 1), 100, 60, 3);
+  await refusesSync(() => decodeImage(small, 'small.png', { maxPixels: 5999 }), /100x60 pixels \(0\.0 megapixels\) is over the decoding budget of 0\.0 megapixels/);
+  assert.is(decodeImage(small, 'small.png', { maxPixels: 6000 }).width, 100);
+  assert.is(DEFAULT_MAX_PIXELS, 40_000_000);
+
+  // JPEG: a 1 KB file whose frame header claims 16000x16000 (before: 58 s and 3.7 GB, then "corrupt JPEG").
+  const jpg = new Uint8Array(jpeg.encode({ width: 16, height: 16, data: pattern(16 * 16 * 4, 3) }, 90).data);
+  await refusesSync(() => decodeImage(patchSof(jpg, 16000, 16000), 'bomb.jpg'), /bomb\.jpg: JPEG of 16000x16000 pixels \(256 megapixels\) is over the decoding budget/);
+  // Under the budget (or with it raised) the size is still checked against the bytes: at most 512 pixels per byte.
+  await refusesSync(() => decodeImage(patchSof(jpg, 4000, 4000), 'forged.jpg'), /forged\.jpg: corrupt JPEG: its header claims 4000x4000 pixels, more than \d+ bytes can encode/);
+  await refusesSync(() => decodeImage(patchSof(jpg, 16000, 16000), 'forged.jpg', { maxPixels: 1e9 }), /corrupt JPEG: its header claims 16000x16000/);
+  assert.is(decodeImage(jpg, 'ok.jpg', { maxPixels: 256 }).width, 16);
+
+  // A PNG whose image data is far too small for the size it claims is refused without inflating it.
+  const forged = patchIhdr(small, (v) => v.setUint32(0, 1_000_000));
+  await refusesSync(() => decodeImage(forged, 'forged.png', { maxPixels: 1e8 }), /forged\.png: corrupt PNG: \d+ bytes of image data cannot hold a 1000000x60 image/);
+});
+
+t('damaged PNG headers and chunks say what is wrong (not "unrecognised content at end of stream")', async () => {
+  const png = encodePng(pattern(8 * 8 * 3, 5), 8, 8, 3);
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['bit depth 7', patchIhdr(png, (v) => v.setUint8(8, 7)), /corrupt PNG: bit depth 7 is not valid for colour type 2 \(valid: 8, 16\)/],
+    ['colour type 5', patchIhdr(png, (v) => v.setUint8(9, 5)), /corrupt PNG: colour type 5 does not exist/],
+    ['interlace 2', patchIhdr(png, (v) => v.setUint8(12, 2)), /corrupt PNG: unknown interlace method 2/],
+    ['compression 1', patchIhdr(png, (v) => v.setUint8(10, 1)), /corrupt PNG: unknown compression method 1/],
+  ];
+  // A bad checksum in the header, and in the image data (the chunk is named).
+  const badHeader = png.slice();
+  badHeader[30] ^= 1;
+  cases.push(['IHDR checksum', badHeader, /corrupt PNG: checksum mismatch in the image header \(IHDR chunk\)/]);
+  const badData = png.slice();
+  badData[badData.length - 20] ^= 1; // the IDAT checksum (IEND is the last 12 bytes)
+  cases.push(['IDAT checksum', badData, /corrupt PNG: checksum mismatch in the IDAT chunk at byte 33/]);
+  for (const [what, bytes, re] of cases) await refusesSync(() => decodeImage(bytes, `${what}.png`), new RegExp(`^${what}\\.png: `), re);
+});
+
+t('fuzz: 300 PNGs and JPEGs with forged sizes and flipped bytes decode within the budget or are refused as ImageError', async () => {
+  // Bounds per case: files are under 2 KB and the budget is 100k pixels, so whatever a case
+  // decodes is at most 400 KB of RGBA; refusals happen from the header. Not timed (see README).
+  const r = rngOf(2024);
+  const int = (n: number) => Math.floor(r() * n);
+  const png = encodePng(pattern(24 * 16 * 3, 8), 24, 16, 3);
+  const jpg = new Uint8Array(jpeg.encode({ width: 24, height: 16, data: pattern(24 * 16 * 4, 6) }, 80).data);
+  const maxPixels = 100_000;
+  let decoded = 0;
+  let refused = 0;
+  for (let iter = 0; iter < 300; iter++) {
+    const isPng = r() < 0.5;
+    const side = () => [1, 24, 300, 317, 1000, 65535, 2 ** 31 - 1, 2 ** 32 - 1, 0][int(9)]!;
+    let bytes = r() < 0.4 ? (isPng ? png : jpg)
+      : isPng
+      ? patchIhdr(png, (v) => (r() < 0.7 ? (v.setUint32(0, side()), v.setUint32(4, side())) : v.setUint8(8 + int(5), int(256))))
+      : patchSof(jpg, side() & 0xffff, side() & 0xffff);
+    if (r() < 0.3) {
+      bytes = bytes.slice();
+      bytes[int(bytes.length)] ^= 1 << int(8);
+    }
+    try {
+      const img = decodeImage(bytes, `case-${iter}`, { maxPixels });
+      assert.ok(img.width * img.height <= maxPixels, `iteration ${iter}: decoded ${img.width}x${img.height} over the budget`);
+      assert.is(img.data.length, img.width * img.height * img.channels);
+      decoded++;
+    } catch (e) {
+      if (!(e instanceof ImageError)) assert.unreachable(`iteration ${iter}: threw ${(e as Error)?.stack ?? e}, not an ImageError`);
+      assert.ok((e as Error).message.startsWith(`case-${iter}: `), (e as Error).message);
+      refused++;
+    }
+  }
+  assert.ok(decoded > 20 && refused > 150, `decoded ${decoded}, refused ${refused}: both must occur`);
+});
+
+/** mulberry32 */
+function rngOf(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 t.run();

@@ -9,7 +9,7 @@
  * copied from the op's checks. Afterwards the engine must still compute correctly.
  */
 import * as assert from 'uvu/assert';
-import { createEngine, ops, ShapeError, EngineClosedError, type Engine, type Tensor, type DType } from '../engine/entry-node.js';
+import { canet, createEngine, ops, ShapeError, EngineClosedError, SGD, trainStep, uploadBatch, type Engine, type Tensor, type DType } from '../engine/entry-node.js';
 import { suite } from './harness.js';
 import { rng, testEngine, expectClose } from './gpu.js';
 import { refBroadcastBinary, refBroadcastShape, refBroadcastTo, refSumToShape, sizeOf } from './ref/broadcast.js';
@@ -504,18 +504,22 @@ function fuzzer(e: Engine, foreign: Engine, seed: number) {
     const channels = chance(0.85) ? pick([3, 4]) : pick([1, 2, 5, 0]);
     const n = Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0 ? width * height * Math.max(channels, 0) : 0;
     const len = chance(0.9) ? Math.min(n, 4096) : int(50);
-    const data = Uint8Array.from({ length: len }, () => int(256));
+    const bytes = Uint8Array.from({ length: len }, () => int(256));
+    // The documented pixel type is 8-bit (Uint8Array or Uint8ClampedArray); a Float32Array of
+    // [0, 1] values, an Array or null must be refused (issue 24: the float array used to pass).
+    const kind = chance(0.85) ? 'u8' : pick(['clamped', 'f32', 'array', 'null'] as const);
+    const data = (kind === 'u8' ? bytes : kind === 'clamped' ? Uint8ClampedArray.from(bytes) : kind === 'f32' ? Float32Array.from(bytes, (v) => v / 255) : kind === 'array' ? Array.from(bytes) : null) as Uint8Array;
     const outWidth = chance(0.8) ? undefined : pick([1, 5, 0, -1, 2 ** 30]);
     const outHeight = chance(0.8) ? undefined : pick([2, 7, 0, 1.5]);
     const ow = outWidth ?? width;
     const oh = outHeight ?? height;
-    const ok = (channels === 3 || channels === 4) && isInt(width, 1) && isInt(height, 1) && data.length === width * height * channels && isInt(ow, 1) && isInt(oh, 1);
+    const ok = (kind === 'u8' || kind === 'clamped') && (channels === 3 || channels === 4) && isInt(width, 1) && isInt(height, 1) && bytes.length === width * height * channels && isInt(ow, 1) && isInt(oh, 1);
     const mean = [0.485, 0.456, 0.406] as const;
     const std = [0.229, 0.224, 0.225] as const;
     return {
-      op: 'imageToTensor', describe: `imageToTensor(${width}x${height}x${channels}, ${data.length} bytes, out ${outWidth}x${outHeight})`,
+      op: 'imageToTensor', describe: `imageToTensor(${width}x${height}x${channels}, ${bytes.length} values as ${kind}, out ${outWidth}x${outHeight})`,
       call: () => ops.imageToTensor(e, { data, width, height, channels: channels as 3 }, { outWidth, outHeight }),
-      expect: ok ? { kind: 'ok', shape: [1, oh, ow, 3], dtype: 'f32', ref: () => refImageToTensor(data, width, height, channels, ow, oh, [...mean], [...std]), tol: 1e-4 } : refuse,
+      expect: ok ? { kind: 'ok', shape: [1, oh, ow, 3], dtype: 'f32', ref: () => refImageToTensor(bytes, width, height, channels, ow, oh, [...mean], [...std]), tol: 1e-4 } : refuse,
     };
   });
 
@@ -652,6 +656,77 @@ t('a disposed tensor or one of another engine is refused by name, without leakin
   assert.not.instance(new ShapeError('x'), EngineClosedError);
   a.dispose();
   other.destroy();
+});
+
+t('a refused model forward or segment allocates nothing (disposed input, another engine\'s, integers)', async () => {
+  const e = await testEngine();
+  const other = await createEngine({ quiet: true });
+  const image = (eng: Engine, h: number, w: number) => eng.tensor(new Float32Array(h * w * 3), [1, h, w, 3]);
+  const gone = image(e, 64, 64);
+  gone.dispose();
+  const goneOdd = image(e, 40, 72);
+  goneOdd.dispose();
+  const inputs: [string, Tensor][] = [
+    ['a disposed input', gone],
+    ['a disposed input to be padded', goneOdd],
+    ["another engine's input", image(other, 64, 64)],
+    ['an i32 input', e.empty([1, 64, 64, 3], 'i32')],
+  ];
+  for (const head of ['compatible', 'plain'] as const) {
+    const m = canet(e, { classes: 3, width: 0.125, head, padInput: true });
+    for (const training of [true, false]) {
+      m.train(training);
+      for (const [what, x] of inputs)
+        for (const fn of ['forward', 'segment'] as const) {
+          const where = `${head} head, ${training ? 'training' : 'eval'}: ${fn} of ${what}`;
+          const before = e.stats();
+          // Before: segment in eval mode left the folded BatchNorm or the FCA's concatenation
+          // allocated, because the first op to refuse ran after them.
+          assert.throws(() => m[fn](x), (err: unknown) => err instanceof ShapeError && (err as Error).message.startsWith(`canet.${fn}: `), where);
+          const after = e.stats();
+          assert.is(after.liveTensors, before.liveTensors, `${where}: left tensors behind`);
+          assert.is(after.buffersCreated + after.poolHits, before.buffersCreated + before.poolHits, `${where}: allocated before refusing`);
+          assert.is(after.dispatches, before.dispatches, `${where}: dispatched before refusing`);
+        }
+    }
+    m.dispose();
+  }
+  inputs[3]![1].dispose();
+  other.destroy();
+});
+
+t('a refused training step or batch upload allocates nothing and leaves BatchNorm statistics alone', async () => {
+  const e = await testEngine();
+  const m = canet(e, { classes: 3, width: 0.125, head: 'plain' });
+  const opt = new SGD(m.parameters(), { lr: 0.1 });
+  const images = e.tensor(new Float32Array(2 * 32 * 32 * 3).fill(0.5), [2, 32, 32, 3]);
+  const labels = e.tensor(new Int32Array(2 * 32 * 32), [2, 32, 32]);
+  const gone = e.tensor(new Int32Array(2 * 32 * 32), [2, 32, 32]);
+  gone.dispose();
+  const small = e.tensor(new Int32Array(32 * 32), [1, 32, 32]);
+  const stats = async () => (await m.stateDict()).get('spatial_branch.0.1.running_mean')!.data.join(',');
+  const runningMean = await stats();
+  const cases: [string, () => unknown, RegExp][] = [
+    // Before: the forward ran (allocating, and moving the running statistics) before the loss refused.
+    ['disposed labels', () => trainStep(m, opt, images, gone), /trainStep: labels .* was disposed/],
+    ['f32 labels', () => trainStep(m, opt, images, images), /trainStep: labels \[2, 32, 32, 3\] must be \[N, H, W\]/],
+    ['labels of another size', () => trainStep(m, opt, images, small), /must be \[N, H, W\] of images/],
+    // Before: the batch tensors stayed allocated when a sample was refused.
+    ['a float image in a batch', () => uploadBatch(e, [{ image: new Float32Array(32 * 32 * 3) as unknown as Uint8Array, labels: new Uint8Array(32 * 32), width: 32, height: 32 }], 32, 32), /imageToTensor: data must be a Uint8Array/],
+  ];
+  for (const [what, fn, re] of cases) {
+    const before = e.stats();
+    assert.throws(fn, (err: unknown) => err instanceof ShapeError && re.test((err as Error).message), what);
+    const after = e.stats();
+    assert.is(after.liveTensors, before.liveTensors, `${what}: left tensors behind`);
+    assert.is(after.dispatches, before.dispatches, `${what}: dispatched before refusing`);
+  }
+  assert.is(await stats(), runningMean, 'a refused step moved BatchNorm running statistics');
+  opt.dispose();
+  m.dispose();
+  images.dispose();
+  labels.dispose();
+  small.dispose();
 });
 
 t.run();

@@ -86,4 +86,23 @@ t('bad images are refused before any upload', async () => {
   assert.throws(() => imageToTensor(e, { data: new Uint8Array(8), width: 2, height: 2, channels: 2 as 3 }), /channels must be 3 \(RGB\) or 4/);
 });
 
+t('pixel data that is not 8-bit (a Float32Array of [0, 1], null, an Array) is refused with what to do', async () => {
+  const e = await testEngine();
+  const before = e.stats();
+  // Before: a Float32Array of 12 values in [0, 1] passed the length check and gave a wrong image silently.
+  const cases: [unknown, RegExp][] = [
+    [new Float32Array(12).fill(0.5), /imageToTensor: data must be a Uint8Array or Uint8ClampedArray of 8-bit values \(0\.\.255\), got Float32Array; for float pixels in \[0, 1\] pass Uint8ClampedArray\.from/],
+    [null, /data must be a Uint8Array .*got null/], // before: a raw TypeError
+    [undefined, /got undefined/],
+    [new Array(12).fill(1), /got Array/],
+    [new Uint16Array(12), /got Uint16Array/],
+  ];
+  for (const [data, re] of cases) assert.throws(() => imageToTensor(e, { data: data as Uint8Array, width: 2, height: 2, channels: 3 }), (err: unknown) => err instanceof Error && err.name === 'ShapeError' && re.test(err.message));
+  assert.throws(() => imageToTensor(e, null as never), /imageToTensor: expected an image \{data, width, height, channels\}, got null/);
+  // Node Buffers and clamped arrays are 8-bit: accepted.
+  imageToTensor(e, { data: Buffer.alloc(12), width: 2, height: 2, channels: 3 }).dispose();
+  imageToTensor(e, { data: new Uint8ClampedArray(12), width: 2, height: 2, channels: 3 }).dispose();
+  assert.is(e.stats().liveTensors, before.liveTensors);
+});
+
 t.run();

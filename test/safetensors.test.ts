@@ -14,10 +14,13 @@ import {
   f32ToF16Bits,
   f16BitsToF32,
   SafetensorsError,
+  MAX_HEADER_DEPTH,
+  MAX_TENSORS,
   type SafeDType,
   type SafeTensorEntry,
 } from '../weights/safetensors.js';
 import { readSafetensorsFile, writeSafetensorsFile, TEMP_PREFIX } from '../weights/file.js';
+import { stateDictFromParsed } from '../weights/state.js';
 import { suite } from './harness.js';
 
 const t = suite('safetensors');
@@ -420,6 +423,78 @@ const ARRAY_OF: Record<SafeDType, new (n: number) => SafeTensorEntry['data']> = 
   F32: Float32Array, F16: Float32Array, BF16: Float32Array, F64: Float32Array, I32: Int32Array, I64: Int32Array, U8: Uint8Array, I8: Int8Array, U32: Uint32Array,
 };
 
+// ---------------------------------------------------------------------------------------------
+// Hostile headers (issue 24): the cheapest file that costs the most. Each is refused by the one
+// linear scan of the header text that runs before JSON.parse.
+
+/** A shape nested `depth` levels inside the tensor's entry: `[[[...[1]...]]]`. */
+const nestedShape = (depth: number) => `{"w":{"dtype":"F32","shape":${'['.repeat(depth)}1${']'.repeat(depth)},"data_offsets":[0,4]}}`;
+
+t('hostile: deep nesting is refused before parsing, whatever the depth', () => {
+  // 200k levels in a 400 KB file: before the fix, a RangeError (stack overflow) from the error
+  // formatting instead of a SafetensorsError; a 100 MiB one took minutes and gigabytes.
+  for (const depth of [MAX_HEADER_DEPTH, 1000, 200_000])
+    throwsSafe(() => parseSafetensors(build(nestedShape(depth), f32Bytes(1))), new RegExp(`header nests deeper than ${MAX_HEADER_DEPTH} levels`));
+  // Objects nest as arrays do, and in the metadata too; an unclosed run is refused just the same.
+  throwsSafe(() => parseSafetensors(build(`{"__metadata__":${'{"a":'.repeat(50_000)}"x"${'}'.repeat(50_000)}}`)), /nests deeper than/);
+  throwsSafe(() => parseSafetensors(build('['.repeat(1_000_000))), /nests deeper than/);
+  // Up to the limit the usual message names the bad dimension (bounded, whatever the nesting).
+  throwsSafe(() => parseSafetensors(build(nestedShape(MAX_HEADER_DEPTH - 3), f32Bytes(1))), /tensor "w": shape \[+1\]+ has dimension 0 = an array/);
+  // Brackets inside strings are text, not nesting.
+  const name = '[{'.repeat(100);
+  const ok = parseSafetensors(build({ [name]: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, __metadata__: { k: '{['.repeat(100) } }, f32Bytes(2)));
+  assert.equal(Array.from(ok.tensors.get(name)!.data), [2]);
+});
+
+t('hostile: duplicate keys are refused (the JSON parser would keep the last)', () => {
+  const w = '{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+  throwsSafe(() => parseSafetensors(build(`{"w":${w},"w":${w}}`, f32Bytes(1))), /header has the key "w" twice/);
+  // Two metadata entries: the second would silently replace the first.
+  throwsSafe(() => parseSafetensors(build(`{"__metadata__":{"canet":"a"},"w":${w},"__metadata__":{"canet":"b"}}`, f32Bytes(1))), /key "__metadata__" twice/);
+  // The same key spelled with an escape is the same key.
+  throwsSafe(() => parseSafetensors(build(`{"w":${w},"\\u0077":${w}}`, f32Bytes(1))), /key "w" twice/);
+  // Within an entry, and within the metadata.
+  throwsSafe(() => parseSafetensors(build(`{"w":{"dtype":"F32","dtype":"I32","shape":[1],"data_offsets":[0,4]}}`, f32Bytes(1))), /key "dtype" twice in one entry/);
+  throwsSafe(() => parseSafetensors(build(`{"__metadata__":{"a":"1","a":"2"}}`)), /key "a" twice in one entry/);
+  // The same key in different objects is fine, and so are keys that only look alike.
+  const r = parseSafetensors(build(`{"__metadata__":{"dtype":"x"},"w":${w},"W":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, f32Bytes(1, 2)));
+  assert.equal([...r.tensors.keys()], ['w', 'W']);
+});
+
+t('hostile: the tensor count is bounded (MAX_TENSORS, raised with maxTensors)', () => {
+  // Empty tensors cost no data bytes: 100k of them is a 5 MB header of nothing.
+  const many = (n: number) => `{${Array.from({ length: n }, (_, i) => `"t${i}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}`).join(',')}}`;
+  throwsSafe(() => parseSafetensors(build(many(100_000))), new RegExp(`more than ${MAX_TENSORS} tensors.*maxTensors`));
+  throwsSafe(() => parseSafetensors(build(many(MAX_TENSORS + 1))), /more than 16384 tensors/);
+  assert.is(parseSafetensors(build(many(MAX_TENSORS))).tensors.size, MAX_TENSORS);
+  assert.is(parseSafetensors(build(many(MAX_TENSORS + 1)), { maxTensors: MAX_TENSORS + 1 }).tensors.size, MAX_TENSORS + 1);
+  // The metadata entry is not a tensor.
+  assert.is(parseSafetensors(build(`{"__metadata__":{},${many(3).slice(1)}`), { maxTensors: 3 }).tensors.size, 3);
+  throwsSafe(() => parseSafetensors(build(many(4)), { maxTensors: 3 }), /more than 3 tensors/);
+});
+
+t('hostile: what an error echoes from the file is truncated', () => {
+  const long = 'n'.repeat(1_000_000);
+  const msg = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    throw new Error('no error');
+  };
+  const cases = [
+    msg(() => parseSafetensors(build({ [long]: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, new Array(8).fill(0)))),
+    msg(() => parseSafetensors(build({ w: { dtype: 'F32', shape: new Array(2_000_000).fill(1).concat([2]), data_offsets: [0, 4] } }, f32Bytes(1)))),
+    msg(() => parseSafetensors(build({ w: { dtype: long, shape: [1], data_offsets: [0, 4] } }, f32Bytes(1)))),
+    msg(() => parseSafetensors(build(`{"w":${long}`))),
+    // A U8 tensor is not a model weight: the refusal names it, truncated.
+    msg(() => stateDictFromParsed(parseSafetensors(build({ [long]: { dtype: 'U8', shape: [1], data_offsets: [0, 1] } }, [7])))),
+  ];
+  for (const m of cases) assert.ok(m.length < 1000, `message of ${m.length} characters: ${m.slice(0, 120)}...`);
+  assert.match(cases[4]!, /dtype U8 cannot hold model weights/);
+});
+
 t('fuzz: mutated files parse consistently or throw SafetensorsError', () => {
   const r = rng(20240607);
   const int = (n: number) => Math.floor(r() * n);
@@ -509,23 +584,51 @@ t('fuzz: mutated files parse consistently or throw SafetensorsError', () => {
     },
   ];
 
+  // Hostile edits (issue 24), applied last so that the refusal can be asserted: nesting past
+  // MAX_HEADER_DEPTH (up to 100k levels, a 200 KB header), a repeated tensor or metadata key.
+  // Every case is at most ~250 KB and is refused by one linear scan of the header before
+  // JSON.parse, so each costs well under 1 s and a few MB (not asserted: timings do not belong
+  // in tests; the scan has no recursion and no per-level allocation beyond a stack entry).
+  const rewrite = (b: Uint8Array, edit: (text: string) => string): Uint8Array => {
+    const n = Number(new DataView(b.buffer, b.byteOffset).getBigUint64(0, true));
+    if (b.length < 8 || n > b.length - 8) return b;
+    return build(edit(new TextDecoder().decode(b.subarray(8, 8 + n))), b.subarray(8 + n));
+  };
+  const hostile: ((b: Uint8Array) => Uint8Array)[] = [
+    (b) => rewrite(b, (text) => {
+      const d = pick([MAX_HEADER_DEPTH, 50, 5000, 100_000]);
+      return `{"x":${'['.repeat(d)}${']'.repeat(d)},${text.slice(1)}`;
+    }),
+    (b) => rewrite(b, (text) => {
+      const m = pick([...text.matchAll(/"[^"]+":\{"dtype"[^}]*\}/g), ...text.matchAll(/"__metadata__":\{[^}]*\}/g)]);
+      return m ? text.replace(/\}\s*$/, `,${m[0]}}`) : text;
+    }),
+  ];
+
   let parsed = 0;
   let refused = 0;
+  let hostileRefused = 0;
   for (let iter = 0; iter < 600; iter++) {
     let bytes = base;
     for (let k = 1 + int(3); k > 0; k--) bytes = pick(mutations)(bytes);
+    const beforeHostile = bytes;
+    if (r() < 0.15) bytes = pick(hostile)(bytes);
+    const isHostile = bytes !== beforeHostile;
     const allowNonFinite = r() < 0.3;
+    // Sometimes a tensor-count limit below or near the base file's 10 tensors.
+    const maxTensors = r() < 0.2 ? int(14) : undefined;
     let result;
-    const started = Date.now();
     try {
-      result = parseSafetensors(bytes, { allowNonFinite });
+      result = parseSafetensors(bytes, { allowNonFinite, maxTensors });
     } catch (e) {
       if (!(e instanceof SafetensorsError)) assert.unreachable(`iteration ${iter}: threw ${(e as Error)?.stack ?? e}, not a SafetensorsError`);
+      assert.ok((e as Error).message.length < 2000, `iteration ${iter}: a message of ${(e as Error).message.length} characters`);
       refused++;
+      if (isHostile) hostileRefused++;
       continue;
-    } finally {
-      assert.ok(Date.now() - started < 1000, `iteration ${iter}: parse took ${Date.now() - started} ms`);
     }
+    assert.not.ok(isHostile, `iteration ${iter}: a hostile edit (deep nesting or a duplicate key) was accepted`);
+    if (maxTensors !== undefined) assert.ok(result.tensors.size <= maxTensors, `iteration ${iter}: ${result.tensors.size} tensors over the limit ${maxTensors}`);
     parsed++;
     for (const [name, ten] of result.tensors) {
       assert.ok(DTYPES.includes(ten.dtype), `${name}: dtype ${ten.dtype}`);
@@ -537,7 +640,7 @@ t('fuzz: mutated files parse consistently or throw SafetensorsError', () => {
     for (const v of Object.values(result.metadata)) assert.type(v, 'string');
   }
   // Both outcomes must actually occur, or the fuzzer is not exercising anything.
-  assert.ok(parsed > 30 && refused > 300, `parsed ${parsed}, refused ${refused}`);
+  assert.ok(parsed > 30 && refused > 300 && hostileRefused > 40, `parsed ${parsed}, refused ${refused} (hostile ${hostileRefused})`);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ export async function readWeightsBytes(path: string, what = 'weights'): Promise<
   try {
     return await readFile(path);
   } catch (e) {
-    throw new Error(`${what} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a weights file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (e as Error).message;
+    throw new Error(`${what} ${path}: ${why}`);
   }
 }
 

@@ -45,6 +45,11 @@ export interface SafeTensorInput {
 export interface ParseOptions {
   /** Accept NaN and ±Infinity in float tensors (refused by default: they mean a diverged run). */
   allowNonFinite?: boolean;
+  /**
+   * Most tensors a header may declare ({@link MAX_TENSORS} by default). Raise it for a file of a
+   * larger model than any this package builds.
+   */
+  maxTensors?: number;
 }
 
 /** Options for {@link serializeSafetensors}. */
@@ -60,6 +65,25 @@ export class SafetensorsError extends Error {
 
 /** The header is JSON held in memory; real headers are kilobytes, so a larger one means a corrupt length. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+/**
+ * Deepest nesting of JSON arrays and objects a header may have. A valid header nests 3 deep (the
+ * header object, a tensor's entry, its shape or offsets); the reference parser refuses deep
+ * nesting too. The check runs on the raw text before JSON.parse, so a header of a million '['
+ * costs one linear scan, not a recursion per level.
+ */
+export const MAX_HEADER_DEPTH = 8;
+
+/**
+ * Most tensors a header may declare by default. The largest model this package builds,
+ * CANet-ResNet101 with the compatible head, has 683 state-dict entries (344 weights and biases,
+ * 339 BatchNorm buffers and counters; net/spec.ts computes them, test/weights-defects.test.ts
+ * checks the count); a training checkpoint adds two Adam moments per weight (1371 entries), and a
+ * torchvision ResNet-152 file for --pretrained has 932. 16384 is over 10x the largest, while the
+ * per-tensor work of a hostile header at the limit (validate, sort, decode) stays in milliseconds.
+ * Raise it with the `maxTensors` parse option.
+ */
+export const MAX_TENSORS = 16384;
 
 const DTYPE_BYTES: Record<SafeDType, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I32: 4, I64: 8, U8: 1, I8: 1, U32: 4 };
 const FLOAT_DTYPES = new Set<SafeDType>(['F32', 'F16', 'BF16', 'F64']);
@@ -152,18 +176,76 @@ function describe(v: unknown): string {
   if (typeof v === 'string') return v.length > 40 ? `${JSON.stringify(v.slice(0, 40))}...` : JSON.stringify(v);
   return String(v);
 }
-/** Caps text built from file content: a corrupt header can hold huge arrays or names. */
-const clip = (s: string, max = 200): string => (s.length > max ? `${s.slice(0, max)}...` : s);
-const quote = (name: string): string => clip(JSON.stringify(name));
-const json = (v: unknown): string => clip(JSON.stringify(v));
-const fmtShape = (shape: readonly unknown[]): string => clip(`[${shape.join(', ')}]`);
+/** @internal Caps text built from file content: a corrupt header can hold huge arrays or names. */
+export const clipForMessage = (s: string, max = 200): string => (s.length > max ? `${s.slice(0, max)}...` : s);
+/** @internal A name from a file, quoted for a message: at most ~200 characters of it (names can be megabytes). */
+export const quoteForMessage = (name: string): string => JSON.stringify(name.length > 200 ? name.slice(0, 200) : name).slice(0, 203) + (name.length > 200 ? '...' : '');
+const json = (v: unknown): string => clipForMessage(JSON.stringify(v));
+const fmtShape = (shape: readonly unknown[]): string => clipForMessage(`[${shape.join(', ')}]`);
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * One linear pass over the header text, before JSON.parse and before any recursive work: refuses
+ * nesting deeper than {@link MAX_HEADER_DEPTH}, more than `maxTensors` top-level keys, and a key
+ * repeated within one object (JSON.parse would keep the last silently; the format forbids
+ * duplicates, and two `__metadata__` entries or two entries for one tensor mean a forged or
+ * corrupt file). Each refusal stops the scan where it is found. Malformed JSON is left to
+ * JSON.parse, whose message is more precise.
+ */
+function scanHeader(text: string, maxTensors: number): void {
+  // One set of keys per open object (null for arrays); keys are compared decoded, so "a" and
+  // "\u0061" are the same key. Total work and memory are linear in the text.
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  let tensors = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) break;
+      }
+      const keys = stack[stack.length - 1];
+      if (keys && expectKey) {
+        let key = text.slice(start + 1, i);
+        if (escaped) {
+          try {
+            key = JSON.parse(text.slice(start, i + 1)) as string;
+          } catch {
+            return; // malformed: JSON.parse reports it
+          }
+        }
+        if (keys.has(key))
+          fail(`header has the key ${quoteForMessage(key)} twice${stack.length === 1 ? '' : ' in one entry'} (at character ${start}): duplicate keys are not allowed`);
+        keys.add(key);
+        if (stack.length === 1 && key !== METADATA_KEY && ++tensors > maxTensors)
+          fail(`header declares more than ${maxTensors} tensors; no model needs that many (raise the limit with the maxTensors option if this file is genuine)`);
+        expectKey = false;
+      }
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (stack.length >= MAX_HEADER_DEPTH) fail(`header nests deeper than ${MAX_HEADER_DEPTH} levels (at character ${i}); a safetensors header nests 3`);
+      stack.push(c === 0x7b ? new Set() : null);
+      expectKey = c === 0x7b;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      stack.pop();
+      expectKey = false;
+    } else if (c === 0x2c /* , */) {
+      expectKey = stack[stack.length - 1] != null;
+    }
+  }
+}
+
 function parseEntry(name: string, raw: unknown, dataBytes: number): HeaderEntry {
-  const where = `tensor ${quote(name)}`;
+  const where = `tensor ${quoteForMessage(name)}`;
   if (!isPlainObject(raw)) return fail(`${where}: header entry must be an object with dtype, shape and data_offsets, got ${describe(raw)}`);
   const { dtype, shape, data_offsets: offsets } = raw;
   if (dtype === undefined) fail(`${where}: header entry has no "dtype"`);
@@ -194,7 +276,7 @@ function parseEntry(name: string, raw: unknown, dataBytes: number): HeaderEntry 
 
 function parseMetadata(raw: unknown): Record<string, string> {
   if (!isPlainObject(raw)) return fail(`"${METADATA_KEY}" must be an object of strings, got ${describe(raw)}`);
-  for (const [k, v] of Object.entries(raw)) if (typeof v !== 'string') fail(`"${METADATA_KEY}" value for key ${quote(k)} must be a string, got ${describe(v)}`);
+  for (const [k, v] of Object.entries(raw)) if (typeof v !== 'string') fail(`"${METADATA_KEY}" value for key ${quoteForMessage(k)} must be a string, got ${describe(v)}`);
   // Object.fromEntries defines own properties, so a key named "__proto__" stays a plain key.
   return Object.fromEntries(Object.entries(raw as Record<string, string>));
 }
@@ -241,7 +323,7 @@ function decode(bytes: Uint8Array, at: number, t: HeaderEntry, numel: number): S
         out[i] = v;
         // Rounding to float32 is expected; turning a finite value into Infinity is data loss.
         if (Number.isFinite(v) && !Number.isFinite(out[i]!))
-          fail(`tensor ${quote(t.name)}: F64 value ${v} at index ${i} is outside the float32 range`);
+          fail(`tensor ${quoteForMessage(t.name)}: F64 value ${v} at index ${i} is outside the float32 range`);
       }
       return out;
     }
@@ -251,7 +333,7 @@ function decode(bytes: Uint8Array, at: number, t: HeaderEntry, numel: number): S
         const lo = view.getInt32(8 * i, true);
         const hi = view.getInt32(8 * i + 4, true);
         // In int32 range exactly when the high word is the sign extension of the low word.
-        if (hi !== lo >> 31) fail(`tensor ${quote(t.name)}: I64 value ${view.getBigInt64(8 * i, true)} at index ${i} does not fit in int32`);
+        if (hi !== lo >> 31) fail(`tensor ${quoteForMessage(t.name)}: I64 value ${view.getBigInt64(8 * i, true)} at index ${i} does not fit in int32`);
         out[i] = lo;
       }
       return out;
@@ -287,11 +369,14 @@ export function parseSafetensors(input: ArrayBuffer | ArrayBufferView, opts: Par
   } catch {
     return fail(`header (${headerLen} bytes) is not valid UTF-8`);
   }
+  const maxTensors = opts.maxTensors ?? MAX_TENSORS;
+  if (!(maxTensors >= 0)) fail(`maxTensors must be a non-negative number, got ${String(maxTensors)}`);
+  scanHeader(text, maxTensors);
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    return fail(`header is not valid JSON: ${(e as Error).message}`);
+    return fail(`header is not valid JSON: ${clipForMessage((e as Error).message)}`);
   }
   if (!isPlainObject(json)) return fail(`header must be a JSON object of tensors, got ${describe(json)}`);
 
@@ -311,7 +396,7 @@ export function parseSafetensors(input: ArrayBuffer | ArrayBufferView, opts: Par
   for (const t of ordered) {
     if (t.begin === t.end) continue;
     if (furthest && t.begin < furthest.end)
-      fail(`tensors ${quote(furthest.name)} [${furthest.begin}, ${furthest.end}] and ${quote(t.name)} [${t.begin}, ${t.end}] overlap in the data section`);
+      fail(`tensors ${quoteForMessage(furthest.name)} [${furthest.begin}, ${furthest.end}] and ${quoteForMessage(t.name)} [${t.begin}, ${t.end}] overlap in the data section`);
     if (!furthest || t.end > furthest.end) furthest = t;
   }
 
@@ -321,7 +406,7 @@ export function parseSafetensors(input: ArrayBuffer | ArrayBufferView, opts: Par
     const data = decode(bytes, dataStart + t.begin, t, numel);
     if (FLOAT_DTYPES.has(t.dtype) && !opts.allowNonFinite) {
       const bad = firstNonFinite(data as Float32Array);
-      if (bad >= 0) fail(`tensor ${quote(t.name)}: non-finite value ${data[bad]} at index ${bad} (${t.dtype}, shape ${fmtShape(t.shape)}); pass allowNonFinite to accept`);
+      if (bad >= 0) fail(`tensor ${quoteForMessage(t.name)}: non-finite value ${data[bad]} at index ${bad} (${t.dtype}, shape ${fmtShape(t.shape)}); pass allowNonFinite to accept`);
     }
     tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data });
   }
@@ -365,7 +450,7 @@ interface Planned {
 }
 
 function planTensor(name: string, t: SafeTensorInput, allowNonFinite: boolean): Omit<Planned, 'begin' | 'end'> {
-  const where = `tensor ${quote(name)}`;
+  const where = `tensor ${quoteForMessage(name)}`;
   if (name === METADATA_KEY) fail(`${where}: the name is reserved for the metadata`);
   if (!isPlainObject(t)) fail(`${where}: expected {data, shape, dtype?}, got ${describe(t)}`);
   const { data, shape } = t;

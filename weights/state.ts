@@ -3,7 +3,7 @@
  * works on bytes, so browsers load weights fetched from their origin the same way Node loads files.
  */
 import type { Module, StateDict, StateTensor } from '../net/module.js';
-import { parseSafetensors, serializeSafetensors, type ParsedSafetensors, type SafeTensorInput, SafetensorsError } from './safetensors.js';
+import { parseSafetensors, serializeSafetensors, quoteForMessage as quote, type ParsedSafetensors, type SafeTensorInput, SafetensorsError } from './safetensors.js';
 
 /** Names starting with this hold training state (optimizer moments), not model weights. */
 export const OPTIMIZER_PREFIX = '__optimizer__.';
@@ -16,7 +16,7 @@ export function stateDictFromParsed(parsed: ParsedSafetensors): StateDict {
     let entry: StateTensor;
     if (t.data instanceof Float32Array) entry = { dtype: 'F32', shape: t.shape, data: t.data };
     else if (t.data instanceof Int32Array) entry = { dtype: 'I64', shape: t.shape, data: t.data };
-    else throw new SafetensorsError(`tensor ${JSON.stringify(name)}: dtype ${t.dtype} cannot hold model weights (expected a float type, or an integer counter)`);
+    else throw new SafetensorsError(`tensor ${quote(name)}: dtype ${t.dtype} cannot hold model weights (expected a float type, or an integer counter)`);
     out.set(name, entry);
   }
   return out;

@@ -88,7 +88,21 @@ function target(engine: Engine, op: string, into: { tensor: Tensor; index: numbe
   return [tensor, index];
 }
 
+/** "Uint8Array", "Float32Array", "null", ...: what a caller passed as pixel data (typed arrays of any realm). */
+function kindOf(v: unknown): string {
+  if (v === null || typeof v !== 'object') return v === null ? 'null' : typeof v;
+  return Object.prototype.toString.call(v).slice(8, -1);
+}
+
 function validate(img: ImageBytes): void {
+  if (typeof img !== 'object' || img === null) throw new ShapeError(`imageToTensor: expected an image {data, width, height, channels}, got ${kindOf(img)}`);
+  const kind = kindOf(img.data);
+  // A Float32Array of [0, 1] values used to be read as bytes and give a wrong image silently.
+  if (kind !== 'Uint8Array' && kind !== 'Uint8ClampedArray')
+    throw new ShapeError(
+      `imageToTensor: data must be a Uint8Array or Uint8ClampedArray of 8-bit values (0..255), got ${kind}` +
+        (/Float(32|64)Array|^Array$/.test(kind) ? '; for float pixels in [0, 1] pass Uint8ClampedArray.from(data, (v) => v * 255)' : ''),
+    );
   const { data, width, height, channels } = img;
   if (!(channels === 3 || channels === 4)) throw new ShapeError(`imageToTensor: channels must be 3 (RGB) or 4 (RGBA), got ${channels}`);
   if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0))
