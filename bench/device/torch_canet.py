@@ -253,6 +253,19 @@ def time_cuda(fn, iters, warmup):
     return {'medianMs': times[len(times) // 2], 'minMs': times[0], 'maxMs': times[-1], 'iterations': iters}
 
 
+def time_cpu(fn, iters, warmup):
+    """time_cuda's protocol on the CPU (--device cpu: a smoke test of this script where there is no GPU)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {'medianMs': times[len(times) // 2], 'minMs': times[0], 'maxMs': times[-1], 'iterations': iters}
+
+
 def run_case(CANet, case, variant, iters, dev):
     """One case in one variant: 'eager' (fp32, TF32 off), 'eager-tf32' (PyTorch's default TF32 convs), 'compile'."""
     tf32 = variant == 'eager-tf32'
@@ -282,15 +295,22 @@ def run_case(CANet, case, variant, iters, dev):
             loss = loss_fn(fn_model(x), labels)
             loss.backward()
             opt.step()
+    cuda = dev.type == 'cuda'
     once()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     first_ms = (time.perf_counter() - t0) * 1000
-    t = time_cuda(once, iters, warmup=3)
+    t = (time_cuda if cuda else time_cpu)(once, iters, warmup=3 if cuda else 1)
+    with torch.inference_mode():
+        model.eval()
+        shape = list(model(x[:1]).shape)
+    assert shape == [1, CLASSES, h, w], f'output {shape}, expected {[1, CLASSES, h, w]}'
     out = {**case, 'variant': variant, 'firstMs': first_ms, **t, 'imagesPerSecond': n * 1000 / t['medianMs'],
-           'peakGpuBytes': torch.cuda.max_memory_allocated()}
+           'peakGpuBytes': torch.cuda.max_memory_allocated() if cuda else None}
     del model, x, labels
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     return out
 
 
@@ -301,6 +321,7 @@ def main():
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--budget-s', type=float, default=150, help='torch.compile cases start only while the run is under this many seconds')
     p.add_argument('--no-compile', action='store_true')
+    p.add_argument('--device', default='cuda', help="'cpu': a smoke test of this script on a machine with torch and no GPU")
     p.add_argument('--count-only', action='store_true', help='print the parameter count (shape walk; with torch, also of the torch model) and exit')
     p.add_argument('--names', action='store_true', help='with --count-only: print the parameter shapes and state_dict names too')
     args = p.parse_args()
@@ -336,24 +357,25 @@ def main():
         write()
         print(f'torch_canet: {doc["error"]}', file=sys.stderr)
         return 2
-    if not torch.cuda.is_available():
+    if args.device == 'cuda' and not torch.cuda.is_available():
         doc['error'] = f'torch {torch.__version__}: CUDA is not available'
         write()
         print(f'torch_canet: {doc["error"]}', file=sys.stderr)
         return 2
-    dev = torch.device('cuda')
+    dev = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     CANet = build(torch_nn)
     tcount = sum(q.numel() for q in CANet().parameters())
     assert tcount == EXPECTED_PARAMETERS, f'torch model: {tcount} parameters, expected {EXPECTED_PARAMETERS}'
     doc.update({'torch': torch.__version__, 'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version(),
-                'gpu': torch.cuda.get_device_name(0), 'channelsLast': True, 'cudnnBenchmark': True})
+                'gpu': torch.cuda.get_device_name(0) if dev.type == 'cuda' else 'cpu', 'channelsLast': True, 'cudnnBenchmark': True})
     print(f'torch {torch.__version__} CUDA {torch.version.cuda} cuDNN {doc["cudnn"]} on {doc["gpu"]}; CANet-MobileNetV2 {tcount} parameters')
     cases = parse_cases(args.cases)
     variants = ['eager', 'eager-tf32'] + ([] if args.no_compile else ['compile'])
     compile_broken = None
     for variant in variants:
-        for case in cases:
+        # torch.compile: the inference cases first (a training step's compile, backward included, is the long one).
+        for case in sorted(cases, key=lambda c: c['mode'] != 'infer') if variant == 'compile' else cases:
             name = f'{variant} {case["mode"]} {case["size"][0]}x{case["size"][1]} b{case["batch"]}'
             if variant == 'compile':
                 if compile_broken:
