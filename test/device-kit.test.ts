@@ -72,9 +72,17 @@ t('the packed kit, from a folder with no node_modules: refuses SwiftShader, and 
     assert.match(refused.stdout, /FAIL: the adapter is a SOFTWARE driver/);
     assert.ok(!existsSync(join(dir, 'out0', 'ours.json')), 'nothing benchmarked on a refused adapter');
 
+    // This run takes the GPU machine's fallbacks: the carried Vulkan loader unpacked into /tmp
+    // (as where the machine has none and we are not root) and the carried libstdc++.
     const out = join(dir, 'out1');
-    const r = spawnSync('bash', [join(kit, 'run.sh'), '--dry-run', '--allow-software', '--cases', 'infer:64x32:1', '--no-tune', out], { encoding: 'utf8', cwd: dir, env, timeout: 300_000 });
+    const r = spawnSync('bash', [join(kit, 'run.sh'), '--dry-run', '--allow-software', '--cases', 'infer:64x32:1', '--no-tune', out], {
+      encoding: 'utf8',
+      cwd: dir,
+      env: { ...env, KIT_LOCAL_VULKAN: '1', KIT_CARRIED_LIBSTDCXX: '1' },
+      timeout: 300_000,
+    });
     assert.is(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /LD_LIBRARY_PATH=\S*\/lib:\S*\/vulkan\/usr\/lib\/x86_64-linux-gnu/);
     const files = readdirSync(out).sort();
     assert.ok(files.length <= 8, files.join(' '));
     for (const f of ['adapter.json', 'kit.log', 'ours.json', 'summary.json', 'torch.json']) assert.ok(files.includes(f), `${f} in ${files.join(' ')}`);

@@ -11,6 +11,8 @@
 # LIST: comma-separated mode:WxH:batch, e.g. infer:1024x512:1,train:1024x512:8.
 # KIT_BUDGET_S (default 480; 1200 with --dry-run): seconds for the whole run; ours stops starting
 # cases when the PyTorch side's reserve (KIT_TORCH_S, default 150; 30 with --dry-run) would be eaten.
+# KIT_LOCAL_VULKAN=1 and KIT_CARRIED_LIBSTDCXX=1 force the fallbacks (the carried Vulkan loader
+# unpacked into /tmp, the carried libstdc++) so a dry run can test them.
 set -u
 KIT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DRY=0 ALLOW_SW=0 TUNE=1 TORCH=1 CASES="" ITERS="" OUT=""
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
     --no-torch) TORCH=0 ;;
     --cases) CASES="$2"; shift ;;
     --iters) ITERS="$2"; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown flag $1" >&2; exit 2 ;;
     *) OUT="$1" ;;
   esac
@@ -67,15 +69,16 @@ step "unpacked into $WORK; node $("$NODE" --version 2>&1)"
 
 # 2. The Vulkan loader, only where the machine has none.
 LDCONFIG="$(command -v ldconfig || echo /sbin/ldconfig)"
-if "$LDCONFIG" -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
+# KIT_LOCAL_VULKAN=1: use the carried loader from /tmp even where one is installed (tests that path).
+if [ "${KIT_LOCAL_VULKAN:-0}" != 1 ] && "$LDCONFIG" -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
   step "Vulkan loader present: $("$LDCONFIG" -p | grep 'libvulkan\.so\.1' | head -1 | sed 's/^[[:space:]]*//')"
 else
   DEB="$(ls "$KIT"/libvulkan1_*.deb | head -1)"
-  if [ "$(id -u)" = 0 ] && command -v dpkg >/dev/null; then
+  if [ "${KIT_LOCAL_VULKAN:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v dpkg >/dev/null; then
     step "no Vulkan loader: dpkg -x $(basename "$DEB") / && ldconfig"
     dpkg -x "$DEB" / && "$LDCONFIG" || die "could not install the Vulkan loader"
   else
-    step "no Vulkan loader and not root (or no dpkg): unpacking it into $WORK/vulkan"
+    step "Vulkan loader: unpacking $(basename "$DEB") into $WORK/vulkan (not root, no dpkg, or KIT_LOCAL_VULKAN=1)"
     mkdir -p "$WORK/vulkan"
     if command -v dpkg >/dev/null; then dpkg -x "$DEB" "$WORK/vulkan"; else (cd "$WORK/vulkan" && ar x "$DEB" && tar xf data.tar.*); fi || die "could not unpack the Vulkan loader"
     export LD_LIBRARY_PATH="$WORK/vulkan/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -91,13 +94,18 @@ for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
   [ -d "$d" ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
 done
 
-# 3. Dawn must load with the carried Node; where the system's libstdc++ is too old for it, use ours.
+# 3. Dawn must load with the carried Node; where the system's libstdc++ is too old for it, use ours
+# (KIT_CARRIED_LIBSTDCXX=1: always, to test that path).
 cd "$WORK/app"
-if ! err="$("$NODE" -e "await import('webgpu')" --input-type=module 2>&1)"; then
+if [ "${KIT_CARRIED_LIBSTDCXX:-0}" = 1 ]; then
+  step "using the carried libstdc++ (KIT_CARRIED_LIBSTDCXX=1)"
+  export LD_LIBRARY_PATH="$WORK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+elif ! err="$("$NODE" -e "await import('webgpu')" --input-type=module 2>&1)"; then
   step "dawn.node does not load with the system's libraries ($(echo "$err" | grep -m1 -o 'GLIBC[A-Z_]*[0-9.]*' || echo "$err" | head -1)); trying the carried libstdc++"
   export LD_LIBRARY_PATH="$WORK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   "$NODE" -e "await import('webgpu')" --input-type=module || die "dawn.node does not load (see above)"
 fi
+step "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 
 # 4. The adapter: printed, and refused if it is a software driver.
 step "adapter check"
