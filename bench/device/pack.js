@@ -44,6 +44,9 @@ for (const f of ['dist/bench/run.js', 'dist/bench/device/probe.js'])
 const dawn = join(root, 'node_modules/webgpu/dist/linux-x64/dawn.node');
 if (!existsSync(dawn)) fail(`${dawn} is missing: run \`npm ci\` first`);
 if (out === root || root.startsWith(out + '/')) fail(`refusing to write the kit over ${out}`);
+// OUTDIR is replaced whole: only when it is empty or an earlier kit (it has the manifest).
+if (existsSync(out) && readdirSync(out).length && !existsSync(join(out, 'manifest.json')))
+  fail(`${out} exists and is not a device kit (no manifest.json): refusing to replace it; name a new folder`);
 
 /** `src` xz'd at `level` into `dest`, through the cache. */
 function xzInto(src, dest) {
@@ -121,6 +124,7 @@ function importClosure(entries) {
 const t0 = Date.now();
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'app'), { recursive: true });
+writeFileSync(join(out, 'manifest.json'), '{ "building": true }\n'); // marks the folder as a kit at once
 const tmp = mkdtempSync(join(tmpdir(), 'canet-kit-pack-'));
 try {
   console.log(`pack: building the device kit in ${out}`);
@@ -151,7 +155,7 @@ try {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else files.push({ path: relative(out, p), bytes: statSync(p).size });
+      else if (relative(out, p) !== 'manifest.json') files.push({ path: relative(out, p), bytes: statSync(p).size });
     }
   };
   walk(out);
