@@ -22,7 +22,7 @@ const tests = fromDir('test', /\.test\.ts$/);
 if (tests.length)
   jobs.push(build({ ...nodeOpts, entryPoints: tests, outdir: 'dist/test', outbase: 'test', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
 // Node programs: the CLI and the benchmarks (their other files are modules they import).
-const programs = ['cli/main.ts', 'bench/run.ts', 'bench/kernels.ts', 'web/server.ts'].filter((f) => existsSync(f));
+const programs = ['cli/main.ts', 'bench/run.ts', 'bench/kernels.ts', 'bench/device/probe.ts', 'web/server.ts'].filter((f) => existsSync(f));
 if (programs.length) jobs.push(build({ ...nodeOpts, entryPoints: programs, outdir: 'dist', outbase: '.', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
 // Pages: the demo and the browser test page. They load the library from the shipped bundle
 // (/browser/canet-gpu.js, served beside them) instead of bundling a second copy, so what they
