@@ -142,7 +142,7 @@ t('conv2dOutputSize follows floor((H + 2p - d(k-1) - 1)/s) + 1 and rejects empty
   assert.throws(() => conv2dOutputSize(3, 3, 1, -1), /conv2d: kernel width must be a positive integer, got -1/);
 });
 
-for (const cls of ['gpu', 'cpu'] as const) {
+for (const cls of ['gpu', 'cpu', 'llvmpipe'] as const) {
   t(`forward matches float64 (rel err < 1e-4), ${cls} tiles`, async () => {
     const e = await testEngine();
     setConv2dTiles(cls);

@@ -24,6 +24,7 @@ import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tu
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
+import { type KernelFamily, kernelFamily } from '../device-common.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -182,19 +183,39 @@ const cpuTile: Conv2dTileChooser = (kernel, m, n, vm, vn, flops, taps) => {
 /** Real GPUs: few registers per invocation, many invocations (no shared memory, no barriers). */
 const gpuTile: Conv2dTileChooser = (_kernel, _m, _n, vm, vn) => ({ tm: Math.max(4, vm), tn: Math.max(4, vn), wg: 64 });
 
+/**
+ * llvmpipe (Mesa lavapipe): LLVM runs the invocations of a workgroup as SIMD lanes (8 x f32 with
+ * AVX2), so each accumulator is a vector register per group of lanes, and compile time grows
+ * steeply with the unrolled tile. Cold (empty Mesa cache, 2 cores, loaded host, 2026-12-06) a
+ * forward pipeline took 13 s with SwiftShader's 16x16@16 (20-100 s with 16x32) against 0.3-1.0 s
+ * with 4x4@64 and 0.85-2.0 s with 8x8@64; steady state 8x8@64 was the fastest tile measured
+ * (1x32x64x128 -> 128 3x3: 74-132 ms against 191 ms for 16x16@16 and 91-169 ms for 4x4@64;
+ * 1x128x256x3 -> 32 3x3 s2: 10 ms against 20-25 ms), 16x8 and 8x16 compiled 2.5-4.5 s and ran no
+ * faster. So 8x8@64 from 1e8 FLOPs (CANet-MobileNetV2 256x128: the two 3x3 layers SwiftShader
+ * gives 16x16 ran 180 ms with 4x4@64 against 127 ms with 16x16@16), and 4x4@64 below, where the
+ * compile would cost more than the speed-up saves. Backward GEMMs alike (input 8x8: 1.9 s cold,
+ * filter 2.0 s).
+ */
+const llvmTile: Conv2dTileChooser = (kernel, m, n, vm, vn, flops) => {
+  const side = flops >= 1e8 ? 8 : 4;
+  return kernel === 'filter' ? { tm: fit(m, vm, side), tn: fit(n, vn, side), wg: 64 } : { tm: side, tn: fit(n, vn, side), wg: 64 };
+};
+
+const CHOOSERS: Record<KernelFamily, Conv2dTileChooser> = { swiftshader: cpuTile, llvmpipe: llvmTile, gpu: gpuTile };
+
 let forcedChooser: Conv2dTileChooser | null = null;
 
 /**
- * @internal Test and benchmark hook: 'cpu' or 'gpu' forces that adapter class's tiles, a function
- * picks tiles itself, null restores the choice by adapter.
+ * @internal Test and benchmark hook: 'cpu' (SwiftShader), 'llvmpipe' or 'gpu' forces that adapter
+ * family's tiles, a function picks tiles itself, null restores the choice by adapter.
  */
-export function setConv2dTiles(choice: 'cpu' | 'gpu' | Conv2dTileChooser | null): void {
-  forcedChooser = choice === 'cpu' ? cpuTile : choice === 'gpu' ? gpuTile : choice;
+export function setConv2dTiles(choice: 'cpu' | 'llvmpipe' | 'gpu' | Conv2dTileChooser | null): void {
+  forcedChooser = choice === 'cpu' ? cpuTile : choice === 'llvmpipe' ? llvmTile : choice === 'gpu' ? gpuTile : choice;
 }
 
-/** The tile without measurements: the forced chooser's, else the adapter class's. */
+/** The tile without measurements: the forced chooser's, else the adapter family's. */
 function defaultTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
-  return (forcedChooser ?? (engine.adapter.isSoftware ? cpuTile : gpuTile))(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
+  return (forcedChooser ?? CHOOSERS[kernelFamily(engine)])(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
 }
 
 function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
@@ -227,9 +248,12 @@ function parseTile(engine: Engine, key: () => string, make: (key: string) => Tun
  * wider than the GEMM needs.
  */
 function tileCandidates(engine: Engine, byAdapter: Conv2dTile, kernel: Conv2dKernel, m: number, n: number, vm: number, vn: number): string[] {
-  const shapes: [number, number, number][] = engine.adapter.isSoftware
+  const family = kernelFamily(engine);
+  const shapes: [number, number, number][] = family === 'swiftshader'
     ? [[8, 8, 16], [16, 16, 16], kernel === 'filter' ? [32, 16, 16] : [16, 32, 16], [32, 16, 16]]
-    : [[4, 4, 64], [4, 8, 64], [8, 4, 64], [8, 8, 64], [4, 4, 128], [2, 4, 128], [8, 8, 32]];
+    : family === 'llvmpipe'
+      ? [[4, 4, 64], [4, 8, 64], [8, 4, 64], [8, 8, 64], [8, 8, 32], [4, 4, 32]]
+      : [[4, 4, 64], [4, 8, 64], [8, 4, 64], [8, 8, 64], [4, 4, 128], [2, 4, 128], [8, 8, 32]];
   const tiles = shapes.map(([tm, tn, wg]) => ({
     tm: kernel === 'filter' ? fit(m, vm, tm) : Math.max(vm, tm), tn: fit(n, vn, tn), wg,
   }));
