@@ -186,19 +186,22 @@ const gpuTile: Conv2dTileChooser = (_kernel, _m, _n, vm, vn) => ({ tm: Math.max(
 /**
  * llvmpipe (Mesa lavapipe): LLVM runs the invocations of a workgroup as SIMD lanes (8 x f32 with
  * AVX2), so each accumulator is a vector register per group of lanes, and compile time grows
- * steeply with the unrolled tile. Cold (empty Mesa cache, 2 cores, loaded host, 2026-12-06) a
- * forward pipeline took 13 s with SwiftShader's 16x16@16 (20-100 s with 16x32) against 0.3-1.0 s
- * with 4x4@64 and 0.85-2.0 s with 8x8@64; steady state 8x8@64 was the fastest tile measured
- * (1x32x64x128 -> 128 3x3: 74-132 ms against 191 ms for 16x16@16 and 91-169 ms for 4x4@64;
- * 1x128x256x3 -> 32 3x3 s2: 10 ms against 20-25 ms), 16x8 and 8x16 compiled 2.5-4.5 s and ran no
- * faster. So 8x8@64 from 1e8 FLOPs (CANet-MobileNetV2 256x128: the two 3x3 layers SwiftShader
- * gives 16x16 ran 180 ms with 4x4@64 against 127 ms with 16x16@16), and 4x4@64 below, where the
- * compile would cost more than the speed-up saves. Backward GEMMs alike (input 8x8: 1.9 s cold,
- * filter 2.0 s).
+ * steeply with the unrolled tile. Measured cold (empty Mesa cache, 2 cores, loaded host,
+ * 2026-12-06), compile / steady run:
+ * - SwiftShader's 16x16@16 took 13 s to compile (16x32 20-100 s); 4x4@64 0.3-1.0 s, 4x8@64
+ *   0.45-1.8 s, 8x8@64 0.85-4.1 s, 16x8 and 8x16 2.5-4.5 s (and ran no faster than 8x8).
+ * - 1x32x64x128 -> 128 3x3: 16x16@16 191 ms, 4x4@64 91-169, 4x8@64 84, 8x8@64 74-132.
+ *   1x128x256x3 -> 32 3x3 s2: 4x4@64 20-25 ms, 4x8 13, 8x8 10. 1x16x32x512 -> 256 3x3 with the
+ *   FCA epilogue (CANet's conv_init): 4x4 1.0 s / 311 ms, 4x8 1.8 s / 262 ms, 8x8 4.1 s / 257 ms
+ *   (9.9 s to compile inside a whole cold inference).
+ * So 4 pixels x 8 channels from 1e8 FLOPs (CANet-MobileNetV2 256x128: its two 3x3 layers that
+ * SwiftShader gives 16x16 ran 180 ms with 4x4@64 against 127 ms with 16x16@16), and 4x4@64 below,
+ * where the compile costs more than the speed-up saves. Backward GEMMs alike (8x8 input and filter
+ * gradients compiled in 1.9-2.0 s cold).
  */
 const llvmTile: Conv2dTileChooser = (kernel, m, n, vm, vn, flops) => {
-  const side = flops >= 1e8 ? 8 : 4;
-  return kernel === 'filter' ? { tm: fit(m, vm, side), tn: fit(n, vn, side), wg: 64 } : { tm: side, tn: fit(n, vn, side), wg: 64 };
+  const [sm, sn] = flops >= 1e8 ? [4, 8] : [4, 4];
+  return kernel === 'filter' ? { tm: fit(m, vm, sm), tn: fit(n, vn, sn), wg: 64 } : { tm: Math.max(sm, vm), tn: fit(n, vn, sn), wg: 64 };
 };
 
 const CHOOSERS: Record<KernelFamily, Conv2dTileChooser> = { swiftshader: cpuTile, llvmpipe: llvmTile, gpu: gpuTile };
