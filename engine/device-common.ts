@@ -61,3 +61,38 @@ export async function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
   }
   return adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'canet-gpu' });
 }
+
+/**
+ * Which set of code-shape rules (tiles, unrolls, reductions) kernels use on an adapter:
+ * - 'swiftshader': CPU adapters whose JIT wants large fully unrolled register tiles and no
+ *   barriers (SwiftShader, and any other software adapter: WARP, unknown CPU drivers);
+ * - 'llvmpipe': Mesa lavapipe, whose LLVM back end vectorises invocations into SIMD lanes like a
+ *   GPU and compiles big unrolled shaders very slowly (a cold Mesa cache makes compile time the
+ *   first cost): moderate tiles, loops instead of full unrolls;
+ * - 'gpu': hardware adapters.
+ */
+export type KernelFamily = 'swiftshader' | 'llvmpipe' | 'gpu';
+
+export const KERNEL_FAMILIES: readonly KernelFamily[] = ['swiftshader', 'llvmpipe', 'gpu'];
+
+const familyCache = new WeakMap<object, KernelFamily>();
+
+/** The kernel family of an adapter summary (see KernelFamily). */
+export function adapterFamily(a: AdapterSummary): KernelFamily {
+  let f = familyCache.get(a);
+  if (!f) {
+    f = !a.isSoftware ? 'gpu' : softwareDriverName(a) === 'lavapipe' ? 'llvmpipe' : 'swiftshader';
+    familyCache.set(a, f);
+  }
+  return f;
+}
+
+/**
+ * The kernel family an engine's kernels follow: its adapter's, unless `engine.prefer.family`
+ * names one (tests run the llvmpipe shapes on SwiftShader against the float64 references).
+ */
+export function kernelFamily(engine: { adapter: AdapterSummary; prefer: Record<string, string> }): KernelFamily {
+  const forced = engine.prefer.family;
+  if (forced === 'swiftshader' || forced === 'llvmpipe' || forced === 'gpu') return forced;
+  return adapterFamily(engine.adapter);
+}

@@ -9,7 +9,7 @@
  */
 import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine } from '../engine/entry-node.js';
-import { convTranspose2d } from '../engine/ops/conv-transpose.js';
+import { convTranspose2d, setConvTransposeLlvmTiles } from '../engine/ops/conv-transpose.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
@@ -103,66 +103,90 @@ t('reference backward equals central differences of the reference forward', () =
     }
 });
 
-t('forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17, 37 and 8, 12 (vec4), batch 1/2/3, 7x9, 5x7 and 33x17 (rel err < 1e-4)', async () => {
-  const e = await testEngine();
-  const cases = [
-    mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
-    mk([3, 33, 17, 5], 3, 3, 2, 1, 1, false),
-    mk([1, 7, 9, 17], 1, 3, 2, 1, 1, false),
-    mk([1, 7, 9, 1], 17, 3, 2, 1, 1, true),
-    mk([1, 33, 17, 8], 12, 3, 2, 1, 1, true),
-    mk([3, 7, 9, 12], 8, 3, 2, 1, 1, false),
-    // 37 output channels: three channel tiles of 16, the last one partial (stores skip its rest).
-    mk([2, 5, 7, 5], 37, 3, 2, 1, 1, true),
-  ];
-  for (const [i, c] of cases.entries()) await checkCase(e, c, 100 + 10 * i, false);
-});
+for (const llvm of [false, true])
+  t(`forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17, 37 and 8, 12 (vec4), batch 1/2/3, 7x9, 5x7 and 33x17 (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    setConvTransposeLlvmTiles(llvm ? true : null);
+    try {
+      const e = await testEngine();
+      const cases = [
+        mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
+        mk([3, 33, 17, 5], 3, 3, 2, 1, 1, false),
+        mk([1, 7, 9, 17], 1, 3, 2, 1, 1, false),
+        mk([1, 7, 9, 1], 17, 3, 2, 1, 1, true),
+        mk([1, 33, 17, 8], 12, 3, 2, 1, 1, true),
+        mk([3, 7, 9, 12], 8, 3, 2, 1, 1, false),
+        // 37 output channels: three channel tiles of 16, the last one partial (stores skip its rest).
+        mk([2, 5, 7, 5], 37, 3, 2, 1, 1, true),
+      ];
+      for (const [i, c] of cases.entries()) await checkCase(e, c, 100 + 10 * i, false);
+    } finally {
+      setConvTransposeLlvmTiles(null);
+    }
+  });
 
-t('forward k15 s8 p7 op7 (CANet x8 head), k4 s2 p1, k2 s2 p0, stride 1, padding 0/1 (rel err < 1e-4)', async () => {
-  const e = await testEngine();
-  const cases = [
-    mk([1, 3, 5, 19], 19, 15, 8, 7, 7, true),
-    mk([3, 3, 5, 5], 3, 15, 8, 7, 7, false),
-    mk([1, 7, 9, 4], 8, 15, 8, 7, 7, true),
-    mk([1, 7, 9, 3], 5, 4, 2, 1, 0, true),
-    mk([1, 33, 17, 8], 8, 4, 2, 1, 0, false),
-    mk([3, 7, 9, 5], 17, 2, 2, 0, 0, true),
-    mk([1, 33, 17, 3], 4, 2, 2, 0, 0, false),
-    mk([1, 7, 9, 5], 3, 3, 1, 0, 0, false),
-    mk([3, 7, 9, 3], 5, 3, 1, 1, 0, true),
-  ];
-  for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
-});
+for (const llvm of [false, true])
+  t(`forward k15 s8 p7 op7 (CANet x8 head), k4 s2 p1, k2 s2 p0, stride 1, padding 0/1 (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    setConvTransposeLlvmTiles(llvm ? true : null);
+    try {
+      const e = await testEngine();
+      const cases = [
+        mk([1, 3, 5, 19], 19, 15, 8, 7, 7, true),
+        mk([3, 3, 5, 5], 3, 15, 8, 7, 7, false),
+        mk([1, 7, 9, 4], 8, 15, 8, 7, 7, true),
+        mk([1, 7, 9, 3], 5, 4, 2, 1, 0, true),
+        mk([1, 33, 17, 8], 8, 4, 2, 1, 0, false),
+        mk([3, 7, 9, 5], 17, 2, 2, 0, 0, true),
+        mk([1, 33, 17, 3], 4, 2, 2, 0, 0, false),
+        mk([1, 7, 9, 5], 3, 3, 1, 0, 0, false),
+        mk([3, 7, 9, 3], 5, 3, 1, 1, 0, true),
+      ];
+      for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
+    } finally {
+      setConvTransposeLlvmTiles(null);
+    }
+  });
 
-t('forward: non-square kernel/stride/padding, a stride phase with no taps (k1 s2), large padding (rel err < 1e-4)', async () => {
-  const e = await testEngine();
-  const cases: Case[] = [
-    { x: [1, 7, 9, 3], k: [5, 3, 5], stride: [2, 3], padding: [1, 2], outputPadding: [1, 0], bias: true },
-    { x: [3, 5, 4, 4], k: [4, 2, 3], stride: [1, 2], padding: [0, 1], outputPadding: [0, 1], bias: false },
-    mk([1, 7, 9, 5], 3, 1, 2, 0, 1, true),
-    mk([1, 9, 7, 3], 2, 5, 2, 3, 1, false),
-  ];
-  for (const [i, c] of cases.entries()) await checkCase(e, c, 300 + 10 * i, false);
-});
+for (const llvm of [false, true])
+  t(`forward: non-square kernel/stride/padding, a stride phase with no taps (k1 s2), large padding (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    setConvTransposeLlvmTiles(llvm ? true : null);
+    try {
+      const e = await testEngine();
+      const cases: Case[] = [
+        { x: [1, 7, 9, 3], k: [5, 3, 5], stride: [2, 3], padding: [1, 2], outputPadding: [1, 0], bias: true },
+        { x: [3, 5, 4, 4], k: [4, 2, 3], stride: [1, 2], padding: [0, 1], outputPadding: [0, 1], bias: false },
+        mk([1, 7, 9, 5], 3, 1, 2, 0, 1, true),
+        mk([1, 9, 7, 3], 2, 5, 2, 3, 1, false),
+      ];
+      for (const [i, c] of cases.entries()) await checkCase(e, c, 300 + 10 * i, false);
+    } finally {
+      setConvTransposeLlvmTiles(null);
+    }
+  });
 
-t('backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)', async () => {
-  const e = await testEngine();
-  const cases: Case[] = [
-    mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
-    mk([3, 33, 17, 5], 3, 3, 2, 1, 1, true),
-    mk([1, 7, 9, 8], 12, 3, 2, 1, 1, true),
-    // CANet's x8 head at a small size and at one large enough for the big register tiles.
-    mk([1, 3, 5, 19], 19, 15, 8, 7, 7, true),
-    mk([2, 8, 16, 19], 19, 15, 8, 7, 7, true),
-    // Large input-gradient tile with 16 channels (CANet's up1/up2 have 320 and 288).
-    mk([1, 9, 11, 16], 12, 3, 2, 1, 1, false),
-    mk([3, 7, 9, 3], 1, 4, 2, 1, 0, false),
-    mk([1, 33, 17, 1], 4, 2, 2, 0, 0, true),
-    mk([3, 7, 9, 5], 3, 3, 1, 1, 0, true),
-    { x: [1, 7, 9, 3], k: [5, 3, 5], stride: [2, 3], padding: [1, 2], outputPadding: [1, 0], bias: true },
-  ];
-  for (const [i, c] of cases.entries()) await checkCase(e, c, 400 + 10 * i, true);
-});
+for (const llvm of [false, true])
+  t(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    setConvTransposeLlvmTiles(llvm ? true : null);
+    try {
+      const e = await testEngine();
+      const cases: Case[] = [
+        mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
+        mk([3, 33, 17, 5], 3, 3, 2, 1, 1, true),
+        mk([1, 7, 9, 8], 12, 3, 2, 1, 1, true),
+        // CANet's x8 head at a small size and at one large enough for the big register tiles.
+        mk([1, 3, 5, 19], 19, 15, 8, 7, 7, true),
+        mk([2, 8, 16, 19], 19, 15, 8, 7, 7, true),
+        // Large input-gradient tile with 16 channels (CANet's up1/up2 have 320 and 288).
+        mk([1, 9, 11, 16], 12, 3, 2, 1, 1, false),
+        mk([3, 7, 9, 3], 1, 4, 2, 1, 0, false),
+        mk([1, 33, 17, 1], 4, 2, 2, 0, 0, true),
+        mk([3, 7, 9, 5], 3, 3, 1, 1, 0, true),
+        { x: [1, 7, 9, 3], k: [5, 3, 5], stride: [2, 3], padding: [1, 2], outputPadding: [1, 0], bias: true },
+      ];
+      for (const [i, c] of cases.entries()) await checkCase(e, c, 400 + 10 * i, true);
+    } finally {
+      setConvTransposeLlvmTiles(null);
+    }
+  });
 
 const gradCases: [string, Case][] = [
   ['k3 s2 p1 op1, 3 -> 5 channels', mk([2, 3, 4, 3], 5, 3, 2, 1, 1, true)],

@@ -7,7 +7,7 @@
  */
 import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine } from '../engine/entry-node.js';
-import { depthwiseConv2d, type DepthwiseOptions } from '../engine/ops/depthwise.js';
+import { depthwiseConv2d, setDepthwiseTiles, type DepthwiseOptions } from '../engine/ops/depthwise.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
@@ -92,43 +92,61 @@ t('reference backward equals central differences of the reference forward', () =
     }
 });
 
-t('forward 3x3: channels 1, 3, 5, 17 (scalar) and 8, 96 (vec4), stride 1/2, padding 0/1, batch 1/3, 7x9 and 33x17 (rel err < 1e-4)', async () => {
-  const e = await testEngine();
-  // Every (stride, padding) meets both sizes and both batch sizes across the channel counts.
-  for (const [ci, ch] of [1, 3, 5, 17, 8, 96].entries())
-    for (const [si, [s, p]] of ([[1, 0], [1, 1], [2, 0], [2, 1]] as const).entries()) {
-      const big = (ci + si) % 2 === 0;
-      const c: Case = { x: [big ? 3 : 1, big ? 33 : 7, big ? 17 : 9, ch], k: [3, 3], stride: [s, s], padding: [p, p], dilation: [1, 1], bias: ci % 2 === 1 };
-      await checkCase(e, c, 100 + 4 * ci + si, false);
+for (const llvm of [false, true])
+  t(`forward 3x3: channels 1, 3, 5, 17 (scalar) and 8, 96 (vec4), stride 1/2, padding 0/1, batch 1/3, 7x9 and 33x17 (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    setDepthwiseTiles(llvm ? 'llvmpipe' : null);
+    try {
+      const e = await testEngine();
+      // Every (stride, padding) meets both sizes and both batch sizes across the channel counts.
+      for (const [ci, ch] of [1, 3, 5, 17, 8, 96].entries())
+        for (const [si, [s, p]] of ([[1, 0], [1, 1], [2, 0], [2, 1]] as const).entries()) {
+          const big = (ci + si) % 2 === 0;
+          const c: Case = { x: [big ? 3 : 1, big ? 33 : 7, big ? 17 : 9, ch], k: [3, 3], stride: [s, s], padding: [p, p], dilation: [1, 1], bias: ci % 2 === 1 };
+          await checkCase(e, c, 100 + 4 * ci + si, false);
+        }
+    } finally {
+      setDepthwiseTiles(null);
     }
-});
+  });
 
-t('forward: dilation 2, non-square kernels and strides, large padding, 1-pixel outputs (rel err < 1e-4)', async () => {
-  const e = await testEngine();
-  const cases: Case[] = [
-    { x: [1, 33, 17, 5], k: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2], bias: true },
-    { x: [3, 7, 9, 8], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [2, 2], bias: false },
-    { x: [1, 7, 9, 3], k: [5, 3], stride: [2, 1], padding: [2, 0], dilation: [1, 1], bias: true },
-    { x: [1, 9, 7, 4], k: [1, 7], stride: [1, 3], padding: [0, 3], dilation: [1, 1], bias: false },
-    { x: [1, 3, 3, 4], k: [3, 3], stride: [1, 1], padding: [0, 0], dilation: [1, 1], bias: true },
-    { x: [1, 2, 2, 1], k: [3, 3], stride: [2, 2], padding: [2, 2], dilation: [1, 1], bias: false },
-  ];
-  for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
-});
+for (const llvm of [false, true])
+  t(`forward: dilation 2, non-square kernels and strides, large padding, 1-pixel outputs (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    setDepthwiseTiles(llvm ? 'llvmpipe' : null);
+    try {
+      const e = await testEngine();
+      const cases: Case[] = [
+        { x: [1, 33, 17, 5], k: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2], bias: true },
+        { x: [3, 7, 9, 8], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [2, 2], bias: false },
+        { x: [1, 7, 9, 3], k: [5, 3], stride: [2, 1], padding: [2, 0], dilation: [1, 1], bias: true },
+        { x: [1, 9, 7, 4], k: [1, 7], stride: [1, 3], padding: [0, 3], dilation: [1, 1], bias: false },
+        { x: [1, 3, 3, 4], k: [3, 3], stride: [1, 1], padding: [0, 0], dilation: [1, 1], bias: true },
+        { x: [1, 2, 2, 1], k: [3, 3], stride: [2, 2], padding: [2, 2], dilation: [1, 1], bias: false },
+      ];
+      for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
+    } finally {
+      setDepthwiseTiles(null);
+    }
+  });
 
-t('backward kernels (dx, dw, db via autograd) vs float64 reference on awkward shapes (dx < 1e-4, dw/db < 2e-4)', async () => {
-  const e = await testEngine();
-  const cases: Case[] = [
-    { x: [1, 7, 9, 3], k: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], bias: true },
-    { x: [3, 33, 17, 5], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], bias: true },
-    { x: [1, 33, 17, 17], k: [3, 3], stride: [2, 2], padding: [0, 0], dilation: [1, 1], bias: false },
-    { x: [3, 7, 9, 8], k: [3, 3], stride: [1, 1], padding: [0, 0], dilation: [1, 1], bias: true },
-    { x: [1, 33, 17, 96], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], bias: true },
-    { x: [1, 9, 11, 4], k: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2], bias: false },
-    { x: [1, 7, 9, 1], k: [5, 3], stride: [2, 3], padding: [2, 1], dilation: [1, 1], bias: true },
-  ];
-  for (const [i, c] of cases.entries()) await checkCase(e, c, 300 + 10 * i, true);
-});
+for (const llvm of [false, true])
+  t(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward shapes (dx < 1e-4, dw/db < 2e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    setDepthwiseTiles(llvm ? 'llvmpipe' : null);
+    try {
+      const e = await testEngine();
+      const cases: Case[] = [
+        { x: [1, 7, 9, 3], k: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], bias: true },
+        { x: [3, 33, 17, 5], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], bias: true },
+        { x: [1, 33, 17, 17], k: [3, 3], stride: [2, 2], padding: [0, 0], dilation: [1, 1], bias: false },
+        { x: [3, 7, 9, 8], k: [3, 3], stride: [1, 1], padding: [0, 0], dilation: [1, 1], bias: true },
+        { x: [1, 33, 17, 96], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], bias: true },
+        { x: [1, 9, 11, 4], k: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2], bias: false },
+        { x: [1, 7, 9, 1], k: [5, 3], stride: [2, 3], padding: [2, 1], dilation: [1, 1], bias: true },
+      ];
+      for (const [i, c] of cases.entries()) await checkCase(e, c, 300 + 10 * i, true);
+    } finally {
+      setDepthwiseTiles(null);
+    }
+  });
 
 for (const ch of [3, 8])
   t(`gradCheck dx, dw, db: batch 2, 3x3 stride 2 padding 1, ${ch} channels (tol 1e-3)`, async () => {

@@ -22,6 +22,13 @@ import { resizeBilinear, resizeBilinearArgmax } from '../engine/ops/upsample.js'
 import { canet, type CANetOptions } from '../net/canet.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
+
+/** Makes the shared test engine's kernels take the code shapes of a kernel family (null: its adapter's). */
+async function useFamily(family: string | null): Promise<void> {
+  const e = await testEngine();
+  if (family) e.prefer.family = family;
+  else delete e.prefer.family;
+}
 import { refConv2d } from './ref/conv.js';
 import { convTransposeOutShape, refConvTranspose } from './ref/conv-transpose.js';
 import { depthwiseOutShape, refDepthwise } from './ref/depthwise.js';
@@ -88,144 +95,168 @@ const convCases: ConvCase[] = [
   { x: [1, 6, 6, 8], w: [6, 3, 3, 8], opts: { padding: 1 }, parts: { affine: true, act: 'relu' }, into: { total: 11, offset: 3 } },
 ];
 
-t('conv2d epilogues: affine, bias, activations, residual, FCA, channel slices in and out', async () => {
-  const e = await testEngine();
-  for (const [k, c] of convCases.entries()) {
-    const seed = 100 + 10 * k;
-    const inTotal = c.input?.total ?? c.x[3]!;
-    const xFull = f32(randn(size([...c.x.slice(0, 3), inTotal]), seed));
-    const xOff = c.input?.offset ?? 0;
-    const xd = new Float64Array(size(c.x));
-    for (let r = 0; r < size(c.x) / c.x[3]!; r++) for (let ch = 0; ch < c.x[3]!; ch++) xd[r * c.x[3]! + ch] = xFull[r * inTotal + xOff + ch]!;
-    const wd = f32(randn(size(c.w), seed + 1));
-    const bd = c.parts.bias ? f32(randn(c.w[0]!, seed + 2)) : null;
-    const conv = refConv2d(xd, c.x, wd, c.w, bd, c.opts);
-    await e.noGrad(() => e.scope(async () => {
-      const { gpu, ref } = makeEpilogue(e, conv.shape, c.parts, seed + 3);
-      let want = refEpilogue(conv.data, conv.shape, ref);
-      let base: Float64Array | null = null;
-      if (c.into) {
-        base = f32(randn(size([...conv.shape.slice(0, 3), c.into.total]), seed + 9));
-        gpu.into = { tensor: up(e, base, [...conv.shape.slice(0, 3), c.into.total]), channelOffset: c.into.offset };
-        want = refPlaceChannels(base, c.into.total, want, conv.shape[3], c.into.offset);
+for (const llvm of [false, true])
+  t(`conv2d epilogues: affine, bias, activations, residual, FCA, channel slices in and out${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    await useFamily(llvm ? 'llvmpipe' : null);
+    try {
+      const e = await testEngine();
+      for (const [k, c] of convCases.entries()) {
+        const seed = 100 + 10 * k;
+        const inTotal = c.input?.total ?? c.x[3]!;
+        const xFull = f32(randn(size([...c.x.slice(0, 3), inTotal]), seed));
+        const xOff = c.input?.offset ?? 0;
+        const xd = new Float64Array(size(c.x));
+        for (let r = 0; r < size(c.x) / c.x[3]!; r++) for (let ch = 0; ch < c.x[3]!; ch++) xd[r * c.x[3]! + ch] = xFull[r * inTotal + xOff + ch]!;
+        const wd = f32(randn(size(c.w), seed + 1));
+        const bd = c.parts.bias ? f32(randn(c.w[0]!, seed + 2)) : null;
+        const conv = refConv2d(xd, c.x, wd, c.w, bd, c.opts);
+        await e.noGrad(() => e.scope(async () => {
+          const { gpu, ref } = makeEpilogue(e, conv.shape, c.parts, seed + 3);
+          let want = refEpilogue(conv.data, conv.shape, ref);
+          let base: Float64Array | null = null;
+          if (c.into) {
+            base = f32(randn(size([...conv.shape.slice(0, 3), c.into.total]), seed + 9));
+            gpu.into = { tensor: up(e, base, [...conv.shape.slice(0, 3), c.into.total]), channelOffset: c.into.offset };
+            want = refPlaceChannels(base, c.into.total, want, conv.shape[3], c.into.offset);
+          }
+          const x = up(e, xFull, [...c.x.slice(0, 3), inTotal]);
+          const y = conv2d(x, up(e, wd, c.w), bd ? up(e, bd, [c.w[0]!]) : null, { ...c.opts, inputChannels: c.input ? [xOff, c.x[3]!] : undefined }, gpu);
+          if (c.into) assert.ok(y === gpu.into!.tensor, 'returns the target');
+          expectClose(await y.read(), want, 1e-4, `conv2d case ${k}`, 1e-2 * maxAbs(want));
+        }));
       }
-      const x = up(e, xFull, [...c.x.slice(0, 3), inTotal]);
-      const y = conv2d(x, up(e, wd, c.w), bd ? up(e, bd, [c.w[0]!]) : null, { ...c.opts, inputChannels: c.input ? [xOff, c.x[3]!] : undefined }, gpu);
-      if (c.into) assert.ok(y === gpu.into!.tensor, 'returns the target');
-      expectClose(await y.read(), want, 1e-4, `conv2d case ${k}`, 1e-2 * maxAbs(want));
-    }));
-  }
-});
+    } finally {
+      await useFamily(null);
+    }
+  });
 
-t('depthwise and transposed-conv epilogues (folded BN, activation, channel slice)', async () => {
-  const e = await testEngine();
-  const dwCases = [
-    { x: [2, 9, 7, 8], k: [3, 3], stride: [2, 2] as [number, number], padding: [1, 1] as [number, number], parts: { affine: true, act: 'relu6' as const } },
-    { x: [1, 6, 5, 5], k: [3, 3], stride: [1, 1] as [number, number], padding: [1, 1] as [number, number], parts: { affine: true, act: 'relu' as const, residual: true }, into: { total: 9, offset: 2 } },
-  ];
-  for (const [k, c] of dwCases.entries()) {
-    const g = { x: c.x, k: c.k, stride: c.stride, padding: c.padding, dilation: [1, 1] as [number, number] };
-    const xd = f32(randn(size(c.x), 300 + k));
-    const wd = f32(randn(c.k[0]! * c.k[1]! * c.x[3]!, 310 + k));
-    const shape = depthwiseOutShape(g);
-    const y0 = refDepthwise(g, xd, wd, null);
-    await e.noGrad(() => e.scope(async () => {
-      const { gpu, ref } = makeEpilogue(e, shape, c.parts, 320 + k);
-      let want = refEpilogue(y0, shape, ref);
-      if (c.into) {
-        const base = f32(randn(size([...shape.slice(0, 3), c.into.total]), 330 + k));
-        gpu.into = { tensor: up(e, base, [...shape.slice(0, 3), c.into.total]), channelOffset: c.into.offset };
-        want = refPlaceChannels(base, c.into.total, want, shape[3]!, c.into.offset);
+for (const llvm of [false, true])
+  t(`depthwise and transposed-conv epilogues (folded BN, activation, channel slice)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    await useFamily(llvm ? 'llvmpipe' : null);
+    try {
+      const e = await testEngine();
+      const dwCases = [
+        { x: [2, 9, 7, 8], k: [3, 3], stride: [2, 2] as [number, number], padding: [1, 1] as [number, number], parts: { affine: true, act: 'relu6' as const } },
+        { x: [1, 6, 5, 5], k: [3, 3], stride: [1, 1] as [number, number], padding: [1, 1] as [number, number], parts: { affine: true, act: 'relu' as const, residual: true }, into: { total: 9, offset: 2 } },
+      ];
+      for (const [k, c] of dwCases.entries()) {
+        const g = { x: c.x, k: c.k, stride: c.stride, padding: c.padding, dilation: [1, 1] as [number, number] };
+        const xd = f32(randn(size(c.x), 300 + k));
+        const wd = f32(randn(c.k[0]! * c.k[1]! * c.x[3]!, 310 + k));
+        const shape = depthwiseOutShape(g);
+        const y0 = refDepthwise(g, xd, wd, null);
+        await e.noGrad(() => e.scope(async () => {
+          const { gpu, ref } = makeEpilogue(e, shape, c.parts, 320 + k);
+          let want = refEpilogue(y0, shape, ref);
+          if (c.into) {
+            const base = f32(randn(size([...shape.slice(0, 3), c.into.total]), 330 + k));
+            gpu.into = { tensor: up(e, base, [...shape.slice(0, 3), c.into.total]), channelOffset: c.into.offset };
+            want = refPlaceChannels(base, c.into.total, want, shape[3]!, c.into.offset);
+          }
+          const y = depthwiseConv2d(up(e, xd, c.x), up(e, wd, [c.k[0]!, c.k[1]!, c.x[3]!]), null, { stride: c.stride, padding: c.padding }, gpu);
+          expectClose(await y.read(), want, 1e-4, `depthwise case ${k}`, 1e-2 * maxAbs(want));
+        }));
       }
-      const y = depthwiseConv2d(up(e, xd, c.x), up(e, wd, [c.k[0]!, c.k[1]!, c.x[3]!]), null, { stride: c.stride, padding: c.padding }, gpu);
-      expectClose(await y.read(), want, 1e-4, `depthwise case ${k}`, 1e-2 * maxAbs(want));
-    }));
-  }
-  const ctCases = [
-    { x: [2, 4, 5, 8], co: 12, k: 3, s: 2, p: 1, op: 1, into: { total: 20, offset: 4 } },
-    { x: [1, 3, 3, 5], co: 7, k: 15, s: 8, p: 7, op: 7, into: null },
-  ];
-  for (const [k, c] of ctCases.entries()) {
-    const g = { x: c.x, k: [c.co, c.k, c.k], stride: [c.s, c.s] as [number, number], padding: [c.p, c.p] as [number, number], outputPadding: [c.op, c.op] as [number, number] };
-    const xd = f32(randn(size(c.x), 400 + k));
-    const wShape = [c.co, c.k, c.k, c.x[3]!];
-    const wd = f32(randn(size(wShape), 410 + k));
-    const shape = convTransposeOutShape(g);
-    const y0 = refConvTranspose(g, xd, wd, null);
-    await e.noGrad(() => e.scope(async () => {
-      const { gpu, ref } = makeEpilogue(e, shape, { affine: true, act: 'relu' }, 420 + k);
-      let want = refEpilogue(y0, shape, ref);
-      if (c.into) {
-        const base = f32(randn(size([...shape.slice(0, 3), c.into.total]), 430 + k));
-        gpu.into = { tensor: up(e, base, [...shape.slice(0, 3), c.into.total]), channelOffset: c.into.offset };
-        want = refPlaceChannels(base, c.into.total, want, shape[3]!, c.into.offset);
+      const ctCases = [
+        { x: [2, 4, 5, 8], co: 12, k: 3, s: 2, p: 1, op: 1, into: { total: 20, offset: 4 } },
+        { x: [1, 3, 3, 5], co: 7, k: 15, s: 8, p: 7, op: 7, into: null },
+      ];
+      for (const [k, c] of ctCases.entries()) {
+        const g = { x: c.x, k: [c.co, c.k, c.k], stride: [c.s, c.s] as [number, number], padding: [c.p, c.p] as [number, number], outputPadding: [c.op, c.op] as [number, number] };
+        const xd = f32(randn(size(c.x), 400 + k));
+        const wShape = [c.co, c.k, c.k, c.x[3]!];
+        const wd = f32(randn(size(wShape), 410 + k));
+        const shape = convTransposeOutShape(g);
+        const y0 = refConvTranspose(g, xd, wd, null);
+        await e.noGrad(() => e.scope(async () => {
+          const { gpu, ref } = makeEpilogue(e, shape, { affine: true, act: 'relu' }, 420 + k);
+          let want = refEpilogue(y0, shape, ref);
+          if (c.into) {
+            const base = f32(randn(size([...shape.slice(0, 3), c.into.total]), 430 + k));
+            gpu.into = { tensor: up(e, base, [...shape.slice(0, 3), c.into.total]), channelOffset: c.into.offset };
+            want = refPlaceChannels(base, c.into.total, want, shape[3]!, c.into.offset);
+          }
+          const y = convTranspose2d(up(e, xd, c.x), up(e, wd, wShape), null, { stride: c.s, padding: c.p, outputPadding: c.op }, gpu);
+          expectClose(await y.read(), want, 1e-4, `convTranspose case ${k}`, 1e-2 * maxAbs(want));
+        }));
       }
-      const y = convTranspose2d(up(e, xd, c.x), up(e, wd, wShape), null, { stride: c.s, padding: c.p, outputPadding: c.op }, gpu);
-      expectClose(await y.read(), want, 1e-4, `convTranspose case ${k}`, 1e-2 * maxAbs(want));
-    }));
-  }
-});
+    } finally {
+      await useFamily(null);
+    }
+  });
 
-t('argmax fused into the x8 transposed conv and into the bilinear x8 equals argmax of the stored outputs', async () => {
-  const e = await testEngine();
-  await e.noGrad(() => e.scope(async () => {
-    for (const [k, co] of [[0, 19], [1, 5]] as const) {
-      const x = up(e, f32(randn(2 * 3 * 5 * co, 500 + k)), [2, 3, 5, co]);
-      const w = up(e, f32(randn(co * 15 * 15 * co, 510 + k, -0.2, 0.2)), [co, 15, 15, co]);
-      const affine = e.tensor(Float32Array.from([...f32(randn(co, 520 + k, 0.5, 1.5)), ...f32(randn(co, 530 + k))]), [2, co]);
-      const opts = { stride: 8, padding: 7, outputPadding: 7 };
-      const ids = convTranspose2dArgmax(x, w, null, opts, { affine, act: 'relu' });
-      assert.equal([...ids.shape], [2, 24, 40]);
-      const want = argmax(convTranspose2d(x, w, null, opts, { affine, act: 'relu' }));
-      assert.equal(Array.from(await ids.read()), Array.from(await want.read()), `deconv argmax K=${co}`);
+for (const llvm of [false, true])
+  t(`argmax fused into the x8 transposed conv and into the bilinear x8 equals argmax of the stored outputs${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    await useFamily(llvm ? 'llvmpipe' : null);
+    try {
+      const e = await testEngine();
+      await e.noGrad(() => e.scope(async () => {
+        for (const [k, co] of [[0, 19], [1, 5]] as const) {
+          const x = up(e, f32(randn(2 * 3 * 5 * co, 500 + k)), [2, 3, 5, co]);
+          const w = up(e, f32(randn(co * 15 * 15 * co, 510 + k, -0.2, 0.2)), [co, 15, 15, co]);
+          const affine = e.tensor(Float32Array.from([...f32(randn(co, 520 + k, 0.5, 1.5)), ...f32(randn(co, 530 + k))]), [2, co]);
+          const opts = { stride: 8, padding: 7, outputPadding: 7 };
+          const ids = convTranspose2dArgmax(x, w, null, opts, { affine, act: 'relu' });
+          assert.equal([...ids.shape], [2, 24, 40]);
+          const want = argmax(convTranspose2d(x, w, null, opts, { affine, act: 'relu' }));
+          assert.equal(Array.from(await ids.read()), Array.from(await want.read()), `deconv argmax K=${co}`);
+        }
+        // Random logits: ties between the top two are measure-zero, and the arithmetic is resize_axis's.
+        for (const [k, [h, w, c]] of [[0, [4, 6, 19]], [1, [3, 5, 4]]] as const) {
+          const z = up(e, f32(randn(2 * h * w * c, 540 + k)), [2, h, w, c]);
+          const ids = resizeBilinearArgmax(z, 8 * h, 8 * w);
+          const want = argmax(resizeBilinear(z, 8 * h, 8 * w));
+          assert.equal(Array.from(await ids.read()), Array.from(await want.read()), `resize argmax ${h}x${w}x${c}`);
+        }
+      }));
+    } finally {
+      await useFamily(null);
     }
-    // Random logits: ties between the top two are measure-zero, and the arithmetic is resize_axis's.
-    for (const [k, [h, w, c]] of [[0, [4, 6, 19]], [1, [3, 5, 4]]] as const) {
-      const z = up(e, f32(randn(2 * h * w * c, 540 + k)), [2, h, w, c]);
-      const ids = resizeBilinearArgmax(z, 8 * h, 8 * w);
-      const want = argmax(resizeBilinear(z, 8 * h, 8 * w));
-      assert.equal(Array.from(await ids.read()), Array.from(await want.read()), `resize argmax ${h}x${w}x${c}`);
-    }
-  }));
-});
+  });
 
-t('layers computed in channel slices: conv2d outputChannels and depthwise channels (float64)', async () => {
-  const e = await testEngine();
-  await e.noGrad(() => e.scope(async () => {
-    const xs = [2, 5, 7, 8];
-    const wShape = [16, 1, 1, 8];
-    const xd = f32(randn(size(xs), 600));
-    const wd = f32(randn(size(wShape), 601));
-    const scale = f32(randn(16, 602, 0.5, 1.5));
-    const shift = f32(randn(16, 603));
-    const full = refEpilogue(refConv2d(xd, xs, wd, wShape, null, {}).data, [2, 5, 7, 16], { scale, shift, act: 'relu6' });
-    const affine = e.tensor(Float32Array.from([...scale, ...shift]), [2, 16]);
-    const x = up(e, xd, xs);
-    const w = up(e, wd, wShape);
-    for (const [off, cnt] of [[4, 8], [12, 4], [0, 16], [3, 5]] as const) {
-      const y = conv2d(x, w, null, { outputChannels: [off, cnt] }, { affine, act: 'relu6', paramOffset: off });
-      assert.equal([...y.shape], [2, 5, 7, cnt]);
-      const want = new Float64Array(2 * 5 * 7 * cnt).map((_, i) => full[Math.floor(i / cnt) * 16 + off + (i % cnt)]!);
-      expectClose(await y.read(), want, 1e-4, `conv2d outputChannels [${off}, ${cnt}]`, 1e-2 * maxAbs(want));
+for (const llvm of [false, true])
+  t(`layers computed in channel slices: conv2d outputChannels and depthwise channels (float64)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+    await useFamily(llvm ? 'llvmpipe' : null);
+    try {
+      const e = await testEngine();
+      await e.noGrad(() => e.scope(async () => {
+        const xs = [2, 5, 7, 8];
+        const wShape = [16, 1, 1, 8];
+        const xd = f32(randn(size(xs), 600));
+        const wd = f32(randn(size(wShape), 601));
+        const scale = f32(randn(16, 602, 0.5, 1.5));
+        const shift = f32(randn(16, 603));
+        const full = refEpilogue(refConv2d(xd, xs, wd, wShape, null, {}).data, [2, 5, 7, 16], { scale, shift, act: 'relu6' });
+        const affine = e.tensor(Float32Array.from([...scale, ...shift]), [2, 16]);
+        const x = up(e, xd, xs);
+        const w = up(e, wd, wShape);
+        for (const [off, cnt] of [[4, 8], [12, 4], [0, 16], [3, 5]] as const) {
+          const y = conv2d(x, w, null, { outputChannels: [off, cnt] }, { affine, act: 'relu6', paramOffset: off });
+          assert.equal([...y.shape], [2, 5, 7, cnt]);
+          const want = new Float64Array(2 * 5 * 7 * cnt).map((_, i) => full[Math.floor(i / cnt) * 16 + off + (i % cnt)]!);
+          expectClose(await y.read(), want, 1e-4, `conv2d outputChannels [${off}, ${cnt}]`, 1e-2 * maxAbs(want));
+        }
+        // Depthwise on channels [8, 16) of a 24-channel layer, written into its slice of the output.
+        const g = { x: [1, 9, 7, 24], k: [3, 3], stride: [2, 2] as [number, number], padding: [1, 1] as [number, number], dilation: [1, 1] as [number, number] };
+        const dxd = f32(randn(size(g.x), 610));
+        const dwd = f32(randn(9 * 24, 611));
+        const dsc = f32(randn(24, 612, 0.5, 1.5));
+        const dsh = f32(randn(24, 613));
+        const dshape = depthwiseOutShape(g);
+        const dfull = refEpilogue(refDepthwise(g, dxd, dwd, null), dshape, { scale: dsc, shift: dsh, act: 'relu6' });
+        const part = new Float64Array(size(g.x) / 3).map((_, i) => dxd[Math.floor(i / 8) * 24 + 8 + (i % 8)]!);
+        const out = e.tensor(new Float32Array(size(dshape)), dshape);
+        depthwiseConv2d(up(e, part, [1, 9, 7, 8]), up(e, dwd, [3, 3, 24]), null, { stride: 2, padding: 1, channels: [8, 8] }, {
+          affine: e.tensor(Float32Array.from([...dsc, ...dsh]), [2, 24]), act: 'relu6', paramOffset: 8, into: { tensor: out, channelOffset: 8 },
+        });
+        const got = await out.read();
+        const want = new Float64Array(size(dshape)).map((_, i) => (i % 24 >= 8 && i % 24 < 16 ? dfull[i]! : 0));
+        expectClose(got, want, 1e-4, 'depthwise channels [8, 8]', 1e-2 * maxAbs(want));
+      }));
+    } finally {
+      await useFamily(null);
     }
-    // Depthwise on channels [8, 16) of a 24-channel layer, written into its slice of the output.
-    const g = { x: [1, 9, 7, 24], k: [3, 3], stride: [2, 2] as [number, number], padding: [1, 1] as [number, number], dilation: [1, 1] as [number, number] };
-    const dxd = f32(randn(size(g.x), 610));
-    const dwd = f32(randn(9 * 24, 611));
-    const dsc = f32(randn(24, 612, 0.5, 1.5));
-    const dsh = f32(randn(24, 613));
-    const dshape = depthwiseOutShape(g);
-    const dfull = refEpilogue(refDepthwise(g, dxd, dwd, null), dshape, { scale: dsc, shift: dsh, act: 'relu6' });
-    const part = new Float64Array(size(g.x) / 3).map((_, i) => dxd[Math.floor(i / 8) * 24 + 8 + (i % 8)]!);
-    const out = e.tensor(new Float32Array(size(dshape)), dshape);
-    depthwiseConv2d(up(e, part, [1, 9, 7, 8]), up(e, dwd, [3, 3, 24]), null, { stride: 2, padding: 1, channels: [8, 8] }, {
-      affine: e.tensor(Float32Array.from([...dsc, ...dsh]), [2, 24]), act: 'relu6', paramOffset: 8, into: { tensor: out, channelOffset: 8 },
-    });
-    const got = await out.read();
-    const want = new Float64Array(size(dshape)).map((_, i) => (i % 24 >= 8 && i % 24 < 16 ? dfull[i]! : 0));
-    expectClose(got, want, 1e-4, 'depthwise channels [8, 8]', 1e-2 * maxAbs(want));
-  }));
-});
+  });
 
 t('bnFold and the fused channel attention match float64', async () => {
   const e = await testEngine();

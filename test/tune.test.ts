@@ -31,9 +31,15 @@ const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
 const f32 = (d: Float64Array): Float64Array => Float64Array.from(Float32Array.from(d));
 
 /** An engine on the shared test device that takes the tiles of the given adapter class. */
-async function engineFor(cls: 'cpu' | 'gpu'): Promise<Engine> {
+async function engineFor(cls: 'cpu' | 'gpu' | 'llvmpipe'): Promise<Engine> {
   const base = await testEngine();
   if (cls === 'cpu') return base;
+  if (cls === 'llvmpipe') {
+    // The llvmpipe kernel family's candidates, on whatever adapter the tests run.
+    const e = new Engine({ device: base.device, ownsDevice: false, adapter: base.adapter });
+    e.prefer.family = 'llvmpipe';
+    return e;
+  }
   return new Engine({ device: base.device, ownsDevice: false, adapter: { ...base.adapter, isSoftware: false } });
 }
 
@@ -68,7 +74,7 @@ t('pickWinner: the default stays unless a candidate is 5% faster and pays back i
   assert.is(pickWinner([{ variant: 'd', ms: 100, compileMs: 0 }, { variant: 'a', ms: 50, compileMs: 0 }, { variant: 'b', ms: 40, compileMs: 0 }], 0.05, 1000).variant, 'b');
 });
 
-for (const cls of ['cpu', 'gpu'] as const) {
+for (const cls of ['cpu', 'gpu', 'llvmpipe'] as const) {
   t(`autotune (${cls} tile set) times each candidate of the 3 GEMMs of each conv, keeps the fastest, leaks nothing`, async () => {
     const e = await engineFor(cls);
     const before = e.stats().liveTensors;

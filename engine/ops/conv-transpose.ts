@@ -21,6 +21,7 @@ import { pairOption } from './depthwise.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
+import { kernelFamily } from '../device-common.js';
 
 export interface ConvTransposeOptions {
   stride?: number | [number, number];
@@ -186,11 +187,13 @@ function channelTile(c: number): number {
 
 /** Forward register tile: TH x TP outputs of one stride phase times TCO output channels. */
 function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: number; tp: number; tco: number } {
-  const tco = channelTile(g.co);
-  const def = defaultForwardTiles(g, tco);
+  const llvm = forcedLlvm ?? kernelFamily(engine) === 'llvmpipe';
+  // llvmpipe: at most 8 channels a tile, except where the fused argmax needs them all.
+  const tco = llvm && !argmax ? Math.min(8, channelTile(g.co)) : channelTile(g.co);
+  const def = llvm ? LLVM_FORWARD : defaultForwardTiles(g, tco);
   const t = tunedNumbers(engine, () => tuneKey(argmax ? 'forward-argmax' : 'forward', g), (key) => scratchCase(engine, key,
     `convTranspose2d ${argmax ? 'forward+argmax' : 'forward'} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
-    candidateList(`${def.th}x${def.tp}`, ['2x4', '4x4', '2x8', '4x8']), [[g.n, g.h, g.w, g.ci], [g.co, g.kh, g.kw, g.ci]],
+    candidateList(`${def.th}x${def.tp}`, llvm ? ['1x2', '1x4', '2x2', '2x4'] : ['2x4', '4x4', '2x8', '4x8']), [[g.n, g.h, g.w, g.ci], [g.co, g.kh, g.kw, g.ci]],
     ([x, w]) => { convTransposeForward(x!, w!, null, g, null, argmax); }), 2, 8);
   return t ? { th: t[0]!, tp: t[1]!, tco } : { ...def, tco };
 }
@@ -198,6 +201,37 @@ function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: numbe
 /** Key of one transposed-convolution kernel in engine.tuned: the kernel and the whole geometry. */
 const tuneKey = (kernel: string, g: Geometry): string =>
   `convTranspose2d.${kernel} ${g.n}x${g.h}x${g.w}x${g.ci}>${g.co} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw} o${g.ho}x${g.wo}`;
+
+/**
+ * llvmpipe (Mesa lavapipe) compiles big unrolled tiles very slowly (LLVM; cold Mesa cache, 2 cores,
+ * loaded host, 2026-12-06): the x8 head's forward (2 x 4 x 20 channels, 160 accumulators) took
+ * 14.6 s to compile and the k3 s2 layers' (2 x 4 x 16) 12.5 s. With at most 8 channels a tile
+ * (the fused argmax keeps all of them) 1x16x32x19 -> 19 k15 s8 compiled in 0.9 s (1 x 2), 1.6 s
+ * (2 x 2), 1.5 s (1 x 4), 3.2 s (2 x 4) and ran 53, 33, 41, 28 ms: 2 x 2. The input gradient
+ * takes 1 x 2 pixels x 8 channels.
+ */
+let LLVM_FORWARD = { th: 2, tp: 2 };
+/**
+ * vec4 accumulators of a filter-gradient tile on llvmpipe (64 elsewhere, see filterGradTiles):
+ * cold, the 64-accumulator tiles (1 x 4 x 4, 3 x 1 x 5) took 2.5-2.8 s each to compile in a
+ * 256x128 training step; forward + both gradients of 1x16x32x19 -> 19 k15 s8 and 1x32x64x64 -> 64
+ * k3 s2 compiled in 2.5 / 2.9 s with 64, 1.2 / 1.1 s with 32, 1.4 / 0.6 s with 16, and ran 68 / 86,
+ * 75 / 83, 78 / 87 ms: 32.
+ */
+let LLVM_FILTER_ACC = 32;
+const LLVM_INPUT = { th: 1, tw: 2 };
+
+let forcedLlvm: boolean | null = null;
+
+/**
+ * @internal Test and benchmark hook: true forces the llvmpipe tiles (optionally with another
+ * forward th x tp), false the others (SwiftShader/GPU), null the adapter's.
+ */
+export function setConvTransposeLlvmTiles(on: boolean | null, forward?: { th: number; tp: number }, filterAccumulators?: number): void {
+  forcedLlvm = on;
+  if (forward) LLVM_FORWARD = forward;
+  if (filterAccumulators) LLVM_FILTER_ACC = filterAccumulators;
+}
 
 function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number } {
   // Measured on SwiftShader: 4 x 8 x 16 is best for k3 s2 320 -> 192 (about 15% over 4 x 4 or
@@ -224,11 +258,12 @@ function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number
  */
 function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; tci: number } {
   const large = g.h >= 8 && g.w >= 8 && g.ci >= 12;
-  const def = { th: 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
+  const llvm = forcedLlvm ?? kernelFamily(engine) === 'llvmpipe';
+  const def = llvm ? { ...LLVM_INPUT, tci: Math.min(8, channelTile(g.ci)) } : { th: 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
   const cov = Math.ceil(g.co / 4);
   const t = tunedNumbers(engine, () => tuneKey('input', g), (key) => scratchCase(engine, key,
     `convTranspose2d input ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
-    candidateList(`${def.th}x${def.tw}`, ['2x2', '2x4', '4x2', '4x4']), [[g.n, g.ho, g.wo, 4 * cov], [g.co, g.kh, g.kw, g.ci]],
+    candidateList(`${def.th}x${def.tw}`, llvm ? ['1x2', '2x2', '1x4', '2x4'] : ['2x2', '2x4', '4x2', '4x4']), [[g.n, g.ho, g.wo, 4 * cov], [g.co, g.kh, g.kw, g.ci]],
     ([gy4, w]) => { convTransposeBackwardInput(gy4!, w!, g); }), 2, 8);
   return t ? { th: t[0]!, tw: t[1]!, tci: def.tci } : def;
 }
@@ -417,14 +452,14 @@ function convTransposeBackwardInput(gy4: Tensor, w: Tensor, g: Geometry): Tensor
  * (more spill on SwiftShader and take seconds to compile). It picks 1 x 4 x 4 for k3 and
  * 3 x 1 x 5 for the x8 head; measured, each is as fast as or faster than the alternatives tried.
  */
-function filterGradTiles(g: Geometry, cov: number, civ: number): { kg: number; tcov: number; tciv: number } {
+function filterGradTiles(g: Geometry, cov: number, civ: number, maxAcc = 64): { kg: number; tcov: number; tciv: number } {
   const use = (n: number, t: number): number => n / (Math.ceil(n / t) * t);
   let best = { kg: 1, tcov: 1, tciv: 1 };
   let bestScore = 0;
   for (let kg = 1; kg <= g.kw; kg++)
     for (const tcov of [1, 2, 4])
       for (const tciv of new Set([1, 2, 4, Math.min(civ, 5)])) {
-        if (4 * kg * tcov * tciv > 64) continue;
+        if (4 * kg * tcov * tciv > maxAcc) continue;
         const score = ((kg * tcov * tciv) / (tciv + kg * tcov)) * use(g.kw, kg) * use(cov, tcov) * use(civ, tciv);
         if (score > bestScore + 1e-9) [best, bestScore] = [{ kg, tcov, tciv }, score];
       }
@@ -440,7 +475,8 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry, into: 
   const civ = Math.ceil(g.ci / 4);
   const cov = Math.ceil(g.co / 4);
   const x4 = g.ci % 4 === 0 ? x : padChannels(x, g.ci);
-  const { kg: KG, tcov: TCOV, tciv: TCIV } = filterGradTiles(g, cov, civ);
+  const llvm = forcedLlvm ?? kernelFamily(engine) === 'llvmpipe';
+  const { kg: KG, tcov: TCOV, tciv: TCIV } = filterGradTiles(g, cov, civ, llvm ? LLVM_FILTER_ACC : 64);
   const kxGroups = Math.ceil(g.kw / KG);
   const coTiles = Math.ceil(cov / TCOV);
   const ciTiles = Math.ceil(civ / TCIV);

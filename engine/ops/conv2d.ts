@@ -24,6 +24,7 @@ import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tu
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
+import { type KernelFamily, kernelFamily } from '../device-common.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -182,19 +183,42 @@ const cpuTile: Conv2dTileChooser = (kernel, m, n, vm, vn, flops, taps) => {
 /** Real GPUs: few registers per invocation, many invocations (no shared memory, no barriers). */
 const gpuTile: Conv2dTileChooser = (_kernel, _m, _n, vm, vn) => ({ tm: Math.max(4, vm), tn: Math.max(4, vn), wg: 64 });
 
+/**
+ * llvmpipe (Mesa lavapipe): LLVM runs the invocations of a workgroup as SIMD lanes (8 x f32 with
+ * AVX2), so each accumulator is a vector register per group of lanes, and compile time grows
+ * steeply with the unrolled tile. Measured cold (empty Mesa cache, 2 cores, loaded host,
+ * 2026-12-06), compile / steady run:
+ * - SwiftShader's 16x16@16 took 13 s to compile (16x32 20-100 s); 4x4@64 0.3-1.0 s, 4x8@64
+ *   0.45-1.8 s, 8x8@64 0.85-4.1 s, 16x8 and 8x16 2.5-4.5 s (and ran no faster than 8x8).
+ * - 1x32x64x128 -> 128 3x3: 16x16@16 191 ms, 4x4@64 91-169, 4x8@64 84, 8x8@64 74-132.
+ *   1x128x256x3 -> 32 3x3 s2: 4x4@64 20-25 ms, 4x8 13, 8x8 10. 1x16x32x512 -> 256 3x3 with the
+ *   FCA epilogue (CANet's conv_init): 4x4 1.0 s / 311 ms, 4x8 1.8 s / 262 ms, 8x8 4.1 s / 257 ms
+ *   (9.9 s to compile inside a whole cold inference).
+ * So 4 pixels x 8 channels from 1e8 FLOPs (CANet-MobileNetV2 256x128: its two 3x3 layers that
+ * SwiftShader gives 16x16 ran 180 ms with 4x4@64 against 127 ms with 16x16@16), and 4x4@64 below,
+ * where the compile costs more than the speed-up saves. Backward GEMMs alike (8x8 input and filter
+ * gradients compiled in 1.9-2.0 s cold).
+ */
+const llvmTile: Conv2dTileChooser = (kernel, m, n, vm, vn, flops) => {
+  const [sm, sn] = flops >= 1e8 ? [4, 8] : [4, 4];
+  return kernel === 'filter' ? { tm: fit(m, vm, sm), tn: fit(n, vn, sn), wg: 64 } : { tm: Math.max(sm, vm), tn: fit(n, vn, sn), wg: 64 };
+};
+
+const CHOOSERS: Record<KernelFamily, Conv2dTileChooser> = { swiftshader: cpuTile, llvmpipe: llvmTile, gpu: gpuTile };
+
 let forcedChooser: Conv2dTileChooser | null = null;
 
 /**
- * @internal Test and benchmark hook: 'cpu' or 'gpu' forces that adapter class's tiles, a function
- * picks tiles itself, null restores the choice by adapter.
+ * @internal Test and benchmark hook: 'cpu' (SwiftShader), 'llvmpipe' or 'gpu' forces that adapter
+ * family's tiles, a function picks tiles itself, null restores the choice by adapter.
  */
-export function setConv2dTiles(choice: 'cpu' | 'gpu' | Conv2dTileChooser | null): void {
-  forcedChooser = choice === 'cpu' ? cpuTile : choice === 'gpu' ? gpuTile : choice;
+export function setConv2dTiles(choice: 'cpu' | 'llvmpipe' | 'gpu' | Conv2dTileChooser | null): void {
+  forcedChooser = choice === 'cpu' ? cpuTile : choice === 'llvmpipe' ? llvmTile : choice === 'gpu' ? gpuTile : choice;
 }
 
-/** The tile without measurements: the forced chooser's, else the adapter class's. */
+/** The tile without measurements: the forced chooser's, else the adapter family's. */
 function defaultTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
-  return (forcedChooser ?? (engine.adapter.isSoftware ? cpuTile : gpuTile))(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
+  return (forcedChooser ?? CHOOSERS[kernelFamily(engine)])(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
 }
 
 function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
@@ -227,9 +251,12 @@ function parseTile(engine: Engine, key: () => string, make: (key: string) => Tun
  * wider than the GEMM needs.
  */
 function tileCandidates(engine: Engine, byAdapter: Conv2dTile, kernel: Conv2dKernel, m: number, n: number, vm: number, vn: number): string[] {
-  const shapes: [number, number, number][] = engine.adapter.isSoftware
+  const family = kernelFamily(engine);
+  const shapes: [number, number, number][] = family === 'swiftshader'
     ? [[8, 8, 16], [16, 16, 16], kernel === 'filter' ? [32, 16, 16] : [16, 32, 16], [32, 16, 16]]
-    : [[4, 4, 64], [4, 8, 64], [8, 4, 64], [8, 8, 64], [4, 4, 128], [2, 4, 128], [8, 8, 32]];
+    : family === 'llvmpipe'
+      ? [[4, 4, 64], [4, 8, 64], [8, 4, 64], [8, 8, 64], [8, 8, 32], [4, 4, 32]]
+      : [[4, 4, 64], [4, 8, 64], [8, 4, 64], [8, 8, 64], [4, 4, 128], [2, 4, 128], [8, 8, 32]];
   const tiles = shapes.map(([tm, tn, wg]) => ({
     tm: kernel === 'filter' ? fit(m, vm, tm) : Math.max(vm, tm), tn: fit(n, vn, tn), wg,
   }));

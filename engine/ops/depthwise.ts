@@ -18,6 +18,7 @@ import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
+import { type KernelFamily, kernelFamily } from '../device-common.js';
 
 export interface DepthwiseOptions {
   stride?: number | [number, number];
@@ -45,6 +46,40 @@ const FWD_TILE_H = 4;
 const FWD_TILE_W = 4;
 const BWD_INPUT_TILE = 4;
 const BWD_FILTER_TILE = 4;
+
+/**
+ * Forward tile (output rows x columns per invocation; `strided` for strides above 1 where it
+ * differs) and input-gradient tile side.
+ */
+export interface DepthwiseTiles {
+  fwdH: number;
+  fwdW: number;
+  strided?: [number, number];
+  bwdInput: number;
+}
+
+/**
+ * Tiles by kernel family (engine/device-common.ts). SwiftShader and GPUs: the measurements
+ * above. llvmpipe (LLVM compiles the unrolled window slowly; cold Mesa cache, 2 cores, loaded
+ * host, 2026-12-06): the 4 x 4 forward took 22.5 s (stride 2) and 7.2 s (stride 1) to compile in
+ * a 256x128 inference. 3x3 relu6, compile / run: stride 2 1x64x128x144: 1 x 2 1.2 s / 5.8 ms,
+ * 2 x 2 2.7 s / 3.9 ms, 1 x 4 2.3 s / 5.9 ms, 2 x 4 4.6 s / 4.4 ms; stride 1 1x32x64x192:
+ * 1 x 2 1.1 s / 8.1 ms, 2 x 2 1.4 s / 6.8 ms, 2 x 4 2.4 s / 4.0 ms. So 2 x 2, and 1 x 2 strided.
+ */
+const TILES: Record<KernelFamily, DepthwiseTiles> = {
+  swiftshader: { fwdH: FWD_TILE_H, fwdW: FWD_TILE_W, bwdInput: BWD_INPUT_TILE },
+  gpu: { fwdH: FWD_TILE_H, fwdW: FWD_TILE_W, bwdInput: BWD_INPUT_TILE },
+  llvmpipe: { fwdH: 2, fwdW: 2, strided: [1, 2], bwdInput: 2 },
+};
+
+let forcedTiles: DepthwiseTiles | null = null;
+
+/** @internal Test and benchmark hook: forces the tiles (a family's name or explicit sizes); null restores the choice by adapter. */
+export function setDepthwiseTiles(choice: KernelFamily | DepthwiseTiles | null): void {
+  forcedTiles = typeof choice === 'string' ? TILES[choice] : choice;
+}
+
+const tilesOf = (engine: Tensor['engine']): DepthwiseTiles => forcedTiles ?? TILES[kernelFamily(engine)];
 /**
  * Filter-gradient invocations to aim for: enough to fill a GPU, few enough partials to sum
  * (on SwiftShader 8192 also beat 1024: finer chunks balance the cores better).
@@ -133,8 +168,8 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
   const out = epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.c], 'f32');
   // Fixed tile sizes, even for images smaller than a tile (the extra outputs are computed and
   // not stored): one pipeline per window geometry instead of one per small image size.
-  const TW = FWD_TILE_W;
-  const TH = FWD_TILE_H;
+  const tiles = tilesOf(engine);
+  const [TH, TW] = (g.sh > 1 || g.sw > 1) && tiles.strided ? tiles.strided : [tiles.fwdH, tiles.fwdW];
   const cv = g.c / g.vec;
   const tilesW = Math.ceil(g.wo / TW);
   const tilesH = Math.ceil(g.ho / TH);
@@ -234,8 +269,9 @@ function depthwiseBackwardInput(gy: Tensor, w: Tensor, g: Geometry): Tensor {
   const engine = gy.engine;
   const dx = engine.empty([g.n, g.h, g.w, g.c], 'f32');
   // Multiples of the strides, so the tile's phase on the output grid is fixed.
-  const TH = Math.ceil(BWD_INPUT_TILE / g.sh) * g.sh;
-  const TW = Math.ceil(BWD_INPUT_TILE / g.sw) * g.sw;
+  const side = tilesOf(gy.engine).bwdInput;
+  const TH = Math.ceil(side / g.sh) * g.sh;
+  const TW = Math.ceil(side / g.sw) * g.sw;
   const cv = g.c / g.vec;
   const phMod = g.ph % g.sh;
   const pwMod = g.pw % g.sw;
