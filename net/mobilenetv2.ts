@@ -90,7 +90,7 @@ export class InvertedResidual extends Module {
 }
 
 /** (expansion t, channels c, repeats n, first stride s) per stage, as in the paper and torchvision. */
-const SETTINGS: [number, number, number, number][] = [
+export const SETTINGS: [number, number, number, number][] = [
   [1, 16, 1, 1],
   [6, 24, 2, 2],
   [6, 32, 3, 2],

@@ -6,7 +6,7 @@
  * canet.ts, mobilenetv2.ts, resnet.ts and layers.ts; test/model-weights.test.ts checks it against
  * built models of every backbone and head.
  */
-import { makeDivisible } from './mobilenetv2.js';
+import { SETTINGS, makeDivisible } from './mobilenetv2.js';
 import type { BackboneName, HeadName } from './canet.js';
 
 /** Name -> PyTorch shape ([] for BatchNorm's num_batches_tracked counter). */
@@ -41,15 +41,6 @@ function deconvBnAct(s: StateShapes, p: string, ci: number, co: number, scale: n
   bn(s, `${p}up_conv.1.`, co);
 }
 
-const MNV2: [number, number, number, number][] = [
-  [1, 16, 1, 1],
-  [6, 24, 2, 2],
-  [6, 32, 3, 2],
-  [6, 64, 4, 2],
-  [6, 96, 3, 1],
-  [6, 160, 3, 2],
-  [6, 320, 1, 1],
-];
 
 function mobilenetv2(s: StateShapes, p: string, width: number): [number, number, number, number] {
   const cuts = [0, 4, 7, 14, 18];
@@ -58,7 +49,7 @@ function mobilenetv2(s: StateShapes, p: string, width: number): [number, number,
   convBnAct(s, at(0), 3, inp, 3);
   const out: number[] = [inp];
   let index = 1;
-  for (const [t, c, n] of MNV2) {
+  for (const [t, c, n] of SETTINGS) {
     const oup = makeDivisible(c * width);
     for (let i = 0; i < n; i++, index++) {
       const hidden = Math.round(inp * t);

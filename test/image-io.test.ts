@@ -13,6 +13,7 @@ import { deflateSync } from 'node:zlib';
 import jpeg from 'jpeg-js';
 import { decodeImage, encodePng, readImage, readLabelImage, writePng, ImageError, DEFAULT_MAX_PIXELS } from '../data/image-io.js';
 import { suite } from './harness.js';
+import { rng } from './check.js';
 
 const t = suite('image-io');
 
@@ -318,7 +319,7 @@ t('damaged PNG headers and chunks say what is wrong (not "unrecognised content a
 t('fuzz: 300 PNGs and JPEGs with forged sizes and flipped bytes decode within the budget or are refused as ImageError', async () => {
   // Bounds per case: files are under 2 KB and the budget is 100k pixels, so whatever a case
   // decodes is at most 400 KB of RGBA; refusals happen from the header. Not timed (see README).
-  const r = rngOf(2024);
+  const r = rng(2024);
   const int = (n: number) => Math.floor(r() * n);
   const png = encodePng(pattern(24 * 16 * 3, 8), 24, 16, 3);
   const jpg = new Uint8Array(jpeg.encode({ width: 24, height: 16, data: pattern(24 * 16 * 4, 6) }, 80).data);
@@ -350,16 +351,5 @@ t('fuzz: 300 PNGs and JPEGs with forged sizes and flipped bytes decode within th
   assert.ok(decoded > 20 && refused > 150, `decoded ${decoded}, refused ${refused}: both must occur`);
 });
 
-/** mulberry32 */
-function rngOf(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 t.run();

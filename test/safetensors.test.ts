@@ -22,20 +22,10 @@ import {
 import { readSafetensorsFile, writeSafetensorsFile, TEMP_PREFIX } from '../weights/file.js';
 import { stateDictFromParsed } from '../weights/state.js';
 import { suite } from './harness.js';
+import { rng } from './check.js';
 
 const t = suite('safetensors');
 
-// mulberry32, as in test/gpu.ts (not imported from there: it would load the GPU engine).
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ascii = (s: string) => Array.from(s, (c) => c.charCodeAt(0));
 const hex = (s: string) => s.match(/[0-9a-f]{2}/g)!.map((b) => parseInt(b, 16));
