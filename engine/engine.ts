@@ -703,7 +703,7 @@ export class Engine {
     const [db, dO] = dst instanceof Tensor ? [dst.buffer, dst.offset + dstOffset] : [dst, dstOffset];
     if (bytes > 0) {
       this.ensureEncoder().copyBufferToBuffer(sb, so, db, dO, bytes);
-      this.recorder?.copy(sb, so, db, dO, bytes, [src, dst].filter((t): t is Tensor => t instanceof Tensor));
+      this.recorder?.copy(sb, so, db, dO, bytes, src instanceof Tensor ? src : null, dst instanceof Tensor ? dst : null);
     }
     if (dst instanceof Tensor) dst.version++;
   }

@@ -55,7 +55,7 @@ export interface RecordedDispatch {
 
 type Command =
   | ({ kind: 'dispatch' } & RecordedDispatch)
-  | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number; tensors: Tensor[] }
+  | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number; srcTensor: Tensor | null; dstTensor: Tensor | null }
   | { kind: 'textureToBuffer'; source: GPUTexelCopyTextureInfo; destination: GPUTexelCopyBufferInfo; size: GPUExtent3DStrict }
   | { kind: 'bufferToTexture'; source: GPUTexelCopyBufferInfo; destination: GPUTexelCopyTextureInfo; size: GPUExtent3DStrict }
   | { kind: 'write'; dst: GPUBuffer; offset: number; data: Uint8Array; tensor: Tensor | null }
@@ -69,8 +69,8 @@ export class Recorder {
   dispatch(d: RecordedDispatch): void {
     this.commands.push({ kind: 'dispatch', ...d });
   }
-  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number, tensors: Tensor[]): void {
-    this.commands.push({ kind: 'copy', src, srcOffset, dst, dstOffset, size, tensors });
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number, srcTensor: Tensor | null, dstTensor: Tensor | null): void {
+    this.commands.push({ kind: 'copy', src, srcOffset, dst, dstOffset, size, srcTensor, dstTensor });
   }
   textureToBuffer(source: GPUTexelCopyTextureInfo, destination: GPUTexelCopyBufferInfo, size: GPUExtent3DStrict): void {
     this.commands.push({ kind: 'textureToBuffer', source, destination, size });
@@ -170,7 +170,7 @@ export class Plan<T = unknown> {
         c.bindings.forEach((b) => b instanceof Tensor && tensors.add(b));
       } else if (c.kind === 'copy') {
         buffers.add(c.src).add(c.dst);
-        c.tensors.forEach((t) => tensors.add(t));
+        for (const t of [c.srcTensor, c.dstTensor]) if (t) tensors.add(t);
       } else if (c.kind === 'write') {
         buffers.add(c.dst);
         if (c.tensor) tensors.add(c.tensor);
@@ -261,6 +261,8 @@ export class Plan<T = unknown> {
         }
         case 'copy':
           this.steps.push({ kind: 'copy', src: c.src, srcOffset: c.srcOffset, dst: c.dst, dstOffset: c.dstOffset, size: c.size });
+          // As copyBuffer at capture: the destination tensor's version advances, not the source's.
+          if (c.dstTensor && external.has(c.dstTensor)) written.add(c.dstTensor);
           break;
         case 'write': {
           const at = constantAt.get(c);
@@ -279,8 +281,6 @@ export class Plan<T = unknown> {
           break;
       }
     }
-    // Only plain tensor copies advance versions at capture (see copyBuffer); replays do the same.
-    for (const c of commands) if (c.kind === 'copy') for (const t of c.tensors) if (external.has(t)) written.add(t);
     this.written = [...written];
     this.dispatches = dispatches;
     this.flops = flops;
