@@ -14,13 +14,14 @@ import type { Tensor } from '../tensor.js';
  * The crop window starts at (origin_x, origin_y) and steps scale_x, scale_y source pixels per
  * output pixel; `flip` mirrors horizontally; `batch_index` is the item of the output batch.
  */
+/** The crop window and the normalisation: the last fields of both image kernels' Params (rgba_words_to_tensor too, engine/ops/texture.ts). */
+export const RESAMPLE_NORMALISE_UNIFORMS = {
+  origin_x: 'f32', origin_y: 'f32', scale_x: 'f32', scale_y: 'f32',
+  mean_r: 'f32', mean_g: 'f32', mean_b: 'f32',
+  inv_std_r: 'f32', inv_std_g: 'f32', inv_std_b: 'f32',
+} as const;
 const IMAGE_TO_TENSOR = {
-  uniforms: {
-    in_w: 'u32', in_h: 'u32', channels: 'u32', out_w: 'u32', out_h: 'u32', batch_index: 'u32', flip: 'u32',
-    origin_x: 'f32', origin_y: 'f32', scale_x: 'f32', scale_y: 'f32',
-    mean_r: 'f32', mean_g: 'f32', mean_b: 'f32',
-    inv_std_r: 'f32', inv_std_g: 'f32', inv_std_b: 'f32',
-  },
+  uniforms: { in_w: 'u32', in_h: 'u32', channels: 'u32', out_w: 'u32', out_h: 'u32', batch_index: 'u32', flip: 'u32', ...RESAMPLE_NORMALISE_UNIFORMS },
   bindings: { src: read('u32'), dst: readWrite('f32') },
 } as const;
 const LABELS_TO_TENSOR = {

@@ -11,7 +11,7 @@ import { ShapeError, check } from '../errors.js';
 import { TextureUsage } from '../gpu-constants.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { IMAGENET_MEAN, IMAGENET_STD } from './preprocess.js';
+import { IMAGENET_MEAN, IMAGENET_STD, RESAMPLE_NORMALISE_UNIFORMS } from './preprocess.js';
 import { sectionSpec } from './shader.js';
 
 /**
@@ -19,12 +19,7 @@ import { sectionSpec } from './shader.js';
  * order; the rest as image_to_tensor (origin 0 and the whole-picture scale here).
  */
 const RGBA_WORDS_TO_TENSOR = {
-  uniforms: {
-    in_w: 'u32', in_h: 'u32', pitch: 'u32', bgra: 'u32', out_w: 'u32', out_h: 'u32', batch_index: 'u32',
-    origin_x: 'f32', origin_y: 'f32', scale_x: 'f32', scale_y: 'f32',
-    mean_r: 'f32', mean_g: 'f32', mean_b: 'f32',
-    inv_std_r: 'f32', inv_std_g: 'f32', inv_std_b: 'f32',
-  },
+  uniforms: { in_w: 'u32', in_h: 'u32', pitch: 'u32', bgra: 'u32', out_w: 'u32', out_h: 'u32', batch_index: 'u32', ...RESAMPLE_NORMALISE_UNIFORMS },
   bindings: { src: read('u32'), dst: readWrite('f32') },
 } as const;
 
