@@ -4,10 +4,9 @@
  * or Mesa's lavapipe when asked (`software: 'lavapipe'`, CANET_SOFTWARE_GPU=lavapipe).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { create } from 'webgpu';
 import { Engine, type AdapterSummary } from './engine.js';
 import type { Scope, ScopeContext } from './scope.js';
 import { requestDevice, softwareDriverName, summarizeAdapter } from './device-common.js';
@@ -104,6 +103,60 @@ export interface NodeEngineOptions {
 const instances: GPU[] = [];
 let softwareNoticeShown = false;
 
+/** The `webgpu` package's `create`, loaded on first use (see DAWN_MISSING). */
+type CreateGPU = (flags: string[]) => GPU;
+let dawn: CreateGPU | null = null;
+
+/**
+ * Dawn for Node is the `webgpu` package: an optional peer dependency, so that browser-only users
+ * do not download its 130 MB of native binaries. Imported here, on first use, so that importing
+ * canet-gpu in Node never fails for lack of it; createEngine({ device }) does not need it.
+ */
+export const DAWN_MISSING =
+  `canet-gpu: Node needs Dawn, the 'webgpu' package, to create a GPU device. Install it beside canet-gpu:\n` +
+  `    npm install webgpu@^0.6.2\n` +
+  `(It is an optional peer dependency: browser-only applications do not need it.)`;
+
+async function loadDawn(): Promise<CreateGPU> {
+  if (dawn) return dawn;
+  let mod: { create?: CreateGPU };
+  try {
+    mod = (await import('webgpu')) as unknown as { create?: CreateGPU };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' && /'webgpu'/.test((e as Error).message)) throw new Error(DAWN_MISSING, { cause: e });
+    throw new Error(`canet-gpu: loading Dawn (the 'webgpu' package) failed: ${(e as Error).message}`, { cause: e });
+  }
+  if (typeof mod.create !== 'function') throw new Error(`canet-gpu: the 'webgpu' package has no create() function; canet-gpu needs webgpu@^0.6.2`);
+  return (dawn = mod.create);
+}
+
+/** The environment variables Dawn's Vulkan loader reads when an instance is created. */
+const VULKAN_ENV = ['VK_ICD_FILENAMES', 'VK_LOADER_DRIVERS_DISABLE', 'XDG_RUNTIME_DIR'] as const;
+
+/**
+ * Runs `fn` (creating instances, adapters and the device) with the Vulkan loader's environment
+ * set as `fn` sets it, then puts process.env back exactly as it was and removes the temporary
+ * XDG_RUNTIME_DIR it made: the engine leaves no globals behind. The loader reads these variables
+ * when an instance is created, inside `fn`; nothing reads them after the device exists.
+ */
+async function withVulkanEnv<T>(fn: () => Promise<T>): Promise<T> {
+  const saved = VULKAN_ENV.map((k) => [k, process.env[k]] as const);
+  let runtimeDir: string | null = null;
+  // Dawn prints a warning for every probe when XDG_RUNTIME_DIR is unset or invalid.
+  if (!process.env.XDG_RUNTIME_DIR || !existsSync(process.env.XDG_RUNTIME_DIR))
+    process.env.XDG_RUNTIME_DIR = runtimeDir = mkdtempSync(join(tmpdir(), 'canet-gpu-xdg-'));
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    if (runtimeDir) rmSync(runtimeDir, { recursive: true, force: true });
+  }
+}
+
 class AsyncScopeContext implements ScopeContext {
   private als = new AsyncLocalStorage<Scope>();
   current(): Scope | undefined {
@@ -114,8 +167,8 @@ class AsyncScopeContext implements ScopeContext {
   }
 }
 
-function gpuInstance(flags: string[]): GPU {
-  const gpu = create(flags) as GPU;
+function gpuInstance(create: CreateGPU, flags: string[]): GPU {
+  const gpu = create(flags);
   instances.push(gpu);
   return gpu;
 }
@@ -151,9 +204,13 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
     return engine;
   };
   if (options.device) return watched(new Engine({ device: options.device, ownsDevice: false, scopeContext }));
-  // Dawn prints a warning for every probe when XDG_RUNTIME_DIR is unset or invalid.
-  if (!process.env.XDG_RUNTIME_DIR || !existsSync(process.env.XDG_RUNTIME_DIR))
-    process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), 'canet-gpu-xdg-'));
+  const create = await loadDawn();
+  const { device, summary } = await withVulkanEnv(() => openDevice(create, options));
+  return watched(new Engine({ device, ownsDevice: true, adapter: summary, scopeContext }));
+}
+
+/** Finds the adapter (hardware first, else the software driver asked for) and opens its device. */
+async function openDevice(create: CreateGPU, options: NodeEngineOptions): Promise<{ device: GPUDevice; summary: AdapterSummary }> {
   const flags = [...(options.dawnFlags ?? [])];
   const forceSoftware = options.forceSoftware ?? process.env.CANET_FORCE_SOFTWARE === '1';
   // Checked first, so a bad value is refused even where a hardware adapter would be used.
@@ -166,7 +223,7 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
   // set VK_LOADER_DRIVERS_DISABLE or asked for lavapipe (below).
   process.env.VK_LOADER_DRIVERS_DISABLE ??= '*lvp*';
   if (!forceSoftware && (hardwarePossible() || options.adapter)) {
-    const gpu = gpuInstance(flags);
+    const gpu = gpuInstance(create, flags);
     for (const powerPreference of [options.powerPreference ?? 'high-performance', 'low-power'] as const) {
       const a = await gpu.requestAdapter({ powerPreference });
       if (!a) continue;
@@ -186,7 +243,7 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
     process.env.VK_ICD_FILENAMES = icd;
     const disabled = process.env.VK_LOADER_DRIVERS_DISABLE;
     if (driver === 'lavapipe') delete process.env.VK_LOADER_DRIVERS_DISABLE;
-    const a = await gpuInstance(flags).requestAdapter();
+    const a = await gpuInstance(create, flags).requestAdapter();
     if (disabled !== undefined) process.env.VK_LOADER_DRIVERS_DISABLE = disabled;
     if (a) {
       adapter = a;
@@ -206,6 +263,5 @@ export async function createEngine(options: NodeEngineOptions = {}): Promise<Eng
     const name = softwareDriverName(summary) ?? (driver === 'lavapipe' ? 'lavapipe' : 'SwiftShader');
     console.warn(`canet-gpu: no hardware GPU adapter found; using the ${name} software GPU (${summary.description}). Expect CPU speeds.`);
   }
-  const device = await requestDevice(adapter);
-  return watched(new Engine({ device, ownsDevice: true, adapter: summary, scopeContext }));
+  return { device: await requestDevice(adapter), summary };
 }
