@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// Builds with esbuild: the Node library (dist/node), the browser ESM bundle (dist/browser), the CLI
-// and bench entry points, the TF.js peer (dist/bench/peers), and the tests (dist/test). WGSL files are bundled as text.
+// Builds with esbuild: the Node library and the CLI (dist/node, dist/cli), the browser ESM bundle
+// (dist/browser), the bench, probe and demo-server programs, the TF.js peer (dist/bench/peers), and
+// the tests (dist/test). WGSL files are bundled as text. The package ships dist/node, dist/cli,
+// dist/browser and dist/types (package.json "files").
 // `--types` also emits .d.ts files with tsc (slow; done by `prepare`).
 import { build } from 'esbuild';
-import { readdirSync, existsSync, writeFileSync } from 'node:fs';
+import { readdirSync, existsSync, writeFileSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,15 +16,21 @@ const common = { bundle: true, format: 'esm', sourcemap: true, loader: { '.wgsl'
 const nodeOpts = { ...common, platform: 'node', packages: 'external' };
 const fromDir = (dir, re) => (existsSync(dir) ? readdirSync(dir).filter((f) => re.test(f)).map((f) => join(dir, f)) : []);
 
+// Outputs of earlier builds go first: esbuild names chunks by content hash, so stale chunks (and
+// tests deleted from test/) would otherwise pile up, be shipped, or be run.
+for (const dir of ['node', 'cli', 'chunks', 'test', 'bench', 'web', 'test-browser']) rmSync(join('dist', dir), { recursive: true, force: true });
+
 const jobs = [
-  build({ ...nodeOpts, entryPoints: { index: 'engine/entry-node.ts' }, outdir: 'dist/node' }),
+  // What the package ships for Node: the library and the CLI, sharing their code through chunks
+  // in dist/node/chunks, so the CLI and `import 'canet-gpu'` run the same module instances.
+  build({ ...nodeOpts, entryPoints: { 'node/index': 'engine/entry-node.ts', 'cli/main': 'cli/main.ts' }, outdir: 'dist', splitting: true, chunkNames: 'node/chunks/[name]-[hash]' }),
   build({ ...common, platform: 'browser', entryPoints: { 'canet-gpu': 'engine/entry-browser.ts' }, outdir: 'dist/browser' }),
 ];
 const tests = fromDir('test', /\.test\.ts$/);
 if (tests.length)
   jobs.push(build({ ...nodeOpts, entryPoints: tests, outdir: 'dist/test', outbase: 'test', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
-// Node programs: the CLI and the benchmarks (their other files are modules they import).
-const programs = ['cli/main.ts', 'bench/run.ts', 'bench/kernels.ts', 'bench/device/probe.ts', 'web/server.ts'].filter((f) => existsSync(f));
+// Node programs of the repository (not shipped): the benchmarks, the device-kit probe, the demo server.
+const programs = ['bench/run.ts', 'bench/kernels.ts', 'bench/device/probe.ts', 'web/server.ts'].filter((f) => existsSync(f));
 if (programs.length) jobs.push(build({ ...nodeOpts, entryPoints: programs, outdir: 'dist', outbase: '.', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
 // Pages: the demo and the browser test page. They load the library from the shipped bundle
 // (/browser/canet-gpu.js, served beside them) instead of bundling a second copy, so what they
@@ -70,7 +78,10 @@ if (process.argv.includes('--types')) {
       console.warn('build: tsc reported type errors (declarations were still written); run `npm run typecheck`.');
     }
     // Entry declarations for package.json's "types": the Node entry, and the browser bundle's.
-    writeFileSync('dist/types/index.d.ts', "export * from './engine/entry-node.js';\n");
-    writeFileSync('dist/browser/canet-gpu.d.ts', "export * from '../types/engine/entry-browser.js';\n");
+    // They name the WebGPU types (GPUDevice, GPUTexture...) that the API uses, from @webgpu/types
+    // (a dependency), so a TypeScript user needs no configuration of their own for them.
+    const webgpuTypes = '/// <reference types="@webgpu/types" />\n';
+    writeFileSync('dist/types/index.d.ts', `${webgpuTypes}export * from './engine/entry-node.js';\n`);
+    writeFileSync('dist/browser/canet-gpu.d.ts', `${webgpuTypes}export * from '../types/engine/entry-browser.js';\n`);
   }
 }
