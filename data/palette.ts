@@ -44,19 +44,40 @@ const LUT = (() => {
  * @param labels one class id per pixel, row-major, `width * height` entries
  * @returns RGBA bytes, `width * height * 4`
  */
-export function colorize(labels: Uint8Array | Int32Array, width: number, height: number): Uint8Array {
+export function colorize(labels: ArrayLike<number>, width: number, height: number): Uint8Array {
   checkSize('colorize', width, height);
   if (labels.length !== width * height)
     throw new RangeError(`colorize: labels has ${labels.length} entries, expected ${width}x${height} = ${width * height}`);
   const out = new Uint8Array(labels.length * 4);
   for (let i = 0; i < labels.length; i++) {
     const id = labels[i]!;
-    // Int32 ids outside a byte must not alias onto a real class through the LUT index.
-    const k = id >= 0 && id < 256 ? id * 4 : IGNORE_INDEX * 4;
+    // Ids outside a byte (Int32) or not whole (a Float32Array passed by mistake) must not alias
+    // onto a real class, or onto another colour channel, through the LUT index.
+    const k = id >= 0 && id < 256 && Number.isInteger(id) ? id * 4 : IGNORE_INDEX * 4;
     out[i * 4] = LUT[k]!;
     out[i * 4 + 1] = LUT[k + 1]!;
     out[i * 4 + 2] = LUT[k + 2]!;
     out[i * 4 + 3] = LUT[k + 3]!;
+  }
+  return out;
+}
+
+/**
+ * Resizes a class-id map by nearest neighbour (ids must never be blended), e.g. from the network's
+ * input size back to the photo's: `resizeClassIds(await ids.read(), 512, 256, photo.width, photo.height)`.
+ * Each output pixel takes the id under its centre.
+ *
+ * @param ids `width * height` class ids, row-major (any integer array: a tensor's read() works as is)
+ * @returns `outWidth * outHeight` ids as bytes (class ids are < 256)
+ */
+export function resizeClassIds(ids: ArrayLike<number>, width: number, height: number, outWidth: number, outHeight: number): Uint8Array {
+  checkSize('resizeClassIds', width, height);
+  checkSize('resizeClassIds', outWidth, outHeight);
+  if (ids.length !== width * height) throw new RangeError(`resizeClassIds: ids has ${ids.length} entries, expected ${width}x${height} = ${width * height}`);
+  const out = new Uint8Array(outWidth * outHeight);
+  for (let y = 0; y < outHeight; y++) {
+    const row = Math.min(height - 1, Math.floor(((y + 0.5) * height) / outHeight)) * width;
+    for (let x = 0; x < outWidth; x++) out[y * outWidth + x] = ids[row + Math.min(width - 1, Math.floor(((x + 0.5) * width) / outWidth))]!;
   }
   return out;
 }

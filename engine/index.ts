@@ -19,7 +19,7 @@ export { trainStep, uploadBatch, drawAugmentation, type Sample, type AugmentOpti
 export * from '../weights/safetensors.js';
 export * from '../weights/names.js';
 export { loadWeightsBytes, serializeStateDict, stateDictFromParsed, OPTIMIZER_PREFIX } from '../weights/state.js';
-export { CLASS_NAMES, PALETTE, IGNORE_INDEX, NUM_CLASSES, colorize, overlay } from '../data/palette.js';
+export { CLASS, CLASS_NAMES, PALETTE, IGNORE_INDEX, NUM_CLASSES, colorize, overlay, resizeClassIds } from '../data/palette.js';
 export { generateScene, syntheticSeeds } from '../data/synthetic.js';
 export { textureToTensor, textureToRows, rowsToTensor, rowsToTexture, rowPitchWords, createOwnedTexture, OUTPUT_TEXTURE_USAGE, type RgbaRows, type RowsToTensorOptions } from './ops/texture.js';
 export { colorizeIds, colorizeToTexture, type ColorizeOptions } from './ops/colorize.js';

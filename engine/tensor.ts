@@ -98,6 +98,23 @@ export class Tensor {
     return this.engine.readTensor(this);
   }
 
+  /** read() of an f32 tensor, typed as such (logits, features); throws naming the tensor if it is not f32. */
+  async readFloat32(): Promise<Float32Array> {
+    return this.readAs('f32', Float32Array);
+  }
+
+  /** read() of an i32 tensor, typed as such (class ids from segment()); throws naming the tensor if it is not i32. */
+  async readInt32(): Promise<Int32Array> {
+    return this.readAs('i32', Int32Array);
+  }
+
+  private async readAs<A extends Float32Array | Int32Array>(dtype: DType, type: { new (...args: never[]): A }): Promise<A> {
+    if (this.dtype !== dtype) throw new TypeError(`${this.name} ${fmtShape(this.shape)} is ${this.dtype}, not ${dtype}: use read()`);
+    const data = await this.read();
+    if (!(data instanceof type)) throw new TypeError(`${this.name}: read() returned ${data.constructor.name} for dtype ${dtype}`);
+    return data;
+  }
+
   /** Returns the buffer to the pool (idempotent). Gradients owned by this tensor go too. */
   dispose(): void {
     if (!this._buffer) return;
