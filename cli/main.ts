@@ -1,9 +1,7 @@
 /** The `canet` command: segment, train, eval, make-dataset, demo. */
 import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { writeSyntheticDataset } from '../data/datasets.js';
+import { demoFiles } from '../weights/bundled.js';
 import { readLabelImage } from '../data/image-io.js';
 import { scoresFromConfusion } from '../engine/ops/metrics.js';
 import { parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
@@ -11,8 +9,6 @@ import { runSegment } from './segment.js';
 import { ensureOutputDir } from './files.js';
 import { runTrain } from './train.js';
 import { runEval } from './eval.js';
-
-const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const makeDatasetSpec: CommandSpec = {
   name: 'make-dataset',
@@ -47,15 +43,12 @@ commands:
 async function runDemo(argv: string[]): Promise<void> {
   const p = parseCommand(demoSpec, argv);
   if (p.help) return void console.log(usage(demoSpec));
-  const weights = join(packageRoot, 'weights', 'demo.safetensors');
-  const sample = join(packageRoot, 'weights', 'sample.png');
-  if (!existsSync(weights)) throw new Error(`the demo weights ${weights} are missing from this checkout`);
+  const { model: weights, sample, sampleLabels: truthPath, card } = demoFiles();
   const out = String(p.flags.out);
   const [r] = (await runSegment([sample, '--weights', weights, '--out', out, '--ids']))!;
-  const truthPath = join(packageRoot, 'weights', 'sample-labels.png');
-  if (r && existsSync(truthPath)) {
+  if (r) {
     const truth = await readLabelImage(truthPath);
-    const meta = JSON.parse(await readFile(weights.replace(/\.safetensors$/, '') + '.json', 'utf8')) as { classes: number };
+    const meta = JSON.parse(await readFile(card, 'utf8')) as { classes: number };
     const confusion = Array.from({ length: meta.classes }, () => new Array<number>(meta.classes).fill(0));
     truth.labels.forEach((y, i) => {
       if (y < meta.classes) confusion[y]![r.classIds[i]!]!++;

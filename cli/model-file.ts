@@ -4,9 +4,8 @@
  * person can read. `canet segment --weights FILE` needs nothing else.
  */
 import { writeFile } from 'node:fs/promises';
-import type { Engine } from '../engine/engine.js';
 import type { CANet } from '../net/canet.js';
-import { loadModelBytes, type ModelFileConfig } from '../weights/model-bytes.js';
+import type { ModelFileConfig } from '../weights/model-bytes.js';
 import { parseSafetensors } from '../weights/safetensors.js';
 import { writeFileAtomic } from '../weights/file.js';
 import { readWeightsBytes } from '../weights/load-file.js';
@@ -23,16 +22,6 @@ export async function saveModel(path: string, model: CANet, config: ModelConfig,
   await writeFileAtomic(path, bytes);
   const sidecar = path.replace(/\.safetensors$/, '') + '.json';
   await writeFile(sidecar, JSON.stringify({ ...config, ...(opts.sidecar ?? {}), dtype: opts.dtype ?? 'F32', parameters: model.numParameters() }, null, 2) + '\n');
-}
-
-/** Builds the model a weights file describes and loads it (strict). Checkpoints work too. */
-export async function loadModel(engine: Engine, path: string, overrides: Partial<ModelConfig> = {}): Promise<{ model: CANet; config: ModelConfig }> {
-  const bytes = await readWeightsBytes(path, 'weights');
-  try {
-    return loadModelBytes(engine, bytes, overrides);
-  } catch (e) {
-    throw new Error(`weights ${path}: ${(e as Error).message}`);
-  }
 }
 
 /**

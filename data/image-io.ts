@@ -106,6 +106,32 @@ export async function readImage(path: string, opts: ImageReadOptions = {}): Prom
   return decodeImage(await readBytes(path), path, opts);
 }
 
+/** What {@link inspectImageFile} learns from a file without decoding it. */
+export interface ImageInfo {
+  format: 'png' | 'jpeg';
+  /** From the header (0 for a JPEG whose frame header follows its first scan: known only by decoding). */
+  width: number;
+  height: number;
+}
+
+/**
+ * Every check {@link readImage} makes before decoding (the file is readable, is a PNG or JPEG, its
+ * header is sound, its size is within the budget, a PNG's chunks are intact), without decoding:
+ * milliseconds per file, so a list of inputs can be checked before any of them costs GPU work.
+ * A file that passes can still fail to decode (damaged compressed data is found only by inflating it).
+ *
+ * @throws ImageError naming `path`, as readImage would
+ */
+export async function inspectImageFile(path: string, opts: ImageReadOptions = {}): Promise<ImageInfo> {
+  const bytes = await readBytes(path);
+  if (sniff(bytes, path) === 'png') {
+    const h = checkPngHeader(bytes, path, opts);
+    return { format: 'png', width: h.width, height: h.height };
+  }
+  const size = checkJpegHeader(bytes, path, opts);
+  return { format: 'jpeg', width: size?.width ?? 0, height: size?.height ?? 0 };
+}
+
 /**
  * Encodes 8-bit pixels as a PNG: 1 channel gives a greyscale PNG (label maps), 3 RGB, 4 RGBA.
  * Lossless: {@link decodeImage} (or {@link readLabelImage} for 1 channel) returns the same bytes.
@@ -253,9 +279,7 @@ interface RawPng {
  * one grey value into transparent black, i.e. class 0).
  */
 function readPng(bytes: Uint8Array, name: string, forLabels: boolean, opts: ImageReadOptions): RawPng {
-  const header = pngHeader(bytes, name);
-  checkBudget(name, 'PNG', header.width, header.height, opts);
-  checkPngChunks(bytes, name, header);
+  const header = checkPngHeader(bytes, name, opts);
   let input = bytes;
   if (forLabels) input = labelView(bytes, name, header.colorType);
   let png: { width: number; height: number; data: Buffer | Uint16Array; alpha: boolean };
@@ -283,6 +307,14 @@ function checkBudget(name: string, format: string, width: number, height: number
         `nothing was decoded. If the image is genuine, raise the budget with ${opts.raiseWith ?? 'the maxPixels option'}`,
     );
   }
+}
+
+/** The PNG checks made before decoding (header, budget, chunk checksums, data size): cheap, nothing inflated. */
+function checkPngHeader(bytes: Uint8Array, name: string, opts: ImageReadOptions): PngHeader {
+  const header = pngHeader(bytes, name);
+  checkBudget(name, 'PNG', header.width, header.height, opts);
+  checkPngChunks(bytes, name, header);
+  return header;
 }
 
 /** Valid bit depths per PNG colour type (PNG spec, table 11.1). */
@@ -452,7 +484,8 @@ function jpegSize(bytes: Uint8Array): { width: number; height: number; huffman: 
   return null;
 }
 
-function decodeJpeg(bytes: Uint8Array, name: string, opts: ImageReadOptions): DecodedImage {
+/** The JPEG checks made before decoding; the frame size, or null if no frame header precedes the first scan. */
+function checkJpegHeader(bytes: Uint8Array, name: string, opts: ImageReadOptions): { width: number; height: number } | null {
   const size = jpegSize(bytes);
   if (size) {
     checkBudget(name, 'JPEG', size.width, size.height, opts);
@@ -463,6 +496,11 @@ function decodeJpeg(bytes: Uint8Array, name: string, opts: ImageReadOptions): De
     if (size.huffman && size.width * size.height > bytes.length * 512)
       throw new ImageError(name, `corrupt JPEG: its header claims ${size.width}x${size.height} pixels, more than ${bytes.length} bytes can encode`);
   }
+  return size;
+}
+
+function decodeJpeg(bytes: Uint8Array, name: string, opts: ImageReadOptions): DecodedImage {
+  checkJpegHeader(bytes, name, opts);
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   let img: { width: number; height: number; data: Uint8Array };
   try {

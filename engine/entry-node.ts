@@ -13,7 +13,8 @@ export {
 } from './device-node.js';
 export { softwareDriverName } from './device-common.js';
 export { readSafetensorsFile, writeSafetensorsFile, writeFileAtomic } from '../weights/file.js';
-export { loadWeightsFile } from '../weights/load-file.js';
-export { readImage, decodeImage, encodePng, writePng, readLabelImage } from '../data/image-io.js';
+export { loadWeightsFile, loadModelFile } from '../weights/load-file.js';
+export { demoFiles, type DemoFiles } from '../weights/bundled.js';
+export { readImage, inspectImageFile, type ImageInfo, decodeImage, encodePng, writePng, readLabelImage } from '../data/image-io.js';
 export { findPairs, loadPair, writeSyntheticDataset } from '../data/datasets.js';
 export { loadTuningFile, saveTuningFile, defaultTuningFile } from './tune-file.js';

@@ -10,9 +10,10 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { existsSync, statSync, createReadStream } from 'node:fs';
-import { dirname, extname, join, normalize, sep } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { extname, join, normalize, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
+import { packageRoot } from '../weights/bundled.js';
 
 const MIME: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -27,13 +28,7 @@ const MIME: Record<string, string> = {
   '.ts': 'text/plain; charset=utf-8',
 };
 
-/** The package root: the nearest folder above this file with a package.json (dist/web or dist/test). */
-export function packageRoot(from = dirname(fileURLToPath(import.meta.url))): string {
-  for (let d = from; ; d = dirname(d)) {
-    if (existsSync(join(d, 'package.json'))) return d;
-    if (dirname(d) === d) throw new Error(`no package.json above ${from}`);
-  }
-}
+export { packageRoot };
 
 export interface WebServer {
   url: string;

@@ -57,6 +57,8 @@ function configFromMetadata(md: Record<string, string>): Partial<ModelFileConfig
 /**
  * Builds the CANet a model file describes and loads its weights (strict: a missing, unexpected or
  * mis-shaped tensor throws naming it, and nothing stays allocated). `overrides` win over the file.
+ * The model comes in **eval mode** (BatchNorm uses its running statistics), ready for inference:
+ * call `model.train()` to fine-tune it. (A freshly built `canet()` is in training mode, as in PyTorch.)
  *
  * @throws SafetensorsError for a malformed file; ModelFileError for bad metadata, a configuration
  * out of bounds, or tensors that do not match it (all before anything is built); Error from
@@ -77,6 +79,7 @@ export function loadModelBytes(engine: Engine, bytes: Uint8Array | ArrayBuffer, 
     model.dispose();
     throw e;
   }
+  model.eval();
   return { model, config };
 }
 

@@ -3,7 +3,7 @@
  * works on bytes, so browsers load weights fetched from their origin the same way Node loads files.
  */
 import type { Module, StateDict, StateTensor } from '../net/module.js';
-import { parseSafetensors, serializeSafetensors, quoteForMessage as quote, type ParsedSafetensors, type SafeTensorInput, SafetensorsError } from './safetensors.js';
+import { parseSafetensors, serializeSafetensors, quoteForMessage as quote, clipForMessage as clip, type ParsedSafetensors, type SafeTensorInput, SafetensorsError } from './safetensors.js';
 
 /** Names starting with this hold training state (optimizer moments), not model weights. */
 export const OPTIMIZER_PREFIX = '__optimizer__.';
@@ -28,7 +28,17 @@ export function stateDictFromParsed(parsed: ParsedSafetensors): StateDict {
  */
 export function loadWeightsBytes(model: Module, bytes: Uint8Array | ArrayBuffer, opts: { strict?: boolean; allowNonFinite?: boolean } = {}) {
   const parsed = parseSafetensors(bytes, { allowNonFinite: opts.allowNonFinite });
-  return model.loadStateDict(stateDictFromParsed(parsed), { strict: opts.strict });
+  try {
+    return model.loadStateDict(stateDictFromParsed(parsed), { strict: opts.strict });
+  } catch (e) {
+    // The usual cause: a model file (it records the network it holds) loaded into a network built
+    // with other options. Say so, and name the call that builds the right one.
+    const described = parsed.metadata.canet;
+    if (described !== undefined && e instanceof Error)
+      e.message += `\nThe file is a model file that describes its own network (${clip(described, 200)}): ` +
+        `build that network and load it in one call with loadModelFile(engine, path) in Node or loadModelBytes(engine, bytes).`;
+    throw e;
+  }
 }
 
 /** Serialises a state dict (f32, or f16 to halve the size; counters stay I64). */
