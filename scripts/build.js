@@ -16,22 +16,26 @@ const common = { bundle: true, format: 'esm', sourcemap: true, loader: { '.wgsl'
 const nodeOpts = { ...common, platform: 'node', packages: 'external' };
 const fromDir = (dir, re) => (existsSync(dir) ? readdirSync(dir).filter((f) => re.test(f)).map((f) => join(dir, f)) : []);
 
+// `--types-only`: only the declarations (the consumer test packs the package without rebuilding
+// the JavaScript under tests that are running from dist/).
+const typesOnly = process.argv.includes('--types-only');
+
 // Outputs of earlier builds go first: esbuild names chunks by content hash, so stale chunks (and
 // tests deleted from test/) would otherwise pile up, be shipped, or be run.
-for (const dir of ['node', 'cli', 'chunks', 'test', 'bench', 'web', 'test-browser']) rmSync(join('dist', dir), { recursive: true, force: true });
+if (!typesOnly) for (const dir of ['node', 'cli', 'chunks', 'test', 'bench', 'web', 'test-browser']) rmSync(join('dist', dir), { recursive: true, force: true });
 
-const jobs = [
+const jobs = typesOnly ? [] : [
   // What the package ships for Node: the library and the CLI, sharing their code through chunks
   // in dist/node/chunks, so the CLI and `import 'canet-gpu'` run the same module instances.
   build({ ...nodeOpts, entryPoints: { 'node/index': 'engine/entry-node.ts', 'cli/main': 'cli/main.ts' }, outdir: 'dist', splitting: true, chunkNames: 'node/chunks/[name]-[hash]' }),
   build({ ...common, platform: 'browser', entryPoints: { 'canet-gpu': 'engine/entry-browser.ts' }, outdir: 'dist/browser' }),
 ];
 const tests = fromDir('test', /\.test\.ts$/);
-if (tests.length)
+if (tests.length && !typesOnly)
   jobs.push(build({ ...nodeOpts, entryPoints: tests, outdir: 'dist/test', outbase: 'test', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
 // Node programs of the repository (not shipped): the benchmarks, the device-kit probe, the demo server.
 const programs = ['bench/run.ts', 'bench/kernels.ts', 'bench/device/probe.ts', 'web/server.ts'].filter((f) => existsSync(f));
-if (programs.length) jobs.push(build({ ...nodeOpts, entryPoints: programs, outdir: 'dist', outbase: '.', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
+if (programs.length && !typesOnly) jobs.push(build({ ...nodeOpts, entryPoints: programs, outdir: 'dist', outbase: '.', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
 // Pages: the demo and the browser test page. They load the library from the shipped bundle
 // (/browser/canet-gpu.js, served beside them) instead of bundling a second copy, so what they
 // exercise is exactly dist/browser/canet-gpu.js; their imports of the engine's entry (or of its
@@ -46,13 +50,13 @@ const pages = [
   ['web/demo.ts', 'dist/web'],
   ['test/browser/page.ts', 'dist/test-browser'],
 ].filter(([f]) => existsSync(f));
-for (const [entry, outdir] of pages) jobs.push(build({ ...common, platform: 'browser', entryPoints: [entry], outdir, plugins: [libraryFromBundle] }));
+if (!typesOnly) for (const [entry, outdir] of pages) jobs.push(build({ ...common, platform: 'browser', entryPoints: [entry], outdir, plugins: [libraryFromBundle] }));
 // The TF.js peer of the benchmark (a devDependency, never in the library or the browser bundle):
 // TF.js's training gradients ship only as ES modules with extensionless imports
 // (@tensorflow/tfjs-core/dist/register_all_gradients), which Node cannot load, so this program
 // bundles TF.js from its ES modules; the Emscripten glue of the WASM backend still calls require()
 // and reads __dirname, which the banner provides.
-if (existsSync('bench/peers/tfjs.ts') && existsSync('node_modules/@tensorflow/tfjs-core'))
+if (!typesOnly && existsSync('bench/peers/tfjs.ts') && existsSync('node_modules/@tensorflow/tfjs-core'))
   jobs.push(build({
     ...common,
     platform: 'node',
@@ -67,7 +71,7 @@ if (existsSync('bench/peers/tfjs.ts') && existsSync('node_modules/@tensorflow/tf
   }));
 await Promise.all(jobs);
 
-if (process.argv.includes('--types')) {
+if (process.argv.includes('--types') || typesOnly) {
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   // Declarations are emitted even when tsc reports errors; `npm run typecheck` (run by CI) is the
   // gate for type errors, so an install never fails on them.
