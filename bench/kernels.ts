@@ -16,7 +16,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { conv2d } from '../engine/ops/conv2d.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
-import { describeAdapter, engineOptionsFromArgs, fmt, parseArgs, timeGpu, tuneFileArg } from './timing.js';
+import { commandLine, describeAdapter, engineOptionsFromArgs, fmt, timeGpu, tuneFileArg } from './timing.js';
 import { autotune } from '../engine/tune.js';
 import { loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
 
@@ -121,7 +121,11 @@ export async function runKernelBench(engine: Engine, quick: boolean, iters: numb
 }
 
 async function main() {
-  const args = parseArgs(process.argv.slice(2));
+  const args = commandLine({
+    usage: 'usage: node bench/kernels.js [--quick] [--iters N] [--json PATH] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]\n' +
+      'Times the convolutions that dominate CANet at 1024x512 (GFLOP/s, fraction of the matmul ceiling); see bench/kernels.ts.',
+    flags: ['quick', 'iters', 'json'],
+  });
   const quick = args.has('quick');
   const iters = Number(args.get('iters') ?? (quick ? 2 : 3));
   const engine = await createEngine(engineOptionsFromArgs(args));

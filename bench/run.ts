@@ -34,7 +34,7 @@ import { canet, type BackboneName } from '../net/canet.js';
 import { trainStep } from '../net/train.js';
 import { autotune } from '../engine/tune.js';
 import { loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
-import { describeAdapter, engineOptionsFromArgs, fmt, parseArgs, timeGpu, tuneFileArg } from './timing.js';
+import { commandLine, describeAdapter, engineOptionsFromArgs, fmt, timeGpu, tuneFileArg, type BenchCommand } from './timing.js';
 import type { PeerResult } from './peers/tfjs.js';
 
 export interface BenchCase {
@@ -195,6 +195,28 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
   }
 }
 
+const BENCH_COMMAND: BenchCommand = {
+  usage: `usage: node bench/run.js [options]
+  --quick              small sizes and few iterations (about a minute on a software GPU)
+  --full               every backbone and size of the full table
+  --backbone NAME      mobilenetv2 | resnet18 | resnet101
+  --size WxH           network input size (default: the standard cases)
+  --batch N            images per call
+  --iters N            timed runs per case (the median is reported)
+  --width W            channel width multiplier of the network
+  --infer, --train     only inference, only the training step
+  --cpu                CPU ms per call: a 64x32 inference and a 256x128 b2 training step
+  --profile            per-kernel GPU time (timestamp queries)
+  --json PATH          write the results as JSON
+  --peers [LIST]       also run TensorFlow.js (tfjs-webgpu,tfjs-wasm) on the same cases
+  --peer-iters N, --peer-timeout S
+  --tune [FILE]        autotune kernels into the tuning file first
+  --adapter NAME       lavapipe | swiftshader | part of a hardware adapter's name
+Each case reports the first call (compiling included), the median, CPU ms per call, and the same
+for a captured plan (bench/run.ts says how it measures).`,
+  flags: ['quick', 'full', 'backbone', 'size', 'batch', 'iters', 'width', 'infer', 'train', 'cpu', 'profile', 'json', 'peers', 'peer-iters', 'peer-timeout'],
+};
+
 const PEERS = ['tfjs-webgpu', 'tfjs-wasm'] as const;
 type PeerName = (typeof PEERS)[number];
 
@@ -281,7 +303,7 @@ function printPeerTable(results: BenchResult[], peers: PeerName[]): void {
 }
 
 async function main() {
-  const args = parseArgs(process.argv.slice(2));
+  const args = commandLine(BENCH_COMMAND);
   const engine = await createEngine(engineOptionsFromArgs(args));
   console.log(`adapter: ${describeAdapter(engine)}`);
   const peers = selectedPeers(args);

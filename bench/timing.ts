@@ -80,17 +80,59 @@ export function engineOptionsFromArgs(args: Map<string, string | true>): NodeEng
   return { software: driver, forceSoftware: true };
 }
 
-export function parseArgs(argv: string[]): Map<string, string | true> {
+/**
+ * `--name value`, `--name=value` and bare `--name` options. With `known` (names without dashes),
+ * anything else is refused: an Error naming it. `--help` / `-h` come back as the key 'help'.
+ */
+export function parseArgs(argv: string[], known?: readonly string[]): Map<string, string | true> {
   const m = new Map<string, string | true>();
+  const accepted = known && new Set<string>([...known, ...COMMON_FLAGS]);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (!a.startsWith('--')) continue;
+    if (a === '--help' || a === '-h') {
+      m.set('help', true);
+      continue;
+    }
+    if (!a.startsWith('--')) {
+      if (accepted) throw new Error(`unexpected argument '${a}'`);
+      continue;
+    }
     const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
+    if (accepted && !accepted.has(k)) throw new Error(`unknown option --${k}`);
     if (v !== undefined) m.set(k, v);
     else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) m.set(k, argv[++i]!);
     else m.set(k, true);
   }
   return m;
+}
+
+/** Options every benchmark program takes (engineOptionsFromArgs, tuneFileArg). */
+export const COMMON_FLAGS = ['adapter', 'software', 'tune'] as const;
+
+/** A benchmark program's command line: its usage text and the options it knows (without the dashes). */
+export interface BenchCommand {
+  usage: string;
+  flags: readonly string[];
+}
+
+/**
+ * The program's options from process.argv. `--help` prints the usage and exits 0; an unknown
+ * option or a stray argument prints what is wrong and the usage and exits 2, before any work
+ * starts: a mistyped flag must not silently run the full benchmark for minutes.
+ */
+export function commandLine(command: BenchCommand): Map<string, string | true> {
+  let args: Map<string, string | true>;
+  try {
+    args = parseArgs(process.argv.slice(2), command.flags);
+  } catch (e) {
+    console.error(`${(e as Error).message}\n\n${command.usage}`);
+    process.exit(2);
+  }
+  if (args.has('help')) {
+    console.log(command.usage);
+    process.exit(0);
+  }
+  return args;
 }
 
 /** `--tune [FILE]`: the tuning file to tune into (the default file when no name follows), or undefined without --tune. */

@@ -32,4 +32,17 @@ t('bench/run.js --quick: one small case, JSON with the documented fields', () =>
   assert.ok(Math.abs(c.forwardGflopPerImage - (2 * 20.3) / 16) < 0.05 * ((2 * 20.3) / 16), `forward ${c.forwardGflopPerImage} GFLOP`);
 }, { timeoutMs: 240_000 });
 
+t('bench/run.js and bench/kernels.js: --help prints the options and exits; an unknown option is refused before any work (it used to start the full benchmark)', () => {
+  for (const program of ['bench/run.js', 'bench/kernels.js']) {
+    const help = spawnSync(process.execPath, [program, '--help'], { encoding: 'utf8', timeout: 30_000 });
+    assert.is(help.status, 0, help.stderr);
+    assert.match(help.stdout, /usage: node bench\/(run|kernels)\.js/);
+    assert.match(help.stdout, /--quick/);
+    const bad = spawnSync(process.execPath, [program, '--sise', '64x32'], { encoding: 'utf8', timeout: 30_000 });
+    assert.is(bad.status, 2, bad.stdout + bad.stderr);
+    assert.match(bad.stderr, /unknown option --sise[\s\S]*usage:/);
+    assert.not.match(bad.stdout, /adapter:/, 'it started');
+  }
+});
+
 t.run();
