@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { build } from 'esbuild';
 import { colorize, generateScene, imageToTensor, loadModelBytes, overlay, type Engine } from '../engine/entry-node.js';
 import { PNG } from 'pngjs';
-import { readImage } from '../data/image-io.js';
+import { decodeImage, readImage } from '../data/image-io.js';
 import { startServer, packageRoot, type WebServer } from '../web/server.js';
 import { suite } from './harness.js';
 import { testEngine } from './gpu.js';
@@ -289,11 +289,35 @@ if (missing) {
       assert.match(state.timing!, new RegExp(`sample\\.png: 512x256, network at ${dw}x${dh}: segment \\d+ ms`));
       assert.ok(state.legend.some((l) => /^road \d/.test(l!)), `legend: ${state.legend.join(', ')}`);
       assert.equal(state.canvas, [512, 256]);
-      // The slider recolours without running the network (a render only).
-      await demo.locator('#opacity').fill('90');
-      await demo.waitForFunction(() => document.getElementById('opacity-value')!.textContent === '90%');
-      await demo.locator('#opacity').fill('55');
-      await demo.waitForTimeout(300);
+      // The slider recolours without running the network (a render only), and the canvas shows
+      // it at once: at 0 the photo alone, at 100 the labels alone (it used to change nothing
+      // until the next frame was segmented).
+      // The canvas at its own size (1 CSS pixel = 1 pixel) while its pixels are compared.
+      const natural = await demo.addStyleTag({ content: '#view { width: 512px !important; height: 256px !important; }' });
+      const view = async (): Promise<Uint8Array> => {
+        const p = PNG.sync.read(await demo.locator('#view').screenshot());
+        // The element's box can round up to 257 rows at a fractional offset: the first 256 are the canvas.
+        assert.ok(p.width === 512 && p.height >= 256 && p.height <= 257, `canvas screenshot is ${p.width}x${p.height}`);
+        return new Uint8Array(p.data.buffer, p.data.byteOffset, 512 * 256 * 4);
+      };
+      const slide = async (v: number): Promise<Uint8Array> => {
+        await demo.locator('#opacity').fill(String(v));
+        await demo.waitForFunction((want) => document.getElementById('opacity-value')!.textContent === `${want}%`, v);
+        await demo.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+        return view();
+      };
+      const photo = decodeImage(readFileSync(join(root, 'weights', 'sample.png')));
+      const photoRgba = new Uint8Array(512 * 256 * 4);
+      for (let i = 0; i < 512 * 256; i++) for (let c = 0; c < 4; c++) photoRgba[4 * i + c] = c < 3 ? photo.data[photo.channels * i + c]! : 255;
+      const clear = await slide(0);
+      const full = await slide(100);
+      const photoOff = countDiffering(clear, photoRgba, 3);
+      const changed = countDiffering(clear, full, 8);
+      console.log(`  demo slider: at 0, ${photoOff} of ${512 * 256} pixels differ from the photo; 0 -> 100 changed ${changed}`);
+      assert.ok(photoOff < 512 * 256 * 0.01, `opacity 0 shows the photo (${photoOff} pixels differ)`);
+      assert.ok(changed > 512 * 256 * 0.5, `moving the slider changed ${changed} pixels`);
+      await slide(55);
+      await natural.evaluate((el) => el.remove());
       // out/demo-web.png every run; the committed docs/demo-web.png only when asked (or missing),
       // so a test run leaves the work tree clean.
       const docsShot = join(root, 'docs/demo-web.png');
@@ -308,7 +332,15 @@ if (missing) {
       for (let i = 0; i < data.length; i += 4) if (Math.max(data[i]!, data[i + 1]!, data[i + 2]!) - Math.min(data[i]!, data[i + 1]!, data[i + 2]!) > 40) colourful++;
       assert.ok(colourful > (shot.width * shot.height) / 10, `the screenshot shows the coloured overlay (${colourful} saturated pixels)`);
       assert.equal(errors, []);
-      // Without WebGPU the page says so instead of failing silently.
+      // A file the browser cannot decode: the banner names it; the next good frame clears it.
+      await demo.locator('#file').setInputFiles({ name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not an image') });
+      await demo.waitForFunction(() => document.body.dataset.state === 'error', null, { timeout: 30_000 });
+      assert.match((await demo.locator('#message').textContent())!, /Could not segment notes\.png: the browser cannot decode it/);
+      await demo.locator('#sample').click();
+      await demo.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 60_000 });
+      assert.is(await demo.locator('#message').isVisible(), false, 'the error banner stays after a good frame');
+      assert.equal(errors, []);
+      // Without WebGPU the page says so instead of failing silently, and offers nothing to click.
       const bare = await browser!.newPage();
       await bare.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
       await bare.goto(`${server!.url}/web/`);
@@ -316,6 +348,8 @@ if (missing) {
       const msg = await bare.evaluate(() => [document.body.dataset.state, document.getElementById('message')!.textContent]);
       assert.equal(msg[0], 'nogpu');
       assert.match(msg[1]!, /no WebGPU \(navigator\.gpu is missing\)/);
+      const enabled = await bare.evaluate(() => Array.from(document.querySelectorAll<HTMLButtonElement | HTMLInputElement>('#controls button, #controls input')).filter((c) => !c.disabled).map((c) => c.id));
+      assert.equal(enabled, [], 'controls left enabled without WebGPU');
       await bare.close();
     } finally {
       await demo.close();

@@ -16,9 +16,15 @@ const opacityInput = $<HTMLInputElement>('opacity');
 /** Largest side of a chosen image we colour at full size (larger ones are scaled on decode). */
 const MAX_SIDE = 1280;
 
+/** The controls that start work: disabled until the engine and weights are ready, and for good without WebGPU. */
+const controls = (): (HTMLButtonElement | HTMLInputElement)[] => Array.from(document.querySelectorAll<HTMLButtonElement | HTMLInputElement>('#controls button, #controls input'));
+const enableControls = (on: boolean): void => controls().forEach((c) => (c.disabled = !on));
+
 function fail(state: 'nogpu' | 'error', text: string): void {
   document.body.dataset.state = state;
   message.textContent = text;
+  // Without a usable GPU nothing on the page can work: say so and offer nothing to click.
+  if (state === 'nogpu') enableControls(false);
 }
 
 interface DemoConfig {
@@ -27,6 +33,7 @@ interface DemoConfig {
 }
 
 async function main(): Promise<void> {
+  enableControls(false);
   if (!('gpu' in navigator) || !navigator.gpu) {
     fail('nogpu', 'This browser has no WebGPU (navigator.gpu is missing), so the demo cannot run. Use a recent Chrome, Edge or Safari (or Firefox with WebGPU enabled), over http://127.0.0.1 or https.');
     return;
@@ -45,8 +52,7 @@ async function main(): Promise<void> {
     fetch('/weights/demo.safetensors').then((r) => (r.ok ? r.arrayBuffer() : Promise.reject(new Error(`GET /weights/demo.safetensors: HTTP ${r.status}`)))),
     fetch('/weights/demo.json').then((r) => (r.ok ? (r.json() as Promise<DemoConfig>) : ({} as DemoConfig))),
   ]);
-  const { model, config: fileConfig } = loadModelBytes(engine, bytes);
-  model.eval();
+  const { model, config: fileConfig } = loadModelBytes(engine, bytes); // in eval mode
   const [nw, nh] = fileConfig.inputSize ?? config.inputSize ?? [128, 64];
   $('netsize').textContent = `${nw}x${nh}`;
   const names = config.classNames ?? [...CLASS_NAMES];
@@ -71,7 +77,7 @@ async function main(): Promise<void> {
 
   async function legend(frame: SegmentedFrame): Promise<void> {
     // The ids are tiny (the network size): reading them back for the legend costs nothing.
-    const ids = (await frame.ids.read()) as Int32Array;
+    const ids = await frame.ids.readInt32();
     const counts = new Map<number, number>();
     for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
     const items = [...counts].filter(([id]) => id >= 0 && id < PALETTE.length).sort((x, y) => y[1] - x[1]);
@@ -105,13 +111,17 @@ async function main(): Promise<void> {
   }
 
   let busy = Promise.resolve();
-  /** Serialises work: one frame at a time, errors shown on the page. */
-  const enqueue = (job: () => Promise<unknown>): Promise<void> =>
+  /**
+   * Serialises work: one frame at a time. A job that succeeds clears the last error (the page is
+   * usable again); one that fails shows its error, prefixed with what it was doing (`what`).
+   */
+  const enqueue = (job: () => Promise<unknown>, what = ''): Promise<void> =>
     (busy = busy.then(job).then(
       () => {
-        if (document.body.dataset.state !== 'error') document.body.dataset.state = 'ready';
+        document.body.dataset.state = 'ready';
+        message.textContent = '';
       },
-      (e: Error) => fail('error', `Error: ${e.message}`),
+      (e: Error) => fail('error', `${what || 'Error'}: ${e.message}`),
     ));
 
   async function sample(): Promise<void> {
@@ -121,12 +131,18 @@ async function main(): Promise<void> {
     bitmap.close();
   }
 
-  $('sample').addEventListener('click', () => void enqueue(sample));
+  $('sample').addEventListener('click', () => void enqueue(sample, 'sample.png'));
   $<HTMLInputElement>('file').addEventListener('change', (ev) => {
     const file = (ev.target as HTMLInputElement).files?.[0];
     if (!file) return;
     void enqueue(async () => {
-      let bitmap = await createImageBitmap(file);
+      let bitmap: ImageBitmap;
+      try {
+        bitmap = await createImageBitmap(file);
+      } catch {
+        // The browser's own message ("The source image could not be decoded") names nothing.
+        throw new Error(`the browser cannot decode it as an image (${file.type || 'unknown type'}, ${file.size} bytes)`);
+      }
       const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
       if (scale < 1) {
         const big = bitmap;
@@ -135,13 +151,17 @@ async function main(): Promise<void> {
       }
       await run(bitmap, file.name);
       bitmap.close();
-    });
+    }, `Could not segment ${file.name}`);
   });
   opacityInput.addEventListener('input', () => {
     $('opacity-value').textContent = `${opacityInput.value}%`;
     void enqueue(async () => {
       if (frames === 0) return;
-      draw(seg.recolor({ opacity: opacity() }));
+      const frame = seg.recolor({ opacity: opacity() });
+      // recolor() records into the engine's batch: submit it before the blit, which goes to the
+      // queue directly and would otherwise draw the previous colours.
+      await engine.flush();
+      draw(frame);
     });
   });
 
@@ -167,13 +187,14 @@ async function main(): Promise<void> {
       $('webcam').textContent = 'Stop webcam';
       const loop = (): void => {
         if (!streaming) return;
-        void enqueue(() => run(video, 'webcam')).then(() => requestAnimationFrame(loop));
+        void enqueue(() => run(video, 'webcam'), 'webcam').then(() => requestAnimationFrame(loop));
       };
       loop();
-    });
+    }, 'webcam');
   });
 
-  await enqueue(sample);
+  enableControls(true);
+  await enqueue(sample, 'sample.png');
 }
 
 main().catch((e: Error) => fail('error', `Error: ${e.message}`));
