@@ -1,6 +1,6 @@
 /**
  * A tensor: a shape, a dtype and a GPU buffer from the engine's pool. Data lives on the GPU;
- * `read()` is the only way back to the CPU. Feature maps inside the engine are NHWC (see README:
+ * `read()` is the only way back to the CPU. Feature maps inside the engine are NHWC (see docs/architecture.md:
  * "Layout"); conversion from PyTorch's NCHW/OIHW happens at the file and API boundary only.
  */
 import { EngineClosedError, fmtShape } from './errors.js';

@@ -317,7 +317,7 @@ if (missing) {
       assert.ok(photoOff < 512 * 256 * 0.01, `opacity 0 shows the photo (${photoOff} pixels differ)`);
       assert.ok(changed > 512 * 256 * 0.5, `moving the slider changed ${changed} pixels`);
       await slide(55);
-      await natural.evaluate((el) => el.remove());
+      await natural.evaluate((el) => (el as Element).remove());
       // out/demo-web.png every run; the committed docs/demo-web.png only when asked (or missing),
       // so a test run leaves the work tree clean.
       const docsShot = join(root, 'docs/demo-web.png');

@@ -120,7 +120,7 @@ t('canet segment writes label, overlay and id PNGs; canet eval prints per-class 
   assert.is(scores.confusion.length, 19);
 }, { timeoutMs: 300_000 });
 
-// The shipped demo weights on the shipped sample, scored against its ground truth (README, "The
+// The shipped demo weights on the shipped sample, scored against its ground truth (docs/weights.md, "The
 // demo"): measured 91.9% pixel accuracy and 31.4% mIoU over the 15 classes present (2026-12-03,
 // the 56.1% weights).
 t('canet demo (npm start) segments the sample with the demo weights: pixel accuracy >= 88%, mIoU over the classes present >= 27%', () => {

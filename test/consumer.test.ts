@@ -6,7 +6,7 @@
  * (c) `tsc --noEmit` under `strict` compiles a Node example (node16 resolution) and a browser
  * example (bundler resolution) with no configuration beyond the compiler's own, and the browser
  * resolution refuses a Node-only import; (d) `npx canet segment` works there with the default
- * weights; (e) esbuild bundles the browser example for the browser with no Node built-in.
+ * weights; the README's Node example runs as pasted and its browser example type-checks; (e) esbuild bundles the browser example for the browser with no Node built-in.
  * Plus what the tarball holds (no tests, no source maps, no sources) and its size, and that
  * createEngine leaves process.env and the temporary folder as it found them.
  *
@@ -36,6 +36,14 @@ const [W, H] = [64, 32];
 function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) {
   const r = spawnSync(cmd, args, { cwd: opts.cwd ?? app, encoding: 'utf8', timeout: opts.timeoutMs ?? 240_000, env: opts.env ?? { ...process.env, CANET_DEBUG: '' } });
   return { code: r.status, out: r.stdout ?? '', err: r.stderr ?? '', all: `${r.stdout ?? ''}\n${r.stderr ?? ''}${r.error ? `\n${r.error.message}` : ''}` };
+}
+/** The first code block under the README heading that starts with `heading`: what a user pastes. */
+function readmeBlock(heading: string): string {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const at = readme.indexOf(`\n## ${heading}`);
+  const m = at < 0 ? null : /```(?:js|ts)\n([\s\S]*?)```/.exec(readme.slice(at));
+  if (!m) throw new Error(`README.md has no code block under "## ${heading}"`);
+  return m[1]!;
 }
 const npm = (args: string[], cwd = app) => run(process.platform === 'win32' ? 'npm.cmd' : 'npm', args, { cwd });
 
@@ -188,8 +196,11 @@ t('(c) tsc strict: a Node example (node16) and a browser example (bundler) compi
     ['tsconfig.browser.json', { ...base, module: 'esnext', moduleResolution: 'bundler', lib: ['es2022', 'dom'] }, 'browser-example.ts'],
     ['tsconfig.browser-node-api.json', { ...base, module: 'esnext', moduleResolution: 'bundler', lib: ['es2022', 'dom'] }, 'browser-node-api.ts'],
   ];
+  // The README's browser example, as pasted into a TypeScript file (its free names declared).
+  writeFileSync(join(app, 'readme-browser.ts'), `declare const videoElement: HTMLVideoElement;\n${readmeBlock('Browser')}\nexport {};\n`);
+  configs.push(['tsconfig.readme-browser.json', { ...base, module: 'esnext', moduleResolution: 'bundler', lib: ['es2022', 'dom'] }, 'readme-browser.ts']);
   for (const [file, compilerOptions, source] of configs) writeFileSync(join(app, file), JSON.stringify({ compilerOptions, files: [source] }));
-  for (const file of ['tsconfig.node.json', 'tsconfig.browser.json']) {
+  for (const file of ['tsconfig.node.json', 'tsconfig.browser.json', 'tsconfig.readme-browser.json']) {
     const r = run(node, [tsc, '-p', file]);
     assert.is(r.code, 0, `${file}: ${r.all}`);
   }
@@ -198,6 +209,16 @@ t('(c) tsc strict: a Node example (node16) and a browser example (bundler) compi
   assert.is.not(r.code, 0, 'a browser resolution accepted readImage (Node only)');
   assert.match(r.out, /has no exported member 'readImage'/);
 }, { timeoutMs: 180_000 });
+
+t('the README\'s Node example, pasted into the new folder, runs and writes the colour labels at the photo\'s size', () => {
+  assert.ok(installed, 'install failed');
+  writeFileSync(join(app, 'readme-node.mjs'), readmeBlock('Node'));
+  const r = run(node, ['readme-node.mjs']);
+  assert.is(r.code, 0, r.all);
+  const png = readFileSync(join(app, 'labels.png'));
+  // IHDR: width and height, big-endian, at bytes 16 and 20.
+  assert.equal([png.readUInt32BE(16), png.readUInt32BE(20)], [512, 256]);
+});
 
 t('(d) npx canet segment from the new folder, with the default (bundled) weights', () => {
   assert.ok(installed && expected, 'install or reference failed');

@@ -318,7 +318,7 @@ t('damaged PNG headers and chunks say what is wrong (not "unrecognised content a
 
 t('fuzz: 300 PNGs and JPEGs with forged sizes and flipped bytes decode within the budget or are refused as ImageError', async () => {
   // Bounds per case: files are under 2 KB and the budget is 100k pixels, so whatever a case
-  // decodes is at most 400 KB of RGBA; refusals happen from the header. Not timed (see README).
+  // decodes is at most 400 KB of RGBA; refusals happen from the header. Not timed (see docs/testing.md).
   const r = rng(2024);
   const int = (n: number) => Math.floor(r() * n);
   const png = encodePng(pattern(24 * 16 * 3, 8), 24, 16, 3);

@@ -343,7 +343,7 @@ t('fuzz: 60 model files with mutated configurations load completely or are refus
   const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
   // Each case builds at most the tiny model (~0.5 MB of parameters) or nothing: the hostile
   // values (a 4x ResNet-101, a million classes) are refused from the metadata and the header
-  // alone, so every case is bounded by the file's own size (not asserted as time: see README).
+  // alone, so every case is bounded by the file's own size (not asserted as time: see docs/testing.md).
   let loaded = 0;
   let refused = 0;
   for (let iter = 0; iter < 60; iter++) {

@@ -49,7 +49,7 @@ import { registerWasmGradientKernels } from './wasm-gradients.js';
 /** 'cpu' (TF.js's plain-JS backend, a dependency of the WebGPU one) is a third opinion for --check only. */
 export type PeerBackend = 'webgpu' | 'wasm' | 'cpu';
 
-/** Our parameter count for K = 19, width 1 (README, NETWORK.md): the peer must match it. */
+/** Our parameter count for K = 19, width 1 (README "Models", NETWORK.md): the peer must match it. */
 export const REFERENCE_PARAMETERS = 4_774_186;
 
 export interface PeerCase {
