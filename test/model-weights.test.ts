@@ -12,6 +12,8 @@ import { SGD } from '../engine/optim.js';
 import { trainStep } from '../net/train.js';
 import { loadWeightsBytes, serializeStateDict } from '../weights/state.js';
 import { parseSafetensors, serializeSafetensors, SafetensorsError } from '../weights/safetensors.js';
+import { loadModelFile, loadWeightsFile } from '../weights/load-file.js';
+import { demoFiles } from '../weights/bundled.js';
 import { suite } from './harness.js';
 import { randn, testEngine } from './gpu.js';
 
@@ -157,5 +159,31 @@ t('CANet-ResNet101 at 1x64x64: forward and one training step run, output [1, 64,
   [x, labels].forEach((t0) => t0.dispose());
   m.dispose();
 }, { timeoutMs: 400_000 });
+
+t('model files: loadModelFile builds the network the file describes, in eval mode; loadWeightsFile into a differently built model names the file and points at loadModelFile', async () => {
+  const e = await testEngine();
+  const path = demoFiles().model;
+  const { model, config } = await loadModelFile(e, path);
+  try {
+    assert.is(model.training, false, 'a loaded model is in eval mode');
+    assert.is(config.width, 0.5);
+  } finally {
+    model.dispose();
+  }
+  const other = canet(e, { backbone: 'mobilenetv2', classes: 19 }); // width 1, compatible head: not the demo's network
+  try {
+    let err: Error | null = null;
+    await loadWeightsFile(other, path).catch((x: Error) => (err = x));
+    assert.ok(err, 'loading the demo model into another network must fail');
+    const msg = (err as unknown as Error).message;
+    assert.ok(msg.startsWith(`weights ${path}: loadStateDict:`), msg.slice(0, 200));
+    assert.match(msg, /The file is a model file that describes its own network \(\{.*"width":0\.5.*\): build that network and load it in one call with loadModelFile\(engine, path\)/);
+  } finally {
+    other.dispose();
+  }
+  let missing: Error | null = null;
+  await loadModelFile(e, '/nonexistent/model.safetensors').catch((x: Error) => (missing = x));
+  assert.match((missing as unknown as Error).message, /^weights \/nonexistent\/model\.safetensors: no such file/);
+});
 
 t.run();

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateScene, syntheticSeeds, SYNTHETIC_VAL_SEED_BASE } from '../data/synthetic.js';
-import { CLASS_NAMES, NUM_CLASSES, colorize } from '../data/palette.js';
+import { CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize, resizeClassIds } from '../data/palette.js';
 import { writePng } from '../data/image-io.js';
 import { suite } from './harness.js';
 
@@ -128,6 +128,22 @@ t('writes a sample scene and its labels for inspection', async () => {
   await writePng(imagePath, image, w, h, 3);
   await writePng(labelsPath, colorize(labels, w, h), w, h, 4);
   console.log(`synthetic: sample written to ${imagePath} and ${labelsPath}`);
+});
+
+t('resizeClassIds: nearest id under each output pixel\'s centre, up and down, any integer array; colorize refuses to alias fractional or out-of-range ids onto a class', () => {
+  // 3x2 -> 6x4 doubles every id; 6x4 -> 3x2 gives them back; 3x2 -> 1x1 takes the id under the centre.
+  const ids = Int32Array.of(0, 1, 2, 3, 4, 5);
+  const up = resizeClassIds(ids, 3, 2, 6, 4);
+  assert.equal(Array.from(up), [0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 3, 3, 4, 4, 5, 5]);
+  assert.equal(Array.from(resizeClassIds(up, 6, 4, 3, 2)), [0, 1, 2, 3, 4, 5]);
+  assert.equal(Array.from(resizeClassIds([7, 8, 9, 10, 11, 12, 13, 14, 15], 3, 3, 1, 1)), [11]);
+  // Odd ratios: 5 -> 2 samples at x = 1.25 and 3.75 -> columns 1 and 3.
+  assert.equal(Array.from(resizeClassIds([0, 1, 2, 3, 4], 5, 1, 2, 1)), [1, 3]);
+  assert.throws(() => resizeClassIds(ids, 4, 2, 8, 4), /ids has 6 entries, expected 4x2 = 8/);
+  assert.throws(() => resizeClassIds(ids, 3, 2, 0, 4), /positive integers/);
+  const ignore = Array.from(colorize([IGNORE_INDEX], 1, 1));
+  assert.equal(Array.from(colorize(Float32Array.of(13), 1, 1)).slice(0, 3), [...PALETTE[13]!]);
+  for (const bad of [13.5, -1, 300]) assert.equal(Array.from(colorize(Float32Array.of(bad), 1, 1)), ignore, `id ${bad}`);
 });
 
 t.run();
