@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { Module } from '../net/module.js';
 import type { Optimizer, OptimizerState } from '../engine/optim.js';
 import { parseSafetensors, type SafeTensorInput } from '../weights/safetensors.js';
-import { writeFileAtomic } from '../weights/file.js';
+import { writeFileAtomic } from '../engine/atomic-file.js';
 import { OPTIMIZER_PREFIX, serializeStateDict, stateDictFromParsed } from '../weights/state.js';
 import type { StateDict } from '../net/module.js';
 import { checkCANetOptions } from '../net/spec.js';

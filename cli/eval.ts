@@ -1,7 +1,7 @@
 /** `canet eval`: per-class IoU, mIoU, pixel accuracy, confusion matrix (JSON) and images/s. */
 import { writeFile } from 'node:fs/promises';
 import { createEngine } from '../engine/device-node.js';
-import { CLASS_NAMES } from '../data/palette.js';
+import { CLASS_NAMES } from '../engine/palette.js';
 import { imageBudget, maxMegapixelsFlag, parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { folderDataset, syntheticDataset } from './data.js';
 import { evaluate, type EvalResult } from './evaluate.js';

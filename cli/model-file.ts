@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import type { CANet } from '../net/canet.js';
 import type { ModelFileConfig } from '../weights/model-bytes.js';
 import { parseSafetensors } from '../weights/safetensors.js';
-import { writeFileAtomic } from '../weights/file.js';
+import { writeFileAtomic } from '../engine/atomic-file.js';
 import { readWeightsBytes } from '../weights/load-file.js';
 import { serializeStateDict, stateDictFromParsed } from '../weights/state.js';
 import { torchvisionMobileNetV2ToCANet, torchvisionResNetToCANet } from '../weights/names.js';

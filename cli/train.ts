@@ -15,7 +15,7 @@ import { canet, type CANet } from '../net/canet.js';
 import { SafetensorsError } from '../weights/safetensors.js';
 import { uploadBatch, trainStep } from '../net/train.js';
 import { PlannedCall } from '../engine/plan.js';
-import { CLASS_NAMES } from '../data/palette.js';
+import { CLASS_NAMES } from '../engine/palette.js';
 import { imageBudget, maxMegapixelsFlag, parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
 import { folderDataset, syntheticDataset, Prefetcher, type Dataset } from './data.js';
 import { saveCheckpoint, loadCheckpoint } from './checkpoint.js';

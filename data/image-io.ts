@@ -15,7 +15,7 @@
 import { promises as fsp } from 'node:fs';
 import pngjs from 'pngjs';
 import jpeg from 'jpeg-js';
-import { writeFileAtomic } from '../weights/file.js';
+import { writeFileAtomic } from '../engine/atomic-file.js';
 
 const { PNG } = pngjs;
 

@@ -13,7 +13,7 @@
  * The layout never looks at the output size, so one seed is the same scene at 128x64 and at
  * 2048x1024 (only the sampling differs).
  */
-import { CLASS } from './palette.js';
+import { CLASS } from '../engine/palette.js';
 
 /** Output of {@link generateScene}. */
 export interface SyntheticScene {

@@ -6,7 +6,7 @@
  */
 import { check, fmtShape } from './errors.js';
 import type { Tensor } from './tensor.js';
-import { addInPlace, fill } from './ops/basic.js';
+import { addInPlace, fill } from './ops/accumulate.js';
 
 export interface GradNode {
   op: string;

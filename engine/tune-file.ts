@@ -8,7 +8,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Engine } from './engine.js';
 import { type TuningTable, exportTuning, importTuning, isTuningTable } from './tune.js';
-import { writeFileAtomic } from '../weights/file.js';
+import { writeFileAtomic } from './atomic-file.js';
 
 /** $CANET_TUNING, else $XDG_CACHE_HOME/canet-gpu/tuning.json, else ~/.cache/canet-gpu/tuning.json. */
 export function defaultTuningFile(): string {

@@ -27,8 +27,8 @@ if (!typesOnly) for (const dir of ['node', 'cli', 'chunks', 'test', 'bench', 'we
 const jobs = typesOnly ? [] : [
   // What the package ships for Node: the library and the CLI, sharing their code through chunks
   // in dist/node/chunks, so the CLI and `import 'canet-gpu'` run the same module instances.
-  build({ ...nodeOpts, entryPoints: { 'node/index': 'engine/entry-node.ts', 'cli/main': 'cli/main.ts' }, outdir: 'dist', splitting: true, chunkNames: 'node/chunks/[name]-[hash]' }),
-  build({ ...common, platform: 'browser', entryPoints: { 'canet-gpu': 'engine/entry-browser.ts' }, outdir: 'dist/browser' }),
+  build({ ...nodeOpts, entryPoints: { 'node/index': 'entry/node.ts', 'cli/main': 'cli/main.ts' }, outdir: 'dist', splitting: true, chunkNames: 'node/chunks/[name]-[hash]' }),
+  build({ ...common, platform: 'browser', entryPoints: { 'canet-gpu': 'entry/browser.ts' }, outdir: 'dist/browser' }),
 ];
 const tests = fromDir('test', /\.test\.ts$/);
 if (tests.length && !typesOnly)
@@ -38,12 +38,12 @@ const programs = ['bench/run.ts', 'bench/kernels.ts', 'bench/device/probe.ts', '
 if (programs.length && !typesOnly) jobs.push(build({ ...nodeOpts, entryPoints: programs, outdir: 'dist', outbase: '.', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
 // Pages: the demo and the browser test page. They load the library from the shipped bundle
 // (/browser/canet-gpu.js, served beside them) instead of bundling a second copy, so what they
-// exercise is exactly dist/browser/canet-gpu.js; their imports of the engine's entry (or of its
+// exercise is exactly dist/browser/canet-gpu.js; their imports of the package's browser entry (or of its
 // platform-neutral index, which the bundle re-exports) become that URL.
 const libraryFromBundle = {
   name: 'canet-gpu-library-from-bundle',
   setup(b) {
-    b.onResolve({ filter: /(^|\/)engine\/(entry-browser|index)\.js$/ }, () => ({ path: '/browser/canet-gpu.js', external: true }));
+    b.onResolve({ filter: /(^|\/)entry\/(browser|index)\.js$/ }, () => ({ path: '/browser/canet-gpu.js', external: true }));
   },
 };
 const pages = [
@@ -76,6 +76,7 @@ if (process.argv.includes('--types') || typesOnly) {
   // Declarations are emitted even when tsc reports errors; `npm run typecheck` (run by CI) is the
   // gate for type errors, so an install never fails on them.
   if (existsSync(tsc)) {
+    rmSync('dist/types', { recursive: true, force: true }); // declarations of moved or deleted modules must not ship
     try {
       execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
     } catch {
@@ -85,7 +86,7 @@ if (process.argv.includes('--types') || typesOnly) {
     // They name the WebGPU types (GPUDevice, GPUTexture...) that the API uses, from @webgpu/types
     // (a dependency), so a TypeScript user needs no configuration of their own for them.
     const webgpuTypes = '/// <reference types="@webgpu/types" />\n';
-    writeFileSync('dist/types/index.d.ts', `${webgpuTypes}export * from './engine/entry-node.js';\n`);
-    writeFileSync('dist/browser/canet-gpu.d.ts', `${webgpuTypes}export * from '../types/engine/entry-browser.js';\n`);
+    writeFileSync('dist/types/index.d.ts', `${webgpuTypes}export * from './entry/node.js';\n`);
+    writeFileSync('dist/browser/canet-gpu.d.ts', `${webgpuTypes}export * from '../types/entry/browser.js';\n`);
   }
 }

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createEngine, chooseSoftwareGPU, softwareDriverName, LAVAPIPE_ICD, adapterKey, type Engine } from '../engine/entry-node.js';
+import { createEngine, chooseSoftwareGPU, softwareDriverName, LAVAPIPE_ICD, adapterKey, type Engine } from '../entry/node.js';
 import { conv2d } from '../engine/ops/conv2d.js';
 import { imageToTensor } from '../engine/ops/preprocess.js';
 import { canet } from '../net/canet.js';

@@ -1,6 +1,6 @@
 /** fill, copy, add/sub/mul, scale, sum and the unary table, against float64 references. */
 import * as assert from 'uvu/assert';
-import { backward, ops } from '../engine/entry-node.js';
+import { backward, ops } from '../entry/node.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';

@@ -1,6 +1,6 @@
 /** batchNorm2d against the float64 reference of PyTorch's BatchNorm2d (training and inference). */
 import * as assert from 'uvu/assert';
-import { backward, ShapeError, type Engine, type Tensor } from '../engine/entry-node.js';
+import { backward, ShapeError, type Engine, type Tensor } from '../entry/node.js';
 import { batchNorm2d, type BatchNormOptions } from '../engine/ops/batchnorm.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';

@@ -1,6 +1,6 @@
 /** Broadcasting add/sub/mul, broadcastTo and sumToShape against float64 references. */
 import * as assert from 'uvu/assert';
-import { ops, ShapeError, type Engine, type Tensor } from '../engine/entry-node.js';
+import { ops, ShapeError, type Engine, type Tensor } from '../entry/node.js';
 import { broadcastTo, sumToShape } from '../engine/ops/broadcast.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';

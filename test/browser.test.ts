@@ -14,7 +14,7 @@ import { existsSync, readFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { build } from 'esbuild';
-import { colorize, generateScene, imageToTensor, loadModelBytes, overlay, type Engine } from '../engine/entry-node.js';
+import { colorize, generateScene, imageToTensor, loadModelBytes, overlay, type Engine } from '../entry/node.js';
 import { PNG } from 'pngjs';
 import { decodeImage, readImage } from '../data/image-io.js';
 import { startServer, packageRoot, type WebServer } from '../web/server.js';
@@ -243,7 +243,7 @@ if (missing) {
     for (let i = 0; i < sw * sh; i++) rgba.set([img.data[3 * i]!, img.data[3 * i + 1]!, img.data[3 * i + 2]!, 255], 4 * i);
     const wantOverlay = overlay(rgba, labels, 0.5);
     const overlayWrong = countDiffering(overlaid, wantOverlay, 1);
-    console.log(`    overlay drawn from the app's bgra8unorm texture after engine.destroy(): ${overlayWrong} pixels off by more than 1 level from data/palette.ts overlay`);
+    console.log(`    overlay drawn from the app's bgra8unorm texture after engine.destroy(): ${overlayWrong} pixels off by more than 1 level from engine/palette.ts overlay`);
     assert.is(f.externalVsDirect, 0, 'Segmenter with an ImageBitmap (copyExternalImageToTexture) gives the same ids');
     assert.is(f.intoAppFormat, 'bgra8unorm');
     assert.ok(overlayWrong <= mayDiffer, `${overlayWrong} overlay pixels wrong`);

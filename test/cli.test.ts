@@ -123,6 +123,27 @@ t('canet segment writes label, overlay and id PNGs; canet eval prints per-class 
 // The shipped demo weights on the shipped sample, scored against its ground truth (docs/weights.md, "The
 // demo"): measured 91.9% pixel accuracy and 31.4% mIoU over the 15 classes present (2026-12-03,
 // the 56.1% weights).
+t('canet segment with the default (bundled) model: every input checked before the model loads, same-named inputs get distinct outputs, a bad image is listed at the end (exit 1) after the others are written; --fail-fast stops before any GPU work', () => {
+  for (const d of ['a', 'b']) mkdirSync(join(work, d), { recursive: true });
+  copyFileSync(join(root, 'weights', 'sample.png'), join(work, 'a', 'street.png'));
+  copyFileSync(join(root, 'weights', 'sample.png'), join(work, 'b', 'street.png'));
+  writeFileSync(join(work, 'b', 'broken.png'), 'not an image at all');
+  const r = canet(['segment', 'a/street.png', 'b/broken.png', 'b/street.png', '--size', '64x32', '--out', 'mixed']);
+  assert.is(r.code, 1, r.err + r.out);
+  assert.match(r.err, /skipping b\/broken\.png: not a PNG or JPEG image/);
+  assert.match(r.err, /1 of 3 images failed:\n\s+b\/broken\.png: not a PNG or JPEG image/);
+  assert.equal(readdirSync(join(work, 'mixed')).sort(), ['a_street_labels.png', 'a_street_overlay.png', 'b_street_labels.png', 'b_street_overlay.png']);
+  // The bad input is found before the engine exists (its software-GPU notice comes later, if at all).
+  const skipped = r.err.indexOf('skipping b/broken.png');
+  const engineNotice = r.err.indexOf('canet-gpu: no hardware GPU');
+  assert.ok(engineNotice < 0 || skipped < engineNotice, r.err);
+  const ff = canet(['segment', 'a/street.png', 'b/broken.png', '--size', '64x32', '--out', 'fail-fast', '--fail-fast']);
+  assert.is(ff.code, 1, ff.err + ff.out);
+  assert.match(ff.err, /b\/broken\.png: not a PNG or JPEG image/);
+  assert.equal(readdirSync(join(work, 'fail-fast')), [], 'nothing written');
+  assert.not.match(ff.err, /no hardware GPU adapter/, 'an engine was created');
+});
+
 t('canet demo (npm start) segments the sample with the demo weights: pixel accuracy >= 88%, mIoU over the classes present >= 27%', () => {
   const r = canet(['demo', '--out', 'demo-out']);
   assert.is(r.code, 0, r.err + r.out);

@@ -1,6 +1,6 @@
 /** concat, slice and permute against float64 references (pure copies: results must be exact). */
 import * as assert from 'uvu/assert';
-import { ShapeError, type Engine, type Tensor } from '../engine/entry-node.js';
+import { ShapeError, type Engine, type Tensor } from '../entry/node.js';
 import { concat, permute, slice } from '../engine/ops/concat.js';
 import { suite } from './harness.js';
 import { randn, testEngine } from './gpu.js';

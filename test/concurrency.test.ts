@@ -4,7 +4,7 @@
  * segment() calls with reads on one model, each equal to the sequential result.
  */
 import * as assert from 'uvu/assert';
-import { createEngine, ops, canet, type Engine } from '../engine/entry-node.js';
+import { createEngine, ops, canet, type Engine } from '../entry/node.js';
 import { suite } from './harness.js';
 import { randn, rng, testEngine, expectClose } from './gpu.js';
 import { refConv2d } from './ref/conv.js';

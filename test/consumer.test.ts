@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from './harness.js';
 import { testEngine } from './gpu.js';
-import { demoFiles, loadModelFile, readImage, imageToTensor } from '../engine/entry-node.js';
+import { demoFiles, loadModelFile, readImage, imageToTensor } from '../entry/node.js';
 
 const t = suite('consumer');
 const root = process.cwd();

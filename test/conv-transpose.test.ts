@@ -8,7 +8,7 @@
  * chunks, asserted at 2e-4.
  */
 import * as assert from 'uvu/assert';
-import { backward, ShapeError, type Engine } from '../engine/entry-node.js';
+import { backward, ShapeError, type Engine } from '../entry/node.js';
 import { convTranspose2d, setConvTransposeLlvmTiles } from '../engine/ops/conv-transpose.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';

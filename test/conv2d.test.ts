@@ -12,7 +12,7 @@
  * on a few cases, since their pipelines take seconds to compile on SwiftShader).
  */
 import * as assert from 'uvu/assert';
-import { ShapeError, backward, chooseSoftwareGPU, type Engine } from '../engine/entry-node.js';
+import { ShapeError, backward, chooseSoftwareGPU, type Engine } from '../entry/node.js';
 import { type Conv2dOptions, conv2d, conv2dOutputSize, setConv2dTiles } from '../engine/ops/conv2d.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';

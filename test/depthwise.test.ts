@@ -6,7 +6,7 @@
  * to N * Ho * Wo products in chunks, asserted at 2e-4.
  */
 import * as assert from 'uvu/assert';
-import { backward, ShapeError, type Engine } from '../engine/entry-node.js';
+import { backward, ShapeError, type Engine } from '../entry/node.js';
 import { depthwiseConv2d, setDepthwiseTiles, type DepthwiseOptions } from '../engine/ops/depthwise.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';

@@ -5,7 +5,7 @@
  * one, `engine.lost` must resolve, and a new engine must work afterwards.
  */
 import * as assert from 'uvu/assert';
-import { createEngine, EngineClosedError, ops, canet, type Engine, type Tensor } from '../engine/entry-node.js';
+import { createEngine, EngineClosedError, ops, canet, type Engine, type Tensor } from '../entry/node.js';
 import { suite } from './harness.js';
 import { randn } from './gpu.js';
 

@@ -1,7 +1,7 @@
 /** The engine foundation: adapter, tensors, pool, scopes, errors, embedding. */
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { createEngine, Engine, ShapeError, GPUExecutionError, EngineClosedError, ops, kernelSection, grid1d, read } from '../engine/entry-node.js';
+import { createEngine, Engine, ShapeError, GPUExecutionError, EngineClosedError, ops, kernelSection, grid1d, read } from '../entry/node.js';
 import { BIND_GROUP_CACHE_LIMIT } from '../engine/engine.js';
 import { suite } from './harness.js';
 import { testEngine, randn } from './gpu.js';

@@ -1,6 +1,6 @@
 /** fcaFuse (Y = F * As * Ac + F) and its backward against float64 references. */
 import * as assert from 'uvu/assert';
-import { backward, ShapeError } from '../engine/entry-node.js';
+import { backward, ShapeError } from '../entry/node.js';
 import { fcaFuse } from '../engine/ops/fca.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';

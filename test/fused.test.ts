@@ -10,7 +10,7 @@
  * of layers of f32 rounding in different orders).
  */
 import * as assert from 'uvu/assert';
-import { type Engine, type Tensor } from '../engine/entry-node.js';
+import { type Engine, type Tensor } from '../entry/node.js';
 import { bnFold } from '../engine/ops/batchnorm.js';
 import { conv2d } from '../engine/ops/conv2d.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';

@@ -1,5 +1,5 @@
 /** One engine shared by the tests in a process (device creation is the slow part). */
-import { createEngine, type Engine } from '../engine/entry-node.js';
+import { createEngine, type Engine } from '../entry/node.js';
 
 export { rng, randn, expectClose } from './check.js';
 

@@ -5,7 +5,7 @@
  * far fewer copies per step; and a parameter used twice still gets the sum of both gradients.
  */
 import * as assert from 'uvu/assert';
-import type { Engine, Tensor } from '../engine/index.js';
+import type { Engine, Tensor } from '../entry/index.js';
 import { backward, backwardCopyElision } from '../engine/autograd.js';
 import { add, mul } from '../engine/ops/basic.js';
 import { conv2d } from '../engine/ops/conv2d.js';

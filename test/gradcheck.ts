@@ -5,8 +5,8 @@
  * tolerance only has to cover the GPU's f32 arithmetic.
  */
 // The platform-neutral engine API, so the browser test page can bundle this file too.
-import type { Engine, Tensor } from '../engine/index.js';
-import { backward } from '../engine/index.js';
+import type { Engine, Tensor } from '../entry/index.js';
+import { backward } from '../entry/index.js';
 import { expectClose, randn, rng } from './check.js';
 
 export interface GradCheckInput {

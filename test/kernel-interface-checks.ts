@@ -4,7 +4,7 @@
  * `checkPrograms` (each distinct `name|variant`) and `sectionCoverage` (every `//# kernel` section
  * of the shader files was produced by some call, and every program came from a section).
  */
-import { Engine, kernelSection, type Program } from '../engine/entry-node.js';
+import { Engine, kernelSection, type Program } from '../entry/node.js';
 import { programKey } from '../engine/program.js';
 
 /** A program as dispatched, with the WGSL its `shader()` gave at that moment. */

@@ -16,7 +16,7 @@
  */
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { Adam, SGD, backward, colorizeIds, labelsToTensor, ops, rowsToTensor, type Engine, type Program, type Tensor } from '../engine/entry-node.js';
+import { Adam, SGD, backward, colorizeIds, labelsToTensor, ops, rowsToTensor, type Engine, type Program, type Tensor } from '../entry/node.js';
 import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
 import { add, sum } from '../engine/ops/basic.js';
 import { conv2d, setConv2dTiles } from '../engine/ops/conv2d.js';

@@ -13,7 +13,7 @@
  */
 import * as assert from 'uvu/assert';
 import { create } from 'webgpu';
-import { createEngine, ShapeError, canet, type Engine } from '../engine/entry-node.js';
+import { createEngine, ShapeError, canet, type Engine } from '../entry/node.js';
 import { suite } from './harness.js';
 import { randn, testEngine, withLimits } from './gpu.js';
 

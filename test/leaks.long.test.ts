@@ -16,7 +16,7 @@
 import * as assert from 'uvu/assert';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { canet, SGD, trainStep, checkLossFinite, type Engine, type EngineStats } from '../engine/entry-node.js';
+import { canet, SGD, trainStep, checkLossFinite, type Engine, type EngineStats } from '../entry/node.js';
 import { suite } from './harness.js';
 import { randn, testEngine } from './gpu.js';
 

@@ -8,7 +8,7 @@
  *    anything is allocated or dispatched.
  */
 import * as assert from 'uvu/assert';
-import { createEngine, ShapeError, ops, canet, SGD, trainStep, grid1d, read, type Engine } from '../engine/entry-node.js';
+import { createEngine, ShapeError, ops, canet, SGD, trainStep, grid1d, read, type Engine } from '../entry/node.js';
 import { suite } from './harness.js';
 import { randn, testEngine, withLimits } from './gpu.js';
 

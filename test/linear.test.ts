@@ -1,6 +1,6 @@
 /** linear (nn.Linear) against a float64 reference. */
 import * as assert from 'uvu/assert';
-import { ShapeError } from '../engine/entry-node.js';
+import { ShapeError } from '../entry/node.js';
 import { linear } from '../engine/ops/linear.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';

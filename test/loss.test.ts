@@ -1,6 +1,6 @@
 /** softmaxCrossEntropy against a float64 reference; invalid-label reporting; bad input. */
 import * as assert from 'uvu/assert';
-import { ShapeError, backward, type Engine, type Tensor } from '../engine/entry-node.js';
+import { ShapeError, backward, type Engine, type Tensor } from '../entry/node.js';
 import { LossCheckError, checkLossFinite, readLossStats, softmaxCrossEntropy, validateLabels } from '../engine/ops/loss.js';
 import { suite } from './harness.js';
 import { expectClose, randn, rng, testEngine } from './gpu.js';

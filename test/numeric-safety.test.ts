@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ops, backward, canet, SGD, trainStep } from '../engine/entry-node.js';
+import { ops, backward, canet, SGD, trainStep } from '../entry/node.js';
 import { parseSafetensors } from '../weights/safetensors.js';
 import { suite } from './harness.js';
 import { rng, testEngine, expectClose } from './gpu.js';

@@ -7,7 +7,7 @@
  * the pool, and run on correctly after engine.trim().
  */
 import * as assert from 'uvu/assert';
-import { createEngine, GPUExecutionError, ops, bucketSize, type Engine } from '../engine/entry-node.js';
+import { createEngine, GPUExecutionError, ops, bucketSize, type Engine } from '../entry/node.js';
 import { suite } from './harness.js';
 import { randn, testEngine, expectClose } from './gpu.js';
 
@@ -134,7 +134,7 @@ t('an allocation that fails is reported with its size and the engine usage; the 
 
 t('a failed allocation in the middle of a CANet inference: the error surfaces at the read, the next inference is correct', async () => {
   const { e, faults } = await faultyEngine();
-  const { canet } = await import('../engine/entry-node.js');
+  const { canet } = await import('../entry/node.js');
   const model = canet(e, { classes: 4, width: 0.125, seed: 5 }).eval();
   const x = e.tensor(Float32Array.from(randn(64 * 64 * 3, 9)), [1, 64, 64, 3]);
   const infer = async () => e.scope(async () => Array.from(await e.noGrad(() => model.forward(x)).read()));

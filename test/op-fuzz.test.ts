@@ -9,7 +9,7 @@
  * copied from the op's checks. Afterwards the engine must still compute correctly.
  */
 import * as assert from 'uvu/assert';
-import { canet, createEngine, ops, ShapeError, EngineClosedError, SGD, trainStep, uploadBatch, type Engine, type Tensor, type DType } from '../engine/entry-node.js';
+import { canet, createEngine, ops, ShapeError, EngineClosedError, SGD, trainStep, uploadBatch, type Engine, type Tensor, type DType } from '../entry/node.js';
 import { suite } from './harness.js';
 import { rng, testEngine, expectClose } from './gpu.js';
 import { refBroadcastBinary, refBroadcastShape, refBroadcastTo, refSumToShape, sizeOf } from './ref/broadcast.js';

@@ -1,6 +1,6 @@
 /** SGD, Adam, AdamW against float64 torch.optim references; checkpoints; schedules; a small training run. */
 import * as assert from 'uvu/assert';
-import { ShapeError, backward, recordOp, read, readWrite, type Engine, type Tensor } from '../engine/entry-node.js';
+import { ShapeError, backward, recordOp, read, readWrite, type Engine, type Tensor } from '../entry/node.js';
 import { checkLossFinite, softmaxCrossEntropy } from '../engine/ops/loss.js';
 import { Adam, AdamW, SGD, type Optimizer, type OptimizerState } from '../engine/optim.js';
 import { cosineLR, polyLR } from '../engine/schedule.js';

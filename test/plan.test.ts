@@ -15,7 +15,7 @@ import { ShapeError, EngineClosedError } from '../engine/errors.js';
 import type { Tensor } from '../engine/tensor.js';
 import { canet, type CANetOptions } from '../net/canet.js';
 import { trainStep } from '../net/train.js';
-import { createEngine } from '../engine/entry-node.js';
+import { createEngine } from '../entry/node.js';
 import { suite } from './harness.js';
 import { Segmenter } from '../net/segmenter.js';
 import { textureToTensor } from '../engine/ops/texture.js';

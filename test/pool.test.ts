@@ -1,6 +1,6 @@
 /** globalAvgPool, globalMaxPool and maxPool2d against float64 references of PyTorch's pooling. */
 import * as assert from 'uvu/assert';
-import { backward, ShapeError, type Tensor } from '../engine/entry-node.js';
+import { backward, ShapeError, type Tensor } from '../entry/node.js';
 import { globalAvgPool, globalMaxPool, maxPool2d, type MaxPoolOptions } from '../engine/ops/pool.js';
 import { suite } from './harness.js';
 import { expectClose, randn, rng, testEngine } from './gpu.js';

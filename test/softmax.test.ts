@@ -1,6 +1,6 @@
 /** softmax (forward, backward) and argmax over the last axis against float64 references. */
 import * as assert from 'uvu/assert';
-import { ShapeError } from '../engine/entry-node.js';
+import { ShapeError } from '../entry/node.js';
 import { argmax, softmax } from '../engine/ops/softmax.js';
 import { suite } from './harness.js';
 import { expectClose, randn, rng, testEngine } from './gpu.js';

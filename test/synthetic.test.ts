@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateScene, syntheticSeeds, SYNTHETIC_VAL_SEED_BASE } from '../data/synthetic.js';
-import { CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize, resizeClassIds } from '../data/palette.js';
+import { CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize, resizeClassIds } from '../engine/palette.js';
 import { writePng } from '../data/image-io.js';
 import { suite } from './harness.js';
 

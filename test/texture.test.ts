@@ -1,12 +1,12 @@
 /**
  * Textures in and out on the GPU (Dawn textures in Node; the same code runs in the browser tests):
  * texture rows -> tensor against imageToTensor on the same bytes (bit for bit) and the float64
- * reference; the colorize kernels against data/palette.ts `colorize`/`overlay` (the CPU
+ * reference; the colorize kernels against engine/palette.ts `colorize`/`overlay` (the CPU
  * reference: exact for the palette lookup, within 1 level for the f32 blend); the Segmenter's
  * ownership of its textures; and the errors for unusable textures.
  */
 import * as assert from 'uvu/assert';
-import { createEngine, colorize, overlay, colorizeIds, colorizeToTexture, imageToTensor, IMAGENET_MEAN, IMAGENET_STD, ops, rowPitchWords, rowsToTexture, Segmenter, TextureUsage, textureToRows, textureToTensor, ShapeError, type Engine, type RgbaRows } from '../engine/entry-node.js';
+import { createEngine, colorize, overlay, colorizeIds, colorizeToTexture, imageToTensor, IMAGENET_MEAN, IMAGENET_STD, ops, rowPitchWords, rowsToTexture, Segmenter, TextureUsage, textureToRows, textureToTensor, ShapeError, type Engine, type RgbaRows } from '../entry/node.js';
 import { suite } from './harness.js';
 import { expectClose, rng, testEngine } from './gpu.js';
 import { refImageToTensor } from './ref/preprocess.js';
@@ -92,7 +92,7 @@ t('texture rows -> tensor equals imageToTensor on the same bytes, bit for bit, r
   }
 });
 
-t('colorizeIds equals data/palette.ts colorize exactly (ids -5..318 incl. 255), same size and upsampled nearest', async () => {
+t('colorizeIds equals engine/palette.ts colorize exactly (ids -5..318 incl. 255), same size and upsampled nearest', async () => {
   const e = await testEngine();
   for (const [w, h, ow, oh, seed] of [[37, 5, 37, 5, 1], [37, 5, 75, 11, 2], [64, 32, 512, 256, 3], [1, 1, 3, 2, 4]] as const) {
     const ids = randomIds(w * h, seed);
@@ -108,7 +108,7 @@ t('colorizeIds equals data/palette.ts colorize exactly (ids -5..318 incl. 255), 
   }
 });
 
-t('colour overlay matches data/palette.ts overlay within 1 level (f32 blend vs float64), bgra photo and output, u32 ids', async () => {
+t('colour overlay matches engine/palette.ts overlay within 1 level (f32 blend vs float64), bgra photo and output, u32 ids', async () => {
   const e = await testEngine();
   const [w, h, pw, ph] = [29, 13, 58, 26];
   const ids = randomIds(w * h, 7);

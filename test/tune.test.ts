@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Engine, autotune, backward, exportTuning, importTuning, loadTuningFile, saveTuningFile, type TunedCase } from '../engine/entry-node.js';
+import { Engine, autotune, backward, exportTuning, importTuning, loadTuningFile, saveTuningFile, type TunedCase } from '../entry/node.js';
 import { pickWinner } from '../engine/tune.js';
 import { type Conv2dOptions, conv2d } from '../engine/ops/conv2d.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';

@@ -1,6 +1,6 @@
 /** resizeBilinear (PyTorch's bilinear, both align_corners settings) and its backward, against float64. */
 import * as assert from 'uvu/assert';
-import { backward, ShapeError, type Engine } from '../engine/entry-node.js';
+import { backward, ShapeError, type Engine } from '../entry/node.js';
 import { resizeBilinear } from '../engine/ops/upsample.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';

@@ -6,7 +6,7 @@
  * holds exactly the file's values) or fails leaving the model untouched: never half-loaded.
  */
 import * as assert from 'uvu/assert';
-import { canet, canetStateShapes, ConvBNAct, loadModelBytes, ModelFileError, SeededRandom, ShapeError, type Engine, type Module, type StateDict } from '../engine/entry-node.js';
+import { canet, canetStateShapes, ConvBNAct, loadModelBytes, ModelFileError, SeededRandom, ShapeError, type Engine, type Module, type StateDict } from '../entry/node.js';
 import { serializeSafetensors } from '../weights/safetensors.js';
 import { loadWeightsBytes, serializeStateDict } from '../weights/state.js';
 import { parseSafetensors, SafetensorsError } from '../weights/safetensors.js';

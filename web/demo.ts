@@ -4,7 +4,7 @@
  * the canvas. The opacity slider recolours the last frame without running the network again.
  * Bundled to dist/web/demo.js; the library itself comes from /browser/canet-gpu.js.
  */
-import { createEngine, loadModelBytes, Segmenter, CLASS_NAMES, PALETTE, type Engine, type FrameSource, type SegmentedFrame } from '../engine/entry-browser.js';
+import { createEngine, loadModelBytes, Segmenter, CLASS_NAMES, PALETTE, type Engine, type FrameSource, type SegmentedFrame } from '../entry/browser.js';
 import { TextureBlitter } from './blit.js';
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;

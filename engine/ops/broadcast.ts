@@ -10,7 +10,7 @@ import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite, type ScalarType } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { fill } from './basic.js';
+import { fill } from './accumulate.js';
 import { type Interface, sectionSpec } from './shader.js';
 
 const WG = 64;

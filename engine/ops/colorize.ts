@@ -1,5 +1,5 @@
 /**
- * Class ids -> colours on the GPU: the palette lookup of data/palette.ts `colorize`, optionally
+ * Class ids -> colours on the GPU: the palette lookup of engine/palette.ts `colorize`, optionally
  * blended over the photo as `overlay` does, written as packed RGBA8 rows that copy straight into a
  * texture an application draws. Ids are sampled nearest when the output is larger than the map.
  */
@@ -7,7 +7,7 @@ import colorizeWgsl from '../../shaders/colorize.wgsl';
 import { check, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { PALETTE } from '../../data/palette.js';
+import { PALETTE } from '../palette.js';
 import { checkTargetTexture, createOwnedTexture, rowPitchWords, rowsToTexture, type RgbaRows } from './texture.js';
 import { sectionSpec } from './shader.js';
 
@@ -63,7 +63,7 @@ function paletteWgsl(palette: Palette): string {
 
 /**
  * Colours an i32/u32 class-id map ([H, W] or [N, H, W]) into new RgbaRows (the caller disposes
- * `words`). Without a photo and with opacity 1 the bytes equal data/palette.ts `colorize`.
+ * `words`). Without a photo and with opacity 1 the bytes equal engine/palette.ts `colorize`.
  */
 export function colorizeIds(ids: Tensor, opts: ColorizeOptions = {}): RgbaRows {
   const op = 'colorizeIds';

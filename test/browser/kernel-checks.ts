@@ -5,7 +5,7 @@
  * neutral index, which the page bundle maps to dist/browser/canet-gpu.js. Comparisons happen
  * where the GPU is, so only a summary leaves the page.
  */
-import { backward, ops, Adam, SGD, softmaxCrossEntropy, type Engine, type Tensor } from '../../engine/index.js';
+import { backward, ops, Adam, SGD, softmaxCrossEntropy, type Engine, type Tensor } from '../../entry/index.js';
 import { expectClose, randn } from '../check.js';
 import { gradCheck } from '../gradcheck.js';
 import { refConv2d } from '../ref/conv.js';

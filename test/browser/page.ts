@@ -3,7 +3,7 @@
  * /browser/canet-gpu.js). test/browser.test.ts drives it through `window.canetTests`: each entry
  * runs on the page's GPU, compares there, and returns a small summary.
  */
-import { createEngine, loadModelBytes, rowPitchWords, Segmenter, TextureUsage, textureToTensor, type Sample } from '../../engine/entry-browser.js';
+import { createEngine, loadModelBytes, rowPitchWords, Segmenter, TextureUsage, textureToTensor, type Sample } from '../../entry/browser.js';
 import { TextureBlitter } from '../../web/blit.js';
 import { runKernelChecks } from './kernel-checks.js';
 import { twoTrainingSteps } from './train-run.js';

@@ -4,7 +4,7 @@
  * two SGD steps; the losses before and after the first update are what is compared.
  * Platform-neutral, like kernel-checks.ts.
  */
-import { canet, SGD, trainStep, uploadBatch, type Engine, type Sample } from '../../engine/index.js';
+import { canet, SGD, trainStep, uploadBatch, type Engine, type Sample } from '../../entry/index.js';
 
 export const TRAIN_SETUP = {
   width: 64,

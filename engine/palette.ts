@@ -1,6 +1,8 @@
 /**
  * The 19 Cityscapes evaluation classes ("train ids") and their official colours, with helpers to
- * turn a class-id map into a colour image and to blend it over a photo. Platform-neutral.
+ * turn a class-id map into a colour image, blend it over a photo and resize it. Platform-neutral.
+ * It lives in engine/ because the engine's colour kernels (ops/colorize.ts) default to this
+ * palette, and the engine imports nothing from the layers above it (scripts/check-imports.js).
  */
 
 /** Label value meaning "no class here": excluded from the loss and from every metric. */

@@ -10,11 +10,12 @@ export {
   SOFTWARE_GPU_HELP,
   type NodeEngineOptions,
   type SoftwareGPU,
-} from './device-node.js';
-export { softwareDriverName } from './device-common.js';
-export { readSafetensorsFile, writeSafetensorsFile, writeFileAtomic } from '../weights/file.js';
+} from '../engine/device-node.js';
+export { softwareDriverName } from '../engine/device-common.js';
+export { readSafetensorsFile, writeSafetensorsFile } from '../weights/file.js';
+export { writeFileAtomic } from '../engine/atomic-file.js';
 export { loadWeightsFile, loadModelFile } from '../weights/load-file.js';
 export { demoFiles, type DemoFiles } from '../weights/bundled.js';
 export { readImage, inspectImageFile, type ImageInfo, decodeImage, encodePng, writePng, readLabelImage } from '../data/image-io.js';
 export { findPairs, loadPair, writeSyntheticDataset } from '../data/datasets.js';
-export { loadTuningFile, saveTuningFile, defaultTuningFile } from './tune-file.js';
+export { loadTuningFile, saveTuningFile, defaultTuningFile } from '../engine/tune-file.js';
