@@ -13,8 +13,10 @@
  * WGSL conventions every shader follows:
  * - binding 0 is the uniform block `p` (struct `Params`, fields in declaration order) when the
  *   program has uniforms; the declared storage bindings follow at 1, 2, ...
- * - 1-D kernels index with `flat_id(gid, nwg, WG)` from common.wgsl: grid1d spreads more than
- *   65535 workgroups over a 2-D grid, and the kernel folds the index back.
+ * - 1-D kernels index with `flat_id(gid, nwg, WG)` from common.wgsl: a program's grid1d spreads
+ *   more workgroups than the device allows in x over a 2-D grid, and the kernel folds the index
+ *   back. The engine folds nothing itself: a dispatch over maxComputeWorkgroupsPerDimension in
+ *   any axis is refused with a ShapeError naming the kernel (Engine.run).
  */
 import common from '../shaders/common.wgsl';
 import type { Tensor } from './tensor.js';
@@ -65,7 +67,7 @@ export interface Program {
   uniforms?: Readonly<Record<string, UniformInput>>;
   /** Tensors (or raw buffers) for the declared storage bindings, by name. */
   bindings: Readonly<Record<string, Tensor | GPUBuffer>>;
-  /** Workgroup counts (see grid1d for more than the device's limit in x). */
+  /** Workgroup counts, each within maxComputeWorkgroupsPerDimension (grid1d folds larger 1-D grids). */
   dispatch: [number, number?, number?];
   /** Useful work, for profiles: floating point operations and bytes moved. */
   flops?: number;
