@@ -6,7 +6,11 @@ export { rng, randn, expectClose } from './check.js';
 let shared: Promise<Engine> | undefined;
 
 export function testEngine(): Promise<Engine> {
-  shared ??= createEngine({ quiet: true });
+  if (!shared) {
+    shared = createEngine({ quiet: true });
+    // test/run.js reads this engine's pipeline count and compile time around each file.
+    (globalThis as { __canetTestEngine?: Promise<Engine> }).__canetTestEngine = shared;
+  }
   return shared;
 }
 

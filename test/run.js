@@ -38,10 +38,22 @@ const rank = (f) => {
   return i < 0 ? SLOW_FIRST.length : i;
 };
 
-/** Runs one built test file in this process; returns its counts and seconds. */
+/**
+ * Pipelines the shared test engine (test/gpu.ts) has compiled and its milliseconds compiling, or
+ * zeros before a file made it. Files that create engines of their own are not counted.
+ */
+async function compileStats() {
+  const engine = await globalThis.__canetTestEngine?.catch(() => null);
+  if (!engine || engine.closed) return { pipelines: 0, compileMs: 0 };
+  const s = engine.stats();
+  return { pipelines: s.pipelines, compileMs: s.compileMs };
+}
+
+/** Runs one built test file in this process; returns its counts, seconds and compile cost. */
 async function runFile(f) {
   const counts = (globalThis.__canetCounts ??= { passed: 0, failed: 0, skipped: 0 });
   const before = { ...counts };
+  const compiled = await compileStats();
   const t0 = Date.now();
   globalThis.UVU_DEFER = 1;
   globalThis.UVU_INDEX = 0;
@@ -54,12 +66,16 @@ async function runFile(f) {
     counts.failed++;
     console.error(`\n${f}: failed to load: ${e?.stack ?? e}`);
   }
+  const secs = (Date.now() - t0) / 1000;
+  const after = await compileStats();
   return {
     file: f,
     passed: counts.passed - before.passed,
     failed: counts.failed - before.failed,
     skipped: counts.skipped - before.skipped,
-    secs: (Date.now() - t0) / 1000,
+    secs,
+    pipelines: Math.max(0, after.pipelines - compiled.pipelines),
+    compileSecs: Math.max(0, after.compileMs - compiled.compileMs) / 1000,
   };
 }
 
@@ -90,13 +106,21 @@ if (process.argv[2] === '--worker') {
   // A file no worker got to (every worker died before asking for it) fails rather than vanishing.
   for (const f of files.filter((f) => !results.some((r) => r.file === f))) {
     console.error(`\n${f}: never ran (no worker process was left to run it)`);
-    results.push({ file: f, passed: 0, failed: 1, skipped: 0, secs: 0 });
+    results.push({ file: f, passed: 0, failed: 1, skipped: 0, secs: 0, pipelines: 0, compileSecs: 0 });
   }
   const total = { passed: 0, failed: 0, skipped: 0 };
   for (const r of results) for (const k of Object.keys(total)) total[k] += r[k];
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   results.sort((a, b) => b.secs - a.secs);
-  console.log('\nslowest files: ' + results.slice(0, 8).map((r) => `${r.file.replace(/\.test\.js$/, '')} ${r.secs.toFixed(0)} s`).join(', '));
+  const name = (r) => r.file.replace(/\.test\.js$/, '');
+  console.log('\nslowest files: ' + results.slice(0, 8).map((r) => `${name(r)} ${r.secs.toFixed(0)} s`).join(', '));
+  // Pipeline compilation is most of a kernel test's time on a software GPU: say where it goes.
+  const compiling = results.filter((r) => r.pipelines > 0).sort((a, b) => b.compileSecs - a.compileSecs);
+  if (compiling.length) {
+    const sum = (k) => compiling.reduce((n, r) => n + r[k], 0);
+    console.log(`compiling (shared test engine): ${sum('pipelines')} pipelines, ${sum('compileSecs').toFixed(0)} s of those files' ${sum('secs').toFixed(0)} s; most: ` +
+      compiling.slice(0, 6).map((r) => `${name(r)} ${r.pipelines} in ${r.compileSecs.toFixed(0)} of ${r.secs.toFixed(0)} s`).join(', '));
+  }
   console.log(`${files.length} test files in ${secs} s (${jobs} ${jobs === 1 ? 'process' : 'worker processes'})`);
   console.log(`${total.passed} passed, ${total.failed} failed` + (total.skipped ? `, ${total.skipped} skipped` : ''));
   process.exit(total.failed ? 1 : 0);
@@ -144,7 +168,7 @@ function inWorkers(files, jobs) {
         if (current) {
           flush();
           console.error(`\n${current}: its worker process died (${signal ?? `exit code ${code}`}) before the file finished`);
-          results.push({ file: current, passed: 0, failed: 1, skipped: 0, secs: 0 });
+          results.push({ file: current, passed: 0, failed: 1, skipped: 0, secs: 0, pipelines: 0, compileSecs: 0 });
           current = null;
           if (queue.length) start();
         }
