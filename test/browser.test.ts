@@ -40,7 +40,7 @@ const LOSS_RTOL = 1e-4;
 
 t('bundle: esbuild platform=browser builds it, and it imports no Node built-in and no package', async () => {
   const r = await build({
-    entryPoints: [join(root, 'engine/entry-browser.ts')],
+    entryPoints: [join(root, 'entry/browser.ts')],
     bundle: true,
     format: 'esm',
     platform: 'browser',
