@@ -151,26 +151,35 @@ const swiftShaderTilesOnly = chooseSoftwareGPU(undefined, process.env) === 'lava
 const tCpuTiles = (name: string, fn: () => Promise<void>): void =>
   swiftShaderTilesOnly ? t.skip(`${name} (skipped on lavapipe: SwiftShader's tiles compile for minutes there; checked on SwiftShader)`) : t(name, fn);
 
-for (const cls of ['gpu', 'cpu', 'llvmpipe'] as const) {
+/**
+ * Runs `fn` with one kernel class forced: the register tiles of an adapter family (the process-wide
+ * setConv2dTiles hook) or the workgroup-memory tiles of conv2d-workgroup.ts (engine.prefer.conv2d).
+ */
+async function withTiles(e: Engine, cls: 'gpu' | 'cpu' | 'llvmpipe' | 'workgroup', fn: () => Promise<void>): Promise<void> {
+  if (cls === 'workgroup') e.prefer.conv2d = 'workgroup';
+  else setConv2dTiles(cls);
+  try {
+    await fn();
+  } finally {
+    setConv2dTiles(null);
+    delete e.prefer.conv2d;
+  }
+}
+
+for (const cls of ['gpu', 'cpu', 'llvmpipe', 'workgroup'] as const) {
   const tt = cls === 'cpu' ? tCpuTiles : t;
   tt(`forward matches float64 (rel err < 1e-4), ${cls} tiles`, async () => {
     const e = await testEngine();
-    setConv2dTiles(cls);
-    try {
+    await withTiles(e, cls, async () => {
       for (const [k, c] of FORWARD.entries()) await checkForward(e, c, 100 + k);
-    } finally {
-      setConv2dTiles(null);
-    }
+    });
   });
 
   tt(`gradients of x, w and bias vs finite differences (< 1e-3), ${cls} tiles`, async () => {
     const e = await testEngine();
-    setConv2dTiles(cls);
-    try {
+    await withTiles(e, cls, async () => {
       for (const [k, c] of GRADS.entries()) await checkGrads(e, c, 200 + k);
-    } finally {
-      setConv2dTiles(null);
-    }
+    });
   });
 }
 
