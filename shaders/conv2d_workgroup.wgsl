@@ -57,7 +57,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // one stride phase (ih % sh, iw % sw) per workgroup, as in conv2d.wgsl's register kernel: the
 // phase fixes which taps hit, so no multiply-add is spent on taps that do not. A = gy gathered
 // (M = input pixels of the phase, K = (hitting tap, co), vec4 along co), B = w (N = Ci/groups,
-// vec4 along ci). The K loop runs in units of A's vector, BKV per step.
+// vec4 along ci). The K loop runs in units of A's vector, BKV per step. As a transposed
+// convolution's forward it stores through the epilogue's helpers (EP_DECLS, empty for dx).
+{{EP_DECLS}}
 var<workgroup> a_sub: array<f32, {{A_SUB}}>;
 var<workgroup> b_sub: array<f32, {{B_SUB}}>;
 

@@ -25,13 +25,13 @@ import { expectClose, randn, testEngine } from './gpu.js';
 
 /**
  * Makes the shared test engine's kernels take the code shapes of a kernel family, or 'workgroup':
- * the workgroup-memory kernels written for GPUs (engine.prefer.conv2d), on any adapter; null: its adapter's.
+ * the workgroup-memory kernels written for GPUs (engine.prefer.conv2d and .convTranspose), on any
+ * adapter; null: its adapter's.
  */
 async function useFamily(family: 'llvmpipe' | 'workgroup' | null): Promise<void> {
   const e = await testEngine();
-  delete e.prefer.family;
-  delete e.prefer.conv2d;
-  if (family === 'workgroup') e.prefer.conv2d = 'workgroup';
+  for (const key of ['family', 'conv2d', 'convTranspose']) delete e.prefer[key];
+  if (family === 'workgroup') e.prefer.conv2d = e.prefer.convTranspose = 'workgroup';
   else if (family) e.prefer.family = family;
 }
 const suffix = (mode: 'llvmpipe' | 'workgroup' | null): string => (mode ? `, ${mode} tiles` : '');
@@ -136,9 +136,9 @@ for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
     }
   });
 
-for (const llvm of [false, true])
-  t(`depthwise and transposed-conv epilogues (folded BN, activation, channel slice)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    await useFamily(llvm ? 'llvmpipe' : null);
+for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
+  t(`depthwise and transposed-conv epilogues (folded BN, activation, channel slice)${suffix(mode)}`, async () => {
+    await useFamily(mode);
     try {
       const e = await testEngine();
       const dwCases = [

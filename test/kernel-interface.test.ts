@@ -205,9 +205,11 @@ function convFamilyCalls(e: Engine): void {
     ];
     for (const [b, ep] of epilogues) {
       conv2d(x, w, b, { padding: 1 }, ep);
-      e.prefer.conv2d = 'workgroup';
+      e.prefer.conv2d = e.prefer.convTranspose = 'workgroup';
       conv2d(x, w, b, { padding: 1 }, ep);
+      convTranspose2d(x, w, b, { padding: 1 }, ep);
       delete e.prefer.conv2d;
+      delete e.prefer.convTranspose;
       depthwiseConv2d(x, tensor(e, [3, 3, 8], 30), b, { padding: 1 }, ep);
       // Transposed conv: stride 1, so the output has the input's size.
       convTranspose2d(x, w, b, { padding: 1 }, ep);
@@ -241,6 +243,14 @@ function convFamilyCalls(e: Engine): void {
   withGrad(e, [[1, 4, 5, 8], [8, 3, 3, 8], [8]], ([x, w, b]) => convTranspose2d(x!, w!, b!, { stride: 2, padding: 1, outputPadding: 1 }), 70);
   withGrad(e, [[1, 4, 4, 3], [5, 3, 3, 3]], ([x, w]) => convTranspose2d(x!, w!, null, { stride: 2, padding: 1, outputPadding: 1 }), 71);
   withGrad(e, [[1, 3, 3, 8], [24, 4, 4, 8]], ([x, w]) => convTranspose2d(x!, w!, null, { stride: 2, padding: 1 }), 72);
+  // The same through the workgroup-memory GEMMs (GPUs' default): vec4 and scalar channels.
+  e.prefer.convTranspose = 'workgroup';
+  try {
+    withGrad(e, [[1, 4, 5, 8], [8, 3, 3, 8], [8]], ([x, w, b]) => convTranspose2d(x!, w!, b!, { stride: 2, padding: 1, outputPadding: 1 }), 73);
+    withGrad(e, [[1, 4, 4, 3], [5, 3, 3, 3]], ([x, w]) => convTranspose2d(x!, w!, null, { stride: 2, padding: 1, outputPadding: 1 }), 74);
+  } finally {
+    delete e.prefer.convTranspose;
+  }
 
   // ---- BatchNorm: every lane mode and fusion, chunked passes, inference, fold
   const bn = (c: number, shape: number[], opts: Parameters<typeof batchNorm2d>[5], seed: number, residual = false): void => {
@@ -311,6 +321,7 @@ t('representative calls of the conv family run and reach every conv-family kerne
   const names = new Set(programs.map((d) => d.program.name.replace(/_(serial|workgroup)(_scalar)?$/, '')));
   for (const want of ['conv2d_forward', 'conv2d_backward_input', 'conv2d_backward_input_accumulate', 'conv2d_backward_filter',
     'conv2d_wg_forward', 'conv2d_wg_backward_input', 'conv2d_wg_backward_input_accumulate', 'conv2d_wg_backward_filter',
+    'conv_transpose_wg_forward', 'conv_transpose_wg_backward_input', 'conv_transpose_wg_backward_filter',
     'conv_transpose_forward', 'conv_transpose_backward_input', 'conv_transpose_backward_filter', 'conv_transpose_pack', 'conv_transpose_pad_channels',
     'depthwise_forward', 'depthwise_backward_input', 'depthwise_backward_filter',
     'bn_stats_partial', 'bn_stats_combine', 'bn_stats_finish', 'bn_inference_params', 'bn_fold', 'bn_affine', 'bn_grad_partial', 'bn_grad_combine',

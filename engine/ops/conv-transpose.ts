@@ -22,6 +22,7 @@ import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
 import { kernelFamily } from '../device-common.js';
+import { convTransposeBackwardFilterWorkgroup, convTransposeBackwardInputWorkgroup, convTransposeForwardWorkgroup, convTransposeUsesWorkgroup } from './conv-transpose-workgroup.js';
 
 export interface ConvTransposeOptions {
   stride?: number | [number, number];
@@ -270,6 +271,7 @@ function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; 
 
 function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {
   const engine = x.engine;
+  if (!argmax && convTransposeUsesWorkgroup(engine)) return convTransposeForwardWorkgroup(x, w, bias, g, epi);
   const { th: TH, tp: TP, tco: TCO } = forwardTiles(engine, g, argmax);
   if (argmax) check(g.co <= TCO, 'convTranspose2dArgmax', () => `the fused argmax needs every channel in one tile (at most ${TCO}), got ${g.co}`);
   const civ = Math.ceil(g.ci / 4);
@@ -376,6 +378,7 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
 /** dL/dx = a strided convolution of gy with w (each input pixel gathers the outputs it reached). */
 function convTransposeBackwardInput(gy4: Tensor, w: Tensor, g: Geometry): Tensor {
   const engine = gy4.engine;
+  if (convTransposeUsesWorkgroup(engine)) return convTransposeBackwardInputWorkgroup(gy4, w, g);
   const { th: TH, tw: TW, tci: TCI } = inputGradTiles(engine, g);
   const cov = Math.ceil(g.co / 4);
   // wt [KH, KW, Ci, 4 * cov]: w with co innermost, so both operands are vec4 along co.
@@ -472,6 +475,7 @@ function filterGradTiles(g: Geometry, cov: number, civ: number, maxAcc = 64): { 
  */
 function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry, into: Tensor | null = null): Tensor {
   const engine = x.engine;
+  if (convTransposeUsesWorkgroup(engine)) return convTransposeBackwardFilterWorkgroup(x, gy4, g, into);
   const civ = Math.ceil(g.ci / 4);
   const cov = Math.ceil(g.co / 4);
   const x4 = g.ci % 4 === 0 ? x : padChannels(x, g.ci);

@@ -6,6 +6,10 @@
  * picks between them (`chooseTile`: `engine.prefer.conv2d`, a tuned variant, the adapter family)
  * and keeps validation, autograd and the tuning cases.
  *
+ * The transposed convolutions reuse these GEMMs (conv-transpose-workgroup.ts): a transposed
+ * convolution's forward is conv2d's input gradient, its input gradient a conv2d forward and its
+ * filter gradient conv2d's, each with the weights' two channel axes exchanged (`WeightOrder`).
+ *
  * A tile `wg64x64k16t4x4`: a workgroup computes 64 x 64 outputs of the GEMM in K-steps of 16,
  * each invocation a 4 x 4 register micro-tile, so (64/4) * (64/4) = 256 invocations. Sizes are
  * uniforms; the variant holds the tile, the vector widths and the epilogue's layout.
@@ -25,6 +29,26 @@ export interface GemmTile {
   bk: number;
   tm: number;
   tn: number;
+}
+
+/**
+ * How a GEMM indexes the weights [A, KH, KW, B]: 'ohwi' as conv2d's [Co, KH, KW, Ci/groups];
+ * 'swapped' with the GEMM's two channel axes exchanged, as a transposed convolution's [Co, KH, KW,
+ * Ci] appears to the conv2d GEMM that computes it (groups 1): the forward and input-gradient GEMMs
+ * then read B along the other axis, and the filter gradient stores its result transposed.
+ */
+export type WeightOrder = 'ohwi' | 'swapped';
+
+/** Extra choices of a GEMM launch beyond its geometry; the defaults are conv2d's. */
+export interface GemmOptions {
+  /** Kernel name (pipeline label, profiles). */
+  name?: string;
+  weights?: WeightOrder;
+}
+
+/** `all` without the fields named in `skip` (uniforms a variant's code does not read). */
+function omit<T>(all: Readonly<Record<string, T>>, skip: readonly string[]): Record<string, T> {
+  return Object.fromEntries(Object.entries(all).filter(([k]) => !skip.includes(k)));
 }
 
 /** True for a workgroup-memory tile (as opposed to conv2d.ts's register tile). */
@@ -145,23 +169,28 @@ const FORWARD_UNIFORMS = {
 } as const satisfies Record<string, ScalarType>;
 
 /** y = conv2d(x, w) (+ bias, + epilogue) with workgroup tiles; y null when the epilogue writes `into`. */
-export function gemmForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null, tile: GemmTile): Program {
+export function gemmForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null, tile: GemmTile, opts: GemmOptions = {}): Program {
   // vec4 along K as in the register kernel: Ci/groups, the slice offset and the row stride all % 4.
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
+  // Swapped weights [Ci, KH, KW, Co] (groups 1) are contiguous along N: vec4 there when Co allows.
+  const swapped = opts.weights === 'swapped';
+  const vw = swapped ? (g.cog % 4 === 0 ? 4 : 1) : vx;
+  const skip = swapped ? ['woff'] : [];
   const m = g.n * g.ho * g.wo;
   const tilesM = Math.ceil(m / tile.bm);
   const tilesN = Math.ceil(g.cog / tile.bn);
   const tiles = tilesM * tilesN * g.groups;
   // Scalar stores: an invocation's channels are strided (see the .wgsl), consecutive across invocations.
   const ep = epiloguePlan(epi, [g.n, g.ho, g.wo, g.co], y, 1, bias);
-  const variant = `${formatGemmTile(tile)} x${vx} ${ep.variant}`;
+  const variant = `${formatGemmTile(tile)} x${vx}${swapped ? ` sw${vw}` : ''} ${ep.variant}`;
 
   const shader = (): ShaderSpec => {
     const { bm, bn, bk, tm, tn } = tile;
     const bkv = bk / vx;
+    const bnv = bn / vw;
     const wg = invocations(tile);
     const sa = slots(tile, bm * bkv);
-    const sb = slots(tile, bn * bkv);
+    const sb = swapped ? slots(tile, bk * bnv) : slots(tile, bn * bkv);
     const xt = vtype(vx);
     const setup = [
       lines(sa.n, (s) =>
@@ -169,9 +198,13 @@ export function gemmForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Te
         `  let aok_${s} = (m0 + ar_${s} < p.m)${sa.guard ? ` & (ar_${s} < ${bm}u)` : ''}; let amm_${s} = min(m0 + ar_${s}, p.m - 1u);\n` +
         `  let arr_${s} = amm_${s} % p.howo; let axb_${s} = (amm_${s} / p.howo) * p.h;\n` +
         `  let aiy_${s} = i32((arr_${s} / p.wo) * p.sh) - p.ph; let aix_${s} = i32((arr_${s} % p.wo) * p.sw) - p.pw;`),
-      lines(sb.n, (s) =>
-        `  let bv_${s} = li + ${s * wg}u; let bc_${s} = bv_${s} / ${bkv}u; let bkq_${s} = bv_${s} % ${bkv}u;\n` +
-        `  let bok_${s} = (n0 + bc_${s} < p.cog)${sb.guard ? ` & (bc_${s} < ${bn}u)` : ''}; let bw_${s} = (p.woff + g * p.cog + min(n0 + bc_${s}, p.cog - 1u)) * p.kt;`),
+      swapped
+        ? lines(sb.n, (s) =>
+          `  let bv_${s} = li + ${s * wg}u; let bkr_${s} = bv_${s} / ${bnv}u; let bnq_${s} = bv_${s} % ${bnv}u;\n` +
+          `  let bok_${s} = (n0 + bnq_${s} * ${vw}u < p.cog)${sb.guard ? ` & (bkr_${s} < ${bk}u)` : ''}; let bnc_${s} = min(n0 + bnq_${s} * ${vw}u, p.cog - ${vw}u) / ${vw}u;`)
+        : lines(sb.n, (s) =>
+          `  let bv_${s} = li + ${s * wg}u; let bc_${s} = bv_${s} / ${bkv}u; let bkq_${s} = bv_${s} % ${bkv}u;\n` +
+          `  let bok_${s} = (n0 + bc_${s} < p.cog)${sb.guard ? ` & (bc_${s} < ${bn}u)` : ''}; let bw_${s} = (p.woff + g * p.cog + min(n0 + bc_${s}, p.cog - 1u)) * p.kt;`),
     ].join('\n');
     // Taps in the padding and K past the end load 0 from a valid address.
     const loadA = (s: number): string => {
@@ -184,6 +217,14 @@ export function gemmForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Te
       return sa.guard ? `    if (ar_${s} < ${bm}u) { ${body} }` : `    { ${body} }`;
     };
     const loadB = (s: number): string => {
+      if (swapped) {
+        // B[k = (tap, c)][n] = w[c, tap, n]: row (c * taps + tap) of Co/vw vectors; K in scalars here.
+        const body =
+          `let ks = k0 * ${vx}u + bkr_${s}; let ck = p.ck * ${vx}u; let tap = ks / ck; let c = ks - tap * ck; let ok = bok_${s} & (ks < p.kt * ${vx}u);\n` +
+          `      let v = select(${vtype(vw)}(0.0), ws[select(0u, (c * (p.kt / p.ck) + tap) * (p.cog / ${vw}u) + bnc_${s}, ok)], ok);\n` +
+          `      ${storeVec('b_sub', 'v', vw, (c) => `bkr_${s} * ${bn}u + bnq_${s} * ${vw}u + ${c}u`)}`;
+        return sb.guard ? `    if (bkr_${s} < ${bk}u) { ${body} }` : `    { ${body} }`;
+      }
       const body =
         `let kk = k0 + bkq_${s}; let v = select(${xt}(0.0), ws[bw_${s} + min(kk, p.kt - 1u)], bok_${s} & (kk < p.kt));\n` +
         `      ${storeVec('b_sub', 'v', vx, (c) => `(bkq_${s} * ${vx}u + ${c}u) * ${bn}u + bc_${s}`)}`;
@@ -200,8 +241,8 @@ export function gemmForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Te
       }),
     ].join('\n');
     return {
-      uniforms: { ...FORWARD_UNIFORMS, ...ep.uniforms },
-      bindings: { xs: read(xt), ws: read(xt), ys: readWrite('f32'), ...ep.bindings },
+      uniforms: { ...omit(FORWARD_UNIFORMS, skip), ...ep.uniforms },
+      bindings: { xs: read(xt), ws: read(vtype(vw)), ys: readWrite('f32'), ...ep.bindings },
       code: section(family, 'conv2d_wg_forward', {
         ...tileDefines(tile), BKV: bkv, SETUP: setup, LOAD: [lines(sa.n, loadA), lines(sb.n, loadB)].join('\n'),
         COMPUTE: computeStep(tile), EPILOGUE: epilogue, EP_DECLS: epc.decls,
@@ -210,13 +251,15 @@ export function gemmForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Te
   };
 
   return {
-    name: 'conv2d_wg_forward',
+    name: opts.name ?? 'conv2d_wg_forward',
     variant,
     shader,
     uniforms: {
-      m, howo: g.ho * g.wo, wo: g.wo, h: g.h, w: g.w, ci_v: g.xstride / vx, xoff: g.xoff / vx, ck: g.cig / vx, cog: g.cog,
-      kw: g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw, kt: (g.kh * g.kw * g.cig) / vx,
-      tiles_m: tilesM, tiles_n: tilesN, tiles, woff: g.woff,
+      ...omit({
+        m, howo: g.ho * g.wo, wo: g.wo, h: g.h, w: g.w, ci_v: g.xstride / vx, xoff: g.xoff / vx, ck: g.cig / vx, cog: g.cog,
+        kw: g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw, kt: (g.kh * g.kw * g.cig) / vx,
+        tiles_m: tilesM, tiles_n: tilesN, tiles, woff: g.woff,
+      }, skip),
       ...ep.values,
     },
     bindings: { xs: x, ws: w, ys: ep.target, ...ep.tensors },
@@ -248,18 +291,29 @@ const INPUT_UNIFORMS = {
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
+/**
+ * What the input-gradient GEMM stores: conv2d's dx (= or +=), or, for a transposed convolution's
+ * forward, an output with bias and epilogue (`out` null when the epilogue writes `into`).
+ */
+export type GemmInputStore = { accumulate: boolean } | { out: Tensor | null; bias: Tensor | null; epi: Epilogue | null };
+
 /** dx (= or +=) the input gradient of conv2d with workgroup tiles, one stride phase per workgroup. */
-export function gemmInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor, dx: Tensor, accumulate: boolean, tile: GemmTile): Program {
+export function gemmInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor, dx: Tensor | null, accumulate: boolean, tile: GemmTile, opts: GemmOptions & { store?: GemmInputStore } = {}): Program {
+  const swapped = opts.weights === 'swapped';
   const va = g.cog % 4 === 0 ? 4 : 1; // K axis: output channels of the group (gy rows)
-  const vb = g.cig % 4 === 0 ? 4 : 1; // N axis: input channels of the group (w rows)
+  // N axis: input channels of the group (w rows); swapped weights [N, KH, KW, K] are read along K instead.
+  const vb = swapped ? va : g.cig % 4 === 0 ? 4 : 1;
+  const store = opts.store ?? { accumulate };
+  const ep = 'out' in store ? epiloguePlan(store.epi, [g.n, g.h, g.w, g.ci], store.out, 1, store.bias) : null;
+  const skip = [...(swapped ? ['wrow_v', 'cig_v', 'cog'] : []), ...(ep ? ['ci'] : [])];
   const hq = Math.ceil(g.h / g.sh);
   const wq = Math.ceil(g.w / g.sw);
   const tilesM = Math.ceil((g.n * hq * wq) / tile.bm);
   const tilesN = Math.ceil(g.cig / tile.bn);
   const tilesPhase = tilesM * tilesN * g.groups;
   const tiles = tilesPhase * g.sh * g.sw;
-  const name = accumulate ? 'conv2d_wg_backward_input_accumulate' : 'conv2d_wg_backward_input';
-  const variant = `${formatGemmTile(tile)} a${va} b${vb}`;
+  const name = opts.name ?? (accumulate ? 'conv2d_wg_backward_input_accumulate' : 'conv2d_wg_backward_input');
+  const variant = `${formatGemmTile(tile)} a${va} b${vb}${swapped ? ' sw' : ''}${ep ? ` ${ep.variant}` : ''}`;
 
   const shader = (): ShaderSpec => {
     const { bm, bn, bk, tm, tn } = tile;
@@ -267,16 +321,20 @@ export function gemmInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Ten
     const bnv = bn / vb;
     const wg = invocations(tile);
     const sa = slots(tile, bm * bkv);
-    const sb = slots(tile, bk * bnv);
+    const sb = swapped ? slots(tile, bn * bkv) : slots(tile, bk * bnv);
     const setup = [
       lines(sa.n, (s) =>
         `  let av_${s} = li + ${s * wg}u; let ar_${s} = av_${s} / ${bkv}u; let akq_${s} = av_${s} % ${bkv}u;\n` +
         `  let aq_${s} = min(m0 + ar_${s}, qm - 1u); let ajw_${s} = aq_${s} % p.wq; let aqq_${s} = aq_${s} / p.wq; let ajh_${s} = aqq_${s} % p.hq;\n` +
         `  let aok_${s} = (m0 + ar_${s} < qm) & (rh + p.sh * ajh_${s} < p.h) & (rw + p.sw * ajw_${s} < p.w)${sa.guard ? ` & (ar_${s} < ${bm}u)` : ''};\n` +
         `  let agb_${s} = (aqq_${s} / p.hq) * p.ho;`),
-      lines(sb.n, (s) =>
-        `  let bv_${s} = li + ${s * wg}u; let bkr_${s} = bv_${s} / ${bnv}u; let bnq_${s} = bv_${s} % ${bnv}u;\n` +
-        `  let bok_${s} = (n0 + bnq_${s} * ${vb}u < p.cig)${sb.guard ? ` & (bkr_${s} < ${bk}u)` : ''}; let bnc_${s} = min(n0 + bnq_${s} * ${vb}u, p.cig - ${vb}u) / ${vb}u;`),
+      swapped
+        ? lines(sb.n, (s) =>
+          `  let bv_${s} = li + ${s * wg}u; let bc_${s} = bv_${s} / ${bkv}u; let bkq_${s} = bv_${s} % ${bkv}u;\n` +
+          `  let bok_${s} = (n0 + bc_${s} < p.cig)${sb.guard ? ` & (bc_${s} < ${bn}u)` : ''}; let bw_${s} = min(n0 + bc_${s}, p.cig - 1u) * p.kh * p.kw;`)
+        : lines(sb.n, (s) =>
+          `  let bv_${s} = li + ${s * wg}u; let bkr_${s} = bv_${s} / ${bnv}u; let bnq_${s} = bv_${s} % ${bnv}u;\n` +
+          `  let bok_${s} = (n0 + bnq_${s} * ${vb}u < p.cig)${sb.guard ? ` & (bkr_${s} < ${bk}u)` : ''}; let bnc_${s} = min(n0 + bnq_${s} * ${vb}u, p.cig - ${vb}u) / ${vb}u;`),
     ].join('\n');
     // K = (hitting tap ti, co): ti = (ih_t, iw_t) over nkh x nkw, A in AT units of co, B per scalar co.
     const loadA = (s: number): string => {
@@ -289,6 +347,14 @@ export function gemmInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Ten
       return sa.guard ? `    if (ar_${s} < ${bm}u) { ${body} }` : `    { ${body} }`;
     };
     const loadB = (s: number): string => {
+      if (swapped) {
+        // B[k = (tap, c)][n] = w[n, tap, c] (groups 1): contiguous along K, loaded in A's vectors.
+        const body =
+          `let kk = k0 + bkq_${s}; let ti = kk / p.ck; let c = kk - ti * p.ck; let kh = kh0 + (ti / nkw) * p.sth; let kw = kw0 + (ti % nkw) * p.stw;\n` +
+          `      let ok = bok_${s} & (kk < kt); let v = select(${vtype(va)}(0.0), ws[select(0u, (bw_${s} + kh * p.kw + kw) * p.ck + c, ok)], ok);\n` +
+          `      ${storeVec('b_sub', 'v', va, (c) => `(bkq_${s} * ${va}u + ${c}u) * ${bn}u + bc_${s}`)}`;
+        return sb.guard ? `    if (bc_${s} < ${bn}u) { ${body} }` : `    { ${body} }`;
+      }
       const body =
         `let ks = k0 * ${va}u + bkr_${s}; let ti = ks / p.cog; let co = ks - ti * p.cog;\n` +
         `      let kh = kh0 + (ti / nkw) * p.sth; let kw = kw0 + (ti % nkw) * p.stw; let ok = bok_${s} & (ks < kt * ${va}u);\n` +
@@ -299,19 +365,25 @@ export function gemmInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Ten
     const wgm = bm / tm;
     const wgn = bn / tn;
     // Every dx element has one owner invocation: adding into an existing gradient is a plain read-modify-write.
+    const epc = ep?.code();
+    const add = 'accumulate' in store && store.accumulate;
     const epilogue = [
-      lines(tn, (j) => `  let cn_${j} = n0 + tx + ${j * wgn}u;`),
+      lines(tn, (j) => `  let cn_${j} = n0 + tx + ${j * wgn}u;` + (epc ? ` let ch_${j} = g * p.cig + min(cn_${j}, p.cig - 1u); ${epc.setup(`ch_${j}`, `e${j}`)}` : '')),
       lines(tm, (i) => {
-        const stores = range(tn).map((j) => `if (cn_${j} < p.cig) { dxs[o + cn_${j}] = ${accumulate ? `dxs[o + cn_${j}] + ` : ''}acc[${i * tn + j}]; }`);
+        const stores = range(tn).map((j) => epc
+          ? `if (cn_${j} < p.cig) { dxs[${epc.index('px', `ch_${j}`)}] = ${epc.apply(`acc[${i * tn + j}]`, 'px', `ch_${j}`, `e${j}`)}; }`
+          : `if (cn_${j} < p.cig) { dxs[o + cn_${j}] = ${add ? `dxs[o + cn_${j}] + ` : ''}acc[${i * tn + j}]; }`);
+        const at = epc ? `let px = ((qq / p.hq) * p.h + ih) * p.w + iw;` : `let o = (((qq / p.hq) * p.h + ih) * p.w + iw) * p.ci + g * p.cig;`;
         return `  { let q = m0 + ty + ${i * wgm}u; let qc = min(q, qm - 1u); let jw = qc % p.wq; let qq = qc / p.wq; let ih = rh + p.sh * (qq % p.hq); let iw = rw + p.sw * jw;\n` +
-          `    if ((q < qm) & (ih < p.h) & (iw < p.w)) { let o = (((qq / p.hq) * p.h + ih) * p.w + iw) * p.ci + g * p.cig; ${stores.join(' ')} } }`;
+          `    if ((q < qm) & (ih < p.h) & (iw < p.w)) { ${at} ${stores.join(' ')} } }`;
       }),
     ].join('\n');
     return {
-      uniforms: INPUT_UNIFORMS,
-      bindings: { gys: read(vtype(va)), ws: read(vtype(vb)), dxs: readWrite('f32') },
+      uniforms: { ...omit(INPUT_UNIFORMS, skip), ...ep?.uniforms },
+      bindings: { gys: read(vtype(va)), ws: read(vtype(vb)), dxs: readWrite('f32'), ...ep?.bindings },
       code: section(family, 'conv2d_wg_backward_input', {
         ...tileDefines(tile), BKV: bkv, SETUP: setup, LOAD: [lines(sa.n, loadA), lines(sb.n, loadB)].join('\n'), COMPUTE: computeStep(tile), EPILOGUE: epilogue,
+        EP_DECLS: epc?.decls ?? '',
       }),
     };
   };
@@ -321,15 +393,18 @@ export function gemmInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Ten
     variant,
     shader,
     uniforms: {
-      n: g.n, h: g.h, w: g.w, hq, wq, ho: g.ho, wo: g.wo, ci: g.ci, cig: g.cig, cig_v: g.cig / vb, cog: g.cog, ck: g.cog / va, co_v: g.co / va,
-      kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw,
-      wrow_v: (g.kh * g.kw * g.cig) / vb, tiles_m: tilesM, tiles_n: tilesN, tiles_phase: tilesPhase, tiles,
-      sth: g.sh / gcd(g.sh, g.dh), stw: g.sw / gcd(g.sw, g.dw), qsh: g.dh / gcd(g.sh, g.dh), qsw: g.dw / gcd(g.sw, g.dw),
+      ...omit({
+        n: g.n, h: g.h, w: g.w, hq, wq, ho: g.ho, wo: g.wo, ci: g.ci, cig: g.cig, cig_v: g.cig / vb, cog: g.cog, ck: g.cog / va, co_v: g.co / va,
+        kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw,
+        wrow_v: (g.kh * g.kw * g.cig) / vb, tiles_m: tilesM, tiles_n: tilesN, tiles_phase: tilesPhase, tiles,
+        sth: g.sh / gcd(g.sh, g.dh), stw: g.sw / gcd(g.sw, g.dw), qsh: g.dh / gcd(g.sh, g.dh), qsw: g.dw / gcd(g.sw, g.dw),
+      }, skip),
+      ...ep?.values,
     },
-    bindings: { gys: gy, ws: w, dxs: dx },
+    bindings: { gys: gy, ws: w, dxs: ep ? ep.target : dx!, ...ep?.tensors },
     dispatch: grid(engine, tiles),
     flops: convFlops(g),
-    bytes: (gy.size + w.size + dx.size) * 4,
+    bytes: (gy.size + w.size + (ep ? g.n * g.h * g.w * g.ci : dx!.size)) * 4,
   };
 }
 
@@ -377,12 +452,13 @@ const FILTER_UNIFORMS = {
 } as const satisfies Record<string, ScalarType>;
 
 /** Partial filter gradients per chunk of pixels (or dw itself with one chunk), workgroup tiles. */
-export function gemmFilterProgram(engine: Engine, g: Geometry, plan: GemmFilterChunks, gy: Tensor, x: Tensor, out: Tensor, tile: GemmTile): Program {
+export function gemmFilterProgram(engine: Engine, g: Geometry, plan: GemmFilterChunks, gy: Tensor, x: Tensor, out: Tensor, tile: GemmTile, opts: GemmOptions = {}): Program {
+  const swapped = opts.weights === 'swapped';
   const va = g.cog % 4 === 0 ? 4 : 1; // M axis: output channels (gy rows)
   const vb = g.cig % 4 === 0 ? 4 : 1; // N axis: k = (kh, kw, ci), vec4 along ci inside one tap
   const krow = g.kh * g.kw * g.cig;
   const { tilesM, tilesN, tiles, chunks, chunk } = plan;
-  const variant = `${formatGemmTile(tile)} a${va} b${vb}`;
+  const variant = `${formatGemmTile(tile)} a${va} b${vb}${swapped ? ' sw' : ''}`;
 
   const shader = (): ShaderSpec => {
     const { bm, bn, bk, tm, tn } = tile;
@@ -417,11 +493,12 @@ export function gemmFilterProgram(engine: Engine, g: Geometry, plan: GemmFilterC
     };
     const wgm = bm / tm;
     const wgn = bn / tn;
+    // Swapped (groups 1): column n = (tap, c) of row co lands at [c, tap, co] of a [K, KH, KW, M] gradient.
     const epilogue = [
-      lines(tn, (j) => `  let cn_${j} = n0 + tx + ${j * wgn}u;`),
+      lines(tn, (j) => `  let cn_${j} = n0 + tx + ${j * wgn}u;` + (swapped ? ` let sw_${j} = ((cn_${j} % p.cig) * (p.krow / p.cig) + cn_${j} / p.cig) * p.cog;` : '')),
       lines(tm, (i) => {
-        const stores = range(tn).map((j) => `if (cn_${j} < p.krow) { dws[o + cn_${j}] = acc[${i * tn + j}]; }`);
-        return `  { let co = m0 + ty + ${i * wgm}u; if (co < p.cog) { let o = ob + (g * p.cog + co) * p.krow; ${stores.join(' ')} } }`;
+        const stores = range(tn).map((j) => `if (cn_${j} < p.krow) { dws[${swapped ? `ob + sw_${j} + co` : `o + cn_${j}`}] = acc[${i * tn + j}]; }`);
+        return `  { let co = m0 + ty + ${i * wgm}u; if (co < p.cog) { ${swapped ? '' : 'let o = ob + (g * p.cog + co) * p.krow; '}${stores.join(' ')} } }`;
       }),
     ].join('\n');
     return {
@@ -434,7 +511,7 @@ export function gemmFilterProgram(engine: Engine, g: Geometry, plan: GemmFilterC
   };
 
   return {
-    name: 'conv2d_wg_backward_filter',
+    name: opts.name ?? 'conv2d_wg_backward_filter',
     variant,
     shader,
     uniforms: {
