@@ -25,13 +25,13 @@ import { expectClose, randn, testEngine } from './gpu.js';
 
 /**
  * Makes the shared test engine's kernels take the code shapes of a kernel family, or 'workgroup':
- * the workgroup-memory kernels written for GPUs (engine.prefer.conv2d and .convTranspose), on any
+ * the workgroup-memory kernels written for GPUs (engine.prefer.conv2d, .convTranspose, .depthwise), on any
  * adapter; null: its adapter's.
  */
 async function useFamily(family: 'llvmpipe' | 'workgroup' | null): Promise<void> {
   const e = await testEngine();
-  for (const key of ['family', 'conv2d', 'convTranspose']) delete e.prefer[key];
-  if (family === 'workgroup') e.prefer.conv2d = e.prefer.convTranspose = 'workgroup';
+  for (const key of ['family', 'conv2d', 'convTranspose', 'depthwise']) delete e.prefer[key];
+  if (family === 'workgroup') e.prefer.conv2d = e.prefer.convTranspose = e.prefer.depthwise = 'workgroup';
   else if (family) e.prefer.family = family;
 }
 const suffix = (mode: 'llvmpipe' | 'workgroup' | null): string => (mode ? `, ${mode} tiles` : '');
