@@ -28,11 +28,12 @@ export interface TransposeGeometry {
 
 /**
  * Whether the transposed convolution runs these kernels: `engine.prefer.convTranspose`
- * 'workgroup' or 'register' when set, else on real GPUs only (see conv2d.ts's chooseTile).
+ * 'workgroup' or 'register' when set, else on real GPUs unless the autotuner measured a register
+ * tile faster for this kernel (`registerTuned`; see conv-transpose.ts's tuning candidates).
  */
-export function convTransposeUsesWorkgroup(engine: Engine): boolean {
+export function convTransposeUsesWorkgroup(engine: Engine, registerTuned: boolean): boolean {
   const prefer = engine.prefer.convTranspose;
-  return prefer === 'workgroup' || (prefer !== 'register' && kernelFamily(engine) === 'gpu');
+  return prefer === 'workgroup' || (prefer !== 'register' && !registerTuned && kernelFamily(engine) === 'gpu');
 }
 
 /** A conv2d geometry (groups 1, dilation 1, no slices) from its parts. */
