@@ -12,7 +12,8 @@
  * - grad bias:    sumColumns(gy).
  * Tiles depend on the adapter (`chooseTile`): large ones on CPU adapters such as SwiftShader, where
  * every load is an emulated gather and must feed many multiply-adds; small ones with many
- * invocations on real GPUs.
+ * invocations on real GPUs. Real GPUs run the same GEMMs with workgroup-memory tiles by default
+ * (conv2d-workgroup.ts); the register tiles stay their autotune candidates.
  */
 import family from '../../shaders/conv2d.wgsl';
 import { recordOp } from '../autograd.js';
@@ -259,7 +260,7 @@ function parseTile(engine: Engine, key: () => string, make: (key: string) => Tun
 /**
  * Tiles worth timing for one GEMM, the adapter's default first: on CPU adapters the register
  * tiles between 8x8 and 16x32 (compile time grows with the tile), on real GPUs small tiles with
- * 32-128 invocations per workgroup. Each fits the vector widths (tm % vm, tn % vn) and is not
+ * 32-128 invocations per workgroup and the workgroup-memory tiles (`dflt` may be one). Each fits the vector widths (tm % vm, tn % vn) and is not
  * wider than the GEMM needs.
  */
 function tileCandidates(engine: Engine, dflt: Conv2dTile | GemmTile, kernel: Conv2dKernel, m: number, n: number, vm: number, vn: number): string[] {
