@@ -3,10 +3,15 @@
  * adapter with GFLOP/s, next to the engine's own best matmul (a 1x1 convolution is a matmul), so
  * each conv's fraction of the adapter's matmul ceiling is visible.
  *   node bench/kernels.js [--quick] [--iters N] [--json PATH] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]
+ *                         [--kernels default|register|workgroup|both]
  * --tune times each kernel's candidate tiles first (engine/tune.ts; the ceiling too), keeping the
  * winners in the tuning file as `bench/run.js --tune` does, so the fractions are tuned against tuned.
  * Each kernel runs at least N times (default 3, 2 with --quick) and until its runs add up to 2 s
  * (0.5 s with --quick), so short kernels get a median over tens of runs; the median is reported.
+ * --kernels picks the convolution kernels (engine.prefer.conv2d, .convTranspose, .depthwise):
+ * the adapter's default, the register tiles, the workgroup-memory tiles written for GPUs, or
+ * `both`: every case timed with the register kernels and then with the workgroup ones in the same
+ * run (the matmul-ceiling fraction of each against its own kind's ceiling).
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -85,8 +90,21 @@ export function kernelCases(quick: boolean): Case[] {
   ];
 }
 
+/** Which convolution kernels a run uses: the adapter's choice, or one kind forced. */
+export type KernelKind = 'default' | 'register' | 'workgroup';
+
+/** Forces `kind` on the engine's convolution ops (engine.prefer); 'default' clears it. */
+function useKernels(engine: Engine, kind: KernelKind): void {
+  for (const key of ['conv2d', 'convTranspose', 'depthwise']) {
+    if (kind === 'default') delete engine.prefer[key];
+    else engine.prefer[key] = kind;
+  }
+}
+
 export interface KernelResult {
   name: string;
+  /** The convolution kernels it ran (--kernels). */
+  kernels: KernelKind;
   gflop: number;
   firstMs: number;
   medianMs: number;
@@ -98,10 +116,24 @@ export interface KernelResult {
   tuned?: { winner: string; speedup: number }[];
 }
 
-export async function runKernelBench(engine: Engine, quick: boolean, iters: number, tuneFile?: string): Promise<KernelResult[]> {
+export async function runKernelBench(engine: Engine, quick: boolean, iters: number, tuneFile?: string, kinds: KernelKind[] = ['default']): Promise<KernelResult[]> {
+  const results: KernelResult[] = [];
+  if (tuneFile) await loadTuningFile(engine, tuneFile);
+  for (const kind of kinds) {
+    useKernels(engine, kind);
+    try {
+      results.push(...await runCases(engine, quick, iters, tuneFile, kind));
+    } finally {
+      useKernels(engine, 'default');
+    }
+  }
+  return results;
+}
+
+async function runCases(engine: Engine, quick: boolean, iters: number, tuneFile: string | undefined, kind: KernelKind): Promise<KernelResult[]> {
   const results: KernelResult[] = [];
   let ceiling = 0;
-  if (tuneFile) await loadTuningFile(engine, tuneFile);
+  if (kind !== 'default') console.log(`kernels: ${kind}`);
   for (const c of kernelCases(quick)) {
     const inputs = c.setup(engine);
     let tuned: KernelResult['tuned'];
@@ -113,7 +145,7 @@ export async function runKernelBench(engine: Engine, quick: boolean, iters: numb
     inputs.forEach((x) => x.dispose());
     const gflops = c.flops / 1e9 / (t.medianMs / 1000);
     if (c.name.startsWith('matmul ceiling')) ceiling = gflops;
-    results.push({ name: c.name, gflop: c.flops / 1e9, firstMs: t.firstMs, medianMs: t.medianMs, runs: t.iters, gflops, fractionOfMatmul: ceiling ? gflops / ceiling : 1, ...(tuned ? { tuned } : {}) });
+    results.push({ name: c.name, kernels: kind, gflop: c.flops / 1e9, firstMs: t.firstMs, medianMs: t.medianMs, runs: t.iters, gflops, fractionOfMatmul: ceiling ? gflops / ceiling : 1, ...(tuned ? { tuned } : {}) });
     console.log(`${c.name.padEnd(58)} ${fmt(c.flops / 1e9, 2).padStart(7)} GFLOP  first ${fmt(t.firstMs, 0).padStart(6)} ms  median ${fmt(t.medianMs, 1).padStart(8)} ms (${t.iters} runs)  ${fmt(gflops, 2).padStart(6)} GFLOP/s  ${fmt((100 * gflops) / (ceiling || gflops), 0).padStart(4)}% of matmul`);
     if (tuned?.length) console.log(`  tuned: ${tuned.map((r) => `${r.winner} (${fmt(r.speedup, 2)}x the default)`).join(', ')}`);
   }
@@ -131,7 +163,10 @@ async function main() {
   const engine = await createEngine(engineOptionsFromArgs(args));
   console.log(`adapter: ${describeAdapter(engine)}`);
   const tuneFile = tuneFileArg(args);
-  const results = await runKernelBench(engine, quick, iters, tuneFile);
+  const choice = String(args.get('kernels') ?? 'default');
+  const kinds: KernelKind[] = choice === 'both' ? ['register', 'workgroup'] : [choice as KernelKind];
+  if (!kinds.every((k) => ['default', 'register', 'workgroup'].includes(k))) throw new Error(`--kernels must be default, register, workgroup or both, got ${choice}`);
+  const results = await runKernelBench(engine, quick, iters, tuneFile, kinds);
   const json = args.get('json');
   if (typeof json === 'string') {
     mkdirSync(dirname(json), { recursive: true });

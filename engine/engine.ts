@@ -169,8 +169,9 @@ export class Engine {
   /** While false, ops record no autograd graph (see noGrad). */
   gradEnabled = true;
   /**
-   * Kernel variant overrides for this engine, by name (e.g. `bnReduce: 'workgroup'`); ops pick by
-   * adapter otherwise. For tests, which run every variant, and for tuning.
+   * Kernel variant overrides for this engine, by name (e.g. `bnReduce: 'workgroup'`; `conv2d`,
+   * `convTranspose`, `depthwise`: 'workgroup' or 'register', see the README); ops pick by adapter
+   * otherwise. For tests, which run every variant, and for tuning.
    */
   readonly prefer: Record<string, string> = {};
   /**

@@ -17,6 +17,17 @@ import { convTransposeOutShape, refConvTranspose, refConvTransposeBackward, type
 
 const t = suite('conv-transpose');
 
+/**
+ * The kernels each test runs: the adapter's (null), llvmpipe's register tiles, or the
+ * workgroup-memory GEMMs written for GPUs (conv-transpose-workgroup.ts), forced per engine.
+ */
+const MODES = [null, 'llvmpipe', 'workgroup'] as const;
+function useTiles(e: Engine, mode: (typeof MODES)[number]): void {
+  setConvTransposeLlvmTiles(mode === 'llvmpipe' ? true : null);
+  if (mode === 'workgroup') e.prefer.convTranspose = 'workgroup';
+  else delete e.prefer.convTranspose;
+}
+
 interface Case {
   x: [number, number, number, number];
   /** [Co, KH, KW] */
@@ -103,11 +114,11 @@ t('reference backward equals central differences of the reference forward', () =
     }
 });
 
-for (const llvm of [false, true])
-  t(`forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17, 37 and 8, 12 (vec4), batch 1/2/3, 7x9, 5x7 and 33x17 (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    setConvTransposeLlvmTiles(llvm ? true : null);
+for (const mode of MODES)
+  t(`forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17, 37 and 8, 12 (vec4), batch 1/2/3, 7x9, 5x7 and 33x17 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+    const e = await testEngine();
+    useTiles(e, mode);
     try {
-      const e = await testEngine();
       const cases = [
         mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
         mk([3, 33, 17, 5], 3, 3, 2, 1, 1, false),
@@ -120,15 +131,15 @@ for (const llvm of [false, true])
       ];
       for (const [i, c] of cases.entries()) await checkCase(e, c, 100 + 10 * i, false);
     } finally {
-      setConvTransposeLlvmTiles(null);
+      useTiles(e, null);
     }
   });
 
-for (const llvm of [false, true])
-  t(`forward k15 s8 p7 op7 (CANet x8 head), k4 s2 p1, k2 s2 p0, stride 1, padding 0/1 (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    setConvTransposeLlvmTiles(llvm ? true : null);
+for (const mode of MODES)
+  t(`forward k15 s8 p7 op7 (CANet x8 head), k4 s2 p1, k2 s2 p0, stride 1, padding 0/1 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+    const e = await testEngine();
+    useTiles(e, mode);
     try {
-      const e = await testEngine();
       const cases = [
         mk([1, 3, 5, 19], 19, 15, 8, 7, 7, true),
         mk([3, 3, 5, 5], 3, 15, 8, 7, 7, false),
@@ -142,15 +153,15 @@ for (const llvm of [false, true])
       ];
       for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
     } finally {
-      setConvTransposeLlvmTiles(null);
+      useTiles(e, null);
     }
   });
 
-for (const llvm of [false, true])
-  t(`forward: non-square kernel/stride/padding, a stride phase with no taps (k1 s2), large padding (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    setConvTransposeLlvmTiles(llvm ? true : null);
+for (const mode of MODES)
+  t(`forward: non-square kernel/stride/padding, a stride phase with no taps (k1 s2), large padding (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+    const e = await testEngine();
+    useTiles(e, mode);
     try {
-      const e = await testEngine();
       const cases: Case[] = [
         { x: [1, 7, 9, 3], k: [5, 3, 5], stride: [2, 3], padding: [1, 2], outputPadding: [1, 0], bias: true },
         { x: [3, 5, 4, 4], k: [4, 2, 3], stride: [1, 2], padding: [0, 1], outputPadding: [0, 1], bias: false },
@@ -159,15 +170,15 @@ for (const llvm of [false, true])
       ];
       for (const [i, c] of cases.entries()) await checkCase(e, c, 300 + 10 * i, false);
     } finally {
-      setConvTransposeLlvmTiles(null);
+      useTiles(e, null);
     }
   });
 
-for (const llvm of [false, true])
-  t(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    setConvTransposeLlvmTiles(llvm ? true : null);
+for (const mode of MODES)
+  t(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+    const e = await testEngine();
+    useTiles(e, mode);
     try {
-      const e = await testEngine();
       const cases: Case[] = [
         mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
         mk([3, 33, 17, 5], 3, 3, 2, 1, 1, true),
@@ -184,7 +195,7 @@ for (const llvm of [false, true])
       ];
       for (const [i, c] of cases.entries()) await checkCase(e, c, 400 + 10 * i, true);
     } finally {
-      setConvTransposeLlvmTiles(null);
+      useTiles(e, null);
     }
   });
 

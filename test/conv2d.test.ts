@@ -12,7 +12,7 @@
  * on a few cases, since their pipelines take seconds to compile on SwiftShader).
  */
 import * as assert from 'uvu/assert';
-import { ShapeError, backward, chooseSoftwareGPU, type Engine } from '../entry/node.js';
+import { Engine, ShapeError, backward, chooseSoftwareGPU } from '../entry/node.js';
 import { type Conv2dOptions, conv2d, conv2dOutputSize, setConv2dTiles } from '../engine/ops/conv2d.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
@@ -151,26 +151,35 @@ const swiftShaderTilesOnly = chooseSoftwareGPU(undefined, process.env) === 'lava
 const tCpuTiles = (name: string, fn: () => Promise<void>): void =>
   swiftShaderTilesOnly ? t.skip(`${name} (skipped on lavapipe: SwiftShader's tiles compile for minutes there; checked on SwiftShader)`) : t(name, fn);
 
-for (const cls of ['gpu', 'cpu', 'llvmpipe'] as const) {
+/**
+ * Runs `fn` with one kernel class forced: the register tiles of an adapter family (the process-wide
+ * setConv2dTiles hook) or the workgroup-memory tiles of conv2d-workgroup.ts (engine.prefer.conv2d).
+ */
+async function withTiles(e: Engine, cls: 'gpu' | 'cpu' | 'llvmpipe' | 'workgroup', fn: () => Promise<void>): Promise<void> {
+  if (cls === 'workgroup') e.prefer.conv2d = 'workgroup';
+  else setConv2dTiles(cls);
+  try {
+    await fn();
+  } finally {
+    setConv2dTiles(null);
+    delete e.prefer.conv2d;
+  }
+}
+
+for (const cls of ['gpu', 'cpu', 'llvmpipe', 'workgroup'] as const) {
   const tt = cls === 'cpu' ? tCpuTiles : t;
   tt(`forward matches float64 (rel err < 1e-4), ${cls} tiles`, async () => {
     const e = await testEngine();
-    setConv2dTiles(cls);
-    try {
+    await withTiles(e, cls, async () => {
       for (const [k, c] of FORWARD.entries()) await checkForward(e, c, 100 + k);
-    } finally {
-      setConv2dTiles(null);
-    }
+    });
   });
 
   tt(`gradients of x, w and bias vs finite differences (< 1e-3), ${cls} tiles`, async () => {
     const e = await testEngine();
-    setConv2dTiles(cls);
-    try {
+    await withTiles(e, cls, async () => {
       for (const [k, c] of GRADS.entries()) await checkGrads(e, c, 200 + k);
-    } finally {
-      setConv2dTiles(null);
-    }
+    });
   });
 }
 
@@ -199,6 +208,43 @@ tCpuTiles('the 1x1 CPU forward tile (32 pixels x 16 channels) with partial edges
     await checkForward(e, { x: [1, 9, 5, 12], w: [36, 1, 1, 12], opts: { stride: 2 }, bias: false }, 311);
   } finally {
     setConv2dTiles(null);
+  }
+});
+
+t('kernel choice: workgroup GEMMs by default on GPUs, register tiles on CPU adapters; engine.prefer.conv2d and a tuned variant override', async () => {
+  const base = await testEngine();
+  const gpu = new Engine({ device: base.device, ownsDevice: false, adapter: { ...base.adapter, isSoftware: false } });
+  /** The kernels of one forward and backward (x, w requiring grad) on engine `e`. */
+  const ran = (e: Engine): Promise<string[]> => e.scope(async () => {
+    const x = e.tensor(Float32Array.from(randn(2 * 6 * 5 * 4, 1)), [2, 6, 5, 4]);
+    const w = e.tensor(Float32Array.from(randn(8 * 3 * 3 * 4, 2)), [8, 3, 3, 4]);
+    x.requiresGrad = true;
+    w.requiresGrad = true;
+    const names = kernelsRun(e, () => backward(sum(conv2d(x, w, null, { padding: 1 }))));
+    await e.sync();
+    return names.filter((n) => n.startsWith('conv2d'));
+  });
+  const workgroup = ['conv2d_wg_forward', 'conv2d_wg_backward_input', 'conv2d_wg_backward_filter'];
+  const register = ['conv2d_forward', 'conv2d_backward_input', 'conv2d_backward_filter'];
+  assert.equal((await ran(gpu)).sort(), [...workgroup].sort(), 'GPU default');
+  assert.equal((await ran(base)).sort(), [...register].sort(), 'CPU adapter default');
+  gpu.prefer.conv2d = 'register';
+  assert.equal((await ran(gpu)).sort(), [...register].sort(), 'prefer register on a GPU');
+  base.prefer.conv2d = 'workgroup';
+  try {
+    assert.equal((await ran(base)).sort(), [...workgroup].sort(), 'prefer workgroup on a CPU adapter');
+  } finally {
+    delete base.prefer.conv2d;
+  }
+  // A tuned workgroup tile selects that kernel; one the engine cannot run (not a power of two) is ignored.
+  const key = 'conv2d.forward 2x6x5x4>8 k3x3 s1x1 p1x1 d1x1 g1';
+  try {
+    base.tuned.set(key, 'wg32x32k16t4x4');
+    assert.ok((await ran(base)).includes('conv2d_wg_forward'), 'tuned workgroup tile');
+    base.tuned.set(key, 'wg24x32k16t4x4');
+    assert.ok((await ran(base)).includes('conv2d_forward'), 'unusable tuned tile falls back to the default');
+  } finally {
+    base.tuned.delete(key);
   }
 });
 

@@ -15,6 +15,17 @@ import { depthwiseOutShape, refDepthwise, refDepthwiseBackward, type DepthwiseGe
 
 const t = suite('depthwise');
 
+/**
+ * The forward kernels the forward tests run: the adapter's (null), llvmpipe's register tiles, or
+ * the workgroup-memory kernel written for GPUs (depthwise-workgroup.ts), forced per engine.
+ */
+const MODES = [null, 'llvmpipe', 'workgroup'] as const;
+function useTiles(e: Engine, mode: (typeof MODES)[number]): void {
+  setDepthwiseTiles(mode === 'llvmpipe' ? 'llvmpipe' : null);
+  if (mode === 'workgroup') e.prefer.depthwise = 'workgroup';
+  else delete e.prefer.depthwise;
+}
+
 interface Case {
   x: [number, number, number, number];
   k: [number, number];
@@ -92,11 +103,11 @@ t('reference backward equals central differences of the reference forward', () =
     }
 });
 
-for (const llvm of [false, true])
-  t(`forward 3x3: channels 1, 3, 5, 17 (scalar) and 8, 96 (vec4), stride 1/2, padding 0/1, batch 1/3, 7x9 and 33x17 (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    setDepthwiseTiles(llvm ? 'llvmpipe' : null);
+for (const mode of MODES)
+  t(`forward 3x3: channels 1, 3, 5, 17 (scalar) and 8, 96 (vec4), stride 1/2, padding 0/1, batch 1/3, 7x9 and 33x17 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+    const e = await testEngine();
+    useTiles(e, mode);
     try {
-      const e = await testEngine();
       // Every (stride, padding) meets both sizes and both batch sizes across the channel counts.
       for (const [ci, ch] of [1, 3, 5, 17, 8, 96].entries())
         for (const [si, [s, p]] of ([[1, 0], [1, 1], [2, 0], [2, 1]] as const).entries()) {
@@ -105,15 +116,15 @@ for (const llvm of [false, true])
           await checkCase(e, c, 100 + 4 * ci + si, false);
         }
     } finally {
-      setDepthwiseTiles(null);
+      useTiles(e, null);
     }
   });
 
-for (const llvm of [false, true])
-  t(`forward: dilation 2, non-square kernels and strides, large padding, 1-pixel outputs (rel err < 1e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    setDepthwiseTiles(llvm ? 'llvmpipe' : null);
+for (const mode of MODES)
+  t(`forward: dilation 2, non-square kernels and strides, large padding, 1-pixel outputs (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+    const e = await testEngine();
+    useTiles(e, mode);
     try {
-      const e = await testEngine();
       const cases: Case[] = [
         { x: [1, 33, 17, 5], k: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2], bias: true },
         { x: [3, 7, 9, 8], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [2, 2], bias: false },
@@ -124,7 +135,7 @@ for (const llvm of [false, true])
       ];
       for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
     } finally {
-      setDepthwiseTiles(null);
+      useTiles(e, null);
     }
   });
 

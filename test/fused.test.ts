@@ -23,12 +23,18 @@ import { canet, type CANetOptions } from '../net/canet.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
 
-/** Makes the shared test engine's kernels take the code shapes of a kernel family (null: its adapter's). */
-async function useFamily(family: string | null): Promise<void> {
+/**
+ * Makes the shared test engine's kernels take the code shapes of a kernel family, or 'workgroup':
+ * the workgroup-memory kernels written for GPUs (engine.prefer.conv2d, .convTranspose, .depthwise), on any
+ * adapter; null: its adapter's.
+ */
+async function useFamily(family: 'llvmpipe' | 'workgroup' | null): Promise<void> {
   const e = await testEngine();
-  if (family) e.prefer.family = family;
-  else delete e.prefer.family;
+  for (const key of ['family', 'conv2d', 'convTranspose', 'depthwise']) delete e.prefer[key];
+  if (family === 'workgroup') e.prefer.conv2d = e.prefer.convTranspose = e.prefer.depthwise = 'workgroup';
+  else if (family) e.prefer.family = family;
 }
+const suffix = (mode: 'llvmpipe' | 'workgroup' | null): string => (mode ? `, ${mode} tiles` : '');
 import { refConv2d } from './ref/conv.js';
 import { convTransposeOutShape, refConvTranspose } from './ref/conv-transpose.js';
 import { depthwiseOutShape, refDepthwise } from './ref/depthwise.js';
@@ -95,9 +101,9 @@ const convCases: ConvCase[] = [
   { x: [1, 6, 6, 8], w: [6, 3, 3, 8], opts: { padding: 1 }, parts: { affine: true, act: 'relu' }, into: { total: 11, offset: 3 } },
 ];
 
-for (const llvm of [false, true])
-  t(`conv2d epilogues: affine, bias, activations, residual, FCA, channel slices in and out${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    await useFamily(llvm ? 'llvmpipe' : null);
+for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
+  t(`conv2d epilogues: affine, bias, activations, residual, FCA, channel slices in and out${suffix(mode)}`, async () => {
+    await useFamily(mode);
     try {
       const e = await testEngine();
       for (const [k, c] of convCases.entries()) {
@@ -130,9 +136,9 @@ for (const llvm of [false, true])
     }
   });
 
-for (const llvm of [false, true])
-  t(`depthwise and transposed-conv epilogues (folded BN, activation, channel slice)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    await useFamily(llvm ? 'llvmpipe' : null);
+for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
+  t(`depthwise and transposed-conv epilogues (folded BN, activation, channel slice)${suffix(mode)}`, async () => {
+    await useFamily(mode);
     try {
       const e = await testEngine();
       const dwCases = [
@@ -214,9 +220,9 @@ for (const llvm of [false, true])
     }
   });
 
-for (const llvm of [false, true])
-  t(`layers computed in channel slices: conv2d outputChannels and depthwise channels (float64)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
-    await useFamily(llvm ? 'llvmpipe' : null);
+for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
+  t(`layers computed in channel slices: conv2d outputChannels and depthwise channels (float64)${suffix(mode)}`, async () => {
+    await useFamily(mode);
     try {
       const e = await testEngine();
       await e.noGrad(() => e.scope(async () => {

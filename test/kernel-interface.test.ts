@@ -168,6 +168,18 @@ function convFamilyCalls(e: Engine): void {
   } finally {
     setConv2dTiles(null);
   }
+  // The workgroup-memory GEMMs (GPUs' default, forced here): vec4 and scalar K, stride, dilation
+  // and groups, the input gradient added into an existing one, every epilogue layout (below).
+  e.prefer.conv2d = 'workgroup';
+  try {
+    withGrad(e, [[1, 6, 6, 8], [8, 3, 3, 8], [8]], ([x, w, b]) => conv2d(x!, w!, b!, { padding: 1 }), 11);
+    withGrad(e, [[1, 7, 5, 3], [5, 3, 3, 3]], ([x, w]) => conv2d(x!, w!, null, { stride: 2, padding: 1 }), 12);
+    withGrad(e, [[1, 6, 6, 8], [8, 3, 3, 4]], ([x, w]) => conv2d(x!, w!, null, { padding: 2, dilation: 2, groups: 2 }), 13);
+    withGrad(e, [[1, 9, 9, 40], [72, 3, 3, 40]], ([x, w]) => conv2d(x!, w!, null, { padding: 1 }), 14);
+    withGrad(e, [[1, 5, 5, 4], [4, 3, 3, 4], [4, 3, 3, 4]], ([x, w1, w2]) => add(conv2d(x!, w1!, null, { padding: 1 }), conv2d(x!, w2!, null, { padding: 1 })), 15);
+  } finally {
+    delete e.prefer.conv2d;
+  }
 
   // ---- the epilogue in every layout, through each producer (inference)
   e.noGrad(() => {
@@ -193,6 +205,11 @@ function convFamilyCalls(e: Engine): void {
     ];
     for (const [b, ep] of epilogues) {
       conv2d(x, w, b, { padding: 1 }, ep);
+      e.prefer.conv2d = e.prefer.convTranspose = e.prefer.depthwise = 'workgroup';
+      conv2d(x, w, b, { padding: 1 }, ep);
+      convTranspose2d(x, w, b, { padding: 1 }, ep);
+      depthwiseConv2d(x, tensor(e, [3, 3, 8], 30), b, { padding: 1 }, ep);
+      for (const key of ['conv2d', 'convTranspose', 'depthwise']) delete e.prefer[key];
       depthwiseConv2d(x, tensor(e, [3, 3, 8], 30), b, { padding: 1 }, ep);
       // Transposed conv: stride 1, so the output has the input's size.
       convTranspose2d(x, w, b, { padding: 1 }, ep);
@@ -221,11 +238,28 @@ function convFamilyCalls(e: Engine): void {
   // Scalar channels in the first call's window: only the vector width tells their backward kernels apart.
   withGrad(e, [[1, 6, 6, 3], [3, 3, 3]], ([x, w]) => depthwiseConv2d(x!, w!, null, { padding: 1 }), 63);
   withGrad(e, [[1, 8, 8, 4], [3, 5, 4]], ([x, w]) => depthwiseConv2d(x!, w!, null, { padding: [2, 4], dilation: 2 }), 62);
+  // The workgroup-memory forward (GPUs' default): vec4 and scalar channels, stride 2, a channel slice.
+  e.prefer.depthwise = 'workgroup';
+  try {
+    withGrad(e, [[1, 6, 6, 8], [3, 3, 8], [8]], ([x, w, b]) => depthwiseConv2d(x!, w!, b!, { padding: 1 }), 64);
+    withGrad(e, [[1, 7, 6, 3], [3, 3, 3]], ([x, w]) => depthwiseConv2d(x!, w!, null, { stride: 2, padding: 1 }), 65);
+    e.noGrad(() => depthwiseConv2d(tensor(e, [1, 6, 6, 4], 66), tensor(e, [3, 3, 12], 67), null, { padding: 1, channels: [4, 4] }, { affine: tensor(e, [2, 12], 68) }));
+  } finally {
+    delete e.prefer.depthwise;
+  }
 
   // ---- transposed conv forward and backward: vec4 and padded channels, several channel tiles
   withGrad(e, [[1, 4, 5, 8], [8, 3, 3, 8], [8]], ([x, w, b]) => convTranspose2d(x!, w!, b!, { stride: 2, padding: 1, outputPadding: 1 }), 70);
   withGrad(e, [[1, 4, 4, 3], [5, 3, 3, 3]], ([x, w]) => convTranspose2d(x!, w!, null, { stride: 2, padding: 1, outputPadding: 1 }), 71);
   withGrad(e, [[1, 3, 3, 8], [24, 4, 4, 8]], ([x, w]) => convTranspose2d(x!, w!, null, { stride: 2, padding: 1 }), 72);
+  // The same through the workgroup-memory GEMMs (GPUs' default): vec4 and scalar channels.
+  e.prefer.convTranspose = 'workgroup';
+  try {
+    withGrad(e, [[1, 4, 5, 8], [8, 3, 3, 8], [8]], ([x, w, b]) => convTranspose2d(x!, w!, b!, { stride: 2, padding: 1, outputPadding: 1 }), 73);
+    withGrad(e, [[1, 4, 4, 3], [5, 3, 3, 3]], ([x, w]) => convTranspose2d(x!, w!, null, { stride: 2, padding: 1, outputPadding: 1 }), 74);
+  } finally {
+    delete e.prefer.convTranspose;
+  }
 
   // ---- BatchNorm: every lane mode and fusion, chunked passes, inference, fold
   const bn = (c: number, shape: number[], opts: Parameters<typeof batchNorm2d>[5], seed: number, residual = false): void => {
@@ -295,6 +329,8 @@ t('representative calls of the conv family run and reach every conv-family kerne
   const programs = await runGroup('conv', convFamilyCalls);
   const names = new Set(programs.map((d) => d.program.name.replace(/_(serial|workgroup)(_scalar)?$/, '')));
   for (const want of ['conv2d_forward', 'conv2d_backward_input', 'conv2d_backward_input_accumulate', 'conv2d_backward_filter',
+    'conv2d_wg_forward', 'conv2d_wg_backward_input', 'conv2d_wg_backward_input_accumulate', 'conv2d_wg_backward_filter',
+    'conv_transpose_wg_forward', 'conv_transpose_wg_backward_input', 'conv_transpose_wg_backward_filter', 'depthwise_wg_forward',
     'conv_transpose_forward', 'conv_transpose_backward_input', 'conv_transpose_backward_filter', 'conv_transpose_pack', 'conv_transpose_pad_channels',
     'depthwise_forward', 'depthwise_backward_input', 'depthwise_backward_filter',
     'bn_stats_partial', 'bn_stats_combine', 'bn_stats_finish', 'bn_inference_params', 'bn_fold', 'bn_affine', 'bn_grad_partial', 'bn_grad_combine',

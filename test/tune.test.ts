@@ -140,8 +140,9 @@ const DECONV: { g: ConvTransposeGeometry; argmax: boolean }[] = [
 const deconvOpts = (g: ConvTransposeGeometry) => ({ stride: g.stride as [number, number], padding: g.padding as [number, number], outputPadding: g.outputPadding as [number, number] });
 const wShapeOf = (g: ConvTransposeGeometry): number[] => [g.k[0]!, g.k[1]!, g.k[2]!, g.x[3]!];
 
-t('autotune covers convTranspose2d (forward, fused argmax, input gradient); every candidate matches float64', async () => {
-  const e = await testEngine();
+for (const cls of ['cpu', 'gpu'] as const)
+t(`autotune covers convTranspose2d (forward, fused argmax, input gradient); every ${cls} candidate matches float64`, async () => {
+  const e = await engineFor(cls);
   e.tuned.clear();
   const before = e.stats().liveTensors;
   const report = await autotune(e, () => {
@@ -156,6 +157,8 @@ t('autotune covers convTranspose2d (forward, fused argmax, input gradient); ever
   assert.is(e.stats().liveTensors, before, 'live tensors after autotune');
   const kinds = report.map((r) => r.key.split(' ')[0]).sort();
   assert.equal(kinds, ['convTranspose2d.forward', 'convTranspose2d.forward', 'convTranspose2d.forward-argmax', 'convTranspose2d.input', 'convTranspose2d.input'], report.map((r) => r.key).join('; '));
+  // GPUs time the workgroup-memory kernel (their default) against the register tiles; the fused argmax has none.
+  for (const r of report) assert.is(r.times[0]!.variant === 'wg', cls === 'gpu' && !r.key.includes('argmax'), `${r.key}: ${r.times[0]!.variant} first`);
   try {
     for (const [k, { g, argmax }] of DECONV.entries()) {
       const mine = report.filter((r) => r.key.includes(` ${g.x.join('x')}>${g.k[0]} `));

@@ -22,6 +22,7 @@ import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
 import { kernelFamily } from '../device-common.js';
+import { convTransposeBackwardFilterWorkgroup, convTransposeBackwardInputWorkgroup, convTransposeForwardWorkgroup, convTransposeUsesWorkgroup } from './conv-transpose-workgroup.js';
 
 export interface ConvTransposeOptions {
   stride?: number | [number, number];
@@ -185,17 +186,27 @@ function channelTile(c: number): number {
   return c > 20 ? 16 : [4, 8, 16, 20].find((t) => t >= c)!;
 }
 
-/** Forward register tile: TH x TP outputs of one stride phase times TCO output channels. */
-function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: number; tp: number; tco: number } {
+/**
+ * Candidates of a tuning case: on GPUs the workgroup-memory kernel ('wg', conv-transpose-workgroup.ts)
+ * first, as the default there, then the register tiles.
+ */
+const withWorkgroup = (engine: Engine, offer: boolean, def: string, others: string[]): string[] =>
+  offer && kernelFamily(engine) === 'gpu' ? candidateList('wg', [def, ...others]) : candidateList(def, others);
+
+/**
+ * Forward register tile: TH x TP outputs of one stride phase times TCO output channels; `tuned`
+ * when engine.tuned chose it (a register tile measured faster than the workgroup kernel on a GPU).
+ */
+function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: number; tp: number; tco: number; tuned: boolean } {
   const llvm = forcedLlvm ?? kernelFamily(engine) === 'llvmpipe';
   // llvmpipe: at most 8 channels a tile, except where the fused argmax needs them all.
   const tco = llvm && !argmax ? Math.min(8, channelTile(g.co)) : channelTile(g.co);
   const def = llvm ? LLVM_FORWARD : defaultForwardTiles(g, tco);
   const t = tunedNumbers(engine, () => tuneKey(argmax ? 'forward-argmax' : 'forward', g), (key) => scratchCase(engine, key,
     `convTranspose2d ${argmax ? 'forward+argmax' : 'forward'} ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
-    candidateList(`${def.th}x${def.tp}`, llvm ? ['1x2', '1x4', '2x2', '2x4'] : ['2x4', '4x4', '2x8', '4x8']), [[g.n, g.h, g.w, g.ci], [g.co, g.kh, g.kw, g.ci]],
+    withWorkgroup(engine, !argmax, `${def.th}x${def.tp}`, llvm ? ['1x2', '1x4', '2x2', '2x4'] : ['2x4', '4x4', '2x8', '4x8']), [[g.n, g.h, g.w, g.ci], [g.co, g.kh, g.kw, g.ci]],
     ([x, w]) => { convTransposeForward(x!, w!, null, g, null, argmax); }), 2, 8);
-  return t ? { th: t[0]!, tp: t[1]!, tco } : { ...def, tco };
+  return t ? { th: t[0]!, tp: t[1]!, tco, tuned: true } : { ...def, tco, tuned: false };
 }
 
 /** Key of one transposed-convolution kernel in engine.tuned: the kernel and the whole geometry. */
@@ -256,21 +267,22 @@ function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number
  * Input-gradient register tile: TH x TW input pixels times TCI input channels. 2 x 4 where it
  * fills (4 x 4 compiled in 1.5 s a variant, 4.5 s of a 256x128 training step's first call).
  */
-function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; tci: number } {
+function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; tci: number; tuned: boolean } {
   const large = g.h >= 8 && g.w >= 8 && g.ci >= 12;
   const llvm = forcedLlvm ?? kernelFamily(engine) === 'llvmpipe';
   const def = llvm ? { ...LLVM_INPUT, tci: Math.min(8, channelTile(g.ci)) } : { th: 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
   const cov = Math.ceil(g.co / 4);
   const t = tunedNumbers(engine, () => tuneKey('input', g), (key) => scratchCase(engine, key,
     `convTranspose2d input ${fmtShape([g.n, g.h, g.w, g.ci])} -> ${g.co}, k${g.kh} s${g.sh}`,
-    candidateList(`${def.th}x${def.tw}`, llvm ? ['1x2', '2x2', '1x4', '2x4'] : ['2x2', '2x4', '4x2', '4x4']), [[g.n, g.ho, g.wo, 4 * cov], [g.co, g.kh, g.kw, g.ci]],
+    withWorkgroup(engine, true, `${def.th}x${def.tw}`, llvm ? ['1x2', '2x2', '1x4', '2x4'] : ['2x2', '2x4', '4x2', '4x4']), [[g.n, g.ho, g.wo, 4 * cov], [g.co, g.kh, g.kw, g.ci]],
     ([gy4, w]) => { convTransposeBackwardInput(gy4!, w!, g); }), 2, 8);
-  return t ? { th: t[0]!, tw: t[1]!, tci: def.tci } : def;
+  return t ? { th: t[0]!, tw: t[1]!, tci: def.tci, tuned: true } : { ...def, tuned: false };
 }
 
 function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {
   const engine = x.engine;
-  const { th: TH, tp: TP, tco: TCO } = forwardTiles(engine, g, argmax);
+  const { th: TH, tp: TP, tco: TCO, tuned } = forwardTiles(engine, g, argmax);
+  if (!argmax && convTransposeUsesWorkgroup(engine, tuned)) return convTransposeForwardWorkgroup(x, w, bias, g, epi);
   if (argmax) check(g.co <= TCO, 'convTranspose2dArgmax', () => `the fused argmax needs every channel in one tile (at most ${TCO}), got ${g.co}`);
   const civ = Math.ceil(g.ci / 4);
   const ciVec = g.ci % 4 === 0;
@@ -376,7 +388,8 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
 /** dL/dx = a strided convolution of gy with w (each input pixel gathers the outputs it reached). */
 function convTransposeBackwardInput(gy4: Tensor, w: Tensor, g: Geometry): Tensor {
   const engine = gy4.engine;
-  const { th: TH, tw: TW, tci: TCI } = inputGradTiles(engine, g);
+  const { th: TH, tw: TW, tci: TCI, tuned } = inputGradTiles(engine, g);
+  if (convTransposeUsesWorkgroup(engine, tuned)) return convTransposeBackwardInputWorkgroup(gy4, w, g);
   const cov = Math.ceil(g.co / 4);
   // wt [KH, KW, Ci, 4 * cov]: w with co innermost, so both operands are vec4 along co.
   const wt = pack(w, [g.kh, g.kw, g.ci, g.co], [g.kw * g.ci, g.ci, 1, g.kh * g.kw * g.ci]);
@@ -472,6 +485,7 @@ function filterGradTiles(g: Geometry, cov: number, civ: number, maxAcc = 64): { 
  */
 function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry, into: Tensor | null = null): Tensor {
   const engine = x.engine;
+  if (convTransposeUsesWorkgroup(engine, false)) return convTransposeBackwardFilterWorkgroup(x, gy4, g, into);
   const civ = Math.ceil(g.ci / 4);
   const cov = Math.ceil(g.co / 4);
   const x4 = g.ci % 4 === 0 ? x : padChannels(x, g.ci);

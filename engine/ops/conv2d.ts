@@ -12,7 +12,8 @@
  * - grad bias:    sumColumns(gy).
  * Tiles depend on the adapter (`chooseTile`): large ones on CPU adapters such as SwiftShader, where
  * every load is an emulated gather and must feed many multiply-adds; small ones with many
- * invocations on real GPUs.
+ * invocations on real GPUs. Real GPUs run the same GEMMs with workgroup-memory tiles by default
+ * (conv2d-workgroup.ts); the register tiles stay their autotune candidates.
  */
 import family from '../../shaders/conv2d.wgsl';
 import { recordOp } from '../autograd.js';
@@ -25,6 +26,7 @@ import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
 import { type KernelFamily, kernelFamily } from '../device-common.js';
+import { type GemmTile, defaultGemmTile, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -46,7 +48,7 @@ export interface Conv2dOptions {
 }
 
 /** Everything the kernels need to know about one convolution (validated). */
-interface Geometry {
+export interface Geometry {
   n: number; h: number; w: number; ci: number;
   co: number; kh: number; kw: number;
   sh: number; sw: number; ph: number; pw: number; dh: number; dw: number;
@@ -221,12 +223,23 @@ function defaultTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: numbe
   return (forcedChooser ?? CHOOSERS[kernelFamily(engine)])(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
 }
 
-function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
+/**
+ * The kernel of one GEMM: a register tile (conv2d.wgsl) or a workgroup-memory tile
+ * (conv2d-workgroup.ts). `engine.prefer.conv2d` 'workgroup' or 'register' forces the kind (tests
+ * run both on every adapter); else a measured variant in engine.tuned; else the adapter family's
+ * default: workgroup tiles on real GPUs, register tiles on CPU adapters.
+ */
+function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile | GemmTile {
+  const prefer = engine.prefer.conv2d;
+  if (prefer === 'workgroup') return defaultGemmTile(kernel, m, n);
   const byAdapter = defaultTile(engine, kernel, g, m, n, vm, vn);
-  if (forcedChooser) return byAdapter;
-  const tuned = parseTile(engine, () => tileKey(kernel, g), (key) => tuningCase(engine, key, kernel, g, tileCandidates(engine, byAdapter, kernel, m, n, vm, vn)));
+  if (forcedChooser || prefer === 'register') return byAdapter;
+  const gpu = kernelFamily(engine) === 'gpu';
+  const dflt = gpu ? defaultGemmTile(kernel, m, n) : byAdapter;
+  const tuned = parseTile(engine, () => tileKey(kernel, g), (key) => tuningCase(engine, key, kernel, g, tileCandidates(engine, dflt, kernel, m, n, vm, vn)));
   // A measured tile that does not fit these vector widths (a hand-edited table) is ignored.
-  return tuned && tuned.tm % vm === 0 && tuned.tn % vn === 0 ? tuned : byAdapter;
+  if (tuned) return tuned.tm % vm === 0 && tuned.tn % vn === 0 ? tuned : dflt;
+  return (engine.tuned.size ? parseGemmTile(engine, engine.tuned.get(tileKey(kernel, g))) : null) ?? dflt;
 }
 
 // ------------------------------------------------------------------ measured tiles (engine/tune.ts)
@@ -247,10 +260,10 @@ function parseTile(engine: Engine, key: () => string, make: (key: string) => Tun
 /**
  * Tiles worth timing for one GEMM, the adapter's default first: on CPU adapters the register
  * tiles between 8x8 and 16x32 (compile time grows with the tile), on real GPUs small tiles with
- * 32-128 invocations per workgroup. Each fits the vector widths (tm % vm, tn % vn) and is not
+ * 32-128 invocations per workgroup and the workgroup-memory tiles (`dflt` may be one). Each fits the vector widths (tm % vm, tn % vn) and is not
  * wider than the GEMM needs.
  */
-function tileCandidates(engine: Engine, byAdapter: Conv2dTile, kernel: Conv2dKernel, m: number, n: number, vm: number, vn: number): string[] {
+function tileCandidates(engine: Engine, dflt: Conv2dTile | GemmTile, kernel: Conv2dKernel, m: number, n: number, vm: number, vn: number): string[] {
   const family = kernelFamily(engine);
   const shapes: [number, number, number][] = family === 'swiftshader'
     ? [[8, 8, 16], [16, 16, 16], kernel === 'filter' ? [32, 16, 16] : [16, 32, 16], [32, 16, 16]]
@@ -260,7 +273,9 @@ function tileCandidates(engine: Engine, byAdapter: Conv2dTile, kernel: Conv2dKer
   const tiles = shapes.map(([tm, tn, wg]) => ({
     tm: kernel === 'filter' ? fit(m, vm, tm) : Math.max(vm, tm), tn: fit(n, vn, tn), wg,
   }));
-  return candidateList(formatTile(byAdapter), tiles.map(formatTile));
+  // GPUs also time the workgroup-memory tiles (conv2d-workgroup.ts), their default among them.
+  const workgroup = family === 'gpu' ? gemmCandidates(engine) : [];
+  return candidateList(isGemmTile(dflt) ? formatGemmTile(dflt) : formatTile(dflt), [...tiles.map(formatTile), ...workgroup]);
 }
 
 /** One GEMM of a convolution on scratch inputs, for autotune. */
@@ -347,7 +362,9 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
   const vy = g.cog % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
   const m = g.n * g.ho * g.wo;
-  const { tm, tn, wg } = chooseTile(engine, 'forward', g, m, g.cog, 1, vy);
+  const tile = chooseTile(engine, 'forward', g, m, g.cog, 1, vy);
+  if (isGemmTile(tile)) return gemmForwardProgram(engine, g, x, w, bias, y, epi, tile);
+  const { tm, tn, wg } = tile;
   const tilesM = Math.ceil(m / tm);
   const tilesN = Math.ceil(g.cog / tn);
   const tiles = tilesM * tilesN * g.groups;
@@ -457,7 +474,9 @@ function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor
   const vb = g.cig % 4 === 0 ? 4 : 1; // N axis: input channels of the group (w rows, dx rows)
   const hq = Math.ceil(g.h / g.sh);
   const wq = Math.ceil(g.w / g.sw);
-  const { tm, tn, wg } = chooseTile(engine, 'input', g, g.n * hq * wq, g.cig, 1, vb);
+  const tile = chooseTile(engine, 'input', g, g.n * hq * wq, g.cig, 1, vb);
+  if (isGemmTile(tile)) return gemmInputProgram(engine, g, gy, w, dx, accumulate, tile);
+  const { tm, tn, wg } = tile;
   const tilesM = Math.ceil((g.n * hq * wq) / tm);
   const tilesN = Math.ceil(g.cig / tn);
   const tilesPhase = tilesM * tilesN * g.groups;
@@ -531,7 +550,7 @@ interface FilterPlan {
   va: number; // M axis (output channels, gy rows): vec4 when Co/groups % 4 == 0
   vb: number; // N axis (k = (kh, kw, ci)): vec4 along ci inside one tap when Ci/groups % 4 == 0
   krow: number;
-  tile: Conv2dTile;
+  tile: Conv2dTile | GemmTile;
   tilesM: number;
   tilesN: number;
   tiles: number;
@@ -549,6 +568,7 @@ function filterPlan(engine: Engine, g: Geometry): FilterPlan {
   const vb = g.cig % 4 === 0 ? 4 : 1;
   const krow = g.kh * g.kw * g.cig;
   const tile = chooseTile(engine, 'filter', g, g.cog, krow, va, vb);
+  if (isGemmTile(tile)) return { va, vb, krow, tile, ...gemmFilterChunks(engine, g, tile) };
   const tilesOf = (t: Conv2dTile): number => Math.ceil(g.cog / t.tm) * Math.ceil(krow / t.tn) * g.groups;
   const tilesM = Math.ceil(g.cog / tile.tm);
   const tilesN = Math.ceil(krow / tile.tn);
@@ -583,6 +603,7 @@ const FILTER_UNIFORMS = {
 } as const satisfies Record<string, ScalarType>;
 
 function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy: Tensor, x: Tensor, out: Tensor): Program {
+  if (isGemmTile(plan.tile)) return gemmFilterProgram(engine, g, plan, gy, x, out, plan.tile);
   const { va, vb, krow, tilesM, tilesN, tiles, chunks, chunk } = plan;
   const { tm, tn, wg } = plan.tile;
   // Four pixels per loop iteration (see `pixel` below).

@@ -19,6 +19,7 @@ import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
 import { type KernelFamily, kernelFamily } from '../device-common.js';
+import { depthwiseForwardWorkgroupProgram, depthwiseWorkgroupTile } from './depthwise-workgroup.js';
 
 export interface DepthwiseOptions {
   stride?: number | [number, number];
@@ -166,6 +167,11 @@ export function depthwiseConv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts:
 function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null): Tensor {
   const engine = x.engine;
   const out = epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.c], 'f32');
+  const wgTile = depthwiseWorkgroupTile(engine, g);
+  if (wgTile) {
+    engine.run(depthwiseForwardWorkgroupProgram(engine, g, x, w, bias, out, epi, wgTile));
+    return out ?? epi!.into!.tensor;
+  }
   // Fixed tile sizes, even for images smaller than a tile (the extra outputs are computed and
   // not stored): one pipeline per window geometry instead of one per small image size.
   const tiles = tilesOf(engine);
