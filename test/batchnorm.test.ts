@@ -40,25 +40,50 @@ function upload(e: Engine, p: Params): { gamma: Tensor; beta: Tensor; rm: Tensor
   };
 }
 
+/** Why the subgroup variants cannot run here ('' where the adapter has the `subgroups` feature). */
+const engine0 = await testEngine();
+const noSubgroups = engine0.features.has('subgroups') ? '' : `the adapter (${engine0.adapter.description}) has no subgroups feature`;
+
 /**
- * Registers `body` four times: with the lane reductions serial (what CPU adapters run) and
- * workgroup-parallel (what GPUs run), each with the elementwise pass fused into the reduction's
- * dispatch and as its own kernel, so every variant meets the same float64 checks here.
+ * Registers `body` six times: with the lane reductions serial (what CPU adapters run),
+ * workgroup-parallel with a tree merge in workgroup memory, and workgroup-parallel merged with
+ * subgroup operations (GPUs; engine/ops/subgroup.ts), each with the elementwise pass fused into
+ * the reduction's dispatch and as its own kernel, so every variant meets the same float64 checks
+ * here. The subgroup runs must dispatch a subgroup kernel (`_sg`), or they fail; without the
+ * feature they are counted as skipped, with the reason.
  */
 function bothLaneModes(name: string, body: (e: Engine) => Promise<void>): void {
-  for (const mode of ['serial', 'workgroup'])
-    for (const fuse of ['fused', 'separate'])
-      t(`${name} [${mode} lanes, ${fuse}]`, async () => {
+  for (const mode of ['serial', 'workgroup', 'workgroup+subgroups'])
+    for (const fuse of ['fused', 'separate']) {
+      const title = `${name} [${mode} lanes, ${fuse}]`;
+      const sg = mode === 'workgroup+subgroups';
+      if (sg && noSubgroups) {
+        t.skip(`${title} (skipped: ${noSubgroups})`);
+        continue;
+      }
+      t(title, async () => {
         const e = await testEngine();
-        e.prefer.bnReduce = mode;
+        e.prefer.bnReduce = sg ? 'workgroup' : mode;
         e.prefer.bnFuse = fuse;
+        e.prefer.subgroups = sg ? 'on' : 'off';
+        const run = e.run;
+        let sgKernels = 0;
+        e.run = (p) => {
+          if (p.name.includes('_sg')) sgKernels++;
+          return run.call(e, p);
+        };
         try {
           await body(e);
         } finally {
+          e.run = run;
           delete e.prefer.bnReduce;
           delete e.prefer.bnFuse;
+          delete e.prefer.subgroups;
         }
+        if (sg) assert.ok(sgKernels > 0, 'no subgroup kernel ran');
+        else assert.is(sgKernels, 0, 'a subgroup kernel ran with subgroups off');
       });
+    }
 }
 
 t('reference is right on a hand-computed case', () => {

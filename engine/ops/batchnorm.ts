@@ -16,6 +16,7 @@ import type { Tensor } from '../tensor.js';
 import { unary, unaryOps } from './unary.js';
 import { add } from './basic.js';
 import { section } from './shader.js';
+import { ENABLE_SUBGROUPS, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
 /** Options of {@link batchNorm2d}. */
 export interface BatchNormOptions {
@@ -250,18 +251,30 @@ function laneReduce(engine: Tensor['engine']): LaneReduce {
 }
 
 /**
+ * Whether a lane kernel's workgroup merge uses subgroup operations (see subgroup.ts): only the
+ * workgroup mode merges across invocations; the serial mode has nothing to merge.
+ */
+const laneSubgroups = (engine: Tensor['engine'], mode: LaneReduce): boolean => mode === 'workgroup' && useSubgroups(engine);
+
+/**
  * The defines that make a lane kernel serial or workgroup-parallel; `shared` declares the
  * workgroup arrays (WGN: their length), `merge` is the WGSL of one tree step (t, t + half).
+ * With `sg` (workgroup mode only), the merge is `sg.reduce` over the subgroup helpers `sg.helpers`
+ * instead of the tree: one barrier per merged quantity, then a pass over per-subgroup slots.
  */
-function laneDefines(mode: LaneReduce, shared: string, save: string, merge: string, load: string): Record<string, string | number> {
+function laneDefines(mode: LaneReduce, shared: string, save: string, merge: string, load: string, sg: { helpers: string; reduce: string } | null = null): Record<string, string | number> {
   if (mode === 'serial')
-    return { WG: SERIAL_WG, STEP: 1, SHARED: '', INDEX: `  let t = 0u;\n  let j = (wid.x + wid.y * nwg.x) * ${SERIAL_WG}u + lid.x;`, REDUCE: '', LEAD: 'true' };
+    return { WG: SERIAL_WG, STEP: 1, SHARED: '', SG_PARAM: '', INDEX: `  let t = 0u;\n  let j = (wid.x + wid.y * nwg.x) * ${SERIAL_WG}u + lid.x;`, REDUCE: '', LEAD: 'true' };
   const wg = 64;
+  const index = '  let t = lid.x;\n  let j = wid.x + wid.y * nwg.x;';
+  if (sg)
+    return { WG: wg, STEP: wg, SHARED: `${ENABLE_SUBGROUPS}\n${sg.helpers}`, SG_PARAM: ', @builtin(subgroup_invocation_id) sgi: u32', INDEX: index, REDUCE: sg.reduce, LEAD: 't == 0u' };
   return {
     WG: wg,
     STEP: wg,
     SHARED: shared.replaceAll('WGN', String(wg)),
-    INDEX: '  let t = lid.x;\n  let j = wid.x + wid.y * nwg.x;',
+    SG_PARAM: '',
+    INDEX: index,
     REDUCE: [
       save,
       `  for (var half = ${wg / 2}u; half > 0u; half = half / 2u) {`,
@@ -329,10 +342,11 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
   const act = fused ? out.act : 'none';
   const residual = fused ? out.residual : null;
   const ln = lanesOf(geo);
-  const name = `${fused ? `bn_train_${act === 'none' ? '' : `${act}_`}${residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${ln.scalar ? '_scalar' : ''}`;
-  // Every compile-time input of the generated WGSL: the reduction mode, the lane type, whether
-  // the normalise pass is fused, its activation and residual (UNROLL and BLOCK are constants).
-  const variant = `${mode} ${ln.scalar ? 'f32' : 'vec4'} ${fused ? `fused ${act}${residual ? ' res' : ''}` : 'affine'}`;
+  const sg = laneSubgroups(engine, mode);
+  const name = `${fused ? `bn_train_${act === 'none' ? '' : `${act}_`}${residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${sg ? '_sg' : ''}${ln.scalar ? '_scalar' : ''}`;
+  // Every compile-time input of the generated WGSL: the reduction mode (and subgroups), the lane
+  // type, whether the normalise pass is fused, its activation and residual (UNROLL and BLOCK are constants).
+  const variant = `${mode}${sg ? ' sg' : ''} ${ln.scalar ? 'f32' : 'vec4'} ${fused ? `fused ${act}${residual ? ' res' : ''}` : 'affine'}`;
   const shader = (): ShaderSpec => {
     const t = laneTypes(ln.scalar);
     const { V } = t;
@@ -342,6 +356,19 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
       '  w_n[t] = total; w_mean[t] = dev; w_m2[t] = m2;',
       `let m = ${t.MERGE_FN}(${t.MOM}(${V}(w_n[t]), w_mean[t], w_m2[t]), ${V}(w_n[t + half]), w_mean[t + half], w_m2[t + half]); w_n[t] = m.n${t.X}; w_mean[t] = m.mean; w_m2[t] = m.m2;`,
       '  total = w_n[0]; dev = w_mean[0]; m2 = w_m2[0];',
+      // Subgroups: the workgroup's count, then its mean (as a deviation from the pivot: the
+      // counts weigh the invocations' deviations), then M2 about that mean, each summed over the
+      // workgroup; exact merges of (n, mean, M2), like Chan's, with no sum(x^2) - n mean^2.
+      sg ? {
+        helpers: [workgroupSumWgsl('wg_sum_n', 'f32'), workgroupSumWgsl('wg_sum_mean', V), workgroupSumWgsl('wg_sum_m2', V)].join('\n'),
+        reduce: [
+          '  let wg_n = wg_sum_n(total, t, sgi);',
+          '  let wg_dev = wg_sum_mean(total * dev, t, sgi) / max(wg_n, 1.0);',
+          '  let dd = dev - wg_dev;',
+          '  m2 = wg_sum_m2(m2 + total * dd * dd, t, sgi);',
+          '  total = wg_n; dev = wg_dev;',
+        ].join('\n'),
+      } : null,
     );
     const step = laneStep(mode);
     const res = residual ? ' + res[at]' : '';
@@ -396,11 +423,12 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
   const dxMode = !x.requiresGrad ? 'none' : fuse ? 'fused' : 'separate';
   const dx = dxMode === 'none' ? null : engine.empty(x.shape, 'f32');
   const coef = dxMode === 'separate' ? engine.empty([4, geo.l], 'f32') : null;
-  const name = `${training ? 'bn_train_grad' : 'bn_eval_grad'}${dxMode === 'fused' ? '_dx' : ''}${dxMode === 'fused' && act !== 'none' ? `_${act}` : ''}_${mode}${ln.scalar ? '_scalar' : ''}`;
+  const sg = laneSubgroups(engine, mode);
+  const name = `${training ? 'bn_train_grad' : 'bn_eval_grad'}${dxMode === 'fused' ? '_dx' : ''}${dxMode === 'fused' && act !== 'none' ? `_${act}` : ''}_${mode}${sg ? '_sg' : ''}${ln.scalar ? '_scalar' : ''}`;
   // Every compile-time input of the generated WGSL: the reduction mode, the lane type, training
   // (batch statistics) or inference, what happens to dx, and the activation (its gradient is in
   // the reduction whatever dxMode is).
-  const variant = `${mode} ${ln.scalar ? 'f32' : 'vec4'} ${training ? 'train' : 'eval'} dx-${dxMode} ${act}`;
+  const variant = `${mode}${sg ? ' sg' : ''} ${ln.scalar ? 'f32' : 'vec4'} ${training ? 'train' : 'eval'} dx-${dxMode} ${act}`;
   const shader = (): ShaderSpec => {
     const t = laneTypes(ln.scalar);
     const { V } = t;
@@ -411,6 +439,10 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
       '  w_s1[t] = s1; w_s2[t] = s2;',
       'w_s1[t] = w_s1[t] + w_s1[t + half]; w_s2[t] = w_s2[t] + w_s2[t + half];',
       '  s1 = w_s1[0]; s2 = w_s2[0];',
+      sg ? {
+        helpers: [workgroupSumWgsl('wg_sum_s1', V), workgroupSumWgsl('wg_sum_s2', V)].join('\n'),
+        reduce: '  s1 = wg_sum_s1(s1, t, sgi);\n  s2 = wg_sum_s2(s2, t, sgi);',
+      } : null,
     );
     const step = laneStep(mode);
     return {

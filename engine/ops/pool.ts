@@ -9,6 +9,7 @@ import { check, checkInt, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { type Interface, sectionSpec } from './shader.js';
+import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
 const WG = 64;
 /** Pixels per loop iteration in the global reductions (unrolled). */
@@ -50,6 +51,8 @@ const vtag = (vec: Vec): string => (vec.v === 4 ? 'v4' : 's');
 /** `ppc` pixels per chunk; `scale` 1 / hw when one chunk covers the image (no finishing pass), else 1. */
 const GLOBAL_AVG_PARTIAL = (v: Vec) =>
   ({ uniforms: { hw: 'u32', cv: 'u32', ppc: 'u32', chunks: 'u32', total: 'u32', scale: 'f32' }, bindings: { x: read(v.T), out: readWrite(v.T) } }) as const;
+/** global_avg_sg: `total` = N * cv workgroups, `scale` = 1 / hw. */
+const GLOBAL_AVG_SG = (v: Vec) => ({ uniforms: { hw: 'u32', cv: 'u32', total: 'u32', scale: 'f32' }, bindings: { x: read(v.T), out: readWrite(v.T) } }) as const;
 /** `scale` = 1 / hw. */
 const GLOBAL_AVG_FINISH = (v: Vec) =>
   ({ uniforms: { cv: 'u32', chunks: 'u32', total: 'u32', scale: 'f32' }, bindings: { part: read(v.T), out: readWrite(v.T) } }) as const;
@@ -119,20 +122,34 @@ export function globalAvgPool(x: Tensor): Tensor {
   const vec = vecFor(c);
   const cv = c / vec.v;
   const hw = h * w;
-  const { ppc, chunks } = chunking(x, n, hw, cv);
   const out = engine.empty([n, c], 'f32');
+  // With subgroups (subgroup.ts), a workgroup per (image, channel vector) in one pass.
+  const sg = useSubgroups(engine) && hw >= SG_WG;
+  const { ppc, chunks } = sg ? { ppc: hw, chunks: 1 } : chunking(x, n, hw, cv);
   const part = chunks === 1 ? out : engine.empty([n, chunks, c], 'f32');
-  engine.run({
-    name: 'global_avg_partial',
-    variant: vtag(vec),
-    shader: () =>
-      sectionSpec(GLOBAL_AVG_PARTIAL(vec), pool, 'global_avg_partial', { WG, T: vec.T, UNROLL, ACCUMULATE: lines(UNROLL, (k) => `    acc = acc + x[at + ${k}u * p.cv];`) }),
-    uniforms: { hw, cv, ppc, chunks, total: n * chunks * cv, scale: chunks === 1 ? 1 / hw : 1 },
-    bindings: { x, out: part },
-    dispatch: grid1d(n * chunks * cv, WG, maxDim),
-    flops: x.size,
-    bytes: x.byteLength,
-  });
+  if (sg)
+    engine.run({
+      name: 'global_avg_sg',
+      variant: vtag(vec),
+      shader: () => sectionSpec(GLOBAL_AVG_SG(vec), pool, 'global_avg_sg', { WG: SG_WG, T: vec.T, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', vec.T) }),
+      uniforms: { hw, cv, total: n * cv, scale: 1 / hw },
+      bindings: { x, out },
+      dispatch: grid1d(n * cv * SG_WG, SG_WG, maxDim),
+      flops: x.size,
+      bytes: x.byteLength,
+    });
+  else
+    engine.run({
+      name: 'global_avg_partial',
+      variant: vtag(vec),
+      shader: () =>
+        sectionSpec(GLOBAL_AVG_PARTIAL(vec), pool, 'global_avg_partial', { WG, T: vec.T, UNROLL, ACCUMULATE: lines(UNROLL, (k) => `    acc = acc + x[at + ${k}u * p.cv];`) }),
+      uniforms: { hw, cv, ppc, chunks, total: n * chunks * cv, scale: chunks === 1 ? 1 / hw : 1 },
+      bindings: { x, out: part },
+      dispatch: grid1d(n * chunks * cv, WG, maxDim),
+      flops: x.size,
+      bytes: x.byteLength,
+    });
   if (chunks > 1) {
     engine.run({
       name: 'global_avg_finish',
