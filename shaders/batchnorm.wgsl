@@ -354,9 +354,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let shift = x[g0 * p.p4 + jj];
     var s1 = {{V}}(0.0);
     var s2 = {{V}}(0.0);
-    for (; g + {{UNROLLM1}}u * {{STEP}}u < g_end; g = g + {{UNROLL}}u * {{STEP}}u) {
-{{ACCUMULATE}}
-    }
+{{UNROLLED}}
     for (; g < g_end; g = g + {{STEP}}u) {
       let d = x[g * p.p4 + jj] - shift;
       s1 = s1 + d;
@@ -427,9 +425,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let g_end = min(p.groups, g + {{BLOCK}}u * {{STEP}}u);
     var b1 = {{V}}(0.0);
     var b2 = {{V}}(0.0);
-    for (; g + {{UNROLLM1}}u * {{STEP}}u < g_end; g = g + {{UNROLL}}u * {{STEP}}u) {
-{{ACCUMULATE}}
-    }
+{{UNROLLED}}
     for (; g < g_end; g = g + {{STEP}}u) {
       let at = g * p.p4 + jj;
       let gv = act_grad(gr[at], y[at]);

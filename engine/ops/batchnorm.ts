@@ -16,6 +16,7 @@ import type { Tensor } from '../tensor.js';
 import { unary, unaryOps } from './unary.js';
 import { add } from './basic.js';
 import { section } from './shader.js';
+import { kernelFamily } from '../device-common.js';
 import { ENABLE_SUBGROUPS, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
 /** Options of {@link batchNorm2d}. */
@@ -224,6 +225,27 @@ export function bnFold(gamma: Tensor, beta: Tensor, runningMean: Tensor, running
 
 /** Groups per loop iteration of the one-dispatch reductions, and per block of their sums. */
 const LANE_UNROLL = 4;
+
+/**
+ * Groups per iteration of a lane kernel's unrolled loop (before the one-group loop that finishes
+ * a block), by kernel family, or `engine.prefer.bnUnroll` ('1', '2', '4', ...; tests and
+ * measurements force it). SwiftShader: LANE_UNROLL (loop trips cost ~10 ns there). llvmpipe: 1, no
+ * unrolled loop at all: llvmpipe JIT-compiles a kernel at its first dispatch, and each unrolled
+ * copy of the loads (with their robustness clamps) and of the activation gradient costs compile
+ * time, which a cold Mesa cache makes the first cost (bench/RESULTS.md, 2026-12-06: BatchNorm
+ * lane kernels on lavapipe, cold).
+ */
+function laneUnroll(engine: Tensor['engine']): number {
+  const forced = Number(engine.prefer.bnUnroll);
+  if (Number.isInteger(forced) && forced >= 1) return forced;
+  return kernelFamily(engine) === 'llvmpipe' ? 1 : LANE_UNROLL;
+}
+
+/** The unrolled loop of a lane kernel: `unroll` copies of `line(k)` per trip, or nothing for 1. */
+function unrolledLaneLoop(unroll: number, step: number, line: (k: number) => string): string {
+  if (unroll <= 1) return '';
+  return [`    for (; g + ${(unroll - 1) * step}u < g_end; g = g + ${unroll * step}u) {`, unrolled(unroll, line), '    }'].join('\n');
+}
 const LANE_BLOCK = 64;
 /**
  * Lanes per workgroup of a serial lane kernel: SwiftShader runs a workgroup on one core, 4
@@ -346,7 +368,8 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
   const name = `${fused ? `bn_train_${act === 'none' ? '' : `${act}_`}${residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${sg ? '_sg' : ''}${ln.scalar ? '_scalar' : ''}`;
   // Every compile-time input of the generated WGSL: the reduction mode (and subgroups), the lane
   // type, whether the normalise pass is fused, its activation and residual (UNROLL and BLOCK are constants).
-  const variant = `${mode}${sg ? ' sg' : ''} ${ln.scalar ? 'f32' : 'vec4'} ${fused ? `fused ${act}${residual ? ' res' : ''}` : 'affine'}`;
+  const unroll = laneUnroll(engine);
+  const variant = `${mode}${sg ? ' sg' : ''} u${unroll} ${ln.scalar ? 'f32' : 'vec4'} ${fused ? `fused ${act}${residual ? ' res' : ''}` : 'affine'}`;
   const shader = (): ShaderSpec => {
     const t = laneTypes(ln.scalar);
     const { V } = t;
@@ -377,11 +400,11 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
       uniforms: { groups: 'u32', p4: 'u32', rs: 'u32', eps: 'f32', momentum: 'f32' },
       bindings: { x: read(V), gamma: read(V), beta: read(V), running_mean: readWrite(V), running_var: readWrite(V), stats: readWrite(V), ...outBindings },
       code: section(batchnorm, 'bn_train_stats', {
-        ...lane, ...t, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK,
+        ...lane, ...t, BLOCK: LANE_BLOCK,
         ACT: actForward(act, V),
         STORE_AFFINE: fused ? '' : '    affine[j] = a;\n    affine[p.rs + j] = pivot;\n    affine[2u * p.rs + j] = dev;\n    affine[3u * p.rs + j] = b;',
         NORMALIZE: fused ? `  for (var q = t; q < p.groups; q = q + ${step}u) { let at = q * p.p4 + j; y[at] = act(((x[at] - pivot) - dev) * a + b${res}); }` : '',
-        ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let d = x[(g + ${k * step}u) * p.p4 + jj] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
+        UNROLLED: unrolledLaneLoop(unroll, step, (k) => `      { let d = x[(g + ${k * step}u) * p.p4 + jj] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
       }),
     };
   };
@@ -428,7 +451,8 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
   // Every compile-time input of the generated WGSL: the reduction mode, the lane type, training
   // (batch statistics) or inference, what happens to dx, and the activation (its gradient is in
   // the reduction whatever dxMode is).
-  const variant = `${mode}${sg ? ' sg' : ''} ${ln.scalar ? 'f32' : 'vec4'} ${training ? 'train' : 'eval'} dx-${dxMode} ${act}`;
+  const unroll = laneUnroll(engine);
+  const variant = `${mode}${sg ? ' sg' : ''} u${unroll} ${ln.scalar ? 'f32' : 'vec4'} ${training ? 'train' : 'eval'} dx-${dxMode} ${act}`;
   const shader = (): ShaderSpec => {
     const t = laneTypes(ln.scalar);
     const { V } = t;
@@ -455,8 +479,8 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
       },
       code: section(batchnorm, 'bn_train_grad', {
         ...t,
-        ...lane, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK, ACT_GRAD: actGrad(act, V),
-        ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
+        ...lane, BLOCK: LANE_BLOCK, ACT_GRAD: actGrad(act, V),
+        UNROLLED: unrolledLaneLoop(unroll, step, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
         ...(training
           ? { COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
           : { COEF_B: `${V}(0.0)`, COEF_D: `${V}(0.0)` }),
