@@ -225,6 +225,7 @@ export function bnFold(gamma: Tensor, beta: Tensor, runningMean: Tensor, running
 
 /** Groups per loop iteration of the one-dispatch reductions, and per block of their sums. */
 const LANE_UNROLL = 4;
+const LANE_BLOCK = 64;
 
 /**
  * Groups per iteration of a lane kernel's unrolled loop (before the one-group loop that finishes
@@ -246,7 +247,7 @@ function unrolledLaneLoop(unroll: number, step: number, line: (k: number) => str
   if (unroll <= 1) return '';
   return [`    for (; g + ${(unroll - 1) * step}u < g_end; g = g + ${unroll * step}u) {`, unrolled(unroll, line), '    }'].join('\n');
 }
-const LANE_BLOCK = 64;
+
 /**
  * Lanes per workgroup of a serial lane kernel: SwiftShader runs a workgroup on one core, 4
  * invocations per SIMD row, so 4 lanes a workgroup spreads a 32-channel layer (8 lanes) over both
@@ -367,7 +368,8 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
   const sg = laneSubgroups(engine, mode);
   const name = `${fused ? `bn_train_${act === 'none' ? '' : `${act}_`}${residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${sg ? '_sg' : ''}${ln.scalar ? '_scalar' : ''}`;
   // Every compile-time input of the generated WGSL: the reduction mode (and subgroups), the lane
-  // type, whether the normalise pass is fused, its activation and residual (UNROLL and BLOCK are constants).
+  // type, whether the normalise pass is fused, its activation and residual, the lane loop's unroll
+  // (BLOCK is a constant).
   const unroll = laneUnroll(engine);
   const variant = `${mode}${sg ? ' sg' : ''} u${unroll} ${ln.scalar ? 'f32' : 'vec4'} ${fused ? `fused ${act}${residual ? ' res' : ''}` : 'affine'}`;
   const shader = (): ShaderSpec => {
@@ -448,9 +450,9 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
   const coef = dxMode === 'separate' ? engine.empty([4, geo.l], 'f32') : null;
   const sg = laneSubgroups(engine, mode);
   const name = `${training ? 'bn_train_grad' : 'bn_eval_grad'}${dxMode === 'fused' ? '_dx' : ''}${dxMode === 'fused' && act !== 'none' ? `_${act}` : ''}_${mode}${sg ? '_sg' : ''}${ln.scalar ? '_scalar' : ''}`;
-  // Every compile-time input of the generated WGSL: the reduction mode, the lane type, training
-  // (batch statistics) or inference, what happens to dx, and the activation (its gradient is in
-  // the reduction whatever dxMode is).
+  // Every compile-time input of the generated WGSL: the reduction mode (and subgroups), the lane
+  // loop's unroll, the lane type, training (batch statistics) or inference, what happens to dx, and
+  // the activation (its gradient is in the reduction whatever dxMode is).
   const unroll = laneUnroll(engine);
   const variant = `${mode}${sg ? ' sg' : ''} u${unroll} ${ln.scalar ? 'f32' : 'vec4'} ${training ? 'train' : 'eval'} dx-${dxMode} ${act}`;
   const shader = (): ShaderSpec => {
