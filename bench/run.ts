@@ -3,7 +3,8 @@
  *   node bench/run.js [--quick] [--full] [--backbone mobilenetv2|resnet18|resnet101] [--size WxH]
  *                     [--batch N] [--iters N] [--width W] [--profile] [--json PATH]
  *                     [--peers [tfjs-webgpu,tfjs-wasm]] [--peer-iters N] [--peer-timeout S]
- *                     [--tune [FILE]] [--cpu] [--adapter lavapipe|swiftshader|NAME]
+ *                     [--tune [FILE]] [--cpu] [--adapter lavapipe|swiftshader|NAME] [--prefer k=v[,k=v]]
+ * --prefer sets kernel variant choices (engine.prefer: subgroups=on|off, bnUnroll=N, family=...).
  * --adapter lavapipe or swiftshader (also --software NAME) runs on that software GPU even where a
  * hardware adapter exists; another NAME picks the hardware adapter whose description contains it.
  * Protocol: a first run (pipeline compilation included, reported as "first ms"), a warm-up, then
@@ -305,7 +306,14 @@ function printPeerTable(results: BenchResult[], peers: PeerName[]): void {
 async function main() {
   const args = commandLine(BENCH_COMMAND);
   const engine = await createEngine(engineOptionsFromArgs(args));
-  console.log(`adapter: ${describeAdapter(engine)}`);
+  // --prefer key=value[,key=value]: kernel variant choices (engine.prefer), e.g. subgroups=on,bnUnroll=4.
+  const prefer = args.get('prefer');
+  if (typeof prefer === 'string')
+    for (const kv of prefer.split(',')) {
+      const [k, v] = kv.split('=');
+      if (k && v) engine.prefer[k.trim()] = v.trim();
+    }
+  console.log(`adapter: ${describeAdapter(engine)}${typeof prefer === 'string' ? ` (prefer ${prefer})` : ''}`);
   const peers = selectedPeers(args);
   const cases = defaultCases(args, peers.length > 0);
   const iters = Number(args.get('iters') ?? (engine.adapter.isSoftware ? 2 : 20));

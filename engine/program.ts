@@ -91,7 +91,14 @@ export function interfaceWgsl(spec: Pick<ShaderSpec, 'uniforms' | 'bindings'>): 
 
 /** Full WGSL of a spec: the common helpers, the generated interface, then the kernel's code. */
 export function assembleWgsl(spec: ShaderSpec): string {
-  return `${common}\n${interfaceWgsl(spec)}\n${spec.code}`;
+  // WGSL wants enable directives (`enable subgroups;`, `enable f16;`) before any declaration:
+  // a kernel's own ones move above the common prelude.
+  const enables: string[] = [];
+  const code = spec.code.replace(/^[ \t]*enable\s+[\w\s,]+;[ \t]*$/gm, (d) => {
+    enables.push(d.trim());
+    return '';
+  });
+  return `${enables.length ? `${[...new Set(enables)].join('\n')}\n` : ''}${common}\n${interfaceWgsl(spec)}\n${code}`;
 }
 
 /** Byte size of a uniform block of `count` 4-byte fields (16-byte aligned, at least 16). */

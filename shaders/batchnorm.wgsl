@@ -325,7 +325,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // - serial (CPU adapters): one invocation per lane walks every group; no workgroup memory and no
 //   barrier, which on SwiftShader would put the whole shader in a slow coroutine mode;
 // - workgroup (GPUs): a workgroup per lane, each invocation every WG-th group, then the
-//   (n, mean, M2) triples merged pairwise (Chan) in workgroup memory.
+//   (n, mean, M2) triples merged pairwise (Chan) in workgroup memory, or, with subgroups
+//   (engine/ops/subgroup.ts), summed with subgroupAdd and one pass over per-subgroup slots.
 // Sums are taken about each invocation's first value and the mean kept relative to the pivot
 // (the lane's value in group 0), as in bn_stats_partial.
 // Fused (NORMALIZE set): the same invocations then write y = act(x-hat * gamma + beta (+ res))
@@ -335,7 +336,7 @@ fn act(x: {{V}}) -> {{V}} {
   return {{ACT}};
 }
 @compute @workgroup_size({{WG}})
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>{{SG_PARAM}}) {
 {{INDEX}}
   let live = j < p.p4;
   let jj = min(j, p.p4 - 1u);
@@ -353,9 +354,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let shift = x[g0 * p.p4 + jj];
     var s1 = {{V}}(0.0);
     var s2 = {{V}}(0.0);
-    for (; g + {{UNROLLM1}}u * {{STEP}}u < g_end; g = g + {{UNROLL}}u * {{STEP}}u) {
-{{ACCUMULATE}}
-    }
+{{UNROLLED}}
     for (; g < g_end; g = g + {{STEP}}u) {
       let d = x[g * p.p4 + jj] - shift;
       s1 = s1 + d;
@@ -412,7 +411,7 @@ fn act_grad(g: {{V}}, y: {{V}}) -> {{V}} {
   return {{ACT_GRAD}};
 }
 @compute @workgroup_size({{WG}})
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>{{SG_PARAM}}) {
 {{INDEX}}
   let live = j < p.p4;
   let jj = min(j, p.p4 - 1u);
@@ -426,9 +425,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let g_end = min(p.groups, g + {{BLOCK}}u * {{STEP}}u);
     var b1 = {{V}}(0.0);
     var b2 = {{V}}(0.0);
-    for (; g + {{UNROLLM1}}u * {{STEP}}u < g_end; g = g + {{UNROLL}}u * {{STEP}}u) {
-{{ACCUMULATE}}
-    }
+{{UNROLLED}}
     for (; g < g_end; g = g + {{STEP}}u) {
       let at = g * p.p4 + jj;
       let gv = act_grad(gr[at], y[at]);

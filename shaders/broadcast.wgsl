@@ -80,3 +80,61 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let acc = acc0 + acc1;
   partial[i] = {{HSUM}};
 }
+
+//# kernel sum_middle_sg
+// sum_middle_partial with subgroups (engine/ops/subgroup.ts): one workgroup per output
+// (k, chunk, c); its invocations take every {{WG}}-th row of the chunk, then wg_sum adds the
+// workgroup's partials. For few columns over many rows (the loss's [pixels, 2] terms, a
+// 19-channel bias gradient), where one invocation per column leaves a GPU idle.
+{{ENABLE}}
+{{WG_SUM}}
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) sgi: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= p.outputs) { return; }
+  let c = w % p.inner;
+  let q = w / p.inner;
+  let chunk = q % p.chunks;
+  let k = q / p.chunks;
+  let r0 = chunk * p.rows_per_chunk;
+  let r1 = min(p.r, r0 + p.rows_per_chunk);
+  let s = p.inner;
+  var acc0 = {{T}}(0.0);
+  var acc1 = {{T}}(0.0);
+  var row = r0 + t;
+  for (; row + {{WG}}u < r1; row = row + 2u * {{WG}}u) {
+    acc0 = acc0 + x[(k * p.r + row) * s + c];
+    acc1 = acc1 + x[(k * p.r + row + {{WG}}u) * s + c];
+  }
+  if (row < r1) { acc0 = acc0 + x[(k * p.r + row) * s + c]; }
+  let total = wg_sum(acc0 + acc1, t, sgi);
+  if (t == 0u) { partial[(k * p.chunks + chunk) * p.inner + c] = total; }
+}
+
+//# kernel sum_rows_sg
+// sum_rows_partial with subgroups: one workgroup per (row, chunk), its invocations reading
+// neighbouring units of the row, then wg_sum; HSUM adds a vec4's lanes.
+{{ENABLE}}
+{{WG_SUM}}
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) sgi: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= p.outputs) { return; }
+  let chunk = w % p.chunks;
+  let row = w / p.chunks;
+  let j0 = chunk * p.per_chunk;
+  let j1 = min(p.r, j0 + p.per_chunk);
+  let base = row * p.r;
+  var acc0 = {{T}}(0.0);
+  var acc1 = {{T}}(0.0);
+  var j = j0 + t;
+  for (; j + {{WG}}u < j1; j = j + 2u * {{WG}}u) {
+    acc0 = acc0 + x[base + j];
+    acc1 = acc1 + x[base + j + {{WG}}u];
+  }
+  if (j < j1) { acc0 = acc0 + x[base + j]; }
+  let acc = wg_sum(acc0 + acc1, t, sgi);
+  if (t == 0u) { partial[w] = {{HSUM}}; }
+}

@@ -53,6 +53,33 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   s[i] = mx + sm * p.inv_hw;
 }
 
+//# kernel fca_channel_pool_sg
+// fca_channel_pool with subgroups (engine/ops/subgroup.ts): one workgroup per (image, channel
+// vector), its invocations taking every {{WG}}-th pixel, then wg_max and wg_sum.
+{{ENABLE}}
+{{WG_SUM}}
+{{WG_MAX}}
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) sgi: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= p.threads) { return; }
+  let c = w % p.cv;
+  let n = w / p.cv;
+  let base = n * p.hw * p.stride_v + p.off_v + c;
+  // Every invocation starts from pixel 0 (hw >= {{WG}}: see fca.ts), so no identity is needed.
+  var mx = x[base];
+  var sm = {{T}}(0.0);
+  for (var q = t; q < p.hw; q = q + {{WG}}u) {
+    let v = x[base + q * p.stride_v];
+    mx = max(mx, v);
+    sm = sm + v;
+  }
+  let m = wg_max(mx, t);
+  let total = wg_sum(sm, t, sgi);
+  if (t == 0u) { s[w] = m + total * p.inv_hw; }
+}
+
 //# kernel fca_channel_fc
 // Inference channel attention, second half: ac[n, o] = sigmoid(sum_k w[o, k] s[n, k] + 2 b[o]).
 @compute @workgroup_size({{WG}})

@@ -27,6 +27,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   out[i] = acc * p.scale;
 }
 
+//# kernel global_avg_sg
+// Global average with subgroups (engine/ops/subgroup.ts): one workgroup per (image, channel
+// vector), its invocations taking every {{WG}}-th pixel, then wg_sum; one pass, no partials.
+{{ENABLE}}
+{{WG_SUM}}
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) sgi: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= p.total) { return; }
+  let base = (w / p.cv) * p.hw * p.cv + w % p.cv;
+  var acc = {{T}}(0.0);
+  for (var q = t; q < p.hw; q = q + {{WG}}u) { acc = acc + x[base + q * p.cv]; }
+  let total = wg_sum(acc, t, sgi);
+  if (t == 0u) { out[w] = total * p.scale; }
+}
+
 //# kernel global_avg_finish
 // Sums the chunk sums of each (n, channel vector) and scales by 1 / hw.
 @compute @workgroup_size({{WG}})

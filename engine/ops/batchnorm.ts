@@ -16,6 +16,8 @@ import type { Tensor } from '../tensor.js';
 import { unary, unaryOps } from './unary.js';
 import { add } from './basic.js';
 import { section } from './shader.js';
+import { kernelFamily } from '../device-common.js';
+import { ENABLE_SUBGROUPS, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
 /** Options of {@link batchNorm2d}. */
 export interface BatchNormOptions {
@@ -224,6 +226,28 @@ export function bnFold(gamma: Tensor, beta: Tensor, runningMean: Tensor, running
 /** Groups per loop iteration of the one-dispatch reductions, and per block of their sums. */
 const LANE_UNROLL = 4;
 const LANE_BLOCK = 64;
+
+/**
+ * Groups per iteration of a lane kernel's unrolled loop (before the one-group loop that finishes
+ * a block), by kernel family, or `engine.prefer.bnUnroll` ('1', '2', '4', ...; tests and
+ * measurements force it). SwiftShader: LANE_UNROLL (loop trips cost ~10 ns there). llvmpipe: 1, no
+ * unrolled loop at all: llvmpipe JIT-compiles a kernel at its first dispatch, and each unrolled
+ * copy of the loads (with their robustness clamps) and of the activation gradient costs compile
+ * time, which a cold Mesa cache makes the first cost (bench/RESULTS.md, 2026-12-06: BatchNorm
+ * lane kernels on lavapipe, cold).
+ */
+function laneUnroll(engine: Tensor['engine']): number {
+  const forced = Number(engine.prefer.bnUnroll);
+  if (Number.isInteger(forced) && forced >= 1) return forced;
+  return kernelFamily(engine) === 'llvmpipe' ? 1 : LANE_UNROLL;
+}
+
+/** The unrolled loop of a lane kernel: `unroll` copies of `line(k)` per trip, or nothing for 1. */
+function unrolledLaneLoop(unroll: number, step: number, line: (k: number) => string): string {
+  if (unroll <= 1) return '';
+  return [`    for (; g + ${(unroll - 1) * step}u < g_end; g = g + ${unroll * step}u) {`, unrolled(unroll, line), '    }'].join('\n');
+}
+
 /**
  * Lanes per workgroup of a serial lane kernel: SwiftShader runs a workgroup on one core, 4
  * invocations per SIMD row, so 4 lanes a workgroup spreads a 32-channel layer (8 lanes) over both
@@ -250,18 +274,30 @@ function laneReduce(engine: Tensor['engine']): LaneReduce {
 }
 
 /**
+ * Whether a lane kernel's workgroup merge uses subgroup operations (see subgroup.ts): only the
+ * workgroup mode merges across invocations; the serial mode has nothing to merge.
+ */
+const laneSubgroups = (engine: Tensor['engine'], mode: LaneReduce): boolean => mode === 'workgroup' && useSubgroups(engine);
+
+/**
  * The defines that make a lane kernel serial or workgroup-parallel; `shared` declares the
  * workgroup arrays (WGN: their length), `merge` is the WGSL of one tree step (t, t + half).
+ * With `sg` (workgroup mode only), the merge is `sg.reduce` over the subgroup helpers `sg.helpers`
+ * instead of the tree: one barrier per merged quantity, then a pass over per-subgroup slots.
  */
-function laneDefines(mode: LaneReduce, shared: string, save: string, merge: string, load: string): Record<string, string | number> {
+function laneDefines(mode: LaneReduce, shared: string, save: string, merge: string, load: string, sg: { helpers: string; reduce: string } | null = null): Record<string, string | number> {
   if (mode === 'serial')
-    return { WG: SERIAL_WG, STEP: 1, SHARED: '', INDEX: `  let t = 0u;\n  let j = (wid.x + wid.y * nwg.x) * ${SERIAL_WG}u + lid.x;`, REDUCE: '', LEAD: 'true' };
+    return { WG: SERIAL_WG, STEP: 1, SHARED: '', SG_PARAM: '', INDEX: `  let t = 0u;\n  let j = (wid.x + wid.y * nwg.x) * ${SERIAL_WG}u + lid.x;`, REDUCE: '', LEAD: 'true' };
   const wg = 64;
+  const index = '  let t = lid.x;\n  let j = wid.x + wid.y * nwg.x;';
+  if (sg)
+    return { WG: wg, STEP: wg, SHARED: `${ENABLE_SUBGROUPS}\n${sg.helpers}`, SG_PARAM: ', @builtin(subgroup_invocation_id) sgi: u32', INDEX: index, REDUCE: sg.reduce, LEAD: 't == 0u' };
   return {
     WG: wg,
     STEP: wg,
     SHARED: shared.replaceAll('WGN', String(wg)),
-    INDEX: '  let t = lid.x;\n  let j = wid.x + wid.y * nwg.x;',
+    SG_PARAM: '',
+    INDEX: index,
     REDUCE: [
       save,
       `  for (var half = ${wg / 2}u; half > 0u; half = half / 2u) {`,
@@ -329,10 +365,13 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
   const act = fused ? out.act : 'none';
   const residual = fused ? out.residual : null;
   const ln = lanesOf(geo);
-  const name = `${fused ? `bn_train_${act === 'none' ? '' : `${act}_`}${residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${ln.scalar ? '_scalar' : ''}`;
-  // Every compile-time input of the generated WGSL: the reduction mode, the lane type, whether
-  // the normalise pass is fused, its activation and residual (UNROLL and BLOCK are constants).
-  const variant = `${mode} ${ln.scalar ? 'f32' : 'vec4'} ${fused ? `fused ${act}${residual ? ' res' : ''}` : 'affine'}`;
+  const sg = laneSubgroups(engine, mode);
+  const name = `${fused ? `bn_train_${act === 'none' ? '' : `${act}_`}${residual ? 'residual_' : ''}` : 'bn_train_stats_'}${mode}${sg ? '_sg' : ''}${ln.scalar ? '_scalar' : ''}`;
+  // Every compile-time input of the generated WGSL: the reduction mode (and subgroups), the lane
+  // type, whether the normalise pass is fused, its activation and residual, the lane loop's unroll
+  // (BLOCK is a constant).
+  const unroll = laneUnroll(engine);
+  const variant = `${mode}${sg ? ' sg' : ''} u${unroll} ${ln.scalar ? 'f32' : 'vec4'} ${fused ? `fused ${act}${residual ? ' res' : ''}` : 'affine'}`;
   const shader = (): ShaderSpec => {
     const t = laneTypes(ln.scalar);
     const { V } = t;
@@ -342,6 +381,19 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
       '  w_n[t] = total; w_mean[t] = dev; w_m2[t] = m2;',
       `let m = ${t.MERGE_FN}(${t.MOM}(${V}(w_n[t]), w_mean[t], w_m2[t]), ${V}(w_n[t + half]), w_mean[t + half], w_m2[t + half]); w_n[t] = m.n${t.X}; w_mean[t] = m.mean; w_m2[t] = m.m2;`,
       '  total = w_n[0]; dev = w_mean[0]; m2 = w_m2[0];',
+      // Subgroups: the workgroup's count, then its mean (as a deviation from the pivot: the
+      // counts weigh the invocations' deviations), then M2 about that mean, each summed over the
+      // workgroup; exact merges of (n, mean, M2), like Chan's, with no sum(x^2) - n mean^2.
+      sg ? {
+        helpers: [workgroupSumWgsl('wg_sum_n', 'f32'), workgroupSumWgsl('wg_sum_mean', V), workgroupSumWgsl('wg_sum_m2', V)].join('\n'),
+        reduce: [
+          '  let wg_n = wg_sum_n(total, t, sgi);',
+          '  let wg_dev = wg_sum_mean(total * dev, t, sgi) / max(wg_n, 1.0);',
+          '  let dd = dev - wg_dev;',
+          '  m2 = wg_sum_m2(m2 + total * dd * dd, t, sgi);',
+          '  total = wg_n; dev = wg_dev;',
+        ].join('\n'),
+      } : null,
     );
     const step = laneStep(mode);
     const res = residual ? ' + res[at]' : '';
@@ -350,11 +402,11 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
       uniforms: { groups: 'u32', p4: 'u32', rs: 'u32', eps: 'f32', momentum: 'f32' },
       bindings: { x: read(V), gamma: read(V), beta: read(V), running_mean: readWrite(V), running_var: readWrite(V), stats: readWrite(V), ...outBindings },
       code: section(batchnorm, 'bn_train_stats', {
-        ...lane, ...t, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK,
+        ...lane, ...t, BLOCK: LANE_BLOCK,
         ACT: actForward(act, V),
         STORE_AFFINE: fused ? '' : '    affine[j] = a;\n    affine[p.rs + j] = pivot;\n    affine[2u * p.rs + j] = dev;\n    affine[3u * p.rs + j] = b;',
         NORMALIZE: fused ? `  for (var q = t; q < p.groups; q = q + ${step}u) { let at = q * p.p4 + j; y[at] = act(((x[at] - pivot) - dev) * a + b${res}); }` : '',
-        ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let d = x[(g + ${k * step}u) * p.p4 + jj] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
+        UNROLLED: unrolledLaneLoop(unroll, step, (k) => `      { let d = x[(g + ${k * step}u) * p.p4 + jj] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
       }),
     };
   };
@@ -396,11 +448,13 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
   const dxMode = !x.requiresGrad ? 'none' : fuse ? 'fused' : 'separate';
   const dx = dxMode === 'none' ? null : engine.empty(x.shape, 'f32');
   const coef = dxMode === 'separate' ? engine.empty([4, geo.l], 'f32') : null;
-  const name = `${training ? 'bn_train_grad' : 'bn_eval_grad'}${dxMode === 'fused' ? '_dx' : ''}${dxMode === 'fused' && act !== 'none' ? `_${act}` : ''}_${mode}${ln.scalar ? '_scalar' : ''}`;
-  // Every compile-time input of the generated WGSL: the reduction mode, the lane type, training
-  // (batch statistics) or inference, what happens to dx, and the activation (its gradient is in
-  // the reduction whatever dxMode is).
-  const variant = `${mode} ${ln.scalar ? 'f32' : 'vec4'} ${training ? 'train' : 'eval'} dx-${dxMode} ${act}`;
+  const sg = laneSubgroups(engine, mode);
+  const name = `${training ? 'bn_train_grad' : 'bn_eval_grad'}${dxMode === 'fused' ? '_dx' : ''}${dxMode === 'fused' && act !== 'none' ? `_${act}` : ''}_${mode}${sg ? '_sg' : ''}${ln.scalar ? '_scalar' : ''}`;
+  // Every compile-time input of the generated WGSL: the reduction mode (and subgroups), the lane
+  // loop's unroll, the lane type, training (batch statistics) or inference, what happens to dx, and
+  // the activation (its gradient is in the reduction whatever dxMode is).
+  const unroll = laneUnroll(engine);
+  const variant = `${mode}${sg ? ' sg' : ''} u${unroll} ${ln.scalar ? 'f32' : 'vec4'} ${training ? 'train' : 'eval'} dx-${dxMode} ${act}`;
   const shader = (): ShaderSpec => {
     const t = laneTypes(ln.scalar);
     const { V } = t;
@@ -411,6 +465,10 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
       '  w_s1[t] = s1; w_s2[t] = s2;',
       'w_s1[t] = w_s1[t] + w_s1[t + half]; w_s2[t] = w_s2[t] + w_s2[t + half];',
       '  s1 = w_s1[0]; s2 = w_s2[0];',
+      sg ? {
+        helpers: [workgroupSumWgsl('wg_sum_s1', V), workgroupSumWgsl('wg_sum_s2', V)].join('\n'),
+        reduce: '  s1 = wg_sum_s1(s1, t, sgi);\n  s2 = wg_sum_s2(s2, t, sgi);',
+      } : null,
     );
     const step = laneStep(mode);
     return {
@@ -423,8 +481,8 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
       },
       code: section(batchnorm, 'bn_train_grad', {
         ...t,
-        ...lane, UNROLL: LANE_UNROLL, UNROLLM1: LANE_UNROLL - 1, BLOCK: LANE_BLOCK, ACT_GRAD: actGrad(act, V),
-        ACCUMULATE: unrolled(LANE_UNROLL, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
+        ...lane, BLOCK: LANE_BLOCK, ACT_GRAD: actGrad(act, V),
+        UNROLLED: unrolledLaneLoop(unroll, step, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
         ...(training
           ? { COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
           : { COEF_B: `${V}(0.0)`, COEF_D: `${V}(0.0)` }),

@@ -12,6 +12,7 @@ import { grid1d, read, readWrite, type ScalarType } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { fill } from './accumulate.js';
 import { type Interface, sectionSpec } from './shader.js';
+import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
 const WG = 64;
 /** Most axes a broadcast may have after collapsing (see the module comment). */
@@ -133,6 +134,11 @@ function broadcastDecl(rank: number, types: readonly string[]): Interface {
 /** x viewed as [outer, r, inner] (T-typed columns) -> chunked partial sums [outer, chunks, inner]. */
 const sumMiddleDecl = (t: string) =>
   ({ uniforms: { threads: 'u32', inner: 'u32', r: 'u32', rows_per_chunk: 'u32', chunks: 'u32' }, bindings: { x: read(t), partial: readWrite(t) } }) as const;
+/** sum_middle_partial's interface for the subgroup kernel: `outputs` workgroups, one per partial sum. */
+const sumMiddleSgDecl = (t: string) =>
+  ({ uniforms: { outputs: 'u32', inner: 'u32', r: 'u32', rows_per_chunk: 'u32', chunks: 'u32' }, bindings: { x: read(t), partial: readWrite(t) } }) as const;
+/** sum_rows_partial's interface for the subgroup kernel: `outputs` workgroups, one per partial sum. */
+const sumRowsSgDecl = (t: string) => ({ uniforms: { outputs: 'u32', r: 'u32', per_chunk: 'u32', chunks: 'u32' }, bindings: { x: read(t), partial: readWrite('f32') } }) as const;
 /** x viewed as [rows, r] (T-typed) -> per-chunk row sums; `r` and `per_chunk` in units of T. */
 const sumRowsDecl = (t: string) => ({ uniforms: { threads: 'u32', r: 'u32', per_chunk: 'u32', chunks: 'u32' }, bindings: { x: read(t), partial: readWrite('f32') } }) as const;
 
@@ -304,6 +310,25 @@ function chunking(lanes: number, rows: number): { chunks: number; perChunk: numb
 }
 
 /**
+ * Chunks of the subgroup kernels (a workgroup per partial sum): at least 8 rows per invocation,
+ * and about SG_TARGET_GROUPS workgroups in all.
+ */
+const SG_TARGET_GROUPS = 1024;
+function chunkingSg(lanes: number, rows: number): { chunks: number; perChunk: number } {
+  const chunks = Math.max(1, Math.min(Math.ceil(SG_TARGET_GROUPS / lanes), Math.ceil(rows / (8 * SG_WG))));
+  const perChunk = Math.ceil(rows / chunks);
+  return { chunks: Math.ceil(rows / perChunk), perChunk };
+}
+
+/**
+ * Whether a pass of lanes (independent sums) over rows takes the subgroup kernel: with the
+ * feature on (subgroup.ts), for few lanes over many rows, where a workgroup per sum keeps a GPU
+ * busy; many lanes already fill it one invocation each, with neighbouring loads (a heuristic: no
+ * hardware GPU was available to measure).
+ */
+const sgPass = (engine: Tensor['engine'], lanes: number, rows: number): boolean => useSubgroups(engine) && lanes <= 1024 && rows >= 4 * SG_WG;
+
+/**
  * Sums `x`, viewed as [outer, r, inner], over r into a tensor of `outShape` (outer * inner
  * elements). Passes of chunked partial sums (no workgroup memory, no atomics) until one is left.
  * `into` (outer * inner f32 elements, any shape, not x): the last pass writes there instead of a
@@ -319,7 +344,49 @@ export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number
   for (;;) {
     let chunks: number;
     let next: Tensor;
-    if (inner === 1) {
+    if (inner === 1 && sgPass(engine, outer, rows)) {
+      const vec = rows % 4 === 0;
+      const units = vec ? rows / 4 : rows;
+      const c = chunkingSg(outer, units);
+      chunks = c.chunks;
+      next = chunks === 1 ? (into ?? engine.empty(outShape, 'f32')) : engine.empty([outer, chunks], 'f32');
+      const outputs = outer * chunks;
+      engine.run({
+        name: 'sum_rows_sg',
+        variant: vec ? 'v4' : 's',
+        shader: () => {
+          const t = vec ? 'vec4<f32>' : 'f32';
+          return sectionSpec(sumRowsSgDecl(t), broadcastWgsl, 'sum_rows_sg', {
+            WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t), HSUM: vec ? 'dot(acc, vec4<f32>(1.0))' : 'acc',
+          });
+        },
+        uniforms: { outputs, r: units, per_chunk: c.perChunk, chunks },
+        bindings: { x: cur, partial: next },
+        dispatch: grid1d(outputs * SG_WG, SG_WG, maxDim),
+        flops: outer * rows,
+        bytes: 4 * outer * rows,
+      });
+    } else if (inner > 1 && sgPass(engine, outer * (inner % 4 === 0 ? inner / 4 : inner), rows)) {
+      const vec = inner % 4 === 0;
+      const cols = vec ? inner / 4 : inner;
+      const c = chunkingSg(outer * cols, rows);
+      chunks = c.chunks;
+      next = chunks === 1 ? (into ?? engine.empty(outShape, 'f32')) : engine.empty([outer, chunks, inner], 'f32');
+      const outputs = outer * chunks * cols;
+      engine.run({
+        name: 'sum_middle_sg',
+        variant: vec ? 'v4' : 's',
+        shader: () => {
+          const t = vec ? 'vec4<f32>' : 'f32';
+          return sectionSpec(sumMiddleSgDecl(t), broadcastWgsl, 'sum_middle_sg', { WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t) });
+        },
+        uniforms: { outputs, inner: cols, r: rows, rows_per_chunk: c.perChunk, chunks },
+        bindings: { x: cur, partial: next },
+        dispatch: grid1d(outputs * SG_WG, SG_WG, maxDim),
+        flops: outer * rows * inner,
+        bytes: 4 * outer * rows * inner,
+      });
+    } else if (inner === 1) {
       const vec = rows % 4 === 0;
       const units = vec ? rows / 4 : rows;
       const c = chunking(outer, units);

@@ -11,6 +11,7 @@ import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { runLength, sumMiddleAxis } from './broadcast.js';
 import { type Interface, sectionSpec } from './shader.js';
+import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupMaxWgsl, workgroupSumWgsl } from './subgroup.js';
 
 const WG = 64;
 /** Invocations the backward aims for; more pixels per chunk means fewer dAc partials. */
@@ -32,6 +33,9 @@ const FCA_BACKWARD = (t: string) =>
   }) as const;
 /** `cv` channel vectors of X, `stride_v` per pixel of x, X starting at `off_v`; `inv_hw` = 1 / hw. */
 const FCA_CHANNEL_POOL = (t: string) =>
+  ({ uniforms: { threads: 'u32', hw: 'u32', cv: 'u32', stride_v: 'u32', off_v: 'u32', inv_hw: 'f32' }, bindings: { x: read(t), s: readWrite(t) } }) as const;
+/** fca_channel_pool_sg: `threads` = N * cv workgroups. */
+const FCA_CHANNEL_POOL_SG = (t: string) =>
   ({ uniforms: { threads: 'u32', hw: 'u32', cv: 'u32', stride_v: 'u32', off_v: 'u32', inv_hw: 'f32' }, bindings: { x: read(t), s: readWrite(t) } }) as const;
 /** `kv` = C / V vectors per row of w. */
 const FCA_CHANNEL_FC = (t: string) =>
@@ -213,19 +217,39 @@ export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, 
   const v = c % 4 === 0 && offset % 4 === 0 && stride % 4 === 0 ? 4 : 1;
   const s = engine.empty([n, c], 'f32');
   const poolThreads = (n * c) / v;
-  engine.run({
-    name: 'fca_channel_pool',
-    variant: v === 4 ? 'v4' : 's',
-    shader: () => {
-      const t = v === 4 ? 'vec4<f32>' : 'f32';
-      return sectionSpec(FCA_CHANNEL_POOL(t), fcaWgsl, 'fca_channel_pool', { WG, T: t });
-    },
-    uniforms: { threads: poolThreads, hw: h * wd, cv: c / v, stride_v: stride / v, off_v: offset / v, inv_hw: 1 / (h * wd) },
-    bindings: { x, s },
-    dispatch: grid1d(poolThreads, WG, maxDim),
-    flops: 2 * n * h * wd * c,
-    bytes: 4 * n * h * wd * c,
-  });
+  // With subgroups (subgroup.ts), a workgroup per (image, channel vector) instead of one invocation.
+  const sg = useSubgroups(engine) && h * wd >= SG_WG;
+  const poolUniforms = { threads: poolThreads, hw: h * wd, cv: c / v, stride_v: stride / v, off_v: offset / v, inv_hw: 1 / (h * wd) };
+  if (sg)
+    engine.run({
+      name: 'fca_channel_pool_sg',
+      variant: v === 4 ? 'v4' : 's',
+      shader: () => {
+        const t = v === 4 ? 'vec4<f32>' : 'f32';
+        return sectionSpec(FCA_CHANNEL_POOL_SG(t), fcaWgsl, 'fca_channel_pool_sg', {
+          WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t), WG_MAX: workgroupMaxWgsl('wg_max', t),
+        });
+      },
+      uniforms: poolUniforms,
+      bindings: { x, s },
+      dispatch: grid1d(poolThreads * SG_WG, SG_WG, maxDim),
+      flops: 2 * n * h * wd * c,
+      bytes: 4 * n * h * wd * c,
+    });
+  else
+    engine.run({
+      name: 'fca_channel_pool',
+      variant: v === 4 ? 'v4' : 's',
+      shader: () => {
+        const t = v === 4 ? 'vec4<f32>' : 'f32';
+        return sectionSpec(FCA_CHANNEL_POOL(t), fcaWgsl, 'fca_channel_pool', { WG, T: t });
+      },
+      uniforms: poolUniforms,
+      bindings: { x, s },
+      dispatch: grid1d(poolThreads, WG, maxDim),
+      flops: 2 * n * h * wd * c,
+      bytes: 4 * n * h * wd * c,
+    });
   const kv = c % 4 === 0 ? 4 : 1;
   const ac = engine.empty([n, c], 'f32');
   engine.run({

@@ -9,6 +9,8 @@ import { check, checkInt, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { type Interface, sectionSpec } from './shader.js';
+import { kernelFamily } from '../device-common.js';
+import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
 const WG = 64;
 /** Pixels per loop iteration in the global reductions (unrolled). */
@@ -50,6 +52,8 @@ const vtag = (vec: Vec): string => (vec.v === 4 ? 'v4' : 's');
 /** `ppc` pixels per chunk; `scale` 1 / hw when one chunk covers the image (no finishing pass), else 1. */
 const GLOBAL_AVG_PARTIAL = (v: Vec) =>
   ({ uniforms: { hw: 'u32', cv: 'u32', ppc: 'u32', chunks: 'u32', total: 'u32', scale: 'f32' }, bindings: { x: read(v.T), out: readWrite(v.T) } }) as const;
+/** global_avg_sg: `total` = N * cv workgroups, `scale` = 1 / hw. */
+const GLOBAL_AVG_SG = (v: Vec) => ({ uniforms: { hw: 'u32', cv: 'u32', total: 'u32', scale: 'f32' }, bindings: { x: read(v.T), out: readWrite(v.T) } }) as const;
 /** `scale` = 1 / hw. */
 const GLOBAL_AVG_FINISH = (v: Vec) =>
   ({ uniforms: { cv: 'u32', chunks: 'u32', total: 'u32', scale: 'f32' }, bindings: { part: read(v.T), out: readWrite(v.T) } }) as const;
@@ -119,20 +123,34 @@ export function globalAvgPool(x: Tensor): Tensor {
   const vec = vecFor(c);
   const cv = c / vec.v;
   const hw = h * w;
-  const { ppc, chunks } = chunking(x, n, hw, cv);
   const out = engine.empty([n, c], 'f32');
+  // With subgroups (subgroup.ts), a workgroup per (image, channel vector) in one pass.
+  const sg = useSubgroups(engine) && hw >= SG_WG;
+  const { ppc, chunks } = sg ? { ppc: hw, chunks: 1 } : chunking(x, n, hw, cv);
   const part = chunks === 1 ? out : engine.empty([n, chunks, c], 'f32');
-  engine.run({
-    name: 'global_avg_partial',
-    variant: vtag(vec),
-    shader: () =>
-      sectionSpec(GLOBAL_AVG_PARTIAL(vec), pool, 'global_avg_partial', { WG, T: vec.T, UNROLL, ACCUMULATE: lines(UNROLL, (k) => `    acc = acc + x[at + ${k}u * p.cv];`) }),
-    uniforms: { hw, cv, ppc, chunks, total: n * chunks * cv, scale: chunks === 1 ? 1 / hw : 1 },
-    bindings: { x, out: part },
-    dispatch: grid1d(n * chunks * cv, WG, maxDim),
-    flops: x.size,
-    bytes: x.byteLength,
-  });
+  if (sg)
+    engine.run({
+      name: 'global_avg_sg',
+      variant: vtag(vec),
+      shader: () => sectionSpec(GLOBAL_AVG_SG(vec), pool, 'global_avg_sg', { WG: SG_WG, T: vec.T, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', vec.T) }),
+      uniforms: { hw, cv, total: n * cv, scale: 1 / hw },
+      bindings: { x, out },
+      dispatch: grid1d(n * cv * SG_WG, SG_WG, maxDim),
+      flops: x.size,
+      bytes: x.byteLength,
+    });
+  else
+    engine.run({
+      name: 'global_avg_partial',
+      variant: vtag(vec),
+      shader: () =>
+        sectionSpec(GLOBAL_AVG_PARTIAL(vec), pool, 'global_avg_partial', { WG, T: vec.T, UNROLL, ACCUMULATE: lines(UNROLL, (k) => `    acc = acc + x[at + ${k}u * p.cv];`) }),
+      uniforms: { hw, cv, ppc, chunks, total: n * chunks * cv, scale: chunks === 1 ? 1 / hw : 1 },
+      bindings: { x, out: part },
+      dispatch: grid1d(n * chunks * cv, WG, maxDim),
+      flops: x.size,
+      bytes: x.byteLength,
+    });
   if (chunks > 1) {
     engine.run({
       name: 'global_avg_finish',
@@ -278,14 +296,19 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
   // windows compute 4 outputs per invocation (fewer loads per output), large ones fewer so the
   // unrolled code and the live registers stay bounded.
   const area = kh * kw;
-  const owp = Math.min(area <= 16 ? 4 : area <= 49 ? 2 : 1, 1 << Math.ceil(Math.log2(wo)));
+  // llvmpipe (lavapipe) JIT-compiles each kernel at its first dispatch, and compile time grows with
+  // the unrolled window: there one output per invocation and a loop over the window rows (only
+  // the kw taps of a row unrolled). `engine.prefer.poolShape` ('unrolled' | 'rolled') forces one.
+  // Measured in bench/RESULTS.md (2026-12-06, max pool on a cold lavapipe).
+  const rolled = engine.prefer.poolShape === 'rolled' || (engine.prefer.poolShape !== 'unrolled' && kernelFamily(engine) === 'llvmpipe');
+  const owp = rolled ? 1 : Math.min(area <= 16 ? 4 : area <= 49 ? 2 : 1, 1 << Math.ceil(Math.log2(wo)));
   const owBlocks = Math.ceil(wo / owp);
   const y = engine.empty([n, ho, wo, c], 'f32');
   const idx = saveIdx ? engine.empty([n, ho, wo, c], 'u32') : null;
   const total = n * ho * owBlocks * cv;
   engine.run({
     name: 'max_pool_forward',
-    variant: `${vtag(vec)}-k${kh}x${kw}-s${sh}x${sw}-o${owp}${saveIdx ? '-idx' : ''}`,
+    variant: `${vtag(vec)}-k${kh}x${kw}-s${sh}x${sw}-o${owp}${rolled ? '-rows' : ''}${saveIdx ? '-idx' : ''}`,
     shader: () =>
       sectionSpec(MAX_POOL_FORWARD(vec, saveIdx), pool, 'max_pool_forward', {
         WG,
@@ -295,7 +318,7 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
         OWP: owp,
         SH: sh,
         SW: sw,
-        BODY: maxPoolForwardBody(vec, kh, kw, sw, owp, saveIdx),
+        BODY: maxPoolForwardBody(vec, kh, kw, sw, owp, saveIdx, rolled),
       }),
     uniforms: { h, w, cv, ho, wo, pad_h: ph, pad_w: pw, ow_blocks: owBlocks, total, neg_inf: -Infinity },
     bindings: idx ? { x, y, idx } : { x, y },
@@ -346,14 +369,14 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
  * Unrolled window scan for `owp` outputs: each input column of a kernel row is loaded once and
  * offered to every output whose window holds it. Rows are unrolled too unless the kernel is tall.
  */
-function maxPoolForwardBody(vec: Vec, kh: number, kw: number, sw: number, owp: number, saveIdx: boolean): string {
+function maxPoolForwardBody(vec: Vec, kh: number, kw: number, sw: number, owp: number, saveIdx: boolean, rolledRows = false): string {
   const out: string[] = [];
   // As PyTorch: the maximum starts at -inf with the index of the window's first in-image tap
   // (padding never exceeds half the kernel, so that tap exists); a tap takes the place when it
   // is larger or NaN, so ties keep the first and out-of-image taps (-inf) never win.
   for (let o = 0; o < owp; o++)
     out.push(`  var best${o} = ${vec.T}(p.neg_inf);`, `  var idx${o} = ${vec.U}(u32(max(0, -ih0) * ${kw} + max(0, -(iw0 + ${o * sw}))));`);
-  const unrollRows = kh <= 7;
+  const unrollRows = kh <= 7 && !rolledRows;
   const row = (r: string): string[] => {
     const body = [
       `    let ih = ih0 + ${r};`,
