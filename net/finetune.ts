@@ -21,10 +21,12 @@
 import type { Tensor } from '../engine/tensor.js';
 import { ShapeError } from '../engine/errors.js';
 import { checkLossFinite } from '../engine/ops/loss.js';
+import { imageToTensor } from '../engine/ops/preprocess.js';
 import { SGD, AdamW, type Optimizer } from '../engine/optim.js';
 import { PlannedCall } from '../engine/plan.js';
 import type { CANet } from './canet.js';
 import type { Module } from './module.js';
+import { BatchNorm2d } from './layers.js';
 import { SeededRandom } from './init.js';
 import { trainStep, uploadBatch, type AugmentOptions, type Sample } from './train.js';
 
@@ -67,6 +69,21 @@ export interface FineTuneOptions {
   /** 'adamw' (default) or 'sgd' (momentum 0.9); made here, released at the end. */
   optimizer?: 'adamw' | 'sgd';
   weightDecay?: number;
+  /**
+   * BatchNorm on batch statistics, updating its running statistics, as in training from scratch.
+   * Default false: every BatchNorm normalises with its running statistics and keeps them (its
+   * scale and shift still train), the usual choice for a few frames, whose batch statistics are
+   * noisy and differ from the ones inference uses.
+   */
+  batchStatistics?: boolean;
+  /**
+   * Anchor what nobody labelled: unlabelled pixels take the class the model gives them when the
+   * call starts, on a share of them as large as the labelled pixels (spread evenly), so the
+   * corrections weigh about half of the loss and the rest of the scene stays as the model saw it.
+   * Without it (default) unlabelled pixels are ignored, and a few frames labelled with two classes
+   * teach the model that the world has two classes.
+   */
+  keepUnlabelled?: boolean;
   /** Keep the backbone (context_branch.backbone: MobileNetV2 or ResNet) as it is. */
   freezeBackbone?: boolean;
   /** Which parameters (state_dict names) train; overrides freezeBackbone. */
@@ -148,7 +165,7 @@ export async function fineTune(model: CANet, samples: readonly FineTuneSample[],
   const augment = options.augment === false ? null : { maxScale: 1.5, flip: true, ...(options.augment ?? {}) };
   const seed = options.seed ?? 0;
   // Frames with no labelled pixel teach nothing: they are left out of the batches.
-  const pool = checked.filter((s) => s.labelled > 0);
+  let pool: Sample[] = checked.filter((s) => s.labelled > 0);
 
   const trainable = options.trainable ?? (options.freezeBackbone ? (name: string) => !name.startsWith('context_branch.backbone.') : () => true);
   const named = model.namedParameters();
@@ -156,7 +173,11 @@ export async function fineTune(model: CANet, samples: readonly FineTuneSample[],
   const frozen = named.filter(([n]) => !trainable(n)).map(([, t]) => t);
   if (!train.length) throw new ShapeError('fineTune: every parameter is frozen; nothing would train');
   const frozenSet = new Set(frozen);
-  const frozenModules: Module[] = frozen.length ? [...model.modules()].filter((m) => { const ps = m.parameters(); return ps.length > 0 && ps.every((p) => frozenSet.has(p)); }) : [];
+  const frozenModules: Module[] = [...model.modules()].filter((m) => {
+    if (!options.batchStatistics && m instanceof BatchNorm2d) return true;
+    const ps = m.parameters();
+    return frozen.length > 0 && ps.length > 0 && ps.every((p) => frozenSet.has(p));
+  });
   const wasTraining = model.training;
   const grads = frozen.map((p) => p.requiresGrad);
   // What trainStep switches to training mode, at its first run and at every replay.
@@ -175,6 +196,7 @@ export async function fineTune(model: CANet, samples: readonly FineTuneSample[],
   let labels: Tensor | null = null;
   let call: PlannedCall<Tensor> | null = null;
   try {
+    if (options.keepUnlabelled) pool = await anchorUnlabelled(model, pool as (Sample & { labelled: number })[], w, h);
     for (const p of frozen) p.requiresGrad = false;
     optimizer = kind === 'adamw' ? new AdamW(train, { lr: lrAt(0), weightDecay: options.weightDecay ?? 1e-4 }) : new SGD(train, { lr: lrAt(0), momentum: 0.9, weightDecay: options.weightDecay ?? 1e-4 });
     images = engine.empty([batch, h, w, 3], 'f32', 'fineTune images').keep();
@@ -216,4 +238,37 @@ export async function fineTune(model: CANet, samples: readonly FineTuneSample[],
     model.train(wasTraining);
   }
   return { steps: losses.length, losses, stopped, trainedParameters: train.reduce((n, t) => n + t.size, 0), ms: performance.now() - t0 };
+}
+
+/** Golden-ratio hash of a pixel index to [0, 1): an even, seed-free spread of anchored pixels. */
+const spread = (p: number): number => (Math.imul(p + 1, 2654435761) >>> 0) / 4294967296;
+
+/**
+ * Each frame with its unlabelled pixels partly filled with the model's current class ids (at the
+ * training size, sampled nearest): as many anchored pixels as labelled ones (keepUnlabelled).
+ */
+async function anchorUnlabelled(model: CANet, frames: (Sample & { labelled: number })[], w: number, h: number): Promise<Sample[]> {
+  const engine = model.engine;
+  const out: Sample[] = [];
+  model.eval();
+  for (const f of frames) {
+    const idsT = engine.scope(() => model.segment(imageToTensor(engine, { data: f.image, width: f.width, height: f.height, channels: f.channels ?? 3 }, { outWidth: w, outHeight: h })));
+    let ids: Int32Array;
+    try {
+      ids = (await idsT.read()) as Int32Array;
+    } finally {
+      idsT.dispose();
+    }
+    const share = Math.min(1, f.labelled / Math.max(1, f.labels.length - f.labelled));
+    const labels = new Uint8Array(f.labels);
+    for (let y = 0; y < f.height; y++) {
+      const row = Math.min(h - 1, Math.floor(((y + 0.5) * h) / f.height)) * w;
+      for (let x = 0; x < f.width; x++) {
+        const p = y * f.width + x;
+        if (labels[p] === UNLABELLED && spread(p) < share) labels[p] = ids[row + Math.min(w - 1, Math.floor(((x + 0.5) * w) / f.width))]!;
+      }
+    }
+    out.push({ ...f, labels });
+  }
+  return out;
 }
