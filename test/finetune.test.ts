@@ -68,8 +68,9 @@ t('only labelled pixels count: the first loss is the float64 cross-entropy over 
   const twin = canet(e, MODEL);
   const model = canet(e, MODEL);
   try {
-    // The same forward as the first training step (training mode: batch statistics), on a twin.
-    twin.train(true);
+    // The same forward as the first training step (BatchNorm on running statistics, fineTune's
+    // default), on a twin.
+    twin.eval();
     const out = e.noGrad(() => e.scope(() => twin.forward(imageToTensor(e, { data: f.image, width: S, height: S, channels: 4 }))));
     const logits = (await out.read()) as Float32Array;
     out.dispose();
@@ -83,6 +84,43 @@ t('only labelled pixels count: the first loss is the float64 cross-entropy over 
     twin.dispose();
     model.dispose();
   }
+});
+
+t('keepUnlabelled: unlabelled pixels keep the model\'s classes far better than when ignored; the labelled ones still learn', async () => {
+  const e = await testEngine();
+  // A correction the model cannot already know: the left half labelled as one class (pole).
+  const base = frame(12);
+  const f: FineTuneSample = { ...base, labels: Uint8Array.from(base.labels, (_, i) => (i % S < S / 2 ? 5 : UNLABELLED)) };
+  const run = async (keepUnlabelled: boolean) => {
+    const model = canet(e, MODEL);
+    try {
+      model.eval();
+      const ids = async (): Promise<Int32Array> => {
+        const out = e.scope(() => model.segment(imageToTensor(e, { data: f.image, width: S, height: S, channels: 4 })));
+        const v = (await out.read()) as Int32Array;
+        out.dispose();
+        return v;
+      };
+      const before = await ids();
+      await fineTune(model, [f], { steps: 8, size: [S, S], lr: 3e-3, keepUnlabelled, augment: false });
+      const after = await ids();
+      let kept = 0;
+      let learned = 0;
+      for (let i = 0; i < after.length; i++) {
+        if (f.labels[i] === UNLABELLED) kept += after[i] === before[i] ? 1 : 0;
+        else learned += after[i] === 5 ? 1 : 0;
+      }
+      return { kept: kept / (S * S / 2), learned: learned / (S * S / 2) };
+    } finally {
+      model.dispose();
+    }
+  };
+  const ignored = await run(false);
+  const kept = await run(true);
+  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  console.log(`  unlabelled pixels unchanged: ${pct(kept.kept)} with keepUnlabelled, ${pct(ignored.kept)} ignored; labelled pixels learned: ${pct(kept.learned)} / ${pct(ignored.learned)}`);
+  assert.ok(kept.kept > ignored.kept + 0.2, 'keepUnlabelled keeps the rest of the frame');
+  assert.ok(kept.learned > 0.5, 'the labelled half still learns its class');
 });
 
 t('freezeBackbone: backbone parameters stay bit for bit, the rest moves; requiresGrad and eval mode restored', async () => {
