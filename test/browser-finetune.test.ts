@@ -24,7 +24,9 @@ const t = suite('browser-finetune');
 const root = packageRoot();
 const CHROMIUM = process.env.CANET_CHROMIUM ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p));
 /** BROWSER.md: the flag that gives a CPU adapter, and no traffic to the (closed) network. */
-const CHROMIUM_ARGS = ['--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = ['--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  // Chromium's own test camera (a moving pattern) with the permission granted, for the webcam frames.
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'];
 /** Training steps the test runs (frozen backbone: a few hundred ms each here). */
 const STEPS = 12;
 /** Training crop: half the network's 256x128 (a quarter of the work per step; the test is about the loop, not the resolution). */
@@ -68,7 +70,7 @@ if (!CHROMIUM) {
   console.log('browser-finetune: skipped: chromium not installed (apt-get install -y chromium; .ci/run does it)');
   t.skip('fine-tuning page (skipped: chromium not installed)');
 } else {
-  t('fine-tuning page: paint, train, loss falls and labelled accuracy rises; the downloaded weights give the page\'s ids in Node; stop, pause, pagehide', async () => {
+  t('fine-tuning page: paint, train, loss falls and labelled accuracy rises; the downloaded weights give the page\'s ids in Node; stop, pause, webcam and file frames, pagehide', async () => {
     const t0 = Date.now();
     const server: WebServer = await startServer({ root });
     const { chromium } = await import('playwright-core');
@@ -188,6 +190,18 @@ if (!CHROMIUM) {
       assert.is(stillAt, pausedAt, 'no step while the page is hidden');
       assert.ok(stoppedAt - clickedAt <= 2, 'stopped within two steps of the click');
       assert.match(stopText!, /^stopped after \d+ steps/);
+
+      // ---- more frames: a webcam grab (Chromium's fake camera) and an image file; each is segmented and selected
+      const frameCount = () => page.locator('#frames button').count();
+      await page.locator('#webcam').click();
+      await page.locator('#grab').waitFor({ state: 'visible', timeout: 10_000 });
+      await page.locator('#grab').click();
+      await page.waitForFunction(() => /^webcam 1: \d+x\d+, network at .*paint some/.test(document.getElementById('caption')!.textContent!), null, { timeout: 20_000 });
+      await page.locator('#file').setInputFiles(join(root, 'weights/sample.png'));
+      await page.waitForFunction(() => document.querySelectorAll('#frames button').length === 3 && /^sample\.png/.test(document.getElementById('caption')!.textContent!), null, { timeout: 20_000 });
+      const captionFile = await page.locator('#caption').textContent();
+      console.log(`  frames: ${await frameCount()}; last: ${captionFile}`);
+      assert.match(captionFile!, /^sample\.png: 512x256, network at \d+x\d+; 0 labelled pixels: paint some$/);
 
       // ---- leaving the page frees the engine
       const live = await hooks('live tensors', (h) => h.liveTensors());

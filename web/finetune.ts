@@ -69,6 +69,7 @@ async function main(): Promise<void> {
   const a = engine.adapter;
   $('adapter').textContent = `Adapter: ${a.description || [a.vendor, a.architecture].filter(Boolean).join(' ') || 'unnamed'}${a.isSoftware ? ' (software: expect CPU speeds, about a second per step)' : ''}`;
   let closed = false;
+  let controller: AbortController | null = null;
   void engine.lost.then((info) => {
     if (closed) return;
     closed = true;
@@ -91,7 +92,6 @@ async function main(): Promise<void> {
   let paintClass = 0;
   let erasing = false;
   let training = false;
-  let controller: AbortController | null = null;
   const losses: number[] = [];
 
   // ---- the palette: one radio button per class
