@@ -8,6 +8,10 @@
  */
 import * as assert from 'uvu/assert';
 import { canet, fineTune, generateScene, imageToTensor, loadModelBytes, serializeModel, UNLABELLED, type CANet, type Engine, type FineTuneSample } from '../engine/entry-node.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadModel } from '../cli/model-file.js';
 import { suite } from './harness.js';
 import { testEngine } from './gpu.js';
 import { refCrossEntropy } from './ref/loss.js';
@@ -193,7 +197,7 @@ t('releases what it allocated; a repeated call creates no GPU buffer; bad frames
   }
 });
 
-t('serializeModel: the bytes load with loadModelBytes and segment the same', async () => {
+t('serializeModel: the bytes load with loadModelBytes and the CLI\'s loadModel and segment the same', async () => {
   const e = await testEngine();
   const model = canet(e, MODEL);
   try {
@@ -201,10 +205,18 @@ t('serializeModel: the bytes load with loadModelBytes and segment the same', asy
     model.eval();
     const bytes = await serializeModel(model, { inputSize: [S, S] });
     const { model: back, config } = loadModelBytes(e, bytes);
+    // The command line's loader (`canet segment --weights FILE`) reads the same file.
+    const dir = mkdtempSync(join(tmpdir(), 'canet-finetune-'));
+    const path = join(dir, 'tuned.safetensors');
+    writeFileSync(path, bytes);
+    const cli = await loadModel(e, path);
+    rmSync(dir, { recursive: true, force: true });
     try {
       assert.equal(config.inputSize, [S, S]);
       assert.is(config.width, 0.25);
+      assert.equal(cli.config, config);
       back.eval();
+      cli.model.eval();
       const f = frame(11);
       const ids = async (m: CANet): Promise<Int32Array> => {
         const out = e.scope(() => m.segment(imageToTensor(e, { data: f.image, width: S, height: S, channels: 4 })));
@@ -212,9 +224,12 @@ t('serializeModel: the bytes load with loadModelBytes and segment the same', asy
         out.dispose();
         return v;
       };
-      assert.equal(Array.from(await ids(back)), Array.from(await ids(model)));
+      const want = Array.from(await ids(model));
+      assert.equal(Array.from(await ids(back)), want);
+      assert.equal(Array.from(await ids(cli.model)), want);
     } finally {
       back.dispose();
+      cli.model.dispose();
     }
   } finally {
     model.dispose();

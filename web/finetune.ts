@@ -256,7 +256,8 @@ async function main(): Promise<void> {
       () => {
         if (!closed && document.body.dataset.state !== 'error') setState(training ? 'training' : 'ready');
       },
-      (e: Error) => setState('error', `Error: ${e.message}`),
+      // After pagehide the engine is gone and work in flight rejects: the page already says so.
+      (e: Error) => void (closed || setState('error', `Error: ${e.message}`)),
     ));
 
   async function sample(): Promise<void> {
