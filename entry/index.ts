@@ -24,6 +24,7 @@ export { generateScene, syntheticSeeds } from '../data/synthetic.js';
 export { textureToTensor, textureToRows, rowsToTensor, rowsToTexture, rowPitchWords, createOwnedTexture, OUTPUT_TEXTURE_USAGE, type RgbaRows, type RowsToTensorOptions } from '../engine/ops/texture.js';
 export { colorizeIds, colorizeToTexture, type ColorizeOptions } from '../engine/ops/colorize.js';
 export { Segmenter, type SegmenterOptions, type FrameOptions, type FrameSource, type SegmentedFrame, type SegmentationModel } from '../net/segmenter.js';
-export { loadModelBytes, ModelFileError, type ModelFileConfig } from '../weights/model-bytes.js';
+export { loadModelBytes, serializeModel, ModelFileError, type ModelFileConfig } from '../weights/model-bytes.js';
+export { fineTune, UNLABELLED, type FineTuneSample, type FineTuneOptions, type FineTuneStep, type FineTuneResult } from '../net/finetune.js';
 export { canetStateShapes, MAX_CLASSES, type StateShapes } from '../net/spec.js';
 export { TextureUsage } from '../engine/gpu-constants.js';

@@ -102,16 +102,19 @@ export class ContextBranch extends Module {
   }
   forward(x: Tensor): Tensor {
     const [x4, x8, x16, x32] = this.backbone.forward(x);
-    const grad = x32.requiresGrad;
-    if (!grad) {
+    // Tensors are freed early only where no graph node holds them: the backbone's side outputs
+    // when the backbone recorded no graph, up1's input and output and C16 when the concatenation
+    // recorded none, up2's input when up2 recorded none. A frozen backbone (fine-tuning) records
+    // no graph while up1 and up2 still train, so those must stay.
+    if (!x32.requiresGrad) {
       x4.dispose();
       x8.dispose();
     }
     const u1 = this.up1.forward(x32);
     const cat = concat([u1, x16], -1);
-    if (!grad) [u1, x16, x32].forEach((t) => t.dispose());
+    if (!cat.requiresGrad) [u1, x16, x32].forEach((t) => t.dispose());
     const out = this.up2.forward(cat);
-    if (!grad) cat.dispose();
+    if (!out.requiresGrad) cat.dispose();
     return out;
   }
 }

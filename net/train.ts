@@ -12,8 +12,10 @@ import { SeededRandom } from './init.js';
 import { ShapeError, fmtShape } from '../engine/errors.js';
 
 export interface Sample {
-  /** RGB bytes, height x width x 3. */
-  image: Uint8Array;
+  /** RGB bytes, height x width x 3 (or RGBA, height x width x 4, with `channels: 4`: ImageData's layout). */
+  image: Uint8Array | Uint8ClampedArray;
+  /** 3 (default) or 4 (alpha ignored). */
+  channels?: 3 | 4;
   /** Train ids, height x width. */
   labels: Uint8Array;
   width: number;
@@ -49,7 +51,7 @@ export function uploadBatch(engine: Engine, samples: Sample[], outW: number, out
   try {
     samples.forEach((s, i) => {
       const aug = rng ? drawAugmentation(rng, s.width, s.height, augment!) : { crop: undefined, flip: false };
-      imageToTensor(engine, { data: s.image, width: s.width, height: s.height, channels: 3 }, { outWidth: outW, outHeight: outH, crop: aug.crop, flip: aug.flip, into: { tensor: images, index: i } });
+      imageToTensor(engine, { data: s.image, width: s.width, height: s.height, channels: s.channels ?? 3 }, { outWidth: outW, outHeight: outH, crop: aug.crop, flip: aug.flip, into: { tensor: images, index: i } });
       labelsToTensor(engine, { data: s.labels, width: s.width, height: s.height }, { outWidth: outW, outHeight: outH, crop: aug.crop, flip: aug.flip, into: { tensor: labels, index: i } });
     });
   } catch (e) {

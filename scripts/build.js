@@ -48,6 +48,7 @@ const libraryFromBundle = {
 };
 const pages = [
   ['web/demo.ts', 'dist/web'],
+  ['web/finetune.ts', 'dist/web'],
   ['test/browser/page.ts', 'dist/test-browser'],
 ].filter(([f]) => existsSync(f));
 if (!typesOnly) for (const [entry, outdir] of pages) jobs.push(build({ ...common, platform: 'browser', entryPoints: [entry], outdir, plugins: [libraryFromBundle] }));

@@ -25,7 +25,7 @@ const self = fileURLToPath(import.meta.url);
 
 // Measured slowest first (the timing line at the end of a run says which), so that no long file
 // starts last and leaves the other workers idle while it finishes.
-const SLOW_FIRST = ['cli', 'consumer', 'large-input', 'browser', 'leaks', 'peers', 'canet', 'bench', 'conv-transpose', 'model-weights', 'training'];
+const SLOW_FIRST = ['cli', 'consumer', 'large-input', 'browser', 'browser-finetune', 'leaks', 'peers', 'canet', 'bench', 'conv-transpose', 'model-weights', 'finetune', 'training'];
 // Run with no other file at the same time: the leak soak is 1,000 short inferences, each waiting
 // on the GPU, and sharing the cores with another file made it 3-4x slower (64 s alone, 190-269 s
 // next to the CLI test), longer than it takes at the end on its own.

@@ -10,8 +10,8 @@
  * cancellation), 1e-4 for the 70,001-term sum, 1e-5 for the loss and its gradient.
  */
 import * as assert from 'uvu/assert';
-import type { Engine, Tensor } from '../engine/entry-node.js';
-import { backward } from '../engine/entry-node.js';
+import type { Engine, Tensor } from '../entry/node.js';
+import { backward } from '../entry/node.js';
 import { sumMiddleAxis } from '../engine/ops/broadcast.js';
 import { channelAttentionInference } from '../engine/ops/fca.js';
 import { softmaxCrossEntropy } from '../engine/ops/loss.js';

@@ -13,7 +13,7 @@ import type { Engine } from '../engine/engine.js';
 import { canet, type CANet, type CANetOptions } from '../net/canet.js';
 import { canetStateShapes, checkCANetOptions, MAX_CLASSES } from '../net/spec.js';
 import { parseSafetensors, quoteForMessage as quote, clipForMessage as clip } from './safetensors.js';
-import { stateDictFromParsed } from './state.js';
+import { serializeStateDict, stateDictFromParsed } from './state.js';
 
 /** How a model file's network is built (its `canet` metadata entry). */
 export interface ModelFileConfig {
@@ -119,4 +119,21 @@ export function checkStateMatchesConfig(state: Map<string, { shape: number[] }>,
   if (problems > 20) lines.push(`  ... and ${problems - 20} more`);
   const what = `${config.backbone}, ${config.head} head, width ${config.width}, ${config.classes} classes`;
   throw new ModelFileError(`the tensors do not match the model the metadata describes (${what}); nothing was built:\n${lines.join('\n')}`);
+}
+
+/**
+ * The bytes of a model file for `model` (safetensors of its state dict, PyTorch names, with the
+ * `canet` metadata entry saying how to build it): what `canet segment --weights` and
+ * loadModelBytes load. Platform-neutral (a page downloads it as a Blob); reads the weights back
+ * from the GPU. `extras` records the input size and class names beside the architecture.
+ */
+export async function serializeModel(model: CANet, extras: { inputSize?: [number, number]; classNames?: string[]; dtype?: 'F32' | 'F16' } = {}): Promise<Uint8Array> {
+  const { backbone, classes, head, width } = model.options;
+  const config: ModelFileConfig = { backbone, classes, head, width };
+  if (extras.inputSize) config.inputSize = [...extras.inputSize];
+  if (extras.classNames) config.classNames = [...extras.classNames];
+  const problem = checkExtras(config);
+  if (problem) throw new ModelFileError(`serializeModel: ${problem}`);
+  const state = await model.stateDict();
+  return serializeStateDict(state, { dtype: extras.dtype ?? 'F32', metadata: { format: 'canet-gpu-model-1', canet: JSON.stringify(config) } });
 }
