@@ -1,7 +1,7 @@
 /** Platform-neutral API (the Node and browser entries add createEngine and file helpers). */
 export { Engine, type AdapterSummary, type EngineStats, type EngineLostInfo, type KernelTiming } from './engine.js';
 export { Tensor, type DType } from './tensor.js';
-export { ShapeError, GPUExecutionError, EngineClosedError } from './errors.js';
+export { ShapeError, GPUExecutionError, EngineClosedError, FeatureError } from './errors.js';
 export { backward, recordOp, type GradNode, type BackwardOptions } from './autograd.js';
 export { type Program, type ShaderSpec, type BindingDecl, type ScalarType, type UniformInput, read, readWrite, kernelSection, grid1d } from './program.js';
 export { Plan, PlannedCall, PlanInvalidError, type CaptureOptions, type PlanFeed } from './plan.js';

@@ -87,9 +87,16 @@ export function interfaceWgsl(spec: Pick<ShaderSpec, 'uniforms' | 'bindings'>): 
   return out.join('\n');
 }
 
-/** Full WGSL of a spec: the common helpers, the generated interface, then the kernel's code. */
+/** Whether a spec uses half precision (an f16 binding, or f16 in its code outside comments): it then needs `enable f16;`. */
+export const usesF16 = (spec: Pick<ShaderSpec, 'bindings' | 'code'>): boolean =>
+  Object.values(spec.bindings).some((b) => /\bf16\b/.test(b.type)) || /\bf16\b/.test(spec.code.replace(/\/\/[^\n]*/g, ''));
+
+/**
+ * Full WGSL of a spec: the common helpers, the generated interface, then the kernel's code; a
+ * kernel with f16 storage starts with `enable f16;` (WGSL wants it before any declaration).
+ */
 export function assembleWgsl(spec: ShaderSpec): string {
-  return `${common}\n${interfaceWgsl(spec)}\n${spec.code}`;
+  return `${usesF16(spec) ? 'enable f16;\n' : ''}${common}\n${interfaceWgsl(spec)}\n${spec.code}`;
 }
 
 /** Byte size of a uniform block of `count` 4-byte fields (16-byte aligned, at least 16). */
