@@ -8,7 +8,7 @@ import { PlannedCall } from '../engine/plan.js';
 import type { CANet } from '../net/canet.js';
 import { readImage, writePng } from '../data/image-io.js';
 import { colorize, overlay } from '../data/palette.js';
-import { imageBudget, maxMegapixelsFlag, parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
+import { imageBudget, maxMegapixelsFlag, parseCommand, parsePrecision, parseSize, precisionFlag, usage, UsageError, type CommandSpec } from './args.js';
 import { loadModel } from './model-file.js';
 import { ensureOutputDir } from './files.js';
 import { applyTuning, blankImages, tuningFlags } from './tuning.js';
@@ -16,7 +16,7 @@ import { applyTuning, blankImages, tuningFlags } from './tuning.js';
 export const segmentSpec: CommandSpec = {
   name: 'segment',
   summary: 'segment images with a trained model',
-  usage: 'canet segment IMAGE... [--weights FILE] [--out DIR] [--size WxH] [--overlay 0.5] [--ids] [--tune]',
+  usage: 'canet segment IMAGE... [--weights FILE] [--out DIR] [--size WxH] [--overlay 0.5] [--ids] [--precision f32|f16] [--tune]',
   flags: {
     weights: { type: 'string', help: 'model file (.safetensors)', default: 'weights/demo.safetensors' },
     out: { type: 'string', help: 'output folder', default: 'out' },
@@ -24,6 +24,7 @@ export const segmentSpec: CommandSpec = {
     overlay: { type: 'number', help: 'opacity of the labels over the photo', default: 0.5 },
     ids: { type: 'boolean', help: 'also write the raw class-id PNG (8-bit)' },
     ...maxMegapixelsFlag,
+    ...precisionFlag,
     ...tuningFlags,
   },
 };
@@ -131,12 +132,15 @@ export async function runSegment(argv: string[]): Promise<SegmentOutput[] | null
   const overlayAlpha = Number(p.flags.overlay);
   if (!(overlayAlpha >= 0 && overlayAlpha <= 1)) throw new UsageError(`--overlay must be in [0, 1], got ${overlayAlpha}`);
   const budget = imageBudget(p.flags);
+  const precision = parsePrecision(p.flags);
   const outDir = String(p.flags.out);
   await ensureOutputDir(outDir); // before the engine: a bad --out fails at once
   const engine = await createEngine();
   try {
     const { model, config } = await loadModel(engine, String(p.flags.weights));
     model.eval();
+    // f16: refused here, before any image, with a FeatureError naming the adapter when it has no shader-f16.
+    if (precision === 'f16') model.half();
     const size = p.flags.size ? parseSize(String(p.flags.size)) : config.inputSize ?? [512, 256];
     if (size[0] % 32 || size[1] % 32) throw new UsageError(`--size must be multiples of 32, got ${size.join('x')}`);
     await applyTuning(engine, p.flags, () => model.segment(blankImages(engine, 1, size[0], size[1])), p.positional.length, (l) => console.log(l));
