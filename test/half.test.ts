@@ -16,7 +16,10 @@
  * the largest magnitude). Computing in f32 from the unrounded inputs would fail it on most shapes.
  */
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createEngine, LAVAPIPE_ICD, FeatureError, type Engine, type Tensor } from '../engine/entry-node.js';
 import { conv2d } from '../engine/ops/conv2d.js';
@@ -383,6 +386,38 @@ onF16(
   // The f16 variants compile here: a minute or two on a cold Mesa shader cache.
   { timeoutMs: 600_000 },
 );
+
+// ------------------------------------------------------------------ the CLI
+
+/** `canet segment` of the sample with the demo weights at 128x64 and `--precision f16`, on `gpu`. */
+function cliSegment(gpu: 'swiftshader' | 'lavapipe'): { code: number | null; out: string; err: string; ids?: Buffer } {
+  const work = mkdtempSync(join(tmpdir(), 'canet-half-'));
+  try {
+    const r = spawnSync(process.execPath, [`${root}bin/canet.js`, 'segment', `${root}weights/sample.png`, '--weights', `${root}weights/demo.safetensors`, '--size', '128x64', '--precision', 'f16', '--ids', '--out', work], {
+      encoding: 'utf8', timeout: 300_000, env: { ...process.env, CANET_SOFTWARE_GPU: gpu, CANET_FORCE_SOFTWARE: '1', CANET_TUNING: join(work, 'tuning.json') },
+    });
+    const idsPath = join(work, 'sample_ids.png');
+    return { code: r.status, out: r.stdout, err: r.stderr, ids: existsSync(idsPath) ? readFileSync(idsPath) : undefined };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+t('canet segment --precision f16 on SwiftShader: exit status 1 and the message names the adapter and shader-f16', () => {
+  const r = cliSegment('swiftshader');
+  assert.is(r.code, 1, r.out + r.err);
+  assert.match(r.err, /canet\.half: f16 needs the WebGPU feature 'shader-f16', which the adapter 'SwiftShader[^']*' does not offer/);
+  assert.is(r.ids, undefined, 'no output written');
+});
+
+if (half && /llvmpipe/.test(half.adapter.description))
+  t('f16: canet segment --precision f16 on lavapipe writes the label PNGs', () => {
+    const r = cliSegment('lavapipe');
+    assert.is(r.code, 0, r.out + r.err);
+    assert.match(r.out, /sample\.png: 512x256 at 128x64: decode \d+ ms, GPU \d+ ms/);
+    assert.ok(r.ids && r.ids.length > 100, 'sample_ids.png written');
+  }, { timeoutMs: 300_000 });
+else t.skip(`f16: canet segment --precision f16 on lavapipe (skipped: ${half ? `the f16 adapter is '${half.adapter.description}', not lavapipe` : unavailable})`);
 
 t.after(() => half?.destroy());
 
