@@ -291,6 +291,8 @@ function halfCalls(e: Engine): void {
     // conv2d: f16 x and w (vec4 and scalar K), the f32 image into f16 weights, epilogues with f16 residual / FCA / slice targets.
     conv2d(h([1, 6, 6, 8]), h([16, 3, 3, 8]), f([16]), { padding: 1 }, { act: 'relu6', residual: h([1, 6, 6, 16]) });
     conv2d(f([1, 6, 6, 3]), h([16, 3, 3, 3]), f([16]), { stride: 2, padding: 1 }, { act: 'relu' });
+    // The same layer with an f16 input: only x's storage type differs, so the variant must say it.
+    conv2d(h([1, 6, 6, 3]), h([16, 3, 3, 3]), f([16]), { stride: 2, padding: 1 }, { act: 'relu' });
     conv2d(h([1, 6, 6, 8]), h([16, 1, 1, 8]), f([16]));
     const cat = e.empty([1, 6, 6, 32], 'f16');
     conv2d(h([1, 6, 6, 8]), h([16, 3, 3, 8]), f([16]), { padding: 1 }, { act: 'relu', fca: { as: h([1, 6, 6]), ac: f([1, 16]) }, into: { tensor: cat, channelOffset: 16 } });
