@@ -302,6 +302,8 @@ export interface PrecisionAB {
   /** The same for the shipped demo weights on the shipped sample image, resized to the case's size. */
   demoAgreement: number;
   loadAverage: number[];
+  /** Every timed pair, [f32 ms, f16 ms], in order. */
+  pairs: [number, number][];
 }
 
 /**
@@ -350,6 +352,7 @@ async function precisionAB(engine: Engine, c: BenchCase, iters: number): Promise
       agreement,
       demoAgreement: await demoAgreement(engine, w, h),
       loadAverage: loadavg(),
+      pairs: times.f32.map((a, i) => [a, times.f16[i]!]),
     };
   } finally {
     images.dispose();
