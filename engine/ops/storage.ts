@@ -48,10 +48,13 @@ export function resultDType(...operands: (Tensor | null | undefined)[]): FloatDT
 }
 
 /**
- * Checks that `tensors` are f32, or f16 where the op runs the f16 inference path: then no graph may
- * be recorded through them (f16 kernels have no backward) and the device must have shader-f16.
+ * Checks that `tensors` are f32, or f16 where the op runs the f16 inference path (f16 tensors
+ * exist only on devices with shader-f16): then no graph may be recorded through them (f16 kernels
+ * have no backward).
  */
-export function checkFloatOperands(op: string, tensors: readonly (Tensor | null | undefined)[], f16 = true): void {
+export function checkFloatOperands(op: string, tensors: readonly (Tensor | null | undefined)[]): void {
+  // The message offers f16 only where the device can have f16 tensors at all.
+  const f16 = tensors.find((t) => t)?.engine.hasF16 ?? false;
   let half = false;
   for (const t of tensors) {
     if (!t) continue;
