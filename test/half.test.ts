@@ -34,6 +34,7 @@ import type { Program } from '../engine/program.js';
 import { canet } from '../net/canet.js';
 import { Segmenter } from '../net/segmenter.js';
 import { loadModelBytes } from '../weights/model-bytes.js';
+import { TextureUsage } from '../engine/gpu-constants.js';
 import { readImage } from '../data/image-io.js';
 import { suite } from './harness.js';
 import { expectClose, randn } from './gpu.js';
@@ -386,6 +387,58 @@ onF16(
   // The f16 variants compile here: a minute or two on a cold Mesa shader cache.
   { timeoutMs: 600_000 },
 );
+
+onF16('Segmenter { precision: \'f16\' } on a texture of the sample: the f32 Segmenter\'s ids on >= 99.5% of pixels; the model stays f32', async (e) => {
+  const { model } = loadModelBytes(e, readFileSync(`${root}weights/demo.safetensors`));
+  model.eval();
+  const img = await readImage(`${root}weights/sample.png`);
+  const rgba = new Uint8Array(img.width * img.height * 4);
+  for (let i = 0; i < img.width * img.height; i++) {
+    for (let c = 0; c < 3; c++) rgba[4 * i + c] = img.data[img.channels * i + c]!;
+    rgba[4 * i + 3] = 255;
+  }
+  const tex = e.device.createTexture({ size: [img.width, img.height, 1], format: 'rgba8unorm', usage: TextureUsage.COPY_SRC | TextureUsage.COPY_DST | TextureUsage.TEXTURE_BINDING });
+  e.device.queue.writeTexture({ texture: tex }, rgba, { bytesPerRow: img.width * 4, rowsPerImage: img.height }, [img.width, img.height, 1]);
+  const ids = async (precision: 'f32' | 'f16') => {
+    const seg = new Segmenter(model, { width: 128, height: 64, precision, capture: false });
+    try {
+      const { result, programs } = await dispatches(e, async () => (await seg.segment(tex).ids.read()) as Int32Array);
+      return { ids: result, half: programs.some((p) => /h:x,w/.test(p.variant ?? '')) };
+    } finally {
+      seg.destroy();
+    }
+  };
+  try {
+    const a = await ids('f32');
+    const b = await ids('f16');
+    assert.not.ok(a.half, 'the f32 Segmenter ran no f16 kernel');
+    assert.ok(b.half, 'the f16 Segmenter ran the f16 kernels');
+    assert.is(model.precision, 'f32', 'the option is per Segmenter, not a change of the model');
+    let same = 0;
+    for (let i = 0; i < a.ids.length; i++) if (a.ids[i] === b.ids[i]) same++;
+    assert.ok(same / a.ids.length >= 0.995, `agree on ${(100 * same / a.ids.length).toFixed(2)}%`);
+  } finally {
+    tex.destroy();
+    model.dispose();
+  }
+}, { timeoutMs: 600_000 });
+
+onF16('CANet-ResNet-18 (width 0.125) runs half(): f16 convs, the stem max-pool in f32 between casts; ids agree with f32 on >= 95%', async (e) => {
+  const model = canet(e, { backbone: 'resnet18', width: 0.125, classes: 5, seed: 2 }).eval();
+  try {
+    const x = upload(e, randn(64 * 64 * 3, 60, -2, 2), [1, 64, 64, 3], 'f32');
+    const f32 = await e.scope(() => model.segment(x).read());
+    const { result: f16, programs } = await dispatches(e, () => e.scope(() => model.half().segment(x).read()));
+    assert.ok(programs.some((p) => p.name === 'conv2d_forward' && /h:x,w/.test(p.variant ?? '')));
+    let same = 0;
+    for (let i = 0; i < f32.length; i++) if (f32[i] === f16[i]) same++;
+    // Random weights: many near ties between classes, so a looser bound than the demo's.
+    assert.ok(same / f32.length >= 0.95, `agree on ${(100 * same / f32.length).toFixed(2)}%`);
+    x.dispose();
+  } finally {
+    model.dispose();
+  }
+}, { timeoutMs: 600_000 });
 
 // ------------------------------------------------------------------ the CLI
 
