@@ -204,8 +204,10 @@ export function epiloguePlan(e: Epilogue | null | undefined, shape: readonly num
     bind('ep_as', ep.fca.as, 1);
     bind('ep_ac', ep.fca.ac, vec);
   }
-  // Storage types: h names the f16 ones among the target (y), residual (r), spatial (s) and channel (c) attention, bias (b).
-  const half = [['y', target], ['r', ep.residual], ['s', ep.fca?.as], ['c', ep.fca?.ac], ['b', ep.affine ?? bias]].filter(([, t]) => (t as Tensor | undefined)?.dtype === 'f16').map(([k]) => k).join('');
+  // Storage types: -h and the f16 ones among the target (y), residual (r), spatial (s) and channel
+  // (c) attention and bias or affine (b); nothing for all-f32 epilogues (their variants unchanged).
+  const roles: [string, Tensor | null | undefined][] = [['y', target], ['r', ep.residual], ['s', ep.fca?.as], ['c', ep.fca?.ac], ['b', ep.affine ?? bias]];
+  const half = roles.filter(([, t]) => t?.dtype === 'f16').map(([k]) => k).join('');
   // Every compile-time input of code(): vec, scaleShift, act, residual, fca, useIndex, useSetup, the f16 bindings.
   const variant = `ep${vec}${scaleShift[0]}-${act}${ep.residual ? '-res' : ''}${ep.fca ? '-fca' : ''}${useIndex ? '' : '-noidx'}${useSetup ? '' : '-nosetup'}${half ? `-h${half}` : ''}`;
 
