@@ -23,8 +23,8 @@
  * lavapipe); without it inference times `forward` (f32 logits), as before. `f32,f16` compares the
  * two on the inference cases in one run: after both have compiled and warmed up, each timed
  * iteration runs f32 then f16 (A/B interleaved, so load changes hit both), and the table gives
- * both medians, the median of the per-pair ratios f16 / f32, and how many class ids agree (on the
- * random images, and for the demo weights on the sample image at the case's size).
+ * both medians, the median of the per-pair ratios f16 / f32, and how many class ids agree (random
+ * weights and images: see test/half.test.ts and bench/RESULTS.md for the demo weights on the sample).
  *
  * --tune loads the tuning file (default ~/.cache/canet-gpu/tuning.json, see engine/tune-file.ts),
  * autotunes each case's conv and transposed-conv kernels that it does not hold yet (engine/tune.ts), saves it, and then
@@ -39,9 +39,6 @@ import { createEngine } from '../engine/device-node.js';
 import type { Engine, KernelTiming } from '../engine/engine.js';
 import { SGD } from '../engine/optim.js';
 import { canet, type BackboneName, type Precision } from '../net/canet.js';
-import { loadModelBytes } from '../weights/model-bytes.js';
-import { readImage } from '../data/image-io.js';
-import { imageToTensor } from '../engine/ops/preprocess.js';
 import { trainStep } from '../net/train.js';
 import { autotune } from '../engine/tune.js';
 import { loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
@@ -299,8 +296,6 @@ export interface PrecisionAB {
   ratio: { median: number; min: number; max: number };
   /** Share of class ids equal in the last pair (random weights and images). */
   agreement: number;
-  /** The same for the shipped demo weights on the shipped sample image, resized to the case's size. */
-  demoAgreement: number;
   loadAverage: number[];
   /** Every timed pair, [f32 ms, f16 ms], in order. */
   pairs: [number, number][];
@@ -350,31 +345,11 @@ async function precisionAB(engine: Engine, c: BenchCase, iters: number): Promise
       minMs: { f32: Math.min(...times.f32), f16: Math.min(...times.f16) },
       ratio: { median: med(ratios), min: Math.min(...ratios), max: Math.max(...ratios) },
       agreement,
-      demoAgreement: await demoAgreement(engine, w, h),
       loadAverage: loadavg(),
       pairs: times.f32.map((a, i) => [a, times.f16[i]!]),
     };
   } finally {
     images.dispose();
-    model.dispose();
-  }
-}
-
-/** Share of equal class ids, f16 against f32, of the demo weights on the sample image at w x h. */
-async function demoAgreement(engine: Engine, w: number, h: number): Promise<number> {
-  // This file runs as dist/bench/run.js: the package root is two folders up.
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-  const { model } = loadModelBytes(engine, readFileSync(join(root, 'weights', 'demo.safetensors')));
-  model.eval();
-  try {
-    const img = await readImage(join(root, 'weights', 'sample.png'));
-    const ids = (p: Precision) => engine.scope(async () => (await model.segment(imageToTensor(engine, img, { outWidth: w, outHeight: h }), { precision: p }).read()) as Int32Array);
-    const a = await ids('f32');
-    const b = await ids('f16');
-    let same = 0;
-    for (let k = 0; k < a.length; k++) if (a[k] === b[k]) same++;
-    return same / a.length;
-  } finally {
     model.dispose();
   }
 }
@@ -411,11 +386,11 @@ async function main() {
   if (precisions && precisions.length > 1) {
     // The A/B comparison of the two precisions on the inference cases (see the file comment).
     const ab: PrecisionAB[] = [];
-    console.log(`${'case'.padEnd(34)} ${'first f32'.padStart(9)} ${'first f16'.padStart(9)} ${'f32 ms'.padStart(9)} ${'f16 ms'.padStart(9)} ${'f16/f32'.padStart(8)} ${'range'.padStart(11)} ${'ids agree'.padStart(9)} ${'demo agree'.padStart(10)}  load`);
+    console.log(`${'case'.padEnd(34)} ${'first f32'.padStart(9)} ${'first f16'.padStart(9)} ${'f32 ms'.padStart(9)} ${'f16 ms'.padStart(9)} ${'f16/f32'.padStart(8)} ${'range'.padStart(11)} ${'ids agree'.padStart(9)}  load`);
     for (const c of cases.filter((k) => k.mode === 'infer')) {
       const r = await precisionAB(engine, c, iters);
       ab.push(r);
-      console.log(`${r.case.padEnd(34)} ${fmt(r.firstMs.f32, 0).padStart(9)} ${fmt(r.firstMs.f16, 0).padStart(9)} ${fmt(r.medianMs.f32, 1).padStart(9)} ${fmt(r.medianMs.f16, 1).padStart(9)} ${fmt(r.ratio.median, 3).padStart(8)} ${`${fmt(r.ratio.min, 2)}-${fmt(r.ratio.max, 2)}`.padStart(11)} ${`${fmt(100 * r.agreement, 2)}%`.padStart(9)} ${`${fmt(100 * r.demoAgreement, 2)}%`.padStart(10)}  ${r.loadAverage.map((l) => fmt(l, 2)).join(' ')}`);
+      console.log(`${r.case.padEnd(34)} ${fmt(r.firstMs.f32, 0).padStart(9)} ${fmt(r.firstMs.f16, 0).padStart(9)} ${fmt(r.medianMs.f32, 1).padStart(9)} ${fmt(r.medianMs.f16, 1).padStart(9)} ${fmt(r.ratio.median, 3).padStart(8)} ${`${fmt(r.ratio.min, 2)}-${fmt(r.ratio.max, 2)}`.padStart(11)} ${`${fmt(100 * r.agreement, 2)}%`.padStart(9)}  ${r.loadAverage.map((l) => fmt(l, 2)).join(' ')}`);
     }
     const json = typeof args.get('json') === 'string' ? String(args.get('json')) : 'bench/results/latest.json';
     mkdirSync(dirname(json), { recursive: true });
