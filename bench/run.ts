@@ -4,6 +4,7 @@
  *                     [--batch N] [--iters N] [--width W] [--profile] [--json PATH]
  *                     [--peers [tfjs-webgpu,tfjs-wasm]] [--peer-iters N] [--peer-timeout S]
  *                     [--tune [FILE]] [--cpu] [--adapter lavapipe|swiftshader|NAME] [--prefer k=v[,k=v]]
+ *                     [--precision f32|f16|f32,f16]
  * --prefer sets kernel variant choices (engine.prefer: subgroups=on|off, bnUnroll=N, family=...).
  * --adapter lavapipe or swiftshader (also --software NAME) runs on that software GPU even where a
  * hardware adapter exists; another NAME picks the hardware adapter whose description contains it.
@@ -19,19 +20,27 @@
  * and the ratio theirs / ours. Without --size the cases are then the targets of issue 10:
  * inference 512x256 batch 1 and a training step 256x128 batch 2. Only MobileNetV2 has a peer.
  *
+ * --precision f32 or f16 times inference through `segment` (class ids, the path of the CLI and the
+ * Segmenter) in that storage precision (f16: CANet.half(), needs shader-f16, e.g. --adapter
+ * lavapipe); without it inference times `forward` (f32 logits), as before. `f32,f16` compares the
+ * two on the inference cases in one run: after both have compiled and warmed up, each timed
+ * iteration runs f32 then f16 (A/B interleaved, so load changes hit both), and the table gives
+ * both medians, the median of the per-pair ratios f16 / f32, and how many class ids agree (random
+ * weights and images: see test/half.test.ts and bench/RESULTS.md for the demo weights on the sample).
+ *
  * --tune loads the tuning file (default ~/.cache/canet-gpu/tuning.json, see engine/tune-file.ts),
  * autotunes each case's conv and transposed-conv kernels that it does not hold yet (engine/tune.ts), saves it, and then
  * measures with the winners. Without it every kernel takes the adapter's default tiles.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createEngine } from '../engine/device-node.js';
 import type { Engine, KernelTiming } from '../engine/engine.js';
 import { SGD } from '../engine/optim.js';
-import { canet, type BackboneName } from '../net/canet.js';
+import { canet, type BackboneName, type Precision } from '../net/canet.js';
 import { trainStep } from '../net/train.js';
 import { autotune } from '../engine/tune.js';
 import { loadTuningFile, saveTuningFile } from '../engine/tune-file.js';
@@ -45,6 +54,8 @@ export interface BenchCase {
   mode: 'infer' | 'train';
   batch: number;
   size: [number, number];
+  /** Inference through segment() in this precision (--precision); absent: forward() logits in f32. */
+  precision?: Precision;
 }
 
 export interface BenchResult extends BenchCase {
@@ -108,10 +119,12 @@ export async function runCase(engine: Engine, c: BenchCase, iters: number, profi
   const images = randomImages(engine, c.batch, h, w);
   const labels = engine.tensor(Int32Array.from({ length: c.batch * h * w }, (_, i) => (i * 7) % 19), [c.batch, h, w]).keep();
   const opt = c.mode === 'train' ? new SGD(model.parameters(), { lr: 1e-4, momentum: 0.9, weightDecay: 1e-4 }) : null;
+  if (c.precision === 'f16') model.half();
   const once = () => {
     if (c.mode === 'infer') {
       model.eval();
-      engine.noGrad(() => model.forward(images));
+      if (c.precision) model.segment(images);
+      else engine.noGrad(() => model.forward(images));
     } else trainStep(model, opt!, images, labels);
   };
   try {
@@ -213,9 +226,11 @@ const BENCH_COMMAND: BenchCommand = {
   --peer-iters N, --peer-timeout S
   --tune [FILE]        autotune kernels into the tuning file first
   --adapter NAME       lavapipe | swiftshader | part of a hardware adapter's name
+  --precision P        f32 | f16 | f32,f16 (f16 inference where the adapter has shader-f16; f32,f16 an A/B)
+  --prefer k=v[,k=v]   kernel variant choices (engine.prefer), e.g. subgroups=off,conv2d=workgroup
 Each case reports the first call (compiling included), the median, CPU ms per call, and the same
 for a captured plan (bench/run.ts says how it measures).`,
-  flags: ['quick', 'full', 'backbone', 'size', 'batch', 'iters', 'width', 'infer', 'train', 'cpu', 'profile', 'json', 'peers', 'peer-iters', 'peer-timeout'],
+  flags: ['quick', 'full', 'backbone', 'size', 'batch', 'iters', 'width', 'infer', 'train', 'cpu', 'profile', 'json', 'peers', 'peer-iters', 'peer-timeout', 'precision', 'prefer'],
 };
 
 const PEERS = ['tfjs-webgpu', 'tfjs-wasm'] as const;
@@ -286,7 +301,84 @@ function runPeer(peer: PeerName, c: BenchCase, iters: number, timeoutS: number):
   }
 }
 
-const caseName = (r: BenchCase) => `${r.mode} ${r.backbone}${r.width !== 1 ? `x${r.width}` : ''} ${r.size.join('x')} b${r.batch}`;
+const caseName = (r: BenchCase) => `${r.mode} ${r.backbone}${r.width !== 1 ? `x${r.width}` : ''} ${r.size.join('x')} b${r.batch}${r.precision && r.mode === 'infer' ? ` ${r.precision}` : ''}`;
+
+/** --precision: one precision, or 'f32,f16' (the A/B comparison); undefined without the flag. */
+function precisionsArg(args: Map<string, string | true>): Precision[] | undefined {
+  const v = args.get('precision');
+  if (v === undefined) return undefined;
+  const list = String(v).split(',').map((p) => p.trim());
+  if (!list.length || list.some((p) => p !== 'f32' && p !== 'f16')) throw new Error(`bench: --precision must be f32, f16 or f32,f16, got '${v}'`);
+  return [...new Set(list)] as Precision[];
+}
+
+export interface PrecisionAB {
+  case: string;
+  iterations: number;
+  firstMs: Record<Precision, number>;
+  medianMs: Record<Precision, number>;
+  minMs: Record<Precision, number>;
+  /** Median, min and max over the timed pairs of f16 ms / f32 ms. */
+  ratio: { median: number; min: number; max: number };
+  /** Share of class ids equal in the last pair (random weights and images). */
+  agreement: number;
+  loadAverage: number[];
+  /** Every timed pair, [f32 ms, f16 ms], in order. */
+  pairs: [number, number][];
+}
+
+/**
+ * f32 against f16 inference (segment) of one case on one model: each first call (compiling) and a
+ * warm-up, then `iters` pairs, each an f32 call then an f16 call, every call ending with the GPU
+ * done. Interleaving puts both through the same load on a shared host.
+ */
+async function precisionAB(engine: Engine, c: BenchCase, iters: number): Promise<PrecisionAB> {
+  const [w, h] = c.size;
+  const model = canet(engine, { backbone: c.backbone, classes: 19, width: c.width, seed: 1 }).eval();
+  const images = randomImages(engine, c.batch, h, w);
+  const call = async (p: Precision): Promise<{ ms: number; ids: Int32Array }> => {
+    const t0 = performance.now();
+    const ids = await engine.scope(async () => {
+      const y = model.segment(images, { precision: p });
+      await engine.sync();
+      return (await y.read()) as Int32Array;
+    });
+    return { ms: performance.now() - t0, ids };
+  };
+  try {
+    const firstMs = { f32: (await call('f32')).ms, f16: (await call('f16')).ms };
+    await call('f32');
+    await call('f16');
+    const times: Record<Precision, number[]> = { f32: [], f16: [] };
+    const ratios: number[] = [];
+    let agreement = 0;
+    for (let i = 0; i < iters; i++) {
+      const a = await call('f32');
+      const b = await call('f16');
+      times.f32.push(a.ms);
+      times.f16.push(b.ms);
+      ratios.push(b.ms / a.ms);
+      let same = 0;
+      for (let k = 0; k < a.ids.length; k++) if (a.ids[k] === b.ids[k]) same++;
+      agreement = same / a.ids.length;
+    }
+    const med = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor((v.length - 1) / 2)]!;
+    return {
+      case: caseName({ ...c, precision: undefined }),
+      iterations: iters,
+      firstMs,
+      medianMs: { f32: med(times.f32), f16: med(times.f16) },
+      minMs: { f32: Math.min(...times.f32), f16: Math.min(...times.f16) },
+      ratio: { median: med(ratios), min: Math.min(...ratios), max: Math.max(...ratios) },
+      agreement,
+      loadAverage: loadavg(),
+      pairs: times.f32.map((a, i) => [a, times.f16[i]!]),
+    };
+  } finally {
+    images.dispose();
+    model.dispose();
+  }
+}
 
 function printPeerTable(results: BenchResult[], peers: PeerName[]): void {
   console.log(`\nours vs TF.js 4.22 (median ms; ratio = theirs / ours, > 1: we are faster)`);
@@ -322,6 +414,25 @@ async function main() {
   const peerIters = Number(args.get('peer-iters') ?? (engine.adapter.isSoftware ? 1 : iters));
   const peerTimeoutS = Number(args.get('peer-timeout') ?? 1800);
   const tuneFile = tuneFileArg(args);
+  const precisions = precisionsArg(args);
+  if (precisions?.includes('f16')) engine.requireF16('bench --precision f16');
+  if (precisions && precisions.length > 1) {
+    // The A/B comparison of the two precisions on the inference cases (see the file comment).
+    const ab: PrecisionAB[] = [];
+    console.log(`${'case'.padEnd(34)} ${'first f32'.padStart(9)} ${'first f16'.padStart(9)} ${'f32 ms'.padStart(9)} ${'f16 ms'.padStart(9)} ${'f16/f32'.padStart(8)} ${'range'.padStart(11)} ${'ids agree'.padStart(9)}  load`);
+    for (const c of cases.filter((k) => k.mode === 'infer')) {
+      const r = await precisionAB(engine, c, iters);
+      ab.push(r);
+      console.log(`${r.case.padEnd(34)} ${fmt(r.firstMs.f32, 0).padStart(9)} ${fmt(r.firstMs.f16, 0).padStart(9)} ${fmt(r.medianMs.f32, 1).padStart(9)} ${fmt(r.medianMs.f16, 1).padStart(9)} ${fmt(r.ratio.median, 3).padStart(8)} ${`${fmt(r.ratio.min, 2)}-${fmt(r.ratio.max, 2)}`.padStart(11)} ${`${fmt(100 * r.agreement, 2)}%`.padStart(9)}  ${r.loadAverage.map((l) => fmt(l, 2)).join(' ')}`);
+    }
+    const json = typeof args.get('json') === 'string' ? String(args.get('json')) : 'bench/results/latest.json';
+    mkdirSync(dirname(json), { recursive: true });
+    writeFileSync(json, JSON.stringify({ date: new Date().toISOString(), adapter: engine.adapter, features: [...engine.features], precisionAB: ab }, null, 2) + '\n');
+    console.log(`wrote ${json}`);
+    engine.destroy();
+    return;
+  }
+  if (precisions) for (const c of cases) c.precision = precisions[0];
   const results: BenchResult[] = [];
   console.log(`${'case'.padEnd(34)} ${'first ms'.padStart(9)} ${'median ms'.padStart(10)} ${'min'.padStart(8)} ${'max'.padStart(8)} ${'img/s'.padStart(8)} ${'GFLOP/img'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'dispatches'.padStart(10)} ${'GPU MB'.padStart(7)} ${'cpu ms'.padStart(7)} ${'plan ms'.padStart(9)} ${'plan cpu'.padStart(8)}`);
   for (const c of cases) {

@@ -84,6 +84,18 @@ export function imageBudget(flags: Record<string, unknown>): { maxPixels: number
   return { maxPixels: mp * 1e6, raiseWith: '--max-megapixels' };
 }
 
+/** The --precision flag of the commands that run inference (CANet.half: f16 where the adapter has shader-f16). */
+export const precisionFlag: Record<string, FlagSpec> = {
+  precision: { type: 'string', help: "inference storage precision, f32 or f16 (f16 needs an adapter with shader-f16, e.g. CANET_SOFTWARE_GPU=lavapipe)", default: 'f32' },
+};
+
+/** The value of --precision: 'f32' or 'f16'. */
+export function parsePrecision(flags: Record<string, unknown>): 'f32' | 'f16' {
+  const v = String(flags.precision ?? 'f32');
+  if (v !== 'f32' && v !== 'f16') throw new UsageError(`--precision must be f32 or f16, got '${v}'`);
+  return v;
+}
+
 /** Parses "WxH" (e.g. 512x256) into [width, height]. */
 export function parseSize(s: string, what = '--size'): [number, number] {
   const m = /^(\d+)x(\d+)$/.exec(s);

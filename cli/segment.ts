@@ -13,7 +13,7 @@ import type { CANet } from '../net/canet.js';
 import { inspectImageFile, readImage, writePng } from '../data/image-io.js';
 import { demoFiles } from '../weights/bundled.js';
 import { colorize, overlay, resizeClassIds } from '../engine/palette.js';
-import { imageBudget, maxMegapixelsFlag, parseCommand, parseSize, usage, UsageError, type CommandSpec } from './args.js';
+import { imageBudget, maxMegapixelsFlag, parseCommand, parsePrecision, parseSize, precisionFlag, usage, UsageError, type CommandSpec } from './args.js';
 import { loadModelFile } from '../weights/load-file.js';
 import { ensureOutputDir } from './files.js';
 import { applyTuning, blankImages, tuningFlags } from './tuning.js';
@@ -21,7 +21,7 @@ import { applyTuning, blankImages, tuningFlags } from './tuning.js';
 export const segmentSpec: CommandSpec = {
   name: 'segment',
   summary: 'segment images with a trained model',
-  usage: 'canet segment IMAGE... [--weights FILE] [--out DIR] [--size WxH] [--overlay 0.5] [--ids] [--fail-fast] [--tune]',
+  usage: 'canet segment IMAGE... [--weights FILE] [--out DIR] [--size WxH] [--overlay 0.5] [--ids] [--precision f32|f16] [--fail-fast] [--tune]',
   flags: {
     weights: { type: 'string', help: 'model file (.safetensors); default: the demo model shipped in the package' },
     out: { type: 'string', help: 'output folder', default: 'out' },
@@ -30,6 +30,7 @@ export const segmentSpec: CommandSpec = {
     ids: { type: 'boolean', help: 'also write the raw class-id PNG (8-bit)' },
     'fail-fast': { type: 'boolean', help: 'stop at the first bad image (default: segment the others, list the failures, exit 1)' },
     ...maxMegapixelsFlag,
+    ...precisionFlag,
     ...tuningFlags,
   },
 };
@@ -162,6 +163,7 @@ export async function runSegment(argv: string[]): Promise<SegmentOutput[] | null
   if (!(overlayAlpha >= 0 && overlayAlpha <= 1)) throw new UsageError(`--overlay must be in [0, 1], got ${overlayAlpha}`);
   const budget = imageBudget(p.flags);
   const failFast = Boolean(p.flags['fail-fast']);
+  const precision = parsePrecision(p.flags);
   const outDir = String(p.flags.out);
   await ensureOutputDir(outDir); // before the engine: a bad --out fails at once
   // Every input is checked before any GPU work: a typo in the tenth file name costs milliseconds.
@@ -183,6 +185,8 @@ export async function runSegment(argv: string[]): Promise<SegmentOutput[] | null
     const engine = await createEngine();
     try {
       const { model, config } = await loadModelFile(engine, String(p.flags.weights ?? demoFiles().model));
+      // f16: refused here, before any image, with a FeatureError naming the adapter when it has no shader-f16.
+      if (precision === 'f16') model.half();
       const size = p.flags.size ? parseSize(String(p.flags.size)) : config.inputSize ?? [512, 256];
       if (size[0] % 32 || size[1] % 32) throw new UsageError(`--size must be multiples of 32, got ${size.join('x')}`);
       await applyTuning(engine, p.flags, () => model.segment(blankImages(engine, 1, size[0], size[1])), inputs.length, (l) => console.log(l));

@@ -1,7 +1,11 @@
 /** Adapter and device set-up shared by Node and browsers. */
 import type { AdapterSummary } from './engine.js';
 
-/** Features the engine uses when present; each has a tested fallback. */
+/**
+ * Features the engine uses when present; each has a tested fallback. `shader-f16` is requested
+ * wherever the adapter offers it, so that f16 tensors and the f16 inference path (CANet.half(),
+ * `--precision f16`) are available; without it they throw a FeatureError naming the adapter.
+ */
 const OPTIONAL_FEATURES = ['timestamp-query', 'shader-f16', 'subgroups'] as const;
 
 /** Limits requested at the adapter's maximum rather than WebGPU's defaults. */

@@ -5,13 +5,14 @@
  * device, coexist.
  */
 import type { TuningCase } from './tune.js';
-import { EngineClosedError, GPUExecutionError, ShapeError, check, fmtShape } from './errors.js';
+import { EngineClosedError, FeatureError, GPUExecutionError, ShapeError, check, fmtShape } from './errors.js';
 import { BufferPool, STORAGE_USAGE } from './pool.js';
 import { BufferUsage, MapMode, ShaderStage } from './gpu-constants.js';
 import { type Program, type ScalarType, assembleWgsl, programKey, uniformBlockSize, writeUniforms } from './program.js';
 import { type CaptureOptions, Plan, type PlanHost, Recorder, type PipelineRef } from './plan.js';
 import { Scope, type ScopeContext, StackScopeContext, collectTensors } from './scope.js';
-import { type ArenaBuffer, type DType, Tensor } from './tensor.js';
+import { type ArenaBuffer, type DType, Tensor, dtypeBytes } from './tensor.js';
+import { decodeHalf, encodeHalf } from './half-float.js';
 import { copyTensor } from './ops/basic.js';
 import { summarizeDevice } from './device-common.js';
 
@@ -286,6 +287,27 @@ export class Engine {
 
   // ---------------------------------------------------------------- tensors
 
+  /** Whether the device has `shader-f16`: f16 tensors and the f16 inference path (CANet.half()). */
+  get hasF16(): boolean {
+    return this.features.has('shader-f16');
+  }
+
+  /**
+   * Throws a FeatureError naming `what`, this adapter and the missing feature unless the device
+   * has `shader-f16` (requested at device creation wherever the adapter offers it).
+   */
+  requireF16(what: string): void {
+    if (this.hasF16) return;
+    const adapter = this.adapter.description || 'this adapter';
+    throw new FeatureError(
+      `${what}: f16 needs the WebGPU feature 'shader-f16', which the adapter '${adapter}' does not offer` +
+        (/swiftshader/i.test(adapter) ? ` (SwiftShader has none; Mesa lavapipe does: createEngine({ software: 'lavapipe' }) or CANET_SOFTWARE_GPU=lavapipe)` : '') +
+        (this.ownsDevice ? '' : ` (or the application's device was created without it: requiredFeatures: ['shader-f16'])`),
+      'shader-f16',
+      adapter,
+    );
+  }
+
   /** Uploads `data` as a tensor of `shape` (row-major). dtype follows the array type unless given. */
   tensor(data: TensorData, shape: readonly number[], dtype?: DType): Tensor {
     this.assertOpen();
@@ -294,7 +316,7 @@ export class Engine {
     const size = shape.reduce((a, b) => a * b, 1);
     check(data.length === size, 'tensor', () => `data has ${data.length} elements but shape ${fmtShape(shape)} needs ${size}`);
     const t = this.empty(shape, dt);
-    const Ctor = dt === 'f32' ? Float32Array : dt === 'i32' ? Int32Array : Uint32Array;
+    const Ctor = dt === 'f32' || dt === 'f16' ? Float32Array : dt === 'i32' ? Int32Array : Uint32Array;
     const typed = data instanceof Ctor ? data : Ctor.from(data as ArrayLike<number>);
     this.writeTensor(t, typed);
     return t;
@@ -307,6 +329,8 @@ export class Engine {
     // queue.writeBuffer runs before the pending encoder is submitted; submit it first so work
     // recorded earlier reads the old contents of this (possibly recycled) buffer.
     if (this.encoder) this.submit();
+    // f16 tensors take f32 values, rounded to binary16 here (padded to whole 4-byte words).
+    if (t.dtype === 'f16') data = new Uint32Array(encodeHalf(data).buffer);
     if (data.length) this.device.queue.writeBuffer(t.buffer, t.offset, data.buffer, data.byteOffset, data.byteLength);
     if (data.length) this.recorder?.write(t.buffer, t.offset, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), t);
     t.version++;
@@ -317,10 +341,12 @@ export class Engine {
     this.assertOpen();
     checkShape('empty', shape);
     const size = shape.reduce((a, b) => a * b, 1);
+    if (dtype === 'f16') this.requireF16('empty');
+    const bytes = size * dtypeBytes(dtype);
     const maxBytes = Math.min(this.limits.maxStorageBufferBindingSize, this.limits.maxBufferSize);
-    if (size * 4 > maxBytes)
-      throw new ShapeError(`tensor ${name ?? ''}${fmtShape(shape)} needs ${size * 4} bytes, over this adapter's maxStorageBufferBindingSize of ${maxBytes} bytes`);
-    const buffer = this.pool.acquire(size * 4);
+    if (bytes > maxBytes)
+      throw new ShapeError(`tensor ${name ?? ''}${fmtShape(shape)} needs ${bytes} bytes, over this adapter's maxStorageBufferBindingSize of ${maxBytes} bytes`);
+    const buffer = this.pool.acquire(bytes);
     const t = new Tensor(this, [...shape], dtype, buffer, name);
     this.live.add(t);
     this.liveBytes += t.byteLength;
@@ -442,7 +468,7 @@ export class Engine {
 
   private fillZero(t: Tensor): void {
     if (this.encoder) this.submit();
-    const zeros = new Uint8Array(t.byteLength);
+    const zeros = new Uint8Array(Math.ceil(t.byteLength / 4) * 4);
     this.device.queue.writeBuffer(t.buffer, t.offset, zeros);
     this.recorder?.write(t.buffer, t.offset, zeros, t);
   }
@@ -450,18 +476,19 @@ export class Engine {
   /** Reads a tensor back to the CPU. */
   async readTensor(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array> {
     this.assertOpen();
-    const bytes = t.byteLength;
-    const Ctor = t.dtype === 'f32' ? Float32Array : t.dtype === 'i32' ? Int32Array : Uint32Array;
+    // Whole words: an f16 tensor of odd size ends half way through one (buffers are padded).
+    const bytes = Math.ceil(t.byteLength / 4) * 4;
+    const Ctor = t.dtype === 'f32' || t.dtype === 'f16' ? Float32Array : t.dtype === 'i32' ? Int32Array : Uint32Array;
     if (bytes === 0) return new Ctor(0);
     const staging = this.readPool.acquire(bytes);
     try {
       this.endPass();
-      this.ensureEncoder().copyBufferToBuffer(t.buffer, t.offset, staging, 0, Math.ceil(bytes / 4) * 4);
+      this.ensureEncoder().copyBufferToBuffer(t.buffer, t.offset, staging, 0, bytes);
       await this.flush();
       await this.unlessClosed(staging.mapAsync(MapMode.READ, 0, bytes));
-      const out = new Ctor(staging.getMappedRange(0, bytes).slice(0));
+      const raw = staging.getMappedRange(0, bytes).slice(0);
       staging.unmap();
-      return out;
+      return t.dtype === 'f16' ? decodeHalf(new Uint16Array(raw), t.size) : new Ctor(raw);
     } finally {
       this.readPool.release(staging);
     }

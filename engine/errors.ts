@@ -18,6 +18,17 @@ export class GPUExecutionError extends Error {
   }
 }
 
+/**
+ * The adapter lacks a WebGPU feature the call needs (f16 storage needs `shader-f16`). The message
+ * names the adapter and the feature; nothing was recorded.
+ */
+export class FeatureError extends Error {
+  override name = 'FeatureError';
+  constructor(message: string, readonly feature: string, readonly adapter: string) {
+    super(message);
+  }
+}
+
 /** The engine was destroyed or its device was lost; create a new engine. */
 export class EngineClosedError extends Error {
   override name = 'EngineClosedError';

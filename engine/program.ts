@@ -89,15 +89,23 @@ export function interfaceWgsl(spec: Pick<ShaderSpec, 'uniforms' | 'bindings'>): 
   return out.join('\n');
 }
 
-/** Full WGSL of a spec: the common helpers, the generated interface, then the kernel's code. */
+/** Whether a spec uses half precision (an f16 binding, or f16 in its code outside comments): it then needs `enable f16;`. */
+export const usesF16 = (spec: Pick<ShaderSpec, 'bindings' | 'code'>): boolean =>
+  Object.values(spec.bindings).some((b) => /\bf16\b/.test(b.type)) || /\bf16\b/.test(spec.code.replace(/\/\/[^\n]*/g, ''));
+
+/**
+ * Full WGSL of a spec: the common helpers, the generated interface, then the kernel's code; a
+ * kernel with f16 storage starts with `enable f16;` (WGSL wants it before any declaration).
+ */
 export function assembleWgsl(spec: ShaderSpec): string {
   // WGSL wants enable directives (`enable subgroups;`, `enable f16;`) before any declaration:
-  // a kernel's own ones move above the common prelude.
+  // a kernel's own ones move above the common prelude, and a kernel with f16 storage gets `enable f16;`.
   const enables: string[] = [];
   const code = spec.code.replace(/^[ \t]*enable\s+[\w\s,]+;[ \t]*$/gm, (d) => {
     enables.push(d.trim());
     return '';
   });
+  if (usesF16(spec) && !enables.some((e) => /\bf16\b/.test(e))) enables.unshift('enable f16;');
   return `${enables.length ? `${[...new Set(enables)].join('\n')}\n` : ''}${common}\n${interfaceWgsl(spec)}\n${code}`;
 }
 

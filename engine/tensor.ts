@@ -7,8 +7,16 @@ import { EngineClosedError, fmtShape } from './errors.js';
 import type { Engine } from './engine.js';
 import type { GradNode } from './autograd.js';
 
-export type DType = 'f32' | 'i32' | 'u32';
-export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
+/**
+ * Element types. 'f16' (half precision, 2 bytes) exists only on adapters with `shader-f16` and
+ * serves the f16 inference path (CANet.half()); on the CPU its data reads and writes as
+ * Float32Array (converted, rounding to nearest even).
+ */
+export type DType = 'f32' | 'f16' | 'i32' | 'u32';
+export type TypedArrayFor<D extends DType> = D extends 'f32' | 'f16' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
+
+/** Bytes per element of a dtype. */
+export const dtypeBytes = (d: DType): number => (d === 'f16' ? 2 : 4);
 
 let nextId = 1;
 
@@ -82,7 +90,7 @@ export class Tensor {
   }
   /** Bytes of data (the buffer may be larger: pool buckets). */
   get byteLength(): number {
-    return this.size * 4;
+    return this.size * dtypeBytes(this.dtype);
   }
   get disposed(): boolean {
     return this._buffer === null;

@@ -1,7 +1,7 @@
 /** Platform-neutral API (the Node and browser entries add createEngine and file helpers). */
 export { Engine, type AdapterSummary, type EngineStats, type EngineLostInfo, type KernelTiming } from '../engine/engine.js';
 export { Tensor, type DType } from '../engine/tensor.js';
-export { ShapeError, GPUExecutionError, EngineClosedError } from '../engine/errors.js';
+export { ShapeError, GPUExecutionError, EngineClosedError, FeatureError } from '../engine/errors.js';
 export { backward, recordOp, type GradNode, type BackwardOptions } from '../engine/autograd.js';
 export { type Program, type ShaderSpec, type BindingDecl, type ScalarType, type UniformInput, read, readWrite, kernelSection, grid1d } from '../engine/program.js';
 export { Plan, PlannedCall, PlanInvalidError, type CaptureOptions, type PlanFeed } from '../engine/plan.js';

@@ -23,8 +23,17 @@ import { ResNet } from './resnet.js';
 import { SeededRandom } from './init.js';
 import { checkCANetOptions } from './spec.js';
 import { buildAtomically } from './module.js';
+import { cast } from '../engine/ops/half.js';
 
 export type BackboneName = 'mobilenetv2' | 'resnet18' | 'resnet101';
+/** Storage precision of inference: 'f32' (default), or 'f16' where the adapter has shader-f16 (see CANet.half). */
+export type Precision = 'f32' | 'f16';
+
+/** Per-call options of CANet.segment. */
+export interface SegmentOptions {
+  /** Overrides the model's inference precision (see CANet.half) for this call. */
+  precision?: Precision;
+}
 export type HeadName = 'compatible' | 'plain';
 
 export interface CANetOptions {
@@ -91,7 +100,7 @@ export class ContextBranch extends Module {
     x8.dispose();
     const [n, h, w, c16] = x16.shape as [number, number, number, number];
     const hid = this.up1.outChannels;
-    const cat = this.engine.empty([n, h, w, hid + c16], 'f32', 'context_branch.cat');
+    const cat = this.engine.empty([n, h, w, hid + c16], x16.dtype, 'context_branch.cat');
     this.up1.fused(x32, { into: { tensor: cat, channelOffset: 0 } });
     x32.dispose();
     copyChannelsInto(x16, cat, hid);
@@ -199,6 +208,7 @@ export class CANet extends Module {
   readonly fca: FCA;
   readonly up: DeConvBNAct | null;
   readonly options: Required<CANetOptions>;
+  private inferencePrecision: Precision = 'f32';
 
   constructor(engine: Engine, opts: CANetOptions = {}) {
     super(engine);
@@ -238,19 +248,61 @@ export class CANet extends Module {
   }
 
   /**
+   * Runs `segment` in half precision from now on (where the adapter has `shader-f16`): weights
+   * and activations stored in f16, halving the memory traffic, with every product accumulated in
+   * f32 and each BatchNorm folded into its conv's weight in f32 before the weight is rounded to f16
+   * (see engine/ops/storage.ts). Returns the model. Class ids agree with f32 inference on >= 99.5%
+   * of pixels (demo weights, sample image; measured in bench/RESULTS.md).
+   *
+   * A per-model switch rather than an engine-wide one, and not a conversion of the parameters as
+   * PyTorch's `half()` is: the f32 parameters stay the master copy (training, `forward`,
+   * `stateDict` and saving are unchanged), the f16 weights are derived from them on the first f16
+   * call and re-derived when they change, so one engine can hold an f32 model being trained and
+   * an f16 one serving, or switch one model back with `float()`.
+   *
+   * Only eval-mode `segment` uses it (in train mode, or with more than 20 classes on the compatible
+   * head, segment runs in f32); `forward` always returns f32 logits.
+   * @throws FeatureError naming the adapter when the device has no `shader-f16` (SwiftShader).
+   */
+  half(): this {
+    this.engine.requireF16('canet.half');
+    this.inferencePrecision = 'f16';
+    return this;
+  }
+
+  /** Back to f32 inference (the default; see half). Returns the model. */
+  float(): this {
+    this.inferencePrecision = 'f32';
+    return this;
+  }
+
+  /** The storage precision `segment` runs in: 'f32', or 'f16' after half(). */
+  get precision(): Precision {
+    return this.inferencePrecision;
+  }
+
+  /**
    * Class ids [N, H, W] (i32), inference only. In eval mode the head's argmax is fused into its
    * last kernel (the x8 transposed conv, or the bilinear x8 of the plain head), so the full-size
    * logits, the largest tensor of the network, are never stored: a 2048x1024 image segments on
-   * an adapter with WebGPU's default 128 MiB binding limit.
+   * an adapter with WebGPU's default 128 MiB binding limit. `opts.precision` overrides the
+   * model's precision (see half) for this call.
    */
-  segment(x: Tensor): Tensor {
+  segment(x: Tensor, opts: SegmentOptions = {}): Tensor {
     const [n, h, w] = this.checkInput(x, 'segment');
+    const precision = opts.precision ?? this.inferencePrecision;
+    if (precision !== 'f32') {
+      if (precision !== 'f16') throw new ShapeError(`canet.segment: precision must be 'f32' or 'f16', got ${JSON.stringify(precision)}`);
+      this.engine.requireF16('canet.segment');
+    }
     return this.engine.noGrad(() =>
       this.engine.scope(() => {
-        if (h % 32 !== 0 || w % 32 !== 0) return this.padded(x, n, h, w, (p) => this.segment(p));
+        if (h % 32 !== 0 || w % 32 !== 0) return this.padded(x, n, h, w, (p) => this.segment(p, opts));
         if (!canFuse(this, x) || (this.up && this.options.classes > 20)) return argmax(this.forward(x));
-        const z = this.trunk(x);
-        return this.up ? this.up.fusedArgmax(z) : resizeBilinearArgmax(z, h, w);
+        // f16: the image is converted once, and every fused layer follows its input's dtype
+        // (layers.ts: f16 input -> f16 weights); the x8 head reads f16 and stores class ids.
+        const z = this.trunk(precision === 'f16' ? cast(x, 'f16') : x);
+        return this.up ? this.up.fusedArgmax(z) : resizeBilinearArgmax(cast(z, 'f32'), h, w);
       }),
     );
   }
@@ -278,7 +330,7 @@ export class CANet extends Module {
     if (canFuse(this, x)) {
       // Inference: both branches write their 1/8 outputs into one tensor, the FCA's concatenation.
       const c = this.fca.ca.fc.inFeatures;
-      const cat = this.engine.empty([n, h / 8, w / 8, 2 * c], 'f32', 'fca.cat');
+      const cat = this.engine.empty([n, h / 8, w / 8, 2 * c], x.dtype, 'fca.cat');
       this.spatialBranch.fused(x, { into: { tensor: cat, channelOffset: 0 } });
       this.contextBranch.fused(x, { into: { tensor: cat, channelOffset: c } });
       const z = this.fca.fused(cat);

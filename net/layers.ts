@@ -12,6 +12,7 @@ import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
 import type { Epilogue, EpilogueActivation } from '../engine/ops/epilogue.js';
 import { linear } from '../engine/ops/linear.js';
 import { relu, relu6, sigmoid } from '../engine/ops/unary.js';
+import { foldHalf } from '../engine/ops/half.js';
 import { Module, Sequential, release } from './module.js';
 import { SeededRandom, constant, kaimingNormal, uniform } from './init.js';
 
@@ -29,6 +30,60 @@ export function canFuse(m: Module, x: Tensor): boolean {
 
 /** What a fused producer may add to its own folded BatchNorm and activation. */
 export type FusedExtras = Pick<Epilogue, 'residual' | 'fca' | 'into'>;
+
+/**
+ * The f16 form of one convolution layer for the f16 inference path: its weight with the folded
+ * BatchNorm's scale multiplied in (in f32, then rounded to f16) and the shift (or the conv's own
+ * bias) as an f32 bias for the epilogue. Derived on first use and cached until the weight or the
+ * folded affine changes (their versions); the f32 parameters stay the model's master copy, so a
+ * model that runs f16 inference still trains and saves in f32.
+ */
+class HalfWeights {
+  private cached: { key: string; weight: Tensor; bias: Tensor | null; ownsBias: boolean } | null = null;
+
+  /** `weight`: the layer's f32 weight (read when first used: parameters are named after construction). */
+  constructor(private readonly layerWeight: () => Tensor) {}
+
+  private get name(): string {
+    return this.layerWeight().name.replace(/\.weight$/, '');
+  }
+
+  /**
+   * f16 weight and f32 bias for `weight` [channels * inner elements, channel (i / inner) % channels]
+   * under `affine` (a folded BatchNorm, [2, channels]) or with the conv's `bias` (null: none).
+   */
+  get(weight: Tensor, affine: Tensor | null, bias: Tensor | null, channels: number, inner: number): { weight: Tensor; bias: Tensor | null } {
+    const from = [weight, affine, bias];
+    const key = from.map((t) => (t ? `${t.id}:${t.version}` : '-')).join(',');
+    if (this.cached?.key !== key) {
+      this.release();
+      const engine = weight.engine;
+      const made = engine.noGrad(() => {
+        const w16 = foldHalf(weight, affine, channels, inner).keep();
+        w16.name = `${this.name}.f16`;
+        if (!affine) return { weight: w16, bias, ownsBias: false };
+        // The shift row of the affine, as the epilogue's f32 bias.
+        const shift = engine.empty([channels], 'f32', `${this.name}.f16.shift`).keep();
+        engine.copyBuffer(affine, channels * 4, shift, 0, channels * 4);
+        return { weight: w16, bias: shift, ownsBias: true };
+      });
+      this.cached = { key, ...made };
+    }
+    // A captured plan binds the f16 copy: it must not replay once the weights changed.
+    const cached = this.cached;
+    const versions = from.map((t) => t?.version ?? -1);
+    weight.engine.onReplayCheck(() =>
+      this.cached === cached && from.every((t, i) => (t?.version ?? -1) === versions[i]) ? null : `${this.name} changed since capture, so its f16 copy is stale`);
+    return { weight: cached.weight, bias: cached.bias };
+  }
+
+  release(): void {
+    if (!this.cached) return;
+    this.cached.weight.dispose();
+    if (this.cached.ownsBias) this.cached.bias!.dispose();
+    this.cached = null;
+  }
+}
 
 export function activate(x: Tensor, act: ActivationName): Tensor {
   switch (act) {
@@ -70,6 +125,8 @@ export class Conv2d extends Module {
     this.bias = bias ? this.param('bias', [co], 'plain', constant(co, 0)) : null;
   }
   forward(x: Tensor): Tensor {
+    // An f16 input (the f16 inference path, e.g. the plain head's classifier) takes the f16 weight.
+    if (x.dtype === 'f16') return this.fused(x, {});
     const { stride, padding, dilation, groups } = this.config;
     return conv2d(x, this.weight, this.bias, { stride, padding, dilation, groups });
   }
@@ -79,8 +136,18 @@ export class Conv2d extends Module {
    * channels [offset, offset + count) if `outputChannels` is.
    */
   fused(x: Tensor, epilogue: Epilogue, inputChannels?: [number, number], outputChannels?: [number, number]): Tensor {
-    const { stride, padding, dilation, groups } = this.config;
-    return conv2d(x, this.weight, epilogue.affine ? null : this.bias, { stride, padding, dilation, groups, inputChannels, outputChannels }, epilogue);
+    const { stride, padding, dilation, groups, outChannels, inChannels, kernel } = this.config;
+    const opts = { stride, padding, dilation, groups, inputChannels, outputChannels };
+    if (x.dtype === 'f16') {
+      // The f16 inference path: the BatchNorm's scale is in the f16 weight, its shift is the bias.
+      const h = this.half.get(this.weight, epilogue.affine ?? null, this.bias, outChannels, (kernel * kernel * inChannels) / groups);
+      return conv2d(x, h.weight, h.bias, opts, { ...epilogue, affine: null });
+    }
+    return conv2d(x, this.weight, epilogue.affine ? null : this.bias, opts, epilogue);
+  }
+  private readonly half = new HalfWeights(() => this.weight);
+  protected override releaseDerived(): void {
+    this.half.release();
   }
 }
 
@@ -96,7 +163,17 @@ export class DepthwiseConv2d extends Module {
   }
   /** Inference: the convolution with an epilogue; on channels [offset, offset + count) of the layer if `channels` is given (x holds just those). */
   fused(x: Tensor, epilogue: Epilogue, channels?: [number, number]): Tensor {
-    return depthwiseConv2d(x, this.weight, null, { stride: this.stride, padding: (this.kernel - 1) / 2, channels }, epilogue);
+    const opts = { stride: this.stride, padding: (this.kernel - 1) / 2, channels };
+    if (x.dtype === 'f16') {
+      // The f16 inference path (as Conv2d.fused); depthwise weights [KH, KW, C] have the channel innermost.
+      const h = this.half.get(this.weight, epilogue.affine ?? null, null, this.channels, 1);
+      return depthwiseConv2d(x, h.weight, h.bias, opts, { ...epilogue, affine: null });
+    }
+    return depthwiseConv2d(x, this.weight, null, opts, epilogue);
+  }
+  private readonly half = new HalfWeights(() => this.weight);
+  protected override releaseDerived(): void {
+    this.half.release();
   }
   /** There is no bias (MobileNetV2's depthwise layers are followed by BatchNorm). */
   get bias(): null {
@@ -128,7 +205,20 @@ export class ConvTranspose2d extends Module {
   }
   /** Inference: the transposed convolution with an epilogue (a folded BatchNorm absorbs the bias). */
   fused(x: Tensor, epilogue: Epilogue): Tensor {
-    return convTranspose2d(x, this.weight, epilogue.affine ? null : this.bias, { stride: this.stride, padding: this.padding, outputPadding: this.outputPadding }, epilogue);
+    const opts = { stride: this.stride, padding: this.padding, outputPadding: this.outputPadding };
+    if (x.dtype === 'f16') {
+      const h = this.halfWeights(epilogue.affine ?? null);
+      return convTranspose2d(x, h.weight, h.bias, opts, { ...epilogue, affine: null });
+    }
+    return convTranspose2d(x, this.weight, epilogue.affine ? null : this.bias, opts, epilogue);
+  }
+  /** The f16 inference path's weight [out, k, k, in] on the GPU (output channel outermost) and bias, under a folded BatchNorm. */
+  halfWeights(affine: Tensor | null): { weight: Tensor; bias: Tensor | null } {
+    return this.half.get(this.weight, affine, this.bias, this.outChannels, this.kernel * this.kernel * this.inChannels);
+  }
+  private readonly half = new HalfWeights(() => this.weight);
+  protected override releaseDerived(): void {
+    this.half.release();
   }
 }
 
@@ -269,6 +359,11 @@ export class DeConvBNAct extends Module {
   /** Inference: class ids, the argmax over channels of fused(x), without storing the outputs (at most 20 channels). */
   fusedArgmax(x: Tensor): Tensor {
     const d = this.deconv;
-    return convTranspose2dArgmax(x, d.weight, null, { stride: d.stride, padding: d.padding, outputPadding: d.outputPadding }, { affine: this.bn.folded(d.bias), act: this.act });
+    const opts = { stride: d.stride, padding: d.padding, outputPadding: d.outputPadding };
+    if (x.dtype === 'f16') {
+      const h = d.halfWeights(this.bn.folded(d.bias));
+      return convTranspose2dArgmax(x, h.weight, h.bias, opts, { act: this.act });
+    }
+    return convTranspose2dArgmax(x, d.weight, null, opts, { affine: this.bn.folded(d.bias), act: this.act });
   }
 }

@@ -68,7 +68,7 @@ export class InvertedResidual extends Module {
     // Slices of a multiple of 4 channels keep the vec4 paths.
     const step = Math.ceil(hidden / parts / 4) * 4;
     const [ho, wo] = [Math.ceil(h / this.stride), Math.ceil(w / this.stride)];
-    const d = this.engine.empty([n, ho, wo, hidden], 'f32');
+    const d = this.engine.empty([n, ho, wo, hidden], x.dtype);
     for (let c0 = 0; c0 < hidden; c0 += step) {
       const slice: [number, number] = [c0, Math.min(step, hidden - c0)];
       const e = expand.fused(x, {}, undefined, slice);

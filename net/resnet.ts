@@ -8,6 +8,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { add } from '../engine/ops/basic.js';
 import { relu } from '../engine/ops/unary.js';
 import { maxPool2d } from '../engine/ops/pool.js';
+import { cast } from '../engine/ops/half.js';
 import { Module, Sequential, release } from './module.js';
 import { BatchNorm2d, Conv2d, canFuse } from './layers.js';
 import type { SeededRandom } from './init.js';
@@ -162,8 +163,16 @@ export class ResNet extends Module {
     this.channels = chans as [number, number, number, number];
   }
   forward(x: Tensor): [Tensor, Tensor, Tensor, Tensor] {
+    const stemPool = (t: Tensor): Tensor => {
+      if (t.dtype !== 'f16') return maxPool2d(t, { kernel: 3, stride: 2, padding: 1 });
+      // The f16 inference path (CANet.half()): max-pool has no f16 variant, so the stem's output is
+      // pooled in f32 (max is exact, the two casts round nothing that f16 had not rounded already).
+      const wide = cast(t, 'f32');
+      const pooled = release(maxPool2d(wide, { kernel: 3, stride: 2, padding: 1 }), wide);
+      return release(cast(pooled, 'f16'), pooled);
+    };
     const stem = canFuse(this, x)
-      ? chain(x, (t) => convBn(this.conv1, this.bn1, t, 'relu'), (t) => maxPool2d(t, { kernel: 3, stride: 2, padding: 1 }))
+      ? chain(x, (t) => convBn(this.conv1, this.bn1, t, 'relu'), stemPool)
       : chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => maxPool2d(t, { kernel: 3, stride: 2, padding: 1 }));
     const x1 = this.layers[0]!.forward(stem);
     const x2 = this.layers[1]!.forward(x1);

@@ -35,6 +35,13 @@ export interface SegmenterOptions {
    * bench/RESULTS.md). Default true; false records every frame op by op.
    */
   capture?: boolean;
+  /**
+   * Storage precision of the network: 'f16' runs it in half precision (weights and activations
+   * in f16, f32 accumulation; see CANet.half) where the adapter has `shader-f16`, and is refused
+   * with a FeatureError naming the adapter otherwise. Default: the model's own (CANet.precision,
+   * 'f32' unless `model.half()` was called).
+   */
+  precision?: 'f32' | 'f16';
 }
 
 export interface FrameOptions {
@@ -59,10 +66,13 @@ export interface SegmentedFrame {
   sourceHeight: number;
 }
 
-/** A model that maps a [1, H, W, 3] image tensor to i32 [1, H, W] class ids (CANet.segment). */
+/**
+ * A model that maps a [1, H, W, 3] image tensor to i32 [1, H, W] class ids (CANet.segment); it is
+ * given `{ precision }` when the Segmenter's options name one.
+ */
 export interface SegmentationModel {
   readonly engine: Engine;
-  segment(x: Tensor): Tensor;
+  segment(x: Tensor, opts?: { precision?: 'f32' | 'f16' }): Tensor;
 }
 
 const INPUT_USAGE = TextureUsage.COPY_DST | TextureUsage.COPY_SRC | TextureUsage.RENDER_ATTACHMENT | TextureUsage.TEXTURE_BINDING;
@@ -97,6 +107,9 @@ export class Segmenter {
     this.engine = model.engine;
     const { width, height } = options;
     check(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0, 'Segmenter', () => `network input size must be positive integers, got ${width}x${height}`);
+    const precision = options.precision;
+    check(precision === undefined || precision === 'f32' || precision === 'f16', 'Segmenter', () => `precision must be 'f32' or 'f16', got ${JSON.stringify(precision)}`);
+    if (precision === 'f16') this.engine.requireF16('Segmenter');
   }
 
   /**
@@ -129,8 +142,9 @@ export class Segmenter {
     const { width, height } = texture;
     const pitch = rowPitchWords(width);
     const rows: RgbaRows = { words: engine.empty([pitch * height], 'u32', 'segmenter input rows').keep(), width, height, pitch, bgra };
-    const { width: outWidth, height: outHeight, mean, std } = this.options;
-    const call = new PlannedCall(engine, () => this.model.segment(rowsToTensor(engine, rows, { outWidth, outHeight, mean, std })), {
+    const { width: outWidth, height: outHeight, mean, std, precision } = this.options;
+    const modelOpts = precision ? { precision } : undefined;
+    const call = new PlannedCall(engine, () => this.model.segment(rowsToTensor(engine, rows, { outWidth, outHeight, mean, std }), modelOpts), {
       label: `Segmenter ${key} -> ${outWidth}x${outHeight}`,
       capture: this.options.capture,
     });

@@ -36,7 +36,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //# kernel conv_transpose_pad_channels
 // dst [rows, 4 * cv] = src [rows, cols] with each row zero-padded to a multiple of 4: x or gy
-// with a channel count that is not a multiple of 4 made vec4-readable. One vec4 per invocation
+// with a channel count that is not a multiple of 4 made vec4-readable (T: f32, or f16 on the f16
+// inference path). One vec4 per invocation
 // and a single index division (this pass runs over the x8 head's 10 M-element gradient).
 // Uniforms and bindings (src, dst) are declared in conv-transpose.ts.
 @compute @workgroup_size({{WG}})
@@ -48,8 +49,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let base = row * p.cols;
   let last = p.cols - 1u;
   let c = vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u);
-  let v = vec4<f32>(src[base + min(c.x, last)], src[base + min(c.y, last)], src[base + min(c.z, last)], src[base + min(c.w, last)]);
-  dst[i] = select(vec4<f32>(0.0), v, c < vec4<u32>(p.cols));
+  let v = vec4<{{T}}>(src[base + min(c.x, last)], src[base + min(c.y, last)], src[base + min(c.z, last)], src[base + min(c.w, last)]);
+  dst[i] = select(vec4<{{T}}>(0.0), v, c < vec4<u32>(p.cols));
 }
 
 //# kernel conv_transpose_forward

@@ -42,11 +42,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let c = i % p.cv;
   let n = i / p.cv;
   var at = n * p.hw * p.stride_v + p.off_v + c;
-  var mx = x[at];
+  // {{T}}(...) converts f16 storage to f32 (and is the identity on f32).
+  var mx = {{T}}(x[at]);
   var sm = mx;
   for (var q = 1u; q < p.hw; q = q + 1u) {
     at = at + p.stride_v;
-    let v = x[at];
+    let v = {{T}}(x[at]);
     mx = max(mx, v);
     sm = sm + v;
   }

@@ -16,7 +16,9 @@
  */
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { Adam, SGD, backward, colorizeIds, labelsToTensor, ops, rowsToTensor, type Engine, type Program, type Tensor } from '../entry/node.js';
+import { existsSync } from 'node:fs';
+import { Adam, LAVAPIPE_ICD, SGD, backward, colorizeIds, createEngine, labelsToTensor, ops, rowsToTensor, type Engine, type Program, type Tensor } from '../entry/node.js';
+import { cast, foldHalf } from '../engine/ops/half.js';
 import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
 import { add, sum } from '../engine/ops/basic.js';
 import { conv2d, setConv2dTiles } from '../engine/ops/conv2d.js';
@@ -333,14 +335,56 @@ function convFamilyCalls(e: Engine): void {
   });
 }
 
+/**
+ * The f16 storage variants of the inference kernels (CANet.half()) and the f16 conversions: run
+ * on an engine with shader-f16 (lavapipe, or a GPU), see halfEngine.
+ */
+function halfCalls(e: Engine): void {
+  e.noGrad(() => {
+    let seed = 200;
+    const h = (shape: number[]): Tensor => cast(tensor(e, shape, seed++), 'f16');
+    const f = (shape: number[]): Tensor => tensor(e, shape, seed++);
+    const aff = f([2, 16]);
+    // cast both ways, vec4 and scalar; a folded weight.
+    cast(h([8]), 'f32');
+    cast(f([7]), 'f16');
+    foldHalf(f([16, 3, 3, 8]), aff, 16, 72);
+    // conv2d: f16 x and w (vec4 and scalar K), the f32 image into f16 weights, epilogues with f16 residual / FCA / slice targets.
+    conv2d(h([1, 6, 6, 8]), h([16, 3, 3, 8]), f([16]), { padding: 1 }, { act: 'relu6', residual: h([1, 6, 6, 16]) });
+    conv2d(f([1, 6, 6, 3]), h([16, 3, 3, 3]), f([16]), { stride: 2, padding: 1 }, { act: 'relu' });
+    // The same layer with an f16 input: only x's storage type differs, so the variant must say it.
+    conv2d(h([1, 6, 6, 3]), h([16, 3, 3, 3]), f([16]), { stride: 2, padding: 1 }, { act: 'relu' });
+    conv2d(h([1, 6, 6, 8]), h([16, 1, 1, 8]), f([16]));
+    const cat = e.empty([1, 6, 6, 32], 'f16');
+    conv2d(h([1, 6, 6, 8]), h([16, 3, 3, 8]), f([16]), { padding: 1 }, { act: 'relu', fca: { as: h([1, 6, 6]), ac: f([1, 16]) }, into: { tensor: cat, channelOffset: 16 } });
+    conv2d(h([1, 6, 6, 8]), h([1, 3, 3, 8]), f([1]), { padding: 1 }, { act: 'sigmoid' });
+    // depthwise, transposed conv (vec4 and padded channels), its fused argmax; the FCA channel pool.
+    depthwiseConv2d(h([1, 7, 7, 8]), h([3, 3, 8]), f([8]), { stride: 2, padding: 1 }, { act: 'relu6' });
+    convTranspose2d(h([1, 4, 4, 8]), h([8, 3, 3, 8]), f([8]), { stride: 2, padding: 1, outputPadding: 1 }, { act: 'relu' });
+    convTranspose2dArgmax(h([1, 2, 2, 19]), h([19, 15, 15, 19]), f([19]), { stride: 8, padding: 7, outputPadding: 7 }, { act: 'relu' });
+    channelAttentionInference(h([1, 4, 4, 32]), 16, f([16, 16]), f([16]));
+  });
+}
+
+/** An engine with shader-f16 for halfCalls: lavapipe where installed, else the test engine if it has the feature. */
+let halfEngine: Engine | undefined;
+let halfUnavailable = '';
+try {
+  if (existsSync(LAVAPIPE_ICD)) halfEngine = await createEngine({ software: 'lavapipe', forceSoftware: true, quiet: true });
+  else if ((await testEngine()).hasF16) halfEngine = await testEngine();
+  else halfUnavailable = `no adapter with shader-f16 (no ${LAVAPIPE_ICD}; '${(await testEngine()).adapter.description}' has none)`;
+} catch (err) {
+  halfUnavailable = (err as Error).message.split('\n')[0]!;
+}
+
 /** The programs each group dispatched, in call order. */
-const collected: Record<'other' | 'conv', Dispatched[]> = { other: [], conv: [] };
-const all = (): Dispatched[] => [...collected.other, ...collected.conv];
+const collected: Record<'other' | 'conv' | 'half', Dispatched[]> = { other: [], conv: [], half: [] };
+const all = (): Dispatched[] => [...collected.other, ...collected.conv, ...collected.half];
 const distinct = (ds: readonly Dispatched[]): Set<string> => new Set(ds.map((d) => programKey(d.program)));
 
 /** Runs one group of calls in a scope of the test engine and records its programs; throws what the calls threw. */
-async function runGroup(group: keyof typeof collected, calls: (e: Engine) => void): Promise<Dispatched[]> {
-  const e = await testEngine();
+async function runGroup(group: keyof typeof collected, calls: (e: Engine) => void, engine?: Engine): Promise<Dispatched[]> {
+  const e = engine ?? (await testEngine());
   const { programs, error } = await collectPrograms(e, () => e.scope(() => calls(e)));
   collected[group] = programs;
   if (error) throw error;
@@ -368,18 +412,31 @@ t('representative calls of the conv family run and reach every conv-family kerne
   if (process.env.CANET_DUMP_WGSL) writeFileSync(process.env.CANET_DUMP_WGSL, JSON.stringify(all().map((d) => ({ name: d.program.name, wgsl: d.wgsl }))));
 });
 
+if (halfEngine)
+  t('representative f16 calls (the f16 inference path) run and reach the f16 variants and conversions', async () => {
+    const programs = await runGroup('half', halfCalls, halfEngine);
+    const half = distinct(programs.filter((d) => /h:|-h[yrscb]|f16|^fold_half$/.test(`${d.program.name}|${d.program.variant ?? ''}`)));
+    assert.ok(half.size >= 12, `only ${half.size} distinct f16 programs: ${[...half].join(', ')}`);
+  });
+else t.skip(`representative f16 calls (skipped: ${halfUnavailable}; shaders/half.wgsl's sections are then not required)`);
+
 t('each distinct name|variant has the declared interface in its WGSL, reads what it declares and gives stable WGSL', () => {
   const { keys, problems } = checkPrograms(all());
   assert.ok(keys.length > 120, `only ${keys.length} distinct programs`);
+  if (halfEngine) assert.ok(keys.some((k) => k.includes('h:x,w')), 'the f16 programs were checked');
   assert.equal(problems, [], problems.join('\n'));
 });
 
 t('every kernel section of every shader file was produced by some call, and every program by a section', () => {
   assert.ok(Object.keys(SHADERS).length >= 19, `only ${Object.keys(SHADERS).length} shader files in ${SHADER_DIR.pathname}`);
-  const { uncovered: all0, unmatched } = sectionCoverage(SHADERS, all());
-  // Without the subgroups feature the subgroup kernels (`*_sg`) cannot compile: no call runs them.
-  const uncovered = engine0.features.has('subgroups') ? all0 : all0.filter((u) => !u.endsWith('_sg'));
-  if (uncovered.length < all0.length) console.log(`kernel-interface: subgroup sections not covered: the adapter has no subgroups feature`);
+  const coverage = sectionCoverage(SHADERS, all());
+  const unmatched = coverage.unmatched;
+  // Without the subgroups feature the subgroup kernels (`*_sg`) cannot compile: no call runs them;
+  // the f16 conversions run only on an adapter with shader-f16 (see halfCalls).
+  const uncovered = coverage.uncovered
+    .filter((id) => engine0.features.has('subgroups') || !id.endsWith('_sg'))
+    .filter((id) => halfEngine || !id.startsWith('half.wgsl: '));
+  if (!engine0.features.has('subgroups') && coverage.uncovered.some((id) => id.endsWith('_sg'))) console.log(`kernel-interface: subgroup sections not covered: the adapter has no subgroups feature`);
   assert.equal({ uncovered, unmatched }, { uncovered: [], unmatched: [] },
     `sections no call produced (add a call): [${uncovered.join(', ')}]; programs whose code matches no section: [${unmatched.join(', ')}]`);
 });
@@ -419,6 +476,10 @@ t('the checks catch a wrong interface', () => {
   assert.equal(sectionCoverage(family, twins), { uncovered: ['f.wgsl: a', 'f.wgsl: b'], unmatched: ['twin'] });
   const fromB = dispatched({ name: 'b', shader: () => ({ bindings: {}, code: '// shared\n\nfn main() { let x = 1; }\n' }), bindings: {}, dispatch: [1] });
   assert.equal(sectionCoverage(family, [fromB]), { uncovered: ['f.wgsl: a'], unmatched: [] });
+});
+
+t.after(async () => {
+  if (halfEngine && halfEngine !== (await testEngine())) halfEngine.destroy();
 });
 
 t.run();

@@ -82,7 +82,8 @@ function copyRows(src: Tensor, dst: Tensor, rows: number, len: number, srcRow: n
 
 /**
  * Writes src [N, H, W, C] into channels [offset, offset + C) of dst [N, H, W, C'] in place (one
- * part of a concatenation whose other parts producers wrote themselves). No autograd.
+ * part of a concatenation whose other parts producers wrote themselves). No autograd. Also f16
+ * (channel counts and offset even).
  */
 export function copyChannelsInto(src: Tensor, dst: Tensor, offset: number): void {
   const op = 'copyChannelsInto';
@@ -91,7 +92,11 @@ export function copyChannelsInto(src: Tensor, dst: Tensor, offset: number): void
   check(src.rank === dst.rank && src.dtype === dst.dtype && src.shape.slice(0, -1).every((d, i) => d === dst.shape[i]), op, () =>
     `${src.name} ${fmtShape(src.shape)} and ${dst.name} ${fmtShape(dst.shape)} must agree in every axis but the last, and in dtype`);
   check(Number.isInteger(offset) && offset >= 0 && offset + c <= cd, op, () => `channels [${offset}, ${offset + c}) do not fit ${dst.name} ${fmtShape(dst.shape)}`);
-  copyRows(src, dst, src.size / c, c, c, 0, cd, offset);
+  // f16 (the f16 inference path) copies pairs of channels as words: every count must be even.
+  const per = src.dtype === 'f16' ? 2 : 1;
+  check(c % per === 0 && cd % per === 0 && offset % per === 0, op, () =>
+    `f16 channels are copied in pairs: ${src.name} ${fmtShape(src.shape)} into channel ${offset} of ${dst.name} ${fmtShape(dst.shape)} needs even counts and offset`);
+  copyRows(src, dst, src.size / c, c / per, c / per, 0, cd / per, offset / per);
   dst.version++;
 }
 

@@ -14,7 +14,8 @@ import convTransposeWgsl from '../../shaders/conv_transpose.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
 import { type ShaderSpec, grid1d, read, readWrite } from '../program.js';
-import type { Tensor } from '../tensor.js';
+import { type Tensor, dtypeBytes } from '../tensor.js';
+import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 import type { Engine } from '../engine.js';
 import { candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { pairOption } from './depthwise.js';
@@ -49,7 +50,9 @@ interface Geometry {
 function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvTransposeOptions, stored?: number): Geometry {
   const op = 'convTranspose2d';
   checkOperands(op, x, w, bias);
-  for (const t of bias ? [x, w, bias] : [x, w]) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
+  // x and w may be f16 (the f16 inference path: no gradient); the bias stays f32.
+  checkFloatOperands(op, [x, w]);
+  if (bias) check(bias.dtype === 'f32', op, () => `bias ${bias.name} must be f32, got ${bias.dtype}`);
   check(x.rank === 4, op, () => `input ${x.name} must be [N, H, W, Ci] (rank 4), got ${fmtShape(x.shape)}`);
   check(w.rank === 4, op, () => `weight ${w.name} must be [Co, KH, KW, Ci] (rank 4), got ${fmtShape(w.shape)}`);
   const [n, h, wd, ci] = x.shape as [number, number, number, number];
@@ -160,19 +163,21 @@ function padChannels(src: Tensor, cols: number): Tensor {
   const engine = src.engine;
   const rows = src.size / cols;
   const cv = Math.ceil(cols / 4);
-  const out = engine.empty([rows, cv * 4], 'f32');
+  const out = engine.empty([rows, cv * 4], src.dtype);
+  // The element type T (f32, or f16 on the f16 inference path) is the one compile-time input.
+  const T = storageType(src, 1);
   engine.run({
     name: 'conv_transpose_pad_channels',
-    // No variant: the WGSL has no compile-time input (WG is a constant).
+    variant: T === 'f32' ? undefined : T,
     shader: () => ({
       uniforms: { cols: 'u32', cv: 'u32', total: 'u32' },
-      bindings: { src: read('f32'), dst: readWrite('vec4<f32>') },
-      code: section(convTransposeWgsl, 'conv_transpose_pad_channels', { WG }),
+      bindings: { src: read(T), dst: readWrite(`vec4<${T}>`) },
+      code: section(convTransposeWgsl, 'conv_transpose_pad_channels', { WG, T }),
     }),
     uniforms: { cols, cv, total: rows * cv },
     bindings: { src, dst: out },
     dispatch: grid1d(rows * cv, WG, engine.limits.maxComputeWorkgroupsPerDimension),
-    bytes: 4 * (src.size + out.size),
+    bytes: src.byteLength + out.byteLength,
   });
   return out;
 }
@@ -288,7 +293,7 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
   const ciVec = g.ci % 4 === 0;
   const x4 = ciVec ? x : padChannels(x, g.ci);
   const w4 = ciVec ? w : padChannels(w, g.ci);
-  const out = argmax ? engine.empty([g.n, g.ho, g.wo], 'i32') : epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
+  const out = argmax ? engine.empty([g.n, g.ho, g.wo], 'i32') : epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], resultDType(x, w));
   // A bare bias starts the accumulators, so the store loop only stores: it is a large share of
   // the x8 head's time (10 M scattered outputs; moving the bias out of it saved ~35%). Any other
   // epilogue is applied at the store.
@@ -304,7 +309,8 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
   // Every compile-time input of the generated WGSL: the tile (TH x TP outputs x TCO channels), the
   // argmax, the bias in the accumulators, the channel count when one tile holds them all (compiled
   // into the plain store; the argmax's store tests p.co instead), and the epilogue's layout.
-  const variant = `${TH}x${TP}x${TCO}${argmax ? ' argmax' : ''}${biasInAcc ? ' bacc' : ''}${coTiles === 1 && !argmax ? ` co${g.co}` : ''} ${ep.variant}`;
+  // and the f16 bindings (x4 and w4; the output's is in the epilogue's).
+  const variant = `${TH}x${TP}x${TCO}${argmax ? ' argmax' : ''}${biasInAcc ? ' bacc' : ''}${coTiles === 1 && !argmax ? ` co${g.co}` : ''} ${ep.variant}${halfTag({ x4, w4 })}`;
   const shader = (): ShaderSpec => {
     const epc = ep.code();
     const setup: string[] = [];
@@ -322,9 +328,9 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
         `      let xc${m} = u32(clamp(ix${m}, 0, wmax)) * p.civ;`);
     const body: string[] = [];
     for (let r = 0; r < TH; r++)
-      for (let m = 0; m < TP; m++) body.push(`        let x${r}_${m} = select(zero, x4[xr${r} + xc${m} + c], rok${r} & cok${m});`);
+      for (let m = 0; m < TP; m++) body.push(`        let x${r}_${m} = select(zero, ${loadF32(x4, 4, `x4[xr${r} + xc${m} + c]`)}, rok${r} & cok${m});`);
     for (let j = 0; j < TCO; j++) {
-      body.push(`        { let v = w4[wo${j} + wk + c];`);
+      body.push(`        { let v = ${loadF32(w4, 4, `w4[wo${j} + wk + c]`)};`);
       for (let r = 0; r < TH; r++) for (let m = 0; m < TP; m++) body.push(`          a${r}_${m}_${j} = a${r}_${m}_${j} + dot(x${r}_${m}, v);`);
       body.push(`        }`);
     }
@@ -333,7 +339,7 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
       store.push(`  { let oy = phy + (ty * ${TH}u + ${r}u) * p.stride_h; if (oy < p.ho) { let yrow = (n * p.ho + oy) * p.wo;`);
       for (let m = 0; m < TP; m++) {
         store.push(`    { let ox = phx + (tx * ${TP}u + ${m}u) * p.stride_w; if (ox < p.wo) { let ym = yrow + ox;`);
-        const value = (j: number): string => (biasInAcc ? `a${r}_${m}_${j}` : epc.apply(`a${r}_${m}_${j}`, 'ym', `co${j}`, `e${j}`));
+        const value = (j: number): string => (biasInAcc ? epc.store(`a${r}_${m}_${j}`) : epc.apply(`a${r}_${m}_${j}`, 'ym', `co${j}`, `e${j}`));
         if (argmax) {
           // The first maximum over the channels (strict >, as argmax does), all in this tile.
           store.push(`      var best = ${value(0)}; var bi = 0i;`);
@@ -359,7 +365,7 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
       },
       // f32 outputs, or i32 class ids (the argmax over channels, see convTranspose2dArgmax); then the
       // epilogue's bindings: bias or folded BatchNorm, residual...
-      bindings: { x4: read('vec4<f32>'), w4: read('vec4<f32>'), y: readWrite(argmax ? 'i32' : 'f32'), ...ep.bindings },
+      bindings: { x4: read(storageType(x4, 4)), w4: read(storageType(w4, 4)), y: readWrite(argmax ? 'i32' : storageType(ep.target, 1)), ...ep.bindings },
       code: section(convTransposeWgsl, 'conv_transpose_forward', {
         WG, TH, TP,
         SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
@@ -378,7 +384,7 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
     bindings: { x4, w4, y: ep.target, ...ep.tensors },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: connectedFlops(g),
-    bytes: 4 * (x4.size + w4.size + g.n * g.ho * g.wo * g.co),
+    bytes: x4.byteLength + w4.byteLength + g.n * g.ho * g.wo * g.co * dtypeBytes(ep.target.dtype),
   });
   if (x4 !== x) x4.dispose();
   if (w4 !== w) w4.dispose();

@@ -20,13 +20,14 @@ import { recordOp } from '../autograd.js';
 import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { type Program, type ScalarType, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
-import type { Tensor } from '../tensor.js';
+import { type Tensor, dtypeBytes } from '../tensor.js';
 import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
 import { type KernelFamily, kernelFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
+import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -105,7 +106,9 @@ function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOption
   const { stride, padding, dilation, groups } = parseOptions(opts);
   check(x.rank === 4, OP, () => `input ${x.name} must be NHWC [N, H, W, Ci], got ${fmtShape(x.shape)}`);
   check(w.rank === 4, OP, () => `weight ${w.name} must be OHWI [Co, KH, KW, Ci/groups], got ${fmtShape(w.shape)}`);
-  for (const t of bias ? [x, w, bias] : [x, w]) check(t.dtype === 'f32', OP, () => `${t.name} must be f32, got ${t.dtype}`);
+  // x and w may be f16 (the f16 inference path: no gradient); the bias stays f32.
+  checkFloatOperands(OP, [x, w]);
+  if (bias) check(bias.dtype === 'f32', OP, () => `bias ${bias.name} must be f32, got ${bias.dtype}`);
   const [n, h, wd, xstride] = x.shape as [number, number, number, number];
   const [xoff, ci] = opts?.inputChannels ?? [0, xstride];
   check(Number.isInteger(xoff) && Number.isInteger(ci) && xoff >= 0 && ci > 0 && xoff + ci <= xstride, OP, () =>
@@ -362,7 +365,8 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
   const vy = g.cog % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
   const m = g.n * g.ho * g.wo;
-  const tile = chooseTile(engine, 'forward', g, m, g.cog, 1, vy);
+  // The workgroup-memory GEMMs are f32 only: the f16 inference path keeps the register tiles.
+  const tile = x.dtype === 'f32' && w.dtype === 'f32' ? chooseTile(engine, 'forward', g, m, g.cog, 1, vy) : defaultTile(engine, 'forward', g, m, g.cog, 1, vy);
   if (isGemmTile(tile)) return gemmForwardProgram(engine, g, x, w, bias, y, epi, tile);
   const { tm, tn, wg } = tile;
   const tilesM = Math.ceil(m / tm);
@@ -379,7 +383,8 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
   const ep = epiloguePlan(epi, [g.n, g.ho, g.wo, g.co], y, vy as 1 | 4, bias);
   // Every compile-time input of the generated WGSL: the tile (tm, tn, wg), the vector widths of x
   // and y, the pointwise cases (pw: one tap without padding, u: also stride 1) and the epilogue's layout.
-  const variant = `${tm}x${tn}@${wg} x${vx} y${vy}${pointwise ? (unit ? ' pwu' : ' pw') : ''} ${ep.variant}`;
+  // and the f16 bindings (x and w here, the output's in the epilogue's).
+  const variant = `${tm}x${tn}@${wg} x${vx} y${vy}${pointwise ? (unit ? ' pwu' : ' pw') : ''} ${ep.variant}${halfTag({ x, w })}`;
 
   const shader = (): ShaderSpec => {
     const nv = tn / vy;
@@ -406,8 +411,8 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
     ].join('\n');
     const mac = (a: string, b: string): string => (vx === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`);
     const inner = [
-      lines(tn, (j) => `    let b_${j} = ws[wr_${j} + wc];`),
-      lines(tm, (i) => `    let a_${i} = xs[xo_${i} + c]${pointwise ? '' : ` * xv_${i}`};\n` + lines(tn, (j) => `    acc[${i * tn + j}] += ${mac(`a_${i}`, `b_${j}`)};`)),
+      lines(tn, (j) => `    let b_${j} = ${loadF32(w, vx as 1 | 4, `ws[wr_${j} + wc]`)};`),
+      lines(tm, (i) => `    let a_${i} = ${loadF32(x, vx as 1 | 4, `xs[xo_${i} + c]`)}${pointwise ? '' : ` * xv_${i}`};\n` + lines(tn, (j) => `    acc[${i * tn + j}] += ${mac(`a_${i}`, `b_${j}`)};`)),
     ].join('\n');
     // Partial channel tiles clamp the channel they read parameters for and skip the store.
     const epc = ep.code();
@@ -423,7 +428,7 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
     return {
       uniforms: { ...declared(FORWARD_UNIFORMS, skip), ...ep.uniforms },
       // The output (or the epilogue's target), then the epilogue's: bias, folded BatchNorm, residual, FCA attention.
-      bindings: { xs: read(vtype(vx)), ws: read(vtype(vx)), ys: readWrite(vtype(vy)), ...ep.bindings },
+      bindings: { xs: read(storageType(x, vx as 1 | 4)), ws: read(storageType(w, vx as 1 | 4)), ys: readWrite(storageType(ep.target, vy as 1 | 4)), ...ep.bindings },
       code: section(family, 'conv2d_forward', {
         WG: wg, TM: tm, TN: tn, ACC: tm * tn, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue, EP_DECLS: epc.decls,
       }),
@@ -445,7 +450,7 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
     bindings: { xs: x, ws: w, ys: ep.target, ...ep.tensors },
     dispatch: grid(engine, tiles, wg),
     flops: convFlops(g),
-    bytes: (x.size + w.size + m * g.co) * 4,
+    bytes: x.byteLength + w.byteLength + m * g.co * dtypeBytes(ep.target.dtype),
   };
 }
 
@@ -700,6 +705,8 @@ function conv2dBackwardFilter(g: Geometry, gy: Tensor, x: Tensor, wShape: readon
  * `epilogue` (inference only: no graph may be recorded) fuses a per-channel affine (a folded
  * BatchNorm, replacing the bias), an activation, a residual add and the FCA product into the
  * store, and can write into a channel slice of another tensor; then that tensor is returned.
+ * x and w may be f16 (with shader-f16; inference only): products accumulate in f32 and the output
+ * is f16 (see engine/ops/storage.ts).
  * @throws ShapeError (before anything is recorded) for wrong ranks or dtypes, channel or group
  * mismatches, zero sizes, invalid options or an empty output.
  */
@@ -712,11 +719,12 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dO
   if (hasEpilogue(epilogue)) {
     checkEpilogue(OP, epilogue, [g.n, g.ho, g.wo, g.co], inputs);
     check(!(bias && epilogue.affine), OP, () => `bias ${bias!.name} and an epilogue affine were both given: fold the bias into the affine (bnFold)`);
-    const y = epilogue.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
+    const y = epilogue.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], resultDType(x, w));
     engine.run(forwardProgram(engine, g, x, w, bias, y, epilogue));
     return y ?? epilogue.into!.tensor;
   }
-  const y = engine.empty([g.n, g.ho, g.wo, g.co], 'f32');
+  // f16 operands give an f16 output (checkFloatOperands refused recording a graph through them).
+  const y = engine.empty([g.n, g.ho, g.wo, g.co], resultDType(x, w));
   engine.run(forwardProgram(engine, g, x, w, bias, y, null));
   return recordOp(y, OP, inputs, (gy, accumulated, into) => [
     x.requiresGrad ? conv2dBackwardInput(g, gy, w, accumulated[0]) : null,

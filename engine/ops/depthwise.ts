@@ -14,7 +14,8 @@ import depthwiseWgsl from '../../shaders/depthwise.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { type ShaderSpec, grid1d, read, readWrite } from '../program.js';
-import type { Tensor } from '../tensor.js';
+import { type Tensor, dtypeBytes } from '../tensor.js';
+import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
@@ -110,7 +111,9 @@ export function pairOption(op: string, name: string, v: number | [number, number
 function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOptions): Geometry {
   const op = 'depthwiseConv2d';
   checkOperands(op, x, w, bias);
-  for (const t of bias ? [x, w, bias] : [x, w]) check(t.dtype === 'f32', op, () => `${t.name} must be f32, got ${t.dtype}`);
+  // x and w may be f16 (the f16 inference path: no gradient); the bias stays f32.
+  checkFloatOperands(op, [x, w]);
+  if (bias) check(bias.dtype === 'f32', op, () => `bias ${bias.name} must be f32, got ${bias.dtype}`);
   check(x.rank === 4, op, () => `input ${x.name} must be [N, H, W, C] (rank 4), got ${fmtShape(x.shape)}`);
   check(w.rank === 3, op, () => `weight ${w.name} must be [KH, KW, C] (rank 3), got ${fmtShape(w.shape)}`);
   const [n, h, wd, c] = x.shape as [number, number, number, number];
@@ -166,8 +169,9 @@ export function depthwiseConv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts:
 
 function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null): Tensor {
   const engine = x.engine;
-  const out = epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.c], 'f32');
-  const wgTile = depthwiseWorkgroupTile(engine, g);
+  const out = epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.c], resultDType(x, w));
+  // The workgroup-memory kernel is f32 only: the f16 inference path keeps the register kernel.
+  const wgTile = x.dtype === 'f32' && w.dtype === 'f32' ? depthwiseWorkgroupTile(engine, g) : null;
   if (wgTile) {
     engine.run(depthwiseForwardWorkgroupProgram(engine, g, x, w, bias, out, epi, wgTile));
     return out ?? epi!.into!.tensor;
@@ -184,7 +188,8 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
   const V = vecType(g);
   // Every compile-time input of the generated WGSL: the vector width, the tile, the window (kernel
   // size, strides, dilations) and the epilogue's layout.
-  const variant = `v${g.vec} t${TH}x${TW} k${g.kh}x${g.kw} s${g.sh}x${g.sw} d${g.dh}x${g.dw} ${ep.variant}`;
+  // size, strides, dilations), the epilogue's layout and the f16 bindings (x and w; y's in the epilogue's).
+  const variant = `v${g.vec} t${TH}x${TW} k${g.kh}x${g.kw} s${g.sh}x${g.sw} d${g.dh}x${g.dw} ${ep.variant}${halfTag({ x, w })}`;
 
   const shader = (): ShaderSpec => {
     // Input row i / column j of the tile window (relative to iy0 / ix0) feeds output row r / column
@@ -203,14 +208,14 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
     const colHits = hits(TW, g.kw, g.sw, g.dw);
     const body: string[] = [];
     for (let r = 0; r < TH; r++) for (let t = 0; t < TW; t++) body.push(`  var a${r}_${t} = zero;`);
-    for (let ky = 0; ky < g.kh; ky++) for (let kx = 0; kx < g.kw; kx++) body.push(`  let w${ky}_${kx} = wt[${ky * g.kw + kx}u * p.wcv + p.wcoff + c];`);
+    for (let ky = 0; ky < g.kh; ky++) for (let kx = 0; kx < g.kw; kx++) body.push(`  let w${ky}_${kx} = ${loadF32(w, g.vec, `wt[${ky * g.kw + kx}u * p.wcv + p.wcoff + c]`)};`);
     for (const j of colHits.keys())
       body.push(`  let ok${j} = (${plus('ix0', j)} >= 0) & (${plus('ix0', j)} <= wmax);`, `  let cj${j} = u32(clamp(${plus('ix0', j)}, 0, wmax)) * p.cv;`);
     for (const [i, rs] of rowHits) {
       body.push(`  {`, `    let iy = ${plus('iy0', i)};`, `    let rok = (iy >= 0) & (iy <= hmax);`,
         `    let row = (n * p.h + u32(clamp(iy, 0, hmax))) * p.w * p.cv + c;`);
       for (const [j, cs] of colHits) {
-        body.push(`    { let v = select(zero, x[row + cj${j}], rok & ok${j});`);
+        body.push(`    { let v = select(zero, ${loadF32(x, g.vec, `x[row + cj${j}]`)}, rok & ok${j});`);
         for (const [r, ky] of rs) for (const [t, kx] of cs) body.push(`      a${r}_${t} = a${r}_${t} + v * w${ky}_${kx};`);
         body.push(`    }`);
       }
@@ -231,7 +236,7 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
         ...ep.uniforms,
       },
       // The output (or the epilogue's target), then the epilogue's: bias or folded BatchNorm, residual...
-      bindings: { x: read(V), wt: read(V), y: readWrite(V), ...ep.bindings },
+      bindings: { x: read(storageType(x, g.vec)), wt: read(storageType(w, g.vec)), y: readWrite(storageType(ep.target, g.vec)), ...ep.bindings },
       code: section(depthwiseWgsl, 'depthwise_forward', {
         WG, V, TW, TH, SW: g.sw, SH: g.sh, BODY: body.join('\n'), STORE: store.join('\n'), EP_DECLS: epc.decls,
       }),
@@ -248,7 +253,7 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
     bindings: { x, wt: w, y: ep.target, ...ep.tensors },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     flops: 2 * g.n * g.ho * g.wo * g.c * g.kh * g.kw,
-    bytes: 4 * (x.size + w.size + g.n * g.ho * g.wo * g.c),
+    bytes: x.byteLength + w.byteLength + g.n * g.ho * g.wo * g.c * dtypeBytes(ep.target.dtype),
   });
   return ep.target;
 }

@@ -17,6 +17,7 @@ import { check, fmtShape } from '../errors.js';
 import { type BindingDecl, type ScalarType, read } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { unaryOps } from './unary.js';
+import { loadF32, storageType, storeAs } from './storage.js';
 
 export type EpilogueActivation = 'none' | 'relu' | 'relu6' | 'sigmoid';
 
@@ -47,8 +48,13 @@ export interface EpilogueCode {
   decls: string;
   /** Per-channel setup, hoisted out of pixel loops: defines `${name}_s` and `${name}_t`. */
   setup(c: string, name: string): string;
-  /** The value to store for accumulator `v` at pixel `m`, channel `c` (after `setup(c, name)`). */
+  /**
+   * The value to store for accumulator `v` (f32) at pixel `m`, channel `c` (after `setup(c, name)`),
+   * converted to the target's storage type (f16 targets: `vec4<f16>(...)`).
+   */
   apply(v: string, m: string, c: string, name: string): string;
+  /** A raw f32 value converted for a store into the target (no scale, shift or activation). */
+  store(v: string): string;
   /** Element index (in units of the value type) of (m, c) in the target. */
   index(m: string, c: string): string;
 }
@@ -109,8 +115,10 @@ export function checkEpilogue(op: string, e: Epilogue | null | undefined, shape:
   const engine = inputs[0]!.engine;
   check(!(engine.gradEnabled && inputs.some((t) => t.requiresGrad)), op, () =>
     `a fused epilogue has no gradient: use it under engine.noGrad() (inference), or the separate ops for training`);
+  // Data operands and the target may be f16 (the f16 inference path); the affine stays f32.
+  const float = (t: Tensor): boolean => t.dtype === 'f32' || t.dtype === 'f16';
   const dense = (what: string, t: Tensor, want: number[]) =>
-    check(t.size === want.reduce((a, b) => a * b, 1) && t.dtype === 'f32', op, () => `${what} ${t.name} must be f32 ${fmtShape(want)}, got ${t.dtype} ${fmtShape(t.shape)}`);
+    check(t.size === want.reduce((a, b) => a * b, 1) && float(t), op, () => `${what} ${t.name} must be f32 or f16 ${fmtShape(want)}, got ${t.dtype} ${fmtShape(t.shape)}`);
   const off = e.paramOffset ?? 0;
   check(Number.isInteger(off) && off >= 0, op, () => `epilogue paramOffset must be a non-negative integer, got ${off}`);
   if (e.affine)
@@ -124,8 +132,8 @@ export function checkEpilogue(op: string, e: Epilogue | null | undefined, shape:
   if (e.into) {
     const t = e.into.tensor;
     const off = e.into.channelOffset;
-    check(t.rank === 4 && t.shape[0] === n && t.shape[1] === h && t.shape[2] === w && t.dtype === 'f32', op, () =>
-      `epilogue target ${t.name} must be f32 [${n}, ${h}, ${w}, >= ${c}], got ${t.dtype} ${fmtShape(t.shape)}`);
+    check(t.rank === 4 && t.shape[0] === n && t.shape[1] === h && t.shape[2] === w && float(t), op, () =>
+      `epilogue target ${t.name} must be f32 or f16 [${n}, ${h}, ${w}, >= ${c}], got ${t.dtype} ${fmtShape(t.shape)}`);
     check(Number.isInteger(off) && off >= 0 && off + c <= t.shape[3]!, op, () =>
       `epilogue target ${t.name} ${fmtShape(t.shape)}: channels [${off}, ${off + c}) do not fit`);
   }
@@ -184,39 +192,48 @@ export function epiloguePlan(e: Epilogue | null | undefined, shape: readonly num
 
   const bindings: Record<string, BindingDecl> = {};
   const tensors: Record<string, Tensor> = {};
-  const bind = (name: string, t: Tensor, type: string): void => {
-    bindings[name] = read(type);
+  // Each binding takes its tensor's storage type (f16 data on the f16 inference path).
+  const bind = (name: string, t: Tensor, v: 1 | 4): void => {
+    bindings[name] = read(storageType(t, v));
     tensors[name] = t;
   };
-  if (ep.affine) bind('ep_aff', ep.affine, vt);
-  else if (bias) bind('ep_bias', bias, vt);
-  if (ep.residual) bind('ep_res', ep.residual, vt);
+  if (ep.affine) bind('ep_aff', ep.affine, vec);
+  else if (bias) bind('ep_bias', bias, vec);
+  if (ep.residual) bind('ep_res', ep.residual, vec);
   if (ep.fca) {
-    bind('ep_as', ep.fca.as, 'f32');
-    bind('ep_ac', ep.fca.ac, vt);
+    bind('ep_as', ep.fca.as, 1);
+    bind('ep_ac', ep.fca.ac, vec);
   }
-  // Every compile-time input of code(): vec, scaleShift, act, residual, fca, useIndex, useSetup.
-  const variant = `ep${vec}${scaleShift[0]}-${act}${ep.residual ? '-res' : ''}${ep.fca ? '-fca' : ''}${useIndex ? '' : '-noidx'}${useSetup ? '' : '-nosetup'}`;
+  // Storage types: -h and the f16 ones among the target (y), residual (r), spatial (s) and channel
+  // (c) attention and bias or affine (b); nothing for all-f32 epilogues (their variants unchanged).
+  const roles: [string, Tensor | null | undefined][] = [['y', target], ['r', ep.residual], ['s', ep.fca?.as], ['c', ep.fca?.ac], ['b', ep.affine ?? bias]];
+  const half = roles.filter(([, t]) => t?.dtype === 'f16').map(([k]) => k).join('');
+  // Every compile-time input of code(): vec, scaleShift, act, residual, fca, useIndex, useSetup, the f16 bindings.
+  const variant = `ep${vec}${scaleShift[0]}-${act}${ep.residual ? '-res' : ''}${ep.fca ? '-fca' : ''}${useIndex ? '' : '-noidx'}${useSetup ? '' : '-nosetup'}${half ? `-h${half}` : ''}`;
 
+  // Class-id targets (i32) store what the kernel computes from the values; float targets convert.
+  const store = (v: string): string => (target.dtype === 'f16' ? storeAs(target, vec, v) : v);
   const code = (): EpilogueCode => {
     const decls: string[] = [];
     const body: string[] = ['  var r = v;'];
-    if (ep.residual) body.push(`  r = r + ep_res[(m * p.ep_c + c) / ${vec}u];`);
+    const ld = (t: Tensor, v: 1 | 4, e: string): string => loadF32(t, v, e);
+    if (ep.residual) body.push(`  r = r + ${ld(ep.residual, vec, `ep_res[(m * p.ep_c + c) / ${vec}u]`)};`);
     if (act !== 'none') body.push(`  { let x = r; r = ${unaryOps[act].forward.replaceAll('vec4<f32>', vt)}; }`);
-    if (ep.fca) body.push(`  r = r * (ep_as[m] * ep_ac[((m / p.ep_hw) * p.ep_c + c) / ${vec}u] + 1.0);`);
+    if (ep.fca) body.push(`  r = r * (${ld(ep.fca.as, 1, 'ep_as[m]')} * ${ld(ep.fca.ac, vec, `ep_ac[((m / p.ep_hw) * p.ep_c + c) / ${vec}u]`)} + 1.0);`);
     decls.push(`fn ep_finish(v: ${vt}, m: u32, c: u32) -> ${vt} {`, ...body, '  return r;', '}');
     return {
       decls: decls.join('\n'),
       setup: (ch, name) =>
         scaleShift === 'affine'
-          ? `let ${name}_s = ep_aff[(p.ep_poff + ${ch}) / ${vec}u]; let ${name}_t = ep_aff[(p.ep_prow + p.ep_poff + ${ch}) / ${vec}u];`
+          ? `let ${name}_s = ${ld(ep.affine!, vec, `ep_aff[(p.ep_poff + ${ch}) / ${vec}u]`)}; let ${name}_t = ${ld(ep.affine!, vec, `ep_aff[(p.ep_prow + p.ep_poff + ${ch}) / ${vec}u]`)};`
           : scaleShift === 'bias'
-            ? `let ${name}_s = ${vt}(1.0); let ${name}_t = ep_bias[(p.ep_poff + ${ch}) / ${vec}u];`
+            ? `let ${name}_s = ${vt}(1.0); let ${name}_t = ${ld(bias!, vec, `ep_bias[(p.ep_poff + ${ch}) / ${vec}u]`)};`
             : `let ${name}_s = ${vt}(1.0); let ${name}_t = ${vt}(0.0);`,
       apply: (v, m, ch, name) => {
         const lin = scaleShift === 'none' ? v : scaleShift === 'bias' ? `(${v}) + ${name}_t` : `(${v}) * ${name}_s + ${name}_t`;
-        return linear ? lin : `ep_finish(${lin}, ${m}, ${ch})`;
+        return store(linear ? lin : `ep_finish(${lin}, ${m}, ${ch})`);
       },
+      store,
       index: (m, ch) => `(${m}) * p.ep_ostride + p.ep_ooff + (${ch}) / ${vec}u`,
     };
   };

@@ -8,7 +8,8 @@ import fcaWgsl from '../../shaders/fca.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
-import type { Tensor } from '../tensor.js';
+import { type Tensor, dtypeBytes } from '../tensor.js';
+import { halfTag, storageType } from './storage.js';
 import { runLength, sumMiddleAxis } from './broadcast.js';
 import { type Interface, sectionSpec } from './shader.js';
 import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupMaxWgsl, workgroupSumWgsl } from './subgroup.js';
@@ -31,10 +32,13 @@ const FCA_BACKWARD = (t: string) =>
     uniforms: { threads: 'u32', hw: 'u32', c: 'u32', nb: 'u32', chunks: 'u32', per_chunk: 'u32' },
     bindings: { g: read(t), f: read(t), as_: read('f32'), ac: read(t), df: readWrite(t), das_part: readWrite('f32'), dac_part: readWrite(t) },
   }) as const;
-/** `cv` channel vectors of X, `stride_v` per pixel of x, X starting at `off_v`; `inv_hw` = 1 / hw. */
-const FCA_CHANNEL_POOL = (t: string) =>
-  ({ uniforms: { threads: 'u32', hw: 'u32', cv: 'u32', stride_v: 'u32', off_v: 'u32', inv_hw: 'f32' }, bindings: { x: read(t), s: readWrite(t) } }) as const;
-/** fca_channel_pool_sg: `threads` = N * cv workgroups. */
+/**
+ * `cv` channel vectors of X, `stride_v` per pixel of x, X starting at `off_v`; `inv_hw` = 1 / hw.
+ * x is `tx` (f16 on the f16 inference path), the pooled s is `t` (f32).
+ */
+const FCA_CHANNEL_POOL = (tx: string, t: string) =>
+  ({ uniforms: { threads: 'u32', hw: 'u32', cv: 'u32', stride_v: 'u32', off_v: 'u32', inv_hw: 'f32' }, bindings: { x: read(tx), s: readWrite(t) } }) as const;
+/** fca_channel_pool_sg (f32 x only): `threads` = N * cv workgroups. */
 const FCA_CHANNEL_POOL_SG = (t: string) =>
   ({ uniforms: { threads: 'u32', hw: 'u32', cv: 'u32', stride_v: 'u32', off_v: 'u32', inv_hw: 'f32' }, bindings: { x: read(t), s: readWrite(t) } }) as const;
 /** `kv` = C / V vectors per row of w. */
@@ -207,7 +211,8 @@ function backwardScalarBody(): string {
 export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, b: Tensor): Tensor {
   const op = 'channelAttention';
   const c = b.shape[0]!;
-  check(x.rank === 4 && x.dtype === 'f32', op, () => `input ${x.name} must be f32 [N, H, W, C], got ${x.dtype} ${fmtShape(x.shape)}`);
+  // x may be f16 (the f16 inference path): pooled in f32; w, b and the result stay f32.
+  check(x.rank === 4 && (x.dtype === 'f32' || x.dtype === 'f16'), op, () => `input ${x.name} must be f32 or f16 [N, H, W, C], got ${x.dtype} ${fmtShape(x.shape)}`);
   const [n, h, wd, stride] = x.shape as [number, number, number, number];
   check(Number.isInteger(offset) && offset >= 0 && offset + c <= stride, op, () => `channels [${offset}, ${offset + c}) do not fit ${x.name} ${fmtShape(x.shape)}`);
   check(w.rank === 2 && w.shape[0] === c && w.shape[1] === c && b.rank === 1, op, () => `weight ${w.name} must be [${c}, ${c}] for bias ${b.name} [${c}], got ${fmtShape(w.shape)}`);
@@ -217,8 +222,9 @@ export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, 
   const v = c % 4 === 0 && offset % 4 === 0 && stride % 4 === 0 ? 4 : 1;
   const s = engine.empty([n, c], 'f32');
   const poolThreads = (n * c) / v;
-  // With subgroups (subgroup.ts), a workgroup per (image, channel vector) instead of one invocation.
-  const sg = useSubgroups(engine) && h * wd >= SG_WG;
+  // With subgroups (subgroup.ts), a workgroup per (image, channel vector) instead of one
+  // invocation; the f16 path keeps the plain kernel.
+  const sg = useSubgroups(engine) && h * wd >= SG_WG && x.dtype === 'f32';
   const poolUniforms = { threads: poolThreads, hw: h * wd, cv: c / v, stride_v: stride / v, off_v: offset / v, inv_hw: 1 / (h * wd) };
   if (sg)
     engine.run({
@@ -239,16 +245,16 @@ export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, 
   else
     engine.run({
       name: 'fca_channel_pool',
-      variant: v === 4 ? 'v4' : 's',
+      variant: (v === 4 ? 'v4' : 's') + halfTag({ x }),
       shader: () => {
         const t = v === 4 ? 'vec4<f32>' : 'f32';
-        return sectionSpec(FCA_CHANNEL_POOL(t), fcaWgsl, 'fca_channel_pool', { WG, T: t });
+        return sectionSpec(FCA_CHANNEL_POOL(storageType(x, v), t), fcaWgsl, 'fca_channel_pool', { WG, T: t });
       },
       uniforms: poolUniforms,
       bindings: { x, s },
       dispatch: grid1d(poolThreads, WG, maxDim),
       flops: 2 * n * h * wd * c,
-      bytes: 4 * n * h * wd * c,
+      bytes: n * h * wd * c * dtypeBytes(x.dtype),
     });
   const kv = c % 4 === 0 ? 4 : 1;
   const ac = engine.empty([n, c], 'f32');

@@ -16,3 +16,4 @@ export { linear } from './linear.js';
 export { softmaxCrossEntropy, checkLossFinite, readLossStats, validateLabels, LossCheckError, type CrossEntropyOptions, type LossStats } from './loss.js';
 export { imageToTensor, IMAGENET_MEAN, IMAGENET_STD, type ImageBytes, type PreprocessOptions } from './preprocess.js';
 export { ConfusionMatrix, type SegmentationScores } from './metrics.js';
+export { cast, foldHalf } from './half.js';
