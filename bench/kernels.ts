@@ -154,9 +154,9 @@ async function runCases(engine: Engine, quick: boolean, iters: number, tuneFile:
 
 async function main() {
   const args = commandLine({
-    usage: 'usage: node bench/kernels.js [--quick] [--iters N] [--json PATH] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]\n' +
+    usage: 'usage: node bench/kernels.js [--quick] [--iters N] [--json PATH] [--kernels default|register|workgroup|both] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]\n' +
       'Times the convolutions that dominate CANet at 1024x512 (GFLOP/s, fraction of the matmul ceiling); see bench/kernels.ts.',
-    flags: ['quick', 'iters', 'json'],
+    flags: ['quick', 'iters', 'json', 'kernels'],
   });
   const quick = args.has('quick');
   const iters = Number(args.get('iters') ?? (quick ? 2 : 3));

@@ -287,7 +287,8 @@ function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; 
 function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {
   const engine = x.engine;
   const { th: TH, tp: TP, tco: TCO, tuned } = forwardTiles(engine, g, argmax);
-  if (!argmax && convTransposeUsesWorkgroup(engine, tuned)) return convTransposeForwardWorkgroup(x, w, bias, g, epi);
+  // The workgroup-memory kernels are f32 only: the f16 inference path keeps the register kernel.
+  if (!argmax && x.dtype === 'f32' && w.dtype === 'f32' && convTransposeUsesWorkgroup(engine, tuned)) return convTransposeForwardWorkgroup(x, w, bias, g, epi);
   if (argmax) check(g.co <= TCO, 'convTranspose2dArgmax', () => `the fused argmax needs every channel in one tile (at most ${TCO}), got ${g.co}`);
   const civ = Math.ceil(g.ci / 4);
   const ciVec = g.ci % 4 === 0;
