@@ -388,6 +388,25 @@ onF16(
   { timeoutMs: 600_000 },
 );
 
+onF16('f16 where the workgroup-memory kernels are preferred (a GPU\'s default): the f16 convs keep their register kernels, which those f32-only kernels would break; the same ids', async (e) => {
+  const { model } = loadModelBytes(e, readFileSync(`${root}weights/demo.safetensors`));
+  const img = await readImage(`${root}weights/sample.png`);
+  const keys = ['conv2d', 'convTranspose', 'depthwise'] as const;
+  try {
+    const x = imageToTensor(e, img, { outWidth: 128, outHeight: 64 }).keep();
+    model.half();
+    const plain = await e.scope(() => model.segment(x).read());
+    for (const k of keys) e.prefer[k] = 'workgroup';
+    const { result: preferred, programs } = await dispatches(e, () => e.scope(() => model.segment(x).read()));
+    assert.equal([...preferred], [...plain]);
+    assert.equal(programs.filter((p) => /_wg_|gemm/.test(p.name)).map((p) => p.name), [], 'a workgroup kernel ran on f16 tensors');
+    x.dispose();
+  } finally {
+    for (const k of keys) delete e.prefer[k];
+    model.dispose();
+  }
+}, { timeoutMs: 600_000 });
+
 onF16('Segmenter { precision: \'f16\' } on a texture of the sample: the f32 Segmenter\'s ids on >= 99.5% of pixels; the model stays f32', async (e) => {
   const { model } = loadModelBytes(e, readFileSync(`${root}weights/demo.safetensors`));
   model.eval();
