@@ -5,11 +5,11 @@
  */
 import { writeFile } from 'node:fs/promises';
 import type { CANet } from '../net/canet.js';
-import type { ModelFileConfig } from '../weights/model-bytes.js';
+import { modelFileBytes, type ModelFileConfig } from '../weights/model-bytes.js';
 import { parseSafetensors } from '../weights/safetensors.js';
 import { writeFileAtomic } from '../engine/atomic-file.js';
 import { readWeightsBytes } from '../weights/load-file.js';
-import { serializeStateDict, stateDictFromParsed } from '../weights/state.js';
+import { stateDictFromParsed } from '../weights/state.js';
 import { torchvisionMobileNetV2ToCANet, torchvisionResNetToCANet } from '../weights/names.js';
 import type { StateDict } from '../net/module.js';
 
@@ -17,9 +17,7 @@ import type { StateDict } from '../net/module.js';
 export type ModelConfig = ModelFileConfig;
 
 export async function saveModel(path: string, model: CANet, config: ModelConfig, opts: { dtype?: 'F32' | 'F16'; sidecar?: Record<string, unknown> } = {}): Promise<void> {
-  const state = await model.stateDict();
-  const bytes = serializeStateDict(state, { dtype: opts.dtype ?? 'F32', metadata: { format: 'canet-gpu-model-1', canet: JSON.stringify(config) } });
-  await writeFileAtomic(path, bytes);
+  await writeFileAtomic(path, modelFileBytes(await model.stateDict(), config, opts.dtype));
   const sidecar = path.replace(/\.safetensors$/, '') + '.json';
   await writeFile(sidecar, JSON.stringify({ ...config, ...(opts.sidecar ?? {}), dtype: opts.dtype ?? 'F32', parameters: model.numParameters() }, null, 2) + '\n');
 }

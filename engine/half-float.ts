@@ -1,61 +1,68 @@
 /**
- * IEEE 754 binary16 on the CPU: encoding uploads of f16 tensors and decoding their read-backs.
- * Rounding is to nearest, ties to even, as WGSL's f32 -> f16 conversion on the adapters we test
- * (lavapipe matched a step-rounded reference bit for bit); overflow gives infinity.
+ * IEEE 754 binary16 on the CPU, the one home of it: f16 tensor uploads and read-backs, and the F16
+ * tensors of safetensors files. Rounding is to nearest, ties to even, as WGSL's f32 -> f16 conversion on
+ * the adapters we test (lavapipe matched a step-rounded reference bit for bit); overflow gives infinity.
  */
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
 
-/** The binary16 bits of `v` (round to nearest even). */
-export function toHalfBits(v: number): number {
-  f32[0] = v;
-  const x = u32[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf, NaN
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow
+/**
+ * The IEEE 754 binary16 bits (0..0xffff) nearest to `x` taken as float32 (`Math.fround(x)`), ties to
+ * even. Handles subnormals, overflow to ±Infinity (from 65520 up), signed zero, and NaN (stays a
+ * quiet NaN keeping the top payload bits).
+ */
+export function f32ToF16Bits(x: number): number {
+  scratchF32[0] = x;
+  const u = scratchU32[0]!;
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  const mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
+  const e = exp - 127 + 15; // binary16 biased exponent
+  if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
-    // Subnormal half (or zero): shift the implicit-one mantissa into place, rounding to even.
+    // Subnormal result: value = m16 * 2^-24 with m16 = m24 * 2^(e - 14), m24 the full significand.
+    // Below 2^-25 (e < -10) everything rounds to zero; float32 subnormals land there too.
     if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
+    const m = mant | 0x800000;
+    const shift = 14 - e; // 14..24
+    const rem = m & ((1 << shift) - 1);
     const half = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let h = mant >>> shift;
-    if (rest > half || (rest === half && (h & 1))) h++;
-    return sign | h;
+    let r = m >>> shift;
+    if (rem > half || (rem === half && r & 1)) r++; // r = 0x400 is the smallest normal: still right
+    return sign | r;
   }
-  let h = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // may carry into the exponent: still correct
-  return sign | h;
+  let r = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  // A carry out of the mantissa bumps the exponent, up to 0x7c00 (Infinity): exactly IEEE rounding.
+  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
+  return sign | r;
 }
 
-/** The value of binary16 bits `h`. */
-export function fromHalfBits(h: number): number {
+/** The value of the binary16 bits `h` (low 16 bits used). Exact: every f16 is a float32. NaN payloads are not kept. */
+export function f16BitsToF32(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  return sign * (1024 + m) * 2 ** (e - 25);
 }
+
 
 /** `v` rounded to the nearest binary16 value (as a number): the reference of f16 storage. */
-export const roundHalf = (v: number): number => fromHalfBits(toHalfBits(v));
+export const roundHalf = (v: number): number => f16BitsToF32(f32ToF16Bits(v));
 
 /** Encodes values as binary16, padded to an even count (GPU writes are whole 4-byte words). */
 export function encodeHalf(data: ArrayLike<number>): Uint16Array {
   const out = new Uint16Array(data.length + (data.length & 1));
-  for (let i = 0; i < data.length; i++) out[i] = toHalfBits(data[i]!);
+  for (let i = 0; i < data.length; i++) out[i] = f32ToF16Bits(data[i]!);
   return out;
 }
 
 /** Decodes `count` binary16 values. */
 export function decodeHalf(bits: Uint16Array, count = bits.length): Float32Array {
   const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) out[i] = fromHalfBits(bits[i]!);
+  for (let i = 0; i < count; i++) out[i] = f16BitsToF32(bits[i]!);
   return out;
 }

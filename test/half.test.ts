@@ -29,7 +29,7 @@ import { copyChannelsInto } from '../engine/ops/concat.js';
 import { channelAttentionInference } from '../engine/ops/fca.js';
 import { cast, foldHalf } from '../engine/ops/half.js';
 import { imageToTensor } from '../engine/ops/preprocess.js';
-import { decodeHalf, encodeHalf, roundHalf, toHalfBits } from '../engine/half-float.js';
+import { decodeHalf, encodeHalf, f32ToF16Bits, roundHalf } from '../engine/half-float.js';
 import type { Program } from '../engine/program.js';
 import { canet } from '../net/canet.js';
 import { Segmenter } from '../net/segmenter.js';
@@ -60,7 +60,7 @@ t('binary16 codec: exact values, round to nearest even, subnormals, overflow', (
     // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to even (1); 1 + 3 * 2^-11 ties up to 1 + 2^-9.
     [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [0.1, 0x2e66], [1 / 3, 0x3555],
   ];
-  for (const [v, bits] of cases) assert.is(toHalfBits(v), bits, `toHalfBits(${v})`);
+  for (const [v, bits] of cases) assert.is(f32ToF16Bits(v), bits, `f32ToF16Bits(${v})`);
   assert.ok(Number.isNaN(roundHalf(NaN)));
   const vals = [0.5, -1.25, 3.140625, 2 ** -20, 1000];
   assert.equal([...decodeHalf(encodeHalf(vals), vals.length)], vals);

@@ -10,6 +10,7 @@
  * as itself: a 269 KB file can no longer make us build a 3 GB network before failing.
  */
 import type { Engine } from '../engine/engine.js';
+import type { StateDict } from '../net/module.js';
 import { canet, type CANet, type CANetOptions } from '../net/canet.js';
 import { canetStateShapes, checkCANetOptions, MAX_CLASSES } from '../net/spec.js';
 import { parseSafetensors, quoteForMessage as quote, clipForMessage as clip } from './safetensors.js';
@@ -134,6 +135,10 @@ export async function serializeModel(model: CANet, extras: { inputSize?: [number
   if (extras.classNames) config.classNames = [...extras.classNames];
   const problem = checkExtras(config);
   if (problem) throw new ModelFileError(`serializeModel: ${problem}`);
-  const state = await model.stateDict();
-  return serializeStateDict(state, { dtype: extras.dtype ?? 'F32', metadata: { format: 'canet-gpu-model-1', canet: JSON.stringify(config) } });
+  return modelFileBytes(await model.stateDict(), config, extras.dtype);
+}
+
+/** The bytes of a model file: the state dict, and in the metadata the configuration that builds its network. */
+export function modelFileBytes(state: StateDict, config: ModelFileConfig, dtype: 'F32' | 'F16' = 'F32'): Uint8Array {
+  return serializeStateDict(state, { dtype, metadata: { format: 'canet-gpu-model-1', canet: JSON.stringify(config) } });
 }
