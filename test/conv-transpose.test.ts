@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine } from '../entry/node.js';
 import { convTranspose2d, setConvTransposeLlvmTiles } from '../engine/ops/conv-transpose.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine } from './gpu.js';
+import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { convTransposeOutShape, refConvTranspose, refConvTransposeBackward, type ConvTransposeGeometry } from './ref/conv-transpose.js';
 
@@ -115,7 +115,7 @@ t('reference backward equals central differences of the reference forward', () =
 });
 
 for (const mode of MODES)
-  t(`forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17, 37 and 8, 12 (vec4), batch 1/2/3, 7x9, 5x7 and 33x17 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17, 37 and 8, 12 (vec4), batch 1/2/3, 7x9, 5x7 and 33x17 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {
@@ -136,7 +136,7 @@ for (const mode of MODES)
   });
 
 for (const mode of MODES)
-  t(`forward k15 s8 p7 op7 (CANet x8 head), k4 s2 p1, k2 s2 p0, stride 1, padding 0/1 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward k15 s8 p7 op7 (CANet x8 head), k4 s2 p1, k2 s2 p0, stride 1, padding 0/1 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {
@@ -158,7 +158,7 @@ for (const mode of MODES)
   });
 
 for (const mode of MODES)
-  t(`forward: non-square kernel/stride/padding, a stride phase with no taps (k1 s2), large padding (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward: non-square kernel/stride/padding, a stride phase with no taps (k1 s2), large padding (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {
@@ -175,7 +175,7 @@ for (const mode of MODES)
   });
 
 for (const mode of MODES)
-  t(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {

@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { Engine, ShapeError, backward, chooseSoftwareGPU } from '../entry/node.js';
 import { type Conv2dOptions, conv2d, conv2dOutputSize, setConv2dTiles } from '../engine/ops/conv2d.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine } from './gpu.js';
+import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { refConv2d } from './ref/conv.js';
 import { add, sum } from '../engine/ops/basic.js';
@@ -167,7 +167,7 @@ async function withTiles(e: Engine, cls: 'gpu' | 'cpu' | 'llvmpipe' | 'workgroup
 }
 
 for (const cls of ['gpu', 'cpu', 'llvmpipe', 'workgroup'] as const) {
-  const tt = cls === 'cpu' ? tCpuTiles : t;
+  const tt = cls === 'cpu' ? tCpuTiles : forKernelMode(t, cls);
   tt(`forward matches float64 (rel err < 1e-4), ${cls} tiles`, async () => {
     const e = await testEngine();
     await withTiles(e, cls, async () => {
@@ -211,7 +211,7 @@ tCpuTiles('the 1x1 CPU forward tile (32 pixels x 16 channels) with partial edges
   }
 });
 
-t('kernel choice: workgroup GEMMs by default on GPUs, register tiles on CPU adapters; engine.prefer.conv2d and a tuned variant override', async () => {
+forKernelMode(t, 'workgroup')('kernel choice: workgroup GEMMs by default on GPUs, register tiles on CPU adapters; engine.prefer.conv2d and a tuned variant override', async () => {
   const base = await testEngine();
   const gpu = new Engine({ device: base.device, ownsDevice: false, adapter: { ...base.adapter, isSoftware: false } });
   /** The kernels of one forward and backward (x, w requiring grad) on engine `e`. */

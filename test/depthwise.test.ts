@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine } from '../entry/node.js';
 import { depthwiseConv2d, setDepthwiseTiles, type DepthwiseOptions } from '../engine/ops/depthwise.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine } from './gpu.js';
+import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { depthwiseOutShape, refDepthwise, refDepthwiseBackward, type DepthwiseGeometry } from './ref/depthwise.js';
 
@@ -104,7 +104,7 @@ t('reference backward equals central differences of the reference forward', () =
 });
 
 for (const mode of MODES)
-  t(`forward 3x3: channels 1, 3, 5, 17 (scalar) and 8, 96 (vec4), stride 1/2, padding 0/1, batch 1/3, 7x9 and 33x17 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward 3x3: channels 1, 3, 5, 17 (scalar) and 8, 96 (vec4), stride 1/2, padding 0/1, batch 1/3, 7x9 and 33x17 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {
@@ -121,7 +121,7 @@ for (const mode of MODES)
   });
 
 for (const mode of MODES)
-  t(`forward: dilation 2, non-square kernels and strides, large padding, 1-pixel outputs (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward: dilation 2, non-square kernels and strides, large padding, 1-pixel outputs (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {

@@ -21,7 +21,7 @@ import { argmax } from '../engine/ops/softmax.js';
 import { resizeBilinear, resizeBilinearArgmax } from '../engine/ops/upsample.js';
 import { canet, type CANetOptions } from '../net/canet.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine } from './gpu.js';
+import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
 
 /**
  * Makes the shared test engine's kernels take the code shapes of a kernel family, or 'workgroup':
@@ -102,7 +102,7 @@ const convCases: ConvCase[] = [
 ];
 
 for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
-  t(`conv2d epilogues: affine, bias, activations, residual, FCA, channel slices in and out${suffix(mode)}`, async () => {
+  forKernelMode(t, mode)(`conv2d epilogues: affine, bias, activations, residual, FCA, channel slices in and out${suffix(mode)}`, async () => {
     await useFamily(mode);
     try {
       const e = await testEngine();
@@ -137,7 +137,7 @@ for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
   });
 
 for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
-  t(`depthwise and transposed-conv epilogues (folded BN, activation, channel slice)${suffix(mode)}`, async () => {
+  forKernelMode(t, mode)(`depthwise and transposed-conv epilogues (folded BN, activation, channel slice)${suffix(mode)}`, async () => {
     await useFamily(mode);
     try {
       const e = await testEngine();
@@ -221,7 +221,7 @@ for (const llvm of [false, true])
   });
 
 for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
-  t(`layers computed in channel slices: conv2d outputChannels and depthwise channels (float64)${suffix(mode)}`, async () => {
+  forKernelMode(t, mode)(`layers computed in channel slices: conv2d outputChannels and depthwise channels (float64)${suffix(mode)}`, async () => {
     await useFamily(mode);
     try {
       const e = await testEngine();

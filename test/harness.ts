@@ -15,7 +15,7 @@ const g = globalThis as { __canetCounts?: Counts };
 export const counts: Counts = (g.__canetCounts ??= { passed: 0, failed: 0, skipped: 0 });
 
 type Fn = () => unknown | Promise<unknown>;
-interface Suite {
+export interface Suite {
   (name: string, fn: Fn, opts?: { timeoutMs?: number }): void;
   skip(name: string, fn?: Fn): void;
   before(fn: Fn): void;
