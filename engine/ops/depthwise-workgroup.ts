@@ -11,16 +11,8 @@ import type { Tensor } from '../tensor.js';
 import { kernelFamily } from '../device-common.js';
 import { type Epilogue, epiloguePlan } from './epilogue.js';
 import { section } from './shader.js';
+import type { Geometry } from './depthwise.js';
 
-/** What the kernel needs of depthwise.ts's geometry (x [n, h, w, c], weights [kh, kw, wc]). */
-export interface DepthwiseGeometry {
-  n: number; h: number; w: number; c: number;
-  kh: number; kw: number;
-  sh: number; sw: number; ph: number; pw: number; dh: number; dw: number;
-  ho: number; wo: number;
-  vec: 1 | 4;
-  wc: number; woff: number;
-}
 
 /** A workgroup's outputs: TOH rows x TOW columns x CT channel vectors. */
 export interface DepthwiseWorkgroupTile {
@@ -41,7 +33,7 @@ const span = (outs: number, k: number, s: number, d: number): number => (outs - 
  * then, 32-64 invocations); as many rows (8 down to 1) as keep the patch within 16 KiB (and the
  * device's limit). Null when one row does not fit (a huge dilated window).
  */
-export function depthwiseWorkgroupTile(engine: Engine, g: DepthwiseGeometry): DepthwiseWorkgroupTile | null {
+export function depthwiseWorkgroupTile(engine: Engine, g: Geometry): DepthwiseWorkgroupTile | null {
   const prefer = engine.prefer.depthwise;
   if (prefer === 'register' || (prefer !== 'workgroup' && kernelFamily(engine) !== 'gpu')) return null;
   const ct = Math.min(8, pow2AtLeast(g.c / g.vec));
@@ -64,7 +56,7 @@ const UNIFORMS = {
 } as const;
 
 /** y = depthwiseConv2d(x, w) (+ bias, + epilogue) with the patch in workgroup memory; y null when the epilogue writes `into`. */
-export function depthwiseForwardWorkgroupProgram(engine: Engine, g: DepthwiseGeometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null, tile: DepthwiseWorkgroupTile): Program {
+export function depthwiseForwardWorkgroupProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null, tile: DepthwiseWorkgroupTile): Program {
   const { toh, tow, ct } = tile;
   const cv = g.c / g.vec;
   const tilesC = Math.ceil(cv / ct);

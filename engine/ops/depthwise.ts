@@ -88,8 +88,8 @@ const tilesOf = (engine: Tensor['engine']): DepthwiseTiles => forcedTiles ?? TIL
  */
 const FILTER_GRAD_THREADS = 8192;
 
-/** Everything a depthwise kernel needs to know about one call. */
-interface Geometry {
+/** Everything a depthwise kernel needs to know about one call (depthwise-workgroup.ts reads it too). */
+export interface Geometry {
   n: number; h: number; w: number; c: number;
   kh: number; kw: number;
   sh: number; sw: number; ph: number; pw: number; dh: number; dw: number;
