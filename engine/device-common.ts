@@ -100,3 +100,16 @@ export function kernelFamily(engine: { adapter: AdapterSummary; prefer: Record<s
   if (forced === 'swiftshader' || forced === 'llvmpipe' || forced === 'gpu') return forced;
   return adapterFamily(engine.adapter);
 }
+
+/**
+ * The family whose register tiles one op's kernels take: `engine.prefer[op + 'Tiles']` when set
+ * (tests and benchmarks run another family's tiles on this adapter, per engine), else
+ * kernelFamily. A value that names no family is refused, naming the key.
+ */
+export function tileFamily(engine: { adapter: AdapterSummary; prefer: Record<string, string> }, op: 'conv2d' | 'depthwise' | 'convTranspose'): KernelFamily {
+  const key = `${op}Tiles`;
+  const forced = engine.prefer[key];
+  if (forced === undefined) return kernelFamily(engine);
+  if ((KERNEL_FAMILIES as readonly string[]).includes(forced)) return forced as KernelFamily;
+  throw new Error(`engine.prefer.${key} is '${forced}'; it takes a kernel family: ${KERNEL_FAMILIES.join(', ')}`);
+}

@@ -9,7 +9,7 @@
  */
 import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine } from '../entry/node.js';
-import { convTranspose2d, setConvTransposeLlvmTiles } from '../engine/ops/conv-transpose.js';
+import { convTranspose2d } from '../engine/ops/conv-transpose.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
@@ -23,7 +23,8 @@ const t = suite('conv-transpose');
  */
 const MODES = [null, 'llvmpipe', 'workgroup'] as const;
 function useTiles(e: Engine, mode: (typeof MODES)[number]): void {
-  setConvTransposeLlvmTiles(mode === 'llvmpipe' ? true : null);
+  if (mode === 'llvmpipe') e.prefer.convTransposeTiles = 'llvmpipe';
+  else delete e.prefer.convTransposeTiles;
   if (mode === 'workgroup') e.prefer.convTranspose = 'workgroup';
   else delete e.prefer.convTranspose;
 }
@@ -262,7 +263,7 @@ t('bad input throws ShapeError naming the op, tensor and shapes, before any disp
     bad(() => convTranspose2d(x, e.tensor(new Float32Array(0), [0, 3, 3, 3]), null), /convTranspose2d: weight .*\[0, 3, 3, 3\] has a zero dimension/);
     bad(() => convTranspose2d(x, w, null, { stride: 0 }), /convTranspose2d: stride must be an integer >= 1/);
     bad(() => convTranspose2d(x, w, null, { padding: -1 }), /convTranspose2d: padding must be an integer >= 0/);
-    bad(() => convTranspose2d(x, e.tensor(new Int32Array(108), [4, 3, 3, 3]), null), /convTranspose2d: .* must be f32, got i32/);
+    bad(() => convTranspose2d(x, e.tensor(new Int32Array(108), [4, 3, 3, 3]), null), /convTranspose2d: .* must be f32( or f16)?, got i32/);
     assert.is(e.stats().dispatches, before, 'nothing dispatched');
   });
 });

@@ -13,7 +13,7 @@
  */
 import * as assert from 'uvu/assert';
 import { Engine, ShapeError, backward, chooseSoftwareGPU } from '../entry/node.js';
-import { type Conv2dOptions, conv2d, conv2dOutputSize, setConv2dTiles } from '../engine/ops/conv2d.js';
+import { type Conv2dOptions, conv2d, conv2dOutputSize } from '../engine/ops/conv2d.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
@@ -151,20 +151,22 @@ const swiftShaderTilesOnly = chooseSoftwareGPU(undefined, process.env) === 'lava
 const tCpuTiles = (name: string, fn: () => Promise<void>): void =>
   swiftShaderTilesOnly ? t.skip(`${name} (skipped on lavapipe: SwiftShader's tiles compile for minutes there; checked on SwiftShader)`) : t(name, fn);
 
-/**
- * Runs `fn` with one kernel class forced: the register tiles of an adapter family (the process-wide
- * setConv2dTiles hook) or the workgroup-memory tiles of conv2d-workgroup.ts (engine.prefer.conv2d).
- */
-async function withTiles(e: Engine, cls: 'gpu' | 'cpu' | 'llvmpipe' | 'workgroup', fn: () => Promise<void>): Promise<void> {
-  if (cls === 'workgroup') e.prefer.conv2d = 'workgroup';
-  else setConv2dTiles(cls);
+/** Runs `fn` with `prefer` set on the engine (kernel choices are per engine), then unset. */
+async function withPrefer(e: Engine, prefer: Record<string, string>, fn: () => Promise<void>): Promise<void> {
+  Object.assign(e.prefer, prefer);
   try {
     await fn();
   } finally {
-    setConv2dTiles(null);
-    delete e.prefer.conv2d;
+    for (const k of Object.keys(prefer)) delete e.prefer[k];
   }
 }
+
+/**
+ * Runs `fn` with one kernel class forced: the register tiles of an adapter family
+ * (engine.prefer.conv2dTiles) or the workgroup-memory tiles of conv2d-workgroup.ts (engine.prefer.conv2d).
+ */
+const withTiles = (e: Engine, cls: 'gpu' | 'cpu' | 'llvmpipe' | 'workgroup', fn: () => Promise<void>): Promise<void> =>
+  withPrefer(e, cls === 'workgroup' ? { conv2d: 'workgroup' } : { conv2dTiles: cls === 'cpu' ? 'swiftshader' : cls }, fn);
 
 for (const cls of ['gpu', 'cpu', 'llvmpipe', 'workgroup'] as const) {
   const tt = cls === 'cpu' ? tCpuTiles : forKernelMode(t, cls);
@@ -187,27 +189,57 @@ tCpuTiles('large CPU tiles with partial edges: forward and gradients', async () 
   const e = await testEngine();
   // The tiles SwiftShader uses above 1e8 FLOPs (16x32 pixel x channel tiles, 32x16 filter tiles).
   // Co = 40 and Ci = 36 leave partial channel tiles, 7x9 pixels a partial pixel tile.
-  setConv2dTiles((kernel, _m, _n, vm, vn) =>
-    kernel === 'filter' ? { tm: Math.max(32, vm), tn: 16, wg: 16 } : { tm: 16, tn: Math.max(32, vn), wg: 16 });
-  try {
+  await withPrefer(e, { conv2dTile: 'forward=16x32@16,input=16x32@16,filter=32x16@16' }, async () => {
     const c: Case = { x: [2, 7, 9, 36], w: [40, 3, 3, 36], opts: { stride: 1, padding: 1 }, bias: true };
     await checkForward(e, c, 300);
     await checkGrads(e, c, 301, 64);
-  } finally {
-    setConv2dTiles(null);
-  }
+  });
 });
 
 tCpuTiles('the 1x1 CPU forward tile (32 pixels x 16 channels) with partial edges', async () => {
   const e = await testEngine();
   // What SwiftShader uses for 1x1 convolutions above 1e8 FLOPs; 5x7x3 = 105 pixels and Co = 20
   // leave partial tiles on both sides.
-  setConv2dTiles((kernel, _m, _n, _vm, vn) => (kernel === 'forward' ? { tm: 32, tn: Math.max(16, vn), wg: 16 } : { tm: 8, tn: Math.max(8, vn), wg: 16 }));
-  try {
+  await withPrefer(e, { conv2dTile: 'forward=32x16@16,input=8x8@16,filter=8x8@16' }, async () => {
     await checkForward(e, { x: [3, 5, 7, 24], w: [20, 1, 1, 24], opts: {}, bias: true }, 310);
     await checkForward(e, { x: [1, 9, 5, 12], w: [36, 1, 1, 12], opts: { stride: 2 }, bias: false }, 311);
+  });
+});
+
+t('forced tiles are per engine: engine.prefer.conv2dTiles names a family and conv2dTile explicit tiles; nonsense in either is refused by name', async () => {
+  const e = await testEngine();
+  const x = e.tensor(randn(2 * 5 * 5 * 4, 1), [2, 5, 5, 4]);
+  const w = e.tensor(randn(6 * 3 * 3 * 4, 2), [6, 3, 3, 4]);
+  try {
+    await withPrefer(e, { conv2dTiles: 'bogus' }, async () => {
+      assert.throws(() => conv2d(x, w, null), /engine\.prefer\.conv2dTiles is 'bogus'; it takes a kernel family: swiftshader, llvmpipe, gpu/);
+    });
+    await withPrefer(e, { conv2dTile: 'forward=16by32' }, async () => {
+      assert.throws(() => conv2d(x, w, null), /engine\.prefer\.conv2dTile: 'forward=16by32' is not a list of GEMM=RxC@W/);
+    });
+    // The same call with explicit tiles and with the family's: other kernels, the same numbers.
+    const variants: string[] = [];
+    const run = e.run;
+    e.run = function (this: typeof e, p: Parameters<typeof run>[0]) {
+      if (p.name === 'conv2d_forward') variants.push(p.variant ?? '');
+      return run.call(this, p);
+    };
+    try {
+      const ref = await e.scope(() => conv2d(x, w, null, { padding: 1 }).read());
+      await withPrefer(e, { conv2dTile: 'forward=8x4@16' }, async () => {
+        expectClose(await e.scope(() => conv2d(x, w, null, { padding: 1 }).read()), ref, 1e-5, 'explicit 8x4 tile');
+      });
+      await withPrefer(e, { conv2dTiles: 'llvmpipe' }, async () => {
+        expectClose(await e.scope(() => conv2d(x, w, null, { padding: 1 }).read()), ref, 1e-5, 'llvmpipe tiles');
+      });
+    } finally {
+      delete (e as { run?: unknown }).run;
+    }
+    assert.is(variants.length, 3);
+    assert.is(new Set(variants).size, 3, `the forced tiles ran the kernels asked for: ${variants.join(' | ')}`);
   } finally {
-    setConv2dTiles(null);
+    x.dispose();
+    w.dispose();
   }
 });
 
@@ -368,7 +400,7 @@ t('bad input throws a ShapeError naming op, tensor and shapes before dispatching
       [() => conv2d(x, w, null, { dilation: [1, 1.5] }), /conv2d: dilation must be an integer >= 1 or a pair of them, got \[1,1.5\]/],
       [() => conv2d(x, w, null, { groups: 0 }), /conv2d: groups must be an integer >= 1, got 0/],
       [() => conv2d(x, w, null, { dilation: 3 }), /conv2d: input 5x5 with kernel 3x3, padding 0x0, dilation 3x3 and stride 1x1 gives an empty output -1x-1/],
-      [() => conv2d(x, e.tensor(new Int32Array(4 * 9 * 6), [4, 3, 3, 6]), null), /conv2d: tensor#\d+ must be f32, got i32/],
+      [() => conv2d(x, e.tensor(new Int32Array(4 * 9 * 6), [4, 3, 3, 6]), null), /conv2d: tensor#\d+ must be f32( or f16)?, got i32/],
     ];
     await e.flush();
     const dispatched = e.stats().dispatches;

@@ -21,7 +21,7 @@ import { Adam, LAVAPIPE_ICD, SGD, backward, colorizeIds, createEngine, labelsToT
 import { cast, foldHalf } from '../engine/ops/half.js';
 import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
 import { add, sum } from '../engine/ops/basic.js';
-import { conv2d, setConv2dTiles } from '../engine/ops/conv2d.js';
+import { conv2d } from '../engine/ops/conv2d.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import type { Epilogue } from '../engine/ops/epilogue.js';
@@ -185,11 +185,11 @@ function convFamilyCalls(e: Engine): void {
   // The input gradient added into an existing one (x feeds two convolutions).
   withGrad(e, [[1, 5, 5, 4], [4, 3, 3, 4], [4, 3, 3, 4]], ([x, w1, w2]) => add(conv2d(x!, w1!, null, { padding: 1 }), conv2d(x!, w2!, null, { padding: 1 })), 6);
   // CPU-class tiles (the large ones production uses on SwiftShader are forced by name elsewhere).
-  setConv2dTiles('cpu');
+  e.prefer.conv2dTiles = 'swiftshader';
   try {
     withGrad(e, [[1, 6, 6, 8], [8, 3, 3, 8]], ([x, w]) => conv2d(x!, w!, null, { padding: 1 }), 7);
   } finally {
-    setConv2dTiles(null);
+    delete e.prefer.conv2dTiles;
   }
   // The workgroup-memory GEMMs (GPUs' default, forced here): vec4 and scalar K, stride, dilation
   // and groups, the input gradient added into an existing one, every epilogue layout (below).

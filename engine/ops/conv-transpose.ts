@@ -22,7 +22,7 @@ import { pairOption } from './depthwise.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
-import { kernelFamily } from '../device-common.js';
+import { kernelFamily, tileFamily } from '../device-common.js';
 import { convTransposeBackwardFilterWorkgroup, convTransposeBackwardInputWorkgroup, convTransposeForwardWorkgroup, convTransposeUsesWorkgroup } from './conv-transpose-workgroup.js';
 
 export interface ConvTransposeOptions {
@@ -203,7 +203,7 @@ const withWorkgroup = (engine: Engine, offer: boolean, def: string, others: stri
  * when engine.tuned chose it (a register tile measured faster than the workgroup kernel on a GPU).
  */
 function forwardTiles(engine: Engine, g: Geometry, argmax: boolean): { th: number; tp: number; tco: number; tuned: boolean } {
-  const llvm = forcedLlvm ?? kernelFamily(engine) === 'llvmpipe';
+  const llvm = llvmTiles(engine);
   // llvmpipe: at most 8 channels a tile, except where the fused argmax needs them all.
   const tco = llvm && !argmax ? Math.min(8, channelTile(g.co)) : channelTile(g.co);
   const def = llvm ? LLVM_FORWARD : defaultForwardTiles(g, tco);
@@ -226,7 +226,7 @@ const tuneKey = (kernel: string, g: Geometry): string =>
  * (2 x 2), 1.5 s (1 x 4), 3.2 s (2 x 4) and ran 53, 33, 41, 28 ms: 2 x 2. The input gradient
  * takes 1 x 2 pixels x 8 channels.
  */
-let LLVM_FORWARD = { th: 2, tp: 2 };
+const LLVM_FORWARD = { th: 2, tp: 2 };
 /**
  * vec4 accumulators of a filter-gradient tile on llvmpipe (64 elsewhere, see filterGradTiles):
  * cold, the 64-accumulator tiles (1 x 4 x 4, 3 x 1 x 5) took 2.5-2.8 s each to compile in a
@@ -234,20 +234,11 @@ let LLVM_FORWARD = { th: 2, tp: 2 };
  * k3 s2 compiled in 2.5 / 2.9 s with 64, 1.2 / 1.1 s with 32, 1.4 / 0.6 s with 16, and ran 68 / 86,
  * 75 / 83, 78 / 87 ms: 32.
  */
-let LLVM_FILTER_ACC = 32;
+const LLVM_FILTER_ACC = 32;
 const LLVM_INPUT = { th: 1, tw: 2 };
 
-let forcedLlvm: boolean | null = null;
-
-/**
- * @internal Test and benchmark hook: true forces the llvmpipe tiles (optionally with another
- * forward th x tp), false the others (SwiftShader/GPU), null the adapter's.
- */
-export function setConvTransposeLlvmTiles(on: boolean | null, forward?: { th: number; tp: number }, filterAccumulators?: number): void {
-  forcedLlvm = on;
-  if (forward) LLVM_FORWARD = forward;
-  if (filterAccumulators) LLVM_FILTER_ACC = filterAccumulators;
-}
+/** Whether this engine's transposed convolutions take the llvmpipe tiles (its family, or `engine.prefer.convTransposeTiles`). */
+const llvmTiles = (engine: Engine): boolean => tileFamily(engine, 'convTranspose') === 'llvmpipe';
 
 function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number } {
   // Measured on SwiftShader: 4 x 8 x 16 is best for k3 s2 320 -> 192 (about 15% over 4 x 4 or
@@ -274,7 +265,7 @@ function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number
  */
 function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; tci: number; tuned: boolean } {
   const large = g.h >= 8 && g.w >= 8 && g.ci >= 12;
-  const llvm = forcedLlvm ?? kernelFamily(engine) === 'llvmpipe';
+  const llvm = llvmTiles(engine);
   const def = llvm ? { ...LLVM_INPUT, tci: Math.min(8, channelTile(g.ci)) } : { th: 2, tw: large ? 4 : 2, tci: channelTile(g.ci) };
   const cov = Math.ceil(g.co / 4);
   const t = tunedNumbers(engine, () => tuneKey('input', g), (key) => scratchCase(engine, key,
@@ -496,7 +487,7 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry, into: 
   const civ = Math.ceil(g.ci / 4);
   const cov = Math.ceil(g.co / 4);
   const x4 = g.ci % 4 === 0 ? x : padChannels(x, g.ci);
-  const llvm = forcedLlvm ?? kernelFamily(engine) === 'llvmpipe';
+  const llvm = llvmTiles(engine);
   const { kg: KG, tcov: TCOV, tciv: TCIV } = filterGradTiles(g, cov, civ, llvm ? LLVM_FILTER_ACC : 64);
   const kxGroups = Math.ceil(g.kw / KG);
   const coTiles = Math.ceil(cov / TCOV);

@@ -25,7 +25,7 @@ import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tu
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
-import { type KernelFamily, kernelFamily } from '../device-common.js';
+import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 
@@ -211,19 +211,29 @@ const llvmTile: Conv2dTileChooser = (kernel, m, n, vm, vn, flops) => {
 
 const CHOOSERS: Record<KernelFamily, Conv2dTileChooser> = { swiftshader: cpuTile, llvmpipe: llvmTile, gpu: gpuTile };
 
-let forcedChooser: Conv2dTileChooser | null = null;
-
 /**
- * @internal Test and benchmark hook: 'cpu' (SwiftShader), 'llvmpipe' or 'gpu' forces that adapter
- * family's tiles, a function picks tiles itself, null restores the choice by adapter.
+ * Register tiles named per GEMM in `engine.prefer.conv2dTile`, e.g.
+ * 'forward=16x32@16,input=16x32@16,filter=32x16@16' (rows x columns @ invocations; a GEMM left
+ * out takes its family's tile): tests exercise partial edges of tiles no default picks. Refused,
+ * naming the text, when it does not parse.
  */
-export function setConv2dTiles(choice: 'cpu' | 'llvmpipe' | 'gpu' | Conv2dTileChooser | null): void {
-  forcedChooser = choice === 'cpu' ? cpuTile : choice === 'llvmpipe' ? llvmTile : choice === 'gpu' ? gpuTile : choice;
+function explicitTile(engine: Engine, kernel: Conv2dKernel): Conv2dTile | null {
+  const spec = engine.prefer.conv2dTile;
+  if (spec === undefined) return null;
+  for (const part of spec.split(',')) {
+    const m = /^\s*(forward|input|filter)=(\d+)x(\d+)@(\d+)\s*$/.exec(part);
+    if (!m) throw new Error(`engine.prefer.conv2dTile: '${spec}' is not a list of GEMM=RxC@W (GEMM forward, input or filter)`);
+    if (m[1] === kernel) return { tm: Number(m[2]), tn: Number(m[3]), wg: Number(m[4]) };
+  }
+  return null;
 }
 
-/** The tile without measurements: the forced chooser's, else the adapter family's. */
+/**
+ * The tile without measurements: the one `engine.prefer.conv2dTile` names, else the family's
+ * (`engine.prefer.conv2dTiles` forces a family on this engine, see tileFamily).
+ */
 function defaultTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
-  return (forcedChooser ?? CHOOSERS[kernelFamily(engine)])(kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
+  return explicitTile(engine, kernel) ?? CHOOSERS[tileFamily(engine, 'conv2d')](kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
 }
 
 /**
@@ -236,7 +246,8 @@ function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number
   const prefer = engine.prefer.conv2d;
   if (prefer === 'workgroup') return defaultGemmTile(kernel, m, n);
   const byAdapter = defaultTile(engine, kernel, g, m, n, vm, vn);
-  if (forcedChooser || prefer === 'register') return byAdapter;
+  // Forced register tiles (a family or explicit tiles) are what a test asked for: no tuning, no GEMM.
+  if (prefer === 'register' || engine.prefer.conv2dTiles !== undefined || engine.prefer.conv2dTile !== undefined) return byAdapter;
   const gpu = kernelFamily(engine) === 'gpu';
   const dflt = gpu ? defaultGemmTile(kernel, m, n) : byAdapter;
   const tuned = parseTile(engine, () => tileKey(kernel, g), (key) => tuningCase(engine, key, kernel, g, tileCandidates(engine, dflt, kernel, m, n, vm, vn)));

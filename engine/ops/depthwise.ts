@@ -19,7 +19,7 @@ import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from '
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { section } from './shader.js';
-import { type KernelFamily, kernelFamily } from '../device-common.js';
+import { type KernelFamily, tileFamily } from '../device-common.js';
 import { depthwiseForwardWorkgroupProgram, depthwiseWorkgroupTile } from './depthwise-workgroup.js';
 
 export interface DepthwiseOptions {
@@ -74,14 +74,8 @@ const TILES: Record<KernelFamily, DepthwiseTiles> = {
   llvmpipe: { fwdH: 2, fwdW: 2, strided: [1, 2], bwdInput: 2 },
 };
 
-let forcedTiles: DepthwiseTiles | null = null;
-
-/** @internal Test and benchmark hook: forces the tiles (a family's name or explicit sizes); null restores the choice by adapter. */
-export function setDepthwiseTiles(choice: KernelFamily | DepthwiseTiles | null): void {
-  forcedTiles = typeof choice === 'string' ? TILES[choice] : choice;
-}
-
-const tilesOf = (engine: Tensor['engine']): DepthwiseTiles => forcedTiles ?? TILES[kernelFamily(engine)];
+/** The engine's tiles: its family's, or the family `engine.prefer.depthwiseTiles` names (tests). */
+const tilesOf = (engine: Tensor['engine']): DepthwiseTiles => TILES[tileFamily(engine, 'depthwise')];
 /**
  * Filter-gradient invocations to aim for: enough to fill a GPU, few enough partials to sum
  * (on SwiftShader 8192 also beat 1024: finer chunks balance the cores better).
