@@ -73,7 +73,9 @@ t('own device destroyed mid-run: in-flight read, flush and sync reject naming th
   const small = e.tensor([1, 2, 3], [3]);
   const y = e.noGrad(() => model.forward(x));
   const pendingRead = track(y.read(), 'read()');
-  await new Promise((r) => setTimeout(r, 20)); // the forward is running now
+  // One microtask: read() has recorded and submitted its work, which cannot have come back yet (a
+  // fixed wait here raced on fast adapters: lavapipe finished the forward within 20 ms once).
+  await Promise.resolve();
   const z = ops.scale(small, 2);
   const pendingFlush = track(e.flush(), 'flush()');
   const pendingSync = track(e.sync(), 'sync()');
@@ -144,7 +146,7 @@ t('engine.destroy() with a read in flight rejects it (destroyed), and engine.los
   const { model, x } = heavyWork(e);
   const y = e.noGrad(() => model.forward(x));
   const pending = track(y.read(), 'read()');
-  await new Promise((r) => setTimeout(r, 20));
+  await Promise.resolve(); // submitted, not yet back (see above)
   e.destroy();
   await expectClosed(pending, 'read() in flight at destroy()', /engine is closed: destroyed/);
   await new Promise((r) => setTimeout(r, 100));

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs the built tests (dist/test/*.test.js) under uvu and ends with the line `N passed, N failed`
-// that CI reads. `node test/run.js conv pool` runs only files matching.
+// that CI reads. `node test/run.js conv pool` runs only the files whose names start with one of them.
 //
 // Files run in CANET_TEST_JOBS worker processes (default: one per core, at most 4), each taking
 // the next file from a shared queue, slowest files first; the files in ALONE run last, by
@@ -97,7 +97,7 @@ if (process.argv[2] === '--worker') {
   const filters = process.argv.slice(2);
   const files = readdirSync(dir)
     .filter((f) => f.endsWith('.test.js'))
-    .filter((f) => !filters.length || filters.some((p) => f.includes(p)))
+    .filter((f) => !filters.length || filters.some((p) => f.startsWith(p)))
     .filter((f) => !(process.env.CANET_SKIP_LONG === '1' && f.includes('.long.')))
     .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   const jobs = Math.max(1, Math.min(files.length, Number(process.env.CANET_TEST_JOBS ?? Math.min(availableParallelism(), 4))));
