@@ -19,7 +19,7 @@ import type { Engine } from '../engine.js';
 import { type Program, type ScalarType, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { type Epilogue, epiloguePlan } from './epilogue.js';
-import { section } from './shader.js';
+import { section, range, lines, vtype, comp, gcd } from './shader.js';
 import type { Conv2dKernel, Geometry } from './conv2d.js';
 
 /** Output tile of a workgroup (bm x bn), K-step (bk), register micro-tile of an invocation (tm x tn). */
@@ -106,11 +106,6 @@ export function gemmCandidates(engine: Engine): string[] {
 }
 
 // ------------------------------------------------------------------ shared code generation
-
-const range = (n: number): number[] => [...Array(n).keys()];
-const lines = (n: number, f: (i: number) => string): string => range(n).map(f).join('\n');
-const vtype = (v: number): string => (v === 4 ? 'vec4<f32>' : 'f32');
-const comp = (name: string, v: number, c: number): string => (v === 4 ? `${name}.${'xyzw'[c]}` : name);
 
 /** The defines every kernel of the family shares: sizes of the tile and of its workgroup arrays. */
 function tileDefines(t: GemmTile): Record<string, number> {
@@ -288,8 +283,6 @@ const INPUT_UNIFORMS = {
   sth: 'u32', stw: 'u32', // tap period: sh / gcd(sh, dh), sw / gcd(sw, dw)
   qsh: 'u32', qsw: 'u32', // oh - jh decreases by sth*dh/sh from one hitting tap to the next
 } as const satisfies Record<string, ScalarType>;
-
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /**
  * What the input-gradient GEMM stores: conv2d's dx (= or +=), or, for a transposed convolution's

@@ -24,7 +24,7 @@ import { type Tensor, dtypeBytes } from '../tensor.js';
 import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { section } from './shader.js';
+import { section, range, lines, vtype, comp, gcd } from './shader.js';
 import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
@@ -322,12 +322,6 @@ function channelsFastest(features: Tensor, w: Tensor): number {
 
 // ------------------------------------------------------------------ code generation helpers
 
-const range = (n: number): number[] => [...Array(n).keys()];
-const lines = (n: number, f: (i: number) => string): string => range(n).map(f).join('\n');
-const vtype = (v: number): string => (v === 4 ? 'vec4<f32>' : 'f32');
-/** Component c of a value of width v (the value itself for scalars). */
-const comp = (name: string, v: number, c: number): string => (v === 4 ? `${name}.${'xyzw'[c]}` : name);
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 /** vec4 from four scalars, or the scalar. */
 const pack = (vals: string[]): string => (vals.length === 4 ? `vec4<f32>(${vals.join(', ')})` : vals[0]!);
 

@@ -11,7 +11,7 @@ import { grid1d, read, readWrite } from '../program.js';
 import { type Tensor, dtypeBytes } from '../tensor.js';
 import { halfTag, storageType } from './storage.js';
 import { runLength, sumMiddleAxis } from './broadcast.js';
-import { type Interface, sectionSpec } from './shader.js';
+import { type Interface, sectionSpec, range } from './shader.js';
 import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupMaxWgsl, workgroupSumWgsl } from './subgroup.js';
 
 const WG = 64;
@@ -44,8 +44,6 @@ const FCA_CHANNEL_POOL_SG = (t: string) =>
 /** `kv` = C / V vectors per row of w. */
 const FCA_CHANNEL_FC = (t: string) =>
   ({ uniforms: { threads: 'u32', c: 'u32', kv: 'u32' }, bindings: { s: read(t), w: read(t), b: read('f32'), ac: readWrite('f32') } }) as const;
-
-const range = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
 
 function checkFca(F: Tensor, As: Tensor, Ac: Tensor): [number, number, number, number] {
   const op = 'fcaFuse';

@@ -8,7 +8,7 @@ import { recordOp } from '../autograd.js';
 import { check, checkInt, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { type Interface, sectionSpec } from './shader.js';
+import { type Interface, sectionSpec, lines } from './shader.js';
 import { kernelFamily } from '../device-common.js';
 import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
@@ -92,8 +92,6 @@ const MAX_POOL_BACKWARD = (v: Vec) =>
     uniforms: { h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', pad_h: 'u32', pad_w: 'u32', total: 'u32' },
     bindings: { g: read(v.T), idx: read(v.U), dx: readWrite(v.T) },
   }) as const;
-
-const lines = (n: number, line: (k: number) => string): string => Array.from({ length: n }, (_, k) => line(k)).join('\n');
 
 function checkNhwc(op: string, x: Tensor): [number, number, number, number] {
   checkOperands(op, x);

@@ -10,7 +10,7 @@ import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { type Interface, sectionSpec } from './shader.js';
+import { type Interface, sectionSpec, range, gcd } from './shader.js';
 
 const WG = 64;
 /** Longest row held in registers: a group is then at most 32 vec4s (lesson 3: well under 4 KB). */
@@ -33,8 +33,6 @@ const rowsDecl = (kernel: Kernel, grouped: boolean, t: string): Interface => ({
   bindings: ROW_BINDINGS[kernel](t),
 });
 
-const range = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 const LANES = ['x', 'y', 'z', 'w'];
 
 /**

@@ -14,7 +14,7 @@ import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { runLength } from './broadcast.js';
-import { sectionSpec } from './shader.js';
+import { sectionSpec, range } from './shader.js';
 
 const WG = 64;
 
@@ -191,8 +191,6 @@ function axisBackward(g: Tensor, dx: Tensor, ps: AxisPass, align: boolean): void
     bytes: 4 * ps.a * ps.b * (2 * ps.from + ps.to),
   });
 }
-
-const range = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
 
 /** Forward reads per output: two. Backward: the run of outputs reading one input, plus the margin. */
 const forwardTaps = (): number => 2;
