@@ -344,85 +344,53 @@ export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number
   for (;;) {
     let chunks: number;
     let next: Tensor;
-    if (inner === 1 && sgPass(engine, outer, rows)) {
+    if (inner === 1) {
+      // Row sums: `units` vectors per row (vec4 when the row allows), HSUM adds a vec4's lanes.
       const vec = rows % 4 === 0;
       const units = vec ? rows / 4 : rows;
-      const c = chunkingSg(outer, units);
+      const sg = sgPass(engine, outer, rows);
+      const c = (sg ? chunkingSg : chunking)(outer, units);
       chunks = c.chunks;
       next = chunks === 1 ? (into ?? engine.empty(outShape, 'f32')) : engine.empty([outer, chunks], 'f32');
-      const outputs = outer * chunks;
+      const sums = outer * chunks;
+      const hsum = vec ? 'dot(acc, vec4<f32>(1.0))' : 'acc';
       engine.run({
-        name: 'sum_rows_sg',
+        name: sg ? 'sum_rows_sg' : 'sum_rows_partial',
         variant: vec ? 'v4' : 's',
         shader: () => {
           const t = vec ? 'vec4<f32>' : 'f32';
-          return sectionSpec(sumRowsSgDecl(t), broadcastWgsl, 'sum_rows_sg', {
-            WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t), HSUM: vec ? 'dot(acc, vec4<f32>(1.0))' : 'acc',
-          });
+          return sg
+            ? sectionSpec(sumRowsSgDecl(t), broadcastWgsl, 'sum_rows_sg', { WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t), HSUM: hsum })
+            : sectionSpec(sumRowsDecl(t), broadcastWgsl, 'sum_rows_partial', { WG, T: t, HSUM: hsum });
         },
-        uniforms: { outputs, r: units, per_chunk: c.perChunk, chunks },
+        // The subgroup kernel runs a workgroup per sum, the other an invocation per sum.
+        uniforms: { ...(sg ? { outputs: sums } : { threads: sums }), r: units, per_chunk: c.perChunk, chunks },
         bindings: { x: cur, partial: next },
-        dispatch: grid1d(outputs * SG_WG, SG_WG, maxDim),
-        flops: outer * rows,
-        bytes: 4 * outer * rows,
-      });
-    } else if (inner > 1 && sgPass(engine, outer * (inner % 4 === 0 ? inner / 4 : inner), rows)) {
-      const vec = inner % 4 === 0;
-      const cols = vec ? inner / 4 : inner;
-      const c = chunkingSg(outer * cols, rows);
-      chunks = c.chunks;
-      next = chunks === 1 ? (into ?? engine.empty(outShape, 'f32')) : engine.empty([outer, chunks, inner], 'f32');
-      const outputs = outer * chunks * cols;
-      engine.run({
-        name: 'sum_middle_sg',
-        variant: vec ? 'v4' : 's',
-        shader: () => {
-          const t = vec ? 'vec4<f32>' : 'f32';
-          return sectionSpec(sumMiddleSgDecl(t), broadcastWgsl, 'sum_middle_sg', { WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t) });
-        },
-        uniforms: { outputs, inner: cols, r: rows, rows_per_chunk: c.perChunk, chunks },
-        bindings: { x: cur, partial: next },
-        dispatch: grid1d(outputs * SG_WG, SG_WG, maxDim),
-        flops: outer * rows * inner,
-        bytes: 4 * outer * rows * inner,
-      });
-    } else if (inner === 1) {
-      const vec = rows % 4 === 0;
-      const units = vec ? rows / 4 : rows;
-      const c = chunking(outer, units);
-      chunks = c.chunks;
-      next = chunks === 1 ? (into ?? engine.empty(outShape, 'f32')) : engine.empty([outer, chunks], 'f32');
-      const threads = outer * chunks;
-      engine.run({
-        name: 'sum_rows_partial',
-        variant: vec ? 'v4' : 's',
-        shader: () => {
-          const t = vec ? 'vec4<f32>' : 'f32';
-          return sectionSpec(sumRowsDecl(t), broadcastWgsl, 'sum_rows_partial', { WG, T: t, HSUM: vec ? 'dot(acc, vec4<f32>(1.0))' : 'acc' });
-        },
-        uniforms: { threads, r: units, per_chunk: c.perChunk, chunks },
-        bindings: { x: cur, partial: next },
-        dispatch: grid1d(threads, WG, maxDim),
+        dispatch: sg ? grid1d(sums * SG_WG, SG_WG, maxDim) : grid1d(sums, WG, maxDim),
         flops: outer * rows,
         bytes: 4 * outer * rows,
       });
     } else {
+      // Column sums over the middle axis: `cols` vectors of the inner axis.
       const vec = inner % 4 === 0;
       const cols = vec ? inner / 4 : inner;
-      const c = chunking(outer * cols, rows);
+      const sg = sgPass(engine, outer * cols, rows);
+      const c = (sg ? chunkingSg : chunking)(outer * cols, rows);
       chunks = c.chunks;
       next = chunks === 1 ? (into ?? engine.empty(outShape, 'f32')) : engine.empty([outer, chunks, inner], 'f32');
-      const threads = outer * chunks * cols;
+      const sums = outer * chunks * cols;
       engine.run({
-        name: 'sum_middle_partial',
+        name: sg ? 'sum_middle_sg' : 'sum_middle_partial',
         variant: vec ? 'v4' : 's',
         shader: () => {
           const t = vec ? 'vec4<f32>' : 'f32';
-          return sectionSpec(sumMiddleDecl(t), broadcastWgsl, 'sum_middle_partial', { WG, T: t });
+          return sg
+            ? sectionSpec(sumMiddleSgDecl(t), broadcastWgsl, 'sum_middle_sg', { WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t) })
+            : sectionSpec(sumMiddleDecl(t), broadcastWgsl, 'sum_middle_partial', { WG, T: t });
         },
-        uniforms: { threads, inner: cols, r: rows, rows_per_chunk: c.perChunk, chunks },
+        uniforms: { ...(sg ? { outputs: sums } : { threads: sums }), inner: cols, r: rows, rows_per_chunk: c.perChunk, chunks },
         bindings: { x: cur, partial: next },
-        dispatch: grid1d(threads, WG, maxDim),
+        dispatch: sg ? grid1d(sums * SG_WG, SG_WG, maxDim) : grid1d(sums, WG, maxDim),
         flops: outer * rows * inner,
         bytes: 4 * outer * rows * inner,
       });
