@@ -239,12 +239,11 @@ async function openDevice(create: CreateGPU, options: NodeEngineOptions): Promis
   const icd = driver === 'lavapipe' ? LAVAPIPE_ICD : SWIFTSHADER_ICD;
   if (!adapter && existsSync(icd)) {
     // The Vulkan loader reads VK_ICD_FILENAMES (and VK_LOADER_DRIVERS_DISABLE) when an instance is
-    // created, so setting them here, before this instance, points Dawn at the one driver.
+    // created, so setting them here, before this instance, points Dawn at the one driver
+    // (withVulkanEnv puts both back afterwards).
     process.env.VK_ICD_FILENAMES = icd;
-    const disabled = process.env.VK_LOADER_DRIVERS_DISABLE;
     if (driver === 'lavapipe') delete process.env.VK_LOADER_DRIVERS_DISABLE;
     const a = await gpuInstance(create, flags).requestAdapter();
-    if (disabled !== undefined) process.env.VK_LOADER_DRIVERS_DISABLE = disabled;
     if (a) {
       adapter = a;
       software = true;
