@@ -13,7 +13,7 @@ import type { Epilogue, EpilogueActivation } from '../engine/ops/epilogue.js';
 import { linear } from '../engine/ops/linear.js';
 import { relu, relu6, sigmoid } from '../engine/ops/unary.js';
 import { foldHalf } from '../engine/ops/half.js';
-import { Module, Sequential, release } from './module.js';
+import { Module, Sequential, derivedKey, guardDerived, release } from './module.js';
 import { SeededRandom, constant, kaimingNormal, uniform } from './init.js';
 
 export type ActivationName = EpilogueActivation;
@@ -54,7 +54,7 @@ class HalfWeights {
    */
   get(weight: Tensor, affine: Tensor | null, bias: Tensor | null, channels: number, inner: number): { weight: Tensor; bias: Tensor | null } {
     const from = [weight, affine, bias];
-    const key = from.map((t) => (t ? `${t.id}:${t.version}` : '-')).join(',');
+    const key = derivedKey(from);
     if (this.cached?.key !== key) {
       this.release();
       const engine = weight.engine;
@@ -71,9 +71,7 @@ class HalfWeights {
     }
     // A captured plan binds the f16 copy: it must not replay once the weights changed.
     const cached = this.cached;
-    const versions = from.map((t) => t?.version ?? -1);
-    weight.engine.onReplayCheck(() =>
-      this.cached === cached && from.every((t, i) => (t?.version ?? -1) === versions[i]) ? null : `${this.name} changed since capture, so its f16 copy is stale`);
+    guardDerived(weight.engine, from, () => this.cached === cached, () => `${this.name} changed since capture, so its f16 copy is stale`);
     return { weight: cached.weight, bias: cached.bias };
   }
 
@@ -256,7 +254,7 @@ export class BatchNorm2d extends Module {
    */
   folded(convBias: Tensor | null): Tensor {
     const from = [this.weight, this.bias, this.runningMean, this.runningVar, convBias];
-    const key = from.map((t) => (t ? `${t.id}:${t.version}` : '-')).join(',');
+    const key = derivedKey(from);
     if (this.fold?.key !== key) {
       const affine = bnFold(this.weight, this.bias, this.runningMean, this.runningVar, this.eps, convBias, this.fold?.affine).keep();
       affine.name = `${this.weight.name.replace(/\.weight$/, '')}.folded`;
@@ -264,9 +262,7 @@ export class BatchNorm2d extends Module {
     }
     // A captured plan binds the folded values: it must not replay once the weights changed.
     const fold = this.fold;
-    const versions = from.map((t) => t?.version ?? -1);
-    const same = (): boolean => this.fold === fold && from.every((t, i) => (t?.version ?? -1) === versions[i]);
-    this.engine.onReplayCheck(() => (same() ? null : `${this.weight.name.replace(/\.weight$/, '')} changed since capture (weights loaded or trained), so its folded BatchNorm is stale`));
+    guardDerived(this.engine, from, () => this.fold === fold, () => `${this.weight.name.replace(/\.weight$/, '')} changed since capture (weights loaded or trained), so its folded BatchNorm is stale`);
     return fold.affine;
   }
 

@@ -279,6 +279,25 @@ export abstract class Module {
 }
 
 /**
+ * Cache key of a value derived from `from` (a folded BatchNorm, an f16 weight copy): their ids
+ * and write versions, so a write to any of them (loading weights, a training step) makes it stale.
+ */
+export function derivedKey(from: readonly (Tensor | null)[]): string {
+  return from.map((t) => (t ? `${t.id}:${t.version}` : '-')).join(',');
+}
+
+/**
+ * While a plan is being captured, makes it refuse to replay (naming `what`) once one of `from` is
+ * written or `current()` says the derived value was replaced: the plan binds the derived tensor
+ * as it was at capture. Outside a capture it registers nothing.
+ */
+export function guardDerived(engine: Engine, from: readonly (Tensor | null)[], current: () => boolean, what: () => string): void {
+  if (!engine.capturing) return;
+  const versions = from.map((t) => t?.version ?? -1);
+  engine.onReplayCheck(() => (current() && from.every((t, i) => (t?.version ?? -1) === versions[i]) ? null : what()));
+}
+
+/**
  * Frees `inputs` once `out` is computed, unless a graph is being recorded (then backward needs
  * them). Inference chains use it so that only live activations hold GPU memory.
  */
