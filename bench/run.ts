@@ -341,7 +341,7 @@ async function precisionAB(engine: Engine, c: BenchCase, iters: number): Promise
     const ids = await engine.scope(async () => {
       const y = model.segment(images, { precision: p });
       await engine.sync();
-      return (await y.read()) as Int32Array;
+      return await y.readInt32();
     });
     return { ms: performance.now() - t0, ids };
   };

@@ -27,6 +27,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { ShapeError } from '../engine/errors.js';
 import { checkLossFinite } from '../engine/ops/loss.js';
 import { imageToTensor } from '../engine/ops/preprocess.js';
+import { resizeClassIds } from '../engine/palette.js';
 import { SGD, AdamW, type Optimizer } from '../engine/optim.js';
 import { PlannedCall } from '../engine/plan.js';
 import type { CANet } from './canet.js';
@@ -261,19 +262,14 @@ async function anchorUnlabelled(model: CANet, frames: (Sample & { labelled: numb
     const idsT = engine.scope(() => model.segment(imageToTensor(engine, { data: f.image, width: f.width, height: f.height, channels: f.channels ?? 3 }, { outWidth: w, outHeight: h })));
     let ids: Int32Array;
     try {
-      ids = (await idsT.read()) as Int32Array;
+      ids = await idsT.readInt32();
     } finally {
       idsT.dispose();
     }
     const share = Math.min(1, f.labelled / Math.max(1, f.labels.length - f.labelled));
     const labels = new Uint8Array(f.labels);
-    for (let y = 0; y < f.height; y++) {
-      const row = Math.min(h - 1, Math.floor(((y + 0.5) * h) / f.height)) * w;
-      for (let x = 0; x < f.width; x++) {
-        const p = y * f.width + x;
-        if (labels[p] === UNLABELLED && spread(p) < share) labels[p] = ids[row + Math.min(w - 1, Math.floor(((x + 0.5) * w) / f.width))]!;
-      }
-    }
+    const seen = resizeClassIds(ids, w, h, f.width, f.height);
+    for (let p = 0; p < labels.length; p++) if (labels[p] === UNLABELLED && spread(p) < share) labels[p] = seen[p]!;
     out.push({ ...f, labels });
   }
   return out;

@@ -4,7 +4,8 @@
  * the canvas. The opacity slider recolours the last frame without running the network again.
  * Bundled to dist/web/demo.js; the library itself comes from /browser/canet-gpu.js.
  */
-import { createEngine, loadModelBytes, Segmenter, CLASS_NAMES, PALETTE, type Engine, type FrameSource, type SegmentedFrame } from '../entry/browser.js';
+import { loadModelBytes, Segmenter, CLASS_NAMES, PALETTE, type Engine, type FrameSource, type SegmentedFrame } from '../entry/browser.js';
+import { adapterLabel, openPageEngine } from './page-engine.js';
 import { TextureBlitter } from './blit.js';
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -34,19 +35,10 @@ interface DemoConfig {
 
 async function main(): Promise<void> {
   enableControls(false);
-  if (!('gpu' in navigator) || !navigator.gpu) {
-    fail('nogpu', 'This browser has no WebGPU (navigator.gpu is missing), so the demo cannot run. Use a recent Chrome, Edge or Safari (or Firefox with WebGPU enabled), over http://127.0.0.1 or https.');
-    return;
-  }
-  let engine: Engine;
-  try {
-    engine = await createEngine();
-  } catch (e) {
-    fail('nogpu', `WebGPU is present but gave no usable GPU: ${(e as Error).message}`);
-    return;
-  }
-  const a = engine.adapter;
-  $('adapter').textContent = `Adapter: ${a.description || [a.vendor, a.architecture].filter(Boolean).join(' ') || 'unnamed'}${a.isSoftware ? ' (software: expect CPU speeds)' : ''}`;
+  const opened = await openPageEngine('so the demo cannot run', (message) => fail('nogpu', message));
+  if (!opened) return;
+  const engine: Engine = opened; // (narrowed for the functions declared below)
+  $('adapter').textContent = adapterLabel(engine, 'software: expect CPU speeds');
 
   const [bytes, config] = await Promise.all([
     fetch('/weights/demo.safetensors').then((r) => (r.ok ? r.arrayBuffer() : Promise.reject(new Error(`GET /weights/demo.safetensors: HTTP ${r.status}`)))),

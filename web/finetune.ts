@@ -14,7 +14,8 @@
  * training crop; default the network size), `preview=K` (refresh every K steps, default 5).
  * Bundled to dist/web/finetune.js; the library comes from /browser/canet-gpu.js.
  */
-import { createEngine, loadModelBytes, fineTune, serializeModel, imageToTensor, CLASS_NAMES, PALETTE, UNLABELLED, type Engine } from '../entry/browser.js';
+import { loadModelBytes, fineTune, serializeModel, imageToTensor, resizeClassIds, CLASS_NAMES, PALETTE, UNLABELLED, type Engine } from '../entry/browser.js';
+import { adapterLabel, openPageEngine } from './page-engine.js';
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const message = $<HTMLParagraphElement>('message');
@@ -55,19 +56,10 @@ function canvasOf(w: number, h: number): HTMLCanvasElement {
 }
 
 async function main(): Promise<void> {
-  if (!('gpu' in navigator) || !navigator.gpu) {
-    setState('nogpu', 'This browser has no WebGPU (navigator.gpu is missing), so nothing can train here. Use a recent Chrome, Edge or Safari (or Firefox with WebGPU enabled), over http://127.0.0.1 or https.');
-    return;
-  }
-  let engine: Engine;
-  try {
-    engine = await createEngine();
-  } catch (e) {
-    setState('nogpu', `WebGPU is present but gave no usable GPU: ${(e as Error).message}`);
-    return;
-  }
-  const a = engine.adapter;
-  $('adapter').textContent = `Adapter: ${a.description || [a.vendor, a.architecture].filter(Boolean).join(' ') || 'unnamed'}${a.isSoftware ? ' (software: expect CPU speeds, about a second per step)' : ''}`;
+  const opened = await openPageEngine('so nothing can train here', (message) => setState('nogpu', message));
+  if (!opened) return;
+  const engine: Engine = opened; // (narrowed for the functions declared below)
+  $('adapter').textContent = adapterLabel(engine, 'software: expect CPU speeds, about a second per step');
   let closed = false;
   let controller: AbortController | null = null;
   void engine.lost.then((info) => {
@@ -130,7 +122,7 @@ async function main(): Promise<void> {
     model.eval();
     const ids = engine.scope(() => model.segment(imageToTensor(engine, { data: f.rgba, width: f.width, height: f.height, channels: 4 }, { outWidth: nw, outHeight: nh })));
     try {
-      f.ids = (await ids.read()) as Int32Array;
+      f.ids = await ids.readInt32();
     } finally {
       ids.dispose();
     }
@@ -141,14 +133,12 @@ async function main(): Promise<void> {
     let labelled = 0;
     let correct = 0;
     if (!f.ids) return { labelled, correct };
-    for (let y = 0; y < f.height; y++) {
-      const row = Math.min(nh - 1, Math.floor(((y + 0.5) * nh) / f.height)) * nw;
-      for (let x = 0; x < f.width; x++) {
-        const c = f.labels[y * f.width + x]!;
-        if (c === UNLABELLED) continue;
-        labelled++;
-        if (f.ids[row + Math.min(nw - 1, Math.floor(((x + 0.5) * nw) / f.width))] === c) correct++;
-      }
+    const ids = resizeClassIds(f.ids, nw, nh, f.width, f.height);
+    for (let i = 0; i < f.labels.length; i++) {
+      const c = f.labels[i]!;
+      if (c === UNLABELLED) continue;
+      labelled++;
+      if (ids[i] === c) correct++;
     }
     return { labelled, correct };
   }
