@@ -12,7 +12,7 @@
  * on a few cases, since their pipelines take seconds to compile on SwiftShader).
  */
 import * as assert from 'uvu/assert';
-import { Engine, ShapeError, backward, chooseSoftwareGPU } from '../entry/node.js';
+import { Engine, ShapeError, backward } from '../entry/node.js';
 import { type Conv2dOptions, conv2d, conv2dOutputSize } from '../engine/ops/conv2d.js';
 import { kernelFamily } from '../engine/device-common.js';
 import { suite } from './harness.js';
@@ -148,9 +148,7 @@ t('conv2dOutputSize follows floor((H + 2p - d(k-1) - 1)/s) + 1 and rejects empty
  * lavapipe (LLVM): their code is checked on SwiftShader, where it runs; under
  * CANET_SOFTWARE_GPU=lavapipe those tests are counted as skipped.
  */
-const swiftShaderTilesOnly = chooseSoftwareGPU(undefined, process.env) === 'lavapipe';
-const tCpuTiles = (name: string, fn: () => Promise<void>): void =>
-  swiftShaderTilesOnly ? t.skip(`${name} (skipped on lavapipe: SwiftShader's tiles compile for minutes there; checked on SwiftShader)`) : t(name, fn);
+const tCpuTiles = forKernelMode(t, 'swiftshader');
 
 /** Runs `fn` with `prefer` set on the engine (kernel choices are per engine), then unset. */
 async function withPrefer(e: Engine, prefer: Record<string, string>, fn: () => Promise<void>): Promise<void> {
@@ -170,7 +168,7 @@ const withTiles = (e: Engine, cls: 'gpu' | 'cpu' | 'llvmpipe' | 'workgroup', fn:
   withPrefer(e, cls === 'workgroup' ? { conv2d: 'workgroup' } : { conv2dTiles: cls === 'cpu' ? 'swiftshader' : cls }, fn);
 
 for (const cls of ['gpu', 'cpu', 'llvmpipe', 'workgroup'] as const) {
-  const tt = cls === 'cpu' ? tCpuTiles : forKernelMode(t, cls);
+  const tt = forKernelMode(t, cls === 'cpu' ? 'swiftshader' : cls);
   tt(`forward matches float64 (rel err < 1e-4), ${cls} tiles`, async () => {
     const e = await testEngine();
     await withTiles(e, cls, async () => {

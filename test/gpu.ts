@@ -30,15 +30,22 @@ export function withLimits(real: GPUDevice, overrides: Partial<Record<keyof GPUS
 }
 
 /**
- * True in the lavapipe run of the tests (CANET_SOFTWARE_GPU=lavapipe, as CI's second run). The
- * workgroup-memory kernels written for GPUs compile for 4-13 s each there on a cold Mesa cache
- * (a fresh machine), which took a conv2d test past its time limit; they are checked in the
- * SwiftShader run, where they compile in a fraction of that.
+ * True in the lavapipe run of the tests (CANET_SOFTWARE_GPU=lavapipe, as CI's second run), where
+ * two kinds of kernels are too slow to compile on a cold Mesa cache (a fresh machine) and are
+ * checked in the SwiftShader run instead: SwiftShader's large unrolled tiles (minutes each) and
+ * the GPUs' workgroup-memory kernels (4-13 s each; one took a conv2d test past its time limit).
  */
 export const lavapipeRun = chooseSoftwareGPU(undefined, process.env) === 'lavapipe';
 
-/** `t`, or for the 'workgroup' kernel mode in the lavapipe run, a skip that says why. */
+/** Why a kernel mode is skipped in the lavapipe run (see lavapipeRun). */
+const LAVAPIPE_SKIPS: Record<string, string> = {
+  workgroup: "the GPU's workgroup-memory kernels compile for seconds each there",
+  swiftshader: "SwiftShader's tiles compile for minutes there",
+};
+
+/** `t`, or for a kernel mode of LAVAPIPE_SKIPS in the lavapipe run, a skip that says why. */
 export function forKernelMode(t: Suite, mode: string | null): (name: string, fn: () => unknown, opts?: { timeoutMs?: number }) => void {
-  if (!(lavapipeRun && mode === 'workgroup')) return t;
-  return (name) => t.skip(`${name} (skipped on lavapipe: the GPU's workgroup-memory kernels compile for seconds each there; checked on SwiftShader)`);
+  const why = lavapipeRun && mode ? LAVAPIPE_SKIPS[mode] : undefined;
+  if (!why) return t;
+  return (name) => t.skip(`${name} (skipped on lavapipe: ${why}; checked on SwiftShader)`);
 }
