@@ -20,57 +20,61 @@ const fromDir = (dir, re) => (existsSync(dir) ? readdirSync(dir).filter((f) => r
 // the JavaScript under tests that are running from dist/).
 const typesOnly = process.argv.includes('--types-only');
 
-// Outputs of earlier builds go first: esbuild names chunks by content hash, so stale chunks (and
-// tests deleted from test/) would otherwise pile up, be shipped, or be run.
-if (!typesOnly) for (const dir of ['node', 'cli', 'chunks', 'test', 'bench', 'web', 'test-browser']) rmSync(join('dist', dir), { recursive: true, force: true });
+/** Every JavaScript output: the library, the browser bundle, the tests, the programs, the pages, the TF.js peer. */
+function buildJavaScript() {
+  // Outputs of earlier builds go first: esbuild names chunks by content hash, so stale chunks (and
+  // tests deleted from test/) would otherwise pile up, be shipped, or be run.
+  for (const dir of ['node', 'cli', 'chunks', 'test', 'bench', 'web', 'test-browser']) rmSync(join('dist', dir), { recursive: true, force: true });
 
-const jobs = typesOnly ? [] : [
-  // What the package ships for Node: the library and the CLI, sharing their code through chunks
-  // in dist/node/chunks, so the CLI and `import 'canet-gpu'` run the same module instances.
-  build({ ...nodeOpts, entryPoints: { 'node/index': 'entry/node.ts', 'cli/main': 'cli/main.ts' }, outdir: 'dist', splitting: true, chunkNames: 'node/chunks/[name]-[hash]' }),
-  build({ ...common, platform: 'browser', entryPoints: { 'canet-gpu': 'entry/browser.ts' }, outdir: 'dist/browser' }),
-];
-const tests = fromDir('test', /\.test\.ts$/);
-if (tests.length && !typesOnly)
-  jobs.push(build({ ...nodeOpts, entryPoints: tests, outdir: 'dist/test', outbase: 'test', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
-// Node programs of the repository (not shipped): the benchmarks, the device-kit probe, the demo server.
-const programs = ['bench/run.ts', 'bench/kernels.ts', 'bench/device/probe.ts', 'web/server.ts'].filter((f) => existsSync(f));
-if (programs.length && !typesOnly) jobs.push(build({ ...nodeOpts, entryPoints: programs, outdir: 'dist', outbase: '.', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
-// Pages: the demo and the browser test page. They load the library from the shipped bundle
-// (/browser/canet-gpu.js, served beside them) instead of bundling a second copy, so what they
-// exercise is exactly dist/browser/canet-gpu.js; their imports of the package's browser entry (or of its
-// platform-neutral index, which the bundle re-exports) become that URL.
-const libraryFromBundle = {
-  name: 'canet-gpu-library-from-bundle',
-  setup(b) {
-    b.onResolve({ filter: /(^|\/)entry\/(browser|index)\.js$/ }, () => ({ path: '/browser/canet-gpu.js', external: true }));
-  },
-};
-const pages = [
-  ['web/demo.ts', 'dist/web'],
-  ['web/finetune.ts', 'dist/web'],
-  ['test/browser/page.ts', 'dist/test-browser'],
-].filter(([f]) => existsSync(f));
-if (!typesOnly) for (const [entry, outdir] of pages) jobs.push(build({ ...common, platform: 'browser', entryPoints: [entry], outdir, plugins: [libraryFromBundle] }));
-// The TF.js peer of the benchmark (a devDependency, never in the library or the browser bundle):
-// TF.js's training gradients ship only as ES modules with extensionless imports
-// (@tensorflow/tfjs-core/dist/register_all_gradients), which Node cannot load, so this program
-// bundles TF.js from its ES modules; the Emscripten glue of the WASM backend still calls require()
-// and reads __dirname, which the banner provides.
-if (!typesOnly && existsSync('bench/peers/tfjs.ts') && existsSync('node_modules/@tensorflow/tfjs-core'))
-  jobs.push(build({
-    ...common,
-    platform: 'node',
-    entryPoints: { 'bench/peers/tfjs': 'bench/peers/tfjs.ts' },
-    outdir: 'dist',
-    external: ['webgpu'],
-    mainFields: ['module', 'main'],
-    banner: {
-      js: "import { createRequire as __peerRequire } from 'node:module'; import { fileURLToPath as __peerPath } from 'node:url'; import { dirname as __peerDir } from 'node:path';\n" +
-        'const require = __peerRequire(import.meta.url); const __filename = __peerPath(import.meta.url); const __dirname = __peerDir(__filename);',
+  const jobs = [
+    // What the package ships for Node: the library and the CLI, sharing their code through chunks
+    // in dist/node/chunks, so the CLI and `import 'canet-gpu'` run the same module instances.
+    build({ ...nodeOpts, entryPoints: { 'node/index': 'entry/node.ts', 'cli/main': 'cli/main.ts' }, outdir: 'dist', splitting: true, chunkNames: 'node/chunks/[name]-[hash]' }),
+    build({ ...common, platform: 'browser', entryPoints: { 'canet-gpu': 'entry/browser.ts' }, outdir: 'dist/browser' }),
+  ];
+  const tests = fromDir('test', /\.test\.ts$/);
+  if (tests.length)
+    jobs.push(build({ ...nodeOpts, entryPoints: tests, outdir: 'dist/test', outbase: 'test', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
+  // Node programs of the repository (not shipped): the benchmarks, the device-kit probe, the demo server.
+  const programs = ['bench/run.ts', 'bench/kernels.ts', 'bench/device/probe.ts', 'web/server.ts'].filter((f) => existsSync(f));
+  if (programs.length) jobs.push(build({ ...nodeOpts, entryPoints: programs, outdir: 'dist', outbase: '.', splitting: true, chunkNames: 'chunks/[name]-[hash]' }));
+  // Pages: the demo and the browser test page. They load the library from the shipped bundle
+  // (/browser/canet-gpu.js, served beside them) instead of bundling a second copy, so what they
+  // exercise is exactly dist/browser/canet-gpu.js; their imports of the package's browser entry (or of its
+  // platform-neutral index, which the bundle re-exports) become that URL.
+  const libraryFromBundle = {
+    name: 'canet-gpu-library-from-bundle',
+    setup(b) {
+      b.onResolve({ filter: /(^|\/)entry\/(browser|index)\.js$/ }, () => ({ path: '/browser/canet-gpu.js', external: true }));
     },
-  }));
-await Promise.all(jobs);
+  };
+  const pages = [
+    ['web/demo.ts', 'dist/web'],
+    ['web/finetune.ts', 'dist/web'],
+    ['test/browser/page.ts', 'dist/test-browser'],
+  ].filter(([f]) => existsSync(f));
+  for (const [entry, outdir] of pages) jobs.push(build({ ...common, platform: 'browser', entryPoints: [entry], outdir, plugins: [libraryFromBundle] }));
+  // The TF.js peer of the benchmark (a devDependency, never in the library or the browser bundle):
+  // TF.js's training gradients ship only as ES modules with extensionless imports
+  // (@tensorflow/tfjs-core/dist/register_all_gradients), which Node cannot load, so this program
+  // bundles TF.js from its ES modules; the Emscripten glue of the WASM backend still calls require()
+  // and reads __dirname, which the banner provides.
+  if (existsSync('bench/peers/tfjs.ts') && existsSync('node_modules/@tensorflow/tfjs-core'))
+    jobs.push(build({
+      ...common,
+      platform: 'node',
+      entryPoints: { 'bench/peers/tfjs': 'bench/peers/tfjs.ts' },
+      outdir: 'dist',
+      external: ['webgpu'],
+      mainFields: ['module', 'main'],
+      banner: {
+        js: "import { createRequire as __peerRequire } from 'node:module'; import { fileURLToPath as __peerPath } from 'node:url'; import { dirname as __peerDir } from 'node:path';\n" +
+          'const require = __peerRequire(import.meta.url); const __filename = __peerPath(import.meta.url); const __dirname = __peerDir(__filename);',
+      },
+    }));
+  return Promise.all(jobs);
+}
+if (!typesOnly) await buildJavaScript();
 
 if (process.argv.includes('--types') || typesOnly) {
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
