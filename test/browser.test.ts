@@ -1,7 +1,7 @@
 /**
  * Browsers: the ESM bundle (no Node built-ins, no dependencies), and headless Chromium through
  * playwright-core on a local server: the kernel checks in the page against float64 (the same
- * checks pass here in Node), CANet-MobileNetV2 on the demo weights for the sample image against
+ * checks pass here in Node; most run cases of the Node tests' tables in test/cases/), CANet-MobileNetV2 on the demo weights for the sample image against
  * this process's Node run (class ids, network input), the embedding path (an application's device
  * and texture in, the engine's texture drawn to a canvas and read back), a training step's loss
  * against Node's, and the demo page (screenshot: docs/demo-web.png).
