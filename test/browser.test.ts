@@ -19,7 +19,7 @@ import { PNG } from 'pngjs';
 import { decodeImage, readImage } from '../data/image-io.js';
 import { startServer, packageRoot, type WebServer } from '../web/server.js';
 import { suite } from './harness.js';
-import { testEngine } from './gpu.js';
+import { browserPeerEngine } from './gpu.js';
 import { runKernelChecks, type CheckResult } from './browser/kernel-checks.js';
 import { TRAIN_SETUP, twoTrainingSteps } from './browser/train-run.js';
 import { hashIds } from './browser/hash.js';
@@ -162,7 +162,7 @@ if (missing) {
 
   t.before(async () => {
     try {
-      nodeEngine = await testEngine();
+      nodeEngine = await browserPeerEngine();
       const t0 = Date.now();
       server = await startServer({ root, tests: true });
       const { chromium } = await import('playwright-core');
