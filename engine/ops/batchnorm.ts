@@ -13,7 +13,8 @@ import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { type BindingDecl, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { unary, unaryOps } from './unary.js';
+import { type ActivationName, ACTIVATION_NAMES, activationGradWgsl, activationWgsl, isActivation } from './activation.js';
+import { unary } from './unary.js';
 import { add } from './basic.js';
 import { section } from './shader.js';
 import { kernelFamily } from '../device-common.js';
@@ -33,17 +34,8 @@ export interface BatchNormOptions {
   residual?: Tensor | null;
 }
 
-export type BatchNormActivation = 'none' | 'relu' | 'relu6' | 'sigmoid';
-
-const ACTIVATIONS: readonly BatchNormActivation[] = ['none', 'relu', 'relu6', 'sigmoid'];
-/** act(x) as a WGSL expression in x of type `v` (vec4<f32> or f32; unary.ts writes them for vec4). */
-const actForward = (act: BatchNormActivation, v: string): string => (act === 'none' ? 'x' : unaryOps[act].forward.replaceAll('vec4<f32>', v));
-/**
- * dL/dz from g = dL/dy and the output y = act(z), as WGSL of type `v` in g, y, zero: for relu and relu6
- * the derivative's support (z > 0, 0 < z < 6) is the same set as (y > 0, 0 < y < 6), so z need not be kept.
- */
-const actGrad = (act: BatchNormActivation, v: string): string =>
-  ({ none: 'g', relu: 'select(zero, g, y > zero)', relu6: `select(zero, g, (y > zero) & (y < ${v}(6.0)))`, sigmoid: 'g * y * (1.0 - y)' })[act];
+/** The activations BatchNorm fuses: those of the table in activation.ts. */
+export type BatchNormActivation = ActivationName;
 
 const WG = 64;
 /** Groups per loop iteration in the reductions (unrolled). */
@@ -131,7 +123,7 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   const engine = x.engine;
   const training = opts.training;
   const act = opts.act ?? 'none';
-  check(ACTIVATIONS.includes(act), op, () => `act must be one of ${ACTIVATIONS.join(', ')}, got ${JSON.stringify(act)}`);
+  check(isActivation(act), op, () => `act must be one of ${ACTIVATION_NAMES.join(', ')}, got ${JSON.stringify(act)}`);
   const geo = geometry(x);
   // Lane reductions: one dispatch each way with the activation (and a residual) fused in, when
   // C % 4 == 0 (vec4 lanes) or, in training with the elementwise pass fused, for any C (scalar
@@ -403,7 +395,7 @@ function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Tensor, r
       bindings: { x: read(V), gamma: read(V), beta: read(V), running_mean: readWrite(V), running_var: readWrite(V), stats: readWrite(V), ...outBindings },
       code: section(batchnorm, 'bn_train_stats', {
         ...lane, ...t, BLOCK: LANE_BLOCK,
-        ACT: actForward(act, V),
+        ACT: activationWgsl(act, V),
         STORE_AFFINE: fused ? '' : '    affine[j] = a;\n    affine[p.rs + j] = pivot;\n    affine[2u * p.rs + j] = dev;\n    affine[3u * p.rs + j] = b;',
         NORMALIZE: fused ? `  for (var q = t; q < p.groups; q = q + ${step}u) { let at = q * p.p4 + j; y[at] = act(((x[at] - pivot) - dev) * a + b${res}); }` : '',
         UNROLLED: unrolledLaneLoop(unroll, step, (k) => `      { let d = x[(g + ${k * step}u) * p.p4 + jj] - shift; s1 = s1 + d; s2 = s2 + d * d; }`),
@@ -481,7 +473,7 @@ function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gamma: Ten
       },
       code: section(batchnorm, 'bn_train_grad', {
         ...t,
-        ...lane, BLOCK: LANE_BLOCK, ACT_GRAD: actGrad(act, V),
+        ...lane, BLOCK: LANE_BLOCK, ACT_GRAD: activationGradWgsl(act, V),
         UNROLLED: unrolledLaneLoop(unroll, step, (k) => `      { let at = (g + ${k * step}u) * p.p4 + jj; let gv = act_grad(gr[at], y[at]); b1 = b1 + gv; b2 = b2 + gv * ((x[at] - pivot) - dev); }`),
         ...(training
           ? { COEF_B: '-a * invstd * sgxhat / p.n', COEF_D: '-a * sg / p.n' }
@@ -529,7 +521,7 @@ function backwardDx(geo: Geometry, g: Tensor, x: Tensor, coef: Tensor, dx: Tenso
       uniforms: { n4: 'u32', p4: 'u32', blocks: 'u32' },
       bindings: { gr: read('vec4<f32>'), x: read('vec4<f32>'), coef: read('vec4<f32>'), dx: readWrite('vec4<f32>'), ...(y ? { y: read('vec4<f32>') } : {}) },
       code: section(batchnorm, 'bn_backward_dx', {
-        WG, K, ACT_GRAD: actGrad(y ? act : 'none', 'vec4<f32>'),
+        WG, K, ACT_GRAD: activationGradWgsl(y ? act : 'none', 'vec4<f32>'),
         APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { dx[at] = a * ${y ? 'act_grad(gr[at], y[at])' : 'gr[at]'} + (x[at] - pivot) * b + d; } }`),
       }),
     }),
@@ -621,7 +613,7 @@ function perLaneAffine(geo: Geometry, x: Tensor, params: Tensor, y: Tensor, act:
         // res: a residual added before the activation (MobileNetV2's skip connection), when the op has one.
         bindings: { x: read('vec4<f32>'), params: read('vec4<f32>'), y: readWrite('vec4<f32>'), ...(residual ? { res: read('vec4<f32>') } : {}) },
         code: section(batchnorm, 'bn_affine', {
-          WG, K, ACT: actForward(act, 'vec4<f32>'),
+          WG, K, ACT: activationWgsl(act, 'vec4<f32>'),
           APPLY: unrolled(K, (k) => `  { let at = base + ${k}u * p.p4; if (at < p.n4) { y[at] = act(((x[at] - pivot) - dev) * a + b${res}); } }`),
         }),
       };
