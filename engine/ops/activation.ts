@@ -52,6 +52,14 @@ const table = {
     ref: (x) => 1 / (1 + Math.exp(-x)),
     refGrad: (y) => y * (1 - y),
   },
+  tanh: {
+    // sign(x) (1 - e) / (1 + e), e = exp(-2|x|) <= 1: never overflows. WGSL's builtin tanh takes its
+    // accuracy from sinh and cosh, which implementations may compute as exp(x) and overflow.
+    forward: () => 'sign(x) * ((1.0 - exp(-2.0 * abs(x))) / (1.0 + exp(-2.0 * abs(x))))',
+    grad: () => 'g * (1.0 - y * y)',
+    ref: (x) => Math.tanh(x),
+    refGrad: (y) => 1 - y * y,
+  },
 } satisfies Record<string, ActivationSpec>;
 
 /** An activation of the table. */
