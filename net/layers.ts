@@ -9,14 +9,16 @@ import { conv2d } from '../engine/ops/conv2d.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
-import type { Epilogue, EpilogueActivation } from '../engine/ops/epilogue.js';
+import type { Epilogue } from '../engine/ops/epilogue.js';
+import type { ActivationName } from '../engine/ops/activation.js';
 import { linear } from '../engine/ops/linear.js';
-import { relu, relu6, sigmoid } from '../engine/ops/unary.js';
+import { unary } from '../engine/ops/unary.js';
 import { foldHalf } from '../engine/ops/half.js';
 import { Module, Sequential, derivedKey, guardDerived, release } from './module.js';
 import { SeededRandom, constant, kaimingNormal, uniform } from './init.js';
 
-export type ActivationName = EpilogueActivation;
+/** 'none' or an activation of the table in engine/ops/activation.ts. */
+export type { ActivationName };
 
 /**
  * Whether `m` may run its fused inference kernels on `x`: eval mode (BatchNorm on running
@@ -84,16 +86,7 @@ class HalfWeights {
 }
 
 export function activate(x: Tensor, act: ActivationName): Tensor {
-  switch (act) {
-    case 'relu':
-      return relu(x);
-    case 'relu6':
-      return relu6(x);
-    case 'sigmoid':
-      return sigmoid(x);
-    case 'none':
-      return x;
-  }
+  return act === 'none' ? x : unary(act, x);
 }
 
 export interface Conv2dConfig {

@@ -2,6 +2,7 @@
 import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine, type Tensor } from '../entry/node.js';
 import { batchNorm2d, type BatchNormOptions } from '../engine/ops/batchnorm.js';
+import { ACTIVATION_OPS, type ActivationName, activationRef } from '../engine/ops/activation.js';
 import { kernelFamily } from '../engine/device-common.js';
 import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
@@ -203,13 +204,7 @@ t('inference forward matches float64 (rel err < 1e-4) and leaves the running sta
   }
 });
 
-const ACTS = {
-  none: (v: number) => v,
-  relu: (v: number) => Math.max(v, 0),
-  relu6: (v: number) => Math.min(Math.max(v, 0), 6),
-  sigmoid: (v: number) => 1 / (1 + Math.exp(-v)),
-};
-type Act = keyof typeof ACTS;
+type Act = ActivationName;
 
 /** gradCheck of batchNorm2d (with an optional fused activation) for x, gamma, beta; running buffers are made fresh inside the GPU forward. */
 async function bnGradCheck(e: Engine, shape: number[], training: boolean, seed: number, gradX = true, act: Act = 'none'): Promise<void> {
@@ -224,7 +219,7 @@ async function bnGradCheck(e: Engine, shape: number[], training: boolean, seed: 
     },
     // The reference recomputes the batch statistics for every perturbed input, so the finite
     // differences see the dependence of mean and variance on x, as the analytic backward must.
-    ref: ([x, gamma, beta]) => refBatchNorm(x!, c, gamma!, beta!, p.rm, p.rv, opts).y.map(ACTS[act]),
+    ref: ([x, gamma, beta]) => refBatchNorm(x!, c, gamma!, beta!, p.rm, p.rv, opts).y.map(activationRef(act)),
     inputs: [
       { name: 'x', shape, data: randn(sizeOf(shape), seed + 10, -2, 2), grad: gradX },
       { name: 'gamma', shape: [c], data: p.gamma },
@@ -253,18 +248,18 @@ t('inference backward: x, gamma, beta vs finite differences of float64 (rel err 
   await bnGradCheck(e, [2, 3, 3, 5], false, 8, false);
 });
 
-bothLaneModes('fused activation (relu, relu6, sigmoid): forward vs float64 BN-then-act, backward vs finite differences (rel err < 1e-4 / 2e-3)', async (e) => {
+bothLaneModes('fused activation (every activation of the table): forward vs float64 BN-then-act, backward vs finite differences (rel err < 1e-4 / 2e-3)', async (e) => {
   // C = 8 and 12 run the one-dispatch lane kernels with the activation inside; C = 5 composes
   // the chunked BatchNorm with the separate activation op.
   let seed = 40;
-  for (const act of ['relu', 'relu6', 'sigmoid'] as const)
+  for (const act of ACTIVATION_OPS)
     for (const [shape, training] of [[[2, 5, 7, 8], true], [[1, 9, 7, 12], false], [[2, 3, 5, 5], true]] as [number[], boolean][]) {
       const c = shape[shape.length - 1]!;
       const p = params(c, seed);
       // Scaled so relu6 clips on both sides.
       const x = asF32(randn(sizeOf(shape), seed + 1, -2, 2));
       const opts = { training, momentum: 0.1, eps: 1e-5 };
-      const want = refBatchNorm(x, c, p.gamma.map((v) => 4 * v), p.beta, p.rm, p.rv, opts).y.map(ACTS[act]);
+      const want = refBatchNorm(x, c, p.gamma.map((v) => 4 * v), p.beta, p.rm, p.rv, opts).y.map(activationRef(act));
       await e.scope(async () => {
         const g = upload(e, { ...p, gamma: p.gamma.map((v) => 4 * v) });
         const y = batchNorm2d(e.tensor(Float32Array.from(x), shape), g.gamma, g.beta, g.rm, g.rv, { ...opts, act });
@@ -284,7 +279,7 @@ bothLaneModes('residual add (fused for C % 4 == 0 with no activation, composed o
     const r = asF32(randn(sizeOf(shape), seed + 2, -2, 2));
     const opts = { training, momentum: 0.1, eps: 1e-5 };
     const ref = (xd: Float64Array, gm: Float64Array, bt: Float64Array, rd: Float64Array) =>
-      refBatchNorm(xd, c, gm, bt, p.rm, p.rv, opts).y.map((v, i) => ACTS[act](v + rd[i]!));
+      refBatchNorm(xd, c, gm, bt, p.rm, p.rv, opts).y.map((v, i) => activationRef(act)(v + rd[i]!));
     await e.scope(async () => {
       const g = upload(e, p);
       const y = batchNorm2d(e.tensor(Float32Array.from(x), shape), g.gamma, g.beta, g.rm, g.rv, { ...opts, act, residual: e.tensor(Float32Array.from(r), shape) });

@@ -16,6 +16,7 @@ import { conv2d } from '../engine/ops/conv2d.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import type { Epilogue, EpilogueActivation } from '../engine/ops/epilogue.js';
+import { ACTIVATION_OPS } from '../engine/ops/activation.js';
 import { channelAttentionInference } from '../engine/ops/fca.js';
 import { argmax } from '../engine/ops/softmax.js';
 import { resizeBilinear, resizeBilinearArgmax } from '../engine/ops/upsample.js';
@@ -135,6 +136,29 @@ for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
       await useFamily(null);
     }
   });
+
+t('every activation of the table in the conv2d epilogue (vec4 and scalar channels, after a folded BN and a residual) vs float64 (rel err < 1e-4)', async () => {
+  const e = await testEngine();
+  // The same convolutions as conv2d cases 0 and 5 (their pipelines shared where the activation is the same).
+  const cases: ConvCase[] = [
+    { x: [1, 7, 9, 8], w: [12, 3, 3, 8], opts: { padding: 1 }, parts: { affine: true, residual: true } },
+    { x: [1, 5, 7, 3], w: [5, 3, 3, 3], opts: { padding: 1 }, parts: { bias: true } },
+  ];
+  for (const act of ACTIVATION_OPS)
+    for (const [k, c] of cases.entries()) {
+      const seed = 700 + 10 * k;
+      const xd = f32(randn(size(c.x), seed));
+      const wd = f32(randn(size(c.w), seed + 1));
+      const bd = c.parts.bias ? f32(randn(c.w[0]!, seed + 2)) : null;
+      const conv = refConv2d(xd, c.x, wd, c.w, bd, c.opts);
+      await e.noGrad(() => e.scope(async () => {
+        const { gpu, ref } = makeEpilogue(e, conv.shape, { ...c.parts, act }, seed + 3);
+        const want = refEpilogue(conv.data, conv.shape, ref);
+        const y = conv2d(up(e, xd, c.x), up(e, wd, c.w), bd ? up(e, bd, [c.w[0]!]) : null, c.opts, gpu);
+        expectClose(await y.read(), want, 1e-4, `conv2d ${act} case ${k}`, 1e-2 * maxAbs(want));
+      }));
+    }
+});
 
 for (const mode of [null, 'llvmpipe', 'workgroup'] as const)
   forKernelMode(t, mode)(`depthwise and transposed-conv epilogues (folded BN, activation, channel slice)${suffix(mode)}`, async () => {

@@ -7,7 +7,7 @@
  *
  * Order, as CANet computes it: y = acc * scale[c] + shift[c]  (BN folded with the conv bias)
  *                              y = y + residual[m, c]         (MobileNetV2's and ResNet's skips)
- *                              y = act(y)                     (relu / relu6 / sigmoid)
+ *                              y = act(y)                     (an activation of activation.ts)
  *                              y = y * (as[m] * ac[n, c] + 1) (FCA: F * A_s * A_c + F)
  * m is the flat output pixel (n, oy, ox) and c the output channel. Epilogues carry no autograd:
  * the ops accept them only while no graph is recorded (inference); training uses the separate
@@ -16,10 +16,11 @@
 import { check, fmtShape } from '../errors.js';
 import { type BindingDecl, type ScalarType, read } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { unaryOps } from './unary.js';
+import { type ActivationName, activationWgsl } from './activation.js';
 import { loadF32, storageType, storeAs } from './storage.js';
 
-export type EpilogueActivation = 'none' | 'relu' | 'relu6' | 'sigmoid';
+/** The activations an epilogue applies: those of the table in activation.ts. */
+export type EpilogueActivation = ActivationName;
 
 /** What a producer does after its reduction; every field optional. */
 export interface Epilogue {
@@ -218,7 +219,7 @@ export function epiloguePlan(e: Epilogue | null | undefined, shape: readonly num
     const body: string[] = ['  var r = v;'];
     const ld = (t: Tensor, v: 1 | 4, e: string): string => loadF32(t, v, e);
     if (ep.residual) body.push(`  r = r + ${ld(ep.residual, vec, `ep_res[(m * p.ep_c + c) / ${vec}u]`)};`);
-    if (act !== 'none') body.push(`  { let x = r; r = ${unaryOps[act].forward.replaceAll('vec4<f32>', vt)}; }`);
+    if (act !== 'none') body.push(`  { let x = r; r = ${activationWgsl(act, vt)}; }`);
     if (ep.fca) body.push(`  r = r * (${ld(ep.fca.as, 1, 'ep_as[m]')} * ${ld(ep.fca.ac, vec, `ep_ac[((m / p.ep_hw) * p.ep_c + c) / ${vec}u]`)} + 1.0);`);
     decls.push(`fn ep_finish(v: ${vt}, m: u32, c: u32) -> ${vt} {`, ...body, '  return r;', '}');
     return {

@@ -1,14 +1,15 @@
 /**
- * The unary op table (after webgpu-torch's op_table): each activation is declared once with its
- * WGSL forward expression (in x, vec4), its WGSL gradient (in x, y = forward output, g) and a
- * float64 CPU reference with derivative. Kernels, autograd and tests all come from this table,
- * so adding an activation is one entry here.
+ * The unary ops: every activation of the table in activation.ts (relu, relu6, sigmoid, ...), whose
+ * kernels, gradients and float64 references come from there, plus leakyRelu, whose slope is a
+ * uniform and whose gradient is written in x (it is not fusable). Kernels, autograd and tests all
+ * come from `unaryOps`.
  */
 import elementwise from '../../shaders/elementwise.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
+import { type ActivationOp, ACTIVATION_OPS, activations } from './activation.js';
 import { unaryKernel } from './basic.js';
 import { sectionSpec } from './shader.js';
 
@@ -28,31 +29,17 @@ const UNARY_BACKWARD = {
   bindings: { xs: read('vec4<f32>'), ys: read('vec4<f32>'), gs: read('vec4<f32>'), dxs: readWrite('vec4<f32>') },
 } as const;
 
-const zero = 'vec4<f32>(0.0)';
+const V4 = 'vec4<f32>';
+const zero = `${V4}(0.0)`;
+
+/** The unary op of an activation of the table: its vec4 kernels, its gradient from y. */
+function activationOp(op: ActivationOp): UnaryOpSpec {
+  const a = activations[op];
+  return { forward: a.forward(V4), backward: a.grad(V4), ref: (x) => a.ref(x), refGrad: (x) => a.refGrad(a.ref(x)) };
+}
 
 const table = {
-  relu: {
-    forward: `max(x, ${zero})`,
-    backward: `select(${zero}, g, x > ${zero})`,
-    ref: (x) => Math.max(x, 0),
-    refGrad: (x) => (x > 0 ? 1 : 0),
-  },
-  relu6: {
-    forward: `clamp(x, ${zero}, vec4<f32>(6.0))`,
-    backward: `select(${zero}, g, (x > ${zero}) & (x < vec4<f32>(6.0)))`,
-    ref: (x) => Math.min(Math.max(x, 0), 6),
-    refGrad: (x) => (x > 0 && x < 6 ? 1 : 0),
-  },
-  sigmoid: {
-    // exp(-|x|) never overflows; pick the branch by sign for full precision on both sides.
-    forward: `select(exp(x) / (1.0 + exp(x)), 1.0 / (1.0 + exp(-x)), x >= ${zero})`,
-    backward: `g * y * (1.0 - y)`,
-    ref: (x) => 1 / (1 + Math.exp(-x)),
-    refGrad: (x) => {
-      const s = 1 / (1 + Math.exp(-x));
-      return s * (1 - s);
-    },
-  },
+  ...(Object.fromEntries(ACTIVATION_OPS.map((op) => [op, activationOp(op)])) as Record<ActivationOp, UnaryOpSpec>),
   leakyRelu: {
     forward: `select(alpha * x, x, x > ${zero})`,
     backward: `select(alpha * g, g, x > ${zero})`,

@@ -1,29 +1,25 @@
 /**
  * float64 reference of a fused epilogue (tests only), applied to a reference producer's output y
  * [N, H, W, C]: y * scale + shift, + residual, activation, * (as * ac + 1), in that order (the
- * order engine/ops/epilogue.ts documents). Plus the folded-BatchNorm affine it uses.
+ * order engine/ops/epilogue.ts documents). Plus the folded-BatchNorm affine it uses. The activations'
+ * float64 references are the table's (engine/ops/activation.ts).
  */
+import { type ActivationName, activationRef } from '../../engine/ops/activation.js';
+
 export interface RefEpilogue {
   scale?: ArrayLike<number>;
   shift?: ArrayLike<number>;
   residual?: ArrayLike<number>;
-  act?: 'none' | 'relu' | 'relu6' | 'sigmoid';
+  act?: ActivationName;
   as?: ArrayLike<number>;
   ac?: ArrayLike<number>;
 }
-
-const acts = {
-  none: (v: number) => v,
-  relu: (v: number) => Math.max(v, 0),
-  relu6: (v: number) => Math.min(Math.max(v, 0), 6),
-  sigmoid: (v: number) => 1 / (1 + Math.exp(-v)),
-};
 
 export function refEpilogue(y: ArrayLike<number>, shape: readonly number[], e: RefEpilogue): Float64Array {
   const [n, h, w, c] = shape as [number, number, number, number];
   const hw = h * w;
   const out = new Float64Array(n * hw * c);
-  const act = acts[e.act ?? 'none'];
+  const act = activationRef(e.act ?? 'none');
   for (let m = 0; m < n * hw; m++)
     for (let ch = 0; ch < c; ch++) {
       const i = m * c + ch;
