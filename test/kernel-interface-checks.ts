@@ -6,6 +6,7 @@
  */
 import { Engine, kernelSection, type Program } from '../entry/node.js';
 import { programKey } from '../engine/program.js';
+import { textDefinesPending } from '../engine/ops/shader.js';
 
 /** A program as dispatched, with the WGSL its `shader()` gave at that moment. */
 export interface Dispatched {
@@ -130,22 +131,58 @@ export function checkPrograms(programs: readonly Dispatched[], opts: CheckOption
 /** The kernel names of a family file (its `//# kernel NAME` lines). */
 export const sectionNames = (family: string): string[] => [...family.matchAll(/^\/\/# kernel\s+(\S+)/gm)].map((m) => m[1]!);
 
-/** A regex matching the section's WGSL with any text in place of each `{{DEFINE}}`. */
+/** A number as `section` writes a define (String of a finite number). */
+const NUMBER = '-?\\d+(?:\\.\\d+)?(?:e[-+]?\\d+)?';
+
+/**
+ * A regex matching the section's WGSL with a number in place of each `{{DEFINE}}` (any text for
+ * the sections that still take text defines, engine/ops/shader.ts TEXT_DEFINES_PENDING).
+ */
 function sectionPattern(family: string, name: string): RegExp {
   const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^${kernelSection(family, name).split(/\{\{\w+\}\}/).map(escape).join('[\\s\\S]*?')}$`);
+  const define = textDefinesPending().includes(name) ? '[\\s\\S]*?' : NUMBER;
+  return new RegExp(`^${kernelSection(family, name).split(/\{\{\w+\}\}/).map(escape).join(define)}$`);
+}
+
+/**
+ * Where a section of a family file uses a define as anything but a number (engine/ops/shader.ts:
+ * a section's defines are numbers; a kernel needing WGSL text from TypeScript is generated): a
+ * define alone on its line (a statement or declaration spliced in), or in a type or call position
+ * (`{{T}}(0.0)`, `vec4<{{T}}>`, `x: {{T}}`). Sections that still take text defines
+ * (TEXT_DEFINES_PENDING) are left out. One line per use found, `file: kernel: {{NAME}} in "line"`.
+ */
+export function textDefineUses(families: Readonly<Record<string, string>>): string[] {
+  const out: string[] = [];
+  for (const [file, text] of Object.entries(families))
+    for (const name of sectionNames(text)) {
+      if (textDefinesPending().includes(name)) continue;
+      for (const line of kernelSection(text, name).split('\n'))
+        for (const m of line.matchAll(/\{\{(\w+)\}\}/g)) {
+          const before = line.slice(0, m.index).trimEnd();
+          const after = line.slice(m.index! + m[0].length).trimStart();
+          const alone = before === '' && (after === '' || after.startsWith('//'));
+          if (alone || /[:<]$/.test(before) || /^[(<]/.test(after)) out.push(`${file}: ${name}: ${m[0]} in "${line.trim()}"`);
+        }
+    }
+  return out;
 }
 
 /**
  * Which sections of `families` (file name -> text) the programs' kernel code came from: the
- * sections no program produced, and the programs whose code matches no section.
+ * sections no program produced, and the programs whose code matches no section (generated
+ * kernels, `ShaderSpec.generated`, are not looked for).
  */
 export function sectionCoverage(families: Readonly<Record<string, string>>, programs: readonly Dispatched[]): { uncovered: string[]; unmatched: string[] } {
   const sections = Object.entries(families).flatMap(([file, text]) => sectionNames(text).map((name) => ({ id: `${file}: ${name}`, re: sectionPattern(text, name) })));
   const covered = new Set<string>();
   const unmatched = new Set<string>();
   const codes = new Map<string, string>();
-  for (const { program } of programs) if (!codes.has(programKey(program))) codes.set(programKey(program), program.shader().code);
+  for (const { program } of programs) {
+    if (codes.has(programKey(program))) continue;
+    const spec = program.shader();
+    // A generated kernel is written whole by its TypeScript: no section to find.
+    if (!spec.generated) codes.set(programKey(program), spec.code);
+  }
   for (const [key, code] of codes) {
     const hits = sections.filter((s) => s.re.test(code));
     if (!hits.length) unmatched.add(key);
