@@ -32,17 +32,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   dxs[i] = {{GRAD}};
 }
 
-//# kernel binary
-// out = a OP b for same-shape tensors ({{EXPR}} in terms of a and b).
-@compute @workgroup_size({{WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
-  if (i >= p.n4) { return; }
-  let a = as_[i];
-  let b = bs[i];
-  outs[i] = {{EXPR}};
-}
-
 //# kernel axpy_inplace
 // y += alpha * x (gradient accumulation, optimizer steps).
 @compute @workgroup_size({{WG}})

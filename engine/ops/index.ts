@@ -1,5 +1,5 @@
 /** All tensor ops. */
-export { fill, full, copyTensor as copy, add, sub, mul, sumToShape, scale, axpyInPlace, addInPlace, sum, broadcastScalar } from './basic.js';
+export { fill, full, copyTensor as copy, add, sub, mul, binary, binaryOps, sumToShape, scale, axpyInPlace, addInPlace, sum, broadcastScalar, type BinaryOpName, type BinaryOpSpec } from './basic.js';
 export { broadcastTo, broadcastShapes } from './broadcast.js';
 export { concat, slice, permute } from './concat.js';
 export { resizeBilinear, type ResizeOptions } from './upsample.js';
