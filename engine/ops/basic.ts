@@ -94,7 +94,7 @@ const sameShapeOf = (a: readonly number[], b: readonly number[]): boolean => a.l
 const binaryWgsl = (expr: string): string =>
   main1d(`let a = as_[i];
   let b = bs[i];
-  outs[i] = ${expr};`, 'n4');
+  outs[i] = ${expr};`, { count: 'n4' });
 
 /**
  * Op `op` of the binary table: same-shape operands take the flat vec4 kernel; others the

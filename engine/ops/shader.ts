@@ -79,18 +79,26 @@ export function generatedSpec(decl: Interface, code: string): ShaderSpec {
 
 // ------------------------------------------------------------------ helpers for generated WGSL
 
+/**
+ * The shared helpers of a family file (what precedes its first `//# kernel`): a generated kernel
+ * of a family whose fixed kernels share WGSL functions with it starts with these, so that each
+ * helper keeps one home.
+ */
+export const familyHelpers = (family: string): string => family.split(/^\/\/# kernel\s+/m)[0]!;
+
 /** Workgroup size of the 1-D kernels (one invocation per element or run of elements). */
 export const WG = 64;
 
 /**
- * The entry point of a 1-D kernel of `wg` invocations per workgroup: `i` is the flat index
- * (`flat_id`, see grid1d), and invocations at or past `p.${count}` return at once. `body` is
- * indented by two spaces.
+ * The entry point of a 1-D kernel of `wg` invocations per workgroup (default WG): `index` (default
+ * `i`) is the flat invocation index (`flat_id`, see grid1d), and invocations at or past
+ * `p.${count}` (default `p.threads`) return at once. `body` is indented by two spaces.
  */
-export const main1d = (body: string, count = 'threads', wg = WG): string => `@compute @workgroup_size(${wg})
+export const main1d = (body: string, { count = 'threads', index = 'i', wg = WG }: { count?: string; index?: string; wg?: number } = {}): string =>
+  `@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, ${wg}u);
-  if (i >= p.${count}) { return; }
+  let ${index} = flat_id(gid, nwg, ${wg}u);
+  if (${index} >= p.${count}) { return; }
   ${body}
 }`;
 
