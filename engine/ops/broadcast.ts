@@ -11,7 +11,7 @@ import { grid1d, read, readWrite, type ScalarType } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { fill } from './accumulate.js';
 import { type Interface, WG, generatedSpec, main1d } from './shader.js';
-import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupSumWgsl } from './subgroup.js';
+import { SG_WG, subgroupMain, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
 /** Most axes a broadcast may have after collapsing (see the module comment). */
 export const MAX_COLLAPSED_RANK = 6;
@@ -381,17 +381,6 @@ const sumRowsPartialWgsl = (t: string, hsum: string): string =>
   let acc = acc0 + acc1;
   partial[i] = ${hsum};`);
 
-/** The entry point of a subgroup reduction (subgroup.ts): one workgroup of SG_WG per output, `w` its index. */
-const sgMain = (t: string, body: string): string => `${ENABLE_SUBGROUPS}
-${workgroupSumWgsl('wg_sum', t)}
-@compute @workgroup_size(${SG_WG})
-fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(subgroup_invocation_id) sgi: u32) {
-  let w = wid.x + wid.y * nwg.x;
-  if (w >= p.outputs) { return; }
-  ${body}
-}`;
-
 /**
  * sum_middle_sg: sum_middle_partial with subgroups, one workgroup per output (k, chunk, c); its
  * invocations take every SG_WG-th row of the chunk, then wg_sum adds the workgroup's partials. For
@@ -399,7 +388,7 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec
  * invocation per column leaves a GPU idle.
  */
 const sumMiddleSgWgsl = (t: string): string =>
-  sgMain(t, `let c = w % p.inner;
+  subgroupMain([workgroupSumWgsl('wg_sum', t)], `let c = w % p.inner;
   let q = w / p.inner;
   let chunk = q % p.chunks;
   let k = q / p.chunks;
@@ -422,7 +411,7 @@ const sumMiddleSgWgsl = (t: string): string =>
  * reading neighbouring units of the row, then wg_sum; `hsum` adds a vec4's lanes.
  */
 const sumRowsSgWgsl = (t: string, hsum: string): string =>
-  sgMain(t, `let chunk = w % p.chunks;
+  subgroupMain([workgroupSumWgsl('wg_sum', t)], `let chunk = w % p.chunks;
   let row = w / p.chunks;
   let j0 = chunk * p.per_chunk;
   let j1 = min(p.r, j0 + p.per_chunk);
