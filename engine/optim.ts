@@ -23,11 +23,9 @@ import optim from '../shaders/optim.wgsl';
 import type { Engine } from './engine.js';
 import { check, fmtShape } from './errors.js';
 import { grid1d, read, readWrite, type UniformInput } from './program.js';
-import { sectionSpec } from './ops/shader.js';
+import { WG, sectionSpec } from './ops/shader.js';
 import type { Tensor } from './tensor.js';
 import { fill } from './ops/basic.js';
-
-const WG = 64;
 
 // Declared interfaces of the update kernels (shaders/optim.wgsl). Every kernel updates vec4s
 // [base, n4) of `param` (base offsets a dispatch covering one part of an arena); the
