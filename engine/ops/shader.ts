@@ -20,9 +20,9 @@ export type NumericDefines = Readonly<Record<string, number>>;
 
 /**
  * Sections that still take WGSL text for their defines, owned by work in progress elsewhere
- * (issue 26): the unary table's kernels, BatchNorm's, and the conv family's (conv2d, its
- * workgroup tiles, transposed and depthwise convs). Each is to become generated (its TS writes the
- * whole kernel) or numeric; no name may be added here.
+ * (issue 26): the unary table's kernels, BatchNorm's and conv2d's (direct and workgroup tiles).
+ * Each is to become generated (its TS writes the whole kernel) or numeric; no name may be added
+ * here.
  */
 const TEXT_DEFINES_PENDING = [
   'unary', 'unary_backward',
@@ -30,12 +30,9 @@ const TEXT_DEFINES_PENDING = [
   'bn_affine', 'bn_backward_dx', 'bn_train_stats', 'bn_train_grad',
   'conv2d_forward', 'conv2d_backward_input', 'conv2d_backward_filter',
   'conv2d_wg_forward', 'conv2d_wg_backward_input', 'conv2d_wg_backward_filter',
-  'conv_transpose_forward', 'conv_transpose_backward_input', 'conv_transpose_backward_filter', 'conv_transpose_pad_channels',
-  'depthwise_forward', 'depthwise_backward_input', 'depthwise_backward_filter', 'depthwise_wg_forward',
 ] as const;
 /** A section name still allowed WGSL text in its defines (see TEXT_DEFINES_PENDING). */
 export type TextDefinesPending = (typeof TEXT_DEFINES_PENDING)[number];
-const ENFORCE = false;
 const textPending: ReadonlySet<string> = new Set(TEXT_DEFINES_PENDING);
 /** The names of the sections that still take text defines, for the test that holds the line. */
 export const textDefinesPending = (): readonly string[] => TEXT_DEFINES_PENDING;
@@ -47,9 +44,9 @@ export const textDefinesPending = (): readonly string[] => TEXT_DEFINES_PENDING;
  */
 export function section(family: string, name: string, defines?: NumericDefines): string;
 /** @deprecated Text defines: only the sections of TEXT_DEFINES_PENDING, until they move. */
-export function section(family: string, name: TextDefinesPending | string, defines: Readonly<Record<string, string | number>>): string;
+export function section(family: string, name: TextDefinesPending, defines: Readonly<Record<string, string | number>>): string;
 export function section(family: string, name: string, defines: Readonly<Record<string, string | number>> = {}): string {
-  if (ENFORCE && !textPending.has(name))
+  if (!textPending.has(name))
     for (const [key, v] of Object.entries(defines))
       if (typeof v !== 'number' || !Number.isFinite(v))
         throw new TypeError(`kernel ${name}: define {{${key}}} is ${JSON.stringify(v)}, not a number; a section takes numeric defines only (write a kernel that needs WGSL text from TypeScript with generatedSpec)`);
@@ -63,7 +60,7 @@ export function section(family: string, name: string, defines: Readonly<Record<s
 /** The ShaderSpec of section `name` of `family` under interface `decl`, numeric defines substituted. */
 export function sectionSpec(decl: Interface, family: string, name: string, defines?: NumericDefines): ShaderSpec;
 /** @deprecated Text defines: only the sections of TEXT_DEFINES_PENDING, until they move. */
-export function sectionSpec(decl: Interface, family: string, name: TextDefinesPending | string, defines: Readonly<Record<string, string | number>>): ShaderSpec;
+export function sectionSpec(decl: Interface, family: string, name: TextDefinesPending, defines: Readonly<Record<string, string | number>>): ShaderSpec;
 export function sectionSpec(decl: Interface, family: string, name: string, defines?: Readonly<Record<string, string | number>>): ShaderSpec {
   return { ...decl, code: section(family, name as TextDefinesPending, defines ?? {}) };
 }
