@@ -10,7 +10,7 @@ import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite, type ScalarType } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { fill } from './accumulate.js';
-import { type Interface, WG, generatedSpec, main1d } from './shader.js';
+import { type Interface, WG, generatedSpec, main1d, range } from './shader.js';
 import { SG_WG, subgroupMain, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
 /** Most axes a broadcast may have after collapsing (see the module comment). */
@@ -99,7 +99,7 @@ export function stepIndex(rank: number): string {
 }
 
 /** WGSL for the offset sum of i_k * p.{s}k over the axes. */
-export const offset = (rank: number, s: string): string => Array.from({ length: rank }, (_, k) => `i${k} * p.${s}${k}`).join(' + ');
+export const offset = (rank: number, s: string): string => range(rank).map((k) => `i${k} * p.${s}${k}`).join(' + ');
 
 /**
  * Uniforms of the collapsed index of `rank` axes: d0..d{rank-2} (the outermost size is never
@@ -172,7 +172,7 @@ function broadcastBody(rank: number, vec: boolean, per: number, vecOperand: read
   }
   // Scalar mode: four consecutive elements; reads clamped to the buffer for the tail lanes.
   const loads = names.map((n, j) => `let ${n} = ${arrays[j]}[min(${offset(rank, `s${n}`)}, last_${n})];`).join(' ');
-  const lanes = [0, 1, 2, 3].map((u) => `{ ${loads} v[${u}] = ${expr}; }${u < 3 ? ' ' + stepIndex(rank) : ''}`);
+  const lanes = range(4).map((u) => `{ ${loads} v[${u}] = ${expr}; }${u < 3 ? ' ' + stepIndex(rank) : ''}`);
   return [
     decompose(rank, 'i * 4u', true),
     ...names.map((n, j) => `let last_${n} = arrayLength(&${arrays[j]}) - 1u;`),

@@ -10,7 +10,7 @@ import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { MAX_COLLAPSED_RANK, decompose, indexUniformDecl, indexUniforms, offset, stepIndex } from './broadcast.js';
-import { WG, generatedSpec, main1d } from './shader.js';
+import { WG, generatedSpec, main1d, range } from './shader.js';
 
 /** Elements (or vec4s) per invocation in copy_rows. */
 const PER = 4;
@@ -184,7 +184,7 @@ function sliceBackwardBody(vec: boolean): string {
         'var j = i * 4u - o * p.row;',
         'let last = arrayLength(&g) - 1u;',
         'var v = vec4<u32>(0u);',
-        ...[0, 1, 2, 3].map((l) => `{ ${band} v[${l}] = select(0u, g[min(k, last)], inside); }${l < 3 ? ' j = j + 1u; { let w = j == p.row; j = select(j, 0u, w); o = select(o, o + 1u, w); }' : ''}`),
+        ...range(4).map((l) => `{ ${band} v[${l}] = select(0u, g[min(k, last)], inside); }${l < 3 ? ' j = j + 1u; { let w = j == p.row; j = select(j, 0u, w); o = select(o, o + 1u, w); }' : ''}`),
         'dx[i] = v;',
       ].join('\n  ');
 }
@@ -261,7 +261,7 @@ function permuteBody(rank: number, mode: 'vv' | 'vs' | 's'): string {
     decompose(rank, 'i * 4u', true),
     'let last = arrayLength(&x) - 1u;',
     'var v: vec4<u32>;',
-    ...[0, 1, 2, 3].map((l) => `v[${l}] = x[min(${offset(rank, 's')}, last)];${l < 3 ? ' ' + stepIndex(rank) : ''}`),
+    ...range(4).map((l) => `v[${l}] = x[min(${offset(rank, 's')}, last)];${l < 3 ? ' ' + stepIndex(rank) : ''}`),
     'out[i] = v;',
   ].join('\n  ');
 }

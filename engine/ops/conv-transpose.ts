@@ -12,13 +12,12 @@
  */
 import convTransposeWgsl from '../../shaders/conv_transpose.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
+import { check, checkFits, checkOperands, fmtShape, pairOption } from '../errors.js';
 import { type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import { type Tensor, dtypeBytes } from '../tensor.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 import type { Engine } from '../engine.js';
 import { candidateList, scratchCase, tunedNumbers } from '../tune.js';
-import { pairOption } from './depthwise.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { WG, generatedSpec, main1d, section } from './shader.js';

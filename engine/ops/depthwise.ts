@@ -11,13 +11,13 @@
  * and finishes with sumColumns.
  */
 import { recordOp } from '../autograd.js';
-import { check, checkOperands, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape, pairOption } from '../errors.js';
 import { type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import { type Tensor, dtypeBytes } from '../tensor.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { WG, generatedSpec } from './shader.js';
+import { WG, generatedSpec, range } from './shader.js';
 import { type KernelFamily, tileFamily } from '../device-common.js';
 import { depthwiseForwardWorkgroupProgram, depthwiseWorkgroupTile } from './depthwise-workgroup.js';
 
@@ -90,14 +90,6 @@ export interface Geometry {
   vec: 1 | 4;
   /** Channels of the weights per tap, and the first one used (the `channels` option). */
   wc: number; woff: number;
-}
-
-/** Reads a `number | [h, w]` option as an [h, w] pair of integers >= min. */
-export function pairOption(op: string, name: string, v: number | [number, number] | undefined, dflt: number, min: number): [number, number] {
-  const pr: [number, number] = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : v;
-  check(Array.isArray(pr) && pr.length === 2 && pr.every((d) => Number.isInteger(d) && d >= min), op, () =>
-    `${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`);
-  return pr;
 }
 
 function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOptions): Geometry {
@@ -392,7 +384,7 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry, into: Tenso
           for (let kx = 0; kx < g.kw; kx++) if (t * g.sw + kx * g.dw === j) body.push(`        a${ky * g.kw + kx} = a${ky * g.kw + kx} + v * g${t};`);
         body.push(`      }`);
       }
-    const store = Array.from({ length: taps }, (_, k) => `  partial[(chunk * ${taps}u + ${k}u) * p.cv + c] = a${k};`);
+    const store = range(taps).map((k) => `  partial[(chunk * ${taps}u + ${k}u) * p.cv + c] = a${k};`);
     return generatedSpec(
       {
         uniforms: {
