@@ -20,7 +20,7 @@ export type NumericDefines = Readonly<Record<string, number>>;
 
 /**
  * Sections that still take WGSL text for their defines, owned by work in progress elsewhere
- * (issue 26): the unary table's kernels, BatchNorm's and conv2d's (direct and workgroup tiles).
+ * (issue 26): the unary table's kernels and BatchNorm's.
  * Each is to become generated (its TS writes the whole kernel) or numeric; no name may be added
  * here.
  */
@@ -28,8 +28,6 @@ const TEXT_DEFINES_PENDING = [
   'unary', 'unary_backward',
   'bn_stats_partial', 'bn_stats_combine', 'bn_grad_partial', 'bn_grad_combine', 'bn_grad_finish',
   'bn_affine', 'bn_backward_dx', 'bn_train_stats', 'bn_train_grad',
-  'conv2d_forward', 'conv2d_backward_input', 'conv2d_backward_filter',
-  'conv2d_wg_forward', 'conv2d_wg_backward_input', 'conv2d_wg_backward_filter',
 ] as const;
 /** A section name still allowed WGSL text in its defines (see TEXT_DEFINES_PENDING). */
 export type TextDefinesPending = (typeof TEXT_DEFINES_PENDING)[number];
