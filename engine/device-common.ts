@@ -1,4 +1,8 @@
-/** Adapter and device set-up shared by Node and browsers. */
+/**
+ * Adapter and device set-up shared by Node and browsers, and the kernel family of an adapter
+ * (swiftshader, llvmpipe or gpu; `engine.prefer.family` and `prefer.<op>Tiles` override it) that
+ * picks the default kernels and tiles of the ops.
+ */
 import type { AdapterSummary } from './engine.js';
 
 /**

@@ -1,8 +1,10 @@
 import type { Tensor } from './tensor.js';
 
 /**
- * Errors the engine throws. Shape and dtype problems are caught in TypeScript before any
- * dispatch, so a failed call records nothing and the engine stays usable.
+ * Errors the engine throws, and the checks ops validate their arguments with (check,
+ * checkOperands, checkFits, checkShapeArg, checkInt; fmtShape for messages). Shape and dtype
+ * problems are caught in TypeScript before any dispatch, so a failed call records nothing and the
+ * engine stays usable.
  */
 
 /** A tensor argument has the wrong shape, rank or dtype for an op. */

@@ -18,7 +18,7 @@ import { imageToTensor, loadModelBytes } from '../entry/node.js';
 import { readImage } from '../data/image-io.js';
 import { startServer, packageRoot, type WebServer } from '../web/server.js';
 import { suite } from './harness.js';
-import { testEngine } from './gpu.js';
+import { browserPeerEngine } from './gpu.js';
 
 const t = suite('browser-finetune');
 const root = packageRoot();
@@ -137,7 +137,7 @@ if (!CHROMIUM) {
       const [download] = await Promise.all([page.waitForEvent('download', { timeout: 30_000 }), page.locator('#download').click()]);
       const bytes = readFileSync((await download.path())!);
       const pageIds = Uint8Array.from(Buffer.from((await hooks('ids', (h) => h.ids()))!, 'base64'));
-      const e = await testEngine();
+      const e = await browserPeerEngine();
       const { model, config } = loadModelBytes(e, bytes);
       let differing = 0;
       try {

@@ -1,7 +1,7 @@
 /**
  * Browsers: the ESM bundle (no Node built-ins, no dependencies), and headless Chromium through
  * playwright-core on a local server: the kernel checks in the page against float64 (the same
- * checks pass here in Node), CANet-MobileNetV2 on the demo weights for the sample image against
+ * checks pass here in Node; most run cases of the Node tests' tables in test/cases/), CANet-MobileNetV2 on the demo weights for the sample image against
  * this process's Node run (class ids, network input), the embedding path (an application's device
  * and texture in, the engine's texture drawn to a canvas and read back), a training step's loss
  * against Node's, and the demo page (screenshot: docs/demo-web.png).
@@ -19,7 +19,7 @@ import { PNG } from 'pngjs';
 import { decodeImage, readImage } from '../data/image-io.js';
 import { startServer, packageRoot, type WebServer } from '../web/server.js';
 import { suite } from './harness.js';
-import { testEngine } from './gpu.js';
+import { browserPeerEngine } from './gpu.js';
 import { runKernelChecks, type CheckResult } from './browser/kernel-checks.js';
 import { TRAIN_SETUP, twoTrainingSteps } from './browser/train-run.js';
 import { hashIds } from './browser/hash.js';
@@ -162,7 +162,7 @@ if (missing) {
 
   t.before(async () => {
     try {
-      nodeEngine = await testEngine();
+      nodeEngine = await browserPeerEngine();
       const t0 = Date.now();
       server = await startServer({ root, tests: true });
       const { chromium } = await import('playwright-core');

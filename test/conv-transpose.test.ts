@@ -1,8 +1,9 @@
 /**
  * Transposed convolution: forward and both backward kernels against the float64 scatter reference
  * in test/ref/conv-transpose.ts (CANet's k3 s2 p1 op1 and k15 s8 p7 op7, plus k4 s2 p1, k2 s2 p0,
- * stride 1, non-square and degenerate cases; scalar and vec4 channel counts), gradCheck for dx, dw
- * and db, and shape errors. Tolerances (relative, see expectClose for the floor): forward outputs
+ * stride 1, non-square and degenerate cases; scalar and vec4 channel counts; the tables and the
+ * case runner are in test/cases/conv-transpose.ts, shared with the browser page), gradCheck for
+ * dx, dw and db, and shape errors. Tolerances (relative, see expectClose for the floor): forward outputs
  * sum at most ceil(KH / stride) * ceil(KW / stride) * Ci products and dx KH * KW * Co, asserted at
  * 1e-4 (3e-4 for dx of the 15x15 kernel, see there); dw and db sum over N * H * W pixels in
  * chunks, asserted at 2e-4.
@@ -11,9 +12,10 @@ import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine } from '../entry/node.js';
 import { convTranspose2d } from '../engine/ops/conv-transpose.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
+import { randn, testEngine, forKernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { convTransposeOutShape, refConvTranspose, refConvTransposeBackward, type ConvTransposeGeometry } from './ref/conv-transpose.js';
+import { checkConvTranspose, mk, CONV_TRANSPOSE_BACKWARD, CONV_TRANSPOSE_FORWARD_KERNELS, CONV_TRANSPOSE_FORWARD_ODD, CONV_TRANSPOSE_FORWARD_UP, type ConvTransposeCase } from './cases/conv-transpose.js';
 
 const t = suite('conv-transpose');
 
@@ -27,55 +29,6 @@ function useTiles(e: Engine, mode: (typeof MODES)[number]): void {
   else delete e.prefer.convTransposeTiles;
   if (mode === 'workgroup') e.prefer.convTranspose = 'workgroup';
   else delete e.prefer.convTranspose;
-}
-
-interface Case {
-  x: [number, number, number, number];
-  /** [Co, KH, KW] */
-  k: [number, number, number];
-  stride: [number, number];
-  padding: [number, number];
-  outputPadding: [number, number];
-  bias: boolean;
-}
-
-const sq = (v: number): [number, number] => [v, v];
-/** x shape, Co, square kernel, stride, padding, output padding, bias. */
-const mk = (x: Case['x'], co: number, k: number, s: number, p: number, op: number, bias: boolean): Case => ({
-  x, k: [co, k, k], stride: sq(s), padding: sq(p), outputPadding: sq(op), bias,
-});
-const f32Round = (a: Float64Array): Float64Array => Float64Array.from(Float32Array.from(a));
-const describe = (c: Case): string =>
-  `x [${c.x}] w [${c.k},${c.x[3]}] s [${c.stride}] p [${c.padding}] op [${c.outputPadding}]${c.bias ? ' +bias' : ''}`;
-
-/** Forward (and, with `grads`, the backward kernels through autograd) vs the float64 reference. */
-async function checkCase(e: Engine, c: Case, seed: number, grads: boolean): Promise<void> {
-  const g: ConvTransposeGeometry = c;
-  const [co, kh, kw] = c.k;
-  const ci = c.x[3];
-  const xs = f32Round(randn(c.x.reduce((a, b) => a * b, 1), seed));
-  const ws = f32Round(randn(co * kh * kw * ci, seed + 1));
-  const bs = c.bias ? f32Round(randn(co, seed + 2)) : null;
-  const outShape = convTransposeOutShape(g);
-  const gys = f32Round(randn(outShape.reduce((a, b) => a * b, 1), seed + 3));
-  await e.scope(async () => {
-    const x = e.tensor(Float32Array.from(xs), c.x);
-    const w = e.tensor(Float32Array.from(ws), [co, kh, kw, ci]);
-    const b = bs ? e.tensor(Float32Array.from(bs), [co]) : null;
-    for (const tns of b ? [x, w, b] : [x, w]) tns.requiresGrad = grads;
-    const y = convTranspose2d(x, w, b, { stride: c.stride, padding: c.padding, outputPadding: c.outputPadding });
-    assert.equal(y.shape, outShape, `shape ${describe(c)}`);
-    expectClose(await y.read(), refConvTranspose(g, xs, ws, bs), 1e-4, `forward ${describe(c)}`);
-    if (!grads) return;
-    backward(y, { gradOutput: e.tensor(Float32Array.from(gys), outShape) });
-    const want = refConvTransposeBackward(g, xs, ws, gys);
-    // dx sums KH * KW * Co products: 4275 for the x8 head, whose random-sign sums cancel so much
-    // that f32 rounding reaches 1.3e-4 of the result (plus floor); shorter sums stay under 1e-4.
-    expectClose(await x.grad!.read(), want.dx, kh * kw * co > 1000 ? 3e-4 : 1e-4, `dx ${describe(c)}`);
-    assert.equal(w.grad!.shape, w.shape);
-    expectClose(await w.grad!.read(), want.dw, 2e-4, `dw ${describe(c)}`);
-    if (b) expectClose(await b.grad!.read(), want.db, 2e-4, `db ${describe(c)}`);
-  });
 }
 
 t('reference: hand-computed 2x2 input, 2x2 filter, stride 2/1, padding, output padding, two channels', () => {
@@ -120,17 +73,7 @@ for (const mode of MODES)
     const e = await testEngine();
     useTiles(e, mode);
     try {
-      const cases = [
-        mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
-        mk([3, 33, 17, 5], 3, 3, 2, 1, 1, false),
-        mk([1, 7, 9, 17], 1, 3, 2, 1, 1, false),
-        mk([1, 7, 9, 1], 17, 3, 2, 1, 1, true),
-        mk([1, 33, 17, 8], 12, 3, 2, 1, 1, true),
-        mk([3, 7, 9, 12], 8, 3, 2, 1, 1, false),
-        // 37 output channels: three channel tiles of 16, the last one partial (stores skip its rest).
-        mk([2, 5, 7, 5], 37, 3, 2, 1, 1, true),
-      ];
-      for (const [i, c] of cases.entries()) await checkCase(e, c, 100 + 10 * i, false);
+      for (const { c, seed } of CONV_TRANSPOSE_FORWARD_UP) await checkConvTranspose(e, c, seed, false);
     } finally {
       useTiles(e, null);
     }
@@ -141,18 +84,7 @@ for (const mode of MODES)
     const e = await testEngine();
     useTiles(e, mode);
     try {
-      const cases = [
-        mk([1, 3, 5, 19], 19, 15, 8, 7, 7, true),
-        mk([3, 3, 5, 5], 3, 15, 8, 7, 7, false),
-        mk([1, 7, 9, 4], 8, 15, 8, 7, 7, true),
-        mk([1, 7, 9, 3], 5, 4, 2, 1, 0, true),
-        mk([1, 33, 17, 8], 8, 4, 2, 1, 0, false),
-        mk([3, 7, 9, 5], 17, 2, 2, 0, 0, true),
-        mk([1, 33, 17, 3], 4, 2, 2, 0, 0, false),
-        mk([1, 7, 9, 5], 3, 3, 1, 0, 0, false),
-        mk([3, 7, 9, 3], 5, 3, 1, 1, 0, true),
-      ];
-      for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
+      for (const { c, seed } of CONV_TRANSPOSE_FORWARD_KERNELS) await checkConvTranspose(e, c, seed, false);
     } finally {
       useTiles(e, null);
     }
@@ -163,13 +95,7 @@ for (const mode of MODES)
     const e = await testEngine();
     useTiles(e, mode);
     try {
-      const cases: Case[] = [
-        { x: [1, 7, 9, 3], k: [5, 3, 5], stride: [2, 3], padding: [1, 2], outputPadding: [1, 0], bias: true },
-        { x: [3, 5, 4, 4], k: [4, 2, 3], stride: [1, 2], padding: [0, 1], outputPadding: [0, 1], bias: false },
-        mk([1, 7, 9, 5], 3, 1, 2, 0, 1, true),
-        mk([1, 9, 7, 3], 2, 5, 2, 3, 1, false),
-      ];
-      for (const [i, c] of cases.entries()) await checkCase(e, c, 300 + 10 * i, false);
+      for (const { c, seed } of CONV_TRANSPOSE_FORWARD_ODD) await checkConvTranspose(e, c, seed, false);
     } finally {
       useTiles(e, null);
     }
@@ -180,27 +106,13 @@ for (const mode of MODES)
     const e = await testEngine();
     useTiles(e, mode);
     try {
-      const cases: Case[] = [
-        mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
-        mk([3, 33, 17, 5], 3, 3, 2, 1, 1, true),
-        mk([1, 7, 9, 8], 12, 3, 2, 1, 1, true),
-        // CANet's x8 head at a small size and at one large enough for the big register tiles.
-        mk([1, 3, 5, 19], 19, 15, 8, 7, 7, true),
-        mk([2, 8, 16, 19], 19, 15, 8, 7, 7, true),
-        // Large input-gradient tile with 16 channels (CANet's up1/up2 have 320 and 288).
-        mk([1, 9, 11, 16], 12, 3, 2, 1, 1, false),
-        mk([3, 7, 9, 3], 1, 4, 2, 1, 0, false),
-        mk([1, 33, 17, 1], 4, 2, 2, 0, 0, true),
-        mk([3, 7, 9, 5], 3, 3, 1, 1, 0, true),
-        { x: [1, 7, 9, 3], k: [5, 3, 5], stride: [2, 3], padding: [1, 2], outputPadding: [1, 0], bias: true },
-      ];
-      for (const [i, c] of cases.entries()) await checkCase(e, c, 400 + 10 * i, true);
+      for (const { c, seed } of CONV_TRANSPOSE_BACKWARD) await checkConvTranspose(e, c, seed, true);
     } finally {
       useTiles(e, null);
     }
   });
 
-const gradCases: [string, Case][] = [
+const gradCases: [string, ConvTransposeCase][] = [
   ['k3 s2 p1 op1, 3 -> 5 channels', mk([2, 3, 4, 3], 5, 3, 2, 1, 1, true)],
   ['k3 s2 p1 op1, 8 -> 4 channels (vec4)', mk([2, 3, 3, 8], 4, 3, 2, 1, 1, true)],
   ['k15 s8 p7 op7, 3 -> 3 channels', mk([2, 2, 3, 3], 3, 15, 8, 7, 7, true)],

@@ -1,17 +1,19 @@
 /**
  * Depthwise convolution: forward and both backward kernels against the float64 reference in
- * test/ref/depthwise.ts on awkward shapes (both the vec4 path, C % 4 == 0, and the scalar path),
+ * test/ref/depthwise.ts on awkward shapes (both the vec4 path, C % 4 == 0, and the scalar path;
+ * the tables and the case runner are in test/cases/depthwise.ts, shared with the browser page),
  * gradCheck for dx, dw and db, and shape errors. Tolerances: forward and dx sum at most KH * KW
  * products per output, so f32 stays within 1e-5 relative (1e-4 asserted); dw and db sum over up
  * to N * Ho * Wo products in chunks, asserted at 2e-4.
  */
 import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine } from '../entry/node.js';
-import { depthwiseConv2d, type DepthwiseOptions } from '../engine/ops/depthwise.js';
+import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
+import { randn, testEngine, forKernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { depthwiseOutShape, refDepthwise, refDepthwiseBackward, type DepthwiseGeometry } from './ref/depthwise.js';
+import { checkDepthwise, DEPTHWISE_BACKWARD, DEPTHWISE_FORWARD_3X3, DEPTHWISE_FORWARD_ODD } from './cases/depthwise.js';
 
 const t = suite('depthwise');
 
@@ -25,47 +27,6 @@ function useTiles(e: Engine, mode: (typeof MODES)[number]): void {
   else delete e.prefer.depthwiseTiles;
   if (mode === 'workgroup') e.prefer.depthwise = 'workgroup';
   else delete e.prefer.depthwise;
-}
-
-interface Case {
-  x: [number, number, number, number];
-  k: [number, number];
-  stride: [number, number];
-  padding: [number, number];
-  dilation: [number, number];
-  bias: boolean;
-}
-
-const f32Round = (a: Float64Array): Float64Array => Float64Array.from(Float32Array.from(a));
-const describe = (c: Case): string =>
-  `x [${c.x}] k ${c.k.join('x')} s [${c.stride}] p [${c.padding}] d [${c.dilation}]${c.bias ? ' +bias' : ''}`;
-
-/** Forward (and, with `grads`, the backward kernels through autograd) vs the float64 reference. */
-async function checkCase(e: Engine, c: Case, seed: number, grads: boolean): Promise<void> {
-  const g: DepthwiseGeometry = c;
-  const ch = c.x[3];
-  const xs = f32Round(randn(c.x.reduce((a, b) => a * b, 1), seed));
-  const ws = f32Round(randn(c.k[0] * c.k[1] * ch, seed + 1));
-  const bs = c.bias ? f32Round(randn(ch, seed + 2)) : null;
-  const outShape = depthwiseOutShape(g);
-  const gys = f32Round(randn(outShape.reduce((a, b) => a * b, 1), seed + 3));
-  const opts: DepthwiseOptions = { stride: c.stride, padding: c.padding, dilation: c.dilation };
-  await e.scope(async () => {
-    const x = e.tensor(Float32Array.from(xs), c.x);
-    const w = e.tensor(Float32Array.from(ws), [c.k[0], c.k[1], ch]);
-    const b = bs ? e.tensor(Float32Array.from(bs), [ch]) : null;
-    for (const tns of b ? [x, w, b] : [x, w]) tns.requiresGrad = grads;
-    const y = depthwiseConv2d(x, w, b, opts);
-    assert.equal(y.shape, outShape, `shape ${describe(c)}`);
-    expectClose(await y.read(), refDepthwise(g, xs, ws, bs), 1e-4, `forward ${describe(c)}`);
-    if (!grads) return;
-    backward(y, { gradOutput: e.tensor(Float32Array.from(gys), outShape) });
-    const want = refDepthwiseBackward(g, xs, ws, gys);
-    expectClose(await x.grad!.read(), want.dx, 1e-4, `dx ${describe(c)}`);
-    assert.equal(w.grad!.shape, w.shape);
-    expectClose(await w.grad!.read(), want.dw, 2e-4, `dw ${describe(c)}`);
-    if (b) expectClose(await b.grad!.read(), want.db, 2e-4, `db ${describe(c)}`);
-  });
 }
 
 t('reference: hand-computed 3x3 image, 2x2 filter, two channels, stride/padding/bias', () => {
@@ -109,13 +70,7 @@ for (const mode of MODES)
     const e = await testEngine();
     useTiles(e, mode);
     try {
-      // Every (stride, padding) meets both sizes and both batch sizes across the channel counts.
-      for (const [ci, ch] of [1, 3, 5, 17, 8, 96].entries())
-        for (const [si, [s, p]] of ([[1, 0], [1, 1], [2, 0], [2, 1]] as const).entries()) {
-          const big = (ci + si) % 2 === 0;
-          const c: Case = { x: [big ? 3 : 1, big ? 33 : 7, big ? 17 : 9, ch], k: [3, 3], stride: [s, s], padding: [p, p], dilation: [1, 1], bias: ci % 2 === 1 };
-          await checkCase(e, c, 100 + 4 * ci + si, false);
-        }
+      for (const { c, seed } of DEPTHWISE_FORWARD_3X3) await checkDepthwise(e, c, seed, false);
     } finally {
       useTiles(e, null);
     }
@@ -126,15 +81,7 @@ for (const mode of MODES)
     const e = await testEngine();
     useTiles(e, mode);
     try {
-      const cases: Case[] = [
-        { x: [1, 33, 17, 5], k: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2], bias: true },
-        { x: [3, 7, 9, 8], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [2, 2], bias: false },
-        { x: [1, 7, 9, 3], k: [5, 3], stride: [2, 1], padding: [2, 0], dilation: [1, 1], bias: true },
-        { x: [1, 9, 7, 4], k: [1, 7], stride: [1, 3], padding: [0, 3], dilation: [1, 1], bias: false },
-        { x: [1, 3, 3, 4], k: [3, 3], stride: [1, 1], padding: [0, 0], dilation: [1, 1], bias: true },
-        { x: [1, 2, 2, 1], k: [3, 3], stride: [2, 2], padding: [2, 2], dilation: [1, 1], bias: false },
-      ];
-      for (const [i, c] of cases.entries()) await checkCase(e, c, 200 + 10 * i, false);
+      for (const { c, seed } of DEPTHWISE_FORWARD_ODD) await checkDepthwise(e, c, seed, false);
     } finally {
       useTiles(e, null);
     }
@@ -145,16 +92,7 @@ for (const llvm of [false, true])
     const e = await testEngine();
     useTiles(e, llvm ? 'llvmpipe' : null);
     try {
-      const cases: Case[] = [
-        { x: [1, 7, 9, 3], k: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], bias: true },
-        { x: [3, 33, 17, 5], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], bias: true },
-        { x: [1, 33, 17, 17], k: [3, 3], stride: [2, 2], padding: [0, 0], dilation: [1, 1], bias: false },
-        { x: [3, 7, 9, 8], k: [3, 3], stride: [1, 1], padding: [0, 0], dilation: [1, 1], bias: true },
-        { x: [1, 33, 17, 96], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], bias: true },
-        { x: [1, 9, 11, 4], k: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2], bias: false },
-        { x: [1, 7, 9, 1], k: [5, 3], stride: [2, 3], padding: [2, 1], dilation: [1, 1], bias: true },
-      ];
-      for (const [i, c] of cases.entries()) await checkCase(e, c, 300 + 10 * i, true);
+      for (const { c, seed } of DEPTHWISE_BACKWARD) await checkDepthwise(e, c, seed, true);
     } finally {
       useTiles(e, null);
     }

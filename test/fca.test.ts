@@ -1,27 +1,17 @@
-/** fcaFuse (Y = F * As * Ac + F) and its backward against float64 references. */
+/**
+ * fcaFuse (Y = F * As * Ac + F) and its backward against float64 references (the shapes and the
+ * runners are in test/cases/fca.ts, shared with the browser page).
+ */
 import * as assert from 'uvu/assert';
-import { backward, ShapeError } from '../entry/node.js';
+import { ShapeError } from '../entry/node.js';
 import { fcaFuse } from '../engine/ops/fca.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine } from './gpu.js';
+import { randn, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { refFcaFuse, refFcaGrads } from './ref/fca.js';
+import { checkFcaBackward, checkFcaForward, FCA_SHAPES } from './cases/fca.js';
 
 const t = suite('fca');
-
-// Channels: scalar blocks (1, 3, 5, 17) and vec4 blocks of one, two and four vec4s (4, 24, 16, 256).
-const CASES: [number, number, number, number][] = [
-  [1, 7, 9, 5],
-  [3, 7, 9, 17],
-  [3, 33, 17, 3],
-  [1, 7, 9, 1],
-  [3, 7, 9, 4],
-  [1, 33, 17, 24],
-  [3, 7, 9, 16],
-  [1, 7, 9, 256],
-];
-
-const f32s = (n: number, seed: number, lo = -1, hi = 1) => Float64Array.from(Float32Array.from(randn(n, seed, lo, hi)));
 
 t('reference is right on a hand-computed case', () => {
   // F = [1, 2 | 3, 4] (2 pixels, 2 channels), As = [0.5, 2], Ac = [1, 3].
@@ -34,41 +24,12 @@ t('reference is right on a hand-computed case', () => {
 
 t('forward matches float64 (rel err < 1e-6: two f32 roundings)', async () => {
   const e = await testEngine();
-  for (const [k, [n, h, w, c]] of CASES.entries()) {
-    const F = f32s(n * h * w * c, 10 + k);
-    const As = f32s(n * h * w, 20 + k, 0, 1);
-    const Ac = f32s(n * c, 30 + k, 0, 1);
-    await e.scope(async () => {
-      const y = fcaFuse(e.tensor(Float32Array.from(F), [n, h, w, c]), e.tensor(Float32Array.from(As), [n, h, w, 1]), e.tensor(Float32Array.from(Ac), [n, c]));
-      assert.equal(y.shape, [n, h, w, c]);
-      expectClose(await y.read(), refFcaFuse(F, As, Ac, n, h * w, c), 1e-6, `fcaFuse [${n},${h},${w},${c}]`);
-    });
-  }
+  for (const k of FCA_SHAPES.keys()) await checkFcaForward(e, k);
 });
 
 t('backward matches the exact float64 gradients (dF < 1e-6; dAs, dAc sums < 1e-5)', async () => {
   const e = await testEngine();
-  for (const [k, [n, h, w, c]] of CASES.entries()) {
-    const size = n * h * w * c;
-    const F = f32s(size, 40 + k);
-    const As = f32s(n * h * w, 50 + k, 0, 1);
-    const Ac = f32s(n * c, 60 + k, 0, 1);
-    // g > 0 and F > 0 here: the reductions then have no cancellation, so relative error is meaningful.
-    const g = f32s(size, 70 + k, 0, 1);
-    const Fp = F.map(Math.abs);
-    const [dF, dAs, dAc] = refFcaGrads(g, Fp, As, Ac, n, h * w, c);
-    await e.scope(async () => {
-      const tf = e.tensor(Float32Array.from(Fp), [n, h, w, c]);
-      const ts = e.tensor(Float32Array.from(As), [n, h, w, 1]);
-      const tc = e.tensor(Float32Array.from(Ac), [n, c]);
-      for (const x of [tf, ts, tc]) x.requiresGrad = true;
-      backward(fcaFuse(tf, ts, tc), { gradOutput: e.tensor(Float32Array.from(g), [n, h, w, c]) });
-      const what = `[${n},${h},${w},${c}]`;
-      expectClose(await tf.grad!.read(), dF, 1e-6, `dF ${what}`);
-      expectClose(await ts.grad!.read(), dAs, 1e-5, `dAs ${what}`);
-      expectClose(await tc.grad!.read(), dAc, 1e-5, `dAc ${what}`);
-    });
-  }
+  for (const k of FCA_SHAPES.keys()) await checkFcaBackward(e, k);
 });
 
 t('gradients vs finite differences (< 1e-3), all inputs and F alone; [N,H,W] and [N,1,1,C] attention shapes', async () => {

@@ -1,5 +1,5 @@
 /** One engine shared by the tests in a process (device creation is the slow part). */
-import { chooseSoftwareGPU, createEngine, type Engine } from '../entry/node.js';
+import { chooseSoftwareGPU, createEngine, softwareDriverName, type Engine } from '../entry/node.js';
 import type { Suite } from './harness.js';
 
 export { rng, randn, expectClose } from './check.js';
@@ -48,4 +48,20 @@ export function forKernelMode(t: Suite, mode: string | null): (name: string, fn:
   const why = lavapipeRun && mode ? LAVAPIPE_SKIPS[mode] : undefined;
   if (!why) return t;
   return (name) => t.skip(`${name} (skipped on lavapipe: ${why}; checked on SwiftShader)`);
+}
+
+let swiftShader: Promise<Engine> | undefined;
+
+/**
+ * The engine whose numbers the browser tests compare the page's against, bit for bit: one on the
+ * adapter the test Chromium runs (SwiftShader, BROWSER.md's flags). That is the shared test engine,
+ * except in a run on another adapter (CANET_SOFTWARE_GPU=lavapipe), where llvmpipe rounds
+ * differently (its own code shapes, contracted multiply-adds) and the same kernels give other last
+ * bits: there a SwiftShader engine of its own.
+ */
+export async function browserPeerEngine(): Promise<Engine> {
+  const shared = await testEngine();
+  if (softwareDriverName(shared.adapter) === 'SwiftShader') return shared;
+  swiftShader ??= createEngine({ quiet: true, forceSoftware: true, software: 'swiftshader' });
+  return swiftShader;
 }

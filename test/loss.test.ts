@@ -1,34 +1,19 @@
-/** softmaxCrossEntropy against a float64 reference; invalid-label reporting; bad input. */
+/**
+ * softmaxCrossEntropy against a float64 reference (the main shapes, the runner and the helpers are
+ * in test/cases/loss.ts, shared with the browser page); invalid-label reporting; bad input.
+ */
 import * as assert from 'uvu/assert';
-import { ShapeError, backward, type Engine, type Tensor } from '../entry/node.js';
+import { ShapeError, type Tensor } from '../entry/node.js';
 import { LossCheckError, checkLossFinite, readLossStats, softmaxCrossEntropy, validateLabels } from '../engine/ops/loss.js';
 import { suite } from './harness.js';
 import { expectClose, randn, rng, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { refCrossEntropy } from './ref/loss.js';
+import { checkLoss, lossAndGrad, makeLabels, LOSS_SHAPES } from './cases/loss.js';
 
 const t = suite('loss');
 
-/** Labels in [0, K) with about `ignoreFrac` of them set to `ignore`. */
-function makeLabels(pixels: number, classes: number, seed: number, ignoreFrac = 0.2, ignore = 255): number[] {
-  const r = rng(seed);
-  return Array.from({ length: pixels }, () => (r() < ignoreFrac ? ignore : Math.floor(r() * classes)));
-}
-
 const f32round = (x: ArrayLike<number>): Float64Array => Float64Array.from(Float32Array.from(x));
-
-/** Runs forward and backward on the GPU; returns the loss and dloss/dlogits. */
-async function lossAndGrad(e: Engine, logits: Float64Array, shape: number[], labels: Int32Array | Uint32Array, opts: { ignoreIndex?: number; weights?: number[] } = {}) {
-  return e.scope(async () => {
-    const x = e.tensor(Float32Array.from(logits), shape);
-    x.requiresGrad = true;
-    const y = e.tensor(labels, shape.slice(0, -1));
-    const w = opts.weights ? e.tensor(Float32Array.from(opts.weights), [opts.weights.length]) : null;
-    const loss = softmaxCrossEntropy(x, y, { ignoreIndex: opts.ignoreIndex, classWeights: w });
-    backward(loss);
-    return { loss: (await loss.read())[0]!, grad: (await x.grad!.read()) as Float32Array, stats: await readLossStats(loss) };
-  });
-}
 
 t('reference is right on a hand-computed case', () => {
   // Row 0: logits [0, 0], label 1: loss ln 2, softmax [1/2, 1/2]. Row 1: [ln 3, 0], label 0:
@@ -53,23 +38,8 @@ t('reference is right on a hand-computed case', () => {
 // [1,3,5,70]: more classes than the unrolled kernel takes (64), so the looping kernel runs.
 t('loss and gradient match float64 on [2,7,9,5], [3,4,6,19] and [1,3,5,70], i32/u32 labels, with and without class weights (rel err < 1e-5)', async () => {
   const e = await testEngine();
-  for (const [k, shape] of [[2, 7, 9, 5], [3, 4, 6, 19], [1, 3, 5, 70]].entries()) {
-    const classes = shape[3]!;
-    const pixels = shape[0]! * shape[1]! * shape[2]!;
-    const logits = randn(pixels * classes, 100 + k, -4, 4);
-    const labels = makeLabels(pixels, classes, 200 + k);
-    const weights = Array.from(randn(classes, 300 + k, 0.2, 3));
-    for (const weighted of [false, true]) {
-      for (const Labels of [Int32Array, Uint32Array]) {
-        const got = await lossAndGrad(e, logits, shape, Labels.from(labels), { weights: weighted ? weights : undefined });
-        const ref = refCrossEntropy(f32round(logits), labels, classes, 255, weighted ? f32round(weights) : null);
-        const what = `${shape} ${Labels.name}${weighted ? ' weighted' : ''}`;
-        expectClose([got.loss], [ref.loss], 1e-5, `loss ${what}`);
-        expectClose(got.grad, ref.grad, 1e-5, `grad ${what}`);
-        assert.is(got.stats.invalidLabels, 0, `no invalid labels ${what}`);
-      }
-    }
-  }
+  for (const k of LOSS_SHAPES.keys())
+    for (const weighted of [false, true]) for (const Labels of [Int32Array, Uint32Array]) await checkLoss(e, k, weighted, Labels);
 });
 
 t('a non-default ignore index (-100, i32) and one inside [0, K) are honoured', async () => {

@@ -1,68 +1,21 @@
-/** SGD, Adam, AdamW against float64 torch.optim references; checkpoints; schedules; a small training run. */
+/**
+ * SGD, Adam, AdamW against float64 torch.optim references (configurations, runner and helpers in
+ * test/cases/optim.ts, shared with the browser page); checkpoints; schedules; a small training run.
+ */
 import * as assert from 'uvu/assert';
-import { ShapeError, backward, recordOp, read, readWrite, type Engine, type Tensor } from '../entry/node.js';
+import { ShapeError, backward, recordOp, read, readWrite, type Tensor } from '../entry/node.js';
 import { checkLossFinite, softmaxCrossEntropy } from '../engine/ops/loss.js';
-import { Adam, AdamW, SGD, type Optimizer, type OptimizerState } from '../engine/optim.js';
+import { Adam, AdamW, SGD, type OptimizerState } from '../engine/optim.js';
 import { cosineLR, polyLR } from '../engine/schedule.js';
 import { suite } from './harness.js';
 import { expectClose, randn, rng, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { refCrossEntropy } from './ref/loss.js';
-import { RefAdam, RefSGD, type RefAdamOptions, type RefSGDOptions } from './ref/optim.js';
+import { RefAdam, RefSGD } from './ref/optim.js';
+import { checkOptimConfig, close, CONFIGS, makeOptimizer, makeRef, setGrad, SIZES, type Config } from './cases/optim.js';
 
 const t = suite('optim');
-const SIZES = [1, 5, 1001];
 const f32round = (x: ArrayLike<number>): Float64Array => Float64Array.from(Float32Array.from(x));
-/**
- * Relative error floor for optimizer results: parameters and gradients are O(1), so each f32 step
- * rounds at ~6e-8 absolute, and a result that cancels to near zero (p - lr * d, 0.9 * buf + g)
- * keeps that absolute error. Errors are measured against 5% of the largest magnitude instead of
- * against the tiny value itself: tol 1e-5 then allows ~5e-7 absolute near zero, 1e-5 relative elsewhere.
- */
-const FLOOR = 0.05;
-const maxAbs = (x: ArrayLike<number>): number => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-const close = (got: ArrayLike<number>, want: ArrayLike<number>, what: string): number => expectClose(got, want, 1e-5, what, FLOOR * maxAbs(want));
-
-type Config =
-  | { kind: 'SGD'; opts: RefSGDOptions }
-  | { kind: 'Adam' | 'AdamW'; opts: RefAdamOptions & { betas?: [number, number] } };
-
-const CONFIGS: Config[] = [
-  { kind: 'SGD', opts: { lr: 0.1 } },
-  { kind: 'SGD', opts: { lr: 0.1, weightDecay: 0.05 } },
-  { kind: 'SGD', opts: { lr: 0.1, momentum: 0.9 } },
-  { kind: 'SGD', opts: { lr: 0.1, momentum: 0.9, dampening: 0.3 } },
-  { kind: 'SGD', opts: { lr: 0.1, momentum: 0.9, nesterov: true } },
-  { kind: 'SGD', opts: { lr: 0.05, momentum: 0.9, weightDecay: 1e-2, nesterov: true } },
-  { kind: 'Adam', opts: { lr: 0.01 } },
-  { kind: 'Adam', opts: { lr: 0.01, betas: [0.8, 0.99], eps: 1e-6, weightDecay: 0.1 } },
-  { kind: 'AdamW', opts: { lr: 0.01, weightDecay: 0.1 } },
-];
-
-function makeOptimizer(c: Config, params: Tensor[]): Optimizer {
-  if (c.kind === 'SGD') return new SGD(params, c.opts);
-  const { decoupled: _, ...o } = c.opts;
-  return c.kind === 'Adam' ? new Adam(params, o) : new AdamW(params, { weightDecay: 0, ...o });
-}
-
-function makeRef(c: Config, p: Float64Array): RefSGD | RefAdam {
-  return c.kind === 'SGD' ? new RefSGD(p, { ...c.opts }) : new RefAdam(p, { ...c.opts, decoupled: c.kind === 'AdamW' });
-}
-
-/**
- * Gives `p` a fresh gradient as backward does: into its optimizer's gradient slot when it has one
- * (then a step where every parameter has one is a single fused update over the arena), else as a
- * tensor owned by p.
- */
-function setGrad(e: Engine, p: Tensor, g: Float32Array): void {
-  if (p.gradSlot) {
-    e.writeTensor(p.gradSlot, g);
-    p.grad = p.gradSlot;
-    return;
-  }
-  p.grad?.dispose();
-  p.grad = e.tensor(g, p.shape).keep();
-}
 
 t('references are right on hand-computed cases', () => {
   const sgd = new RefSGD(Float64Array.of(1), { lr: 0.1, momentum: 0.9 });
@@ -91,43 +44,7 @@ t('references are right on hand-computed cases', () => {
 
 for (const c of CONFIGS) {
   t(`${c.kind} ${JSON.stringify(c.opts)}: 6 steps on 1, 5, 1001 elements match float64 torch.optim (rel err < 1e-5, floor 5% of max)`, async () => {
-    const e = await testEngine();
-    await e.scope(async () => {
-      const init = SIZES.map((n, k) => f32round(randn(n, 1000 + k)));
-      const params = SIZES.map((n, k) => e.tensor(Float32Array.from(init[k]!), [n]));
-      const refs = init.map((p) => makeRef(c, Float64Array.from(p)));
-      const opt = makeOptimizer(c, params);
-      try {
-        for (let step = 0; step < 6; step++) {
-          // The learning rate changes every step (a schedule), and the 5-element parameter has
-          // no gradient at step 2: it must be skipped, its step count not advanced.
-          const lr = c.opts.lr * (1 - step / 8);
-          opt.lr = lr;
-          params.forEach((p, k) => {
-            if (step === 2 && k === 1) return;
-            const g = Float32Array.from(randn(p.size, 77 * step + k, -1, 1));
-            setGrad(e, p, g);
-            refs[k]!.opts.lr = lr;
-            refs[k]!.step(g);
-          });
-          opt.step();
-          opt.zeroGrad();
-        }
-        for (const [k, p] of params.entries()) close(await p.read(), refs[k]!.p, `param of ${p.size}`);
-        const state = await opt.stateDict();
-        for (const [k, ref] of refs.entries()) {
-          const s = state.params[k]!;
-          assert.is(s.step, k === 1 ? 5 : 6, 'step count');
-          if (ref instanceof RefAdam) {
-            close(s.buffers.exp_avg!, ref.m, `exp_avg of ${SIZES[k]}`);
-            close(s.buffers.exp_avg_sq!, ref.v, `exp_avg_sq of ${SIZES[k]}`);
-          } else if (ref.buf) close(s.buffers.momentum_buffer!, ref.buf, `momentum_buffer of ${SIZES[k]}`);
-          else assert.equal(Object.keys(s.buffers), [], 'no buffer without momentum');
-        }
-      } finally {
-        opt.dispose();
-      }
-    });
+    await checkOptimConfig(await testEngine(), c);
   });
 }
 

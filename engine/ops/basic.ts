@@ -1,7 +1,9 @@
 /**
- * The first kernels: fill, copy, the binary elementwise ops (one table: add, sub, mul; broadcasting,
- * same shapes take a flat vec4 kernel), scale, in-place accumulate and a full sum. They are the
- * building blocks autograd needs.
+ * The elementwise basics: full and copy, the binary elementwise ops (one table: add, sub, mul;
+ * broadcasting, same shapes take a flat vec4 kernel) and sumToShape for their gradients, scale,
+ * unaryKernel (one WGSL expression per name), a full sum and broadcastScalar. fill and the
+ * in-place accumulate kernels autograd needs live in accumulate.ts (they record no graph) and are
+ * re-exported here.
  */
 import elementwise from '../../shaders/elementwise.wgsl';
 import reduce from '../../shaders/reduce.wgsl';

@@ -9,6 +9,9 @@
  * 15x15). The forward and input-gradient kernels reduce over channels in vec4s on both operands
  * into dot-product accumulators; channel counts that are not multiples of 4 are zero-padded by a
  * cheap pass (x, w or gy), and the input gradient reads the weights transposed to [KH, KW, Ci, Co].
+ * On real GPUs all three take the workgroup-memory GEMMs of conv-transpose-workgroup.ts instead
+ * (convTransposeUsesWorkgroup: unless a register tile was tuned faster, or engine.prefer says
+ * otherwise; the fused argmax head keeps its register kernel); CPU adapters keep these tiles.
  */
 import convTransposeWgsl from '../../shaders/conv_transpose.wgsl';
 import { recordOp } from '../autograd.js';

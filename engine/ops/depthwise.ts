@@ -6,9 +6,11 @@
  * (a vec4, when C % 4 == 0; one channel otherwise) times a block of adjacent outputs (4 x 4 in the forward) that
  * share their input windows, so each input vector loaded feeds several FMAs. The window loops
  * are unrolled here in TypeScript, so a pipeline is compiled per (kernel size, strides,
- * dilations, vec4 or scalar); sizes, padding and whether there is a bias are uniforms. The input
- * gradient is a gather (no atomics); the filter gradient sums chunks of output rows in parallel
- * and finishes with sumColumns.
+ * dilations, vec4 or scalar, output tile, fused epilogue: bias or folded BatchNorm, activation,
+ * ...); sizes and padding are uniforms. On real GPUs the f32 forward takes the workgroup-memory
+ * kernel of depthwise-workgroup.ts instead (depthwiseWorkgroupTile). The input gradient is a
+ * gather (no atomics); the filter gradient sums chunks of output rows in parallel and finishes
+ * with sumColumns.
  */
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape, pairOption } from '../errors.js';

@@ -1,4 +1,8 @@
-/** All tensor ops. */
+/**
+ * The tensor ops, exported as the package's `ops` namespace (entry/index.ts). The image, label,
+ * texture and colour ops (imageToTensor, labelsToTensor, textureToTensor, colorizeIds, ...) are
+ * also exported from entry/index.ts by name.
+ */
 export { fill, full, copyTensor as copy, add, sub, mul, binary, binaryOps, sumToShape, scale, axpyInPlace, addInPlace, sum, broadcastScalar, type BinaryOpName, type BinaryOpSpec } from './basic.js';
 export { broadcastTo, broadcastShapes } from './broadcast.js';
 export { concat, slice, permute } from './concat.js';

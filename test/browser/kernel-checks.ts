@@ -1,20 +1,21 @@
 /**
  * A compact set of kernel checks against the float64 references, run both in Node (Dawn) and in
- * headless Chromium (the browser bundle), with the tolerances of the full Node tests in
- * test/<family>.test.ts (see the reasons there). Platform-neutral: it imports the engine's
- * neutral index, which the page bundle maps to dist/browser/canet-gpu.js. Comparisons happen
- * where the GPU is, so only a summary leaves the page.
+ * headless Chromium (the browser bundle). Depthwise, conv-transpose, FCA, loss and optimizer
+ * checks run cases of the Node tests' own tables (test/cases/<family>.ts: same data, runner and
+ * tolerances as test/<family>.test.ts); the conv2d and batch-norm checks still declare their own
+ * cases here. Platform-neutral: it imports the engine's neutral index, which the page bundle maps
+ * to dist/browser/canet-gpu.js. Comparisons happen where the GPU is, so only a summary leaves the page.
  */
-import { backward, ops, Adam, SGD, softmaxCrossEntropy, type Engine, type Tensor } from '../../entry/index.js';
+import { ops, type Engine, type Tensor } from '../../entry/index.js';
 import { expectClose, randn } from '../check.js';
 import { gradCheck } from '../gradcheck.js';
 import { refConv2d } from '../ref/conv.js';
-import { depthwiseOutShape, refDepthwise, refDepthwiseBackward, type DepthwiseGeometry } from '../ref/depthwise.js';
-import { convTransposeOutShape, refConvTranspose, refConvTransposeBackward, type ConvTransposeGeometry } from '../ref/conv-transpose.js';
 import { refBatchNorm } from '../ref/batchnorm.js';
-import { refFcaFuse, refFcaGrads } from '../ref/fca.js';
-import { refCrossEntropy } from '../ref/loss.js';
-import { RefAdam, RefSGD } from '../ref/optim.js';
+import { checkDepthwise, DEPTHWISE_BROWSER } from '../cases/depthwise.js';
+import { checkConvTranspose, CONV_TRANSPOSE_BROWSER } from '../cases/conv-transpose.js';
+import { checkFcaBackward, checkFcaForward, FCA_BROWSER } from '../cases/fca.js';
+import { checkLoss, LOSS_BROWSER } from '../cases/loss.js';
+import { checkOptimConfig, OPTIM_BROWSER } from '../cases/optim.js';
 
 export interface CheckResult {
   name: string;
@@ -41,6 +42,13 @@ const up = (e: Engine, d: Float64Array, shape: number[], grad = false): Tensor =
   t.requiresGrad = grad;
   return t;
 };
+
+/** Runs `check` on each case in turn; the largest error. */
+async function worstOf<C>(cases: readonly C[], check: (c: C) => Promise<number>): Promise<number> {
+  let worst = 0;
+  for (const c of cases) worst = Math.max(worst, await check(c));
+  return worst;
+}
 
 const CHECKS: Check[] = [
   {
@@ -84,53 +92,16 @@ const CHECKS: Check[] = [
       }),
   },
   {
-    name: 'depthwise forward + backward: 3x3 stride 2 pad 1, 5 (scalar) and 8 (vec4) channels, batch 3',
+    name: 'depthwise forward + backward: 3x3 stride 2 pad 1 +bias, 5 (scalar, batch 3) and 96 (vec4) channels (test/cases/depthwise.ts)',
     tol: 'y, dx rel 1e-4; dw, db rel 2e-4',
-    async run(e) {
-      let worst = 0;
-      for (const [k, ch] of [5, 8].entries()) {
-        const g: DepthwiseGeometry = { x: [3, 7, 9, ch], k: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1] };
-        const x = f32r(randn(sizeOf(g.x), 50 + k));
-        const w = f32r(randn(9 * ch, 51 + k));
-        const b = f32r(randn(ch, 52 + k));
-        const outShape = depthwiseOutShape(g);
-        const gy = f32r(randn(sizeOf(outShape), 53 + k));
-        const want = refDepthwiseBackward(g, x, w, gy);
-        worst = Math.max(worst, await e.scope(async () => {
-          const [tx, tw, tb] = [up(e, x, [...g.x], true), up(e, w, [3, 3, ch], true), up(e, b, [ch], true)];
-          const y = ops.depthwiseConv2d(tx, tw, tb, { stride: 2, padding: 1 });
-          let m = expectClose(await y.read(), refDepthwise(g, x, w, b), 1e-4, `depthwise y C=${ch}`);
-          backward(y, { gradOutput: up(e, gy, outShape) });
-          m = Math.max(m, expectClose(await tx.grad!.read(), want.dx, 1e-4, `depthwise dx C=${ch}`));
-          m = Math.max(m, expectClose(await tw.grad!.read(), want.dw, 2e-4, `depthwise dw C=${ch}`));
-          return Math.max(m, expectClose(await tb.grad!.read(), want.db, 2e-4, `depthwise db C=${ch}`));
-        }));
-      }
-      return worst;
-    },
+    run: (e) => worstOf(DEPTHWISE_BROWSER, ({ c, seed }) => checkDepthwise(e, c, seed, true)),
   },
   {
-    name: 'conv-transpose forward + backward: k3 s2 p1 op1 (CANet up), 5 -> 3 channels, batch 3',
+    name: 'conv-transpose forward + backward: k3 s2 p1 op1 (CANet up), 5 -> 3 channels, batch 3 (test/cases/conv-transpose.ts)',
     tol: 'y, dx rel 1e-4; dw, db rel 2e-4',
-    async run(e) {
-      const g: ConvTransposeGeometry = { x: [3, 7, 9, 5], k: [3, 3, 3], stride: [2, 2], padding: [1, 1], outputPadding: [1, 1] };
-      const x = f32r(randn(sizeOf(g.x), 60));
-      const w = f32r(randn(3 * 9 * 5, 61));
-      const b = f32r(randn(3, 62));
-      const outShape = convTransposeOutShape(g);
-      const gy = f32r(randn(sizeOf(outShape), 63));
-      const want = refConvTransposeBackward(g, x, w, gy);
-      return e.scope(async () => {
-        const [tx, tw, tb] = [up(e, x, [...g.x], true), up(e, w, [3, 3, 3, 5], true), up(e, b, [3], true)];
-        const y = ops.convTranspose2d(tx, tw, tb, { stride: [2, 2], padding: [1, 1], outputPadding: [1, 1] });
-        let m = expectClose(await y.read(), refConvTranspose(g, x, w, b), 1e-4, 'convTranspose y');
-        backward(y, { gradOutput: up(e, gy, outShape) });
-        m = Math.max(m, expectClose(await tx.grad!.read(), want.dx, 1e-4, 'convTranspose dx'));
-        m = Math.max(m, expectClose(await tw.grad!.read(), want.dw, 2e-4, 'convTranspose dw'));
-        return Math.max(m, expectClose(await tb.grad!.read(), want.db, 2e-4, 'convTranspose db'));
-      });
-    },
+    run: (e) => worstOf(CONV_TRANSPOSE_BROWSER, ({ c, seed }) => checkConvTranspose(e, c, seed, true)),
   },
+
   {
     name: 'batch norm training forward: y and running statistics after 2 calls ([3,7,9,5], [3,64,65,8] needs the chunk merge)',
     tol: 'rel 1e-4',
@@ -185,78 +156,21 @@ const CHECKS: Check[] = [
     },
   },
   {
-    name: 'FCA fuse forward + exact gradients ([2,5,7,17])',
+    name: 'FCA fuse forward + exact gradients ([3,7,9,17], test/cases/fca.ts)',
     tol: 'y, dF rel 1e-6; dAs, dAc rel 1e-5',
-    async run(e) {
-      const [n, h, w, c] = [2, 5, 7, 17];
-      const F = f32r(randn(n * h * w * c, 90));
-      const As = f32r(randn(n * h * w, 91, 0, 1));
-      const Ac = f32r(randn(n * c, 92, 0, 1));
-      const g = f32r(randn(n * h * w * c, 93));
-      const [dF, dAs, dAc] = refFcaGrads(g, F, As, Ac, n, h * w, c);
-      return e.scope(async () => {
-        const [tf, ts, tc] = [up(e, F, [n, h, w, c], true), up(e, As, [n, h, w, 1], true), up(e, Ac, [n, c], true)];
-        const y = ops.fcaFuse(tf, ts, tc);
-        let m = expectClose(await y.read(), refFcaFuse(F, As, Ac, n, h * w, c), 1e-6, 'fca y');
-        backward(y, { gradOutput: up(e, g, [n, h, w, c]) });
-        m = Math.max(m, expectClose(await tf.grad!.read(), dF, 1e-6, 'fca dF'));
-        m = Math.max(m, expectClose(await ts.grad!.read(), dAs, 1e-5, 'fca dAs'));
-        return Math.max(m, expectClose(await tc.grad!.read(), dAc, 1e-5, 'fca dAc'));
-      });
-    },
+    run: (e) => worstOf(FCA_BROWSER, async (k) => Math.max(await checkFcaForward(e, k), await checkFcaBackward(e, k))),
   },
   {
-    name: 'softmax cross-entropy: loss and dlogits, ignore index, class weights ([2,7,9,5], K=19 [3,4,6,19])',
+    name: 'softmax cross-entropy: loss and dlogits, ignore index, class weights ([2,7,9,5], K=19 [3,4,6,19], test/cases/loss.ts)',
     tol: 'rel 1e-5',
-    async run(e) {
-      let worst = 0;
-      for (const [k, [shape, weighted]] of ([[[2, 7, 9, 5], false], [[3, 4, 6, 19], true]] as const).entries()) {
-        const classes = shape[3];
-        const logits = f32r(randn(sizeOf(shape), 100 + k, -3, 3));
-        const r = randn(sizeOf(shape) / classes, 101 + k, 0, 1);
-        const labels = Int32Array.from(r, (v) => (v < 0.15 ? 255 : Math.floor(v * classes) % classes));
-        const weights = weighted ? f32r(randn(classes, 102 + k, 0.5, 2)) : null;
-        const ref = refCrossEntropy(logits, labels, classes, 255, weights);
-        worst = Math.max(worst, await e.scope(async () => {
-          const x = up(e, logits, [...shape], true);
-          const loss = softmaxCrossEntropy(x, e.tensor(labels, shape.slice(0, 3)), { ignoreIndex: 255, classWeights: weights ? up(e, weights, [classes]) : null });
-          backward(loss);
-          const m = expectClose([(await loss.read())[0]!], [ref.loss], 1e-5, `loss ${shape}`);
-          return Math.max(m, expectClose(await x.grad!.read(), ref.grad, 1e-5, `dlogits ${shape}`));
-        }));
-      }
-      return worst;
-    },
+    run: (e) => worstOf(LOSS_BROWSER, ([k, weighted, Labels]) => checkLoss(e, k, weighted, Labels)),
   },
   {
-    name: 'optimizer steps: SGD (momentum 0.9, nesterov, weight decay) and Adam, 3 steps on 1001 elements',
+    name: 'optimizer steps: SGD (momentum 0.9, nesterov, weight decay) and Adam, 6 steps on 1, 5 and 1001 elements (test/cases/optim.ts)',
     tol: 'rel 1e-5, floor 5% of max',
-    async run(e) {
-      let worst = 0;
-      for (const kind of ['SGD', 'Adam'] as const) {
-        const init = f32r(randn(1001, 110));
-        const ref = kind === 'SGD' ? new RefSGD(Float64Array.from(init), { lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 1e-2 }) : new RefAdam(Float64Array.from(init), { lr: 0.01 });
-        worst = Math.max(worst, await e.scope(async () => {
-          const p = up(e, init, [1001]);
-          const opt = kind === 'SGD' ? new SGD([p], { lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 1e-2 }) : new Adam([p], { lr: 0.01 });
-          try {
-            for (let step = 0; step < 3; step++) {
-              const g = Float32Array.from(randn(1001, 111 + step));
-              p.grad?.dispose();
-              p.grad = e.tensor(g, [1001]).keep();
-              ref.step(g);
-              opt.step();
-              opt.zeroGrad();
-            }
-            return expectClose(await p.read(), ref.p, 1e-5, `${kind} parameter`, 0.05 * maxAbs(ref.p));
-          } finally {
-            opt.dispose();
-          }
-        }));
-      }
-      return worst;
-    },
+    run: (e) => worstOf(OPTIM_BROWSER, (c) => checkOptimConfig(e, c)),
   },
+
 ];
 
 /** Runs every check (or those whose name contains `filter`) and reports each; never throws. */
