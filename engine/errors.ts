@@ -78,3 +78,14 @@ export function checkShapeArg(op: string, shape: readonly number[]): void {
 export function checkInt(op: string, what: string, v: number, min = 1): void {
   check(Number.isInteger(v) && v >= min, op, () => `${what} must be an integer >= ${min}, got ${v}`);
 }
+
+/**
+ * Reads a `number | [h, w]` option (stride, padding, dilation of the convolutions) as an [h, w]
+ * pair of integers >= min, `dflt` for both when absent; else a ShapeError naming op and option.
+ */
+export function pairOption(op: string, name: string, v: number | [number, number] | undefined, dflt: number, min: number): [number, number] {
+  const pr: [number, number] = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : v;
+  check(Array.isArray(pr) && pr.length === 2 && pr.every((d) => Number.isInteger(d) && d >= min), op, () =>
+    `${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`);
+  return pr;
+}

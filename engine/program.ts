@@ -43,6 +43,11 @@ export interface ShaderSpec {
   bindings: Readonly<Record<string, BindingDecl>>;
   /** The kernel's WGSL after the generated prelude: helpers and `fn main`. */
   code: string;
+  /**
+   * The code is written whole by the kernel's TypeScript (engine/ops/shader.ts `generatedSpec`),
+   * not a section of a family file: the kernel-interface test does not look for it there.
+   */
+  generated?: boolean;
 }
 
 /**

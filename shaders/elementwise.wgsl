@@ -8,41 +8,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i < p.n4) { y[i] = vec4<f32>(p.value); }
 }
 
-//# kernel unary
-// y = f(x) for an op of the unary table (engine/ops/unary.ts), {{EXPR}} in terms of x.
-@compute @workgroup_size({{WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
-  if (i >= p.n4) { return; }
-  let x = xs[i];
-  let alpha = p.alpha;
-  ys[i] = {{EXPR}};
-}
-
-//# kernel unary_backward
-// dx = g * f'(x, y) for an op of the unary table, {{GRAD}} in terms of x, y (the forward output) and g.
-@compute @workgroup_size({{WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
-  if (i >= p.n4) { return; }
-  let x = xs[i];
-  let y = ys[i];
-  let g = gs[i];
-  let alpha = p.alpha;
-  dxs[i] = {{GRAD}};
-}
-
-//# kernel binary
-// out = a OP b for same-shape tensors ({{EXPR}} in terms of a and b).
-@compute @workgroup_size({{WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
-  if (i >= p.n4) { return; }
-  let a = as_[i];
-  let b = bs[i];
-  outs[i] = {{EXPR}};
-}
-
 //# kernel axpy_inplace
 // y += alpha * x (gradient accumulation, optimizer steps).
 @compute @workgroup_size({{WG}})

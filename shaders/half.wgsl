@@ -1,16 +1,5 @@
-// Conversions of the f16 inference path (engine/ops/half.ts). Element types come from defines:
-// S (source) and D (destination) are f32, f16, vec4<f32> or vec4<f16>; conversions round to
-// nearest even.
-
-//# kernel cast
-// dst[i] = D(src[i]): f32 <-> f16, one value (or vec4) per invocation.
-// Uniforms and bindings (src, dst) are declared in half.ts.
-@compute @workgroup_size({{WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
-  if (i >= p.total) { return; }
-  dst[i] = {{D}}(src[i]);
-}
+// Conversions of the f16 inference path (engine/ops/half.ts, which also generates `cast`, whose
+// element types vary); conversions round to nearest even.
 
 //# kernel fold_half
 // dst[i] = f16(src[i] * aff[c]) with c = (i / inner) % channels: a weight with its BatchNorm's

@@ -1,6 +1,8 @@
-// Bilinear resize of NHWC maps with PyTorch's F.interpolate(mode='bilinear') formulas, one axis
-// per pass (forward and backward), the backward as gathers (no atomics). scale is in/out (align_corners=false) or (in-1)/(out-1)
-// (align_corners=true, 0 for a one-pixel output), computed in f32 on the CPU as PyTorch does.
+// Bilinear resize of NHWC maps with PyTorch's F.interpolate(mode='bilinear') formulas. The one-axis
+// passes (forward and backward, the backward as gathers: no atomics) are generated in
+// engine/ops/upsample.ts and start with this file's helpers; resize_argmax is fixed. scale is
+// in/out (align_corners=false) or (in-1)/(out-1) (align_corners=true, 0 for a one-pixel output),
+// computed in f32 on the CPU as PyTorch does.
 
 struct Tap { i0: u32, i1: u32, lam: f32 }
 
@@ -13,54 +15,6 @@ fn source_tap(dst: u32, scale: f32, align: u32, size: u32) -> Tap {
   let i0 = min(u32(floor(s)), size - 1u);
   let i1 = min(i0 + 1u, size - 1u);
   return Tap(i0, i1, s - f32(i0));
-}
-
-//# kernel resize_axis
-// One axis of the forward (bilinear is separable, and PyTorch's own evaluation order is the x
-// pass then the y pass): x viewed as [a, in, b] -> y [a, out, b] with
-// y[a, o, c] = (1 - lam) * x[a, i0, c] + lam * x[a, i1, c]. Vector mode (b % 4 == 0, T = vec4,
-// b counted in vec4s): PER consecutive vec4s of one row per invocation, sharing one tap. Scalar
-// mode: four consecutive elements per invocation, stored as one vec4 (tail lanes land in the slack).
-
-@compute @workgroup_size({{WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_id(gid, nwg, {{WG}}u);
-  if (i >= p.threads) { return; }
-  {{BODY}}
-}
-
-//# kernel resize_axis_backward
-// One axis of the backward: g viewed as [a, out, b] (b in units of T) -> dx [a, in, b], with
-// dx[a, i, c] = sum over the outputs o that read input i of w(o, i) * g[a, o, c], for PER
-// consecutive c per invocation (they share the weights; the BODY define unrolls them). The outputs
-// reading i form a contiguous run (the source index is monotone in o); the loop walks that run,
-// found by inverting the source formula, plus a margin, and recomputes each weight exactly as the
-// forward does, so the margin only costs zero-weight iterations.
-@compute @workgroup_size({{WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let idx = flat_id(gid, nwg, {{WG}}u);
-  if (idx >= p.threads) { return; }
-  let c = idx * {{PER}}u % p.b;
-  let r = idx * {{PER}}u / p.b;
-  let i = r % p.in_size;
-  let a = r / p.in_size;
-  // Outputs whose source coordinate lies in [i - 1, i + 1): o in [below, above) with the formula
-  // inverted; floor and ceil widen the run by up to one output each side, which absorbs rounding.
-  let last = f32(p.out_size - 1u);
-  var lo = 0.0;
-  var hi = last;
-  if (p.scale > 0.0) {
-    let inv = 1.0 / p.scale;
-    let fi = f32(i);
-    let below = select((fi - 0.5) * inv - 0.5, (fi - 1.0) * inv, p.align != 0u);
-    let above = select((fi + 1.5) * inv - 0.5, (fi + 1.0) * inv, p.align != 0u);
-    lo = clamp(floor(below), 0.0, last);
-    hi = clamp(ceil(above), 0.0, last);
-    // The last input also takes the clamped taps at the far edge.
-    hi = select(hi, last, i == p.in_size - 1u);
-  }
-  var at = (a * p.out_size + u32(lo)) * p.b + c;
-  {{BODY}}
 }
 
 //# kernel resize_argmax

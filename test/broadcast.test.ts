@@ -1,4 +1,4 @@
-/** Broadcasting add/sub/mul, broadcastTo and sumToShape against float64 references. */
+/** Broadcasting binary ops (the table of engine/ops/basic.ts: add, sub, mul), broadcastTo and sumToShape against float64 references. */
 import * as assert from 'uvu/assert';
 import { ops, ShapeError, type Engine, type Tensor } from '../entry/node.js';
 import { broadcastTo, sumToShape } from '../engine/ops/broadcast.js';
@@ -8,6 +8,11 @@ import { gradCheck } from './gradcheck.js';
 import { refBroadcastBinary, refBroadcastTo, refSumToShape, sizeOf } from './ref/broadcast.js';
 
 const t = suite('broadcast');
+
+/** Every op of the binary table (engine/ops/basic.ts): name, the op, its float64 reference. */
+const BINARY = (Object.keys(ops.binaryOps) as ops.BinaryOpName[]).map(
+  (name) => [name, (a: Tensor, b: Tensor) => ops.binary(name, a, b), ops.binaryOps[name].ref] as const,
+);
 
 const up = (e: Engine, shape: number[], seed: number, lo = -1): { t: Tensor; x: Float64Array } => {
   const x = Float64Array.from(Float32Array.from(randn(sizeOf(shape), seed, lo)));
@@ -41,17 +46,13 @@ const PAIRS: [number[], number[]][] = [
   [[2, 5, 4], [2, 1, 4]], // one vec4 per invocation
 ];
 
-t('add, sub, mul broadcast like NumPy (rel err < 1e-6: one f32 rounding)', async () => {
+t('the binary ops (add, sub, mul: every op of the table) broadcast like NumPy (rel err < 1e-6: one f32 rounding)', async () => {
   const e = await testEngine();
   for (const [k, [sa, sb]] of PAIRS.entries()) {
     await e.scope(async () => {
       const a = up(e, sa, 100 + k);
       const b = up(e, sb, 200 + k);
-      for (const [name, f, g] of [
-        ['add', ops.add, (u: number, v: number) => u + v],
-        ['sub', ops.sub, (u: number, v: number) => u - v],
-        ['mul', ops.mul, (u: number, v: number) => u * v],
-      ] as const) {
+      for (const [name, f, g] of BINARY) {
         const want = refBroadcastBinary(a.x, sa, b.x, sb, g);
         for (const [x, y, w] of [[a.t, b.t, want], [b.t, a.t, refBroadcastBinary(b.x, sb, a.x, sa, g)]] as const) {
           const out = f(x, y);
@@ -110,7 +111,7 @@ t('broadcastTo copies along broadcast axes (exact)', async () => {
   }
 });
 
-t('gradients of broadcast add/sub/mul, sumToShape and broadcastTo vs finite differences (< 1e-3)', async () => {
+t('gradients of the broadcast binary ops (every op of the table), sumToShape and broadcastTo vs finite differences (< 1e-3)', async () => {
   const e = await testEngine();
   const small: [number[], number[]][] = [
     [[2, 3, 5, 5], [2, 1, 1, 5]],
@@ -119,11 +120,7 @@ t('gradients of broadcast add/sub/mul, sumToShape and broadcastTo vs finite diff
     [[1], [3, 5]],
   ];
   for (const [k, [sa, sb]] of small.entries()) {
-    for (const [name, f, g] of [
-      ['add', ops.add, (u: number, v: number) => u + v],
-      ['sub', ops.sub, (u: number, v: number) => u - v],
-      ['mul', ops.mul, (u: number, v: number) => u * v],
-    ] as const) {
+    for (const [name, f, g] of BINARY) {
       await gradCheck(e, {
         gpu: ([a, b]) => f(a!, b!),
         ref: ([a, b]) => refBroadcastBinary(a!, sa, b!, sb, g).data,

@@ -30,7 +30,8 @@ import { resizeBilinearArgmax } from '../engine/ops/upsample.js';
 import { programKey, readWrite } from '../engine/program.js';
 import { suite } from './harness.js';
 import { randn, testEngine } from './gpu.js';
-import { type Dispatched, checkPrograms, collectPrograms, dispatched, programProblems, sectionCoverage } from './kernel-interface-checks.js';
+import { type Dispatched, checkPrograms, collectPrograms, dispatched, programProblems, sectionCoverage, textDefineUses } from './kernel-interface-checks.js';
+import { generatedSpec, section } from '../engine/ops/shader.js';
 
 const t = suite('kernel-interface');
 const engine0 = await testEngine();
@@ -428,7 +429,9 @@ t('each distinct name|variant has the declared interface in its WGSL, reads what
 });
 
 t('every kernel section of every shader file was produced by some call, and every program by a section', () => {
-  assert.ok(Object.keys(SHADERS).length >= 19, `only ${Object.keys(SHADERS).length} shader files in ${SHADER_DIR.pathname}`);
+  // 11 since the families of generated kernels only (broadcast, concat, fca, softmax, linear,
+  // colorize, pool, depthwise, conv2d and their workgroup variants) moved wholly to TypeScript.
+  assert.ok(Object.keys(SHADERS).length >= 11, `only ${Object.keys(SHADERS).length} shader files in ${SHADER_DIR.pathname}`);
   const coverage = sectionCoverage(SHADERS, all());
   const unmatched = coverage.unmatched;
   // Without the subgroups feature the subgroup kernels (`*_sg`) cannot compile: no call runs them;
@@ -439,6 +442,11 @@ t('every kernel section of every shader file was produced by some call, and ever
   if (!engine0.features.has('subgroups') && coverage.uncovered.some((id) => id.endsWith('_sg'))) console.log(`kernel-interface: subgroup sections not covered: the adapter has no subgroups feature`);
   assert.equal({ uncovered, unmatched }, { uncovered: [], unmatched: [] },
     `sections no call produced (add a call): [${uncovered.join(', ')}]; programs whose code matches no section: [${unmatched.join(', ')}]`);
+});
+
+t('the kernel sections of the shader files use their defines as numbers only (one home per kernel)', () => {
+  const uses = textDefineUses(SHADERS);
+  assert.equal(uses, [], `a section takes numeric defines only; write a kernel that needs WGSL text from TypeScript wholly in its TS file (generatedSpec, CONTRIBUTING.md "One home per kernel"):\n${uses.join('\n')}`);
 });
 
 t('the checks catch a wrong interface', () => {
@@ -472,10 +480,20 @@ t('the checks catch a wrong interface', () => {
   const twins = [0, 1].map((k) => dispatched({ name: 'twin', shader: () => ({ bindings: {}, code: `@compute @workgroup_size(${k + 1})\nfn main() {}` }), bindings: {}, dispatch: [1] }));
   mentions(checkPrograms(twins).problems, 'two programs with this key give different WGSL');
   // A section no program produced, and a program from no section.
-  const family = { 'f.wgsl': '// shared\n//# kernel a\nfn main() {}\n//# kernel b\nfn main() { {{X}} }\n' };
+  const family = { 'f.wgsl': '// shared\n//# kernel a\nfn main() {}\n//# kernel b\nfn main() { let x = {{X}}; }\n' };
   assert.equal(sectionCoverage(family, twins), { uncovered: ['f.wgsl: a', 'f.wgsl: b'], unmatched: ['twin'] });
   const fromB = dispatched({ name: 'b', shader: () => ({ bindings: {}, code: '// shared\n\nfn main() { let x = 1; }\n' }), bindings: {}, dispatch: [1] });
   assert.equal(sectionCoverage(family, [fromB]), { uncovered: ['f.wgsl: a'], unmatched: [] });
+  // A section's define filled with text matches no section; a generated kernel is not looked for.
+  const textB = dispatched({ name: 'b', shader: () => ({ bindings: {}, code: '// shared\n\nfn main() { let x = y + 1; }\n' }), bindings: {}, dispatch: [1] });
+  assert.equal(sectionCoverage(family, [textB]).unmatched, ['b']);
+  const generated = dispatched({ name: 'g', shader: () => generatedSpec({ bindings: {} }, '@compute @workgroup_size(1)\nfn main() {}'), bindings: {}, dispatch: [1] });
+  assert.equal(sectionCoverage(family, [generated]).unmatched, []);
+  // Text in a section's define: refused by section() at run time, found in the files by textDefineUses.
+  assert.throws(() => section(family['f.wgsl'], 'b', { X: 'y + 1' as unknown as number }), /define \{\{X\}\} is "y \+ 1", not a number.*generatedSpec/);
+  assert.equal(section(family['f.wgsl'], 'b', { X: 2 }), '// shared\n\nfn main() { let x = 2; }\n');
+  const texty = { 't.wgsl': '//# kernel c\n{{ENABLE}}\nfn main() { var a = {{T}}(0.0); let b: {{T}} = a; let v = vec4<{{T}}>(a); let n = {{N}}u * 2u; }\n' };
+  assert.equal(textDefineUses(texty).map((u) => u.split(' in ')[0]), ['t.wgsl: c: {{ENABLE}}', 't.wgsl: c: {{T}}', 't.wgsl: c: {{T}}', 't.wgsl: c: {{T}}']);
 });
 
 t.after(async () => {

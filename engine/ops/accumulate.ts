@@ -7,9 +7,7 @@ import elementwise from '../../shaders/elementwise.wgsl';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { sectionSpec } from './shader.js';
-
-const WG = 64;
+import { WG, sectionSpec } from './shader.js';
 
 // Declared interfaces (shaders/elementwise.wgsl). Sizes are in vec4s: tensor buffers are pool
 // buckets padded to 16 bytes.

@@ -1,8 +1,9 @@
 /**
- * The elementwise basics: full and copy, add/sub/mul (broadcasting; same shapes take a flat vec4
- * kernel) and sumToShape for their gradients, scale, unaryKernel (one WGSL expression per name), a
- * full sum and broadcastScalar. fill and the in-place accumulate kernels autograd needs live in
- * accumulate.ts (they record no graph) and are re-exported here.
+ * The elementwise basics: full and copy, the binary elementwise ops (one table: add, sub, mul;
+ * broadcasting, same shapes take a flat vec4 kernel) and sumToShape for their gradients, scale,
+ * unaryKernel (one WGSL expression per name), a full sum and broadcastScalar. fill and the
+ * in-place accumulate kernels autograd needs live in accumulate.ts (they record no graph) and are
+ * re-exported here.
  */
 import elementwise from '../../shaders/elementwise.wgsl';
 import reduce from '../../shaders/reduce.wgsl';
@@ -11,12 +12,10 @@ import { check, checkOperands, checkShapeArg, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { binaryBroadcastKernel, broadcastShapes, sumToShape as sumToShapeOp, sumToShapeKernel } from './broadcast.js';
-import { sectionSpec } from './shader.js';
+import { WG, generatedSpec, main1d, sectionSpec } from './shader.js';
 import { addInPlace, axpyInPlace, fill, isF32 } from './accumulate.js';
 
 export { addInPlace, axpyInPlace, fill };
-
-const WG = 64;
 
 // Declared interfaces (shaders/elementwise.wgsl, shaders/reduce.wgsl). Sizes are in vec4s: tensor
 // buffers are pool buckets padded to 16 bytes.
@@ -41,23 +40,80 @@ export function copyTensor(t: Tensor): Tensor {
   return recordOp(out, 'copy', [t], (g) => [g]);
 }
 
-type BinaryOp = 'add' | 'sub' | 'mul';
-const binaryExpr: Record<BinaryOp, string> = { add: 'a + b', sub: 'a - b', mul: 'a * b' };
+/** A binary elementwise op of the table below. */
+export interface BinaryOpSpec {
+  /**
+   * WGSL expression in `a` and `b`, valid for f32 and vec4<f32> operands alike (the same-shape
+   * kernel reads vec4s; the broadcasting one reads vec4s or splatted scalars, see broadcast.ts).
+   */
+  forward: string;
+  /**
+   * The gradient to each operand from g (dL/dout, of the output's shape) and the operands.
+   * `reduce` sums a tensor of the output's shape down to that operand's shape (the tensor itself
+   * when the operand was not broadcast). Launches kernels only; may return g itself (add does).
+   */
+  backward: {
+    a: (g: Tensor, a: Tensor, b: Tensor, reduce: (t: Tensor) => Tensor) => Tensor;
+    b: (g: Tensor, a: Tensor, b: Tensor, reduce: (t: Tensor) => Tensor) => Tensor;
+  };
+  /** float64 reference, for tests (test/broadcast.test.ts, test/op-fuzz.test.ts). */
+  ref: (a: number, b: number) => number;
+}
+
+/**
+ * The binary elementwise ops, each declared once (after webgpu-torch's op table): its kernels
+ * (same-shape and broadcasting), autograd and tests come from its entry, so a new binary op is one
+ * entry here (CONTRIBUTING.md, "Add a binary elementwise op").
+ */
+const binaryTable = {
+  add: {
+    forward: 'a + b',
+    backward: { a: (g, _a, _b, reduce) => reduce(g), b: (g, _a, _b, reduce) => reduce(g) },
+    ref: (a, b) => a + b,
+  },
+  sub: {
+    forward: 'a - b',
+    // Negate after reducing: the reduced gradient is the smaller tensor.
+    backward: { a: (g, _a, _b, reduce) => reduce(g), b: (g, _a, _b, reduce) => scale(reduce(g), -1) },
+    ref: (a, b) => a - b,
+  },
+  mul: {
+    forward: 'a * b',
+    backward: { a: (g, _a, b, reduce) => reduce(binaryKernel('mul', g, b)), b: (g, a, _b, reduce) => reduce(binaryKernel('mul', g, a)) },
+    ref: (a, b) => a * b,
+  },
+} satisfies Record<string, BinaryOpSpec>;
+
+export type BinaryOpName = keyof typeof binaryTable;
+export const binaryOps: Record<BinaryOpName, BinaryOpSpec> = binaryTable;
 
 const sameShapeOf = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
 
-/** Same-shape operands take the flat vec4 kernel; others the broadcasting one. No autograd. */
-function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
+/**
+ * binary (generated: the op's expression is its body): out = a OP b for same-shape tensors, in
+ * vec4s over ceil(n / 4) (the tail lanes read and write slack inside the same buffers).
+ */
+const binaryWgsl = (expr: string): string =>
+  main1d(`let a = as_[i];
+  let b = bs[i];
+  outs[i] = ${expr};`, { count: 'n4' });
+
+/**
+ * Op `op` of the binary table: same-shape operands take the flat vec4 kernel; others the
+ * broadcasting one. No autograd. (`op` is a string here: the table's gradients call this.)
+ */
+function binaryKernel(op: string, a: Tensor, b: Tensor): Tensor {
   checkOperands(op, a, b);
   isF32(op, a, b);
-  if (!sameShapeOf(a.shape, b.shape)) return binaryBroadcastKernel(op, binaryExpr[op], a, b, broadcastShapes(op, a, b));
+  const expr = (binaryOps as Record<string, BinaryOpSpec>)[op]!.forward;
+  if (!sameShapeOf(a.shape, b.shape)) return binaryBroadcastKernel(op, expr, a, b, broadcastShapes(op, a, b));
   const engine = a.engine;
   const out = engine.empty(a.shape, 'f32');
   const n4 = Math.ceil(a.size / 4);
   engine.run({
     // The name carries the op, hence the expression.
     name: `binary_${op}`,
-    shader: () => sectionSpec(BINARY, elementwise, 'binary', { WG, EXPR: binaryExpr[op] }),
+    shader: () => generatedSpec(BINARY, binaryWgsl(expr)),
     uniforms: { n4 },
     bindings: { as_: a, bs: b, outs: out },
     dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),
@@ -72,29 +128,29 @@ function reduceGrad(g: Tensor, shape: readonly number[]): Tensor {
   return sameShapeOf(g.shape, shape) ? g : sumToShapeKernel(g, shape);
 }
 
+/** `a OP b` elementwise for an op of the binary table, with NumPy broadcasting; records its gradient. */
+export function binary(op: BinaryOpName, a: Tensor, b: Tensor): Tensor {
+  check(Object.hasOwn(binaryOps, op), 'binary', () => `unknown op ${JSON.stringify(op)} (known: ${Object.keys(binaryOps).join(', ')})`);
+  const { backward } = binaryOps[op];
+  return recordOp(binaryKernel(op, a, b), op, [a, b], (g) => [
+    a.requiresGrad ? backward.a(g, a, b, (t) => reduceGrad(t, a.shape)) : null,
+    b.requiresGrad ? backward.b(g, a, b, (t) => reduceGrad(t, b.shape)) : null,
+  ]);
+}
+
 /** a + b with NumPy broadcasting (shapes aligned at the right, size-1 axes stretch). */
 export function add(a: Tensor, b: Tensor): Tensor {
-  return recordOp(binary('add', a, b), 'add', [a, b], (g) => [
-    a.requiresGrad ? reduceGrad(g, a.shape) : null,
-    b.requiresGrad ? reduceGrad(g, b.shape) : null,
-  ]);
+  return binary('add', a, b);
 }
 
 /** a - b with NumPy broadcasting. */
 export function sub(a: Tensor, b: Tensor): Tensor {
-  return recordOp(binary('sub', a, b), 'sub', [a, b], (g) => [
-    a.requiresGrad ? reduceGrad(g, a.shape) : null,
-    // Negate after reducing: the reduced gradient is the smaller tensor.
-    b.requiresGrad ? scale(reduceGrad(g, b.shape), -1) : null,
-  ]);
+  return binary('sub', a, b);
 }
 
 /** a * b elementwise with NumPy broadcasting. */
 export function mul(a: Tensor, b: Tensor): Tensor {
-  return recordOp(binary('mul', a, b), 'mul', [a, b], (g) => [
-    a.requiresGrad ? reduceGrad(binary('mul', g, b), a.shape) : null,
-    b.requiresGrad ? reduceGrad(binary('mul', g, a), b.shape) : null,
-  ]);
+  return binary('mul', a, b);
 }
 
 /** Sums x over broadcast axes down to `shape` (the reverse of broadcasting). Backward: broadcastTo. */
@@ -126,7 +182,10 @@ export function unaryKernel(name: string, x: Tensor, expr: string, alpha = 0): T
   const n4 = Math.ceil(x.size / 4);
   engine.run({
     name,
-    shader: () => sectionSpec(UNARY, elementwise, 'unary', { WG, EXPR: expr }),
+    // Generated: the expression is the kernel's algorithm (one name per expression, checked above).
+    shader: () => generatedSpec(UNARY, main1d(`let x = xs[i];
+  let alpha = p.alpha;
+  ys[i] = ${expr};`, { count: 'n4' })),
     uniforms: { n4, alpha },
     bindings: { xs: x, ys: out },
     dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),

@@ -5,16 +5,14 @@
  * most six axes runs on one kernel, and the common NHWC cases ([N,H,W,C] with [C], [N,1,1,C] or
  * [N,H,W,1]) collapse to rank 2 or 3 and read their contiguous operands as vec4s.
  */
-import broadcastWgsl from '../../shaders/broadcast.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite, type ScalarType } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { fill } from './accumulate.js';
-import { type Interface, sectionSpec } from './shader.js';
-import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupSumWgsl } from './subgroup.js';
+import { type Interface, WG, generatedSpec, main1d, range } from './shader.js';
+import { SG_WG, subgroupMain, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
-const WG = 64;
 /** Most axes a broadcast may have after collapsing (see the module comment). */
 export const MAX_COLLAPSED_RANK = 6;
 
@@ -101,7 +99,7 @@ export function stepIndex(rank: number): string {
 }
 
 /** WGSL for the offset sum of i_k * p.{s}k over the axes. */
-export const offset = (rank: number, s: string): string => Array.from({ length: rank }, (_, k) => `i${k} * p.${s}${k}`).join(' + ');
+export const offset = (rank: number, s: string): string => range(rank).map((k) => `i${k} * p.${s}${k}`).join(' + ');
 
 /**
  * Uniforms of the collapsed index of `rank` axes: d0..d{rank-2} (the outermost size is never
@@ -122,7 +120,7 @@ export function indexUniforms(out: Record<string, number>, dims: readonly number
 }
 
 /**
- * binary_broadcast and expand (shaders/broadcast.wgsl): threads = invocations, then the
+ * binary_broadcast and expand (generated here, see broadcastBody): threads = invocations, then the
  * collapsed index; an operand is read as vec4s (`vec4<f32>`) or scalars (`f32`).
  */
 function broadcastDecl(rank: number, types: readonly string[]): Interface {
@@ -150,7 +148,10 @@ const sumRowsDecl = (t: string) => ({ uniforms: { threads: 'u32', r: 'u32', per_
 export const runLength = (units: number): number => (units % 4 === 0 ? 4 : units % 2 === 0 ? 2 : 1);
 
 /**
- * Generates the body of binary_broadcast / expand. `vec`: vector mode (d0 counted in vec4s, the
+ * Generates the body of binary_broadcast (out = a OP b, `expr` in a and b) and expand (out = a
+ * broadcast to the output shape: broadcastTo, and the backward of sumToShape). The index
+ * arithmetic is generated because private arrays and loops are slow on SwiftShader; only constant
+ * field names of the uniform block appear in it. `vec`: vector mode (d0 counted in vec4s, the
  * stride of axis 0 scaled by 4 so offsets stay in floats), `per` vec4s per invocation;
  * `vecOperand[j]`: operand j is read as vec4 (else it is broadcast along axis 0: one splatted load).
  */
@@ -171,7 +172,7 @@ function broadcastBody(rank: number, vec: boolean, per: number, vecOperand: read
   }
   // Scalar mode: four consecutive elements; reads clamped to the buffer for the tail lanes.
   const loads = names.map((n, j) => `let ${n} = ${arrays[j]}[min(${offset(rank, `s${n}`)}, last_${n})];`).join(' ');
-  const lanes = [0, 1, 2, 3].map((u) => `{ ${loads} v[${u}] = ${expr}; }${u < 3 ? ' ' + stepIndex(rank) : ''}`);
+  const lanes = range(4).map((u) => `{ ${loads} v[${u}] = ${expr}; }${u < 3 ? ' ' + stepIndex(rank) : ''}`);
   return [
     decompose(rank, 'i * 4u', true),
     ...names.map((n, j) => `let last_${n} = arrayLength(&${arrays[j]}) - 1u;`),
@@ -207,7 +208,7 @@ function runBroadcast(op: string, kernel: 'binary_broadcast' | 'expand', expr: s
     variant: `r${rank}-${vec ? `v${per}` : 's'}-${vecOperand.map((v) => (v ? 'v' : 's')).join('')}`,
     shader: () => {
       const types = vecOperand.map((v) => (v ? 'vec4<f32>' : 'f32'));
-      return sectionSpec(broadcastDecl(rank, types), broadcastWgsl, kernel, { WG, BODY: broadcastBody(rank, vec, per, vecOperand, expr) });
+      return generatedSpec(broadcastDecl(rank, types), main1d(broadcastBody(rank, vec, per, vecOperand, expr)));
     },
     uniforms,
     bindings,
@@ -329,6 +330,104 @@ function chunkingSg(lanes: number, rows: number): { chunks: number; perChunk: nu
 const sgPass = (engine: Tensor['engine'], lanes: number, rows: number): boolean => useSubgroups(engine) && lanes <= 1024 && rows >= 4 * SG_WG;
 
 /**
+ * sum_middle_partial: x viewed as [outer, r, inner] with inner > 1; out[k, chunk, c] = sum of
+ * x[k, row, c] over the rows of one chunk. Neighbouring invocations read neighbouring columns of
+ * type `t` (vec4 columns when inner % 4 == 0); a later pass sums the [outer, chunks, inner]
+ * partials. No workgroup memory. Four rows per iteration into two accumulators: fewer loop trips,
+ * and shorter dependency chains.
+ */
+const sumMiddlePartialWgsl = (t: string): string =>
+  main1d(`let c = i % p.inner;
+  let t = i / p.inner;
+  let chunk = t % p.chunks;
+  let k = t / p.chunks;
+  let r0 = chunk * p.rows_per_chunk;
+  let r1 = min(p.r, r0 + p.rows_per_chunk);
+  let s = p.inner;
+  var at = (k * p.r + r0) * s + c;
+  var acc0 = ${t}(0.0);
+  var acc1 = ${t}(0.0);
+  var row = r0;
+  for (; row + 4u <= r1; row = row + 4u) {
+    acc0 = acc0 + x[at] + x[at + 2u * s];
+    acc1 = acc1 + x[at + s] + x[at + 3u * s];
+    at = at + 4u * s;
+  }
+  for (; row < r1; row = row + 1u) {
+    acc0 = acc0 + x[at];
+    at = at + s;
+  }
+  partial[(k * p.chunks + chunk) * p.inner + c] = acc0 + acc1;`);
+
+/**
+ * sum_rows_partial: x viewed as [rows, r] (contiguous rows); out[row, chunk] = sum of one chunk of
+ * a row. With t = vec4<f32> (r % 4 == 0) sizes are in vec4s and `hsum` adds the four lanes of
+ * `acc` at the end.
+ */
+const sumRowsPartialWgsl = (t: string, hsum: string): string =>
+  main1d(`let chunk = i % p.chunks;
+  let row = i / p.chunks;
+  let j0 = chunk * p.per_chunk;
+  let j1 = min(p.r, j0 + p.per_chunk);
+  let base = row * p.r;
+  var acc0 = ${t}(0.0);
+  var acc1 = ${t}(0.0);
+  var j = j0;
+  for (; j + 4u <= j1; j = j + 4u) {
+    acc0 = acc0 + x[base + j] + x[base + j + 2u];
+    acc1 = acc1 + x[base + j + 1u] + x[base + j + 3u];
+  }
+  for (; j < j1; j = j + 1u) { acc0 = acc0 + x[base + j]; }
+  let acc = acc0 + acc1;
+  partial[i] = ${hsum};`);
+
+/**
+ * sum_middle_sg: sum_middle_partial with subgroups, one workgroup per output (k, chunk, c); its
+ * invocations take every SG_WG-th row of the chunk, then wg_sum adds the workgroup's partials. For
+ * few columns over many rows (the loss's [pixels, 2] terms, a 19-channel bias gradient), where one
+ * invocation per column leaves a GPU idle.
+ */
+const sumMiddleSgWgsl = (t: string): string =>
+  subgroupMain([workgroupSumWgsl('wg_sum', t)], `let c = w % p.inner;
+  let q = w / p.inner;
+  let chunk = q % p.chunks;
+  let k = q / p.chunks;
+  let r0 = chunk * p.rows_per_chunk;
+  let r1 = min(p.r, r0 + p.rows_per_chunk);
+  let s = p.inner;
+  var acc0 = ${t}(0.0);
+  var acc1 = ${t}(0.0);
+  var row = r0 + t;
+  for (; row + ${SG_WG}u < r1; row = row + 2u * ${SG_WG}u) {
+    acc0 = acc0 + x[(k * p.r + row) * s + c];
+    acc1 = acc1 + x[(k * p.r + row + ${SG_WG}u) * s + c];
+  }
+  if (row < r1) { acc0 = acc0 + x[(k * p.r + row) * s + c]; }
+  let total = wg_sum(acc0 + acc1, t, sgi);
+  if (t == 0u) { partial[(k * p.chunks + chunk) * p.inner + c] = total; }`);
+
+/**
+ * sum_rows_sg: sum_rows_partial with subgroups, one workgroup per (row, chunk), its invocations
+ * reading neighbouring units of the row, then wg_sum; `hsum` adds a vec4's lanes.
+ */
+const sumRowsSgWgsl = (t: string, hsum: string): string =>
+  subgroupMain([workgroupSumWgsl('wg_sum', t)], `let chunk = w % p.chunks;
+  let row = w / p.chunks;
+  let j0 = chunk * p.per_chunk;
+  let j1 = min(p.r, j0 + p.per_chunk);
+  let base = row * p.r;
+  var acc0 = ${t}(0.0);
+  var acc1 = ${t}(0.0);
+  var j = j0 + t;
+  for (; j + ${SG_WG}u < j1; j = j + 2u * ${SG_WG}u) {
+    acc0 = acc0 + x[base + j];
+    acc1 = acc1 + x[base + j + ${SG_WG}u];
+  }
+  if (j < j1) { acc0 = acc0 + x[base + j]; }
+  let acc = wg_sum(acc0 + acc1, t, sgi);
+  if (t == 0u) { partial[w] = ${hsum}; }`);
+
+/**
  * Sums `x`, viewed as [outer, r, inner], over r into a tensor of `outShape` (outer * inner
  * elements). Passes of chunked partial sums (no workgroup memory, no atomics) until one is left.
  * `into` (outer * inner f32 elements, any shape, not x): the last pass writes there instead of a
@@ -359,9 +458,7 @@ export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number
         variant: vec ? 'v4' : 's',
         shader: () => {
           const t = vec ? 'vec4<f32>' : 'f32';
-          return sg
-            ? sectionSpec(sumRowsSgDecl(t), broadcastWgsl, 'sum_rows_sg', { WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t), HSUM: hsum })
-            : sectionSpec(sumRowsDecl(t), broadcastWgsl, 'sum_rows_partial', { WG, T: t, HSUM: hsum });
+          return sg ? generatedSpec(sumRowsSgDecl(t), sumRowsSgWgsl(t, hsum)) : generatedSpec(sumRowsDecl(t), sumRowsPartialWgsl(t, hsum));
         },
         // The subgroup kernel runs a workgroup per sum, the other an invocation per sum.
         uniforms: { ...(sg ? { outputs: sums } : { threads: sums }), r: units, per_chunk: c.perChunk, chunks },
@@ -384,9 +481,7 @@ export function sumMiddleAxis(x: Tensor, outer: number, r: number, inner: number
         variant: vec ? 'v4' : 's',
         shader: () => {
           const t = vec ? 'vec4<f32>' : 'f32';
-          return sg
-            ? sectionSpec(sumMiddleSgDecl(t), broadcastWgsl, 'sum_middle_sg', { WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t) })
-            : sectionSpec(sumMiddleDecl(t), broadcastWgsl, 'sum_middle_partial', { WG, T: t });
+          return sg ? generatedSpec(sumMiddleSgDecl(t), sumMiddleSgWgsl(t)) : generatedSpec(sumMiddleDecl(t), sumMiddlePartialWgsl(t));
         },
         uniforms: { ...(sg ? { outputs: sums } : { threads: sums }), inner: cols, r: rows, rows_per_chunk: c.perChunk, chunks },
         bindings: { x: cur, partial: next },

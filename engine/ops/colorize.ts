@@ -3,15 +3,14 @@
  * blended over the photo as `overlay` does, written as packed RGBA8 rows that copy straight into a
  * texture an application draws. Ids are sampled nearest when the output is larger than the map.
  */
-import colorizeWgsl from '../../shaders/colorize.wgsl';
 import { check, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { PALETTE } from '../palette.js';
 import { checkTargetTexture, createOwnedTexture, rowPitchWords, rowsToTexture, type RgbaRows } from './texture.js';
-import { sectionSpec } from './shader.js';
+import { WG, generatedSpec } from './shader.js';
 
-// Declared interfaces (shaders/colorize.wgsl): ids [N, in_h, in_w] (item batch_index) sampled
+// Declared interfaces: ids [N, in_h, in_w] (item batch_index) sampled
 // nearest to out_w x out_h, written as packed words in rows `out_pitch` apart (b, g, r, a when
 // out_bgra); `opacity` in [0, 1].
 const COLORIZE_UNIFORMS = { in_w: 'u32', in_h: 'u32', batch_index: 'u32', out_w: 'u32', out_h: 'u32', out_pitch: 'u32', out_bgra: 'u32', opacity: 'f32' } as const;
@@ -56,9 +55,65 @@ function paletteVariant(palette: Palette): string {
   return palette.map((c) => (packColour(c) & 0xffffff).toString(16).padStart(6, '0')).join('');
 }
 
-/** The palette as a WGSL array body of packed words (alpha 255). */
-function paletteWgsl(palette: Palette): string {
-  return palette.map((c) => `${packColour(c)}u`).join(', ');
+/**
+ * The WGSL of colorize_ids or colorize_overlay for `palette` (generated here: the palette is
+ * compiled in as K packed colours, alpha 255; it changes rarely, so one pipeline per palette costs
+ * nothing, and no buffer has to be uploaded per frame). Ids are sampled nearest with integer
+ * arithmetic, so the mapping is exactly floor((x + 0.5) * in / out), as the CPU resize in the CLI
+ * does; ids outside 0..K-1 (the ignore label 255, say) are transparent black, as in
+ * data/palette.ts. Output words are packed RGBA8 (little-endian r, g, b, a), in rows `out_pitch`
+ * words apart so copyBufferToTexture can take them (bytesPerRow must be a multiple of 256).
+ * - colorize_ids: labels alone, alpha = opacity * 255 (opacity 1: exactly data/palette.ts colorize).
+ * - colorize_overlay: labels over a photo (packed RGBA/BGRA words, rows `photo_pitch` apart,
+ *   sampled nearest): out = round((1 - a) * photo + a * label) with a = opacity * label alpha /
+ *   255, the photo's alpha kept: data/palette.ts overlay(), in f32.
+ */
+function colorizeWgsl(kernel: 'colorize_ids' | 'colorize_overlay', palette: Palette): string {
+  const store =
+    kernel === 'colorize_ids'
+      ? `let c = unpack_rgba(label_rgba(id));
+  let a = floor(c.w * p.opacity + 0.5);
+  dst[oy * p.out_pitch + ox] = store_word(pack_rgba(vec4<f32>(c.xyz, a), p.out_bgra != 0u));`
+      : `let l = unpack_rgba(label_rgba(id));
+  let pw = unpack_rgba(photo[nearest(oy, p.out_h, p.photo_h) * p.photo_pitch + nearest(ox, p.out_w, p.photo_w)]);
+  let ph = select(pw, pw.zyxw, p.photo_bgra != 0u);
+  let a = p.opacity * l.w / 255.0;
+  let rgb = floor((1.0 - a) * ph.xyz + a * l.xyz + 0.5);
+  dst[oy * p.out_pitch + ox] = store_word(pack_rgba(vec4<f32>(rgb, ph.w), p.out_bgra != 0u));`;
+  return `const K: i32 = ${palette.length};
+const PALETTE = array<u32, ${palette.length}>(${palette.map((c) => `${packColour(c)}u`).join(', ')});
+
+fn nearest(o: u32, out_size: u32, in_size: u32) -> u32 {
+  return min(((2u * o + 1u) * in_size) / (2u * out_size), in_size - 1u);
+}
+
+fn label_rgba(id: i32) -> u32 {
+  return select(0u, PALETTE[clamp(id, 0, K - 1)], (id >= 0) & (id < K));
+}
+
+fn unpack_rgba(w: u32) -> vec4<f32> {
+  return vec4<f32>(f32(w & 0xffu), f32((w >> 8u) & 0xffu), f32((w >> 16u) & 0xffu), f32(w >> 24u));
+}
+
+fn pack_rgba(c: vec4<f32>, swap_rb: bool) -> vec4<u32> {
+  let v = vec4<u32>(c);
+  let s = select(v, v.zyxw, swap_rb);
+  return s;
+}
+
+fn store_word(c: vec4<u32>) -> u32 {
+  return c.x | (c.y << 8u) | (c.z << 16u) | (c.w << 24u);
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, ${WG}u);
+  if (i >= p.out_w * p.out_h) { return; }
+  let ox = i % p.out_w;
+  let oy = i / p.out_w;
+  let id = ids[(p.batch_index * p.in_h + nearest(oy, p.out_h, p.in_h)) * p.in_w + nearest(ox, p.out_w, p.in_w)];
+  ${store}
+}`;
 }
 
 /**
@@ -81,11 +136,10 @@ export function colorizeIds(ids: Tensor, opts: ColorizeOptions = {}): RgbaRows {
   check(opacity >= 0 && opacity <= 1, op, () => `opacity must be in [0, 1], got ${opacity}`);
   const palette = opts.palette ?? PALETTE;
   const variant = paletteVariant(palette);
-  const defines = () => ({ WG: 64, K: palette.length, PALETTE: paletteWgsl(palette) });
   const pitch = rowPitchWords(outW);
   const out = engine.empty([pitch * outH], 'u32', 'colorized rows');
   const base = { in_w: w, in_h: h, batch_index: batchIndex, out_w: outW, out_h: outH, out_pitch: pitch, out_bgra: opts.bgra ? 1 : 0, opacity };
-  const dispatch = grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension);
+  const dispatch = grid1d(outW * outH, WG, engine.limits.maxComputeWorkgroupsPerDimension);
   const photo = opts.photo;
   if (photo) {
     check(photo.words.dtype === 'u32' && photo.words.size >= photo.pitch * photo.height && photo.width > 0 && photo.height > 0, op, () =>
@@ -93,7 +147,7 @@ export function colorizeIds(ids: Tensor, opts: ColorizeOptions = {}): RgbaRows {
     engine.run({
       name: 'colorize_overlay',
       variant,
-      shader: () => sectionSpec(COLORIZE_OVERLAY, colorizeWgsl, 'colorize_overlay', defines()),
+      shader: () => generatedSpec(COLORIZE_OVERLAY, colorizeWgsl('colorize_overlay', palette)),
       uniforms: { ...base, photo_w: photo.width, photo_h: photo.height, photo_pitch: photo.pitch, photo_bgra: photo.bgra ? 1 : 0 },
       bindings: { ids, photo: photo.words, dst: out },
       dispatch,
@@ -103,7 +157,7 @@ export function colorizeIds(ids: Tensor, opts: ColorizeOptions = {}): RgbaRows {
     engine.run({
       name: 'colorize_ids',
       variant,
-      shader: () => sectionSpec(COLORIZE_IDS, colorizeWgsl, 'colorize_ids', defines()),
+      shader: () => generatedSpec(COLORIZE_IDS, colorizeWgsl('colorize_ids', palette)),
       uniforms: base,
       bindings: { ids, dst: out },
       dispatch,

@@ -5,21 +5,22 @@
  * copyBufferToBuffer (~15x faster than a kernel on SwiftShader), the rest through one strided-copy
  * kernel per input.
  */
-import concatWgsl from '../../shaders/concat.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { MAX_COLLAPSED_RANK, decompose, indexUniformDecl, indexUniforms, offset, stepIndex } from './broadcast.js';
-import { sectionSpec } from './shader.js';
+import { WG, generatedSpec, main1d, range } from './shader.js';
 
-const WG = 64;
 /** Elements (or vec4s) per invocation in copy_rows. */
 const PER = 4;
 /** Up to this many rows, a band copy is issued as one copyBufferToBuffer per row. */
 const MAX_COPY_COMMANDS = 8;
 
-// Declared interfaces (shaders/concat.wgsl); sizes and offsets in units of T (u32 or vec4<u32>).
+// Declared interfaces. Every kernel moves 32-bit words as u32 so that any dtype is copied bit for
+// bit: T is vec4<u32> where the layout keeps whole vec4s inside rows, u32 otherwise; sizes and
+// offsets are in units of T. The kernels are generated here: their bodies do several elements per
+// invocation in the scalar case (SWIFTSHADER.md: per-invocation overhead and gathers dominate).
 /** `total` = rows * len units to copy, PER per invocation. */
 const COPY_ROWS = (t: string) =>
   ({
@@ -43,8 +44,9 @@ function resolveAxis(op: string, x: Tensor, axis: number): number {
 }
 
 /**
- * dst[o, dstOff + j] = src[o, srcOff + j] for o < rows, j < len, rows of srcRow / dstRow words.
- * No validation or autograd.
+ * dst[o, dstOff + j] = src[o, srcOff + j] for o < rows, j < len, rows of srcRow / dstRow words:
+ * concat writes each input into its column band of the output, slice reads one band (copy_rows
+ * where a kernel is needed). No validation or autograd.
  */
 function copyRows(src: Tensor, dst: Tensor, rows: number, len: number, srcRow: number, srcOff: number, dstRow: number, dstOff: number): void {
   const engine = src.engine;
@@ -71,7 +73,12 @@ function copyRows(src: Tensor, dst: Tensor, rows: number, len: number, srcRow: n
         if (k < PER - 1) body.push('j = j + 1u; { let wrap = j == p.len; j = select(j, 0u, wrap); o = select(o, o + 1u, wrap); }');
       }
       const t = vec ? 'vec4<u32>' : 'u32';
-      return sectionSpec(COPY_ROWS(t), concatWgsl, 'copy_rows', { WG, PER, T: t, BODY: body.join('\n  ') });
+      // Elements e0, e0 + 1, ... unrolled; each write is guarded, since past `total` lie other
+      // inputs' bands of the same output.
+      return generatedSpec(COPY_ROWS(t), main1d(`let e0 = i * ${PER}u;
+  var o = e0 / p.len;
+  var j = e0 - o * p.len;
+  ${body.join('\n  ')}`));
     },
     uniforms: { threads, total, len: len / u, src_row: srcRow / u, src_off: srcOff / u, dst_row: dstRow / u, dst_off: dstOff / u },
     bindings: { src, dst },
@@ -161,7 +168,11 @@ export function slice(x: Tensor, axis: number, start: number, length: number): T
   return recordOp(out, 'slice', [x], (g) => [sliceBackward(g, x.shape, outer, d * inner, start * inner, length * inner)]);
 }
 
-/** The body of slice_backward: vec4 units (`vec`) or four consecutive u32 elements per invocation. */
+/**
+ * The body of slice_backward, dx[o * row + j] = g[o * len + j - off] for j in [off, off + len),
+ * else 0: the gradient of a slice, scattered into zeros in one pass over dx; vec4 units (`vec`),
+ * or four consecutive u32 elements stored as one vec4 (the tail lanes into the buffer's slack).
+ */
 function sliceBackwardBody(vec: boolean): string {
   // The band test and source index of element (o, j) of dx (units of T).
   const band = 'let inside = (j >= p.off) & (j < p.off + p.len); let k = select(0u, o * p.len + j - p.off, inside);';
@@ -173,7 +184,7 @@ function sliceBackwardBody(vec: boolean): string {
         'var j = i * 4u - o * p.row;',
         'let last = arrayLength(&g) - 1u;',
         'var v = vec4<u32>(0u);',
-        ...[0, 1, 2, 3].map((l) => `{ ${band} v[${l}] = select(0u, g[min(k, last)], inside); }${l < 3 ? ' j = j + 1u; { let w = j == p.row; j = select(j, 0u, w); o = select(o, o + 1u, w); }' : ''}`),
+        ...range(4).map((l) => `{ ${band} v[${l}] = select(0u, g[min(k, last)], inside); }${l < 3 ? ' j = j + 1u; { let w = j == p.row; j = select(j, 0u, w); o = select(o, o + 1u, w); }' : ''}`),
         'dx[i] = v;',
       ].join('\n  ');
 }
@@ -194,7 +205,7 @@ function sliceBackward(g: Tensor, shape: readonly number[], rows: number, row: n
     engine.run({
       name: 'slice_backward',
       variant: vec ? 'v4' : 's',
-      shader: () => sectionSpec(SLICE_BACKWARD(vec ? 'vec4<u32>' : 'u32'), concatWgsl, 'slice_backward', { WG, BODY: sliceBackwardBody(vec) }),
+      shader: () => generatedSpec(SLICE_BACKWARD(vec ? 'vec4<u32>' : 'u32'), main1d(sliceBackwardBody(vec))),
       uniforms: { threads, row: row / u, off: off / u, len: len / u },
       bindings: { g, dx },
       dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
@@ -233,7 +244,12 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   return recordOp(out, 'permute', [x], (g) => [permute(g, inverse)]);
 }
 
-/** The body of permute for `rank` collapsed axes in `mode` (see permuteKernel). */
+/**
+ * The body of permute for `rank` collapsed axes in `mode`: out (collapsed dims d0.., d0 innermost)
+ * gathers x at the sum of i_k * s_k, s_k being x's stride of the axis that becomes output axis k.
+ * Modes: vec4 in and out when axis 0 is contiguous in x ('vv'); four strided loads into one vec4
+ * store when only the output is ('vs'); else four independently indexed elements ('s').
+ */
 function permuteBody(rank: number, mode: 'vv' | 'vs' | 's'): string {
   if (mode === 'vv' || mode === 'vs') {
     const off = `i0 * 4u * p.s0${rank > 1 ? ' + ' + offset(rank, 's').split(' + ').slice(1).join(' + ') : ''}`;
@@ -245,7 +261,7 @@ function permuteBody(rank: number, mode: 'vv' | 'vs' | 's'): string {
     decompose(rank, 'i * 4u', true),
     'let last = arrayLength(&x) - 1u;',
     'var v: vec4<u32>;',
-    ...[0, 1, 2, 3].map((l) => `v[${l}] = x[min(${offset(rank, 's')}, last)];${l < 3 ? ' ' + stepIndex(rank) : ''}`),
+    ...range(4).map((l) => `v[${l}] = x[min(${offset(rank, 's')}, last)];${l < 3 ? ' ' + stepIndex(rank) : ''}`),
     'out[i] = v;',
   ].join('\n  ');
 }
@@ -274,7 +290,7 @@ function permuteKernel(x: Tensor, outShape: readonly number[], groups: readonly 
   engine.run({
     name: 'permute',
     variant: `r${rank}-${mode}`,
-    shader: () => sectionSpec(PERMUTE(rank, mode === 'vv' ? 'vec4<u32>' : 'u32'), concatWgsl, 'permute', { WG, BODY: permuteBody(rank, mode) }),
+    shader: () => generatedSpec(PERMUTE(rank, mode === 'vv' ? 'vec4<u32>' : 'u32'), main1d(permuteBody(rank, mode))),
     uniforms: indexUniforms({ threads }, dims, ['s'], [strides]),
     bindings: { x, out },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),

@@ -3,7 +3,7 @@
  * CANet's decoder upsamplers (k3 s2 p1 op1, and the x8 head k15 s8 p7 op7). NHWC activations,
  * engine weights [Co, KH, KW, Ci] (engine/layout.ts converts PyTorch's (in, out, kH, kW)).
  *
- * Every kernel (shaders/conv_transpose.wgsl) is a gather with a register tile of outputs; none
+ * Every kernel (generated at the end of this file) is a gather with a register tile of outputs; none
  * uses atomics or scatters. The forward gives each invocation outputs of a single stride phase,
  * so it visits only the taps that reach them, ceil(K / stride) per axis (2x2 of the x8 head's
  * 15x15). The forward and input-gradient kernels reduce over channels in vec4s on both operands
@@ -15,16 +15,15 @@
  */
 import convTransposeWgsl from '../../shaders/conv_transpose.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
+import { check, checkFits, checkOperands, fmtShape, pairOption } from '../errors.js';
 import { type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import { type Tensor, dtypeBytes } from '../tensor.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 import type { Engine } from '../engine.js';
 import { candidateList, scratchCase, tunedNumbers } from '../tune.js';
-import { pairOption } from './depthwise.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { section } from './shader.js';
+import { WG, generatedSpec, main1d, section } from './shader.js';
 import { kernelFamily, tileFamily } from '../device-common.js';
 import { convTransposeBackwardFilterWorkgroup, convTransposeBackwardInputWorkgroup, convTransposeForwardWorkgroup, convTransposeUsesWorkgroup } from './conv-transpose-workgroup.js';
 
@@ -34,7 +33,6 @@ export interface ConvTransposeOptions {
   outputPadding?: number | [number, number];
 }
 
-const WG = 64;
 /**
  * Filter-gradient invocations to aim for before splitting the reduction into chunks (each chunk
  * adds a partial copy of dw to sum): a CPU adapter has a few cores, a GPU thousands of lanes.
@@ -161,7 +159,11 @@ function pack(src: Tensor, dims: [number, number, number, number], strides: [num
   return out;
 }
 
-/** src viewed as [rows, cols] with each row zero-padded to 4 * ceil(cols / 4) (NHWC channels). */
+/**
+ * src viewed as [rows, cols] with each row zero-padded to 4 * ceil(cols / 4) (NHWC channels):
+ * x or gy with a channel count that is not a multiple of 4 made vec4-readable
+ * (conv_transpose_pad_channels, generated: its element type varies).
+ */
 function padChannels(src: Tensor, cols: number): Tensor {
   const engine = src.engine;
   const rows = src.size / cols;
@@ -172,11 +174,19 @@ function padChannels(src: Tensor, cols: number): Tensor {
   engine.run({
     name: 'conv_transpose_pad_channels',
     variant: T === 'f32' ? undefined : T,
-    shader: () => ({
-      uniforms: { cols: 'u32', cv: 'u32', total: 'u32' },
-      bindings: { src: read(T), dst: readWrite(`vec4<${T}>`) },
-      code: section(convTransposeWgsl, 'conv_transpose_pad_channels', { WG, T }),
-    }),
+    // One vec4 per invocation and a single index division (this pass runs over the x8 head's 10
+    // M-element gradient).
+    shader: () =>
+      generatedSpec(
+        { uniforms: { cols: 'u32', cv: 'u32', total: 'u32' }, bindings: { src: read(T), dst: readWrite(`vec4<${T}>`) } },
+        main1d(`let row = i / p.cv;
+  let c0 = (i - row * p.cv) * 4u;
+  let base = row * p.cols;
+  let last = p.cols - 1u;
+  let c = vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u);
+  let v = vec4<${T}>(src[base + min(c.x, last)], src[base + min(c.y, last)], src[base + min(c.z, last)], src[base + min(c.w, last)]);
+  dst[i] = select(vec4<${T}>(0.0), v, c < vec4<u32>(p.cols));`, { count: 'total' }),
+      ),
     uniforms: { cols, cv, total: rows * cv },
     bindings: { src, dst: out },
     dispatch: grid1d(rows * cv, WG, engine.limits.maxComputeWorkgroupsPerDimension),
@@ -351,22 +361,24 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
       }
       store.push(`  } }`);
     }
-    return {
-      uniforms: {
-        h: 'u32', w: 'u32', civ: 'u32', co: 'u32', ho: 'u32', wo: 'u32',
-        kh: 'u32', kw: 'u32', stride_h: 'u32', stride_w: 'u32', pad_h: 'u32', pad_w: 'u32',
-        tiles_y: 'u32', tiles_x: 'u32', co_tiles: 'u32', threads: 'u32',
-        ...ep.uniforms,
+    return generatedSpec(
+      {
+        uniforms: {
+          h: 'u32', w: 'u32', civ: 'u32', co: 'u32', ho: 'u32', wo: 'u32',
+          kh: 'u32', kw: 'u32', stride_h: 'u32', stride_w: 'u32', pad_h: 'u32', pad_w: 'u32',
+          tiles_y: 'u32', tiles_x: 'u32', co_tiles: 'u32', threads: 'u32',
+          ...ep.uniforms,
+        },
+        // f32 outputs, or i32 class ids (the argmax over channels, see convTranspose2dArgmax); then the
+        // epilogue's bindings: bias or folded BatchNorm, residual...
+        bindings: { x4: read(storageType(x4, 4)), w4: read(storageType(w4, 4)), y: readWrite(argmax ? 'i32' : storageType(ep.target, 1)), ...ep.bindings },
       },
-      // f32 outputs, or i32 class ids (the argmax over channels, see convTranspose2dArgmax); then the
-      // epilogue's bindings: bias or folded BatchNorm, residual...
-      bindings: { x4: read(storageType(x4, 4)), w4: read(storageType(w4, 4)), y: readWrite(argmax ? 'i32' : storageType(ep.target, 1)), ...ep.bindings },
-      code: section(convTransposeWgsl, 'conv_transpose_forward', {
-        WG, TH, TP,
+      forwardWgsl({
+        TH, TP,
         SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
         EP_DECLS: epc.decls,
       }),
-    };
+    );
   };
   engine.run({
     name: 'conv_transpose_forward',
@@ -431,16 +443,18 @@ function convTransposeBackwardInput(gy4: Tensor, w: Tensor, g: Geometry): Tensor
       }
       store.push(`  } }`);
     }
-    return {
-      uniforms: {
-        h: 'u32', w: 'u32', ci: 'u32', cov: 'u32', ho: 'u32', wo: 'u32', kh: 'u32', kw: 'u32',
-        stride_h: 'u32', stride_w: 'u32', pad_h: 'i32', pad_w: 'i32', row_tiles: 'u32', tiles_w: 'u32', ci_tiles: 'u32', threads: 'u32',
+    return generatedSpec(
+      {
+        uniforms: {
+          h: 'u32', w: 'u32', ci: 'u32', cov: 'u32', ho: 'u32', wo: 'u32', kh: 'u32', kw: 'u32',
+          stride_h: 'u32', stride_w: 'u32', pad_h: 'i32', pad_w: 'i32', row_tiles: 'u32', tiles_w: 'u32', ci_tiles: 'u32', threads: 'u32',
+        },
+        bindings: { gy4: read('vec4<f32>'), wt: read('vec4<f32>'), dx: readWrite('f32') },
       },
-      bindings: { gy4: read('vec4<f32>'), wt: read('vec4<f32>'), dx: readWrite('f32') },
-      code: section(convTransposeWgsl, 'conv_transpose_backward_input', {
-        WG, TH, TW, SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
+      backwardInputWgsl({
+        TH, TW, SETUP: setup.join('\n'), ROW_SETUP: rowSetup.join('\n'), COL_SETUP: colSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
       }),
-    };
+    );
   };
   engine.run({
     name: 'conv_transpose_backward_input',
@@ -532,17 +546,19 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry, into: 
         for (let k = 0; k < TCIV; k++)
           for (let e = 0; e < 4; e++)
             store.push(`  put(chunk, cot * ${TCOV}u + ${m}u, ky, kx0 + ${i}u, (cit * ${TCIV}u + ${k}u) * 4u + ${e}u, ${acc(i, m, k, e)});`);
-    return {
-      uniforms: {
-        h: 'u32', w: 'u32', ci: 'u32', civ: 'u32', co: 'u32', cov: 'u32', ho: 'u32', wo: 'u32', kh: 'u32', kw: 'u32',
-        stride_h: 'u32', stride_w: 'u32', pad_h: 'i32', pad_w: 'i32', co_tiles: 'u32', ci_tiles: 'u32', kx_groups: 'u32',
-        rows: 'u32', rows_per_chunk: 'u32', threads: 'u32',
+    return generatedSpec(
+      {
+        uniforms: {
+          h: 'u32', w: 'u32', ci: 'u32', civ: 'u32', co: 'u32', cov: 'u32', ho: 'u32', wo: 'u32', kh: 'u32', kw: 'u32',
+          stride_h: 'u32', stride_w: 'u32', pad_h: 'i32', pad_w: 'i32', co_tiles: 'u32', ci_tiles: 'u32', kx_groups: 'u32',
+          rows: 'u32', rows_per_chunk: 'u32', threads: 'u32',
+        },
+        bindings: { x4: read('vec4<f32>'), gy4: read('vec4<f32>'), partial: readWrite('f32') },
       },
-      bindings: { x4: read('vec4<f32>'), gy4: read('vec4<f32>'), partial: readWrite('f32') },
-      code: section(convTransposeWgsl, 'conv_transpose_backward_filter', {
-        WG, KG, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
+      backwardFilterWgsl({
+        KG, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
       }),
-    };
+    );
   };
   engine.run({
     name: 'conv_transpose_backward_filter',
@@ -563,4 +579,169 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry, into: 
   sumColumns(partial, undefined, dw);
   partial.dispose();
   return dw;
+}
+
+// ------------------------------------------------------------------ kernels (generated WGSL)
+// Every kernel is a gather: each invocation owns a register tile of outputs and sums what reaches
+// them, so there are no atomics and no scatter. The register tile is generated here and fully
+// unrolled (the setup, body and store code of each kernel): SwiftShader keeps private values in
+// registers only at constant indices and pays ~10 ns per loop trip. Sizes, strides and padding are
+// uniforms; taps and channels are runtime loops, except in the filter gradient, which unrolls the
+// KW taps of a row. Loads outside the image use clamped addresses and are zeroed with `select`,
+// never a branch.
+
+/**
+ * conv_transpose_forward: y[n, oy, ox, co] = bias[co] + sum of x[n, iy, ix, ci] * w[co, ky, kx, ci] over oy + pad_h - ky =
+ * iy * stride_h and ox + pad_w - kx = ix * stride_w. All outputs of one stride phase (oy mod
+ * stride_h, ox mod stride_w) use the same taps, ky = (oy + pad_h) mod stride_h + jy * stride_h
+ * (likewise kx), ceil(K / stride) per axis at most, so an invocation owns outputs of one phase:
+ * TH rows and TP columns of that phase's grid (stride apart in the image) times TCO output
+ * channels, and loops over that phase's taps only (the x8 head, k15 s8: 2x2 taps, not 15x15).
+ * The reduction over ci runs in vec4s on both sides, x4 [N, H, W, civ] and w4 [Co, KH, KW, civ]
+ * (Ci zero-padded to 4 * civ when needed), into one scalar accumulator per (output, co) fed by
+ * dot products: per step TH * TP + TCO vec4 loads feed 4 * TH * TP * TCO MACs, and each
+ * accumulator update does 4 of them (measured 2x faster than vec4-over-co outer products).
+ * Bias or folded BatchNorm, activation...: the epilogue's helpers (EP_DECLS).
+ */
+function forwardWgsl(d: { BODY: string; COL_SETUP: string; EP_DECLS: string; ROW_SETUP: string; SETUP: string; STORE: string; TH: number; TP: number }): string {
+  return `${d.EP_DECLS}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let id = flat_id(gid, nwg, ${WG}u);
+  if (id >= p.threads) { return; }
+  let ct = id % p.co_tiles;
+  var rest = id / p.co_tiles;
+  let tx = rest % p.tiles_x;
+  rest = rest / p.tiles_x;
+  let ty = rest % p.tiles_y;
+  rest = rest / p.tiles_y;
+  let phx = rest % p.stride_w;
+  rest = rest / p.stride_w;
+  let phy = rest % p.stride_h;
+  let n = rest / p.stride_h;
+  let kyp = (phy + p.pad_h) % p.stride_h;
+  let kxp = (phx + p.pad_w) % p.stride_w;
+  let k0 = i32(ty * ${d.TH}u + (phy + p.pad_h) / p.stride_h);
+  let m0 = i32(tx * ${d.TP}u + (phx + p.pad_w) / p.stride_w);
+  let hmax = i32(p.h) - 1;
+  let wmax = i32(p.w) - 1;
+  let zero = vec4<f32>(0.0);
+  let wstride = p.kh * p.kw * p.civ;
+${d.SETUP}
+  // One flat loop over k = (tap row, tap column, c), recomputing the tap's offsets every step: a
+  // nested tap/channel loop nest (2 x 2 x 5 trips for the x8 head) ran 1.5x slower on SwiftShader,
+  // as conv2d_forward measured for its taps.
+  let nky = select(0u, (p.kh - kyp + p.stride_h - 1u) / p.stride_h, kyp < p.kh);
+  let nkx = select(0u, (p.kw - kxp + p.stride_w - 1u) / p.stride_w, kxp < p.kw);
+  let kt = nky * nkx * p.civ;
+  for (var kk = 0u; kk < kt; kk = kk + 1u) {
+    let tap = kk / p.civ;
+    let c = kk - tap * p.civ;
+    let jyu = tap / nkx;
+    let jxu = tap - jyu * nkx;
+    let jy = i32(jyu);
+    let jx = i32(jxu);
+    let ky = kyp + jyu * p.stride_h;
+    let kx = kxp + jxu * p.stride_w;
+${d.ROW_SETUP}
+${d.COL_SETUP}
+    let wk = (ky * p.kw + kx) * p.civ;
+${d.BODY}
+  }
+${d.STORE}
+}`;
+}
+
+/**
+ * conv_transpose_backward_input: dx[n, iy, ix, ci] = sum of gy[n, iy * stride_h - pad_h + ky, ix * stride_w - pad_w + kx, co] *
+ * w[co, ky, kx, ci]: a strided convolution of gy. Invocation: TH x TW input pixels times TCI
+ * input channels. The reduction over co runs in vec4s on both sides, gy4 [N, Ho, Wo, cov] and
+ * wt [KH, KW, Ci, cov] (Co zero-padded to 4 * cov when needed), into dot-product accumulators:
+ * per step TH * TW + TCI vec4 loads feed 4 * TH * TW * TCI MACs. The taps are runtime loops, so
+ * the unrolled body does not grow with the kernel size (a 15x15 kernel compiles as fast as 3x3).
+ */
+function backwardInputWgsl(d: { BODY: string; COL_SETUP: string; ROW_SETUP: string; SETUP: string; STORE: string; TH: number; TW: number }): string {
+  return `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let id = flat_id(gid, nwg, ${WG}u);
+  if (id >= p.threads) { return; }
+  let ct = id % p.ci_tiles;
+  var rest = id / p.ci_tiles;
+  let tx = rest % p.tiles_w;
+  rest = rest / p.tiles_w;
+  let rt = rest % p.row_tiles;
+  let n = rest / p.row_tiles;
+  let iy0 = rt * ${d.TH}u;
+  let ix0 = tx * ${d.TW}u;
+  let homax = i32(p.ho) - 1;
+  let womax = i32(p.wo) - 1;
+  let zero = vec4<f32>(0.0);
+${d.SETUP}
+  // One flat loop over k = (ky, kx, c), as in conv_transpose_forward (a loop nest with the short
+  // channel loop innermost ran slower on SwiftShader).
+  let kt = p.kh * p.kw * p.cov;
+  for (var kk = 0u; kk < kt; kk = kk + 1u) {
+    let tap = kk / p.cov;
+    let c = kk - tap * p.cov;
+    let ky = tap / p.kw;
+    let kx = tap - ky * p.kw;
+${d.ROW_SETUP}
+${d.COL_SETUP}
+    let wk = tap * p.ci * p.cov;
+${d.BODY}
+  }
+${d.STORE}
+}`;
+}
+
+/**
+ * conv_transpose_backward_filter: Partial filter gradients: dw[co, ky, kx, ci] = sum of x[n, iy, ix, ci] *
+ * gy[n, iy * stride_h - pad_h + ky, ix * stride_w - pad_w + kx, co] over the input rows of one
+ * chunk. Invocation (chunk, ky, group of KG taps kx, TCOV groups of 4 output channels, TCIV
+ * groups of 4 input channels): per input pixel it loads TCIV vec4s of x4 [N, H, W, civ] and
+ * KG * TCOV vec4s of gy4 [N, Ho, Wo, cov] (channels zero-padded to multiples of 4 when needed)
+ * and does 16 * KG * TCOV * TCIV MACs as vec4 (over co) FMAs. Output [chunks, Co, KH, KW, Ci];
+ * sumColumns finishes the sum over chunks.
+ */
+function backwardFilterWgsl(d: { BODY: string; KG: number; SETUP: string; STORE: string }): string {
+  return `// Stores the 4 output channels of v for one (co group, ky, kx, ci); padding is dropped.
+fn put(chunk: u32, co4: u32, ky: u32, kx: u32, c: u32, v: vec4<f32>) {
+  if ((co4 >= p.cov) | (c >= p.ci) | (kx >= p.kw)) { return; }
+  for (var l = 0u; l < 4u; l = l + 1u) {
+    let co = co4 * 4u + l;
+    if (co < p.co) { partial[(((chunk * p.co + co) * p.kh + ky) * p.kw + kx) * p.ci + c] = v[l]; }
+  }
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let id = flat_id(gid, nwg, ${WG}u);
+  if (id >= p.threads) { return; }
+  let cit = id % p.ci_tiles;
+  var rest = id / p.ci_tiles;
+  let cot = rest % p.co_tiles;
+  rest = rest / p.co_tiles;
+  let kx0 = (rest % p.kx_groups) * ${d.KG}u;
+  rest = rest / p.kx_groups;
+  let ky = rest % p.kh;
+  let chunk = rest / p.kh;
+  let womax = i32(p.wo) - 1;
+  let zero = vec4<f32>(0.0);
+${d.SETUP}
+  let r0 = chunk * p.rows_per_chunk;
+  let r1 = min(p.rows, r0 + p.rows_per_chunk);
+  for (var r = r0; r < r1; r = r + 1u) {
+    let n = r / p.h;
+    let oy = i32((r % p.h) * p.stride_h) - p.pad_h + i32(ky);
+    if ((oy < 0) | (oy >= i32(p.ho))) { continue; }
+    let grow = (n * p.ho + u32(oy)) * p.wo * p.cov;
+    let xrow = r * p.w * p.civ;
+    for (var ix = 0u; ix < p.w; ix = ix + 1u) {
+      let xo = xrow + ix * p.civ;
+      let oxb = i32(ix * p.stride_w + kx0) - p.pad_w;
+${d.BODY}
+    }
+  }
+${d.STORE}
+}`;
 }

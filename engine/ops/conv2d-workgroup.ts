@@ -1,6 +1,6 @@
 /**
  * conv2d's three GEMMs (forward, input gradient, filter gradient) as implicit GEMMs with
- * workgroup-memory tiles, for real GPUs (shaders/conv2d_workgroup.wgsl). The same GEMM
+ * workgroup-memory tiles, for real GPUs (the kernels at the end of this file). The same GEMM
  * decomposition as the register-tile kernels of conv2d.ts, which stay the default on CPU adapters
  * (SwiftShader, llvmpipe: workgroup memory and barriers are slow there, SWIFTSHADER.md); conv2d.ts
  * picks between them (`chooseTile`: `engine.prefer.conv2d`, a tuned variant, the adapter family)
@@ -14,12 +14,11 @@
  * each invocation a 4 x 4 register micro-tile, so (64/4) * (64/4) = 256 invocations. Sizes are
  * uniforms; the variant holds the tile, the vector widths and the epilogue's layout.
  */
-import family from '../../shaders/conv2d_workgroup.wgsl';
 import type { Engine } from '../engine.js';
 import { type Program, type ScalarType, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { type Epilogue, epiloguePlan } from './epilogue.js';
-import { section, range, lines, vtype, comp, gcd } from './shader.js';
+import { generatedSpec, range, lines, vtype, comp, gcd } from './shader.js';
 import type { Conv2dKernel, Geometry } from './conv2d.js';
 
 /** Output tile of a workgroup (bm x bn), K-step (bk), register micro-tile of an invocation (tm x tn). */
@@ -107,8 +106,8 @@ export function gemmCandidates(engine: Engine): string[] {
 
 // ------------------------------------------------------------------ shared code generation
 
-/** The defines every kernel of the family shares: sizes of the tile and of its workgroup arrays. */
-function tileDefines(t: GemmTile): Record<string, number> {
+/** The numbers every kernel of the family is written with: sizes of the tile and of its workgroup arrays. */
+function tileDefines(t: GemmTile): { BM: number; BN: number; BK: number; WG: number; WGN: number; ACC: number; A_SUB: number; B_SUB: number } {
   return { BM: t.bm, BN: t.bn, BK: t.bk, WG: invocations(t), WGN: t.bn / t.tn, ACC: t.tm * t.tn, A_SUB: t.bm * t.bk, B_SUB: t.bn * t.bk };
 }
 
@@ -235,14 +234,16 @@ export function gemmForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Te
         return `  { let m_${i} = m0 + ty + ${i * wgm}u; if (m_${i} < p.m) { ${stores.join(' ')} } }`;
       }),
     ].join('\n');
-    return {
-      uniforms: { ...omit(FORWARD_UNIFORMS, skip), ...ep.uniforms },
-      bindings: { xs: read(xt), ws: read(vtype(vw)), ys: readWrite('f32'), ...ep.bindings },
-      code: section(family, 'conv2d_wg_forward', {
+    return generatedSpec(
+      {
+        uniforms: { ...omit(FORWARD_UNIFORMS, skip), ...ep.uniforms },
+        bindings: { xs: read(xt), ws: read(vtype(vw)), ys: readWrite('f32'), ...ep.bindings },
+      },
+      forwardWgsl({
         ...tileDefines(tile), BKV: bkv, SETUP: setup, LOAD: [lines(sa.n, loadA), lines(sb.n, loadB)].join('\n'),
         COMPUTE: computeStep(tile), EPILOGUE: epilogue, EP_DECLS: epc.decls,
       }),
-    };
+    );
   };
 
   return {
@@ -371,14 +372,16 @@ export function gemmInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Ten
           `    if ((q < qm) & (ih < p.h) & (iw < p.w)) { ${at} ${stores.join(' ')} } }`;
       }),
     ].join('\n');
-    return {
-      uniforms: { ...omit(INPUT_UNIFORMS, skip), ...ep?.uniforms },
-      bindings: { gys: read(vtype(va)), ws: read(vtype(vb)), dxs: readWrite('f32'), ...ep?.bindings },
-      code: section(family, 'conv2d_wg_backward_input', {
+    return generatedSpec(
+      {
+        uniforms: { ...omit(INPUT_UNIFORMS, skip), ...ep?.uniforms },
+        bindings: { gys: read(vtype(va)), ws: read(vtype(vb)), dxs: readWrite('f32'), ...ep?.bindings },
+      },
+      backwardInputWgsl({
         ...tileDefines(tile), BKV: bkv, SETUP: setup, LOAD: [lines(sa.n, loadA), lines(sb.n, loadB)].join('\n'), COMPUTE: computeStep(tile), EPILOGUE: epilogue,
         EP_DECLS: epc?.decls ?? '',
       }),
-    };
+    );
   };
 
   return {
@@ -494,13 +497,15 @@ export function gemmFilterProgram(engine: Engine, g: Geometry, plan: GemmFilterC
         return `  { let co = m0 + ty + ${i * wgm}u; if (co < p.cog) { ${swapped ? '' : 'let o = ob + (g * p.cog + co) * p.krow; '}${stores.join(' ')} } }`;
       }),
     ].join('\n');
-    return {
-      uniforms: FILTER_UNIFORMS,
-      bindings: { gys: read(vtype(va)), xs: read(vtype(vb)), dws: readWrite('f32') },
-      code: section(family, 'conv2d_wg_backward_filter', {
+    return generatedSpec(
+      {
+        uniforms: FILTER_UNIFORMS,
+        bindings: { gys: read(vtype(va)), xs: read(vtype(vb)), dws: readWrite('f32') },
+      },
+      backwardFilterWgsl({
         ...tileDefines(tile), SETUP: setup, LOAD: [lines(sa.n, loadA), lines(sb.n, loadB)].join('\n'), COMPUTE: computeStep(tile), EPILOGUE: epilogue,
       }),
-    };
+    );
   };
 
   return {
@@ -517,4 +522,154 @@ export function gemmFilterProgram(engine: Engine, g: Geometry, plan: GemmFilterC
     flops: convFlops(g),
     bytes: (gy.size + x.size + out.size) * 4,
   };
+}
+
+// ------------------------------------------------------------------ kernels (generated WGSL)
+// conv2d's three GEMMs for real GPUs: implicit GEMM with workgroup-memory tiles.
+//
+// The register-tile kernels of conv2d.ts are shaped for CPU adapters (no workgroup memory, no
+// barriers: SWIFTSHADER.md lessons 1-2). On a GPU the opposite holds: a workgroup computes a
+// BM x BN output tile; per K-step of BK its invocations copy the BM x BK slice of A and the
+// BK x BN slice of B from global memory into workgroup memory once (each element loaded by one
+// invocation, vec4 along the contiguous channel axis where the channel count allows), then every
+// invocation reads them TM + TN times per k for its TM x TN register micro-tile. Global traffic
+// per multiply-add drops from ~2 loads to (1/BN + 1/BM). The loaders (LOAD, generated
+// above) differ per GEMM; the compute step and the tile layout are shared.
+//
+// Layout in workgroup memory: a_sub[k * BM + row], b_sub[k * BN + col]. An invocation (tx, ty)
+// owns rows ty + i*WGM and columns tx + j*WGN (strided, not contiguous), so at one k the
+// invocations of a warp read consecutive b_sub words (no bank conflicts) and one a_sub word
+// (a broadcast), and the stores of the epilogue are coalesced along the channels.
+//
+// No double buffering: with BK = 16 the two tiles take 8 KiB, and a second copy would halve the
+// workgroups resident per SM on 64 KiB-per-SM parts for a latency that the other resident
+// workgroups already hide; tuning the tile (engine/tune.ts) is the cheaper lever.
+// Out-of-range rows, columns and K entries load as 0 (from a clamped, valid address), so the
+// compute step has no bounds checks; the stores are guarded.
+
+/**
+ * conv2d_wg_forward: y[m, co] = sum over k = (kh, kw, ci) of x_patch[m, k] * w[co, k]: A = x_patch (M = N*Ho*Wo
+ * pixels), B = w^T (N = Co/groups of one group); K is contiguous in both x (NHWC) and w (OHWI).
+ * The K loop runs in units of XT (vec4 when Ci/groups allows), BKV of them per step.
+ */
+function forwardWgsl(d: { ACC: number; A_SUB: number; BKV: number; BM: number; BN: number; B_SUB: number; COMPUTE: string; EPILOGUE: string; EP_DECLS: string; LOAD: string; SETUP: string; WG: number; WGN: number }): string {
+  return `${d.EP_DECLS}
+var<workgroup> a_sub: array<f32, ${d.A_SUB}>;
+var<workgroup> b_sub: array<f32, ${d.B_SUB}>;
+
+@compute @workgroup_size(${d.WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  // One tile per workgroup; the early return is uniform across the workgroup (before any barrier).
+  let t = wid.x + wid.y * nwg.x;
+  if (t >= p.tiles) { return; }
+  // Pixel tiles vary fastest: the workgroups running at once share one weight tile (in L2).
+  let rest = t / p.tiles_m;
+  let m0 = (t % p.tiles_m) * ${d.BM}u;
+  let g = rest / p.tiles_n;
+  let n0 = (rest % p.tiles_n) * ${d.BN}u;
+  let xg = p.xoff + g * p.ck;
+  let tx = li % ${d.WGN}u;
+  let ty = li / ${d.WGN}u;
+${d.SETUP}
+  var acc: array<f32, ${d.ACC}>;
+  for (var k0 = 0u; k0 < p.kt; k0 = k0 + ${d.BKV}u) {
+${d.LOAD}
+    workgroupBarrier();
+${d.COMPUTE}
+    workgroupBarrier();
+  }
+${d.EPILOGUE}
+}`;
+}
+
+/**
+ * conv2d_wg_backward_input: dx[n, ih, iw, ci] = sum over taps and the group's co of gy[n, oh, ow, co] * w[co, kh, kw, ci],
+ * one stride phase (ih % sh, iw % sw) per workgroup, as in conv2d.ts's register kernel: the
+ * phase fixes which taps hit, so no multiply-add is spent on taps that do not. A = gy gathered
+ * (M = input pixels of the phase, K = (hitting tap, co), vec4 along co), B = w (N = Ci/groups,
+ * vec4 along ci). The K loop runs in units of A's vector, BKV per step. As a transposed
+ * convolution's forward it stores through the epilogue's helpers (EP_DECLS, empty for dx).
+ */
+function backwardInputWgsl(d: { ACC: number; A_SUB: number; BKV: number; BM: number; BN: number; B_SUB: number; COMPUTE: string; EPILOGUE: string; EP_DECLS: string; LOAD: string; SETUP: string; WG: number; WGN: number }): string {
+  return `${d.EP_DECLS}
+var<workgroup> a_sub: array<f32, ${d.A_SUB}>;
+var<workgroup> b_sub: array<f32, ${d.B_SUB}>;
+
+@compute @workgroup_size(${d.WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let t = wid.x + wid.y * nwg.x;
+  if (t >= p.tiles) { return; }
+  let phase = t / p.tiles_phase;
+  let rh = phase / p.sw;
+  let rw = phase % p.sw;
+  let tp = t % p.tiles_phase;
+  let rest = tp / p.tiles_m;
+  let m0 = (tp % p.tiles_m) * ${d.BM}u;
+  let g = rest / p.tiles_n;
+  let n0 = (rest % p.tiles_n) * ${d.BN}u;
+  let qm = p.n * p.hq * p.wq;
+  let tx = li % ${d.WGN}u;
+  let ty = li / ${d.WGN}u;
+  // The taps that hit this phase: kh = kh0 + i*sth (i < nkh), kw likewise (see conv2d.ts's backwardInputWgsl).
+  var kh0 = p.kh;
+  for (var k = min(p.kh, p.sth); k > 0u; k = k - 1u) {
+    let nh = i32(rh) + p.ph - i32((k - 1u) * p.dh);
+    if (nh == (nh / i32(p.sh)) * i32(p.sh)) { kh0 = k - 1u; }
+  }
+  var kw0 = p.kw;
+  for (var k = min(p.kw, p.stw); k > 0u; k = k - 1u) {
+    let nw = i32(rw) + p.pw - i32((k - 1u) * p.dw);
+    if (nw == (nw / i32(p.sw)) * i32(p.sw)) { kw0 = k - 1u; }
+  }
+  let nkh = select(0u, (p.kh - kh0 + p.sth - 1u) / p.sth, kh0 < p.kh);
+  let nkw = select(0u, (p.kw - kw0 + p.stw - 1u) / p.stw, kw0 < p.kw);
+  let qh0 = (i32(rh) + p.ph - i32(kh0 * p.dh)) / i32(p.sh);
+  let qw0 = (i32(rw) + p.pw - i32(kw0 * p.dw)) / i32(p.sw);
+  let kt = nkh * nkw * p.ck;
+${d.SETUP}
+  var acc: array<f32, ${d.ACC}>;
+  for (var k0 = 0u; k0 < kt; k0 = k0 + ${d.BKV}u) {
+${d.LOAD}
+    workgroupBarrier();
+${d.COMPUTE}
+    workgroupBarrier();
+  }
+${d.EPILOGUE}
+}`;
+}
+
+/**
+ * conv2d_wg_backward_filter: Partial filter gradients of one chunk of pixels: dw[chunk, co, k] = sum over its pixels q of
+ * gy[q, co] * x_patch[q, k]. A = gy^T (M = Co/groups, vec4 along co), B = x_patch (N = (kh, kw,
+ * ci), vec4 along ci), K = the chunk's pixels, BK per step; sumColumns adds the chunks.
+ */
+function backwardFilterWgsl(d: { ACC: number; A_SUB: number; BK: number; BM: number; BN: number; B_SUB: number; COMPUTE: string; EPILOGUE: string; LOAD: string; SETUP: string; WG: number; WGN: number }): string {
+  return `var<workgroup> a_sub: array<f32, ${d.A_SUB}>;
+var<workgroup> b_sub: array<f32, ${d.B_SUB}>;
+
+@compute @workgroup_size(${d.WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let t = wid.x + wid.y * nwg.x;
+  if (t >= p.total) { return; }
+  let chunk = t / p.tiles;
+  let tt = t % p.tiles;
+  let rest = tt / p.tiles_m;
+  let m0 = (tt % p.tiles_m) * ${d.BM}u;
+  let g = rest / p.tiles_n;
+  let n0 = (rest % p.tiles_n) * ${d.BN}u;
+  let q0 = chunk * p.chunk;
+  let q1 = min(p.m, q0 + p.chunk);
+  let tx = li % ${d.WGN}u;
+  let ty = li / ${d.WGN}u;
+${d.SETUP}
+  var acc: array<f32, ${d.ACC}>;
+  for (var k0 = q0; k0 < q1; k0 = k0 + ${d.BK}u) {
+${d.LOAD}
+    workgroupBarrier();
+${d.COMPUTE}
+    workgroupBarrier();
+  }
+  let ob = chunk * p.wsize;
+${d.EPILOGUE}
+}`;
 }

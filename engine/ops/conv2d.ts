@@ -2,7 +2,7 @@
  * conv2d: NHWC input, OHWI weights, optional bias; stride, padding, dilation and groups.
  *
  * Forward and both backward passes are implicit GEMMs (no im2col buffer) whose register tiles are
- * generated here as unrolled WGSL; shaders/conv2d.wgsl holds the skeletons.
+ * generated here as unrolled WGSL, each kernel written whole at the end of this file.
  * - forward:      M = N*Ho*Wo pixels, N = Co, K = (kh, kw, ci): the reduction is contiguous in ci
  *                 for both x (NHWC) and w (OHWI), so both operands load as vec4 when Ci/groups % 4 == 0.
  * - grad input:   a transposed convolution written as a gather (each dx element sums its gy * w),
@@ -15,7 +15,6 @@
  * invocations on real GPUs. Real GPUs run the same GEMMs with workgroup-memory tiles by default
  * (conv2d-workgroup.ts); the register tiles stay their autotune candidates.
  */
-import family from '../../shaders/conv2d.wgsl';
 import { recordOp } from '../autograd.js';
 import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
@@ -24,7 +23,7 @@ import { type Tensor, dtypeBytes } from '../tensor.js';
 import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { section, range, lines, vtype, comp, gcd } from './shader.js';
+import { generatedSpec, range, lines, vtype, comp, gcd } from './shader.js';
 import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
@@ -237,7 +236,7 @@ function defaultTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: numbe
 }
 
 /**
- * The kernel of one GEMM: a register tile (conv2d.wgsl) or a workgroup-memory tile
+ * The kernel of one GEMM: a register tile (conv2d.ts) or a workgroup-memory tile
  * (conv2d-workgroup.ts). `engine.prefer.conv2d` 'workgroup' or 'register' forces the kind (tests
  * run both on every adapter); else a measured variant in engine.tuned; else the adapter family's
  * default: workgroup tiles on real GPUs, register tiles on CPU adapters.
@@ -430,14 +429,16 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
         return `  if (${mi} < p.m) { ${stores.join(' ')} }`;
       }),
     ].join('\n');
-    return {
-      uniforms: { ...declared(FORWARD_UNIFORMS, skip), ...ep.uniforms },
-      // The output (or the epilogue's target), then the epilogue's: bias, folded BatchNorm, residual, FCA attention.
-      bindings: { xs: read(storageType(x, vx as 1 | 4)), ws: read(storageType(w, vx as 1 | 4)), ys: readWrite(storageType(ep.target, vy as 1 | 4)), ...ep.bindings },
-      code: section(family, 'conv2d_forward', {
+    return generatedSpec(
+      {
+        uniforms: { ...declared(FORWARD_UNIFORMS, skip), ...ep.uniforms },
+        // The output (or the epilogue's target), then the epilogue's: bias, folded BatchNorm, residual, FCA attention.
+        bindings: { xs: read(storageType(x, vx as 1 | 4)), ws: read(storageType(w, vx as 1 | 4)), ys: readWrite(storageType(ep.target, vy as 1 | 4)), ...ep.bindings },
+      },
+      forwardWgsl({
         WG: wg, TM: tm, TN: tn, ACC: tm * tn, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue, EP_DECLS: epc.decls,
       }),
-    };
+    );
   };
 
   return {
@@ -520,11 +521,13 @@ function backwardInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor
       `if (n0 + ${j * vb}u < p.cig) { dxs[o + ${j}u] = ${accumulate ? `dxs[o + ${j}u] + ` : ''}acc[${i * nv + j}]; }`;
     const epilogue = `  let dxc = (g * p.cig + n0) / ${vb}u;\n` + lines(tm, (i) =>
       `  if (pv_${i}) { let o = ((nb_${i} * p.h + ih_${i}) * p.w + iw_${i}) * p.ci_v + dxc; ${range(nv).map((j) => store(i, j)).join(' ')} }`);
-    return {
-      uniforms: INPUT_UNIFORMS,
-      bindings: { gys: read(vtype(va)), ws: read(vtype(vb)), dxs: readWrite(vtype(vb)) },
-      code: section(family, 'conv2d_backward_input', { WG: wg, TM: tm, TN: tn, ACC: tm * nv, BT: vtype(vb), AV: va, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue }),
-    };
+    return generatedSpec(
+      {
+        uniforms: INPUT_UNIFORMS,
+        bindings: { gys: read(vtype(va)), ws: read(vtype(vb)), dxs: readWrite(vtype(vb)) },
+      },
+      backwardInputWgsl({ WG: wg, TM: tm, TN: tn, ACC: tm * nv, BT: vtype(vb), AV: va, SETUP: setup, TAP: tap, INNER: inner, EPILOGUE: epilogue }),
+    );
   };
 
   return {
@@ -659,11 +662,13 @@ function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy
       const stores = range(nv).map((j) => `if (k0 + ${j * vb}u < p.krow) { dws[o + ${j}u] = ${pack(range(vb).map((c) => `acc[${i * tn + j * vb + c}]`))}; }`);
       return `  if (c0 + ${i}u < p.cog) { let o = ob + (g * p.cog + c0 + ${i}u) * p.krow_v + k0 / ${vb}u; ${stores.join(' ')} }`;
     });
-    return {
-      uniforms: FILTER_UNIFORMS,
-      bindings: { gys: read(vtype(va)), xs: read(vtype(vb)), dws: readWrite(vtype(vb)) },
-      code: section(family, 'conv2d_backward_filter', { WG: wg, TM: tm, TN: tn, ACC: tm * tn, PIX: pix, SETUP: setup, INNER: inner, EPILOGUE: epilogue }),
-    };
+    return generatedSpec(
+      {
+        uniforms: FILTER_UNIFORMS,
+        bindings: { gys: read(vtype(va)), xs: read(vtype(vb)), dws: readWrite(vtype(vb)) },
+      },
+      backwardFilterWgsl({ WG: wg, TM: tm, TN: tn, ACC: tm * tn, PIX: pix, SETUP: setup, INNER: inner, EPILOGUE: epilogue }),
+    );
   };
 
   return {
@@ -736,4 +741,155 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dO
     w.requiresGrad ? conv2dBackwardFilter(g, gy, x, w.shape, into[1]) : null,
     ...(bias ? [bias.requiresGrad ? sumColumns(gy, g.co, into[2]) : null] : []),
   ]);
+}
+
+// ------------------------------------------------------------------ kernels (generated WGSL)
+// conv2d on NHWC feature maps with OHWI weights, as implicit GEMMs (no im2col buffer).
+//
+// The unrolled register tiles (the SETUP, TAP, INNER and EPILOGUE code) are generated above: on
+// SwiftShader a load whose address is not a compile-time constant is a
+// per-lane emulated gather, so speed comes from making every loaded value feed many multiply-adds
+// (large tiles), from private arrays indexed only by constants (they become registers), and from
+// loops without barriers. The element types of the bindings are `f32` or `vec4<f32>`: vec4 along
+// a channel axis when its size allows. Out-of-range rows and channels of a tile are
+// clamped to valid addresses when loading and skipped when storing, so inner loops carry no
+// bounds checks; taps that fall into the padding load a valid address and multiply it by 0.
+
+/**
+ * conv2d_forward: y[m, co] = sum over k = (kh, kw, ci) of x_patch[m, k] * w[co, k] (+ bias[co]), m = (n, oh, ow).
+ * One invocation owns TM output pixels x TN output channels of one group; the reduction walks the
+ * taps and, inside each, the group's input channels, contiguous in both x (NHWC) and w (OHWI),
+ * so k is also the offset into a weight row.
+ * Bias, folded BatchNorm, residual, FCA attention: the epilogue's helpers (engine/ops/epilogue.ts).
+ */
+function forwardWgsl(d: { ACC: number; EPILOGUE: string; EP_DECLS: string; INNER: string; SETUP: string; TAP: string; TM: number; TN: number; WG: number }): string {
+  return `${d.EP_DECLS}
+@compute @workgroup_size(${d.WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = flat_id(gid, nwg, ${d.WG}u);
+  if (t >= p.tiles) { return; }
+  // Tile order (see channelsFastest in conv2d.ts): pixel tiles fastest keeps a weight tile hot while
+  // the input streams by; channel tiles fastest keeps a pixel tile hot while the weights do.
+  let ng = p.tiles / p.tiles_m;
+  let n_fast = p.n_fast != 0u;
+  let tgn = select(t / p.tiles_m, t % ng, n_fast);
+  let m0 = select(t % p.tiles_m, t / ng, n_fast) * ${d.TM}u;
+  let g = tgn / p.tiles_n;
+  let n0 = (tgn % p.tiles_n) * ${d.TN}u;
+  let xg = p.xoff + g * p.ck;
+${d.SETUP}
+  var acc: array<f32, ${d.ACC}>;
+  // One flat loop over k = (tap, c): on SwiftShader a nested tap/channel loop pair ran up to 1.7x
+  // slower (small Ci/groups) than recomputing the tap's pixel offsets every step. TAP decodes kk
+  // into the tap and its channel c and finds each pixel's input offset (a 1x1 convolution without
+  // padding has found them once in SETUP).
+  let kt = p.taps * p.ck;
+  for (var kk = 0u; kk < kt; kk = kk + 1u) {
+${d.TAP}
+    let wc = kk;
+${d.INNER}
+  }
+${d.EPILOGUE}
+}`;
+}
+
+/**
+ * conv2d_backward_input: dx[n, ih, iw, ci] = sum over taps and the group's co of gy[n, oh, ow, co] * w[co, kh, kw, ci]
+ * with ih = oh*sh - ph + kh*dh: a transposed convolution written as a gather. With stride s an
+ * input pixel receives only the taps with (ih + ph - kh*dh) % s == 0, which depends on ih % s
+ * alone; a tile is therefore cut from one stride phase (rh, rw) and visits only the taps that hit
+ * it (no multiply-adds wasted on the others).
+ * One invocation owns TM input pixels of one phase x TN input channels of one group; the
+ * reduction walks those taps and, inside each, the group's output channels (contiguous in gy).
+ */
+function backwardInputWgsl(d: { ACC: number; AV: number; BT: string; EPILOGUE: string; INNER: string; SETUP: string; TAP: string; TM: number; TN: number; WG: number }): string {
+  return `@compute @workgroup_size(${d.WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = flat_id(gid, nwg, ${d.WG}u);
+  if (t >= p.tiles) { return; }
+  // The phase varies slowest, so the invocations of a SIMD group nearly always share it and
+  // take the same branches.
+  let phase = t / p.tiles_phase;
+  let rh = phase / p.sw;
+  let rw = phase % p.sw;
+  let tp = t % p.tiles_phase;
+  let ng = p.tiles_phase / p.tiles_m;
+  let n_fast = p.n_fast != 0u;
+  let tgn = select(tp / p.tiles_m, tp % ng, n_fast);
+  let m0 = select(tp % p.tiles_m, tp / ng, n_fast) * ${d.TM}u;
+  let g = tgn / p.tiles_n;
+  let n0 = (tgn % p.tiles_n) * ${d.TN}u;
+  let qm = p.n * p.hq * p.wq;
+  let gyg = g * p.ck;
+${d.SETUP}
+  var acc: array<${d.BT}, ${d.ACC}>;
+  // The taps that hit this phase: kh = kh0 + i*sth (i < nkh), kw likewise. (rh + ph - kh*dh) % sh
+  // repeats with period sth, so the first one, if any, is below sth.
+  var kh0 = p.kh;
+  for (var k = min(p.kh, p.sth); k > 0u; k = k - 1u) {
+    let nh = i32(rh) + p.ph - i32((k - 1u) * p.dh);
+    if (nh == (nh / i32(p.sh)) * i32(p.sh)) { kh0 = k - 1u; }
+  }
+  var kw0 = p.kw;
+  for (var k = min(p.kw, p.stw); k > 0u; k = k - 1u) {
+    let nw = i32(rw) + p.pw - i32((k - 1u) * p.dw);
+    if (nw == (nw / i32(p.sw)) * i32(p.sw)) { kw0 = k - 1u; }
+  }
+  let nkh = select(0u, (p.kh - kh0 + p.sth - 1u) / p.sth, kh0 < p.kh);
+  let nkw = select(0u, (p.kw - kw0 + p.stw - 1u) / p.stw, kw0 < p.kw);
+  // ih + ph - kh*dh = nh + sh*jh with nh divisible by sh, so oh = jh + nh / sh exactly.
+  let qh0 = (i32(rh) + p.ph - i32(kh0 * p.dh)) / i32(p.sh);
+  let qw0 = (i32(rw) + p.pw - i32(kw0 * p.dw)) / i32(p.sw);
+  // One flat loop over (hitting tap, c), as in the forward kernel.
+  let kt = nkh * nkw * p.ck;
+  for (var kk = 0u; kk < kt; kk = kk + 1u) {
+    let c = kk % p.ck;
+    let ti = kk / p.ck;
+    let iw = ti % nkw;
+    let ih = ti / nkw;
+    let kh = kh0 + ih * p.sth;
+    let kw = kw0 + iw * p.stw;
+    let qh = qh0 - i32(ih * p.qsh);
+    let qw = qw0 - i32(iw * p.qsw);
+${d.TAP}
+    let wc = (gyg + c) * ${d.AV}u * p.wrow_v + wt;
+${d.INNER}
+  }
+${d.EPILOGUE}
+}`;
+}
+
+/**
+ * conv2d_backward_filter: Partial filter gradients: dw[chunk, co, k] = sum over the pixels m of the chunk of
+ * gy[m, co] * x_patch[m, k], with k = (kh, kw, ci) flattened as in an OHWI weight row. The long
+ * reduction over N*Ho*Wo is split into chunks so that small layers still give every core work;
+ * a second pass (sumColumns) adds the chunks. One invocation owns TM output channels x TN entries
+ * of k and walks the pixels of its chunk, PIX at a time.
+ */
+function backwardFilterWgsl(d: { ACC: number; EPILOGUE: string; INNER: string; PIX: number; SETUP: string; TM: number; TN: number; WG: number }): string {
+  return `@compute @workgroup_size(${d.WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = flat_id(gid, nwg, ${d.WG}u);
+  if (t >= p.total) { return; }
+  let chunk = t / p.tiles;
+  let tt = t % p.tiles;
+  let tgm = tt / p.tiles_n;
+  let k0 = (tt % p.tiles_n) * ${d.TN}u;
+  let g = tgm / p.tiles_m;
+  let c0 = (tgm % p.tiles_m) * ${d.TM}u;
+  let q0 = chunk * p.chunk;
+  let q1 = min(p.m, q0 + p.chunk);
+${d.SETUP}
+  var acc: array<f32, ${d.ACC}>;
+  // (n, oh, ow) of pixel q, advanced with selects rather than divisions (in INNER).
+  let hw = p.ho * p.wo;
+  var n = q0 / hw;
+  var oh = (q0 % hw) / p.wo;
+  var ow = q0 % p.wo;
+  for (var q = q0; q < q1; q = q + ${d.PIX}u) {
+${d.INNER}
+  }
+  let ob = chunk * p.wsize_v;
+${d.EPILOGUE}
+}`;
 }

@@ -1,16 +1,15 @@
 /**
  * Depthwise convolution's forward for real GPUs: the input patch of each workgroup's output tile
- * kept in workgroup memory (shaders/depthwise_workgroup.wgsl). depthwise.ts keeps validation,
+ * kept in workgroup memory (forwardWgsl, at the end of this file). depthwise.ts keeps validation,
  * autograd, the backward kernels and the register-tile forward that CPU adapters run; it calls
  * this one where `depthwiseWorkgroupTile` gives a tile.
  */
-import family from '../../shaders/depthwise_workgroup.wgsl';
 import type { Engine } from '../engine.js';
 import { type Program, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { kernelFamily } from '../device-common.js';
 import { type Epilogue, epiloguePlan } from './epilogue.js';
-import { section } from './shader.js';
+import { generatedSpec } from './shader.js';
 import type { Geometry } from './depthwise.js';
 
 
@@ -83,14 +82,16 @@ export function depthwiseForwardWorkgroupProgram(engine: Engine, g: Geometry, x:
     const store = [`  let ch = c * ${g.vec}u; ${epc.setup('ch', 'e')}`, `  let ox = ox0 + tc;`, `  let live = (ox < p.wo) & (c0 + cc < p.cv);`];
     for (let r = 0; r < toh; r++)
       store.push(`  if (live & (oy0 + ${r}u < p.ho)) { let m = (n * p.ho + oy0 + ${r}u) * p.wo + ox; y[${epc.index('m', 'ch')}] = ${epc.apply(`a${r}`, 'm', 'ch', 'e')}; }`);
-    return {
-      uniforms: { ...UNIFORMS, ...ep.uniforms },
-      bindings: { x: read(V), wt: read(V), y: readWrite(V), ...ep.bindings },
-      code: section(family, 'depthwise_wg_forward', {
+    return generatedSpec(
+      {
+        uniforms: { ...UNIFORMS, ...ep.uniforms },
+        bindings: { x: read(V), wt: read(V), y: readWrite(V), ...ep.bindings },
+      },
+      forwardWgsl({
         WG: ct * tow, V, CT: ct, TOW: tow, TOH: toh, SH: g.sh, SW: g.sw, PW: pw, PATCH: ph * pw * ct,
         BODY: body.join('\n'), STORE: store.join('\n'), EP_DECLS: epc.decls,
       }),
-    };
+    );
   };
 
   return {
@@ -106,4 +107,48 @@ export function depthwiseForwardWorkgroupProgram(engine: Engine, g: Geometry, x:
     flops: 2 * g.n * g.ho * g.wo * g.c * g.kh * g.kw,
     bytes: 4 * (x.size + w.size + g.n * g.ho * g.wo * g.c),
   };
+}
+
+/**
+ * depthwise_wg_forward, for real GPUs: the input patch of a workgroup's output tile in workgroup
+ * memory (the register-tile kernels of depthwise.ts stay the default on CPU adapters, where
+ * workgroup memory and barriers are slow). A workgroup of d.WG = CT * TOW invocations owns TOH x
+ * TOW output pixels x CT channel vectors (V: vec4<f32> when C % 4 == 0). Its invocations first
+ * copy the PH x PW x CT input patch those outputs read, once each, with consecutive invocations on
+ * consecutive channel vectors of one pixel (coalesced loads from NHWC rows), padding as zeros;
+ * after one barrier each invocation computes a column of TOH outputs of one channel vector from
+ * the patch (each patch value is read by up to KH * KW outputs).
+ */
+function forwardWgsl(d: { WG: number; BODY: string; CT: number; EP_DECLS: string; PATCH: number; PW: number; SH: number; STORE: string; SW: number; TOH: number; TOW: number; V: string }): string {
+  return `${d.EP_DECLS}
+var<workgroup> x_patch: array<${d.V}, ${d.PATCH}>;
+
+@compute @workgroup_size(${d.WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let t = wid.x + wid.y * nwg.x;
+  // Uniform across the workgroup: returns before the barrier together.
+  if (t >= p.tiles) { return; }
+  let c0 = (t % p.tiles_c) * ${d.CT}u;
+  var rest = t / p.tiles_c;
+  let ox0 = (rest % p.tiles_w) * ${d.TOW}u;
+  rest = rest / p.tiles_w;
+  let oy0 = (rest % p.tiles_h) * ${d.TOH}u;
+  let n = rest / p.tiles_h;
+  let iy0 = i32(oy0 * ${d.SH}u) - p.pad_h;
+  let ix0 = i32(ox0 * ${d.SW}u) - p.pad_w;
+  for (var i = li; i < ${d.PATCH}u; i = i + ${d.WG}u) {
+    let cc = i % ${d.CT}u;
+    let pix = i / ${d.CT}u;
+    let iy = iy0 + i32(pix / ${d.PW}u);
+    let ix = ix0 + i32(pix % ${d.PW}u);
+    let ok = (u32(iy) < p.h) & (u32(ix) < p.w) & (c0 + cc < p.cv);
+    x_patch[i] = select(${d.V}(0.0), x[select(0u, ((n * p.h + u32(iy)) * p.w + u32(ix)) * p.cv + c0 + cc, ok)], ok);
+  }
+  workgroupBarrier();
+  let cc = li % ${d.CT}u;
+  let tc = li / ${d.CT}u;
+  let c = min(c0 + cc, p.cv - 1u);
+${d.BODY}
+${d.STORE}
+}`;
 }

@@ -2,8 +2,8 @@
  * Depthwise 2-D convolution (one KH x KW filter per channel), NHWC, weights [KH, KW, C]: the 3x3
  * stride-1 and stride-2 layers of MobileNetV2, and any kernel size, stride, padding and dilation.
  *
- * Kernels (shaders/depthwise.wgsl) are register-tiled: an invocation owns 4 channels (a vec4, when
- * C % 4 == 0; one channel otherwise) times a block of adjacent outputs (4 x 4 in the forward) that
+ * Kernels (generated at the end of this file) are register-tiled: an invocation owns 4 channels
+ * (a vec4, when C % 4 == 0; one channel otherwise) times a block of adjacent outputs (4 x 4 in the forward) that
  * share their input windows, so each input vector loaded feeds several FMAs. The window loops
  * are unrolled here in TypeScript, so a pipeline is compiled per (kernel size, strides,
  * dilations, vec4 or scalar, output tile, fused epilogue: bias or folded BatchNorm, activation,
@@ -12,15 +12,14 @@
  * gather (no atomics); the filter gradient sums chunks of output rows in parallel and finishes
  * with sumColumns.
  */
-import depthwiseWgsl from '../../shaders/depthwise.wgsl';
 import { recordOp } from '../autograd.js';
-import { check, checkOperands, fmtShape } from '../errors.js';
+import { check, checkOperands, fmtShape, pairOption } from '../errors.js';
 import { type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import { type Tensor, dtypeBytes } from '../tensor.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { section } from './shader.js';
+import { WG, generatedSpec, range } from './shader.js';
 import { type KernelFamily, tileFamily } from '../device-common.js';
 import { depthwiseForwardWorkgroupProgram, depthwiseWorkgroupTile } from './depthwise-workgroup.js';
 
@@ -36,7 +35,6 @@ export interface DepthwiseOptions {
   channels?: [number, number];
 }
 
-const WG = 64;
 /**
  * Register tiles, measured on SwiftShader (process CPU time, 3x3, the MobileNetV2 shapes of the
  * commit report): forward 4 rows x 4 columns (8 x 4 ran 1.1-1.3x faster on 1x128x256x96 s2 and
@@ -94,14 +92,6 @@ export interface Geometry {
   vec: 1 | 4;
   /** Channels of the weights per tap, and the first one used (the `channels` option). */
   wc: number; woff: number;
-}
-
-/** Reads a `number | [h, w]` option as an [h, w] pair of integers >= min. */
-export function pairOption(op: string, name: string, v: number | [number, number] | undefined, dflt: number, min: number): [number, number] {
-  const pr: [number, number] = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : v;
-  check(Array.isArray(pr) && pr.length === 2 && pr.every((d) => Number.isInteger(d) && d >= min), op, () =>
-    `${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`);
-  return pr;
 }
 
 function geometry(x: Tensor, w: Tensor, bias: Tensor | null, opts: DepthwiseOptions): Geometry {
@@ -224,19 +214,21 @@ function depthwiseForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry
       for (let t = 0; t < TW; t++) store.push(`    if (ox0 + ${t}u < p.wo) { y[${epc.index(`mrow + ${t}u`, 'ch')}] = ${epc.apply(`a${r}_${t}`, `mrow + ${t}u`, 'ch', 'e')}; }`);
       store.push(`  }`);
     }
-    return {
-      uniforms: {
-        h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', tiles_w: 'u32', tiles_h: 'u32', pad_h: 'i32', pad_w: 'i32', threads: 'u32',
-        wcv: 'u32', // weight channels per tap, in V units
-        wcoff: 'u32', // the first weight channel used, in V units (a channel slice of a layer)
-        ...ep.uniforms,
+    return generatedSpec(
+      {
+        uniforms: {
+          h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', tiles_w: 'u32', tiles_h: 'u32', pad_h: 'i32', pad_w: 'i32', threads: 'u32',
+          wcv: 'u32', // weight channels per tap, in V units
+          wcoff: 'u32', // the first weight channel used, in V units (a channel slice of a layer)
+          ...ep.uniforms,
+        },
+        // The output (or the epilogue's target), then the epilogue's: bias or folded BatchNorm, residual...
+        bindings: { x: read(storageType(x, g.vec)), wt: read(storageType(w, g.vec)), y: readWrite(storageType(ep.target, g.vec)), ...ep.bindings },
       },
-      // The output (or the epilogue's target), then the epilogue's: bias or folded BatchNorm, residual...
-      bindings: { x: read(storageType(x, g.vec)), wt: read(storageType(w, g.vec)), y: readWrite(storageType(ep.target, g.vec)), ...ep.bindings },
-      code: section(depthwiseWgsl, 'depthwise_forward', {
-        WG, V, TW, TH, SW: g.sw, SH: g.sh, BODY: body.join('\n'), STORE: store.join('\n'), EP_DECLS: epc.decls,
+      forwardWgsl({
+        V, TW, TH, SW: g.sw, SH: g.sh, BODY: body.join('\n'), STORE: store.join('\n'), EP_DECLS: epc.decls,
       }),
-    };
+    );
   };
   engine.run({
     name: 'depthwise_forward',
@@ -322,18 +314,20 @@ function depthwiseBackwardInput(gy: Tensor, w: Tensor, g: Geometry): Tensor {
       for (let t = 0; t < TW; t++) store.push(`    { let ix = ${plus('ix0', t)}; if ((ix >= 0) & (ix < i32(p.w))) { dx[(xrow + u32(ix)) * p.cv + c] = a${r}_${t}; } }`);
       store.push(`  } }`);
     }
-    return {
-      uniforms: {
-        h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', tiles_w: 'u32', tiles_h: 'u32',
-        pad_hmod: 'u32', pad_wmod: 'u32', // padding modulo the strides: where the first tile starts
-        oy_shift: 'i32', ox_shift: 'i32', // (padding - pad_hmod) / stride: the output row (column) of the first tile
-        threads: 'u32',
+    return generatedSpec(
+      {
+        uniforms: {
+          h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', tiles_w: 'u32', tiles_h: 'u32',
+          pad_hmod: 'u32', pad_wmod: 'u32', // padding modulo the strides: where the first tile starts
+          oy_shift: 'i32', ox_shift: 'i32', // (padding - pad_hmod) / stride: the output row (column) of the first tile
+          threads: 'u32',
+        },
+        bindings: { gy: read(V), wt: read(V), dx: readWrite(V) },
       },
-      bindings: { gy: read(V), wt: read(V), dx: readWrite(V) },
-      code: section(depthwiseWgsl, 'depthwise_backward_input', {
-        WG, V, TH, TW, TH_OVER_SH: TH / g.sh, TW_OVER_SW: TW / g.sw, BODY: body.join('\n'), STORE: store.join('\n'),
+      backwardInputWgsl({
+        V, TH, TW, TH_OVER_SH: TH / g.sh, TW_OVER_SW: TW / g.sw, BODY: body.join('\n'), STORE: store.join('\n'),
       }),
-    };
+    );
   };
   engine.run({
     name: 'depthwise_backward_input',
@@ -392,17 +386,19 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry, into: Tenso
           for (let kx = 0; kx < g.kw; kx++) if (t * g.sw + kx * g.dw === j) body.push(`        a${ky * g.kw + kx} = a${ky * g.kw + kx} + v * g${t};`);
         body.push(`      }`);
       }
-    const store = Array.from({ length: taps }, (_, k) => `  partial[(chunk * ${taps}u + ${k}u) * p.cv + c] = a${k};`);
-    return {
-      uniforms: {
-        h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', tiles_w: 'u32',
-        stride_h: 'u32', dil_h: 'u32', pad_h: 'i32', pad_w: 'i32', rows: 'u32', rows_per_chunk: 'u32', threads: 'u32',
+    const store = range(taps).map((k) => `  partial[(chunk * ${taps}u + ${k}u) * p.cv + c] = a${k};`);
+    return generatedSpec(
+      {
+        uniforms: {
+          h: 'u32', w: 'u32', cv: 'u32', ho: 'u32', wo: 'u32', tiles_w: 'u32',
+          stride_h: 'u32', dil_h: 'u32', pad_h: 'i32', pad_w: 'i32', rows: 'u32', rows_per_chunk: 'u32', threads: 'u32',
+        },
+        bindings: { x: read(V), gy: read(V), partial: readWrite(V) },
       },
-      bindings: { x: read(V), gy: read(V), partial: readWrite(V) },
-      code: section(depthwiseWgsl, 'depthwise_backward_filter', {
-        WG, V, TW, SW: g.sw, ACC_DECL: acc.join('\n'), ROW_SETUP: rowSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
+      backwardFilterWgsl({
+        V, TW, SW: g.sw, ACC_DECL: acc.join('\n'), ROW_SETUP: rowSetup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n'),
       }),
-    };
+    );
   };
   engine.run({
     name: 'depthwise_backward_filter',
@@ -422,4 +418,114 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry, into: Tenso
   sumColumns(partial, undefined, dw);
   partial.dispose();
   return dw;
+}
+
+// ------------------------------------------------------------------ kernels (generated WGSL)
+// V is vec4<f32> when C % 4 == 0 (one invocation owns 4 channels and loads them with one vec4
+// load) and f32 otherwise; `cv` is C / 4 or C accordingly. Loops over the kernel window and the
+// register tile are fully unrolled by the functions above, because SwiftShader pays ~10 ns per
+// loop iteration and keeps private values in registers only at constant indices. The window
+// structure (kernel size, strides and dilations, tile size) is compiled in, so rows and columns
+// shared by the tile are loaded once; sizes and padding are uniforms (the filter gradient also
+// takes the H-direction stride and dilation as uniforms). Padding never branches: loads use
+// clamped (always valid) addresses and `select` zeroes the values that fall outside the image,
+// with bounds tests joined by non-short-circuit `&`.
+
+/**
+ * depthwise_forward: Invocation (n, tile of TH output rows x TW output columns, channel group c): the tile's outputs
+ * share the input rows and columns of their windows, so each loaded input vector feeds up to
+ * KH * KW * TH * TW / (window area) FMAs. Strides and dilations are compiled in so that rows and
+ * columns shared inside the tile are loaded once.
+ * Bias or folded BatchNorm, activation...: the epilogue's helpers (engine/ops/epilogue.ts).
+ */
+function forwardWgsl(d: { BODY: string; EP_DECLS: string; SH: number; STORE: string; SW: number; TH: number; TW: number; V: string }): string {
+  return `${d.EP_DECLS}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let id = flat_id(gid, nwg, ${WG}u);
+  if (id >= p.threads) { return; }
+  let c = id % p.cv;
+  var rest = id / p.cv;
+  let tx = rest % p.tiles_w;
+  rest = rest / p.tiles_w;
+  let ty = rest % p.tiles_h;
+  let n = rest / p.tiles_h;
+  let ox0 = tx * ${d.TW}u;
+  let oy0 = ty * ${d.TH}u;
+  let ix0 = i32(ox0 * ${d.SW}u) - p.pad_w;
+  let iy0 = i32(oy0 * ${d.SH}u) - p.pad_h;
+  let hmax = i32(p.h) - 1;
+  let wmax = i32(p.w) - 1;
+  let zero = ${d.V}(0.0);
+${d.BODY}
+${d.STORE}
+}`;
+}
+
+/**
+ * depthwise_backward_input: dx[n, iy, ix, c] = sum over (ky, kx) of gy[n, oy, ox, c] * w[ky, kx, c] where
+ * oy * SH = iy + pad_h - ky * DH and ox * SW = ix + pad_w - kx * DW (both integral, in range).
+ * Invocation (n, tile of TH x TW input pixels, c). The tile starts where (iy + pad_h) and
+ * (ix + pad_w) are multiples of the strides, so which (pixel, tap) pairs meet an output is known
+ * at compile time: no divisibility tests, and stride-2 tiles load only the outputs that
+ * contribute, each once for the whole tile.
+ */
+function backwardInputWgsl(d: { BODY: string; STORE: string; TH: number; TH_OVER_SH: number; TW: number; TW_OVER_SW: number; V: string }): string {
+  return `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let id = flat_id(gid, nwg, ${WG}u);
+  if (id >= p.threads) { return; }
+  let c = id % p.cv;
+  var rest = id / p.cv;
+  let tx = rest % p.tiles_w;
+  rest = rest / p.tiles_w;
+  let ty = rest % p.tiles_h;
+  let n = rest / p.tiles_h;
+  // First input row/column of the tile (may be negative: those are computed, never stored).
+  let iy0 = i32(ty * ${d.TH}u) - i32(p.pad_hmod);
+  let ix0 = i32(tx * ${d.TW}u) - i32(p.pad_wmod);
+  // Output row/column reached by the tile's first row/column at tap 0: (i0 + pad) / stride, exact.
+  let oyb = i32(ty * ${d.TH_OVER_SH}u) + p.oy_shift;
+  let oxb = i32(tx * ${d.TW_OVER_SW}u) + p.ox_shift;
+  let homax = i32(p.ho) - 1;
+  let womax = i32(p.wo) - 1;
+  let zero = ${d.V}(0.0);
+${d.BODY}
+${d.STORE}
+}`;
+}
+
+/**
+ * depthwise_backward_filter: Partial filter gradients: invocation (chunk, c) sums gy[n, oy, ox, c] * x[n, iy, ix, c] over the
+ * output rows [chunk * rows_per_chunk, ...) for every tap at once (KH * KW accumulators), walking
+ * each row in tiles of TW output columns so the input window loads are shared by the tile.
+ * Output [chunks, KH * KW, cv]; sumColumns finishes the sum over chunks.
+ */
+function backwardFilterWgsl(d: { ACC_DECL: string; BODY: string; ROW_SETUP: string; STORE: string; SW: number; TW: number; V: string }): string {
+  return `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let id = flat_id(gid, nwg, ${WG}u);
+  if (id >= p.threads) { return; }
+  let c = id % p.cv;
+  let chunk = id / p.cv;
+  let hmax = i32(p.h) - 1;
+  let wmax = i32(p.w) - 1;
+  let zero = ${d.V}(0.0);
+${d.ACC_DECL}
+  let r0 = chunk * p.rows_per_chunk;
+  let r1 = min(p.rows, r0 + p.rows_per_chunk);
+  for (var r = r0; r < r1; r = r + 1u) {
+    let n = r / p.ho;
+    let oy = r % p.ho;
+    let grow = r * p.wo * p.cv + c;
+    let iy0 = i32(oy * p.stride_h) - p.pad_h;
+${d.ROW_SETUP}
+    for (var tx = 0u; tx < p.tiles_w; tx = tx + 1u) {
+      let ox0 = tx * ${d.TW}u;
+      let ix0 = i32(ox0 * ${d.SW}u) - p.pad_w;
+${d.BODY}
+    }
+  }
+${d.STORE}
+}`;
 }

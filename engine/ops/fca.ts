@@ -4,22 +4,23 @@
  * fused features F in one kernel that reads F once. Its backward reads g and F once: dF directly,
  * dAs and dAc as chunked partial sums finished by the reductions of broadcast.ts.
  */
-import fcaWgsl from '../../shaders/fca.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import { type Tensor, dtypeBytes } from '../tensor.js';
 import { halfTag, storageType } from './storage.js';
 import { runLength, sumMiddleAxis } from './broadcast.js';
-import { type Interface, sectionSpec, range } from './shader.js';
-import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupMaxWgsl, workgroupSumWgsl } from './subgroup.js';
+import { type Interface, WG, generatedSpec, main1d, range } from './shader.js';
+import { SG_WG, subgroupMain, useSubgroups, workgroupMaxWgsl, workgroupSumWgsl } from './subgroup.js';
 
-const WG = 64;
 /** Invocations the backward aims for; more pixels per chunk means fewer dAc partials. */
 const TARGET_THREADS = 8192;
 const MIN_PIXELS_PER_CHUNK = 16;
 
-// Declared interfaces (shaders/fca.wgsl). `c` is in units of the channel type (vec4s in vector
+// The kernels are generated here. Vector mode (C % 4 == 0): an invocation owns a block of V vec4s
+// of channels (unrolled). Scalar mode: forward takes four consecutive elements (F read and Y
+// written as one vec4); backward a block of four channels guarded against C.
+// Declared interfaces. `c` is in units of the channel type (vec4s in vector
 // mode), `hw` = H * W pixels per image, `nb` blocks of channels per pixel.
 /** Y = F * (As * Ac + 1); the scalar mode has no channel blocks. */
 const FCA_FORWARD = (vec: boolean): Interface => ({
@@ -72,7 +73,7 @@ function fcaScale(X: Tensor, As: Tensor, Ac: Tensor, hw: number, c: number): Ten
   engine.run({
     name: 'fca_forward',
     variant: vec ? `v${v}` : 's',
-    shader: () => sectionSpec(FCA_FORWARD(vec), fcaWgsl, 'fca_forward', { WG, BODY: vec ? forwardVecBody(v) : forwardScalarBody() }),
+    shader: () => generatedSpec(FCA_FORWARD(vec), main1d(vec ? forwardVecBody(v) : forwardScalarBody())),
     uniforms: vec ? { threads, hw, c: c / 4, nb } : { threads, hw, c },
     bindings: { f: X, as_: As, ac: Ac, y },
     dispatch: grid1d(threads, WG, engine.limits.maxComputeWorkgroupsPerDimension),
@@ -151,7 +152,17 @@ function fcaBackward(g: Tensor, F: Tensor, As: Tensor, Ac: Tensor): [Tensor, Ten
     variant: vec ? `v${v}` : 's',
     shader: () => {
       const t = vec ? 'vec4<f32>' : 'f32';
-      return sectionSpec(FCA_BACKWARD(t), fcaWgsl, 'fca_backward', { WG, T: t, BODY: vec ? backwardVecBody(v) : backwardScalarBody() });
+      // One pass over g and F: dF = g * (As * Ac + 1) directly; dAs and dAc as partial sums, summed
+      // after. Invocation (n, chunk, block) walks the pixels of one chunk for one block of channels:
+      //   das_part[pixel, block] = sum over the block's channels of g * F * Ac
+      //   dac_part[n, chunk, c]  = sum over the chunk's pixels of g * F * As
+      return generatedSpec(FCA_BACKWARD(t), main1d(`let b = i % p.nb;
+  let t = i / p.nb;
+  let chunk = t % p.chunks;
+  let n = t / p.chunks;
+  let p0 = chunk * p.per_chunk;
+  let p1 = min(p.hw, p0 + p.per_chunk);
+  ${vec ? backwardVecBody(v) : backwardScalarBody()}`));
     },
     uniforms: { threads, hw, c: vec ? c / 4 : c, nb, chunks, per_chunk: perChunk },
     bindings: { g, f: F, as_: As, ac: Ac, df: dF, das_part: dasPart, dac_part: dacPart },
@@ -230,9 +241,7 @@ export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, 
       variant: v === 4 ? 'v4' : 's',
       shader: () => {
         const t = v === 4 ? 'vec4<f32>' : 'f32';
-        return sectionSpec(FCA_CHANNEL_POOL_SG(t), fcaWgsl, 'fca_channel_pool_sg', {
-          WG: SG_WG, T: t, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', t), WG_MAX: workgroupMaxWgsl('wg_max', t),
-        });
+        return generatedSpec(FCA_CHANNEL_POOL_SG(t), channelPoolSgWgsl(t));
       },
       uniforms: poolUniforms,
       bindings: { x, s },
@@ -246,7 +255,7 @@ export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, 
       variant: (v === 4 ? 'v4' : 's') + halfTag({ x }),
       shader: () => {
         const t = v === 4 ? 'vec4<f32>' : 'f32';
-        return sectionSpec(FCA_CHANNEL_POOL(storageType(x, v), t), fcaWgsl, 'fca_channel_pool', { WG, T: t });
+        return generatedSpec(FCA_CHANNEL_POOL(storageType(x, v), t), channelPoolWgsl(t));
       },
       uniforms: poolUniforms,
       bindings: { x, s },
@@ -261,7 +270,7 @@ export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, 
     variant: kv === 4 ? 'v4' : 's',
     shader: () => {
       const t = kv === 4 ? 'vec4<f32>' : 'f32';
-      return sectionSpec(FCA_CHANNEL_FC(t), fcaWgsl, 'fca_channel_fc', { WG, T: t, SUM: kv === 4 ? '(acc.x + acc.y + acc.z + acc.w)' : 'acc' });
+      return generatedSpec(FCA_CHANNEL_FC(t), channelFcWgsl(t, kv === 4 ? '(acc.x + acc.y + acc.z + acc.w)' : 'acc'));
     },
     uniforms: { threads: n * c, c, kv: c / kv },
     bindings: { s, w, b, ac },
@@ -272,3 +281,62 @@ export function channelAttentionInference(x: Tensor, offset: number, w: Tensor, 
   s.dispose();
   return ac;
 }
+
+/**
+ * fca_channel_pool: inference channel attention, first half: s[n, c] = max over pixels + mean over
+ * pixels of X, X being channels [off, off + C) of a tensor with `stride` channels per pixel (the
+ * deep branch's part of the concatenation the FCA convolves). FC(max) + FC(avg) = W (max + avg) +
+ * 2 b, so one vector per image feeds the shared Linear. Invocation (n, channel group of `t`);
+ * `t(...)` converts f16 storage to f32 (and is the identity on f32).
+ */
+const channelPoolWgsl = (t: string): string =>
+  main1d(`let c = i % p.cv;
+  let n = i / p.cv;
+  var at = n * p.hw * p.stride_v + p.off_v + c;
+  var mx = ${t}(x[at]);
+  var sm = mx;
+  for (var q = 1u; q < p.hw; q = q + 1u) {
+    at = at + p.stride_v;
+    let v = ${t}(x[at]);
+    mx = max(mx, v);
+    sm = sm + v;
+  }
+  s[i] = mx + sm * p.inv_hw;`);
+
+/**
+ * fca_channel_pool_sg: fca_channel_pool with subgroups (subgroup.ts): one workgroup per (image,
+ * channel vector), its invocations taking every SG_WG-th pixel, then wg_max and wg_sum. Every
+ * invocation starts from pixel 0 (hw >= SG_WG: see channelAttentionInference), so no identity is
+ * needed.
+ */
+const channelPoolSgWgsl = (t: string): string =>
+  subgroupMain(
+    [workgroupSumWgsl('wg_sum', t), workgroupMaxWgsl('wg_max', t)],
+    `let c = w % p.cv;
+  let n = w / p.cv;
+  let base = n * p.hw * p.stride_v + p.off_v + c;
+  var mx = x[base];
+  var sm = ${t}(0.0);
+  for (var q = t; q < p.hw; q = q + ${SG_WG}u) {
+    let v = x[base + q * p.stride_v];
+    mx = max(mx, v);
+    sm = sm + v;
+  }
+  let m = wg_max(mx, t);
+  let total = wg_sum(sm, t, sgi);
+  if (t == 0u) { s[w] = m + total * p.inv_hw; }`,
+    'threads',
+  );
+
+/**
+ * fca_channel_fc: inference channel attention, second half: ac[n, o] = sigmoid(sum_k w[o, k]
+ * s[n, k] + 2 b[o]); `sum` adds the lanes of the `t`-typed accumulator. The select takes exp of a
+ * non-positive number only, which never overflows.
+ */
+const channelFcWgsl = (t: string, sum: string): string =>
+  main1d(`let o = i % p.c;
+  let n = i / p.c;
+  var acc = ${t}(0.0);
+  for (var k = 0u; k < p.kv; k = k + 1u) { acc = acc + s[n * p.kv + k] * w[o * p.kv + k]; }
+  let z = ${sum} + 2.0 * b[o];
+  ac[i] = select(exp(z) / (1.0 + exp(z)), 1.0 / (1.0 + exp(-z)), z >= 0.0);`);

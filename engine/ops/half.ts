@@ -10,11 +10,10 @@ import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import type { FloatDType } from './storage.js';
-import { sectionSpec } from './shader.js';
+import { WG, generatedSpec, main1d, sectionSpec } from './shader.js';
 
-const WG = 64;
 
-/** `total` values (or vec4s) converted. */
+/** `total` values (or vec4s) converted (cast is generated here; fold_half is a section of shaders/half.wgsl). */
 const CAST = (s: string, d: string) => ({ uniforms: { total: 'u32' }, bindings: { src: read(s), dst: readWrite(d) } }) as const;
 /** `total` weights, `inner` weights per channel step, `channels` scales in row 0 of aff. */
 const FOLD_HALF = { uniforms: { total: 'u32', inner: 'u32', channels: 'u32' }, bindings: { src: read('f32'), aff: read('f32'), dst: readWrite('f16') } } as const;
@@ -40,7 +39,8 @@ export function cast(x: Tensor, dtype: FloatDType): Tensor {
   engine.run({
     name: 'cast',
     variant: `${x.dtype}>${dtype}${vec ? ' v4' : ''}`,
-    shader: () => sectionSpec(CAST(type(x.dtype), type(dtype)), halfWgsl, 'cast', { WG, D: type(dtype) }),
+    // dst[i] = D(src[i]), one value (or vec4) per invocation; conversions round to nearest even.
+    shader: () => generatedSpec(CAST(type(x.dtype), type(dtype)), main1d(`dst[i] = ${type(dtype)}(src[i]);`, { count: 'total' })),
     uniforms: { total },
     bindings: { src: x, dst: out },
     dispatch: grid1d(total, WG, engine.limits.maxComputeWorkgroupsPerDimension),

@@ -3,7 +3,7 @@
  * texture and colour ops (imageToTensor, labelsToTensor, textureToTensor, colorizeIds, ...) are
  * also exported from entry/index.ts by name.
  */
-export { fill, full, copyTensor as copy, add, sub, mul, sumToShape, scale, axpyInPlace, addInPlace, sum, broadcastScalar } from './basic.js';
+export { fill, full, copyTensor as copy, add, sub, mul, binary, binaryOps, sumToShape, scale, axpyInPlace, addInPlace, sum, broadcastScalar, type BinaryOpName, type BinaryOpSpec } from './basic.js';
 export { broadcastTo, broadcastShapes } from './broadcast.js';
 export { concat, slice, permute } from './concat.js';
 export { resizeBilinear, type ResizeOptions } from './upsample.js';

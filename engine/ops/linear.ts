@@ -2,19 +2,18 @@
  * Fully connected layer, PyTorch's nn.Linear: y = x w^T + b. CANet's channel attention uses a
  * 256 x 256 one on [N, 256]: small, so plain register tiles without workgroup memory suffice.
  */
-import linearWgsl from '../../shaders/linear.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { sumColumns } from './reduce.js';
-import { type Interface, sectionSpec } from './shader.js';
+import { type Interface, WG, generatedSpec, main1d } from './shader.js';
 
-const WG = 64;
 /** Outputs per invocation in the forward tile (rows of x take min(N, 4)). */
 const TO = 4;
 
-// Declared interfaces (shaders/linear.wgsl). T is vec4<f32> when the contiguous axis allows it.
+// Declared interfaces. T is vec4<f32> when the contiguous axis allows vec4 loads, else f32. The
+// kernels are generated here: register tiles unrolled, no workgroup memory.
 /** x [n, In] and w [out, In] with `kv` = In / V vectors per row; `o_blocks` tiles of TO outputs per row; optional bias [out]. */
 const linearForwardDecl = (t: string, bias: boolean): Interface => ({
   uniforms: { n: 'u32', kv: 'u32', out: 'u32', o_blocks: 'u32', total: 'u32' },
@@ -52,7 +51,7 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
     name: 'linear_forward',
     variant: `${v === 4 ? 'v4' : 's'}-n${tn}${bias ? '-b' : ''}`,
     shader: () =>
-      sectionSpec(linearForwardDecl(v === 4 ? 'vec4<f32>' : 'f32', bias !== null), linearWgsl, 'linear_forward', { WG, TN: tn, TO, BODY: forwardBody(tn, v, bias !== null) }),
+      generatedSpec(linearForwardDecl(v === 4 ? 'vec4<f32>' : 'f32', bias !== null), forwardWgsl(tn, v, bias !== null)),
     uniforms: { n, kv: inF / v, out: outF, o_blocks: oBlocks, total },
     bindings: bias ? { x, w, y, bias } : { x, w, y },
     dispatch: grid1d(total, WG, engine.limits.maxComputeWorkgroupsPerDimension),
@@ -67,10 +66,15 @@ export function linear(x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
   ]);
 }
 
-/** The unrolled tn x TO tile: dot products along In, then bias and masked stores. */
-function forwardBody(tn: number, v: number, hasBias: boolean): string {
+/**
+ * linear_forward: each invocation computes a tn x TO tile of y, unrolled: dot products along In,
+ * then bias and masked stores. x and w are both contiguous along In, the reduction axis, so both
+ * load as vec4 along it (SWIFTSHADER.md, lesson 5), and each loaded vector feeds TO (or tn) dot
+ * products.
+ */
+function forwardWgsl(tn: number, v: number, hasBias: boolean): string {
   const dot = (a: string, b: string) => (v === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`);
-  const out: string[] = [];
+  const out: string[] = [`let o0 = (i % p.o_blocks) * ${TO}u;`, `  let n0 = (i / p.o_blocks) * ${tn}u;`];
   // Rows past the edge read a valid row (clamped) and are not stored: no bounds checks in the loop.
   for (let r = 0; r < tn; r++) out.push(`  let xr${r} = min(n0 + ${r}u, p.n - 1u) * p.kv;`);
   for (let o = 0; o < TO; o++) out.push(`  let wr${o} = min(o0 + ${o}u, p.out - 1u) * p.kv;`);
@@ -84,7 +88,7 @@ function forwardBody(tn: number, v: number, hasBias: boolean): string {
   for (let r = 0; r < tn; r++)
     for (let o = 0; o < TO; o++)
       out.push(`  if ((n0 + ${r}u < p.n) & (o0 + ${o}u < p.out)) { y[(n0 + ${r}u) * p.out + o0 + ${o}u] = acc${r}_${o} + b${o}; }`);
-  return out.join('\n');
+  return main1d(out.join('\n'), { count: 'total' });
 }
 
 /**
@@ -108,7 +112,9 @@ function matmul(a: Tensor, b: Tensor, m: number, k: number, cols: number, transp
     variant: `${v === 4 ? 'v4' : 's'}-m${tm}`,
     shader: () => {
       const aAt = (row: string) => (transposeA ? `a[k * p.m + ${row}]` : `a[${row} * p.k + k]`);
-      const body: string[] = [];
+      // c[m, j] = sum_k A(m, k) b[k, j] with b and c contiguous along j and A read as aAt('m'):
+      // each invocation computes a tm x tj tile of c; each A scalar feeds tj vector multiply-adds.
+      const body: string[] = [`let j0 = (i % p.j_blocks) * ${tj}u;`, `  let m0 = (i / p.j_blocks) * ${tm}u;`];
       for (let r = 0; r < tm; r++) body.push(`  let mr${r} = min(m0 + ${r}u, p.m - 1u);`);
       for (let j = 0; j < tj; j++) body.push(`  let jc${j} = min(j0 + ${j}u, p.nv - 1u);`);
       for (let r = 0; r < tm; r++) for (let j = 0; j < tj; j++) body.push(`  var c${r}_${j} = ${T}(0.0);`);
@@ -119,7 +125,7 @@ function matmul(a: Tensor, b: Tensor, m: number, k: number, cols: number, transp
       body.push('  }');
       for (let r = 0; r < tm; r++)
         for (let j = 0; j < tj; j++) body.push(`  if ((m0 + ${r}u < p.m) & (j0 + ${j}u < p.nv)) { c[(m0 + ${r}u) * p.nv + j0 + ${j}u] = c${r}_${j}; }`);
-      return sectionSpec(LINEAR_MATMUL(T), linearWgsl, 'linear_matmul', { WG, T, TM: tm, TJ: tj, A_AT: aAt('m'), BODY: body.join('\n') });
+      return generatedSpec(LINEAR_MATMUL(T), main1d(body.join('\n'), { count: 'total' }));
     },
     uniforms: { m, k, nv, j_blocks: jBlocks, total },
     bindings: { a, b, c: out },

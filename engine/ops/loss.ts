@@ -18,9 +18,8 @@ import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { fill } from './basic.js';
 import { sumColumns } from './reduce.js';
-import { type Interface, sectionSpec } from './shader.js';
+import { type Interface, WG, generatedSpec, main1d, range, sectionSpec } from './shader.js';
 
-const WG = 64;
 const OP = 'softmaxCrossEntropy';
 /**
  * Up to this many classes the forward kernel is generated with K unrolled (ce_forward_unrolled):
@@ -28,7 +27,8 @@ const OP = 'softmaxCrossEntropy';
  */
 const MAX_UNROLLED_CLASSES = 64;
 
-// Declared interfaces (shaders/loss.wgsl). Labels are read as u32 bits; `ignore_bits` is the
+// Declared interfaces (the forward kernels are generated here, ce_finish and ce_backward are
+// sections of shaders/loss.wgsl). Labels are read as u32 bits; `ignore_bits` is the
 // ignore index as u32 bits.
 const CE_FORWARD_BINDINGS = {
   logits: read('f32'),
@@ -54,18 +54,71 @@ const CE_BACKWARD = {
   bindings: { grad: read('vec4<f32>'), sums: read('f32'), upstream: read('f32'), dx: readWrite('vec4<f32>') },
 } as const;
 
-/** Unrolled row code for ce_forward_unrolled: one statement per class, joined. */
-function unrolledRow(classes: number): Record<string, string | number> {
-  const each = (f: (c: number) => string, from = 0): string =>
-    Array.from({ length: classes - from }, (_, k) => f(k + from)).join('\n  ');
-  return {
-    K: classes,
-    LOAD_ROW: each((c) => `v[${c}] = logits[base + ${c}u];`),
-    ROW_MAX: each((c) => `m = max(m, v[${c}]);`, 1),
-    ROW_EXP: each((c) => `v[${c}] = exp(v[${c}] - m); s = s + v[${c}];`),
-    STORE_GRAD: each((c) => `store_grad(base + ${c}u, v[${c}] * ws - select(0.0, w, y == ${c}u));`),
-    ZERO_ROW: each((c) => `store_grad(base + ${c}u, 0.0);`),
-  };
+/**
+ * ce_forward and ce_forward_unrolled (generated here). Logits are [pixels, K] with the class axis
+ * innermost (NHWC), so one invocation owns one pixel's contiguous row of K logits. Per pixel:
+ * (w[y] * (logsumexp(x) - x[y]), w[y]) into `terms` (summed by sumColumns afterwards), and, with
+ * `grad`, the unnormalised gradient w[y] * (softmax(x) - onehot(y)): backward is then a single
+ * scale by (upstream / sum of weights), known only after the reduction, with no second pass over
+ * the logits. Ignored and invalid pixels contribute (0, 0) and a zero gradient row. Labels are read
+ * as u32 bits: an i32 label below zero has its top bit set, so one `y < classes` test rejects both
+ * negative i32 and too-large labels. store_grad and class_weight use the optional grad and
+ * class_weights bindings when the call has them, else do nothing and weigh 1.
+ *
+ * `classes` given: K is fixed at compile time and the row code unrolled, each logit loaded once
+ * into a private array indexed by constants (registers), instead of three times through per-lane
+ * gathers. On SwiftShader this made the kernel ~2.5x faster at K = 19, as fast as an elementwise
+ * add over the logits. One pipeline per class count, which a model fixes. Else K is the uniform
+ * `classes`. Subtracting the row max keeps every exp() argument <= 0: logits of +-1e4 give
+ * exp(-2e4) = 0 instead of inf, and the sum is at least 1, so log() never sees 0; (m - x[y]) first:
+ * both are large for big logits and their difference is exact-ish in f32.
+ */
+function ceForwardWgsl(classes: number | null, grad: boolean, weights: boolean): string {
+  const k = classes === null ? 'p.classes' : `${classes}u`;
+  const each = (f: (c: number) => string, from = 0): string => range(classes! - from).map((j) => f(j + from)).join('\n  ');
+  const zeroRow = classes === null ? 'for (var c = 0u; c < p.classes; c = c + 1u) { store_grad(base + c, 0.0); }' : each((c) => `store_grad(base + ${c}u, 0.0);`);
+  const row =
+    classes === null
+      ? `var m = logits[base];
+  for (var c = 1u; c < p.classes; c = c + 1u) { m = max(m, logits[base + c]); }
+  var s = 0.0;
+  for (var c = 0u; c < p.classes; c = c + 1u) { s = s + exp(logits[base + c] - m); }`
+      : `var v: array<f32, ${classes}>;
+  ${each((c) => `v[${c}] = logits[base + ${c}u];`)}
+  var m = v[0];
+  ${each((c) => `m = max(m, v[${c}]);`, 1)}
+  var s = 0.0;
+  ${each((c) => `v[${c}] = exp(v[${c}] - m); s = s + v[${c}];`)}`;
+  const storeGrad =
+    classes === null
+      ? `for (var c = 0u; c < p.classes; c = c + 1u) {
+      store_grad(base + c, exp(logits[base + c] - m) * ws - select(0.0, w, c == y));
+    }`
+      : each((c) => `store_grad(base + ${c}u, v[${c}] * ws - select(0.0, w, y == ${c}u));`);
+  return `${grad ? 'fn store_grad(i: u32, v: f32) { grad[i] = v; }' : 'fn store_grad(i: u32, v: f32) {}'}
+${weights ? 'fn class_weight(c: u32) -> f32 { return class_weights[c]; }' : 'fn class_weight(c: u32) -> f32 { return 1.0; }'}
+const WRITE_GRAD: bool = ${grad};
+
+${main1d(`let y = labels[i];
+  let base = i * ${k};
+  let ignored = y == p.ignore_bits;
+  let valid = (y < ${k}) & !ignored;
+  if (!valid) {
+    if (!ignored) { atomicAdd(&stats[1], 1u); }
+    terms[i] = vec2<f32>(0.0);
+    if (WRITE_GRAD) {
+      ${zeroRow}
+    }
+    return;
+  }
+  ${row}
+  let w = class_weight(y);
+  let loss = (m - logits[base + y]) + log(s);
+  terms[i] = vec2<f32>(w * loss, w);
+  if (WRITE_GRAD) {
+    let ws = w / s;
+    ${storeGrad}
+  }`, { count: 'pixels' })}`;
 }
 
 export interface CrossEntropyOptions {
@@ -138,14 +191,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, opts: CrossE
   engine.run({
     name: kernel,
     variant,
-    shader: () =>
-      sectionSpec(ceForwardDecl(unrolled, grad !== null, weights !== null), loss, kernel, {
-        WG,
-        WRITE_GRAD: grad ? 'true' : 'false',
-        GRAD_FN: grad ? 'fn store_grad(i: u32, v: f32) { grad[i] = v; }' : 'fn store_grad(i: u32, v: f32) {}',
-        WEIGHT_FN: weights ? 'fn class_weight(c: u32) -> f32 { return class_weights[c]; }' : 'fn class_weight(c: u32) -> f32 { return 1.0; }',
-        ...(unrolled ? unrolledRow(classes) : {}),
-      }),
+    shader: () => generatedSpec(ceForwardDecl(unrolled, grad !== null, weights !== null), ceForwardWgsl(unrolled ? classes : null, grad !== null, weights !== null)),
     uniforms: unrolled ? { pixels, ignore_bits: ignoreIndex >>> 0 } : { pixels, classes, ignore_bits: ignoreIndex >>> 0 },
     bindings,
     dispatch: grid1d(pixels, WG, engine.limits.maxComputeWorkgroupsPerDimension),

@@ -7,7 +7,7 @@ import type { Engine } from '../engine.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { fill } from './basic.js';
 import { grid1d, read, readWrite } from '../program.js';
-import { sectionSpec } from './shader.js';
+import { WG, sectionSpec } from './shader.js';
 import type { Tensor } from '../tensor.js';
 
 /** counts [K * K + 1]: counts[label * K + pred], then the invalid-label count. Ids are read as u32 bits. */
@@ -44,10 +44,10 @@ export class ConfusionMatrix {
     for (const t of [pred, labels]) check(t.dtype !== 'f32', 'ConfusionMatrix.add', () => `${t.name} must hold integer class ids, got f32`);
     this.engine.run({
       name: 'confusion_matrix',
-      shader: () => sectionSpec(CONFUSION_MATRIX, metrics, 'confusion_matrix', { WG: 64 }),
+      shader: () => sectionSpec(CONFUSION_MATRIX, metrics, 'confusion_matrix', { WG }),
       uniforms: { n: pred.size, classes: this.classes, ignore_index: this.ignoreIndex },
       bindings: { pred, labels, counts: this.counts },
-      dispatch: grid1d(pred.size, 64, this.engine.limits.maxComputeWorkgroupsPerDimension),
+      dispatch: grid1d(pred.size, WG, this.engine.limits.maxComputeWorkgroupsPerDimension),
     });
   }
 

@@ -3,16 +3,14 @@
  * channel attention) and PyTorch's MaxPool2d (ResNet's stem). Channels are processed four at a
  * time (vec4) when C % 4 == 0.
  */
-import pool from '../../shaders/pool.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkInt, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { type Interface, sectionSpec, lines } from './shader.js';
+import { type Interface, WG, generatedSpec, lines, main1d } from './shader.js';
 import { kernelFamily } from '../device-common.js';
-import { ENABLE_SUBGROUPS, SG_WG, useSubgroups, workgroupSumWgsl } from './subgroup.js';
+import { SG_WG, subgroupMain, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
-const WG = 64;
 /** Pixels per loop iteration in the global reductions (unrolled). */
 const UNROLL = 4;
 /** Pixels written per invocation by the global pooling backward passes. */
@@ -47,7 +45,7 @@ function vecFor(c: number): Vec {
 /** Variant tag of the channel vector width. */
 const vtag = (vec: Vec): string => (vec.v === 4 ? 'v4' : 's');
 
-// Declared interfaces (shaders/pool.wgsl), by channel vector type. `cv` = C / V channel vectors;
+// Declared interfaces, by channel vector type (the kernels are generated below). `cv` = C / V channel vectors;
 // `total` = invocations; `hw` = H * W pixels.
 /** `ppc` pixels per chunk; `scale` 1 / hw when one chunk covers the image (no finishing pass), else 1. */
 const GLOBAL_AVG_PARTIAL = (v: Vec) =>
@@ -130,7 +128,7 @@ export function globalAvgPool(x: Tensor): Tensor {
     engine.run({
       name: 'global_avg_sg',
       variant: vtag(vec),
-      shader: () => sectionSpec(GLOBAL_AVG_SG(vec), pool, 'global_avg_sg', { WG: SG_WG, T: vec.T, ENABLE: ENABLE_SUBGROUPS, WG_SUM: workgroupSumWgsl('wg_sum', vec.T) }),
+      shader: () => generatedSpec(GLOBAL_AVG_SG(vec), globalAvgSgWgsl(vec)),
       uniforms: { hw, cv, total: n * cv, scale: 1 / hw },
       bindings: { x, out },
       dispatch: grid1d(n * cv * SG_WG, SG_WG, maxDim),
@@ -141,8 +139,7 @@ export function globalAvgPool(x: Tensor): Tensor {
     engine.run({
       name: 'global_avg_partial',
       variant: vtag(vec),
-      shader: () =>
-        sectionSpec(GLOBAL_AVG_PARTIAL(vec), pool, 'global_avg_partial', { WG, T: vec.T, UNROLL, ACCUMULATE: lines(UNROLL, (k) => `    acc = acc + x[at + ${k}u * p.cv];`) }),
+      shader: () => generatedSpec(GLOBAL_AVG_PARTIAL(vec), globalAvgPartialWgsl(vec)),
       uniforms: { hw, cv, ppc, chunks, total: n * chunks * cv, scale: chunks === 1 ? 1 / hw : 1 },
       bindings: { x, out: part },
       dispatch: grid1d(n * chunks * cv, WG, maxDim),
@@ -153,7 +150,7 @@ export function globalAvgPool(x: Tensor): Tensor {
     engine.run({
       name: 'global_avg_finish',
       variant: vtag(vec),
-      shader: () => sectionSpec(GLOBAL_AVG_FINISH(vec), pool, 'global_avg_finish', { WG, T: vec.T }),
+      shader: () => generatedSpec(GLOBAL_AVG_FINISH(vec), globalAvgFinishWgsl(vec)),
       uniforms: { cv, chunks, total: n * cv, scale: 1 / hw },
       bindings: { part, out },
       dispatch: grid1d(n * cv, WG, maxDim),
@@ -166,8 +163,7 @@ export function globalAvgPool(x: Tensor): Tensor {
     engine.run({
       name: 'global_avg_backward',
       variant: vtag(vec),
-      shader: () =>
-        sectionSpec(GLOBAL_AVG_BACKWARD(vec), pool, 'global_avg_backward', { WG, T: vec.T, K, STORE: lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = gv; }`) }),
+      shader: () => generatedSpec(GLOBAL_AVG_BACKWARD(vec), globalAvgBackwardWgsl()),
       uniforms: { hw, cv, blocks, total: n * blocks * cv, scale: 1 / hw },
       bindings: { g, dx },
       dispatch: grid1d(n * blocks * cv, WG, maxDim),
@@ -194,12 +190,10 @@ export function globalMaxPool(x: Tensor): Tensor {
   const single = chunks === 1;
   const part = single ? out : engine.empty([n, chunks, c], 'f32');
   const partIdx = single ? idx : engine.empty([n, chunks, c], 'u32');
-  const step = (k: number) => `    { let v = x[at + ${k}u * p.cv]; let take = (v > best) | (is_nan(v) & !is_nan(best));
-      best = select(best, v, take); idx = select(idx, ${vec.U}(q + ${k}u), take); }`;
   engine.run({
     name: 'global_max_partial',
     variant: vtag(vec),
-    shader: () => sectionSpec(GLOBAL_MAX_PARTIAL(vec), pool, 'global_max_partial', { WG, T: vec.T, U: vec.U, B: vec.B, UNROLL, ACCUMULATE: lines(UNROLL, step) }),
+    shader: () => generatedSpec(GLOBAL_MAX_PARTIAL(vec), globalMaxPartialWgsl(vec)),
     uniforms: { hw, cv, ppc, chunks, total: n * chunks * cv },
     bindings: { x, out: part, out_idx: partIdx },
     dispatch: grid1d(n * chunks * cv, WG, maxDim),
@@ -210,7 +204,7 @@ export function globalMaxPool(x: Tensor): Tensor {
     engine.run({
       name: 'global_max_finish',
       variant: vtag(vec),
-      shader: () => sectionSpec(GLOBAL_MAX_FINISH(vec), pool, 'global_max_finish', { WG, T: vec.T, U: vec.U, B: vec.B }),
+      shader: () => generatedSpec(GLOBAL_MAX_FINISH(vec), globalMaxFinishWgsl(vec)),
       uniforms: { cv, chunks, total: n * cv },
       bindings: { part, part_idx: partIdx, out, out_idx: idx },
       dispatch: grid1d(n * cv, WG, maxDim),
@@ -225,14 +219,7 @@ export function globalMaxPool(x: Tensor): Tensor {
     engine.run({
       name: 'global_max_backward',
       variant: vtag(vec),
-      shader: () =>
-        sectionSpec(GLOBAL_MAX_BACKWARD(vec), pool, 'global_max_backward', {
-          WG,
-          T: vec.T,
-          U: vec.U,
-          K,
-          STORE: lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = select(${vec.T}(0.0), gv, iv == ${vec.U}(q0 + ${k}u)); }`),
-        }),
+      shader: () => generatedSpec(GLOBAL_MAX_BACKWARD(vec), globalMaxBackwardWgsl(vec)),
       uniforms: { hw, cv, blocks, total: n * blocks * cv },
       bindings: { g, idx, dx },
       dispatch: grid1d(n * blocks * cv, WG, maxDim),
@@ -307,17 +294,7 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
   engine.run({
     name: 'max_pool_forward',
     variant: `${vtag(vec)}-k${kh}x${kw}-s${sh}x${sw}-o${owp}${rolled ? '-rows' : ''}${saveIdx ? '-idx' : ''}`,
-    shader: () =>
-      sectionSpec(MAX_POOL_FORWARD(vec, saveIdx), pool, 'max_pool_forward', {
-        WG,
-        T: vec.T,
-        U: vec.U,
-        B: vec.B,
-        OWP: owp,
-        SH: sh,
-        SW: sw,
-        BODY: maxPoolForwardBody(vec, kh, kw, sw, owp, saveIdx, rolled),
-      }),
+    shader: () => generatedSpec(MAX_POOL_FORWARD(vec, saveIdx), maxPoolForwardWgsl(vec, kh, kw, sh, sw, owp, saveIdx, rolled)),
     uniforms: { h, w, cv, ho, wo, pad_h: ph, pad_w: pw, ow_blocks: owBlocks, total, neg_inf: -Infinity },
     bindings: idx ? { x, y, idx } : { x, y },
     dispatch: grid1d(total, WG, maxDim),
@@ -332,17 +309,7 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
       engine.run({
         name: 'max_pool_backward_blocked',
         variant: `${vtag(vec)}-k${kh}x${kw}-s${sh}x${sw}-p${ph}x${pw}`,
-        shader: () =>
-          sectionSpec(MAX_POOL_BACKWARD_BLOCKED(vec), pool, 'max_pool_backward_blocked', {
-            WG,
-            T: vec.T,
-            U: vec.U,
-            SH: sh,
-            SW: sw,
-            OH_SHIFT: Math.floor(ph / sh),
-            OW_SHIFT: Math.floor(pw / sw),
-            BODY: maxPoolBackwardBlockedBody(vec, [kh, kw], [sh, sw], [ph, pw]),
-          }),
+        shader: () => generatedSpec(MAX_POOL_BACKWARD_BLOCKED(vec), maxPoolBackwardBlockedWgsl(vec, [kh, kw], [sh, sw], [ph, pw])),
         uniforms: { h, w, cv, ho, wo, bh, bw, total: n * bh * bw * cv },
         bindings: { g, idx: idx!, dx },
         dispatch: grid1d(n * bh * bw * cv, WG, maxDim),
@@ -352,7 +319,7 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
       engine.run({
         name: 'max_pool_backward',
         variant: `${vtag(vec)}-k${kh}x${kw}-s${sh}x${sw}`,
-        shader: () => sectionSpec(MAX_POOL_BACKWARD(vec), pool, 'max_pool_backward', { WG, T: vec.T, U: vec.U, SH: sh, SW: sw, BODY: maxPoolBackwardBody(vec, kh, kw, sh, sw) }),
+        shader: () => generatedSpec(MAX_POOL_BACKWARD(vec), maxPoolBackwardWgsl(vec, kh, kw, sh, sw)),
         uniforms: { h, w, cv, ho, wo, pad_h: ph, pad_w: pw, total: x.size / vec.v },
         bindings: { g, idx: idx!, dx },
         dispatch: grid1d(x.size / vec.v, WG, maxDim),
@@ -419,13 +386,13 @@ function maxPoolForwardBody(vec: Vec, kh: number, kw: number, sw: number, owp: n
  */
 function maxPoolBackwardBlockedBody(vec: Vec, [kh, kw]: [number, number], [sh, sw]: [number, number], [ph, pw]: [number, number]): string {
   const phase = [ph % sh, pw % sw];
-  const range = (k: number, s: number, m: number) => {
+  const candidates = (k: number, s: number, m: number) => {
     const ts: number[] = [];
     for (let t = -Math.floor((s - 1 + m) / s); t <= Math.floor((k - 1 - m) / s); t++) ts.push(t);
     return ts;
   };
-  const rows = range(kh, sh, phase[0]!);
-  const cols = range(kw, sw, phase[1]!);
+  const rows = candidates(kh, sh, phase[0]!);
+  const cols = candidates(kw, sw, phase[1]!);
   const out: string[] = [];
   for (let u = 0; u < sh; u++) for (let v = 0; v < sw; v++) out.push(`  var acc${u}_${v} = ${vec.T}(0.0);`);
   rows.forEach((t, a) =>
@@ -495,3 +462,183 @@ function maxPoolBackwardBody(vec: Vec, kh: number, kw: number, sh: number, sw: n
       );
   return out.join('\n');
 }
+
+// ------------------------------------------------------------------ kernels (generated WGSL)
+// Each invocation handles one channel vector (Vec: vec4 when C % 4 == 0). Max pooling follows
+// PyTorch: the first maximum in scan order wins, NaN propagates, and the backward pass routes the
+// gradient to that position (argmax indices saved by the forward pass). WGSL lets compilers assume
+// floats are never NaN (SwiftShader folds v != v to false), so NaN is tested on the bits: is_nan.
+
+const isNanWgsl = (v: Vec): string => `fn is_nan(v: ${v.T}) -> ${v.B} { return (bitcast<${v.U}>(v) & ${v.U}(0x7fffffffu)) > ${v.U}(0x7f800000u); }`;
+
+/**
+ * global_avg_partial: the sum over the pixels [chunk * ppc, min(hw, (chunk + 1) * ppc)) of image
+ * n, times `scale` (1 / hw when one chunk covers the image, so no finishing pass is needed; else
+ * 1), UNROLL pixels per iteration.
+ */
+const globalAvgPartialWgsl = (v: Vec): string =>
+  main1d(`let j = i % p.cv;
+  let r = i / p.cv;
+  let chunk = r % p.chunks;
+  let base = (r / p.chunks) * p.hw * p.cv + j;
+  let p1 = min(p.hw, (chunk + 1u) * p.ppc);
+  var acc = ${v.T}(0.0);
+  var q = chunk * p.ppc;
+  for (; q + ${UNROLL}u <= p1; q = q + ${UNROLL}u) {
+    let at = base + q * p.cv;
+${lines(UNROLL, (k) => `    acc = acc + x[at + ${k}u * p.cv];`)}
+  }
+  for (; q < p1; q = q + 1u) { acc = acc + x[base + q * p.cv]; }
+  out[i] = acc * p.scale;`, { count: 'total' });
+
+/**
+ * global_avg_sg: global average with subgroups (subgroup.ts): one workgroup per (image, channel
+ * vector), its invocations taking every SG_WG-th pixel, then wg_sum; one pass, no partials.
+ */
+const globalAvgSgWgsl = (v: Vec): string =>
+  subgroupMain(
+    [workgroupSumWgsl('wg_sum', v.T)],
+    `let base = (w / p.cv) * p.hw * p.cv + w % p.cv;
+  var acc = ${v.T}(0.0);
+  for (var q = t; q < p.hw; q = q + ${SG_WG}u) { acc = acc + x[base + q * p.cv]; }
+  let total = wg_sum(acc, t, sgi);
+  if (t == 0u) { out[w] = total * p.scale; }`,
+    'total',
+  );
+
+/** global_avg_finish: sums the chunk sums of each (n, channel vector) and scales by 1 / hw. */
+const globalAvgFinishWgsl = (v: Vec): string =>
+  main1d(`let base = (i / p.cv) * p.chunks * p.cv + i % p.cv;
+  var acc = ${v.T}(0.0);
+  for (var k = 0u; k < p.chunks; k = k + 1u) { acc = acc + part[base + k * p.cv]; }
+  out[i] = acc * p.scale;`, { count: 'total' });
+
+/** The start of the global pooling backward passes: invocation (n, block of K pixels, channel vector j). */
+const globalBackwardHead = `let j = i % p.cv;
+  let r = i / p.cv;
+  let n = r / p.blocks;
+  let q0 = (r % p.blocks) * ${K}u;`;
+
+/** global_avg_backward: dx[n, q, c] = g[n, c] / hw; each invocation writes K pixels of one channel vector. */
+const globalAvgBackwardWgsl = (): string =>
+  main1d(`${globalBackwardHead}
+  let gv = g[n * p.cv + j] * p.scale;
+  let base = n * p.hw * p.cv + j;
+${lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = gv; }`)}`, { count: 'total' });
+
+/** global_max_partial: the maximum and its first pixel index over the pixels [chunk * ppc, ...) of image n. */
+const globalMaxPartialWgsl = (v: Vec): string => `${isNanWgsl(v)}
+${main1d(`let j = i % p.cv;
+  let r = i / p.cv;
+  let chunk = r % p.chunks;
+  let base = (r / p.chunks) * p.hw * p.cv + j;
+  let p1 = min(p.hw, (chunk + 1u) * p.ppc);
+  var q = chunk * p.ppc;
+  var best = x[base + q * p.cv];
+  var idx = ${v.U}(q);
+  q = q + 1u;
+  for (; q + ${UNROLL}u <= p1; q = q + ${UNROLL}u) {
+    let at = base + q * p.cv;
+${lines(UNROLL, (k) => `    { let v = x[at + ${k}u * p.cv]; let take = (v > best) | (is_nan(v) & !is_nan(best));
+      best = select(best, v, take); idx = select(idx, ${v.U}(q + ${k}u), take); }`)}
+  }
+  for (; q < p1; q = q + 1u) {
+    let v = x[base + q * p.cv];
+    let take = (v > best) | (is_nan(v) & !is_nan(best));
+    best = select(best, v, take);
+    idx = select(idx, ${v.U}(q), take);
+  }
+  out[i] = best;
+  out_idx[i] = idx;`, { count: 'total' })}`;
+
+/** global_max_finish: merges the chunk maxima in pixel order, so ties keep the first index. */
+const globalMaxFinishWgsl = (v: Vec): string => `${isNanWgsl(v)}
+${main1d(`let base = (i / p.cv) * p.chunks * p.cv + i % p.cv;
+  var best = part[base];
+  var idx = part_idx[base];
+  for (var k = 1u; k < p.chunks; k = k + 1u) {
+    let v = part[base + k * p.cv];
+    let take = (v > best) | (is_nan(v) & !is_nan(best));
+    best = select(best, v, take);
+    idx = select(idx, part_idx[base + k * p.cv], take);
+  }
+  out[i] = best;
+  out_idx[i] = idx;`, { count: 'total' })}`;
+
+/**
+ * global_max_backward: dx[n, q, c] = g[n, c] where q is the saved argmax pixel of (n, c), else 0:
+ * one pass that writes every element (cheaper than zero-filling and scattering); K pixels per
+ * invocation.
+ */
+const globalMaxBackwardWgsl = (v: Vec): string =>
+  main1d(`${globalBackwardHead}
+  let gv = g[n * p.cv + j];
+  let iv = idx[n * p.cv + j];
+  let base = n * p.hw * p.cv + j;
+${lines(K, (k) => `  if (q0 + ${k}u < p.hw) { dx[base + (q0 + ${k}u) * p.cv] = select(${v.T}(0.0), gv, iv == ${v.U}(q0 + ${k}u)); }`)}`, { count: 'total' });
+
+/**
+ * max_pool_forward: each invocation computes `owp` adjacent outputs along the width for one
+ * channel vector (maxPoolForwardBody: the window unrolled, input columns shared by neighbouring
+ * windows loaded once). Out-of-image taps count as -inf (they never win); `idx` (when saved) is
+ * the window position kh * KW + kw of the maximum. neg_inf is a uniform because WGSL constant
+ * expressions cannot hold infinities.
+ */
+const maxPoolForwardWgsl = (v: Vec, kh: number, kw: number, sh: number, sw: number, owp: number, saveIdx: boolean, rolled: boolean): string => `${isNanWgsl(v)}
+${main1d(`let j = i % p.cv;
+  var r = i / p.cv;
+  let ow0 = (r % p.ow_blocks) * ${owp}u;
+  r = r / p.ow_blocks;
+  let oh = r % p.ho;
+  let n = r / p.ho;
+  let ih0 = i32(oh * ${sh}u) - i32(p.pad_h);
+  let iw0 = i32(ow0 * ${sw}u) - i32(p.pad_w);
+  let hmax = i32(p.h) - 1;
+  let wmax = i32(p.w) - 1;
+${maxPoolForwardBody(v, kh, kw, sw, owp, saveIdx, rolled)}`, { count: 'total' })}`;
+
+/**
+ * max_pool_backward_blocked: gather form (no float atomics in WGSL): each input element sums the
+ * gradients of the outputs whose window holds it and whose saved argmax is this position. An
+ * invocation takes a block of sh x sw inputs, one per stride phase: with kernel, stride and
+ * padding fixed when the code is generated, the window position of every (input, output) pair is
+ * a constant, only real pairs are emitted, and each candidate output's g and idx are loaded once
+ * per block (k3 s2 p1: 4 outputs for 4 inputs, against 4 outputs for each input one at a time).
+ * oh_base (ow_base) is the output row (column) at stride phase 0 of the block; the candidates lie
+ * around it.
+ */
+const maxPoolBackwardBlockedWgsl = (v: Vec, [kh, kw]: [number, number], [sh, sw]: [number, number], [ph, pw]: [number, number]): string =>
+  main1d(`let j = i % p.cv;
+  var r = i / p.cv;
+  let bw = r % p.bw;
+  r = r / p.bw;
+  let bh = r % p.bh;
+  let n = r / p.bh;
+  let ih0 = bh * ${sh}u;
+  let iw0 = bw * ${sw}u;
+  let ho = i32(p.ho);
+  let wo = i32(p.wo);
+  let oh_base = i32(bh) + ${Math.floor(ph / sh)};
+  let ow_base = i32(bw) + ${Math.floor(pw / sw)};
+${maxPoolBackwardBlockedBody(v, [kh, kw], [sh, sw], [ph, pw])}`, { count: 'total' });
+
+/**
+ * max_pool_backward: the fallback for strides whose sh x sw block would hold too many
+ * accumulators: one input per invocation, gathering from the ceil(kh / sh) x ceil(kw / sw) outputs
+ * that can hold it; oh_hi (ow_hi) is the last output row (column) whose window can reach this
+ * input, earlier ones follow.
+ */
+const maxPoolBackwardWgsl = (v: Vec, kh: number, kw: number, sh: number, sw: number): string =>
+  main1d(`let j = i % p.cv;
+  var r = i / p.cv;
+  let iw = i32(r % p.w);
+  r = r / p.w;
+  let ih = i32(r % p.h);
+  let n = r / p.h;
+  let oh_hi = (ih + i32(p.pad_h)) / ${sh};
+  let ow_hi = (iw + i32(p.pad_w)) / ${sw};
+  let ho = i32(p.ho);
+  let wo = i32(p.wo);
+  var acc = ${v.T}(0.0);
+${maxPoolBackwardBody(v, kh, kw, sh, sw)}
+  dx[i] = acc;`, { count: 'total' });

@@ -6,7 +6,7 @@ import preprocess from '../../shaders/preprocess.wgsl';
 import type { Engine } from '../engine.js';
 import { ShapeError, check, checkOperands } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
-import { sectionSpec } from './shader.js';
+import { WG, sectionSpec } from './shader.js';
 import type { Tensor } from '../tensor.js';
 
 /**
@@ -126,7 +126,7 @@ export function imageToTensor(engine: Engine, img: ImageBytes, opts: PreprocessO
   const src = uploadBytes(engine, img.data);
   engine.run({
     name: 'image_to_tensor',
-    shader: () => sectionSpec(IMAGE_TO_TENSOR, preprocess, 'image_to_tensor', { WG: 64 }),
+    shader: () => sectionSpec(IMAGE_TO_TENSOR, preprocess, 'image_to_tensor', { WG }),
     uniforms: {
       in_w: img.width, in_h: img.height, channels: img.channels, out_w: outW, out_h: outH, batch_index: index, flip: opts.flip ? 1 : 0,
       origin_x: crop.x, origin_y: crop.y, scale_x: crop.width / outW, scale_y: crop.height / outH,
@@ -134,7 +134,7 @@ export function imageToTensor(engine: Engine, img: ImageBytes, opts: PreprocessO
       inv_std_r: 1 / std[0], inv_std_g: 1 / std[1], inv_std_b: 1 / std[2],
     },
     bindings: { src, dst: out },
-    dispatch: grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension),
+    dispatch: grid1d(outW * outH, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: img.data.length + outW * outH * 12,
   });
   src.dispose();
@@ -164,13 +164,13 @@ export function labelsToTensor(engine: Engine, labels: LabelBytes, opts: Omit<Pr
   const src = uploadBytes(engine, data);
   engine.run({
     name: 'labels_to_tensor',
-    shader: () => sectionSpec(LABELS_TO_TENSOR, preprocess, 'labels_to_tensor', { WG: 64 }),
+    shader: () => sectionSpec(LABELS_TO_TENSOR, preprocess, 'labels_to_tensor', { WG }),
     uniforms: {
       in_w: width, in_h: height, out_w: outW, out_h: outH, batch_index: index, flip: opts.flip ? 1 : 0,
       origin_x: crop.x, origin_y: crop.y, scale_x: crop.width / outW, scale_y: crop.height / outH,
     },
     bindings: { src, dst: out },
-    dispatch: grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension),
+    dispatch: grid1d(outW * outH, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: data.length + outW * outH * 4,
   });
   src.dispose();

@@ -5,14 +5,12 @@
  * rows, 19 aligned vec4 loads instead of 76 scalar gathers); one pipeline per row length, and CANet
  * uses one or two. Longer rows loop, one invocation per row.
  */
-import softmaxWgsl from '../../shaders/softmax.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { type Interface, sectionSpec, range, gcd } from './shader.js';
+import { type Interface, WG, generatedSpec, main1d, range, gcd } from './shader.js';
 
-const WG = 64;
 /** Longest row held in registers: a group is then at most 32 vec4s (lesson 3: well under 4 KB). */
 const UNROLL_MAX = 32;
 
@@ -140,6 +138,15 @@ function argmaxLoop(vec: boolean): string {
   return [...head, ...scan, 'out[t] = idx;'].join('\n  ');
 }
 
+/**
+ * The body of each row kernel (generated here, whole): softmax_rows, y = exp(x - max) / sum(exp(x
+ * - max)) (subtracting the row max keeps exp() in range for any logits); softmax_backward_rows,
+ * dx = y * (g - sum(g * y)) per row; argmax_rows, the index of the row max, the first one on ties
+ * (strict > while scanning forward). Rows of up to UNROLL_MAX values run unrolled on groups of
+ * 4 / gcd(l, 4) rows: a group is exactly whole vec4s, so even l = 19 is read and written with
+ * aligned vec4s and every value sits at a compile-time component (SWIFTSHADER.md lessons 1 and 3).
+ * Longer rows loop, one invocation per row, in vec4s when l % 4 == 0 (l then counted in vec4s).
+ */
 const bodies: Record<Kernel, { grouped: (g: Group) => string; loop: (vec: boolean) => string }> = {
   softmax_rows: { grouped: softmaxGrouped, loop: softmaxLoop },
   softmax_backward_rows: { grouped: softmaxBackwardGrouped, loop: softmaxBackwardLoop },
@@ -162,7 +169,8 @@ function runRows(kernel: Kernel, like: Tensor, bindings: Record<string, Tensor>,
     variant: unrolled ? `l${l}` : vec ? 'v4' : 's',
     shader: () => {
       const t = vec ? 'vec4<f32>' : 'f32';
-      return sectionSpec(rowsDecl(kernel, unrolled, t), softmaxWgsl, kernel, { WG, T: t, BODY: unrolled ? bodies[kernel].grouped(group(l)) : bodies[kernel].loop(vec) });
+      // `t` is the group (or row) of the invocation.
+      return generatedSpec(rowsDecl(kernel, unrolled, t), main1d(unrolled ? bodies[kernel].grouped(group(l)) : bodies[kernel].loop(vec), { index: 't' }));
     },
     uniforms: !unrolled ? { threads, l: vec ? l / 4 : l } : kernel === 'argmax_rows' ? { threads, rows } : { threads, n4: Math.ceil(like.size / 4) },
     bindings,

@@ -42,6 +42,22 @@ export const SG_WG = 64;
 export const ENABLE_SUBGROUPS = 'enable subgroups;';
 
 /**
+ * A generated subgroup reduction kernel: the enable directive, `helpers` (workgroupSumWgsl and
+ * friends), then the entry point of SG_WG invocations (`t` local index, `sgi` subgroup invocation
+ * id) per workgroup, `w` the workgroup's flat index; workgroups at or past `p.${count}` return at
+ * once. `body` is indented by two spaces.
+ */
+export const subgroupMain = (helpers: readonly string[], body: string, count = 'outputs'): string => `${ENABLE_SUBGROUPS}
+${helpers.join('\n')}
+@compute @workgroup_size(${SG_WG})
+fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) sgi: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= p.${count}) { return; }
+  ${body}
+}`;
+
+/**
  * WGSL of `fn NAME(v: T, t: u32, sgi: u32) -> T`: the sum of `v` over the workgroup's `wg`
  * invocations, returned to every one (t = local_invocation_index, sgi = subgroup_invocation_id).
  * Relies on WGSL's zero-initialised workgroup memory: call it at most once per invocation, in

@@ -12,7 +12,7 @@ import { TextureUsage } from '../gpu-constants.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { IMAGENET_MEAN, IMAGENET_STD, RESAMPLE_NORMALISE_UNIFORMS } from './preprocess.js';
-import { sectionSpec } from './shader.js';
+import { WG, sectionSpec } from './shader.js';
 
 /**
  * rgba_words_to_tensor (shaders/preprocess.wgsl): texel rows `pitch` words apart, `bgra` byte
@@ -102,7 +102,7 @@ export function rowsToTensor(engine: Engine, rows: RgbaRows, opts: RowsToTensorO
   } else out = engine.empty([1, outH, outW, 3], 'f32');
   engine.run({
     name: 'rgba_words_to_tensor',
-    shader: () => sectionSpec(RGBA_WORDS_TO_TENSOR, preprocess, 'rgba_words_to_tensor', { WG: 64 }),
+    shader: () => sectionSpec(RGBA_WORDS_TO_TENSOR, preprocess, 'rgba_words_to_tensor', { WG }),
     // Scales as f32(width / outW), the value image_to_tensor gets for a whole-image crop.
     uniforms: {
       in_w: width, in_h: height, pitch, bgra: rows.bgra ? 1 : 0, out_w: outW, out_h: outH, batch_index: index,
@@ -111,7 +111,7 @@ export function rowsToTensor(engine: Engine, rows: RgbaRows, opts: RowsToTensorO
       inv_std_r: 1 / std[0], inv_std_g: 1 / std[1], inv_std_b: 1 / std[2],
     },
     bindings: { src: words, dst: out },
-    dispatch: grid1d(outW * outH, 64, engine.limits.maxComputeWorkgroupsPerDimension),
+    dispatch: grid1d(outW * outH, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: width * height * 4 + outW * outH * 12,
   });
   return out;

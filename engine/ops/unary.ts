@@ -4,14 +4,13 @@
  * uniform and whose gradient is written in x (it is not fusable). Kernels, autograd and tests all
  * come from `unaryOps`.
  */
-import elementwise from '../../shaders/elementwise.wgsl';
 import { recordOp } from '../autograd.js';
 import { check, checkOperands } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { type ActivationOp, ACTIVATION_OPS, activations } from './activation.js';
 import { unaryKernel } from './basic.js';
-import { sectionSpec } from './shader.js';
+import { WG, generatedSpec, main1d } from './shader.js';
 
 export interface UnaryOpSpec {
   /** WGSL vec4 expression in `x` (and the uniform `alpha`). */
@@ -23,7 +22,7 @@ export interface UnaryOpSpec {
   refGrad: (x: number, alpha: number) => number;
 }
 
-/** unary_backward (shaders/elementwise.wgsl): dx from x, the forward output y and g, in vec4s. */
+/** unary_backward: dx from x, the forward output y and g, in vec4s (generated: the gradient expression is the op's). */
 const UNARY_BACKWARD = {
   uniforms: { n4: 'u32', alpha: 'f32' },
   bindings: { xs: read('vec4<f32>'), ys: read('vec4<f32>'), gs: read('vec4<f32>'), dxs: readWrite('vec4<f32>') },
@@ -68,10 +67,14 @@ function unaryBackward(op: UnaryOpName, x: Tensor, y: Tensor, g: Tensor, alpha: 
   engine.run({
     // The name carries the op, hence its gradient expression.
     name: `${op}_backward`,
-    shader: () => sectionSpec(UNARY_BACKWARD, elementwise, 'unary_backward', { WG: 64, GRAD: unaryOps[op].backward }),
+    shader: () => generatedSpec(UNARY_BACKWARD, main1d(`let x = xs[i];
+  let y = ys[i];
+  let g = gs[i];
+  let alpha = p.alpha;
+  dxs[i] = ${unaryOps[op].backward};`, { count: 'n4' })),
     uniforms: { n4, alpha },
     bindings: { xs: x, ys: y, gs: g, dxs: dx },
-    dispatch: grid1d(n4, 64, engine.limits.maxComputeWorkgroupsPerDimension),
+    dispatch: grid1d(n4, WG, engine.limits.maxComputeWorkgroupsPerDimension),
     bytes: 4 * x.byteLength,
   });
   return dx;

@@ -14,13 +14,14 @@ import { check, checkFits, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { runLength } from './broadcast.js';
-import { sectionSpec, range } from './shader.js';
+import { WG, familyHelpers, generatedSpec, main1d, range, sectionSpec } from './shader.js';
 
-const WG = 64;
 
-// Declared interfaces (shaders/upsample.wgsl). One axis pass views its input as [a, in_size, b]
-// and its output as [a, out_size, b]; `b` is in units of the element type T (vec4<f32> or f32);
-// `scale` is the forward's source step (f32, as PyTorch computes it); `align` is align_corners.
+// Declared interfaces. The axis passes are generated here (with source_tap, the helper of
+// shaders/upsample.wgsl), resize_argmax is a section of that file. One axis pass views its input
+// as [a, in_size, b] and its output as [a, out_size, b]; `b` is in units of the element type T
+// (vec4<f32> or f32); `scale` is the forward's source step (f32, as PyTorch computes it); `align`
+// is align_corners.
 const RESIZE_AXIS = (t: string) =>
   ({
     uniforms: { threads: 'u32', b: 'u32', in_size: 'u32', out_size: 'u32', scale: 'f32', align: 'u32' },
@@ -104,6 +105,13 @@ function runPasses(x: Tensor, passes: AxisPass[], finalShape: readonly number[],
   return cur;
 }
 
+/**
+ * resize_axis: one axis of the forward (bilinear is separable, and PyTorch's own evaluation order
+ * is the x pass then the y pass): x viewed as [a, in, b] -> y [a, out, b] with
+ * y[a, o, c] = (1 - lam) * x[a, i0, c] + lam * x[a, i1, c]. Vector mode (b % 4 == 0, b counted in
+ * vec4s): `per` consecutive vec4s of one row per invocation, sharing one tap. Scalar mode: four
+ * consecutive elements per invocation, stored as one vec4 (tail lanes land in the slack).
+ */
 function axisForward(x: Tensor, y: Tensor, ps: AxisPass, align: boolean): void {
   const engine = x.engine;
   const n = y.size;
@@ -149,7 +157,7 @@ function axisForward(x: Tensor, y: Tensor, ps: AxisPass, align: boolean): void {
         ...range(per).map((k) => `y[e0 + ${k}u] = w0 * x[s0 + ${k}u] + t.lam * x[s1 + ${k}u];`),
       ].join('\n  ');
       const t = vec ? 'vec4<f32>' : 'f32';
-      return sectionSpec(RESIZE_AXIS(t), upsampleWgsl, 'resize_axis', { WG, T: t, BODY: vec ? vecBody : scalarBody });
+      return generatedSpec(RESIZE_AXIS(t), `${familyHelpers(upsampleWgsl)}\n${main1d(vec ? vecBody : scalarBody)}`);
     },
     uniforms: { threads, b: vec ? ps.b / 4 : ps.b, in_size: ps.from, out_size: ps.to, scale: ps.scale, align: align ? 1 : 0 },
     bindings: { x, y },
@@ -159,7 +167,14 @@ function axisForward(x: Tensor, y: Tensor, ps: AxisPass, align: boolean): void {
   });
 }
 
-/** g viewed as [a, from, b] (from: the forward's output size) -> dx [a, to, b]. */
+/**
+ * resize_axis_backward: g viewed as [a, from, b] (from: the forward's output size, b in units of
+ * the element type) -> dx [a, to, b], with dx[a, i, c] = sum over the outputs o that read input i
+ * of w(o, i) * g[a, o, c], for `per` consecutive c per invocation (they share the weights). The
+ * outputs reading i form a contiguous run (the source index is monotone in o); the loop walks that
+ * run, found by inverting the source formula, plus a margin, and recomputes each weight exactly as
+ * the forward does, so the margin only costs zero-weight iterations.
+ */
 function axisBackward(g: Tensor, dx: Tensor, ps: AxisPass, align: boolean): void {
   const engine = g.engine;
   const vec = ps.b % 4 === 0;
@@ -182,7 +197,27 @@ function axisBackward(g: Tensor, dx: Tensor, ps: AxisPass, align: boolean): void
         '  }',
         ...range(per).map((k) => `  dx[idx * ${per}u + ${k}u] = acc${k};`),
       ].join('\n  ');
-      return sectionSpec(RESIZE_AXIS_BACKWARD(T), upsampleWgsl, 'resize_axis_backward', { WG, T, PER: per, BODY: body });
+      // Outputs whose source coordinate lies in [i - 1, i + 1): o in [below, above) with the
+      // formula inverted; floor and ceil widen the run by up to one output each side, which absorbs
+      // rounding. The last input also takes the clamped taps at the far edge.
+      return generatedSpec(RESIZE_AXIS_BACKWARD(T), `${familyHelpers(upsampleWgsl)}\n${main1d(`let c = idx * ${per}u % p.b;
+  let r = idx * ${per}u / p.b;
+  let i = r % p.in_size;
+  let a = r / p.in_size;
+  let last = f32(p.out_size - 1u);
+  var lo = 0.0;
+  var hi = last;
+  if (p.scale > 0.0) {
+    let inv = 1.0 / p.scale;
+    let fi = f32(i);
+    let below = select((fi - 0.5) * inv - 0.5, (fi - 1.0) * inv, p.align != 0u);
+    let above = select((fi + 1.5) * inv - 0.5, (fi + 1.0) * inv, p.align != 0u);
+    lo = clamp(floor(below), 0.0, last);
+    hi = clamp(ceil(above), 0.0, last);
+    hi = select(hi, last, i == p.in_size - 1u);
+  }
+  var at = (a * p.out_size + u32(lo)) * p.b + c;
+  ${body}`, { index: 'idx' })}`);
     },
     uniforms: { threads, b: bu, in_size: ps.to, out_size: ps.from, scale: ps.scale, align: align ? 1 : 0 },
     bindings: { g, dx },

@@ -5,7 +5,8 @@
  */
 import { read, readWrite } from '../program.js';
 
-export const WG = 64;
+/** The shared 1-D workgroup size (engine/ops/shader.ts). */
+export { WG } from '../ops/shader.js';
 
 // Declared interfaces of the update kernels (shaders/optim.wgsl). Every kernel updates vec4s
 // [base, n4) of `param` (base offsets a dispatch covering one part of an arena); the

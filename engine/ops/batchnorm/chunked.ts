@@ -175,7 +175,7 @@ export function batchNormBackward(geo: Geometry, g: Tensor, x: Tensor, gamma: Te
       // n (the values per channel) only scales the training coefficients.
       uniforms: training ? { l: 'u32', c: 'u32', chunks: 'u32', n: 'f32' } : { l: 'u32', c: 'u32', chunks: 'u32' },
       bindings: { sg_p: read('f32'), sgx_p: read('f32'), stats: read('f32'), gamma: read('f32'), dgamma: readWrite('f32'), dbeta: readWrite('f32'), coef: readWrite('f32') },
-    }, 'engine/ops/batchnorm/chunked.ts', gradFinishWgsl(training)),
+    }, gradFinishWgsl(training)),
     uniforms: training ? { l: geo.l, c: geo.c, chunks, n: geo.rows } : { l: geo.l, c: geo.c, chunks },
     bindings: { sg_p: sg, sgx_p: sgx, stats, gamma, dgamma, dbeta, coef },
     dispatch: grid1d(geo.c, WG, maxDim),

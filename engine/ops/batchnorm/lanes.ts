@@ -22,7 +22,6 @@ import { backwardDx } from './pointwise.js';
 
 type Engine = Tensor['engine'];
 
-const HOME = 'engine/ops/batchnorm/lanes.ts';
 
 /** Groups per loop iteration of the lane kernels' unrolled loop (see laneUnroll), and per block of their sums. */
 const LANE_UNROLL = 4;
@@ -383,7 +382,7 @@ export function laneStatistics(geo: Geometry, x: Tensor, gamma: Tensor, beta: Te
     return generatedSpec({
       uniforms: { groups: 'u32', p4: 'u32', rs: 'u32', eps: 'f32', momentum: 'f32' },
       bindings: { x: read(V), gamma: read(V), beta: read(V), running_mean: readWrite(V), running_var: readWrite(V), stats: readWrite(V), ...outBindings },
-    }, HOME, trainStatsWgsl(s, fused, act, !!residual));
+    }, trainStatsWgsl(s, fused, act, !!residual));
   };
   engine.run({
     name,
@@ -431,7 +430,7 @@ export function laneBackward(geo: Geometry, g: Tensor, x: Tensor, y: Tensor, gam
         gr: read(V), x: read(V), y: read(V), stats: read(V), gamma: read(V), dgamma: readWrite(V), dbeta: readWrite(V),
         ...(dxMode === 'fused' ? { dx: readWrite(V) } : dxMode === 'separate' ? { coef: readWrite(V) } : {}),
       },
-    }, HOME, trainGradWgsl(s, training, dxMode, act));
+    }, trainGradWgsl(s, training, dxMode, act));
   };
   engine.run({
     name,

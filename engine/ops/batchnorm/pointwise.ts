@@ -23,7 +23,6 @@ import { type Geometry, WG } from './layout.js';
 const K = 8;
 
 const V4 = 'vec4<f32>';
-const HOME = 'engine/ops/batchnorm/pointwise.ts';
 
 /**
  * The WGSL of one pass: `helper` at module scope, the coefficients of lane j read from `coef` under
@@ -61,7 +60,7 @@ export function perLaneAffine(geo: Geometry, x: Tensor, params: Tensor, y: Tenso
       uniforms: { n4: 'u32', p4: 'u32', blocks: 'u32' },
       // res: a residual added before the activation (MobileNetV2's skip connection), when the op has one.
       bindings: { x: read(V4), params: read(V4), y: readWrite(V4), ...(residual ? { res: read(V4) } : {}) },
-    }, HOME, perLanePassWgsl(
+    }, perLanePassWgsl(
         `fn act(x: ${V4}) -> ${V4} {\n  return ${activationWgsl(act, V4)};\n}`,
         'params', ['a', 'pivot', 'dev', 'b'],
         (at) => `y[${at}] = act(((x[${at}] - pivot) - dev) * a + b${residual ? ` + res[${at}]` : ''});`,
@@ -89,7 +88,7 @@ export function backwardDx(geo: Geometry, g: Tensor, x: Tensor, coef: Tensor, dx
     shader: () => generatedSpec({
       uniforms: { n4: 'u32', p4: 'u32', blocks: 'u32' },
       bindings: { gr: read(V4), x: read(V4), coef: read(V4), dx: readWrite(V4), ...(y ? { y: read(V4) } : {}) },
-    }, HOME, perLanePassWgsl(
+    }, perLanePassWgsl(
         y ? `fn act_grad(g: ${V4}, y: ${V4}) -> ${V4} {\n  return ${activationGradWgsl(act, V4)};\n}` : '',
         'coef', ['a', 'pivot', 'd', 'b'],
         (at) => `dx[${at}] = a * ${y ? `act_grad(gr[${at}], y[${at}])` : `gr[${at}]`} + (x[${at}] - pivot) * b + d;`,
