@@ -33,6 +33,26 @@ export function canFuse(m: Module, x: Tensor): boolean {
 /** What a fused producer may add to its own folded BatchNorm and activation. */
 export type FusedExtras = Pick<Epilogue, 'residual' | 'fca' | 'into'>;
 
+/*
+ * A producer (a convolution) -> BatchNorm2d -> activation layer has two paths, both derived here
+ * from its three parts, so ConvBNAct and DeConvBNAct declare only their parts and naming:
+ * - training, or anything recording a graph: the producer's op, then BatchNorm with the
+ *   activation in its own kernels (bnActForward);
+ * - inference (canFuse): one dispatch, the producer's kernel with the BatchNorm folded into its
+ *   epilogue with the activation and what the caller adds (bnActEpilogue).
+ */
+
+/** The unfused path: the producer's op, then BatchNorm and the activation in the same kernels. */
+function bnActForward(producer: { forward(x: Tensor): Tensor }, bn: BatchNorm2d, act: ActivationName, x: Tensor): Tensor {
+  const h = producer.forward(x);
+  return release(bn.forward(h, act), h);
+}
+
+/** The epilogue of the fused path: the BatchNorm folded with the producer's bias, the activation, `extras`. */
+function bnActEpilogue(bias: Tensor | null, bn: BatchNorm2d, act: ActivationName, extras: FusedExtras = {}): Epilogue {
+  return { affine: bn.folded(bias), act, ...extras };
+}
+
 /**
  * The f16 form of one convolution layer for the f16 inference path: its weight with the folded
  * BatchNorm's scale multiplied in (in f32, then rounded to f16) and the shift (or the conv's own
@@ -54,6 +74,18 @@ class HalfWeights {
    * f16 weight and f32 bias for `weight` [channels * inner elements, channel (i / inner) % channels]
    * under `affine` (a folded BatchNorm, [2, channels]) or with the conv's `bias` (null: none).
    */
+  /**
+   * What a producer's fused kernel takes for input `x`, the one rule of the three convolution
+   * layers: in f32 the layer's `weight`, its `bias` unless the epilogue's folded BatchNorm (affine)
+   * absorbs it, and the epilogue as given; in f16 the f16 weight with the BatchNorm's scale in it,
+   * the shift (or the bias) as the f32 bias, and no affine left in the epilogue.
+   */
+  operands(x: Tensor, weight: Tensor, bias: Tensor | null, epilogue: Epilogue, channels: number, inner: number): { weight: Tensor; bias: Tensor | null; epilogue: Epilogue } {
+    if (x.dtype !== 'f16') return { weight, bias: epilogue.affine ? null : bias, epilogue };
+    const h = this.get(weight, epilogue.affine ?? null, bias, channels, inner);
+    return { ...h, epilogue: { ...epilogue, affine: null } };
+  }
+
   get(weight: Tensor, affine: Tensor | null, bias: Tensor | null, channels: number, inner: number): { weight: Tensor; bias: Tensor | null } {
     const from = [weight, affine, bias];
     const key = derivedKey(from);
@@ -128,13 +160,8 @@ export class Conv2d extends Module {
    */
   fused(x: Tensor, epilogue: Epilogue, inputChannels?: [number, number], outputChannels?: [number, number]): Tensor {
     const { stride, padding, dilation, groups, outChannels, inChannels, kernel } = this.config;
-    const opts = { stride, padding, dilation, groups, inputChannels, outputChannels };
-    if (x.dtype === 'f16') {
-      // The f16 inference path: the BatchNorm's scale is in the f16 weight, its shift is the bias.
-      const h = this.half.get(this.weight, epilogue.affine ?? null, this.bias, outChannels, (kernel * kernel * inChannels) / groups);
-      return conv2d(x, h.weight, h.bias, opts, { ...epilogue, affine: null });
-    }
-    return conv2d(x, this.weight, epilogue.affine ? null : this.bias, opts, epilogue);
+    const o = this.half.operands(x, this.weight, this.bias, epilogue, outChannels, (kernel * kernel * inChannels) / groups);
+    return conv2d(x, o.weight, o.bias, { stride, padding, dilation, groups, inputChannels, outputChannels }, o.epilogue);
   }
   private readonly half = new HalfWeights(() => this.weight);
   protected override releaseDerived(): void {
@@ -154,13 +181,9 @@ export class DepthwiseConv2d extends Module {
   }
   /** Inference: the convolution with an epilogue; on channels [offset, offset + count) of the layer if `channels` is given (x holds just those). */
   fused(x: Tensor, epilogue: Epilogue, channels?: [number, number]): Tensor {
-    const opts = { stride: this.stride, padding: (this.kernel - 1) / 2, channels };
-    if (x.dtype === 'f16') {
-      // The f16 inference path (as Conv2d.fused); depthwise weights [KH, KW, C] have the channel innermost.
-      const h = this.half.get(this.weight, epilogue.affine ?? null, null, this.channels, 1);
-      return depthwiseConv2d(x, h.weight, h.bias, opts, { ...epilogue, affine: null });
-    }
-    return depthwiseConv2d(x, this.weight, null, opts, epilogue);
+    // Depthwise weights [KH, KW, C] have the channel innermost (inner 1).
+    const o = this.half.operands(x, this.weight, null, epilogue, this.channels, 1);
+    return depthwiseConv2d(x, o.weight, o.bias, { stride: this.stride, padding: (this.kernel - 1) / 2, channels }, o.epilogue);
   }
   private readonly half = new HalfWeights(() => this.weight);
   protected override releaseDerived(): void {
@@ -192,20 +215,19 @@ export class ConvTranspose2d extends Module {
     this.bias = this.param('bias', [outChannels], 'plain', constant(outChannels, 0));
   }
   forward(x: Tensor): Tensor {
-    return convTranspose2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, outputPadding: this.outputPadding });
+    return convTranspose2d(x, this.weight, this.bias, this.options);
   }
   /** Inference: the transposed convolution with an epilogue (a folded BatchNorm absorbs the bias). */
   fused(x: Tensor, epilogue: Epilogue): Tensor {
-    const opts = { stride: this.stride, padding: this.padding, outputPadding: this.outputPadding };
-    if (x.dtype === 'f16') {
-      const h = this.halfWeights(epilogue.affine ?? null);
-      return convTranspose2d(x, h.weight, h.bias, opts, { ...epilogue, affine: null });
-    }
-    return convTranspose2d(x, this.weight, epilogue.affine ? null : this.bias, opts, epilogue);
+    const o = this.operands(x, epilogue);
+    return convTranspose2d(x, o.weight, o.bias, this.options, o.epilogue);
   }
-  /** The f16 inference path's weight [out, k, k, in] on the GPU (output channel outermost) and bias, under a folded BatchNorm. */
-  halfWeights(affine: Tensor | null): { weight: Tensor; bias: Tensor | null } {
-    return this.half.get(this.weight, affine, this.bias, this.outChannels, this.kernel * this.kernel * this.inChannels);
+  /** What its fused kernels take for `x` under `epilogue` (HalfWeights.operands; weight [out, k, k, in] on the GPU). */
+  operands(x: Tensor, epilogue: Epilogue): { weight: Tensor; bias: Tensor | null; epilogue: Epilogue } {
+    return this.half.operands(x, this.weight, this.bias, epilogue, this.outChannels, this.kernel * this.kernel * this.inChannels);
+  }
+  get options(): { stride: number; padding: number; outputPadding: number } {
+    return { stride: this.stride, padding: this.padding, outputPadding: this.outputPadding };
   }
   private readonly half = new HalfWeights(() => this.weight);
   protected override releaseDerived(): void {
@@ -309,9 +331,7 @@ export class ConvBNAct extends Sequential {
     this.act = act;
   }
   override forward(x: Tensor): Tensor {
-    if (canFuse(this, x)) return this.fused(x);
-    const h = this.conv.forward(x);
-    return release(this.bn.forward(h, this.act), h);
+    return canFuse(this, x) ? this.fused(x) : bnActForward(this.conv, this.bn, this.act, x);
   }
   /**
    * Inference: conv + BN + activation (+ extras) in one dispatch. `inputChannels` as Conv2d.fused;
@@ -319,7 +339,7 @@ export class ConvBNAct extends Sequential {
    * depthwise conv's channels, whose input then holds just those).
    */
   fused(x: Tensor, extras: FusedExtras = {}, inputChannels?: [number, number], slice?: [number, number]): Tensor {
-    const epilogue: Epilogue = { affine: this.bn.folded(this.conv.bias), act: this.act, ...extras, paramOffset: slice?.[0] };
+    const epilogue = { ...bnActEpilogue(this.conv.bias, this.bn, this.act, extras), paramOffset: slice?.[0] };
     return this.conv instanceof Conv2d ? this.conv.fused(x, epilogue, inputChannels, slice) : this.conv.fused(x, epilogue, slice);
   }
 }
@@ -337,22 +357,15 @@ export class DeConvBNAct extends Module {
     this.upConv = this.add('up_conv', new Sequential(engine, [this.deconv, this.bn, new Activation(engine, act)]));
   }
   forward(x: Tensor): Tensor {
-    if (canFuse(this, x)) return this.fused(x);
-    const h = this.deconv.forward(x);
-    return release(this.bn.forward(h, this.act), h);
+    return canFuse(this, x) ? this.fused(x) : bnActForward(this.deconv, this.bn, this.act, x);
   }
   /** Inference: deconv + BN + activation in one dispatch, optionally into a channel slice. */
   fused(x: Tensor, extras: FusedExtras = {}): Tensor {
-    return this.deconv.fused(x, { affine: this.bn.folded(this.deconv.bias), act: this.act, ...extras });
+    return this.deconv.fused(x, bnActEpilogue(this.deconv.bias, this.bn, this.act, extras));
   }
   /** Inference: class ids, the argmax over channels of fused(x), without storing the outputs (at most 20 channels). */
   fusedArgmax(x: Tensor): Tensor {
-    const d = this.deconv;
-    const opts = { stride: d.stride, padding: d.padding, outputPadding: d.outputPadding };
-    if (x.dtype === 'f16') {
-      const h = d.halfWeights(this.bn.folded(d.bias));
-      return convTranspose2dArgmax(x, h.weight, h.bias, opts, { act: this.act });
-    }
-    return convTranspose2dArgmax(x, d.weight, null, opts, { affine: this.bn.folded(d.bias), act: this.act });
+    const o = this.deconv.operands(x, bnActEpilogue(this.deconv.bias, this.bn, this.act));
+    return convTranspose2dArgmax(x, o.weight, o.bias, this.deconv.options, o.epilogue);
   }
 }
