@@ -22,6 +22,7 @@ import { Dispatcher } from './dispatch.js';
 import { type KernelTiming, Profiler } from './profiling.js';
 import { TensorStore, checkShape, isTensor } from './tensor-store.js';
 import { MapMode } from './gpu-constants.js';
+import { type PreferView, VariantRegistry } from './variants.js';
 
 export { BIND_GROUP_CACHE_LIMIT } from './dispatch.js';
 export type { KernelTiming } from './profiling.js';
@@ -85,18 +86,28 @@ export class Engine {
   /** While false, ops record no autograd graph (see noGrad). */
   gradEnabled = true;
   /**
-   * Kernel variant overrides for this engine, by name (e.g. `bnReduce: 'workgroup'`; `conv2d`,
-   * `convTranspose`, `depthwise`: 'workgroup' or 'register', see the README); ops pick by adapter
-   * otherwise. For tests, which run every variant, and for tuning.
+   * This engine's kernel variants (engine/variants.ts): every choice ops make between kernels,
+   * its candidates and default rule, the overrides set here (`variants.set('conv2d',
+   * 'workgroup')`; a wrong family or value throws), the autotuner's measured choices, and
+   * `describe()`: which variant runs and why.
    */
-  readonly prefer: Record<string, string> = {};
+  readonly variants: VariantRegistry;
+  /**
+   * The overrides of `variants` as an object, by family (e.g. `prefer.bnReduce = 'workgroup'`;
+   * `delete` clears one). Writes are checked as `variants.set` checks them.
+   */
+  get prefer(): PreferView {
+    return this.variants.prefer();
+  }
   /**
    * Measured kernel choices for this engine, by case key (e.g. a conv2d GEMM's geometry) ->
    * variant (e.g. '16x32@16': a register tile and workgroup size). Filled by `autotune`, saved and
    * loaded with `exportTuning`/`importTuning` (a JSON file in Node: `loadTuningFile`); ops fall
-   * back to their per-adapter defaults for keys not in it.
+   * back to their per-adapter defaults for keys not in it. Held by `variants` (its `tuned`).
    */
-  readonly tuned = new Map<string, string>();
+  get tuned(): Map<string, string> {
+    return this.variants.tuned;
+  }
   /** @internal While autotune records a workload: the tunable cases ops met, by key. */
   tuningSink: Map<string, () => TuningCase> | null = null;
 
@@ -127,6 +138,7 @@ export class Engine {
     this.adapter = init.adapter ?? summarizeDevice(init.device) ?? { vendor: '', architecture: '', device: '', description: 'application device', isSoftware: false };
     this.features = new Set(init.device.features as unknown as Iterable<string>);
     this.limits = init.device.limits;
+    this.variants = new VariantRegistry(this);
     const report = (c: Promise<GPUExecutionError | null>): void => void this.pendingChecks.push(c);
     this.store = new TensorStore(this.device, this.limits, init.scopeContext ?? new StackScopeContext(), report);
     this.dispatcher = new Dispatcher({ device: this.device, limits: this.limits, report, usage: () => this.store.usage() });
