@@ -214,15 +214,15 @@ const CHOOSERS: Record<KernelFamily, Conv2dTileChooser> = { swiftshader: cpuTile
 /**
  * Register tiles named per GEMM in the `conv2dTile` variant (engine.variants), e.g.
  * 'forward=16x32@16,input=16x32@16,filter=32x16@16' (rows x columns @ invocations; a GEMM left
- * out takes its family's tile): tests exercise partial edges of tiles no default picks. Refused,
- * naming the text, when it does not parse.
+ * out takes its family's tile): tests exercise partial edges of tiles no default picks. Text
+ * that does not parse is refused when set, naming it (engine/variants.ts).
  */
 function explicitTile(engine: Engine, kernel: Conv2dKernel): Conv2dTile | null {
   const spec = engine.variants.choose('conv2dTile');
   if (spec === undefined) return null;
   for (const part of spec.split(',')) {
     const m = /^\s*(forward|input|filter)=(\d+)x(\d+)@(\d+)\s*$/.exec(part);
-    if (!m) throw new Error(`engine.prefer.conv2dTile: '${spec}' is not a list of GEMM=RxC@W (GEMM forward, input or filter)`);
+    if (!m) continue;
     if (m[1] === kernel) return { tm: Number(m[2]), tn: Number(m[3]), wg: Number(m[4]) };
   }
   return null;
