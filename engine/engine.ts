@@ -6,8 +6,9 @@
  *
  * The Engine is the public face; its concerns live in helpers it owns: tensor-store.ts (pools,
  * live tensors, scopes), dispatch.ts (pipelines, bind groups, encoder and pass, submit),
- * uniform-arena.ts (uniform blocks) and profiling.ts (timestamp queries). This file keeps the
- * engine's state (open, closed, lost), the tensor API, arenas, captures and the error checks.
+ * uniform-arena.ts (uniform blocks), profiling.ts (timestamp queries) and variants.ts (the
+ * kernel variant registry, `engine.variants`). This file keeps the engine's state (open, closed,
+ * lost), the tensor API, arenas, captures and the error checks.
  */
 import type { TuningCase } from './tune.js';
 import { EngineClosedError, FeatureError, GPUExecutionError, ShapeError, check, fmtShape } from './errors.js';
