@@ -38,16 +38,19 @@ export function withLimits(real: GPUDevice, overrides: Partial<Record<keyof GPUS
  */
 export const lavapipeRun = chooseSoftwareGPU(undefined, process.env) === 'lavapipe';
 
-/** Why a kernel mode is skipped in the lavapipe run (see lavapipeRun), by the candidate it forces. */
+/** Why a kernel mode is skipped in the lavapipe run (see lavapipeRun), by 'family=candidate' or by candidate. */
 const LAVAPIPE_SKIPS: Record<string, string> = {
   workgroup: "the GPU's workgroup-memory kernels compile for seconds each there",
   swiftshader: "SwiftShader's tiles compile for minutes there",
+  // One register-tile table serves SwiftShader and GPUs in these ops (only llvmpipe's differs).
+  'depthwiseTiles=gpu': "the GPUs' depthwise tiles are SwiftShader's, which compile for tens of seconds each there",
+  'convTransposeTiles=gpu': "the GPUs' transposed-convolution tiles are SwiftShader's, which compile for tens of seconds each there",
 };
 
 /** `t`, or for a kernel mode of LAVAPIPE_SKIPS in the lavapipe run, a skip that says why. */
 export function forKernelMode(t: Suite, mode: KernelMode | string | null): (name: string, fn: () => unknown, opts?: { timeoutMs?: number }) => void {
   const value = typeof mode === 'string' ? mode : mode?.value;
-  const why = lavapipeRun && value ? LAVAPIPE_SKIPS[value] : undefined;
+  const why = lavapipeRun && value ? ((mode && typeof mode === 'object' && LAVAPIPE_SKIPS[`${mode.family}=${value}`]) || LAVAPIPE_SKIPS[value]) : undefined;
   if (!why) return t;
   return (name) => t.skip(`${name} (skipped on lavapipe: ${why}; checked on SwiftShader)`);
 }
