@@ -45,12 +45,20 @@ const LAVAPIPE_SKIPS: Record<string, string> = {
   // One register-tile table serves SwiftShader and GPUs in these ops (only llvmpipe's differs).
   'depthwiseTiles=gpu': "the GPUs' depthwise tiles are SwiftShader's, which compile for tens of seconds each there",
   'convTransposeTiles=gpu': "the GPUs' transposed-convolution tiles are SwiftShader's, which compile for tens of seconds each there",
+  'family=gpu': "the gpu family takes the workgroup-memory kernels, which compile for seconds each there",
+  'poolShape=unrolled': "max pooling's unrolled windows compile for minutes there (bench/RESULTS.md)",
 };
+
+/** Why forcing `mode` is skipped in this run (the lavapipe run, see LAVAPIPE_SKIPS), or undefined. */
+export function lavapipeSkip(mode: KernelMode | string | null): string | undefined {
+  if (!lavapipeRun || !mode) return undefined;
+  if (typeof mode === 'string') return LAVAPIPE_SKIPS[mode];
+  return LAVAPIPE_SKIPS[`${mode.family}=${mode.value}`] ?? LAVAPIPE_SKIPS[mode.value];
+}
 
 /** `t`, or for a kernel mode of LAVAPIPE_SKIPS in the lavapipe run, a skip that says why. */
 export function forKernelMode(t: Suite, mode: KernelMode | string | null): (name: string, fn: () => unknown, opts?: { timeoutMs?: number }) => void {
-  const value = typeof mode === 'string' ? mode : mode?.value;
-  const why = lavapipeRun && value ? ((mode && typeof mode === 'object' && LAVAPIPE_SKIPS[`${mode.family}=${value}`]) || LAVAPIPE_SKIPS[value]) : undefined;
+  const why = lavapipeSkip(mode);
   if (!why) return t;
   return (name) => t.skip(`${name} (skipped on lavapipe: ${why}; checked on SwiftShader)`);
 }

@@ -17,7 +17,7 @@ import { sum } from '../engine/ops/basic.js';
 import { programKey } from '../engine/program.js';
 import { VARIANT_FAMILIES, VariantRegistry, type VariantFamilyName, variantCandidates } from '../engine/variants.js';
 import { suite } from './harness.js';
-import { lavapipeRun, randn, testEngine } from './gpu.js';
+import { lavapipeSkip, randn, testEngine } from './gpu.js';
 
 const t = suite('variants');
 
@@ -210,14 +210,8 @@ const MAY_COINCIDE: Partial<Record<VariantFamilyName, string[][]>> = {
   conv2dTiles: [['llvmpipe', 'gpu']],
 };
 
-/**
- * Candidates not forced in the lavapipe run (CANET_SOFTWARE_GPU=lavapipe), as in test/gpu.ts's
- * forKernelMode: SwiftShader's tiles, the GPUs' workgroup-memory kernels (the gpu family takes
- * those) and max pooling's unrolled windows compile for seconds to minutes each there; the
- * SwiftShader run forces them.
- */
-const slowOnLavapipe = (family: VariantFamilyName, value: string): boolean =>
-  lavapipeRun && (value === 'workgroup' || value === 'swiftshader' || (family === 'family' && value === 'gpu') || (family === 'poolShape' && value === 'unrolled'));
+/** Candidates not forced in the lavapipe run: those test/gpu.ts's forKernelMode skips there (checked on SwiftShader). */
+const slowOnLavapipe = (family: VariantFamilyName, value: string): boolean => lavapipeSkip({ family, value }) !== undefined;
 
 for (const family of FAMILIES) {
   const free = variantCandidates(family).length === 0;
