@@ -1,7 +1,7 @@
 /**
  * Adapter and device set-up shared by Node and browsers, and the kernel family of an adapter
- * (swiftshader, llvmpipe or gpu; `engine.prefer.family` and `prefer.<op>Tiles` override it) that
- * picks the default kernels and tiles of the ops.
+ * (swiftshader, llvmpipe or gpu; the `family` and `<op>Tiles` variants of engine.variants
+ * override it) that picks the default kernels and tiles of the ops.
  */
 import type { AdapterSummary } from './engine.js';
 import type { VariantRegistry } from './variants.js';
