@@ -126,7 +126,7 @@ export const VARIANT_FAMILIES = {
     rule: "on for GPUs with the 'subgroups' feature, else off ('on' cannot add the feature)",
   },
   bnReduce: {
-    description: 'how the one-dispatch BatchNorm reductions share a lane (batchnorm.ts)',
+    description: 'how the one-dispatch BatchNorm reductions share a lane (batchnorm/lanes.ts)',
     candidates: {
       serial: 'one invocation walks the lane',
       workgroup: '64 invocations per lane, merged in workgroup memory',
