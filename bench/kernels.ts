@@ -8,7 +8,7 @@
  * winners in the tuning file as `bench/run.js --tune` does, so the fractions are tuned against tuned.
  * Each kernel runs at least N times (default 3, 2 with --quick) and until its runs add up to 2 s
  * (0.5 s with --quick), so short kernels get a median over tens of runs; the median is reported.
- * --kernels picks the convolution kernels (engine.prefer.conv2d, .convTranspose, .depthwise):
+ * --kernels picks the convolution kernels (engine.variants conv2d, convTranspose, depthwise):
  * the adapter's default, the register tiles, the workgroup-memory tiles written for GPUs, or
  * `both`: every case timed with the register kernels and then with the workgroup ones in the same
  * run (the matmul-ceiling fraction of each against its own kind's ceiling).
@@ -93,12 +93,9 @@ export function kernelCases(quick: boolean): Case[] {
 /** Which convolution kernels a run uses: the adapter's choice, or one kind forced. */
 export type KernelKind = 'default' | 'register' | 'workgroup';
 
-/** Forces `kind` on the engine's convolution ops (engine.prefer); 'default' clears it. */
+/** Forces `kind` on the engine's convolution ops (engine.variants); 'default' clears it. */
 function useKernels(engine: Engine, kind: KernelKind): void {
-  for (const key of ['conv2d', 'convTranspose', 'depthwise']) {
-    if (kind === 'default') delete engine.prefer[key];
-    else engine.prefer[key] = kind;
-  }
+  for (const family of ['conv2d', 'convTranspose', 'depthwise'] as const) engine.variants.set(family, kind === 'default' ? undefined : kind);
 }
 
 export interface KernelResult {

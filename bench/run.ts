@@ -5,7 +5,8 @@
  *                     [--peers [tfjs-webgpu,tfjs-wasm]] [--peer-iters N] [--peer-timeout S]
  *                     [--tune [FILE]] [--cpu] [--adapter lavapipe|swiftshader|NAME] [--prefer k=v[,k=v]]
  *                     [--precision f32|f16|f32,f16]
- * --prefer sets kernel variant choices (engine.prefer: subgroups=on|off, bnUnroll=N, family=...).
+ * --prefer sets kernel variant choices (engine.variants: subgroups=on|off, bnUnroll=N, family=...;
+ * an unknown family or value is refused, naming the allowed ones).
  * --adapter lavapipe or swiftshader (also --software NAME) runs on that software GPU even where a
  * hardware adapter exists; another NAME picks the hardware adapter whose description contains it.
  * Protocol: a first run (pipeline compilation included, reported as "first ms"), a warm-up, then
@@ -227,7 +228,7 @@ const BENCH_COMMAND: BenchCommand = {
   --tune [FILE]        autotune kernels into the tuning file first
   --adapter NAME       lavapipe | swiftshader | part of a hardware adapter's name
   --precision P        f32 | f16 | f32,f16 (f16 inference where the adapter has shader-f16; f32,f16 an A/B)
-  --prefer k=v[,k=v]   kernel variant choices (engine.prefer), e.g. subgroups=off,conv2d=workgroup
+  --prefer k=v[,k=v]   kernel variant choices (engine.variants), e.g. subgroups=off,conv2d=workgroup
 Each case reports the first call (compiling included), the median, CPU ms per call, and the same
 for a captured plan (bench/run.ts says how it measures).`,
   flags: ['quick', 'full', 'backbone', 'size', 'batch', 'iters', 'width', 'infer', 'train', 'cpu', 'profile', 'json', 'peers', 'peer-iters', 'peer-timeout', 'precision', 'prefer'],
@@ -398,12 +399,14 @@ function printPeerTable(results: BenchResult[], peers: PeerName[]): void {
 async function main() {
   const args = commandLine(BENCH_COMMAND);
   const engine = await createEngine(engineOptionsFromArgs(args));
-  // --prefer key=value[,key=value]: kernel variant choices (engine.prefer), e.g. subgroups=on,bnUnroll=4.
+  // --prefer family=value[,family=value]: kernel variant choices (engine.variants), e.g.
+  // subgroups=on,bnUnroll=4; variants.set refuses an unknown family or value, naming the allowed ones.
   const prefer = args.get('prefer');
   if (typeof prefer === 'string')
     for (const kv of prefer.split(',')) {
-      const [k, v] = kv.split('=');
-      if (k && v) engine.prefer[k.trim()] = v.trim();
+      const at = kv.indexOf('=');
+      if (at <= 0) throw new Error(`--prefer: '${kv}' is not family=value (families: ${engine.variants.names().join(', ')})`);
+      engine.variants.set(kv.slice(0, at).trim(), kv.slice(at + 1).trim());
     }
   console.log(`adapter: ${describeAdapter(engine)}${typeof prefer === 'string' ? ` (prefer ${prefer})` : ''}`);
   const peers = selectedPeers(args);

@@ -1,9 +1,10 @@
 /**
  * Adapter and device set-up shared by Node and browsers, and the kernel family of an adapter
- * (swiftshader, llvmpipe or gpu; `engine.prefer.family` and `prefer.<op>Tiles` override it) that
- * picks the default kernels and tiles of the ops.
+ * (swiftshader, llvmpipe or gpu; the `family` and `<op>Tiles` variants of engine.variants
+ * override it) that picks the default kernels and tiles of the ops.
  */
 import type { AdapterSummary } from './engine.js';
+import type { VariantRegistry } from './variants.js';
 
 /**
  * Features the engine uses when present; each has a tested fallback. `shader-f16` is requested
@@ -96,24 +97,19 @@ export function adapterFamily(a: AdapterSummary): KernelFamily {
 }
 
 /**
- * The kernel family an engine's kernels follow: its adapter's, unless `engine.prefer.family`
- * names one (tests run the llvmpipe shapes on SwiftShader against the float64 references).
+ * The kernel family an engine's kernels follow: the `family` choice of its variant registry (its
+ * adapter's, unless forced: tests run the llvmpipe shapes on SwiftShader against the float64
+ * references).
  */
-export function kernelFamily(engine: { adapter: AdapterSummary; prefer: Record<string, string> }): KernelFamily {
-  const forced = engine.prefer.family;
-  if (forced === 'swiftshader' || forced === 'llvmpipe' || forced === 'gpu') return forced;
-  return adapterFamily(engine.adapter);
+export function kernelFamily(engine: { variants: VariantRegistry }): KernelFamily {
+  return engine.variants.choose('family');
 }
 
 /**
- * The family whose register tiles one op's kernels take: `engine.prefer[op + 'Tiles']` when set
- * (tests and benchmarks run another family's tiles on this adapter, per engine), else
- * kernelFamily. A value that names no family is refused, naming the key.
+ * The family whose register tiles one op's kernels take: the registry's `conv2dTiles`,
+ * `depthwiseTiles` or `convTransposeTiles` (tests and benchmarks run another family's tiles on
+ * this adapter, per engine), which defaults to kernelFamily.
  */
-export function tileFamily(engine: { adapter: AdapterSummary; prefer: Record<string, string> }, op: 'conv2d' | 'depthwise' | 'convTranspose'): KernelFamily {
-  const key = `${op}Tiles`;
-  const forced = engine.prefer[key];
-  if (forced === undefined) return kernelFamily(engine);
-  if ((KERNEL_FAMILIES as readonly string[]).includes(forced)) return forced as KernelFamily;
-  throw new Error(`engine.prefer.${key} is '${forced}'; it takes a kernel family: ${KERNEL_FAMILIES.join(', ')}`);
+export function tileFamily(engine: { variants: VariantRegistry }, op: 'conv2d' | 'depthwise' | 'convTranspose'): KernelFamily {
+  return engine.variants.choose(op === 'conv2d' ? 'conv2dTiles' : op === 'depthwise' ? 'depthwiseTiles' : 'convTransposeTiles');
 }

@@ -6,6 +6,10 @@
  * candidate variants on scratch inputs of the same shapes and keeps the fastest in
  * `engine.tuned`. Later calls of the same shapes use the winners; other shapes keep the op's
  * per-adapter default. Every candidate is a variant the op's float64 reference tests run.
+ * `engine.tuned` is the table of the engine's variant registry (engine/variants.ts), so
+ * `engine.variants.describe()` lists the tuned shapes under their family beside the overrides and
+ * default rules; forcing conv2d's or convTranspose's kernel kind there (a test, `bench --prefer`)
+ * takes precedence over them.
  *
  * Compiling a candidate is the expensive part on CPU adapters (seconds per large tile on
  * SwiftShader), so tuning is explicit and its result is meant to be saved (`exportTuning`, or

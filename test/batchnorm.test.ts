@@ -74,8 +74,8 @@ function bothLaneModes(name: string, body: (e: Engine) => Promise<void>, opts: {
       }
     });
   }
-  for (const mode of ['serial', 'workgroup', 'workgroup+subgroups'])
-    for (const fuse of ['fused', 'separate']) {
+  for (const mode of ['serial', 'workgroup', 'workgroup+subgroups'] as const)
+    for (const fuse of engine0.variants.candidates('bnFuse')) {
       const title = `${name} [${mode} lanes, ${fuse}]`;
       const sg = mode === 'workgroup+subgroups';
       if (sg && noSubgroups) {

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine } from '../entry/node.js';
 import { convTranspose2d } from '../engine/ops/conv-transpose.js';
 import { suite } from './harness.js';
-import { randn, testEngine, forKernelMode } from './gpu.js';
+import { randn, testEngine, forKernelMode, kernelModes, useKernelMode, modeSuffix, type KernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { convTransposeOutShape, refConvTranspose, refConvTransposeBackward, type ConvTransposeGeometry } from './ref/conv-transpose.js';
 import { checkConvTranspose, mk, CONV_TRANSPOSE_BACKWARD, CONV_TRANSPOSE_FORWARD_KERNELS, CONV_TRANSPOSE_FORWARD_ODD, CONV_TRANSPOSE_FORWARD_UP, type ConvTransposeCase } from './cases/conv-transpose.js';
@@ -20,16 +20,13 @@ import { checkConvTranspose, mk, CONV_TRANSPOSE_BACKWARD, CONV_TRANSPOSE_FORWARD
 const t = suite('conv-transpose');
 
 /**
- * The kernels each test runs: the adapter's (null), llvmpipe's register tiles, or the
- * workgroup-memory GEMMs written for GPUs (conv-transpose-workgroup.ts), forced per engine.
+ * The kernels each test runs: the adapter's (null), then every other candidate of the
+ * convTransposeTiles and convTranspose variants (engine/variants.ts: other families' register
+ * tiles, the workgroup-memory GEMMs written for GPUs, conv-transpose-workgroup.ts), forced per engine.
  */
-const MODES = [null, 'llvmpipe', 'workgroup'] as const;
-function useTiles(e: Engine, mode: (typeof MODES)[number]): void {
-  if (mode === 'llvmpipe') e.prefer.convTransposeTiles = 'llvmpipe';
-  else delete e.prefer.convTransposeTiles;
-  if (mode === 'workgroup') e.prefer.convTranspose = 'workgroup';
-  else delete e.prefer.convTranspose;
-}
+const FAMILIES = ['convTransposeTiles', 'convTranspose'] as const;
+const MODES = kernelModes(await testEngine(), ...FAMILIES);
+const useTiles = (e: Engine, mode: KernelMode | null): void => useKernelMode(e, mode, FAMILIES);
 
 t('reference: hand-computed 2x2 input, 2x2 filter, stride 2/1, padding, output padding, two channels', () => {
   const x = [1, 2, 3, 4];
@@ -69,7 +66,7 @@ t('reference backward equals central differences of the reference forward', () =
 });
 
 for (const mode of MODES)
-  forKernelMode(t, mode)(`forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17, 37 and 8, 12 (vec4), batch 1/2/3, 7x9, 5x7 and 33x17 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward k3 s2 p1 op1 (CANet up1/up2): channels 1, 3, 5, 17, 37 and 8, 12 (vec4), batch 1/2/3, 7x9, 5x7 and 33x17 (rel err < 1e-4)${modeSuffix(mode)}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {
@@ -80,7 +77,7 @@ for (const mode of MODES)
   });
 
 for (const mode of MODES)
-  forKernelMode(t, mode)(`forward k15 s8 p7 op7 (CANet x8 head), k4 s2 p1, k2 s2 p0, stride 1, padding 0/1 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward k15 s8 p7 op7 (CANet x8 head), k4 s2 p1, k2 s2 p0, stride 1, padding 0/1 (rel err < 1e-4)${modeSuffix(mode)}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {
@@ -91,7 +88,7 @@ for (const mode of MODES)
   });
 
 for (const mode of MODES)
-  forKernelMode(t, mode)(`forward: non-square kernel/stride/padding, a stride phase with no taps (k1 s2), large padding (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward: non-square kernel/stride/padding, a stride phase with no taps (k1 s2), large padding (rel err < 1e-4)${modeSuffix(mode)}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {
@@ -102,7 +99,7 @@ for (const mode of MODES)
   });
 
 for (const mode of MODES)
-  forKernelMode(t, mode)(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)${modeSuffix(mode)}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {

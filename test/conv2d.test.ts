@@ -16,7 +16,8 @@ import { Engine, ShapeError, backward } from '../entry/node.js';
 import { type Conv2dOptions, conv2d, conv2dOutputSize } from '../engine/ops/conv2d.js';
 import { kernelFamily } from '../engine/device-common.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
+import { expectClose, randn, testEngine, forKernelMode, kernelModes, useKernelMode, withVariants } from './gpu.js';
+import type { VariantFamilyName } from '../engine/variants.js';
 import { gradCheck } from './gradcheck.js';
 import { refConv2d } from './ref/conv.js';
 import { add, sum } from '../engine/ops/basic.js';
@@ -150,35 +151,37 @@ t('conv2dOutputSize follows floor((H + 2p - d(k-1) - 1)/s) + 1 and rejects empty
  */
 const tCpuTiles = forKernelMode(t, 'swiftshader');
 
-/** Runs `fn` with `prefer` set on the engine (kernel choices are per engine), then unset. */
-async function withPrefer(e: Engine, prefer: Record<string, string>, fn: () => Promise<void>): Promise<void> {
-  Object.assign(e.prefer, prefer);
-  try {
-    await fn();
-  } finally {
-    for (const k of Object.keys(prefer)) delete e.prefer[k];
-  }
-}
+/** Runs `fn` with `prefer` set on the engine's variants (kernel choices are per engine), then unset. */
+const withPrefer = (e: Engine, prefer: { [F in VariantFamilyName]?: string }, fn: () => Promise<void>): Promise<void> => withVariants(e, prefer, fn);
 
 /**
- * Runs `fn` with one kernel class forced: the register tiles of an adapter family
- * (engine.prefer.conv2dTiles) or the workgroup-memory tiles of conv2d-workgroup.ts (engine.prefer.conv2d).
+ * The kernel classes the forward and gradient tests run: the engine's defaults (null), then every
+ * other candidate of the conv2dTiles and conv2d variants (engine/variants.ts): the register tiles
+ * of the other adapter families, the workgroup-memory tiles of conv2d-workgroup.ts.
  */
-const withTiles = (e: Engine, cls: 'gpu' | 'cpu' | 'llvmpipe' | 'workgroup', fn: () => Promise<void>): Promise<void> =>
-  withPrefer(e, cls === 'workgroup' ? { conv2d: 'workgroup' } : { conv2dTiles: cls === 'cpu' ? 'swiftshader' : cls }, fn);
+const FAMILIES = ['conv2dTiles', 'conv2d'] as const;
 
-for (const cls of ['gpu', 'cpu', 'llvmpipe', 'workgroup'] as const) {
-  const tt = forKernelMode(t, cls === 'cpu' ? 'swiftshader' : cls);
+for (const mode of kernelModes(await testEngine(), ...FAMILIES)) {
+  const tt = forKernelMode(t, mode);
+  const cls = mode ? `${mode.family}=${mode.value}` : 'default';
+  const withTiles = async (e: Engine, fn: () => Promise<void>): Promise<void> => {
+    useKernelMode(e, mode, FAMILIES);
+    try {
+      await fn();
+    } finally {
+      useKernelMode(e, null, FAMILIES);
+    }
+  };
   tt(`forward matches float64 (rel err < 1e-4), ${cls} tiles`, async () => {
     const e = await testEngine();
-    await withTiles(e, cls, async () => {
+    await withTiles(e, async () => {
       for (const [k, c] of FORWARD.entries()) await checkForward(e, c, 100 + k);
     });
   });
 
   tt(`gradients of x, w and bias vs finite differences (< 1e-3), ${cls} tiles`, async () => {
     const e = await testEngine();
-    await withTiles(e, cls, async () => {
+    await withTiles(e, async () => {
       for (const [k, c] of GRADS.entries()) await checkGrads(e, c, 200 + k);
     });
   });
@@ -210,12 +213,10 @@ t('forced tiles are per engine: engine.prefer.conv2dTiles names a family and con
   const x = e.tensor(randn(2 * 5 * 5 * 4, 1), [2, 5, 5, 4]);
   const w = e.tensor(randn(6 * 3 * 3 * 4, 2), [6, 3, 3, 4]);
   try {
-    await withPrefer(e, { conv2dTiles: 'bogus' }, async () => {
-      assert.throws(() => conv2d(x, w, null), /engine\.prefer\.conv2dTiles is 'bogus'; it takes a kernel family: swiftshader, llvmpipe, gpu/);
-    });
-    await withPrefer(e, { conv2dTile: 'forward=16by32' }, async () => {
-      assert.throws(() => conv2d(x, w, null), /engine\.prefer\.conv2dTile: 'forward=16by32' is not a list of GEMM=RxC@W/);
-    });
+    // Refused when set (it used to be when a conv2d ran), and nothing is forced then.
+    assert.throws(() => (e.prefer.conv2dTiles = 'bogus' as never), /engine\.prefer\.conv2dTiles is 'bogus'; it takes a kernel family: swiftshader, llvmpipe, gpu/);
+    assert.throws(() => (e.prefer.conv2dTile = 'forward=16by32'), /engine\.prefer\.conv2dTile: 'forward=16by32' is not a list of GEMM=RxC@W/);
+    assert.equal(e.variants.overridden(), {});
     // The same call with explicit tiles and with the family's: other kernels, the same numbers.
     const variants: string[] = [];
     const run = e.run;

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine } from '../entry/node.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import { suite } from './harness.js';
-import { randn, testEngine, forKernelMode } from './gpu.js';
+import { randn, testEngine, forKernelMode, kernelModes, useKernelMode, modeSuffix, type KernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { depthwiseOutShape, refDepthwise, refDepthwiseBackward, type DepthwiseGeometry } from './ref/depthwise.js';
 import { checkDepthwise, DEPTHWISE_BACKWARD, DEPTHWISE_FORWARD_3X3, DEPTHWISE_FORWARD_ODD } from './cases/depthwise.js';
@@ -18,16 +18,13 @@ import { checkDepthwise, DEPTHWISE_BACKWARD, DEPTHWISE_FORWARD_3X3, DEPTHWISE_FO
 const t = suite('depthwise');
 
 /**
- * The forward kernels the forward tests run: the adapter's (null), llvmpipe's register tiles, or
- * the workgroup-memory kernel written for GPUs (depthwise-workgroup.ts), forced per engine.
+ * The forward kernels the forward tests run: the adapter's (null), then every other candidate of
+ * the depthwiseTiles and depthwise variants (engine/variants.ts: other families' register tiles,
+ * the workgroup-memory kernel written for GPUs), forced per engine.
  */
-const MODES = [null, 'llvmpipe', 'workgroup'] as const;
-function useTiles(e: Engine, mode: (typeof MODES)[number]): void {
-  if (mode === 'llvmpipe') e.prefer.depthwiseTiles = 'llvmpipe';
-  else delete e.prefer.depthwiseTiles;
-  if (mode === 'workgroup') e.prefer.depthwise = 'workgroup';
-  else delete e.prefer.depthwise;
-}
+const FAMILIES = ['depthwiseTiles', 'depthwise'] as const;
+const MODES = kernelModes(await testEngine(), ...FAMILIES);
+const useTiles = (e: Engine, mode: KernelMode | null): void => useKernelMode(e, mode, FAMILIES);
 
 t('reference: hand-computed 3x3 image, 2x2 filter, two channels, stride/padding/bias', () => {
   // Channel 0 of x is 1..9, channel 1 is 10 * that; filter 0 = [[1, 0], [0, -1]] (x[i, j] - x[i+1, j+1]),
@@ -66,7 +63,7 @@ t('reference backward equals central differences of the reference forward', () =
 });
 
 for (const mode of MODES)
-  forKernelMode(t, mode)(`forward 3x3: channels 1, 3, 5, 17 (scalar) and 8, 96 (vec4), stride 1/2, padding 0/1, batch 1/3, 7x9 and 33x17 (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward 3x3: channels 1, 3, 5, 17 (scalar) and 8, 96 (vec4), stride 1/2, padding 0/1, batch 1/3, 7x9 and 33x17 (rel err < 1e-4)${modeSuffix(mode)}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {
@@ -77,7 +74,7 @@ for (const mode of MODES)
   });
 
 for (const mode of MODES)
-  forKernelMode(t, mode)(`forward: dilation 2, non-square kernels and strides, large padding, 1-pixel outputs (rel err < 1e-4)${mode ? `, ${mode} tiles` : ''}`, async () => {
+  forKernelMode(t, mode)(`forward: dilation 2, non-square kernels and strides, large padding, 1-pixel outputs (rel err < 1e-4)${modeSuffix(mode)}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
     try {
@@ -87,10 +84,11 @@ for (const mode of MODES)
     }
   });
 
-for (const llvm of [false, true])
-  t(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward shapes (dx < 1e-4, dw/db < 2e-4)${llvm ? ', llvmpipe tiles' : ''}`, async () => {
+// The backward kernels have register tiles only: every tile family's (the workgroup kernel is a forward).
+for (const mode of MODES.filter((m) => m?.family !== 'depthwise'))
+  forKernelMode(t, mode)(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward shapes (dx < 1e-4, dw/db < 2e-4)${modeSuffix(mode)}`, async () => {
     const e = await testEngine();
-    useTiles(e, llvm ? 'llvmpipe' : null);
+    useTiles(e, mode);
     try {
       for (const { c, seed } of DEPTHWISE_BACKWARD) await checkDepthwise(e, c, seed, true);
     } finally {

@@ -31,7 +31,7 @@ import { expectClose, randn, testEngine, forKernelMode } from './gpu.js';
  */
 async function useFamily(family: 'llvmpipe' | 'workgroup' | null): Promise<void> {
   const e = await testEngine();
-  for (const key of ['family', 'conv2d', 'convTranspose', 'depthwise']) delete e.prefer[key];
+  for (const key of ['family', 'conv2d', 'convTranspose', 'depthwise'] as const) delete e.prefer[key];
   if (family === 'workgroup') e.prefer.conv2d = e.prefer.convTranspose = e.prefer.depthwise = 'workgroup';
   else if (family) e.prefer.family = family;
 }

@@ -1,5 +1,6 @@
 /** One engine shared by the tests in a process (device creation is the slow part). */
 import { chooseSoftwareGPU, createEngine, softwareDriverName, type Engine } from '../entry/node.js';
+import type { VariantFamilyName } from '../engine/variants.js';
 import type { Suite } from './harness.js';
 
 export { rng, randn, expectClose } from './check.js';
@@ -37,15 +38,27 @@ export function withLimits(real: GPUDevice, overrides: Partial<Record<keyof GPUS
  */
 export const lavapipeRun = chooseSoftwareGPU(undefined, process.env) === 'lavapipe';
 
-/** Why a kernel mode is skipped in the lavapipe run (see lavapipeRun). */
+/** Why a kernel mode is skipped in the lavapipe run (see lavapipeRun), by 'family=candidate' or by candidate. */
 const LAVAPIPE_SKIPS: Record<string, string> = {
   workgroup: "the GPU's workgroup-memory kernels compile for seconds each there",
   swiftshader: "SwiftShader's tiles compile for minutes there",
+  // One register-tile table serves SwiftShader and GPUs in these ops (only llvmpipe's differs).
+  'depthwiseTiles=gpu': "the GPUs' depthwise tiles are SwiftShader's, which compile for tens of seconds each there",
+  'convTransposeTiles=gpu': "the GPUs' transposed-convolution tiles are SwiftShader's, which compile for tens of seconds each there",
+  'family=gpu': "the gpu family takes the workgroup-memory kernels, which compile for seconds each there",
+  'poolShape=unrolled': "max pooling's unrolled windows compile for minutes there (bench/RESULTS.md)",
 };
 
+/** Why forcing `mode` is skipped in this run (the lavapipe run, see LAVAPIPE_SKIPS), or undefined. */
+export function lavapipeSkip(mode: KernelMode | string | null): string | undefined {
+  if (!lavapipeRun || !mode) return undefined;
+  if (typeof mode === 'string') return LAVAPIPE_SKIPS[mode];
+  return LAVAPIPE_SKIPS[`${mode.family}=${mode.value}`] ?? LAVAPIPE_SKIPS[mode.value];
+}
+
 /** `t`, or for a kernel mode of LAVAPIPE_SKIPS in the lavapipe run, a skip that says why. */
-export function forKernelMode(t: Suite, mode: string | null): (name: string, fn: () => unknown, opts?: { timeoutMs?: number }) => void {
-  const why = lavapipeRun && mode ? LAVAPIPE_SKIPS[mode] : undefined;
+export function forKernelMode(t: Suite, mode: KernelMode | string | null): (name: string, fn: () => unknown, opts?: { timeoutMs?: number }) => void {
+  const why = lavapipeSkip(mode);
   if (!why) return t;
   return (name) => t.skip(`${name} (skipped on lavapipe: ${why}; checked on SwiftShader)`);
 }
@@ -64,4 +77,42 @@ export async function browserPeerEngine(): Promise<Engine> {
   if (softwareDriverName(shared.adapter) === 'SwiftShader') return shared;
   swiftShader ??= createEngine({ quiet: true, forceSoftware: true, software: 'swiftshader' });
   return swiftShader;
+}
+
+/** One candidate of one kernel variant family (engine/variants.ts) forced on an engine; null: the adapter's defaults. */
+export interface KernelMode {
+  family: VariantFamilyName;
+  value: string;
+}
+
+/**
+ * The kernel modes a test runs: null (the engine's defaults), then every candidate of `families`
+ * that `e` does not take by default (the null mode runs those). The candidates come from the
+ * engine's variant registry, so a candidate registered there is tested here without editing the
+ * tests.
+ */
+export function kernelModes(e: Engine, ...families: VariantFamilyName[]): (KernelMode | null)[] {
+  const modes: (KernelMode | null)[] = [null];
+  for (const family of families)
+    for (const value of e.variants.candidates(family)) if (value !== e.variants.defaultOf(family)) modes.push({ family, value });
+  return modes;
+}
+
+/** Clears the overrides of `families` on `e`, then forces `mode` (null: the defaults). */
+export function useKernelMode(e: Engine, mode: KernelMode | null, families: readonly VariantFamilyName[]): void {
+  for (const family of families) e.variants.clear(family);
+  if (mode) e.variants.set(mode.family, mode.value);
+}
+
+/** A mode in a test's title: ', conv2d=workgroup', or '' for the defaults. */
+export const modeSuffix = (mode: KernelMode | null): string => (mode ? `, ${mode.family}=${mode.value}` : '');
+
+/** Runs `fn` with `overrides` forced on `e` (checked by the registry), then clears them. */
+export async function withVariants<T>(e: Engine, overrides: { [F in VariantFamilyName]?: string }, fn: () => Promise<T>): Promise<T> {
+  for (const [family, value] of Object.entries(overrides)) e.variants.set(family, value);
+  try {
+    return await fn();
+  } finally {
+    for (const family of Object.keys(overrides)) e.variants.clear(family);
+  }
 }

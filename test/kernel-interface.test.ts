@@ -32,6 +32,7 @@ import { suite } from './harness.js';
 import { randn, testEngine } from './gpu.js';
 import { type Dispatched, checkPrograms, collectPrograms, dispatched, programProblems, sectionCoverage, textDefineUses } from './kernel-interface-checks.js';
 import { generatedSpec, section } from '../engine/ops/shader.js';
+import type { PreferView } from '../engine/variants.js';
 
 const t = suite('kernel-interface');
 const engine0 = await testEngine();
@@ -233,7 +234,7 @@ function convFamilyCalls(e: Engine): void {
       conv2d(x, w, b, { padding: 1 }, ep);
       convTranspose2d(x, w, b, { padding: 1 }, ep);
       depthwiseConv2d(x, tensor(e, [3, 3, 8], 30), b, { padding: 1 }, ep);
-      for (const key of ['conv2d', 'convTranspose', 'depthwise']) delete e.prefer[key];
+      for (const key of ['conv2d', 'convTranspose', 'depthwise'] as const) delete e.prefer[key];
       depthwiseConv2d(x, tensor(e, [3, 3, 8], 30), b, { padding: 1 }, ep);
       // Transposed conv: stride 1, so the output has the input's size.
       convTranspose2d(x, w, b, { padding: 1 }, ep);
@@ -294,9 +295,9 @@ function convFamilyCalls(e: Engine): void {
   };
   // [bnReduce, bnFuse, more prefer]: subgroup merges where the adapter has them, and the lane
   // loop both unrolled (SwiftShader) and not (llvmpipe).
-  const modes: [string | undefined, string | undefined, Record<string, string>?][] = [[undefined, undefined], ['serial', 'fused'], ['serial', 'separate'], ['workgroup', 'fused'], ['workgroup', 'separate'], ['chunked', undefined],
+  const modes: [PreferView['bnReduce'], PreferView['bnFuse'], PreferView?][] = [[undefined, undefined], ['serial', 'fused'], ['serial', 'separate'], ['workgroup', 'fused'], ['workgroup', 'separate'], ['chunked', undefined],
     ['serial', 'fused', { bnUnroll: '1' }], ['serial', 'fused', { bnUnroll: '4' }],
-    ...(e.features.has('subgroups') ? [['workgroup', 'fused', { subgroups: 'on' }], ['workgroup', 'separate', { subgroups: 'on' }]] as [string, string, Record<string, string>][] : [])];
+    ...(e.features.has('subgroups') ? [['workgroup', 'fused', { subgroups: 'on' }], ['workgroup', 'separate', { subgroups: 'on' }]] as [PreferView['bnReduce'], PreferView['bnFuse'], PreferView][] : [])];
   for (const [reduce, fuse, more] of modes) {
     if (reduce) e.prefer.bnReduce = reduce;
     if (fuse) e.prefer.bnFuse = fuse;
@@ -326,7 +327,7 @@ function convFamilyCalls(e: Engine): void {
     } finally {
       delete e.prefer.bnReduce;
       delete e.prefer.bnFuse;
-      for (const k of Object.keys(more ?? {})) delete e.prefer[k];
+      for (const k of Object.keys(more ?? {})) e.variants.clear(k);
     }
   }
   e.noGrad(() => {

@@ -86,7 +86,7 @@ const POOL_SHAPES: number[][] = [[1, 7, 9, 3], [3, 7, 9, 5], [1, 33, 17, 17], [3
 // 'rolled' rows on llvmpipe). On lavapipe only its own: the unrolled windows take minutes to
 // compile there from a cold cache (bench/RESULTS.md), and they are checked on SwiftShader.
 const engine0 = await testEngine();
-const poolShapes = kernelFamily(engine0) === 'llvmpipe' ? ['rolled'] : ['unrolled', 'rolled'];
+const poolShapes = kernelFamily(engine0) === 'llvmpipe' ? [engine0.variants.defaultOf('poolShape')] : engine0.variants.candidates('poolShape');
 for (const poolShape of poolShapes)
   t(`maxPool2d forward matches float64 exactly, with and without saving indices [${poolShape}]`, async () => {
     const e = await testEngine();

@@ -33,9 +33,9 @@ if (noSubgroups) console.log(`subgroups: the subgroup variants are skipped: ${no
 const f32 = (a: Float64Array): Float64Array => Float64Array.from(Float32Array.from(a));
 const up = (e: Engine, d: Float64Array, shape: number[]): Tensor => e.tensor(Float32Array.from(d), shape);
 
-/** Registers `body` with subgroups on and off; checks which kernels ran. */
+/** Registers `body` with each candidate of the subgroups variant (on, off); checks which kernels ran. */
 function bothVariants(name: string, body: (e: Engine) => Promise<void>): void {
-  for (const mode of ['on', 'off'] as const) {
+  for (const mode of engine0.variants.candidates('subgroups')) {
     const title = `${name} [subgroups ${mode}]`;
     if (mode === 'on' && noSubgroups) {
       t.skip(`${title} (skipped: ${noSubgroups})`);

@@ -83,7 +83,7 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   // C % 4 == 0 (vec4 lanes) or, in training with the elementwise pass fused, for any C (scalar
   // lanes: the 1- and 19-channel layers). Otherwise the chunked passes and a separate activation op.
   const fuse = fuseLanePass(engine, laneReduce(engine), geo);
-  const lanes = engine.prefer.bnReduce !== 'chunked' && (geo.c % 4 === 0 || (training && fuse));
+  const lanes = engine.variants.choose('bnReduce') !== 'chunked' && (geo.c % 4 === 0 || (training && fuse));
   const residual = opts.residual ?? null;
   if (residual) {
     checkOperands(op, residual);

@@ -13,7 +13,6 @@
  */
 import type { Engine } from '../engine.js';
 import type { Tensor } from '../tensor.js';
-import { kernelFamily } from '../device-common.js';
 import type { Geometry } from './conv2d.js';
 import { defaultGemmTile, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram } from './conv2d-workgroup.js';
 import type { Epilogue } from './epilogue.js';
@@ -27,13 +26,14 @@ export interface TransposeGeometry {
 }
 
 /**
- * Whether the transposed convolution runs these kernels: `engine.prefer.convTranspose`
- * 'workgroup' or 'register' when set, else on real GPUs unless the autotuner measured a register
- * tile faster for this kernel (`registerTuned`; see conv-transpose.ts's tuning candidates).
+ * Whether the transposed convolution runs these kernels: the `convTranspose` variant when forced
+ * (engine.variants), else its default (real GPUs) unless the autotuner measured a register tile
+ * faster for this kernel (`registerTuned`; see conv-transpose.ts's tuning candidates).
  */
 export function convTransposeUsesWorkgroup(engine: Engine, registerTuned: boolean): boolean {
-  const prefer = engine.prefer.convTranspose;
-  return prefer === 'workgroup' || (prefer !== 'register' && !registerTuned && kernelFamily(engine) === 'gpu');
+  const prefer = engine.variants.override('convTranspose');
+  if (prefer !== undefined) return prefer === 'workgroup';
+  return !registerTuned && engine.variants.defaultOf('convTranspose') === 'workgroup';
 }
 
 /** A conv2d geometry (groups 1, dilation 1, no slices) from its parts. */

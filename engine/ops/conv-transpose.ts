@@ -250,7 +250,7 @@ const LLVM_FORWARD = { th: 2, tp: 2 };
 const LLVM_FILTER_ACC = 32;
 const LLVM_INPUT = { th: 1, tw: 2 };
 
-/** Whether this engine's transposed convolutions take the llvmpipe tiles (its family, or `engine.prefer.convTransposeTiles`). */
+/** Whether this engine's transposed convolutions take the llvmpipe tiles (its family, or the `convTransposeTiles` variant). */
 const llvmTiles = (engine: Engine): boolean => tileFamily(engine, 'convTranspose') === 'llvmpipe';
 
 function defaultForwardTiles(g: Geometry, tco: number): { th: number; tp: number } {

@@ -3,7 +3,7 @@
  * workgroup-memory tiles, for real GPUs (the kernels at the end of this file). The same GEMM
  * decomposition as the register-tile kernels of conv2d.ts, which stay the default on CPU adapters
  * (SwiftShader, llvmpipe: workgroup memory and barriers are slow there, SWIFTSHADER.md); conv2d.ts
- * picks between them (`chooseTile`: `engine.prefer.conv2d`, a tuned variant, the adapter family)
+ * picks between them (`chooseTile`: the `conv2d` variant of engine.variants, a tuned variant, the adapter family)
  * and keeps validation, autograd and the tuning cases.
  *
  * The transposed convolutions reuse these GEMMs (conv-transpose-workgroup.ts): a transposed

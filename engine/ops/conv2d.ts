@@ -211,25 +211,25 @@ const llvmTile: Conv2dTileChooser = (kernel, m, n, vm, vn, flops) => {
 const CHOOSERS: Record<KernelFamily, Conv2dTileChooser> = { swiftshader: cpuTile, llvmpipe: llvmTile, gpu: gpuTile };
 
 /**
- * Register tiles named per GEMM in `engine.prefer.conv2dTile`, e.g.
+ * Register tiles named per GEMM in the `conv2dTile` variant (engine.variants), e.g.
  * 'forward=16x32@16,input=16x32@16,filter=32x16@16' (rows x columns @ invocations; a GEMM left
- * out takes its family's tile): tests exercise partial edges of tiles no default picks. Refused,
- * naming the text, when it does not parse.
+ * out takes its family's tile): tests exercise partial edges of tiles no default picks. Text
+ * that does not parse is refused when set, naming it (engine/variants.ts).
  */
 function explicitTile(engine: Engine, kernel: Conv2dKernel): Conv2dTile | null {
-  const spec = engine.prefer.conv2dTile;
+  const spec = engine.variants.choose('conv2dTile');
   if (spec === undefined) return null;
   for (const part of spec.split(',')) {
     const m = /^\s*(forward|input|filter)=(\d+)x(\d+)@(\d+)\s*$/.exec(part);
-    if (!m) throw new Error(`engine.prefer.conv2dTile: '${spec}' is not a list of GEMM=RxC@W (GEMM forward, input or filter)`);
+    if (!m) continue;
     if (m[1] === kernel) return { tm: Number(m[2]), tn: Number(m[3]), wg: Number(m[4]) };
   }
   return null;
 }
 
 /**
- * The tile without measurements: the one `engine.prefer.conv2dTile` names, else the family's
- * (`engine.prefer.conv2dTiles` forces a family on this engine, see tileFamily).
+ * The tile without measurements: the one the `conv2dTile` variant names, else the family's
+ * (the `conv2dTiles` variant forces a family on this engine, see tileFamily).
  */
 function defaultTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile {
   return explicitTile(engine, kernel) ?? CHOOSERS[tileFamily(engine, 'conv2d')](kernel, m, n, vm, vn, convFlops(g), g.kh * g.kw);
@@ -237,18 +237,18 @@ function defaultTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: numbe
 
 /**
  * The kernel of one GEMM: a register tile (conv2d.ts) or a workgroup-memory tile
- * (conv2d-workgroup.ts). `engine.prefer.conv2d` 'workgroup' or 'register' forces the kind (tests
- * run both on every adapter); else a measured variant in engine.tuned; else the adapter family's
- * default: workgroup tiles on real GPUs, register tiles on CPU adapters.
+ * (conv2d-workgroup.ts). The `conv2d` variant forced to 'workgroup' or 'register' decides (tests
+ * run both on every adapter); else a measured variant in engine.tuned; else the variant's default
+ * rule (engine/variants.ts): workgroup tiles on real GPUs, register tiles on CPU adapters.
  */
 function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number, n: number, vm: number, vn: number): Conv2dTile | GemmTile {
-  const prefer = engine.prefer.conv2d;
+  const variants = engine.variants;
+  const prefer = variants.override('conv2d');
   if (prefer === 'workgroup') return defaultGemmTile(kernel, m, n);
   const byAdapter = defaultTile(engine, kernel, g, m, n, vm, vn);
   // Forced register tiles (a family or explicit tiles) are what a test asked for: no tuning, no GEMM.
-  if (prefer === 'register' || engine.prefer.conv2dTiles !== undefined || engine.prefer.conv2dTile !== undefined) return byAdapter;
-  const gpu = kernelFamily(engine) === 'gpu';
-  const dflt = gpu ? defaultGemmTile(kernel, m, n) : byAdapter;
+  if (prefer === 'register' || variants.override('conv2dTiles') !== undefined || variants.override('conv2dTile') !== undefined) return byAdapter;
+  const dflt = variants.defaultOf('conv2d') === 'workgroup' ? defaultGemmTile(kernel, m, n) : byAdapter;
   const tuned = parseTile(engine, () => tileKey(kernel, g), (key) => tuningCase(engine, key, kernel, g, tileCandidates(engine, dflt, kernel, m, n, vm, vn)));
   // A measured tile that does not fit these vector widths (a hand-edited table) is ignored.
   if (tuned) return tuned.tm % vm === 0 && tuned.tn % vn === 0 ? tuned : dflt;

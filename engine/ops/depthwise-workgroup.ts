@@ -7,7 +7,6 @@
 import type { Engine } from '../engine.js';
 import { type Program, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
-import { kernelFamily } from '../device-common.js';
 import { type Epilogue, epiloguePlan } from './epilogue.js';
 import { generatedSpec } from './shader.js';
 import type { Geometry } from './depthwise.js';
@@ -26,15 +25,14 @@ const pow2AtLeast = (v: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, 
 const span = (outs: number, k: number, s: number, d: number): number => (outs - 1) * s + (k - 1) * d + 1;
 
 /**
- * The tile, or null for the register kernel: `engine.prefer.depthwise` 'workgroup' or 'register'
- * when set, else workgroup tiles on real GPUs only. 8 channel vectors (32 channels: 128 contiguous
+ * The tile, or null for the register kernel: the `depthwise` variant (engine.variants: forced,
+ * else workgroup tiles on real GPUs only). 8 channel vectors (32 channels: 128 contiguous
  * bytes of an NHWC pixel) by 8 columns, fewer channels where the layer has fewer (more columns
  * then, 32-64 invocations); as many rows (8 down to 1) as keep the patch within 16 KiB (and the
  * device's limit). Null when one row does not fit (a huge dilated window).
  */
 export function depthwiseWorkgroupTile(engine: Engine, g: Geometry): DepthwiseWorkgroupTile | null {
-  const prefer = engine.prefer.depthwise;
-  if (prefer === 'register' || (prefer !== 'workgroup' && kernelFamily(engine) !== 'gpu')) return null;
+  if (engine.variants.choose('depthwise') !== 'workgroup') return null;
   const ct = Math.min(8, pow2AtLeast(g.c / g.vec));
   const tow = Math.min(32, Math.max(8, 64 / ct));
   const budget = Math.min(16384, engine.limits.maxComputeWorkgroupStorageSize);

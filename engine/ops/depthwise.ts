@@ -74,7 +74,7 @@ const TILES: Record<KernelFamily, DepthwiseTiles> = {
   llvmpipe: { fwdH: 2, fwdW: 2, strided: [1, 2], bwdInput: 2 },
 };
 
-/** The engine's tiles: its family's, or the family `engine.prefer.depthwiseTiles` names (tests). */
+/** The engine's tiles: its family's, or the family the `depthwiseTiles` variant names (tests). */
 const tilesOf = (engine: Tensor['engine']): DepthwiseTiles => TILES[tileFamily(engine, 'depthwise')];
 /**
  * Filter-gradient invocations to aim for: enough to fill a GPU, few enough partials to sum

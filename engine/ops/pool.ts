@@ -8,7 +8,6 @@ import { check, checkInt, checkOperands, fmtShape } from '../errors.js';
 import { grid1d, read, readWrite } from '../program.js';
 import type { Tensor } from '../tensor.js';
 import { type Interface, WG, generatedSpec, lines, main1d } from './shader.js';
-import { kernelFamily } from '../device-common.js';
 import { SG_WG, subgroupMain, useSubgroups, workgroupSumWgsl } from './subgroup.js';
 
 /** Pixels per loop iteration in the global reductions (unrolled). */
@@ -283,9 +282,9 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions): Tensor {
   const area = kh * kw;
   // llvmpipe (lavapipe) JIT-compiles each kernel at its first dispatch, and compile time grows with
   // the unrolled window: there one output per invocation and a loop over the window rows (only
-  // the kw taps of a row unrolled). `engine.prefer.poolShape` ('unrolled' | 'rolled') forces one.
-  // Measured in bench/RESULTS.md (2026-12-06, max pool on a cold lavapipe).
-  const rolled = engine.prefer.poolShape === 'rolled' || (engine.prefer.poolShape !== 'unrolled' && kernelFamily(engine) === 'llvmpipe');
+  // the kw taps of a row unrolled): the `poolShape` variant's default (engine.variants), which an
+  // override forces. Measured in bench/RESULTS.md (2026-12-06, max pool on a cold lavapipe).
+  const rolled = engine.variants.choose('poolShape') === 'rolled';
   const owp = rolled ? 1 : Math.min(area <= 16 ? 4 : area <= 49 ? 2 : 1, 1 << Math.ceil(Math.log2(wo)));
   const owBlocks = Math.ceil(wo / owp);
   const y = engine.empty([n, ho, wo, c], 'f32');

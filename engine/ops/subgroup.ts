@@ -5,34 +5,25 @@
  * and the FCA channel pooling have a variant in which a workgroup reduces one output with
  * `subgroupAdd` / `subgroupMax`, one barrier and one pass over per-subgroup slots, instead of a
  * tree in workgroup memory or one invocation walking everything. The existing kernels stay the
- * tested fallback; tests force both (`engine.prefer.subgroups = 'on' | 'off'`).
+ * tested fallback; tests force both (`engine.variants.set('subgroups', 'on' | 'off')`).
  *
  * Subgroup size varies by adapter (SwiftShader 4, lavapipe 8 with AVX2, GPUs 16-128) and WebGPU
  * does not say how invocations map onto subgroups, so nothing here depends on either: each
  * subgroup's first invocation stores its subgroup's result at its own local index, and every
  * invocation then combines all WG slots in index order (deterministic, any size 4-128, any layout).
  */
-import { kernelFamily } from '../device-common.js';
 import type { Tensor } from '../tensor.js';
 
 type Engine = Tensor['engine'];
 
 /**
- * Default per kernel family where the feature exists: GPUs on; SwiftShader off (its subgroup is
- * one 4-wide register and any barrier puts the whole shader in a slow coroutine mode,
- * SWIFTSHADER.md lesson 2); llvmpipe: see bench/RESULTS.md (2026-12-06, subgroups).
- */
-const DEFAULT_ON: Record<ReturnType<typeof kernelFamily>, boolean> = { swiftshader: false, llvmpipe: false, gpu: true };
-
-/**
  * Whether the engine's reductions use their subgroup variants: never without the adapter's
- * `subgroups` feature; else `engine.prefer.subgroups` ('on' | 'off') or the family's default.
+ * `subgroups` feature; else the `subgroups` variant, forced or its default per kernel family
+ * (engine/variants.ts: on for GPUs only, with the measured reasons).
  */
 export function useSubgroups(engine: Engine): boolean {
   if (!engine.features.has('subgroups')) return false;
-  const v = engine.prefer.subgroups;
-  if (v === 'on' || v === 'off') return v === 'on';
-  return DEFAULT_ON[kernelFamily(engine)];
+  return engine.variants.choose('subgroups') === 'on';
 }
 
 /** Workgroup size of the subgroup reductions: one workgroup per output (or per output chunk). */

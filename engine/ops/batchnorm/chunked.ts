@@ -1,6 +1,6 @@
 /**
  * BatchNorm by chunks, where the lane kernels do not apply (C % 4 != 0 outside a fused training
- * pass, or `engine.prefer.bnReduce = 'chunked'`): per-chunk partial passes, merge passes while
+ * pass, or the `bnReduce` variant forced to 'chunked'): per-chunk partial passes, merge passes while
  * more than MERGE chunks remain, and a per-channel finish; forward (mean, M2, Chan's merge) and
  * backward (sum g, sum g (x - mean)). The partial and merge kernels have fixed algorithms and live
  * in shaders/batchnorm.wgsl (numeric defines only); the backward finish depends on training and is

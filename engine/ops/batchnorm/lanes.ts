@@ -11,7 +11,6 @@
  * subgroups) and the unroll of the group loop; the kernels supply what is summed and what follows.
  * Their WGSL lives wholly here (generated), not in shaders/batchnorm.wgsl.
  */
-import { kernelFamily } from '../../device-common.js';
 import { type BindingDecl, type ShaderSpec, grid1d, read, readWrite } from '../../program.js';
 import type { Tensor } from '../../tensor.js';
 import { type ActivationName, activationGradWgsl, activationWgsl } from '../activation.js';
@@ -23,8 +22,7 @@ import { backwardDx } from './pointwise.js';
 type Engine = Tensor['engine'];
 
 
-/** Groups per loop iteration of the lane kernels' unrolled loop (see laneUnroll), and per block of their sums. */
-const LANE_UNROLL = 4;
+/** Groups per block of the lane kernels' sums (per iteration of their unrolled loop: laneUnroll). */
 const LANE_BLOCK = 64;
 /** Invocations per lane in workgroup mode. */
 const LANE_WG = 64;
@@ -42,31 +40,30 @@ const SERIAL_WG = 4;
  * 'serial', one invocation per lane walking all of them (CPU adapters: a few cores need little
  * parallelism, and a workgroup barrier costs SwiftShader 1.6-2x on the whole shader, measured
  * here as 10x slower BN passes than the serial walk), or 'workgroup', 64 invocations per lane and
- * a tree merge in workgroup memory (GPUs, which need the parallelism). `engine.prefer.bnReduce`
- * overrides the choice (tests run both). llvmpipe keeps 'serial' too: a cold 256x128 b2 training
+ * a tree merge in workgroup memory (GPUs, which need the parallelism). The `bnReduce` variant
+ * (engine.variants) overrides the choice (tests run both). llvmpipe keeps 'serial' too: a cold 256x128 b2 training
  * step there compiled its BN kernels in 0.14-0.67 s each serial against 0.3-1.5 s with the
  * workgroup merge (first call 20.5 s against 35.3 s) and ran no faster (2026-12-06).
  */
 export type LaneReduce = 'serial' | 'workgroup';
 
 export function laneReduce(engine: Engine): LaneReduce {
-  const v = engine.prefer.bnReduce;
-  return v === 'serial' || v === 'workgroup' ? v : engine.adapter.isSoftware ? 'serial' : 'workgroup';
+  // 'chunked' runs no lane kernels; where one runs anyway (a scalar-lane training pass), it takes the default.
+  const v = engine.variants.choose('bnReduce');
+  return v === 'chunked' ? (engine.variants.defaultOf('bnReduce') as LaneReduce) : v;
 }
 
 /**
  * Groups per iteration of a lane kernel's unrolled loop (before the one-group loop that finishes
- * a block), by kernel family, or `engine.prefer.bnUnroll` ('1', '2', '4', ...; tests and
- * measurements force it). SwiftShader: LANE_UNROLL (loop trips cost ~10 ns there). llvmpipe: 1, no
+ * a block): the `bnUnroll` variant (engine.variants; '1', '2', '4', ...: tests and measurements
+ * force it), by default per kernel family. SwiftShader: 4 (loop trips cost ~10 ns there). llvmpipe: 1, no
  * unrolled loop at all: llvmpipe JIT-compiles a kernel at its first dispatch, and each unrolled
  * copy of the loads (with their robustness clamps) and of the activation gradient costs compile
  * time, which a cold Mesa cache makes the first cost (bench/RESULTS.md, 2026-12-06: BatchNorm
  * lane kernels on lavapipe, cold).
  */
 function laneUnroll(engine: Engine): number {
-  const forced = Number(engine.prefer.bnUnroll);
-  if (Number.isInteger(forced) && forced >= 1) return forced;
-  return kernelFamily(engine) === 'llvmpipe' ? 1 : LANE_UNROLL;
+  return Number(engine.variants.choose('bnUnroll'));
 }
 
 /**
@@ -74,12 +71,12 @@ function laneUnroll(engine: Engine): number {
  * dx), making the op one dispatch instead of two. The lane's invocations then walk the tensor a
  * second time: serial lanes (CPU adapters) always fuse; a GPU's workgroup lanes only for small
  * tensors (at most 16 vec4s per invocation), where the saved dispatch outweighs the lost
- * parallelism (a heuristic: not measured on a GPU here). `engine.prefer.bnFuse` ('fused' |
- * 'separate') overrides it (tests run both).
+ * parallelism (a heuristic: not measured on a GPU here). The `bnFuse` variant (engine.variants:
+ * 'fused' | 'separate') overrides it (tests run both).
  */
 export function fuseLanePass(engine: Engine, mode: LaneReduce, geo: Geometry): boolean {
-  const v = engine.prefer.bnFuse;
-  if (v === 'fused' || v === 'separate') return v === 'fused';
+  const v = engine.variants.choose('bnFuse');
+  if (v !== undefined) return v === 'fused';
   return mode === 'serial' || geo.rows <= 16 * 64;
 }
 
