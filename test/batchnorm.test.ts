@@ -1,4 +1,8 @@
-/** batchNorm2d against the float64 reference of PyTorch's BatchNorm2d (training and inference). */
+/**
+ * batchNorm2d against the float64 reference of PyTorch's BatchNorm2d (training and inference), in
+ * every lane mode. The forward and gradient tables, their runners and tolerances are in
+ * test/cases/batchnorm.ts, shared with the browser page.
+ */
 import * as assert from 'uvu/assert';
 import { backward, ShapeError, type Engine, type Tensor } from '../entry/node.js';
 import { batchNorm2d, type BatchNormOptions } from '../engine/ops/batchnorm.js';
@@ -8,39 +12,22 @@ import { suite } from './harness.js';
 import { expectClose, randn, testEngine } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { refBatchNorm } from './ref/batchnorm.js';
+import { f32Round as asF32, sizeOf } from './cases/common.js';
+import {
+  BN_INFERENCE_BACKWARD,
+  BN_INFERENCE_FORWARD,
+  BN_TRAINING_BACKWARD,
+  BN_TRAINING_FORWARD,
+  bnParams as params,
+  checkBnGrad,
+  checkBnInferenceForward,
+  checkBnTrainingForward,
+  uploadBnParams as upload,
+} from './cases/batchnorm.js';
 
 const t = suite('batchnorm');
 
 const f64 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a);
-/** Rounds to f32 and back, so the reference sees exactly the values the GPU gets. */
-const asF32 = (a: Float64Array): Float64Array => f64(Float32Array.from(a));
-const sizeOf = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
-
-interface Params {
-  gamma: Float64Array;
-  beta: Float64Array;
-  rm: Float64Array;
-  rv: Float64Array;
-}
-
-function params(c: number, seed: number): Params {
-  return {
-    gamma: asF32(randn(c, seed, 0.5, 1.5)),
-    beta: asF32(randn(c, seed + 1)),
-    rm: asF32(randn(c, seed + 2, -0.5, 0.5)),
-    rv: asF32(randn(c, seed + 3, 0.5, 2)),
-  };
-}
-
-function upload(e: Engine, p: Params): { gamma: Tensor; beta: Tensor; rm: Tensor; rv: Tensor } {
-  const c = p.gamma.length;
-  return {
-    gamma: e.tensor(Float32Array.from(p.gamma), [c]),
-    beta: e.tensor(Float32Array.from(p.beta), [c]),
-    rm: e.tensor(Float32Array.from(p.rm), [c]),
-    rv: e.tensor(Float32Array.from(p.rv), [c]),
-  };
-}
 
 /** Why the subgroup variants cannot run here ('' where the adapter has the `subgroups` feature). */
 const engine0 = await testEngine();
@@ -127,44 +114,9 @@ t('reference is right on a hand-computed case', () => {
   assert.equal(Array.from(s.y), [0, 1, 1, 5]);
 });
 
-// Shapes: batch 1 and 3, channels 1, 2, 3, 5, 16, 17 and 576, odd spatial sizes, rank 2 and 4,
-// and [3, 64, 65, 8], long enough per channel to need the chunk-merging passes.
-const SHAPES: number[][] = [
-  [1, 7, 9, 3],
-  [3, 7, 9, 5],
-  [1, 33, 17, 17],
-  [3, 5, 5, 1],
-  [2, 3, 3, 2],
-  [1, 9, 7, 16],
-  [7, 5],
-  [1, 3, 5, 576],
-  [3, 64, 65, 8],
-];
-
-// y's tolerance: outputs that cancel to near zero (x-hat * gamma = -beta) carry 1-3 f32 ulps of
-// gamma and beta, which the 1e-3-of-max floor turns into up to ~2e-4 (seen with scalar lanes, C = 3).
+// y's tolerance 3e-4: see BN_TOL in test/cases/batchnorm.ts (outputs that cancel to near zero).
 bothLaneModes('training forward: output (rel err < 3e-4) and running statistics (< 1e-4) after 1 and 2 calls match float64', async (e) => {
-  for (const [k, shape] of SHAPES.entries()) {
-    const c = shape[shape.length - 1]!;
-    const n = sizeOf(shape);
-    const p = params(c, 100 + k);
-    const x1 = asF32(randn(n, 200 + k, -2, 3));
-    const x2 = asF32(randn(n, 300 + k, -1, 1));
-    const opts: BatchNormOptions = { training: true, momentum: 0.3, eps: 1e-5 };
-    await e.scope(async () => {
-      const g = upload(e, p);
-      const r1 = refBatchNorm(x1, c, p.gamma, p.beta, p.rm, p.rv, opts);
-      const y1 = batchNorm2d(e.tensor(Float32Array.from(x1), shape), g.gamma, g.beta, g.rm, g.rv, opts);
-      expectClose(await y1.read(), r1.y, 3e-4, `y after 1 call ${shape}`);
-      expectClose(await g.rm.read(), r1.runningMean, 1e-4, `runningMean after 1 call ${shape}`);
-      expectClose(await g.rv.read(), r1.runningVar, 1e-4, `runningVar after 1 call ${shape}`);
-      const r2 = refBatchNorm(x2, c, p.gamma, p.beta, r1.runningMean, r1.runningVar, opts);
-      const y2 = batchNorm2d(e.tensor(Float32Array.from(x2), shape), g.gamma, g.beta, g.rm, g.rv, opts);
-      expectClose(await y2.read(), r2.y, 3e-4, `y after 2 calls ${shape}`);
-      expectClose(await g.rm.read(), r2.runningMean, 1e-4, `runningMean after 2 calls ${shape}`);
-      expectClose(await g.rv.read(), r2.runningVar, 1e-4, `runningVar after 2 calls ${shape}`);
-    });
-  }
+  for (const { c: shape, seed } of BN_TRAINING_FORWARD) await checkBnTrainingForward(e, shape, seed);
 }, { otherUnroll: true });
 
 bothLaneModes('training statistics stay accurate far from zero (mean 1000, std 0.6; rel err < 1e-4)', async (e) => {
@@ -188,64 +140,16 @@ bothLaneModes('training statistics stay accurate far from zero (mean 1000, std 0
 
 t('inference forward matches float64 (rel err < 1e-4) and leaves the running statistics alone', async () => {
   const e = await testEngine();
-  for (const [k, shape] of SHAPES.entries()) {
-    const c = shape[shape.length - 1]!;
-    const p = params(c, 400 + k);
-    const x = asF32(randn(sizeOf(shape), 500 + k, -2, 2));
-    const opts = { training: false, eps: 1e-3 };
-    await e.scope(async () => {
-      const g = upload(e, p);
-      const r = refBatchNorm(x, c, p.gamma, p.beta, p.rm, p.rv, opts);
-      const y = batchNorm2d(e.tensor(Float32Array.from(x), shape), g.gamma, g.beta, g.rm, g.rv, opts);
-      expectClose(await y.read(), r.y, 1e-4, `y ${shape}`);
-      assert.equal(Array.from(await g.rm.read()), Array.from(Float32Array.from(p.rm)), 'runningMean unchanged');
-      assert.equal(Array.from(await g.rv.read()), Array.from(Float32Array.from(p.rv)), 'runningVar unchanged');
-    });
-  }
+  for (const { c: shape, seed } of BN_INFERENCE_FORWARD) await checkBnInferenceForward(e, shape, seed);
 });
 
-type Act = ActivationName;
-
-/** gradCheck of batchNorm2d (with an optional fused activation) for x, gamma, beta; running buffers are made fresh inside the GPU forward. */
-async function bnGradCheck(e: Engine, shape: number[], training: boolean, seed: number, gradX = true, act: Act = 'none'): Promise<void> {
-  const c = shape[shape.length - 1]!;
-  const p = params(c, seed);
-  const opts = { training, momentum: 0.1, eps: 1e-5, act };
-  await gradCheck(e, {
-    gpu: ([x, gamma, beta]) => {
-      const rm = e.tensor(Float32Array.from(p.rm), [c]);
-      const rv = e.tensor(Float32Array.from(p.rv), [c]);
-      return batchNorm2d(x!, gamma!, beta!, rm, rv, opts);
-    },
-    // The reference recomputes the batch statistics for every perturbed input, so the finite
-    // differences see the dependence of mean and variance on x, as the analytic backward must.
-    ref: ([x, gamma, beta]) => refBatchNorm(x!, c, gamma!, beta!, p.rm, p.rv, opts).y.map(activationRef(act)),
-    inputs: [
-      { name: 'x', shape, data: randn(sizeOf(shape), seed + 10, -2, 2), grad: gradX },
-      { name: 'gamma', shape: [c], data: p.gamma },
-      { name: 'beta', shape: [c], data: p.beta },
-    ],
-    tol: 2e-3,
-    maxElements: 40,
-    seed,
-  });
-}
-
 bothLaneModes('training backward: x, gamma, beta vs finite differences of float64 (rel err < 2e-3)', async (e) => {
-  // dx in training mode is a difference of O(1) terms that nearly cancel (sum over the batch of
-  // dx is 0); 2e-3 covers f32 rounding of those terms with margin.
-  await bnGradCheck(e, [2, 5, 7, 3], true, 1);
-  await bnGradCheck(e, [2, 3, 5, 5], true, 2);
-  await bnGradCheck(e, [2, 3, 3, 8], true, 3);
-  await bnGradCheck(e, [1, 9, 7, 17], true, 4);
-  await bnGradCheck(e, [3, 5, 3, 3], true, 5, false);
+  for (const { c, seed } of BN_TRAINING_BACKWARD) await checkBnGrad(e, c, seed);
 });
 
 t('inference backward: x, gamma, beta vs finite differences of float64 (rel err < 2e-3)', async () => {
   const e = await testEngine();
-  await bnGradCheck(e, [2, 5, 7, 3], false, 6);
-  await bnGradCheck(e, [1, 3, 5, 8], false, 7);
-  await bnGradCheck(e, [2, 3, 3, 5], false, 8, false);
+  for (const { c, seed } of BN_INFERENCE_BACKWARD) await checkBnGrad(e, c, seed);
 });
 
 bothLaneModes('fused activation (every activation of the table): forward vs float64 BN-then-act, backward vs finite differences (rel err < 1e-4 / 2e-3)', async (e) => {
@@ -265,10 +169,12 @@ bothLaneModes('fused activation (every activation of the table): forward vs floa
         const y = batchNorm2d(e.tensor(Float32Array.from(x), shape), g.gamma, g.beta, g.rm, g.rv, { ...opts, act });
         expectClose(await y.read(), want, 1e-4, `${act} ${training ? 'training' : 'inference'} ${shape}`);
       });
-      await bnGradCheck(e, shape, training, seed + 2, true, act);
+      await checkBnGrad(e, { shape, training, act }, seed + 2);
       seed += 5;
     }
 });
+
+type Act = ActivationName;
 
 bothLaneModes('residual add (fused for C % 4 == 0 with no activation, composed otherwise): forward vs float64, backward vs finite differences', async (e) => {
   let seed = 70;

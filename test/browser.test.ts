@@ -196,7 +196,7 @@ if (missing) {
     console.log(`  kernel checks in ${Date.now() - t0} ms on ${inPage.adapter.vendor} ${inPage.adapter.architecture} (page) | max rel error page / node | tolerance`);
     for (const r of inPage.results) console.log(`    ${r.ok ? 'ok  ' : 'FAIL'} ${r.name}: ${fmt(r)} / ${fmt(node.find((n) => n.name === r.name))} | ${r.tol} (${r.ms.toFixed(0)} ms)`);
     assert.is(inPage.results.length, node.length, 'the same checks ran');
-    assert.ok(inPage.results.length >= 9, 'conv2d fwd/bwd, depthwise, conv-transpose, batchnorm fwd/bwd, FCA, loss, optimizers');
+    assert.ok(inPage.results.length >= 10, 'conv2d fwd/bwd, depthwise, conv-transpose, batchnorm training/inference fwd and bwd, FCA, loss, optimizers');
     for (const r of node) assert.ok(r.ok, `Node: ${r.name}: ${r.error}`);
     for (const r of inPage.results) assert.ok(r.ok, `page: ${r.name}: ${r.error}`);
   });

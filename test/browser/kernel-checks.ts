@@ -1,8 +1,8 @@
 /**
  * A compact set of kernel checks against the float64 references, run both in Node (Dawn) and in
- * headless Chromium (the browser bundle). Depthwise, conv-transpose, FCA, loss and optimizer
- * checks run cases of the Node tests' own tables (test/cases/<family>.ts: same data, runner and
- * tolerances as test/<family>.test.ts); the conv2d and batch-norm checks still declare their own
+ * headless Chromium (the browser bundle). Depthwise, conv-transpose, batch-norm, FCA, loss and
+ * optimizer checks run cases of the Node tests' own tables (test/cases/<family>.ts: same data,
+ * runner and tolerances as test/<family>.test.ts); only the conv2d checks still declare their own
  * cases here. Platform-neutral: it imports the engine's neutral index, which the page bundle maps
  * to dist/browser/canet-gpu.js. Comparisons happen where the GPU is, so only a summary leaves the page.
  */
@@ -10,9 +10,9 @@ import { ops, type Engine, type Tensor } from '../../entry/index.js';
 import { expectClose, randn } from '../check.js';
 import { gradCheck } from '../gradcheck.js';
 import { refConv2d } from '../ref/conv.js';
-import { refBatchNorm } from '../ref/batchnorm.js';
 import { checkDepthwise, DEPTHWISE_BROWSER } from '../cases/depthwise.js';
 import { checkConvTranspose, CONV_TRANSPOSE_BROWSER } from '../cases/conv-transpose.js';
+import { BATCHNORM_BROWSER_BACKWARD, BATCHNORM_BROWSER_INFERENCE, BATCHNORM_BROWSER_TRAINING, BN_TOL, checkBnGrad, checkBnInferenceForward, checkBnTrainingForward } from '../cases/batchnorm.js';
 import { checkFcaBackward, checkFcaForward, FCA_BROWSER } from '../cases/fca.js';
 import { checkLoss, LOSS_BROWSER } from '../cases/loss.js';
 import { checkOptimConfig, OPTIM_BROWSER } from '../cases/optim.js';
@@ -103,57 +103,19 @@ const CHECKS: Check[] = [
   },
 
   {
-    name: 'batch norm training forward: y and running statistics after 2 calls ([3,7,9,5], [3,64,65,8] needs the chunk merge)',
-    tol: 'rel 1e-4',
-    async run(e) {
-      let worst = 0;
-      // The data of test/batchnorm.test.ts for these shapes (its SHAPES[1] and SHAPES[8]).
-      for (const [k, shape] of [[1, [3, 7, 9, 5]], [8, [3, 64, 65, 8]]] as const) {
-        const c = shape[3];
-        const gamma = f32r(randn(c, 100 + k, 0.5, 1.5));
-        const beta = f32r(randn(c, 101 + k));
-        const rm = f32r(randn(c, 102 + k, -0.5, 0.5));
-        const rv = f32r(randn(c, 103 + k, 0.5, 2));
-        const x1 = f32r(randn(sizeOf(shape), 200 + k, -2, 3));
-        const x2 = f32r(randn(sizeOf(shape), 300 + k, -1, 1));
-        const opts = { training: true, momentum: 0.3, eps: 1e-5 };
-        const r1 = refBatchNorm(x1, c, gamma, beta, rm, rv, opts);
-        const r2 = refBatchNorm(x2, c, gamma, beta, r1.runningMean, r1.runningVar, opts);
-        worst = Math.max(worst, await e.scope(async () => {
-          const [tg, tb, trm, trv] = [up(e, gamma, [c]), up(e, beta, [c]), up(e, rm, [c]), up(e, rv, [c])];
-          const y1 = ops.batchNorm2d(up(e, x1, [...shape]), tg, tb, trm, trv, opts);
-          let m = expectClose(await y1.read(), r1.y, 1e-4, `bn y1 ${shape}`);
-          const y2 = ops.batchNorm2d(up(e, x2, [...shape]), tg, tb, trm, trv, opts);
-          m = Math.max(m, expectClose(await y2.read(), r2.y, 1e-4, `bn y2 ${shape}`));
-          m = Math.max(m, expectClose(await trm.read(), r2.runningMean, 1e-4, `bn runningMean ${shape}`));
-          return Math.max(m, expectClose(await trv.read(), r2.runningVar, 1e-4, `bn runningVar ${shape}`));
-        }));
-      }
-      return worst;
-    },
+    name: 'batch norm training forward: y and running statistics after 1 and 2 calls ([3,7,9,5], [3,64,65,8] needs the chunk merge; test/cases/batchnorm.ts)',
+    tol: `y rel ${BN_TOL.trainY.toExponential()}; running statistics rel ${BN_TOL.stats.toExponential()}`,
+    run: (e) => worstOf(BATCHNORM_BROWSER_TRAINING, ({ c, seed }) => checkBnTrainingForward(e, c, seed)),
   },
   {
-    name: 'batch norm training backward: x, gamma, beta vs finite differences of float64 ([2,5,3,4])',
-    tol: 'rel 2e-3',
-    async run(e) {
-      const shape = [2, 5, 3, 4];
-      const c = 4;
-      const rm = f32r(randn(c, 80, -0.5, 0.5));
-      const rv = f32r(randn(c, 81, 0.5, 2));
-      const opts = { training: true, momentum: 0.1, eps: 1e-5 };
-      return gradCheck(e, {
-        gpu: ([x, gamma, beta]) => ops.batchNorm2d(x!, gamma!, beta!, up(e, rm, [c]), up(e, rv, [c]), opts),
-        ref: ([x, gamma, beta]) => refBatchNorm(x!, c, gamma!, beta!, rm, rv, opts).y,
-        inputs: [
-          { name: 'x', shape, data: randn(sizeOf(shape), 82, -2, 2) },
-          { name: 'gamma', shape: [c], data: f32r(randn(c, 83, 0.5, 1.5)) },
-          { name: 'beta', shape: [c], data: f32r(randn(c, 84)) },
-        ],
-        tol: 2e-3,
-        maxElements: 40,
-        seed: 85,
-      });
-    },
+    name: 'batch norm inference forward: y, running statistics unchanged ([3,7,9,5], [3,64,65,8]; test/cases/batchnorm.ts)',
+    tol: `y rel ${BN_TOL.inferY.toExponential()}; running statistics exact`,
+    run: (e) => worstOf(BATCHNORM_BROWSER_INFERENCE, ({ c, seed }) => checkBnInferenceForward(e, c, seed)),
+  },
+  {
+    name: 'batch norm training backward: x, gamma, beta vs finite differences of float64 ([2,3,3,8]; test/cases/batchnorm.ts)',
+    tol: `rel ${BN_TOL.grad.toExponential()}`,
+    run: (e) => worstOf(BATCHNORM_BROWSER_BACKWARD, ({ c, seed }) => checkBnGrad(e, c, seed)),
   },
   {
     name: 'FCA fuse forward + exact gradients ([3,7,9,17], test/cases/fca.ts)',
