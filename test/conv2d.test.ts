@@ -162,12 +162,13 @@ async function withPrefer(e: Engine, prefer: Record<string, string>, fn: () => P
 
 /**
  * Runs `fn` with one kernel class forced: the register tiles of an adapter family
- * (engine.prefer.conv2dTiles) or the workgroup-memory tiles of conv2d-workgroup.ts (engine.prefer.conv2d).
+ * (engine.prefer.conv2dTiles), the workgroup-memory tiles of conv2d-workgroup.ts or the lanes
+ * forward of conv2d-lanes.ts (engine.prefer.conv2d; its gradients take the adapter's tiles).
  */
-const withTiles = (e: Engine, cls: 'gpu' | 'cpu' | 'llvmpipe' | 'workgroup', fn: () => Promise<void>): Promise<void> =>
-  withPrefer(e, cls === 'workgroup' ? { conv2d: 'workgroup' } : { conv2dTiles: cls === 'cpu' ? 'swiftshader' : cls }, fn);
+const withTiles = (e: Engine, cls: 'gpu' | 'cpu' | 'llvmpipe' | 'workgroup' | 'lanes', fn: () => Promise<void>): Promise<void> =>
+  withPrefer(e, cls === 'workgroup' || cls === 'lanes' ? { conv2d: cls } : { conv2dTiles: cls === 'cpu' ? 'swiftshader' : cls }, fn);
 
-for (const cls of ['gpu', 'cpu', 'llvmpipe', 'workgroup'] as const) {
+for (const cls of ['gpu', 'cpu', 'llvmpipe', 'workgroup', 'lanes'] as const) {
   const tt = forKernelMode(t, cls === 'cpu' ? 'swiftshader' : cls);
   tt(`forward matches float64 (rel err < 1e-4), ${cls} tiles`, async () => {
     const e = await testEngine();

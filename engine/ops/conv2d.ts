@@ -28,6 +28,7 @@ import { section, range, lines, vtype, comp, gcd } from './shader.js';
 import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
+import { type LanesTile, defaultLanesTile, lanesForwardProgram, parseLanesTile } from './conv2d-lanes.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -256,6 +257,21 @@ function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number
   return (engine.tuned.size ? parseGemmTile(engine, engine.tuned.get(tileKey(kernel, g))) : null) ?? dflt;
 }
 
+/**
+ * The lanes kernel of a forward GEMM (conv2d-lanes.ts: one pixel per invocation, uniform weight
+ * loads), or null for the register and workgroup tiles. `engine.prefer.conv2d = 'lanes'` forces
+ * it on any adapter (tests run it on both software adapters); `engine.prefer.conv2dLanes` names
+ * its tile ('lanes2x16s8@64'). Not the default anywhere yet.
+ */
+function chooseLanes(engine: Engine, g: Geometry): LanesTile | null {
+  if (engine.prefer.conv2d !== 'lanes') return null;
+  const named = engine.prefer.conv2dLanes;
+  if (named === undefined) return defaultLanesTile(engine, g.cog);
+  const t = parseLanesTile(engine, named);
+  if (!t) throw new Error(`engine.prefer.conv2dLanes: '${named}' is not a lanes tile this device runs: lanes{TM}x{NB}s{SG}@{WG} (TM 1-8; NB, SG, WG powers of two, NB <= 32, SG <= the smallest subgroup, WG 8-256 a multiple of SG)`);
+  return t;
+}
+
 // ------------------------------------------------------------------ measured tiles (engine/tune.ts)
 
 /** Key of one GEMM of one convolution in engine.tuned: the kernel and the whole geometry. */
@@ -370,6 +386,8 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
   const vy = g.cog % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
   const m = g.n * g.ho * g.wo;
+  const lanes = chooseLanes(engine, g);
+  if (lanes) return lanesForwardProgram(engine, g, x, w, bias, y, epi, lanes, channelsFastest(x, w), convFlops(g));
   // The workgroup-memory GEMMs are f32 only: the f16 inference path keeps the register tiles.
   const tile = x.dtype === 'f32' && w.dtype === 'f32' ? chooseTile(engine, 'forward', g, m, g.cog, 1, vy) : defaultTile(engine, 'forward', g, m, g.cog, 1, vy);
   if (isGemmTile(tile)) return gemmForwardProgram(engine, g, x, w, bias, y, epi, tile);
