@@ -71,13 +71,17 @@ export function parseLanesTile(engine: Engine, v: string | undefined): LanesTile
 const pow2AtLeast = (v: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
 
 /**
- * The default lanes tile of a forward GEMM with `cog` output channels per group: 2 pixels x 16
- * channels (fewer channels when the group has fewer), the weights broadcast across at most 8 lanes.
+ * The default lanes tile of a forward GEMM with `cog` output channels per group and `m` output
+ * pixels: 2 pixels x 16 channels per lane (fewer channels when the group has fewer), the weights
+ * broadcast across at most 8 lanes, 64 invocations per workgroup (fewer for GEMMs of few pixels,
+ * whose workgroups would otherwise be mostly idle lanes).
  */
-export function defaultLanesTile(engine: Engine, cog: number): LanesTile {
+export function defaultLanesTile(engine: Engine, cog: number, m: number): LanesTile {
   const nb = Math.min(16, pow2AtLeast(cog));
   const sg = Math.min(8, nb, Math.max(1, minSubgroup(engine)));
-  return { lanes: true, tm: 2, nb, wg: 64, sg };
+  const tm = 2;
+  const wg = Math.max(8, sg, Math.min(64, pow2AtLeast(Math.ceil(m / tm))));
+  return { lanes: true, tm, nb, wg, sg };
 }
 
 /** Uniforms of conv2d_forward_lanes, in Params order. */
@@ -98,7 +102,7 @@ const LANES_UNIFORMS = {
  * The forward program. `nFast` is conv2d.ts's channelsFastest (tile order), `flops` its count.
  */
 export function lanesForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null,
-  tile: LanesTile, nFast: number, flops: number): Program {
+  tile: LanesTile, nFast: number, flops: number, accumulate = false): Program {
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
   const vy = g.cog % 4 === 0 && tile.nb % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
   const { tm, nb, wg, sg } = tile;
@@ -109,7 +113,8 @@ export function lanesForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: T
   const ep = epiloguePlan(epi, [g.n, g.ho, g.wo, g.co], y, vy as 1 | 4, bias);
   // Every compile-time input of the WGSL: the tile, the vector widths of x and y, the epilogue's
   // layout and the f16 bindings.
-  const variant = `${formatLanesTile(tile)} x${vx} y${vy} ${ep.variant}${halfTag({ x, w })}`;
+  const variant = `${formatLanesTile(tile)} x${vx} y${vy} ${ep.variant}${halfTag({ x, w })}${accumulate ? ' acc' : ''}`;
+  if (accumulate && (epi || bias)) throw new Error('lanesForwardProgram: accumulate takes no epilogue or bias');
 
   const shader = (): ShaderSpec => {
     const epc = ep.code();
@@ -155,7 +160,8 @@ ${lines(nb / vy, (j) => `  let ch_${j} = g * p.cog + min(n0 + ${j * vy}u, p.cog 
 ${lines(tm, (i) => `  if (mi_${i} < p.m) {
 ${lines(nb / vy, (j) => {
       const v = vy === 4 ? `vec4<f32>(${range(4).map((c) => `acc_${i}_${j * 4 + c}`).join(', ')})` : `acc_${i}_${j}`;
-      return `    if (n0 + ${j * vy}u < p.cog) { ys[${epc.index(`mi_${i}`, `ch_${j}`)}] = ${epc.apply(v, `mi_${i}`, `ch_${j}`, `e${j}`)}; }`;
+      const at = epc.index(`mi_${i}`, `ch_${j}`);
+      return `    if (n0 + ${j * vy}u < p.cog) { ys[${at}] = ${accumulate ? `ys[${at}] + ` : ''}${epc.apply(v, `mi_${i}`, `ch_${j}`, `e${j}`)}; }`;
     })}
   }`)}
 }
@@ -168,7 +174,7 @@ ${lines(nb / vy, (j) => {
   };
 
   return {
-    name: 'conv2d_forward_lanes',
+    name: accumulate ? 'conv2d_forward_lanes_accumulate' : 'conv2d_forward_lanes',
     variant,
     shader,
     uniforms: {
@@ -181,5 +187,187 @@ ${lines(nb / vy, (j) => {
     dispatch: grid1d(tiles * wg, wg, engine.limits.maxComputeWorkgroupsPerDimension),
     flops,
     bytes: x.byteLength + w.byteLength + m * g.co * dtypeBytes(ep.target.dtype),
+  };
+}
+
+/**
+ * The weights of a stride-1 convolution's input gradient, as the weights of a forward
+ * convolution of gy: w [Co, KH, KW, Ci/groups] -> [Ci, KH, KW, Co/groups] with the window flipped,
+ * wT[g*cig + ci, kh, kw, co] = w[g*cog + co, KH-1-kh, KW-1-kw, ci].
+ */
+export function flipTransposeWeights(engine: Engine, g: Geometry, w: Tensor): Tensor {
+  const out = engine.empty([g.ci, g.kh, g.kw, g.cog], 'f32');
+  const total = out.size;
+  const wg = 64;
+  engine.run({
+    name: 'conv2d_flip_transpose',
+    // No variant: the WGSL has no compile-time input.
+    shader: () => ({
+      uniforms: { kh: 'u32', kw: 'u32', cig: 'u32', cog: 'u32', total: 'u32' },
+      bindings: { src: read('f32'), dst: readWrite('f32') },
+      code: `@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg, ${wg}u);
+  if (i >= p.total) { return; }
+  let co = i % p.cog;
+  let r = i / p.cog;
+  let kw = r % p.kw;
+  let r2 = r / p.kw;
+  let kh = r2 % p.kh;
+  let cf = r2 / p.kh;
+  let grp = cf / p.cig;
+  let ci = cf % p.cig;
+  dst[i] = src[(((grp * p.cog + co) * p.kh + (p.kh - 1u - kh)) * p.kw + (p.kw - 1u - kw)) * p.cig + ci];
+}
+`,
+    }),
+    uniforms: { kh: g.kh, kw: g.kw, cig: g.cig, cog: g.cog, total },
+    bindings: { src: w, dst: out },
+    dispatch: grid1d(total, wg, engine.limits.maxComputeWorkgroupsPerDimension),
+    bytes: 8 * total,
+  });
+  return out;
+}
+
+/**
+ * The geometry of a stride-1 convolution's input gradient as a forward convolution of gy with
+ * flipTransposeWeights, or null where that does not hold (strides, slices, padding wider than
+ * the dilated window).
+ */
+export function inputGradAsForward(g: Geometry): Geometry | null {
+  const ph = g.dh * (g.kh - 1) - g.ph;
+  const pw = g.dw * (g.kw - 1) - g.pw;
+  if (g.sh !== 1 || g.sw !== 1 || ph < 0 || pw < 0 || g.xoff !== 0 || g.woff !== 0 || g.xstride !== g.ci) return null;
+  return {
+    n: g.n, h: g.ho, w: g.wo, ci: g.co, co: g.ci, kh: g.kh, kw: g.kw,
+    sh: 1, sw: 1, ph, pw, dh: g.dh, dw: g.dw,
+    groups: g.groups, cig: g.cog, cog: g.cig, ho: g.h, wo: g.w, xstride: g.co, xoff: 0, woff: 0,
+  };
+}
+
+/** Chunks of the pixel reduction of a lanes filter gradient, and pixels per chunk. */
+export interface LanesFilterPlan {
+  tile: LanesTile;
+  /** Vector widths: gy along output channels (va), x and dw along k (vb). */
+  va: number;
+  vb: number;
+  chunks: number;
+  chunk: number;
+}
+
+/**
+ * The filter gradient's lanes plan: each lane owns one k-slot (vb entries of k = (kh, kw, ci)) x
+ * NB output channels; at least 64 workgroups over the chunks of pixels (each chunk at least 64
+ * pixels), partial sums within 128 MiB.
+ */
+export function lanesFilterPlan(engine: Engine, g: Geometry, tile: LanesTile): LanesFilterPlan {
+  const va = g.cog % 4 === 0 && g.co % 4 === 0 ? 4 : 1;
+  const vb = g.cig % 4 === 0 && g.ci % 4 === 0 ? 4 : 1;
+  const krow = g.kh * g.kw * g.cig;
+  const tiles = Math.ceil(krow / vb / tile.wg) * Math.ceil(g.cog / tile.nb) * g.groups;
+  const pixels = g.n * g.ho * g.wo;
+  const maxBytes = Math.min(128 << 20, engine.limits.maxStorageBufferBindingSize);
+  const want = Math.max(1, Math.min(Math.ceil(64 / tiles), Math.ceil(pixels / 64), Math.floor(maxBytes / (4 * g.co * krow))));
+  const chunk = Math.ceil(pixels / want);
+  return { tile, va, vb, chunks: Math.ceil(pixels / chunk), chunk };
+}
+
+/**
+ * Partial filter gradients dw[chunk, co, k] = sum over the chunk's pixels m of gy[m, co] *
+ * x_patch[m, k] (k = (kh, kw, ci) as in an OHWI row): lanes across k, NB output channels per
+ * lane. At each pixel the NB values of gy are the same for every lane: with SG > 1 each lane of a
+ * subgroup loads VA of them and subgroupBroadcast hands them out; the x load is one per lane.
+ */
+export function lanesFilterProgram(engine: Engine, g: Geometry, plan: LanesFilterPlan, gy: Tensor, x: Tensor, out: Tensor, flops: number): Program {
+  const { tile, va, vb, chunks, chunk } = plan;
+  const { nb, wg, sg } = tile;
+  const krow = g.kh * g.kw * g.cig;
+  const slots = krow / vb;
+  const tilesK = Math.ceil(slots / wg);
+  const tilesN = Math.ceil(g.cog / nb);
+  const tiles = tilesK * tilesN * g.groups;
+  const variant = `${formatLanesTile(tile)} a${va} b${vb}`;
+  const shader = (): ShaderSpec => {
+    const bt = vb === 4 ? 'vec4<f32>' : 'f32';
+    const at = va === 4 ? 'vec4<f32>' : 'f32';
+    // gy loads: with broadcasts lane l loads channels VA*(l % SG) + r*SG*VA ..; without, every lane loads all NB.
+    const per = sg > 1 ? sg * va : va;
+    const loads = Math.ceil(nb / per);
+    const grow = (r: number): string => sg > 1 ? `${r * per}u + (sgi % ${sg}u) * ${va}u` : `${r * va}u`;
+    const gval = (j: number): string => {
+      const r = Math.floor(j / per);
+      const lane = sg > 1 ? Math.floor((j % per) / va) : 0;
+      const c = j % va;
+      const v = va === 4 ? `gv_${r}.${'xyzw'[c]}` : `gv_${r}`;
+      return sg > 1 ? `subgroupBroadcast(${v}, ${lane}u)` : v;
+    };
+    const code = `${sg > 1 ? 'enable subgroups;\n' : ''}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg > 1 ? ', @builtin(subgroup_invocation_id) sgi: u32' : ''}) {
+  let t = wid.x + wid.y * nwg.x;
+  if (t >= p.total) { return; }
+  let chunk = t / p.tiles;
+  let tt = t % p.tiles;
+  let kt = tt % p.tiles_k;
+  let tgn = tt / p.tiles_k;
+  let g = tgn / p.tiles_n;
+  let n0 = (tgn % p.tiles_n) * ${nb}u;
+  // This lane's k-slot: a tap and VB channels of the group (clamped; the surplus lanes do not store).
+  let slot = kt * ${wg}u + li;
+  let ks = min(slot, p.slots - 1u) * ${vb}u;
+  let tap = ks / p.cig;
+  let dy = i32((tap / p.kw) * p.dh) - p.ph;
+  let dx = i32((tap % p.kw) * p.dw) - p.pw;
+  let xc = (g * p.cig + ks % p.cig) / ${vb}u;
+${lines(loads, (r) => `  let gc_${r} = (g * p.cog + min(n0 + ${grow(r)}, p.cog - ${va}u)) / ${va}u;`)}
+${lines(nb, (j) => `  var acc_${j} = ${bt}(0.0);`)}
+  let q0 = chunk * p.chunk;
+  let q1 = min(q0 + p.chunk, p.m);
+  var ow = q0 % p.wo;
+  var oh = (q0 / p.wo) % p.ho;
+  var n = q0 / (p.wo * p.ho);
+  for (var q = q0; q < q1; q = q + 1u) {
+    let yy = i32(oh * p.sh) + dy;
+    let xx = i32(ow * p.sw) + dx;
+    let ok = (u32(yy) < p.h) & (u32(xx) < p.w);
+    let xv: ${bt} = xs[select(0u, ((n * p.h + u32(yy)) * p.w + u32(xx)) * p.ci_v + xc, ok)] * select(0.0, 1.0, ok);
+${lines(loads, (r) => `    let gv_${r}: ${at} = gys[q * p.co_v + gc_${r}];`)}
+${lines(nb, (j) => `    acc_${j} += ${gval(j)} * xv;`)}
+    let wrap_w = ow + 1u == p.wo;
+    ow = select(ow + 1u, 0u, wrap_w);
+    let oh1 = oh + select(0u, 1u, wrap_w);
+    let wrap_h = oh1 == p.ho;
+    oh = select(oh1, 0u, wrap_h);
+    n = n + select(0u, 1u, wrap_h);
+  }
+  if (slot < p.slots) {
+    let ob = chunk * p.wsize_v + slot;
+${lines(nb, (j) => `    if (n0 + ${j}u < p.cog) { dws[ob + (g * p.cog + n0 + ${j}u) * p.krow_v] = acc_${j}; }`)}
+  }
+}
+`;
+    return {
+      uniforms: {
+        m: 'u32', ho: 'u32', wo: 'u32', h: 'u32', w: 'u32', ci_v: 'u32', cig: 'u32', cog: 'u32', co_v: 'u32',
+        kw: 'u32', sh: 'u32', sw: 'u32', ph: 'i32', pw: 'i32', dh: 'u32', dw: 'u32',
+        slots: 'u32', krow_v: 'u32', wsize_v: 'u32', chunk: 'u32', tiles_k: 'u32', tiles_n: 'u32', tiles: 'u32', total: 'u32',
+      },
+      bindings: { gys: read(at), xs: read(bt), dws: readWrite(bt) },
+      code,
+    };
+  };
+  return {
+    name: 'conv2d_backward_filter_lanes',
+    variant,
+    shader,
+    uniforms: {
+      m: g.n * g.ho * g.wo, ho: g.ho, wo: g.wo, h: g.h, w: g.w, ci_v: g.ci / vb, cig: g.cig, cog: g.cog, co_v: g.co / va,
+      kw: g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw,
+      slots, krow_v: krow / vb, wsize_v: (g.co * krow) / vb, chunk, tiles_k: tilesK, tiles_n: tilesN, tiles, total: tiles * chunks,
+    },
+    bindings: { gys: gy, xs: x, dws: out },
+    dispatch: grid1d(tiles * chunks * wg, wg, engine.limits.maxComputeWorkgroupsPerDimension),
+    flops,
+    bytes: (gy.size + x.size + out.size) * 4,
   };
 }

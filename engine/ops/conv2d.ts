@@ -28,7 +28,7 @@ import { section, range, lines, vtype, comp, gcd } from './shader.js';
 import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
-import { type LanesTile, defaultLanesTile, lanesForwardProgram, parseLanesTile } from './conv2d-lanes.js';
+import { type LanesTile, defaultLanesTile, flipTransposeWeights, inputGradAsForward, lanesFilterPlan, lanesFilterProgram, lanesForwardProgram, parseLanesTile } from './conv2d-lanes.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -258,15 +258,20 @@ function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number
 }
 
 /**
- * The lanes kernel of a forward GEMM (conv2d-lanes.ts: one pixel per invocation, uniform weight
- * loads), or null for the register and workgroup tiles. `engine.prefer.conv2d = 'lanes'` forces
- * it on any adapter (tests run it on both software adapters); `engine.prefer.conv2dLanes` names
- * its tile ('lanes2x16s8@64'). Not the default anywhere yet.
+ * The lanes kernel of a forward GEMM (conv2d-lanes.ts: one pixel per lane, weights broadcast
+ * across a subgroup), or null for the register and workgroup tiles: forced by
+ * `engine.prefer.conv2d = 'lanes'` on any adapter (tests run it on both software adapters), and
+ * the llvmpipe family's default where the device has subgroups and no register tile or family is
+ * forced (`engine.prefer.conv2d = 'register'` gives the llvmpipe register tiles back).
+ * `engine.prefer.conv2dLanes` names its tile ('lanes2x16s8@64').
  */
 function chooseLanes(engine: Engine, g: Geometry): LanesTile | null {
-  if (engine.prefer.conv2d !== 'lanes') return null;
+  const prefer = engine.prefer.conv2d;
+  const byFamily = prefer === undefined && engine.prefer.conv2dTiles === undefined && engine.prefer.conv2dTile === undefined &&
+    kernelFamily(engine) === 'llvmpipe' && engine.features.has('subgroups');
+  if (prefer !== 'lanes' && !byFamily) return null;
   const named = engine.prefer.conv2dLanes;
-  if (named === undefined) return defaultLanesTile(engine, g.cog);
+  if (named === undefined) return defaultLanesTile(engine, g.cog, g.n * g.ho * g.wo);
   const t = parseLanesTile(engine, named);
   if (!t) throw new Error(`engine.prefer.conv2dLanes: '${named}' is not a lanes tile this device runs: lanes{TM}x{NB}s{SG}@{WG} (TM 1-8; NB, SG, WG powers of two, NB <= 32, SG <= the smallest subgroup, WG 8-256 a multiple of SG)`);
   return t;
@@ -568,6 +573,15 @@ function conv2dBackwardInput(g: Geometry, gy: Tensor, w: Tensor, into: Tensor | 
   const shape = [g.n, g.h, g.w, g.ci];
   const accumulate = into !== null && into.dtype === 'f32' && into.rank === 4 && into.shape.every((d, i) => d === shape[i]);
   const dx = accumulate ? into : engine.empty(shape, 'f32');
+  // Stride 1: a lanes forward convolution of gy with the flipped, transposed weights (conv2d-lanes.ts).
+  const gt = inputGradAsForward(g);
+  const lanes = gt && chooseLanes(engine, gt);
+  if (gt && lanes) {
+    const wt = flipTransposeWeights(engine, g, w);
+    engine.run(lanesForwardProgram(engine, gt, gy, wt, null, dx, null, lanes, channelsFastest(gy, wt), convFlops(g), accumulate));
+    wt.dispose();
+    return dx;
+  }
   engine.run(backwardInputProgram(engine, g, gy, w, dx, accumulate));
   return dx;
 }
@@ -703,6 +717,20 @@ function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy
 /** dL/dw, written into `into` (a tensor of the weight's size, e.g. its optimizer slot) when given. */
 function conv2dBackwardFilter(g: Geometry, gy: Tensor, x: Tensor, wShape: readonly number[], into: Tensor | null = null): Tensor {
   const engine = gy.engine;
+  const lanes = chooseLanes(engine, g);
+  if (lanes) {
+    // Lanes across k, the pixel chunks added by sumColumns (conv2d-lanes.ts).
+    const lp = lanesFilterPlan(engine, g, { ...lanes, wg: 64 });
+    const dw = into ?? engine.empty(wShape, 'f32');
+    const wsize = g.co * g.kh * g.kw * g.cig;
+    const partial = lp.chunks === 1 ? dw : engine.empty([lp.chunks, wsize], 'f32');
+    engine.run(lanesFilterProgram(engine, g, lp, gy, x, partial, convFlops(g)));
+    if (partial !== dw) {
+      sumColumns(partial, wsize, dw);
+      partial.dispose();
+    }
+    return dw;
+  }
   const plan = filterPlan(engine, g);
   const dw = into ?? engine.empty(wShape, 'f32');
   if (plan.chunks === 1) {
