@@ -257,17 +257,20 @@ export interface LanesFilterPlan {
 
 /**
  * The filter gradient's lanes plan: each lane owns one k-slot (vb entries of k = (kh, kw, ci)) x
- * NB output channels; at least 64 workgroups over the chunks of pixels (each chunk at least 64
+ * NB output channels; at least 16 workgroups over the chunks of pixels (each chunk at least 64
  * pixels), partial sums within 128 MiB.
  */
-export function lanesFilterPlan(engine: Engine, g: Geometry, tile: LanesTile): LanesFilterPlan {
+export function lanesFilterPlan(engine: Engine, g: Geometry, forward: LanesTile): LanesFilterPlan {
   const va = g.cog % 4 === 0 && g.co % 4 === 0 ? 4 : 1;
   const vb = g.cig % 4 === 0 && g.ci % 4 === 0 ? 4 : 1;
   const krow = g.kh * g.kw * g.cig;
+  // Lanes across the k-slots: no more invocations than slots (a 1x1 layer of 16 channels has 4).
+  const tile = { ...forward, wg: Math.max(8, forward.sg, Math.min(64, pow2AtLeast(Math.ceil(krow / vb)))) };
   const tiles = Math.ceil(krow / vb / tile.wg) * Math.ceil(g.cog / tile.nb) * g.groups;
   const pixels = g.n * g.ho * g.wo;
   const maxBytes = Math.min(128 << 20, engine.limits.maxStorageBufferBindingSize);
-  const want = Math.max(1, Math.min(Math.ceil(64 / tiles), Math.ceil(pixels / 64), Math.floor(maxBytes / (4 * g.co * krow))));
+  // 16 workgroups keep llvmpipe's threads busy; fewer chunks mean fewer reduction dispatches.
+  const want = Math.max(1, Math.min(Math.ceil(16 / tiles), Math.ceil(pixels / 64), Math.floor(maxBytes / (4 * g.co * krow))));
   const chunk = Math.ceil(pixels / want);
   return { tile, va, vb, chunks: Math.ceil(pixels / chunk), chunk };
 }

@@ -258,16 +258,19 @@ function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number
 }
 
 /**
- * The lanes kernel of a forward GEMM (conv2d-lanes.ts: one pixel per lane, weights broadcast
- * across a subgroup), or null for the register and workgroup tiles: forced by
- * `engine.prefer.conv2d = 'lanes'` on any adapter (tests run it on both software adapters), and
- * the llvmpipe family's default where the device has subgroups and no register tile or family is
- * forced (`engine.prefer.conv2d = 'register'` gives the llvmpipe register tiles back).
- * `engine.prefer.conv2dLanes` names its tile ('lanes2x16s8@64').
+ * The lanes kernel of one GEMM (conv2d-lanes.ts: the forward with one pixel per lane and the
+ * weights broadcast across a subgroup; the stride-1 input gradient as such a forward; the filter
+ * gradient with lanes across k), or null for the register and workgroup tiles. Forced by
+ * `engine.prefer.conv2d = 'lanes'` on any adapter (tests run it on both software adapters). The
+ * llvmpipe family's default for the forward and the filter gradient, where the device has
+ * subgroups and no register tile or family is forced (`engine.prefer.conv2d = 'register'` gives
+ * the llvmpipe register tiles back); not for the input gradient, whose weight flip is one more
+ * dispatch per convolution (a training step went over issue 10's 400; bench/RESULTS.md,
+ * 2026-12-06 lanes). `engine.prefer.conv2dLanes` names the tile ('lanes2x16s8@64').
  */
-function chooseLanes(engine: Engine, g: Geometry): LanesTile | null {
+function chooseLanes(engine: Engine, g: Geometry, kernel: Conv2dKernel): LanesTile | null {
   const prefer = engine.prefer.conv2d;
-  const byFamily = prefer === undefined && engine.prefer.conv2dTiles === undefined && engine.prefer.conv2dTile === undefined &&
+  const byFamily = kernel !== 'input' && prefer === undefined && engine.prefer.conv2dTiles === undefined && engine.prefer.conv2dTile === undefined &&
     kernelFamily(engine) === 'llvmpipe' && engine.features.has('subgroups');
   if (prefer !== 'lanes' && !byFamily) return null;
   const named = engine.prefer.conv2dLanes;
@@ -391,7 +394,7 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
   const vy = g.cog % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
   const m = g.n * g.ho * g.wo;
-  const lanes = chooseLanes(engine, g);
+  const lanes = chooseLanes(engine, g, 'forward');
   if (lanes) return lanesForwardProgram(engine, g, x, w, bias, y, epi, lanes, channelsFastest(x, w), convFlops(g));
   // The workgroup-memory GEMMs are f32 only: the f16 inference path keeps the register tiles.
   const tile = x.dtype === 'f32' && w.dtype === 'f32' ? chooseTile(engine, 'forward', g, m, g.cog, 1, vy) : defaultTile(engine, 'forward', g, m, g.cog, 1, vy);
@@ -575,7 +578,7 @@ function conv2dBackwardInput(g: Geometry, gy: Tensor, w: Tensor, into: Tensor | 
   const dx = accumulate ? into : engine.empty(shape, 'f32');
   // Stride 1: a lanes forward convolution of gy with the flipped, transposed weights (conv2d-lanes.ts).
   const gt = inputGradAsForward(g);
-  const lanes = gt && chooseLanes(engine, gt);
+  const lanes = gt && chooseLanes(engine, gt, 'input');
   if (gt && lanes) {
     const wt = flipTransposeWeights(engine, g, w);
     engine.run(lanesForwardProgram(engine, gt, gy, wt, null, dx, null, lanes, channelsFastest(gy, wt), convFlops(g), accumulate));
@@ -717,10 +720,10 @@ function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy
 /** dL/dw, written into `into` (a tensor of the weight's size, e.g. its optimizer slot) when given. */
 function conv2dBackwardFilter(g: Geometry, gy: Tensor, x: Tensor, wShape: readonly number[], into: Tensor | null = null): Tensor {
   const engine = gy.engine;
-  const lanes = chooseLanes(engine, g);
+  const lanes = chooseLanes(engine, g, 'filter');
   if (lanes) {
     // Lanes across k, the pixel chunks added by sumColumns (conv2d-lanes.ts).
-    const lp = lanesFilterPlan(engine, g, { ...lanes, wg: 64 });
+    const lp = lanesFilterPlan(engine, g, lanes);
     const dw = into ?? engine.empty(wShape, 'f32');
     const wsize = g.co * g.kh * g.kw * g.cig;
     const partial = lp.chunks === 1 ? dw : engine.empty([lp.chunks, wsize], 'f32');
