@@ -245,7 +245,7 @@ t('lanes forward (conv2d-lanes.ts): named tiles with partial pixel and channel b
   });
 });
 
-t('lanes forward: the llvmpipe family\'s default (with subgroups); prefer register, the other families and forced tiles keep the register kernel', async () => {
+t('lanes kernels: the llvmpipe family\'s default for the forward and filter gradient (with subgroups); prefer register, the other families and forced tiles keep the register kernels', async () => {
   const e = await testEngine();
   const x = e.tensor(randn(1 * 5 * 5 * 8, 3), [1, 5, 5, 8]);
   const w = e.tensor(randn(8 * 3 * 3 * 8, 4), [8, 3, 3, 8]);
@@ -253,6 +253,20 @@ t('lanes forward: the llvmpipe family\'s default (with subgroups); prefer regist
   try {
     await withPrefer(e, { family: 'llvmpipe' }, async () => {
       assert.equal(forward(), [e.features.has('subgroups') ? 'conv2d_forward_lanes' : 'conv2d_forward']);
+      // Gradients: the filter gradient's lanes form by default, the input gradient's only when forced.
+      const xg = e.tensor(randn(1 * 5 * 5 * 8, 5), [1, 5, 5, 8]);
+      const wg = e.tensor(randn(8 * 3 * 3 * 8, 6), [8, 3, 3, 8]);
+      xg.requiresGrad = wg.requiresGrad = true;
+      try {
+        const y = conv2d(xg, wg, null, { padding: 1 });
+        const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) })).filter((n) => n.startsWith('conv2d'));
+        assert.equal(ran.sort(), e.features.has('subgroups') ? ['conv2d_backward_filter_lanes', 'conv2d_backward_input'] : ['conv2d_backward_filter', 'conv2d_backward_input']);
+      } finally {
+        for (const t of [xg, wg]) {
+          t.grad?.dispose();
+          t.dispose();
+        }
+      }
     });
     await withPrefer(e, { family: 'llvmpipe', conv2d: 'register' }, async () => assert.equal(forward(), ['conv2d_forward']));
     await withPrefer(e, { family: 'llvmpipe', conv2dTiles: 'llvmpipe' }, async () => assert.equal(forward(), ['conv2d_forward']));

@@ -13,7 +13,9 @@
  * Tiles depend on the adapter (`chooseTile`): large ones on CPU adapters such as SwiftShader, where
  * every load is an emulated gather and must feed many multiply-adds; small ones with many
  * invocations on real GPUs. Real GPUs run the same GEMMs with workgroup-memory tiles by default
- * (conv2d-workgroup.ts); the register tiles stay their autotune candidates.
+ * (conv2d-workgroup.ts); the register tiles stay their autotune candidates. llvmpipe runs the
+ * forward and the filter gradient with the lanes kernels of conv2d-lanes.ts by default (one pixel
+ * or k-slot per lane, the other operand broadcast across the subgroup; `chooseLanes`).
  */
 import family from '../../shaders/conv2d.wgsl';
 import { recordOp } from '../autograd.js';
