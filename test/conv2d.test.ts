@@ -74,7 +74,8 @@ function kernelsRun(e: Engine, fn: () => void): string[] {
   const names: string[] = [];
   const run = e.run;
   e.run = (p) => {
-    names.push(p.name);
+    // The lanes kernels (conv2d-lanes.ts) share the register kernels' names; their variants start with 'lanes'.
+    names.push(p.variant?.startsWith('lanes') ? `${p.name}[lanes]` : p.name);
     run.call(e, p);
   };
   try {
@@ -230,7 +231,7 @@ t('lanes forward (conv2d-lanes.ts): named tiles with partial pixel and channel b
     const x = e.tensor(randn(2 * 5 * 5 * 8, 1), [2, 5, 5, 8]);
     const w = e.tensor(randn(6 * 3 * 3 * 8, 2), [6, 3, 3, 8]);
     try {
-      assert.equal(kernelsRun(e, () => conv2d(x, w, null, { padding: 1 }).dispose()), ['conv2d_forward_lanes']);
+      assert.equal(kernelsRun(e, () => conv2d(x, w, null, { padding: 1 }).dispose()), ['conv2d_forward[lanes]']);
       await withPrefer(e, { conv2dLanes: 'lanes9' }, async () => {
         assert.throws(() => conv2d(x, w, null), /engine\.prefer\.conv2dLanes: 'lanes9' is not a lanes tile this device runs/);
       });
@@ -252,7 +253,7 @@ t('lanes kernels: the llvmpipe family\'s default for the forward and filter grad
   const forward = (): string[] => kernelsRun(e, () => conv2d(x, w, null, { padding: 1 }).dispose());
   try {
     await withPrefer(e, { family: 'llvmpipe' }, async () => {
-      assert.equal(forward(), [e.features.has('subgroups') ? 'conv2d_forward_lanes' : 'conv2d_forward']);
+      assert.equal(forward(), [e.features.has('subgroups') ? 'conv2d_forward[lanes]' : 'conv2d_forward']);
       // Gradients: the filter gradient's lanes form by default, the input gradient's only when forced.
       const xg = e.tensor(randn(1 * 5 * 5 * 8, 5), [1, 5, 5, 8]);
       const wg = e.tensor(randn(8 * 3 * 3 * 8, 6), [8, 3, 3, 8]);
@@ -260,7 +261,7 @@ t('lanes kernels: the llvmpipe family\'s default for the forward and filter grad
       try {
         const y = conv2d(xg, wg, null, { padding: 1 });
         const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) })).filter((n) => n.startsWith('conv2d'));
-        assert.equal(ran.sort(), e.features.has('subgroups') ? ['conv2d_backward_filter_lanes', 'conv2d_backward_input'] : ['conv2d_backward_filter', 'conv2d_backward_input']);
+        assert.equal(ran.sort(), e.features.has('subgroups') ? ['conv2d_backward_filter[lanes]', 'conv2d_backward_input'] : ['conv2d_backward_filter', 'conv2d_backward_input']);
       } finally {
         for (const t of [xg, wg]) {
           t.grad?.dispose();
@@ -399,7 +400,7 @@ forKernelMode(t, 'workgroup')('kernel choice: workgroup GEMMs by default on GPUs
 
 for (const kind of ['register', 'lanes'] as const) t(`filter gradient split into chunks (summed by sumColumns) and in one chunk, ${kind} kernels`, () => withPrefer(testEngine0, { conv2d: kind }, async () => {
   const e = testEngine0;
-  const filter = kind === 'lanes' ? 'conv2d_backward_filter_lanes' : 'conv2d_backward_filter';
+  const filter = kind === 'lanes' ? 'conv2d_backward_filter[lanes]' : 'conv2d_backward_filter';
   // 2 x 16 x 16 output pixels and one small tile: the reduction is split; a 1x1x2 output is not.
   const c: Case = { x: [2, 16, 16, 3], w: [4, 3, 3, 3], opts: { padding: 1 }, bias: false };
   const names = await e.scope(async () => {
@@ -454,7 +455,7 @@ for (const kind of ['register', 'lanes'] as const) t(`only the gradients that ar
     const gy = randn(y.size, 9);
     const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(Float32Array.from(gy), y.shape) }));
     // The lanes input gradient of a stride-1 convolution is a lanes forward of gy with flipped weights.
-    assert.ok(ran.includes(kind === 'lanes' ? 'conv2d_forward_lanes' : 'conv2d_backward_input'), `${ran}`);
+    assert.ok(ran.includes(kind === 'lanes' ? 'conv2d_forward[lanes]' : 'conv2d_backward_input'), `${ran}`);
     assert.not.ok(ran.some((n) => n.startsWith('conv2d_backward_filter')), `no filter gradient: ${ran}`);
     assert.not.ok(w.grad);
     const want = new Float64Array(8);
@@ -566,7 +567,7 @@ for (const kind of ['register', 'lanes'] as const) t(`grad input adds into the g
     const w = e.tensor(Float32Array.from(randn(size(wa), 37)), wa);
     const loss = sum(add(conv2d(x, w, null, optsA), x));
     const names = kernelsRun(e, () => backward(loss));
-    assert.ok(names.includes(kind === 'lanes' ? 'conv2d_forward_lanes_accumulate' : 'conv2d_backward_input_accumulate'), names.join(', '));
+    assert.ok(names.includes(kind === 'lanes' ? 'conv2d_forward_accumulate[lanes]' : 'conv2d_backward_input_accumulate'), names.join(', '));
     assert.not.ok(names.includes('axpy_inplace'), names.join(', '));
   });
 }));

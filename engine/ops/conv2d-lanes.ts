@@ -174,7 +174,9 @@ ${lines(nb / vy, (j) => {
   };
 
   return {
-    name: accumulate ? 'conv2d_forward_lanes_accumulate' : 'conv2d_forward_lanes',
+    // The register kernel's names (profiles and tests count convolutions by name); the variant,
+    // which starts with 'lanes', tells them apart.
+    name: accumulate ? 'conv2d_forward_accumulate' : 'conv2d_forward',
     variant,
     shader,
     uniforms: {
@@ -360,7 +362,7 @@ ${lines(nb, (j) => `    if (n0 + ${j}u < p.cog) { dws[ob + (g * p.cog + n0 + ${j
     };
   };
   return {
-    name: 'conv2d_backward_filter_lanes',
+    name: 'conv2d_backward_filter', // (the variant starts with 'lanes')
     variant,
     shader,
     uniforms: {
