@@ -3,7 +3,7 @@
  * adapter with GFLOP/s, next to the engine's own best matmul (a 1x1 convolution is a matmul), so
  * each conv's fraction of the adapter's matmul ceiling is visible.
  *   node bench/kernels.js [--quick] [--iters N] [--json PATH] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]
- *                         [--kernels default|register|workgroup|both]
+ *                         [--kernels default|register|workgroup|lanes|lanesTMxNBsSG@WG|both|A,B,...] [--only REGEX]
  * --tune times each kernel's candidate tiles first (engine/tune.ts; the ceiling too), keeping the
  * winners in the tuning file as `bench/run.js --tune` does, so the fractions are tuned against tuned.
  * Each kernel runs at least N times (default 3, 2 with --quick) and until its runs add up to 2 s
@@ -11,7 +11,9 @@
  * --kernels picks the convolution kernels (engine.variants conv2d, convTranspose, depthwise):
  * the adapter's default, the register tiles, the workgroup-memory tiles written for GPUs, or
  * `both`: every case timed with the register kernels and then with the workgroup ones in the same
- * run (the matmul-ceiling fraction of each against its own kind's ceiling).
+ * run (the matmul-ceiling fraction of each against its own kind's ceiling). A comma list of kinds
+ * (e.g. `register,lanes`) alternates them case by case; --only keeps the cases whose name matches;
+ * --grads times the conv2d cases as forward + both gradients (FLOPs counted 3x the forward's).
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -19,6 +21,7 @@ import { createEngine } from '../engine/device-node.js';
 import type { Engine } from '../engine/engine.js';
 import type { Tensor } from '../engine/tensor.js';
 import { conv2d } from '../engine/ops/conv2d.js';
+import { backward } from '../engine/autograd.js';
 import { depthwiseConv2d } from '../engine/ops/depthwise.js';
 import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { commandLine, describeAdapter, engineOptionsFromArgs, fmt, timeGpu, tuneFileArg } from './timing.js';
@@ -30,6 +33,8 @@ interface Case {
   flops: number;
   setup: (e: Engine) => Tensor[];
   run: (ts: Tensor[]) => Tensor;
+  /** Forward and both gradients (x and w), for --grads: conv2d cases only. */
+  grads?: (ts: Tensor[]) => void;
 }
 
 function randomTensor(e: Engine, shape: number[], scale = 0.1): Tensor {
@@ -52,7 +57,23 @@ function convCase(name: string, n: number, h: number, w: number, ci: number, co:
     flops: 2 * n * ho * wo * co * ci * k * k,
     setup: (e) => [randomTensor(e, [n, h, w, ci]), randomTensor(e, [co, k, k, ci])],
     run: ([x, wt]) => conv2d(x!, wt!, null, { stride, padding: pad }),
+    grads: ([x, wt]) => {
+      x!.requiresGrad = true;
+      wt!.requiresGrad = true;
+      const y = conv2d(x!, wt!, null, { stride, padding: pad });
+      backward(y, { gradOutput: x!.engine.tensor(new Float32Array(y.size).fill(1), y.shape) });
+      for (const t of [x!, wt!]) {
+        t.grad?.dispose();
+        t.grad = null;
+        t.requiresGrad = false;
+      }
+    },
   };
+}
+
+/** The conv2d cases timed as forward + both gradients (3x the forward's FLOPs). */
+export function gradCases(quick: boolean): Case[] {
+  return kernelCases(quick).filter((c) => c.grads).map((c) => ({ ...c, name: `${c.name} fwd+bwd`, flops: 3 * c.flops, run: (ts) => (c.grads!(ts), ts[0]!) }));
 }
 
 export function kernelCases(quick: boolean): Case[] {
@@ -90,12 +111,26 @@ export function kernelCases(quick: boolean): Case[] {
   ];
 }
 
-/** Which convolution kernels a run uses: the adapter's choice, or one kind forced. */
-export type KernelKind = 'default' | 'register' | 'workgroup';
+/**
+ * Which convolution kernels a run uses: the adapter's choice, or one kind forced; 'lanes' is
+ * conv2d's lanes forward (conv2d-lanes.ts; the other ops keep the adapter's kernels), 'lanes{TM}x{NB}s{SG}@{WG}'
+ * the same with a named tile (engine.prefer.conv2dLanes).
+ */
+export type KernelKind = string;
+
+const KINDS = ['default', 'register', 'workgroup', 'lanes'];
+const isKind = (k: string): boolean => KINDS.includes(k) || /^lanes\d+x\d+s\d+@\d+$/.test(k);
 
 /** Forces `kind` on the engine's convolution ops (engine.variants); 'default' clears it. */
 function useKernels(engine: Engine, kind: KernelKind): void {
-  for (const family of ['conv2d', 'convTranspose', 'depthwise'] as const) engine.variants.set(family, kind === 'default' ? undefined : kind);
+  for (const family of ['conv2d', 'convTranspose', 'depthwise', 'conv2dLanes'] as const) engine.variants.set(family, undefined);
+  if (kind === 'default') return;
+  if (kind.startsWith('lanes')) {
+    engine.variants.set('conv2d', 'lanes');
+    if (kind !== 'lanes') engine.variants.set('conv2dLanes', kind);
+    return;
+  }
+  for (const family of ['conv2d', 'convTranspose', 'depthwise'] as const) engine.variants.set(family, kind);
 }
 
 export interface KernelResult {
@@ -113,13 +148,20 @@ export interface KernelResult {
   tuned?: { winner: string; speedup: number }[];
 }
 
-export async function runKernelBench(engine: Engine, quick: boolean, iters: number, tuneFile?: string, kinds: KernelKind[] = ['default']): Promise<KernelResult[]> {
+/**
+ * Times every case with each kind of `kinds`; with `interleave` the kinds alternate case by case
+ * (A/B on a noisy host), else each kind runs all cases in turn.
+ */
+export async function runKernelBench(engine: Engine, quick: boolean, iters: number, tuneFile?: string, kinds: KernelKind[] = ['default'], interleave = false, only?: RegExp, grads = false): Promise<KernelResult[]> {
   const results: KernelResult[] = [];
   if (tuneFile) await loadTuningFile(engine, tuneFile);
-  for (const kind of kinds) {
+  const ceilings = new Map<KernelKind, number>();
+  const cases = (grads ? gradCases(quick) : kernelCases(quick)).filter((c) => !only || only.test(c.name));
+  const runs: [KernelKind, Case[]][] = interleave ? cases.flatMap((c) => kinds.map((k): [KernelKind, Case[]] => [k, [c]])) : kinds.map((k) => [k, cases]);
+  for (const [kind, cs] of runs) {
     useKernels(engine, kind);
     try {
-      results.push(...await runCases(engine, quick, iters, tuneFile, kind));
+      results.push(...await runCases(engine, quick, iters, tuneFile, kind, cs, ceilings));
     } finally {
       useKernels(engine, 'default');
     }
@@ -127,11 +169,10 @@ export async function runKernelBench(engine: Engine, quick: boolean, iters: numb
   return results;
 }
 
-async function runCases(engine: Engine, quick: boolean, iters: number, tuneFile: string | undefined, kind: KernelKind): Promise<KernelResult[]> {
+async function runCases(engine: Engine, quick: boolean, iters: number, tuneFile: string | undefined, kind: KernelKind, cases: Case[], ceilings: Map<KernelKind, number>): Promise<KernelResult[]> {
   const results: KernelResult[] = [];
-  let ceiling = 0;
-  if (kind !== 'default') console.log(`kernels: ${kind}`);
-  for (const c of kernelCases(quick)) {
+  let ceiling = ceilings.get(kind) ?? 0;
+  for (const c of cases) {
     const inputs = c.setup(engine);
     let tuned: KernelResult['tuned'];
     if (tuneFile) {
@@ -141,9 +182,10 @@ async function runCases(engine: Engine, quick: boolean, iters: number, tuneFile:
     const t = await timeGpu(engine, () => void c.run(inputs), iters, 1, quick ? 500 : 2000);
     inputs.forEach((x) => x.dispose());
     const gflops = c.flops / 1e9 / (t.medianMs / 1000);
-    if (c.name.startsWith('matmul ceiling')) ceiling = gflops;
+    if (c.name.startsWith('matmul ceiling')) ceilings.set(kind, (ceiling = gflops));
+    // (With --grads the 'ceiling' is the matmul case's forward + backward.)
     results.push({ name: c.name, kernels: kind, gflop: c.flops / 1e9, firstMs: t.firstMs, medianMs: t.medianMs, runs: t.iters, gflops, fractionOfMatmul: ceiling ? gflops / ceiling : 1, ...(tuned ? { tuned } : {}) });
-    console.log(`${c.name.padEnd(58)} ${fmt(c.flops / 1e9, 2).padStart(7)} GFLOP  first ${fmt(t.firstMs, 0).padStart(6)} ms  median ${fmt(t.medianMs, 1).padStart(8)} ms (${t.iters} runs)  ${fmt(gflops, 2).padStart(6)} GFLOP/s  ${fmt((100 * gflops) / (ceiling || gflops), 0).padStart(4)}% of matmul`);
+    console.log(`${kind === 'default' ? '' : `[${kind}] `}${c.name.padEnd(58)} ${fmt(c.flops / 1e9, 2).padStart(7)} GFLOP  first ${fmt(t.firstMs, 0).padStart(6)} ms  median ${fmt(t.medianMs, 1).padStart(8)} ms (${t.iters} runs)  ${fmt(gflops, 2).padStart(6)} GFLOP/s  ${fmt((100 * gflops) / (ceiling || gflops), 0).padStart(4)}% of matmul`);
     if (tuned?.length) console.log(`  tuned: ${tuned.map((r) => `${r.winner} (${fmt(r.speedup, 2)}x the default)`).join(', ')}`);
   }
   return results;
@@ -151,9 +193,9 @@ async function runCases(engine: Engine, quick: boolean, iters: number, tuneFile:
 
 async function main() {
   const args = commandLine({
-    usage: 'usage: node bench/kernels.js [--quick] [--iters N] [--json PATH] [--kernels default|register|workgroup|both] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]\n' +
+    usage: 'usage: node bench/kernels.js [--quick] [--iters N] [--json PATH] [--kernels default|register|workgroup|lanes|lanesTMxNBsSG@WG|both|A,B,...] [--only REGEX] [--grads] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]\n' +
       'Times the convolutions that dominate CANet at 1024x512 (GFLOP/s, fraction of the matmul ceiling); see bench/kernels.ts.',
-    flags: ['quick', 'iters', 'json', 'kernels'],
+    flags: ['quick', 'iters', 'json', 'kernels', 'only', 'grads'],
   });
   const quick = args.has('quick');
   const iters = Number(args.get('iters') ?? (quick ? 2 : 3));
@@ -161,9 +203,11 @@ async function main() {
   console.log(`adapter: ${describeAdapter(engine)}`);
   const tuneFile = tuneFileArg(args);
   const choice = String(args.get('kernels') ?? 'default');
-  const kinds: KernelKind[] = choice === 'both' ? ['register', 'workgroup'] : [choice as KernelKind];
-  if (!kinds.every((k) => ['default', 'register', 'workgroup'].includes(k))) throw new Error(`--kernels must be default, register, workgroup or both, got ${choice}`);
-  const results = await runKernelBench(engine, quick, iters, tuneFile, kinds);
+  // A comma list (e.g. register,lanes) alternates the kinds case by case: an A/B in one run.
+  const kinds: KernelKind[] = choice === 'both' ? ['register', 'workgroup'] : choice.split(',');
+  if (!kinds.every(isKind)) throw new Error(`--kernels must be default, register, workgroup, lanes, lanesTMxNBsSG@WG, both or a comma list of them, got ${choice}`);
+  const only = args.get('only');
+  const results = await runKernelBench(engine, quick, iters, tuneFile, kinds, kinds.length > 1 && choice !== 'both', typeof only === 'string' ? new RegExp(only, 'i') : undefined, args.has('grads'));
   const json = args.get('json');
   if (typeof json === 'string') {
     mkdirSync(dirname(json), { recursive: true });

@@ -85,10 +85,27 @@ export const VARIANT_FAMILIES = {
     candidates: {
       workgroup: 'workgroup-memory GEMM tiles (conv2d-workgroup.ts)',
       register: 'register tiles of the conv2dTiles family (conv2d.ts)',
+      lanes: 'one output pixel (filter gradient: one k-slot) per SIMD lane, the shared operand loaded once per subgroup and handed out by subgroupBroadcast (conv2d-lanes.ts); forward and filter gradient, the input gradient too with conv2dLanesInput',
     },
-    default: (r) => (familyOf(r) === 'gpu' ? 'workgroup' : 'register'),
-    rule: 'workgroup on GPUs, register on CPU adapters; a tuned tile per shape replaces it',
+    default: (r) => {
+      const family = familyOf(r);
+      if (family === 'gpu') return 'workgroup';
+      return family === 'llvmpipe' && r.target.features.has('subgroups') ? 'lanes' : 'register';
+    },
+    rule: 'workgroup on GPUs; lanes on llvmpipe with subgroups (bench/RESULTS.md 2026-12-06: 2-3.5x its register tiles); register on other CPU adapters; a tuned tile per shape replaces it',
     tunedPrefixes: ['conv2d.'],
+  },
+  conv2dLanes: {
+    description: "the lanes kernels' tile, lanes{TM}x{NB}s{SG}@{WG}: TM pixels x NB channels per lane, subgroup SG, WG invocations",
+    check: (v) => (/^lanes\d+x\d+s\d+@\d+$/.test(v) ? null : 'is not a lanes tile: lanes{TM}x{NB}s{SG}@{WG}, e.g. lanes2x16s8@64'),
+    default: () => null,
+    rule: "per call: 2 pixels x 16 channels at the device's subgroup size, fewer channels for narrow layers (conv2d-lanes.ts)",
+  },
+  conv2dLanesInput: {
+    description: "whether the lanes kernels also take the stride-1 input gradient (a lanes forward of gy with flipped, transposed weights)",
+    candidates: { off: 'the register tiles (no weight flip)', on: 'the lanes forward, one weight-flip dispatch more per convolution' },
+    default: () => 'off',
+    rule: 'off: the flip made a training step 445 dispatches, over the 400 budget (bench/RESULTS.md 2026-12-06)',
   },
   conv2dTiles: tileFamily('conv2d'),
   conv2dTile: {

@@ -21,8 +21,11 @@ import type { VariantFamilyName } from '../engine/variants.js';
 import { gradCheck } from './gradcheck.js';
 import { refConv2d } from './ref/conv.js';
 import { add, sum } from '../engine/ops/basic.js';
+import { cast } from '../engine/ops/half.js';
+import type { Tensor } from '../engine/tensor.js';
 
 const t = suite('conv2d');
+const testEngine0 = await testEngine();
 
 interface Case {
   x: number[];
@@ -72,7 +75,8 @@ function kernelsRun(e: Engine, fn: () => void): string[] {
   const names: string[] = [];
   const run = e.run;
   e.run = (p) => {
-    names.push(p.name);
+    // The lanes kernels (conv2d-lanes.ts) share the register kernels' names; their variants start with 'lanes'.
+    names.push(p.variant?.startsWith('lanes') ? `${p.name}[lanes]` : p.name);
     run.call(e, p);
   };
   try {
@@ -208,6 +212,120 @@ tCpuTiles('the 1x1 CPU forward tile (32 pixels x 16 channels) with partial edges
   });
 });
 
+/** The variants of a kernel kind for the gradient tests: 'lanes' takes the stride-1 input gradient too (conv2dLanesInput). */
+const kindVariants = (kind: 'register' | 'lanes'): { conv2d: string; conv2dLanesInput?: string } =>
+  kind === 'lanes' ? { conv2d: 'lanes', conv2dLanesInput: 'on' } : { conv2d: kind };
+
+t('lanes forward (conv2d-lanes.ts): named tiles with partial pixel and channel blocks, with and without subgroup broadcasts, against float64', async () => {
+  const e = await testEngine();
+  const broadcast = e.features.has('subgroups') ? ['lanes2x16s4@32', 'lanes1x32s4@64', 'lanes2x8s4@8'] : [];
+  // 2x7x9 = 126 pixels and Co = 40 leave partial blocks on both sides; Ci/groups = 3 and Co/groups
+  // = 5 take the scalar paths; a 1x1 stride 2 and a dilated 5x5 window.
+  const cases: Case[] = [
+    { x: [2, 7, 9, 36], w: [40, 3, 3, 36], opts: { padding: 1 }, bias: true },
+    { x: [1, 9, 5, 12], w: [36, 1, 1, 12], opts: { stride: 2 }, bias: false },
+    { x: [3, 5, 7, 6], w: [10, 3, 3, 3], opts: { groups: 2, padding: 1 }, bias: true },
+    { x: [1, 11, 10, 8], w: [12, 5, 5, 8], opts: { stride: 2, padding: 3, dilation: 2 }, bias: false },
+  ];
+  for (const tile of ['lanes3x8s1@16', 'lanes1x4s1@8', ...broadcast])
+    await withPrefer(e, { conv2d: 'lanes', conv2dLanes: tile }, async () => {
+      for (const [k, c] of cases.entries()) await checkForward(e, c, 320 + k);
+    });
+  // The default tile (broadcasts where the adapter has subgroups), and that it is what ran.
+  await withPrefer(e, { conv2d: 'lanes' }, async () => {
+    for (const [k, c] of cases.entries()) await checkForward(e, c, 330 + k);
+    const x = e.tensor(randn(2 * 5 * 5 * 8, 1), [2, 5, 5, 8]);
+    const w = e.tensor(randn(6 * 3 * 3 * 8, 2), [6, 3, 3, 8]);
+    try {
+      assert.equal(kernelsRun(e, () => conv2d(x, w, null, { padding: 1 }).dispose()), ['conv2d_forward[lanes]']);
+      // A malformed tile is refused when set, naming the family; a well-formed one the device cannot run, at the call.
+      assert.throws(() => e.variants.set('conv2dLanes', 'lanes9'), /conv2dLanes.*'lanes9'.*not a lanes tile/);
+      // A broadcast wider than the smallest subgroup this device promises is refused, not run wrongly.
+      await withPrefer(e, { conv2dLanes: 'lanes1x16s64@64' }, async () => {
+        assert.throws(() => conv2d(x, w, null), /is not a lanes tile this device runs/);
+      });
+    } finally {
+      x.dispose();
+      w.dispose();
+    }
+  });
+});
+
+t('lanes kernels: the llvmpipe family\'s default for the forward and filter gradient (with subgroups); prefer register, the other families and forced tiles keep the register kernels', async () => {
+  const e = await testEngine();
+  const x = e.tensor(randn(1 * 5 * 5 * 8, 3), [1, 5, 5, 8]);
+  const w = e.tensor(randn(8 * 3 * 3 * 8, 4), [8, 3, 3, 8]);
+  const forward = (): string[] => kernelsRun(e, () => conv2d(x, w, null, { padding: 1 }).dispose());
+  try {
+    await withPrefer(e, { family: 'llvmpipe' }, async () => {
+      assert.equal(forward(), [e.features.has('subgroups') ? 'conv2d_forward[lanes]' : 'conv2d_forward']);
+      // Gradients: the filter gradient's lanes form by default, the input gradient's only when forced.
+      const xg = e.tensor(randn(1 * 5 * 5 * 8, 5), [1, 5, 5, 8]);
+      const wg = e.tensor(randn(8 * 3 * 3 * 8, 6), [8, 3, 3, 8]);
+      xg.requiresGrad = wg.requiresGrad = true;
+      try {
+        const y = conv2d(xg, wg, null, { padding: 1 });
+        const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) })).filter((n) => n.startsWith('conv2d'));
+        assert.equal(ran.sort(), e.features.has('subgroups') ? ['conv2d_backward_filter[lanes]', 'conv2d_backward_input'] : ['conv2d_backward_filter', 'conv2d_backward_input']);
+      } finally {
+        for (const t of [xg, wg]) {
+          t.grad?.dispose();
+          t.dispose();
+        }
+      }
+    });
+    await withPrefer(e, { family: 'llvmpipe', conv2d: 'register' }, async () => assert.equal(forward(), ['conv2d_forward']));
+    await withPrefer(e, { family: 'llvmpipe', conv2dTiles: 'llvmpipe' }, async () => assert.equal(forward(), ['conv2d_forward']));
+    await withPrefer(e, { family: 'swiftshader' }, async () => assert.equal(forward(), ['conv2d_forward']));
+  } finally {
+    x.dispose();
+    w.dispose();
+  }
+});
+
+t('lanes forward with every epilogue layout, channel slices and f16 operands: the register kernel\'s numbers', async () => {
+  const e = await testEngine();
+  const tensor = (shape: number[], seed: number): Tensor => e.tensor(Float32Array.from(randn(shape.reduce((a, b) => a * b, 1), seed)), shape);
+  await e.scope(async () => {
+    const shape = [2, 6, 5, 8];
+    const x = tensor(shape, 400);
+    const w = tensor([8, 3, 3, 8], 401);
+    const affine = tensor([2, 8], 402);
+    const bias = tensor([8], 403);
+    const residual = tensor(shape, 404);
+    const fca = { as: tensor([2, 6, 5, 1], 405), ac: tensor([2, 8], 406) };
+    const x12 = tensor([2, 6, 5, 12], 411);
+    /** [name, call]: each returns the tensor it wrote. */
+    const calls: [string, () => Tensor][] = [
+      ['affine relu', () => conv2d(x, w, null, { padding: 1 }, { affine, act: 'relu' })],
+      ['affine relu6 residual', () => conv2d(x, w, null, { padding: 1 }, { affine, act: 'relu6', residual })],
+      ['affine sigmoid fca', () => conv2d(x, w, null, { padding: 1 }, { affine, act: 'sigmoid', fca })],
+      ['bias residual', () => conv2d(x, w, bias, { padding: 1 }, { residual })],
+      ['into offset 8', () => conv2d(x, w, null, { padding: 1 }, { affine, into: { tensor: tensor([2, 6, 5, 20], 412), channelOffset: 8 } })],
+      ['into offset 3 (scalar stores)', () => conv2d(x, w, bias, { padding: 1 }, { act: 'relu', into: { tensor: tensor([2, 6, 5, 11], 413), channelOffset: 3 } })],
+      ['outputChannels [8, 8]', () => conv2d(x, tensor([16, 1, 1, 8], 407), null, { outputChannels: [8, 8] }, { affine: tensor([2, 16], 408), act: 'relu' })],
+      ['inputChannels [4, 8] stride 2', () => conv2d(x12, tensor([5, 3, 3, 8], 409), tensor([5], 410), { inputChannels: [4, 8], padding: 1, stride: 2 })],
+    ];
+    if (e.features.has('shader-f16')) {
+      calls.push(['f16 x and w, affine relu', () => conv2d(cast(x, 'f16'), cast(w, 'f16'), null, { padding: 1 }, { affine, act: 'relu' })]);
+      calls.push(['f16 x and w, residual', () => conv2d(cast(x, 'f16'), cast(w, 'f16'), bias, { padding: 1 }, { residual: cast(residual, 'f16') })]);
+    }
+    for (const [name, call] of calls) {
+      const run = async (prefer: Record<string, string>): Promise<Float32Array> => {
+        let out: Float32Array | undefined;
+        await withPrefer(e, prefer, async () => {
+          const y = e.noGrad(call);
+          out = (y.dtype === 'f16' ? await e.noGrad(() => cast(y, 'f32')).read() : await y.read()) as Float32Array;
+        });
+        return out!;
+      };
+      const ref = await run({ conv2d: 'register' });
+      const got = await run({ conv2d: 'lanes' });
+      expectClose(got, ref, name.startsWith('f16') ? 2e-3 : 1e-5, `lanes vs register: ${name}`, name.startsWith('f16') ? 1e-2 : 1e-5);
+    }
+  });
+});
+
 t('forced tiles are per engine: engine.prefer.conv2dTiles names a family and conv2dTile explicit tiles; nonsense in either is refused by name', async () => {
   const e = await testEngine();
   const x = e.tensor(randn(2 * 5 * 5 * 4, 1), [2, 5, 5, 4]);
@@ -221,7 +339,8 @@ t('forced tiles are per engine: engine.prefer.conv2dTiles names a family and con
     const variants: string[] = [];
     const run = e.run;
     e.run = function (this: typeof e, p: Parameters<typeof run>[0]) {
-      if (p.name === 'conv2d_forward') variants.push(p.variant ?? '');
+      // (The adapter's default may be the lanes kernel: llvmpipe.)
+      if (p.name.startsWith('conv2d_forward')) variants.push(`${p.name}|${p.variant ?? ''}`);
       return run.call(this, p);
     };
     try {
@@ -282,8 +401,9 @@ forKernelMode(t, 'workgroup')('kernel choice: workgroup GEMMs by default on GPUs
   }
 });
 
-t('filter gradient split into chunks (summed by sumColumns) and in one chunk', async () => {
-  const e = await testEngine();
+for (const kind of ['register', 'lanes'] as const) t(`filter gradient split into chunks (summed by sumColumns) and in one chunk, ${kind} kernels`, () => withPrefer(testEngine0, kindVariants(kind), async () => {
+  const e = testEngine0;
+  const filter = kind === 'lanes' ? 'conv2d_backward_filter[lanes]' : 'conv2d_backward_filter';
   // 2 x 16 x 16 output pixels and one small tile: the reduction is split; a 1x1x2 output is not.
   const c: Case = { x: [2, 16, 16, 3], w: [4, 3, 3, 3], opts: { padding: 1 }, bias: false };
   const names = await e.scope(async () => {
@@ -312,8 +432,8 @@ t('filter gradient split into chunks (summed by sumColumns) and in one chunk', a
     return ran;
   });
   // The partial sums need a reduction pass after the filter-gradient kernel.
-  assert.ok(names[0] === 'conv2d_backward_filter' && names.length >= 2, `chunked path ran: ${names}`);
-  assert.not.ok(names.includes('conv2d_backward_input'), 'no input gradient computed');
+  assert.ok(names[0] === filter && names.length >= 2, `chunked path ran: ${names}`);
+  assert.not.ok(names.some((n) => n.startsWith('conv2d_backward_input') || n.startsWith('conv2d_forward')), `no input gradient computed: ${names}`);
   const single = await e.scope(async () => {
     const x = e.tensor(Float32Array.from([1, 2, 3, 4]), [1, 1, 2, 2]);
     const w = e.tensor(Float32Array.from([1, 1]), [1, 1, 1, 2]);
@@ -323,11 +443,11 @@ t('filter gradient split into chunks (summed by sumColumns) and in one chunk', a
     assert.equal(Array.from(await w.grad!.read()), [1 + 30, 2 + 40]);
     return ran;
   });
-  assert.equal(single, ['conv2d_backward_filter'], 'one chunk: no reduction pass');
-});
+  assert.equal(single, [filter], 'one chunk: no reduction pass');
+}));
 
-t('only the gradients that are required are computed; bias gradient is sumColumns(gy)', async () => {
-  const e = await testEngine();
+for (const kind of ['register', 'lanes'] as const) t(`only the gradients that are required are computed; bias gradient is sumColumns(gy), ${kind} kernels`, () => withPrefer(testEngine0, kindVariants(kind), async () => {
+  const e = testEngine0;
   await e.scope(async () => {
     const x = e.tensor(Float32Array.from(randn(2 * 5 * 5 * 4, 7)), [2, 5, 5, 4]);
     const w = e.tensor(Float32Array.from(randn(8 * 3 * 3 * 4, 8)), [8, 3, 3, 4]);
@@ -337,8 +457,9 @@ t('only the gradients that are required are computed; bias gradient is sumColumn
     const y = conv2d(x, w, b, { padding: 1 });
     const gy = randn(y.size, 9);
     const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(Float32Array.from(gy), y.shape) }));
-    assert.ok(ran.includes('conv2d_backward_input'));
-    assert.not.ok(ran.includes('conv2d_backward_filter'), `no filter gradient: ${ran}`);
+    // The lanes input gradient of a stride-1 convolution is a lanes forward of gy with flipped weights.
+    assert.ok(ran.includes(kind === 'lanes' ? 'conv2d_forward[lanes]' : 'conv2d_backward_input'), `${ran}`);
+    assert.not.ok(ran.some((n) => n.startsWith('conv2d_backward_filter')), `no filter gradient: ${ran}`);
     assert.not.ok(w.grad);
     const want = new Float64Array(8);
     for (let i = 0; i < gy.length; i++) want[i % 8] += Math.fround(gy[i]!);
@@ -351,7 +472,7 @@ t('only the gradients that are required are computed; bias gradient is sumColumn
     const y = e.noGrad(() => conv2d(x, e.tensor(new Float32Array(9), [1, 3, 3, 1]), null));
     assert.is(y.node, null);
   });
-});
+}));
 
 t('a training-style loop creates no buffers after the first iteration', async () => {
   const e = await testEngine();
@@ -413,8 +534,8 @@ t('bad input throws a ShapeError naming op, tensor and shapes before dispatching
 
 
 
-t('grad input adds into the gradient x already gathered from its other consumers (no separate accumulation pass), matching finite differences', async () => {
-  const e = await testEngine();
+for (const kind of ['register', 'lanes'] as const) t(`grad input adds into the gradient x already gathered from its other consumers (no separate accumulation pass), matching finite differences, ${kind} kernels`, () => withPrefer(testEngine0, kindVariants(kind), async () => {
+  const e = testEngine0;
   // y = conv_a(x) + x (a skip connection: the add's backward runs first and hands x its gradient)
   // and z = conv_a(x) + conv_b(x) with conv_b stride 2 padded back (two conv consumers).
   const xs = [2, 7, 9, 6];
@@ -449,9 +570,9 @@ t('grad input adds into the gradient x already gathered from its other consumers
     const w = e.tensor(Float32Array.from(randn(size(wa), 37)), wa);
     const loss = sum(add(conv2d(x, w, null, optsA), x));
     const names = kernelsRun(e, () => backward(loss));
-    assert.ok(names.includes('conv2d_backward_input_accumulate'), names.join(', '));
+    assert.ok(names.includes(kind === 'lanes' ? 'conv2d_forward_accumulate[lanes]' : 'conv2d_backward_input_accumulate'), names.join(', '));
     assert.not.ok(names.includes('axpy_inplace'), names.join(', '));
   });
-});
+}));
 
 t.run();

@@ -43,16 +43,18 @@ t('default rules follow the adapter: hardware, lavapipe, SwiftShader', () => {
   const swiftshader = new VariantRegistry({ adapter: adapter('SwiftShader driver 5.0.0', true), features: new Set(['subgroups']) });
   const pick = (r: VariantRegistry) => Object.fromEntries(FAMILIES.map((f) => [f, r.choose(f)]));
   assert.equal(pick(gpu), {
-    family: 'gpu', conv2d: 'workgroup', conv2dTiles: 'gpu', conv2dTile: undefined, depthwise: 'workgroup', depthwiseTiles: 'gpu',
+    family: 'gpu', conv2d: 'workgroup', conv2dLanes: undefined, conv2dLanesInput: 'off', conv2dTiles: 'gpu', conv2dTile: undefined, depthwise: 'workgroup', depthwiseTiles: 'gpu',
     convTranspose: 'workgroup', convTransposeTiles: 'gpu', subgroups: 'on', bnReduce: 'workgroup', bnFuse: undefined, bnUnroll: '4', poolShape: 'unrolled',
   });
   assert.is(gpuNoSg.choose('subgroups'), 'off', 'no subgroups without the feature');
+  const lavapipeNoSg = new VariantRegistry({ adapter: { ...adapter('llvmpipe (LLVM 15.0.6, 256 bits)', true), vendor: 'mesa' }, features: new Set() });
+  assert.is(lavapipeNoSg.choose('conv2d'), 'register', "llvmpipe's lanes kernels need subgroups");
   assert.equal(pick(lavapipe), {
-    family: 'llvmpipe', conv2d: 'register', conv2dTiles: 'llvmpipe', conv2dTile: undefined, depthwise: 'register', depthwiseTiles: 'llvmpipe',
+    family: 'llvmpipe', conv2d: 'lanes', conv2dLanes: undefined, conv2dLanesInput: 'off', conv2dTiles: 'llvmpipe', conv2dTile: undefined, depthwise: 'register', depthwiseTiles: 'llvmpipe',
     convTranspose: 'register', convTransposeTiles: 'llvmpipe', subgroups: 'off', bnReduce: 'serial', bnFuse: undefined, bnUnroll: '1', poolShape: 'rolled',
   });
   assert.equal(pick(swiftshader), {
-    family: 'swiftshader', conv2d: 'register', conv2dTiles: 'swiftshader', conv2dTile: undefined, depthwise: 'register', depthwiseTiles: 'swiftshader',
+    family: 'swiftshader', conv2d: 'register', conv2dLanes: undefined, conv2dLanesInput: 'off', conv2dTiles: 'swiftshader', conv2dTile: undefined, depthwise: 'register', depthwiseTiles: 'swiftshader',
     convTranspose: 'register', convTransposeTiles: 'swiftshader', subgroups: 'off', bnReduce: 'serial', bnFuse: undefined, bnUnroll: '4', poolShape: 'unrolled',
   });
   // Rules read the other choices: forcing the family moves every family-derived default with it.
@@ -179,6 +181,8 @@ const PROBES: Record<VariantFamilyName, (e: Engine) => void> = {
   conv2d: (e) => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 }))),
   conv2dTiles: (e) => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 }))),
   conv2dTile: (e) => void conv2d(tensor(e, [2, 5, 5, 4], 1), tensor(e, [6, 3, 3, 4], 2), null, { padding: 1 }),
+  conv2dLanes: (e) => withLanes(e, () => void conv2d(tensor(e, [2, 5, 5, 4], 1), tensor(e, [6, 3, 3, 4], 2), null, { padding: 1 })),
+  conv2dLanesInput: (e) => withLanes(e, () => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 })))),
   depthwise: (e) => void depthwiseConv2d(tensor(e, [1, 9, 9, 8], 3), tensor(e, [3, 3, 8], 4), null, { padding: 1 }),
   depthwiseTiles: (e) => backward(sum(depthwiseConv2d(tensor(e, [1, 9, 9, 8], 3, true), tensor(e, [3, 3, 8], 4, true), null, { padding: 1, stride: 2 }))),
   convTranspose: (e) => void convTranspose2d(tensor(e, [1, 4, 4, 8], 5), tensor(e, [8, 3, 3, 8], 6), null, { stride: 2, padding: 1 }),
@@ -189,6 +193,17 @@ const PROBES: Record<VariantFamilyName, (e: Engine) => void> = {
   bnUnroll: (e) => bn(e),
   poolShape: (e) => void maxPool2d(tensor(e, [1, 7, 9, 4], 8), { kernel: 3, stride: 2, padding: 1 }),
 };
+
+/** `fn` with the conv2d lanes kernels forced (what conv2dLanes and conv2dLanesInput refine). */
+function withLanes(e: Engine, fn: () => void): void {
+  const before = e.variants.override('conv2d');
+  e.variants.set('conv2d', 'lanes');
+  try {
+    fn();
+  } finally {
+    e.variants.set('conv2d', before);
+  }
+}
 
 function bn(e: Engine): void {
   const gamma = tensor(e, [8], 10, true);
@@ -210,6 +225,9 @@ const MAY_COINCIDE: Partial<Record<VariantFamilyName, string[][]>> = {
   conv2dTiles: [['llvmpipe', 'gpu']],
 };
 
+/** The explicit value each free-form family is probed with (bnUnroll: '2'). */
+const FREE_FORM_VALUE: Partial<Record<VariantFamilyName, string>> = { conv2dTile: 'forward=8x4@16', conv2dLanes: 'lanes1x4s1@8' };
+
 /** Candidates not forced in the lavapipe run: those test/gpu.ts's forKernelMode skips there (checked on SwiftShader). */
 const slowOnLavapipe = (family: VariantFamilyName, value: string): boolean => lavapipeSkip({ family, value }) !== undefined;
 
@@ -218,7 +236,7 @@ for (const family of FAMILIES) {
   t(`forcing each candidate of ${family} changes the kernels its op runs${free ? ' (free-form: an explicit value against the default)' : ''}`, async () => {
     const e = await testEngine();
     if (family === 'subgroups' && !e.features.has('subgroups')) return; // 'on' cannot add the feature
-    const values: string[] = free ? (family === 'conv2dTile' ? ['forward=8x4@16'] : ['2']) : e.variants.candidates(family).filter((v) => !slowOnLavapipe(family, v));
+    const values: string[] = free ? [FREE_FORM_VALUE[family] ?? '2'] : e.variants.candidates(family).filter((v) => !slowOnLavapipe(family, v));
     const runs = new Map<string, string>();
     try {
       for (const value of values) {

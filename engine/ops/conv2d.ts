@@ -13,7 +13,9 @@
  * Tiles depend on the adapter (`chooseTile`): large ones on CPU adapters such as SwiftShader, where
  * every load is an emulated gather and must feed many multiply-adds; small ones with many
  * invocations on real GPUs. Real GPUs run the same GEMMs with workgroup-memory tiles by default
- * (conv2d-workgroup.ts); the register tiles stay their autotune candidates.
+ * (conv2d-workgroup.ts); the register tiles stay their autotune candidates. llvmpipe runs the
+ * forward and the filter gradient with the lanes kernels of conv2d-lanes.ts by default (one pixel
+ * or k-slot per lane, the other operand broadcast across the subgroup; `chooseLanes`).
  */
 import { recordOp } from '../autograd.js';
 import type { Engine } from '../engine.js';
@@ -27,6 +29,7 @@ import { generatedSpec, range, lines, vtype, comp, gcd } from './shader.js';
 import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
+import { type LanesTile, defaultLanesTile, flipTransposeWeights, inputGradAsForward, lanesFilterPlan, lanesFilterProgram, lanesForwardProgram, parseLanesTile } from './conv2d-lanes.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -255,6 +258,28 @@ function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number
   return (engine.tuned.size ? parseGemmTile(engine, engine.tuned.get(tileKey(kernel, g))) : null) ?? dflt;
 }
 
+/**
+ * The lanes kernel of one GEMM (conv2d-lanes.ts: the forward with one pixel per lane and the
+ * weights broadcast across a subgroup; the stride-1 input gradient as such a forward; the filter
+ * gradient with lanes across k), or null for the register and workgroup tiles. The `conv2d`
+ * variant 'lanes' (forced on any adapter; the llvmpipe family's default where the device has
+ * subgroups) takes the forward and the filter gradient, unless register tiles are forced by
+ * family or by name; the input gradient only with `conv2dLanesInput` 'on', since its weight flip
+ * is one more dispatch per convolution (a training step went over issue 10's 400; bench/RESULTS.md,
+ * 2026-12-06 lanes). The `conv2dLanes` variant names the tile ('lanes2x16s8@64').
+ */
+function chooseLanes(engine: Engine, g: Geometry, kernel: Conv2dKernel): LanesTile | null {
+  const variants = engine.variants;
+  const forcedRegister = variants.override('conv2d') === undefined && (variants.override('conv2dTiles') !== undefined || variants.override('conv2dTile') !== undefined);
+  if (variants.choose('conv2d') !== 'lanes' || forcedRegister) return null;
+  if (kernel === 'input' && variants.choose('conv2dLanesInput') !== 'on') return null;
+  const named = variants.choose('conv2dLanes');
+  if (named === undefined) return defaultLanesTile(engine, g.cog, g.n * g.ho * g.wo);
+  const t = parseLanesTile(engine, named);
+  if (!t) throw new Error(`engine.variants conv2dLanes: '${named}' is not a lanes tile this device runs: lanes{TM}x{NB}s{SG}@{WG} (TM 1-8; NB, SG, WG powers of two, NB <= 32, SG <= the smallest subgroup, WG 8-256 a multiple of SG)`);
+  return t;
+}
+
 // ------------------------------------------------------------------ measured tiles (engine/tune.ts)
 
 /** Key of one GEMM of one convolution in engine.tuned: the kernel and the whole geometry. */
@@ -369,6 +394,8 @@ function forwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias:
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
   const vy = g.cog % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
   const m = g.n * g.ho * g.wo;
+  const lanes = chooseLanes(engine, g, 'forward');
+  if (lanes) return lanesForwardProgram(engine, g, x, w, bias, y, epi, lanes, channelsFastest(x, w), convFlops(g));
   // The workgroup-memory GEMMs are f32 only: the f16 inference path keeps the register tiles.
   const tile = x.dtype === 'f32' && w.dtype === 'f32' ? chooseTile(engine, 'forward', g, m, g.cog, 1, vy) : defaultTile(engine, 'forward', g, m, g.cog, 1, vy);
   if (isGemmTile(tile)) return gemmForwardProgram(engine, g, x, w, bias, y, epi, tile);
@@ -553,6 +580,15 @@ function conv2dBackwardInput(g: Geometry, gy: Tensor, w: Tensor, into: Tensor | 
   const shape = [g.n, g.h, g.w, g.ci];
   const accumulate = into !== null && into.dtype === 'f32' && into.rank === 4 && into.shape.every((d, i) => d === shape[i]);
   const dx = accumulate ? into : engine.empty(shape, 'f32');
+  // Stride 1: a lanes forward convolution of gy with the flipped, transposed weights (conv2d-lanes.ts).
+  const gt = inputGradAsForward(g);
+  const lanes = gt && chooseLanes(engine, gt, 'input');
+  if (gt && lanes) {
+    const wt = flipTransposeWeights(engine, g, w);
+    engine.run(lanesForwardProgram(engine, gt, gy, wt, null, dx, null, lanes, channelsFastest(gy, wt), convFlops(g), accumulate));
+    wt.dispose();
+    return dx;
+  }
   engine.run(backwardInputProgram(engine, g, gy, w, dx, accumulate));
   return dx;
 }
@@ -690,6 +726,20 @@ function backwardFilterProgram(engine: Engine, g: Geometry, plan: FilterPlan, gy
 /** dL/dw, written into `into` (a tensor of the weight's size, e.g. its optimizer slot) when given. */
 function conv2dBackwardFilter(g: Geometry, gy: Tensor, x: Tensor, wShape: readonly number[], into: Tensor | null = null): Tensor {
   const engine = gy.engine;
+  const lanes = chooseLanes(engine, g, 'filter');
+  if (lanes) {
+    // Lanes across k, the pixel chunks added by sumColumns (conv2d-lanes.ts).
+    const lp = lanesFilterPlan(engine, g, lanes);
+    const dw = into ?? engine.empty(wShape, 'f32');
+    const wsize = g.co * g.kh * g.kw * g.cig;
+    const partial = lp.chunks === 1 ? dw : engine.empty([lp.chunks, wsize], 'f32');
+    engine.run(lanesFilterProgram(engine, g, lp, gy, x, partial, convFlops(g)));
+    if (partial !== dw) {
+      sumColumns(partial, wsize, dw);
+      partial.dispose();
+    }
+    return dw;
+  }
   const plan = filterPlan(engine, g);
   const dw = into ?? engine.empty(wShape, 'f32');
   if (plan.chunks === 1) {
