@@ -179,20 +179,35 @@ const tensor = (e: Engine, shape: number[], seed: number, grad = false): Tensor 
 const PROBES: Record<VariantFamilyName, (e: Engine) => void> = {
   family: (e) => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 }))),
   conv2d: (e) => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 }))),
-  conv2dTiles: (e) => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 }))),
-  conv2dTile: (e) => void conv2d(tensor(e, [2, 5, 5, 4], 1), tensor(e, [6, 3, 3, 4], 2), null, { padding: 1 }),
+  conv2dTiles: (e) => withRegister(e, 'conv2d', () => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 })))),
+  conv2dTile: (e) => withRegister(e, 'conv2d', () => void conv2d(tensor(e, [2, 5, 5, 4], 1), tensor(e, [6, 3, 3, 4], 2), null, { padding: 1 })),
   conv2dLanes: (e) => withLanes(e, () => void conv2d(tensor(e, [2, 5, 5, 4], 1), tensor(e, [6, 3, 3, 4], 2), null, { padding: 1 })),
   conv2dLanesInput: (e) => withLanes(e, () => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 })))),
   depthwise: (e) => void depthwiseConv2d(tensor(e, [1, 9, 9, 8], 3), tensor(e, [3, 3, 8], 4), null, { padding: 1 }),
-  depthwiseTiles: (e) => backward(sum(depthwiseConv2d(tensor(e, [1, 9, 9, 8], 3, true), tensor(e, [3, 3, 8], 4, true), null, { padding: 1, stride: 2 }))),
+  depthwiseTiles: (e) => withRegister(e, 'depthwise', () => backward(sum(depthwiseConv2d(tensor(e, [1, 9, 9, 8], 3, true), tensor(e, [3, 3, 8], 4, true), null, { padding: 1, stride: 2 })))),
   convTranspose: (e) => void convTranspose2d(tensor(e, [1, 4, 4, 8], 5), tensor(e, [8, 3, 3, 8], 6), null, { stride: 2, padding: 1 }),
-  convTransposeTiles: (e) => backward(sum(convTranspose2d(tensor(e, [1, 4, 4, 8], 5, true), tensor(e, [8, 3, 3, 8], 6, true), null, { stride: 2, padding: 1 }))),
+  convTransposeTiles: (e) => withRegister(e, 'convTranspose', () => backward(sum(convTranspose2d(tensor(e, [1, 4, 4, 8], 5, true), tensor(e, [8, 3, 3, 8], 6, true), null, { stride: 2, padding: 1 })))),
   subgroups: (e) => void sumColumns(tensor(e, [300, 8], 7)),
   bnReduce: (e) => bn(e),
   bnFuse: (e) => bn(e),
   bnUnroll: (e) => bn(e),
   poolShape: (e) => void maxPool2d(tensor(e, [1, 7, 9, 4], 8), { kernel: 3, stride: 2, padding: 1 }),
 };
+
+/**
+ * `fn` with `kind` forced to its register kernels: what the *Tiles and conv2dTile families choose
+ * among. Without it the adapter's kernel kind (workgroup GEMMs on GPUs, conv2d's lanes on llvmpipe)
+ * would run and the tiles' default could not be compared with forcing the same tiles.
+ */
+function withRegister(e: Engine, kind: 'conv2d' | 'depthwise' | 'convTranspose', fn: () => void): void {
+  const before = e.variants.override(kind);
+  e.variants.set(kind, 'register');
+  try {
+    fn();
+  } finally {
+    e.variants.set(kind, before);
+  }
+}
 
 /** `fn` with the conv2d lanes kernels forced (what conv2dLanes and conv2dLanesInput refine). */
 function withLanes(e: Engine, fn: () => void): void {
