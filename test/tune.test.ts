@@ -35,8 +35,19 @@ async function engineFor(cls: 'cpu' | 'gpu' | 'llvmpipe'): Promise<Engine> {
   const base = await testEngine();
   if (cls === 'cpu') return base;
   if (cls === 'llvmpipe') {
-    // The llvmpipe kernel family's candidates, on whatever adapter the tests run.
-    const e = new Engine({ device: base.device, ownsDevice: false, adapter: base.adapter });
+    // The llvmpipe kernel family's register-tile candidates, on whatever adapter the tests run. The
+    // device is shown without 'subgroups': with them llvmpipe's forward and filter gradient take the
+    // lanes kernels (conv2d-lanes.ts), which the autotuner does not time, and only the input
+    // gradient would be tuned; without them the register tiles are llvmpipe's default, as here.
+    const features = new Set([...(base.device.features as unknown as Iterable<string>)].filter((f) => f !== 'subgroups'));
+    const device = new Proxy(base.device, {
+      get: (target, prop) => {
+        if (prop === 'features') return features;
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const e = new Engine({ device, ownsDevice: false, adapter: base.adapter });
     e.prefer.family = 'llvmpipe';
     return e;
   }
