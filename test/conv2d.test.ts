@@ -274,6 +274,15 @@ t('lanes kernels: the llvmpipe family\'s default for the forward and filter grad
         }
       }
     });
+    // A measured tile for the shape (engine.tuned) replaces the lanes default, as any conv2d default.
+    const key = 'conv2d.forward 1x5x5x8>8 k3x3 s1x1 p1x1 d1x1 g1';
+    e.tuned.set(key, '4x4@64');
+    try {
+      await withPrefer(e, { family: 'llvmpipe' }, async () => assert.equal(forward(), ['conv2d_forward']));
+      await withPrefer(e, { family: 'llvmpipe', conv2d: 'lanes' }, async () => assert.equal(forward(), ['conv2d_forward[lanes]'], 'forcing lanes beats the tuned tile'));
+    } finally {
+      e.tuned.delete(key);
+    }
     await withPrefer(e, { family: 'llvmpipe', conv2d: 'register' }, async () => assert.equal(forward(), ['conv2d_forward']));
     await withPrefer(e, { family: 'llvmpipe', conv2dTiles: 'llvmpipe' }, async () => assert.equal(forward(), ['conv2d_forward']));
     await withPrefer(e, { family: 'swiftshader' }, async () => assert.equal(forward(), ['conv2d_forward']));

@@ -30,24 +30,31 @@ const CASES: Case[] = [
 const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
 const f32 = (d: Float64Array): Float64Array => Float64Array.from(Float32Array.from(d));
 
+/**
+ * An engine on the shared test device whose conv2d default is register tiles (what the autotuner
+ * times), shown without 'subgroups': with them llvmpipe's forward and filter gradient take the
+ * lanes kernels (conv2d-lanes.ts), which the autotuner does not time, and only input gradients
+ * would be tuned. Without subgroups the register tiles are llvmpipe's default, as here.
+ */
+function registerTileEngine(base: Engine): Engine {
+  const features = new Set([...(base.device.features as unknown as Iterable<string>)].filter((f) => f !== 'subgroups'));
+  const device = new Proxy(base.device, {
+    get: (target, prop) => {
+      if (prop === 'features') return features;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return new Engine({ device, ownsDevice: false, adapter: base.adapter });
+}
+
 /** An engine on the shared test device that takes the tiles of the given adapter class. */
 async function engineFor(cls: 'cpu' | 'gpu' | 'llvmpipe'): Promise<Engine> {
   const base = await testEngine();
-  if (cls === 'cpu') return base;
+  if (cls === 'cpu') return base.variants.choose('conv2d') === 'register' ? base : registerTileEngine(base);
   if (cls === 'llvmpipe') {
-    // The llvmpipe kernel family's register-tile candidates, on whatever adapter the tests run. The
-    // device is shown without 'subgroups': with them llvmpipe's forward and filter gradient take the
-    // lanes kernels (conv2d-lanes.ts), which the autotuner does not time, and only the input
-    // gradient would be tuned; without them the register tiles are llvmpipe's default, as here.
-    const features = new Set([...(base.device.features as unknown as Iterable<string>)].filter((f) => f !== 'subgroups'));
-    const device = new Proxy(base.device, {
-      get: (target, prop) => {
-        if (prop === 'features') return features;
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-    const e = new Engine({ device, ownsDevice: false, adapter: base.adapter });
+    // The llvmpipe kernel family's candidates, on whatever adapter the tests run.
+    const e = registerTileEngine(base);
     e.prefer.family = 'llvmpipe';
     return e;
   }
@@ -254,7 +261,7 @@ t('tuning tables: JSON round trip per adapter, a file that merges adapters, bad 
 });
 
 t('conv2d uses a tuned tile (a new pipeline), ignores one that does not fit (the default\'s), results stay right', async () => {
-  const e = await testEngine();
+  const e = await engineFor('cpu');
   const c = CASES[1]!; // vec4 channels: a 2-column tile cannot hold a vec4
   const key = `conv2d.forward ${c.x.join('x')}>${c.w[0]} k3x3 s1x1 p1x1 d1x1 g1`;
   const xd = f32(randn(size(c.x), 80));
@@ -286,7 +293,7 @@ t('a tuned filter-gradient tile keeps the default tile\'s pixel chunks: no extra
   // 64 output channels x 288 taps: the default 8x8 tile makes 288 tiles, enough invocations that
   // the 100 pixels run in one pass; a 32x16 tile makes 36, which used to split the pixels in two
   // and add a column-sum dispatch (the tuned training step went over issue 10's 400).
-  const e = await testEngine();
+  const e = await engineFor('cpu');
   const xs = [1, 10, 10, 32], ws = [64, 3, 3, 32], ys = [1, 10, 10, 64];
   const key = `conv2d.filter ${xs.join('x')}>${ws[0]} k3x3 s1x1 p1x1 d1x1 g1`;
   const xd = f32(randn(size(xs), 90));
