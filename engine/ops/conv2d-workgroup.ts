@@ -21,6 +21,30 @@ import { type Epilogue, epiloguePlan } from './epilogue.js';
 import { generatedSpec, range, lines, vtype, comp, gcd } from './shader.js';
 import type { Conv2dKernel, Geometry } from './conv2d.js';
 
+/**
+ * WGSL: the taps of one stride phase of a strided convolution's input gradient, for the input
+ * pixel at phase (rh, rw): the taps that hit it are kh = kh0 + i*sth (i < nkh), kw likewise, and
+ * they read gy from (qh0, qw0) on. (rh + ph - kh*dh) % sh repeats with period sth, so the first
+ * hitting tap, if any, is below sth; ih + ph - kh*dh = nh + sh*jh with nh divisible by sh, so
+ * oh = jh + nh / sh exactly. One home for the register kernel (conv2d.ts) and the GEMM (here).
+ */
+export function phaseTapsWgsl(): string {
+  return `  var kh0 = p.kh;
+  for (var k = min(p.kh, p.sth); k > 0u; k = k - 1u) {
+    let nh = i32(rh) + p.ph - i32((k - 1u) * p.dh);
+    if (nh == (nh / i32(p.sh)) * i32(p.sh)) { kh0 = k - 1u; }
+  }
+  var kw0 = p.kw;
+  for (var k = min(p.kw, p.stw); k > 0u; k = k - 1u) {
+    let nw = i32(rw) + p.pw - i32((k - 1u) * p.dw);
+    if (nw == (nw / i32(p.sw)) * i32(p.sw)) { kw0 = k - 1u; }
+  }
+  let nkh = select(0u, (p.kh - kh0 + p.sth - 1u) / p.sth, kh0 < p.kh);
+  let nkw = select(0u, (p.kw - kw0 + p.stw - 1u) / p.stw, kw0 < p.kw);
+  let qh0 = (i32(rh) + p.ph - i32(kh0 * p.dh)) / i32(p.sh);
+  let qw0 = (i32(rw) + p.pw - i32(kw0 * p.dw)) / i32(p.sw);`;
+}
+
 /** Output tile of a workgroup (bm x bn), K-step (bk), register micro-tile of an invocation (tm x tn). */
 export interface GemmTile {
   bm: number;
@@ -610,21 +634,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let qm = p.n * p.hq * p.wq;
   let tx = li % ${d.WGN}u;
   let ty = li / ${d.WGN}u;
-  // The taps that hit this phase: kh = kh0 + i*sth (i < nkh), kw likewise (see conv2d.ts's backwardInputWgsl).
-  var kh0 = p.kh;
-  for (var k = min(p.kh, p.sth); k > 0u; k = k - 1u) {
-    let nh = i32(rh) + p.ph - i32((k - 1u) * p.dh);
-    if (nh == (nh / i32(p.sh)) * i32(p.sh)) { kh0 = k - 1u; }
-  }
-  var kw0 = p.kw;
-  for (var k = min(p.kw, p.stw); k > 0u; k = k - 1u) {
-    let nw = i32(rw) + p.pw - i32((k - 1u) * p.dw);
-    if (nw == (nw / i32(p.sw)) * i32(p.sw)) { kw0 = k - 1u; }
-  }
-  let nkh = select(0u, (p.kh - kh0 + p.sth - 1u) / p.sth, kh0 < p.kh);
-  let nkw = select(0u, (p.kw - kw0 + p.stw - 1u) / p.stw, kw0 < p.kw);
-  let qh0 = (i32(rh) + p.ph - i32(kh0 * p.dh)) / i32(p.sh);
-  let qw0 = (i32(rw) + p.pw - i32(kw0 * p.dw)) / i32(p.sw);
+${phaseTapsWgsl()}
   let kt = nkh * nkw * p.ck;
 ${d.SETUP}
   var acc: array<f32, ${d.ACC}>;

@@ -27,7 +27,7 @@ import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { generatedSpec, range, lines, vtype, comp, gcd } from './shader.js';
 import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
-import { type GemmTile, defaultGemmTile, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
+import { type GemmTile, defaultGemmTile, phaseTapsWgsl, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 import { type LanesTile, defaultLanesTile, flipTransposeWeights, inputGradAsForward, lanesFilterPlan, lanesFilterProgram, lanesForwardProgram, parseLanesTile } from './conv2d-lanes.js';
 
@@ -875,23 +875,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let gyg = g * p.ck;
 ${d.SETUP}
   var acc: array<${d.BT}, ${d.ACC}>;
-  // The taps that hit this phase: kh = kh0 + i*sth (i < nkh), kw likewise. (rh + ph - kh*dh) % sh
-  // repeats with period sth, so the first one, if any, is below sth.
-  var kh0 = p.kh;
-  for (var k = min(p.kh, p.sth); k > 0u; k = k - 1u) {
-    let nh = i32(rh) + p.ph - i32((k - 1u) * p.dh);
-    if (nh == (nh / i32(p.sh)) * i32(p.sh)) { kh0 = k - 1u; }
-  }
-  var kw0 = p.kw;
-  for (var k = min(p.kw, p.stw); k > 0u; k = k - 1u) {
-    let nw = i32(rw) + p.pw - i32((k - 1u) * p.dw);
-    if (nw == (nw / i32(p.sw)) * i32(p.sw)) { kw0 = k - 1u; }
-  }
-  let nkh = select(0u, (p.kh - kh0 + p.sth - 1u) / p.sth, kh0 < p.kh);
-  let nkw = select(0u, (p.kw - kw0 + p.stw - 1u) / p.stw, kw0 < p.kw);
-  // ih + ph - kh*dh = nh + sh*jh with nh divisible by sh, so oh = jh + nh / sh exactly.
-  let qh0 = (i32(rh) + p.ph - i32(kh0 * p.dh)) / i32(p.sh);
-  let qw0 = (i32(rw) + p.pw - i32(kw0 * p.dw)) / i32(p.sw);
+  // The taps that hit this phase (phaseTapsWgsl).
+${phaseTapsWgsl()}
   // One flat loop over (hitting tap, c), as in the forward kernel.
   let kt = nkh * nkw * p.ck;
   for (var kk = 0u; kk < kt; kk = kk + 1u) {
