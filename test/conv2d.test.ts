@@ -20,6 +20,8 @@ import { expectClose, randn, testEngine, forKernelMode, kernelModes, useKernelMo
 import type { VariantFamilyName } from '../engine/variants.js';
 import { gradCheck } from './gradcheck.js';
 import { refConv2d } from './ref/conv.js';
+import { type Conv2dCase, CONV2D_FORWARD, CONV2D_FORWARD_SEED, CONV2D_GRADS, CONV2D_GRADS_SEED, checkConv2dForward, checkConv2dGrads } from './cases/conv2d.js';
+import { sizeOf } from './cases/common.js';
 import { add, sum } from '../engine/ops/basic.js';
 import { cast } from '../engine/ops/half.js';
 import type { Tensor } from '../engine/tensor.js';
@@ -27,48 +29,18 @@ import type { Tensor } from '../engine/tensor.js';
 const t = suite('conv2d');
 const testEngine0 = await testEngine();
 
-interface Case {
-  x: number[];
-  w: number[];
-  opts: Conv2dOptions;
-  bias: boolean;
-}
+type Case = Conv2dCase;
+const size = sizeOf;
+const FORWARD = CONV2D_FORWARD;
+const GRADS = CONV2D_GRADS;
 
-const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
-const f32 = (d: Float64Array): Float64Array => Float64Array.from(Float32Array.from(d));
-
-/** Runs the GPU forward on f32-rounded inputs and compares with the float64 reference. */
+/** The float64-reference checks of the shared table (test/cases/conv2d.ts), asserting only. */
 async function checkForward(e: Engine, c: Case, seed: number): Promise<void> {
-  const xd = f32(randn(size(c.x), seed));
-  const wd = f32(randn(size(c.w), seed + 1));
-  const bd = c.bias ? f32(randn(c.w[0]!, seed + 2)) : null;
-  const ref = refConv2d(xd, c.x, wd, c.w, bd, c.opts);
-  await e.scope(async () => {
-    const y = conv2d(e.tensor(Float32Array.from(xd), c.x), e.tensor(Float32Array.from(wd), c.w), bd ? e.tensor(Float32Array.from(bd), [c.w[0]!]) : null, c.opts);
-    assert.equal([...y.shape], ref.shape, `output shape of ${describe(c)}`);
-    let max = 0;
-    for (const v of ref.data) max = Math.max(max, Math.abs(v));
-    expectClose(await y.read(), ref.data, 1e-4, describe(c), 1e-2 * max);
-  });
+  await checkConv2dForward(e, c, seed);
 }
-
 async function checkGrads(e: Engine, c: Case, seed: number, maxElements = 48): Promise<void> {
-  const inputs = [
-    { name: 'x', shape: c.x, data: randn(size(c.x), seed) },
-    { name: 'w', shape: c.w, data: randn(size(c.w), seed + 1) },
-    ...(c.bias ? [{ name: 'bias', shape: [c.w[0]!], data: randn(c.w[0]!, seed + 2) }] : []),
-  ];
-  await gradCheck(e, {
-    gpu: ([x, w, b]) => conv2d(x!, w!, b ?? null, c.opts),
-    ref: ([x, w, b]) => refConv2d(x!, c.x, w!, c.w, b ?? null, c.opts).data,
-    inputs,
-    tol: 1e-3,
-    maxElements,
-    seed,
-  });
+  await checkConv2dGrads(e, c, seed, maxElements);
 }
-
-const describe = (c: Case): string => `x ${JSON.stringify(c.x)} w ${JSON.stringify(c.w)} ${JSON.stringify(c.opts)}${c.bias ? ' +bias' : ''}`;
 
 /** Names of the kernels `fn` dispatches. */
 function kernelsRun(e: Engine, fn: () => void): string[] {
@@ -86,42 +58,6 @@ function kernelsRun(e: Engine, fn: () => void): string[] {
   }
   return names;
 }
-
-// Batch 1 and 3; Ci/Co in {1, 3, 5, 17, 96}; 7x9 and 33x17; kernels 1x1, 3x3, 5x5, 2x3; stride 1
-// and 2; padding 0 and 1; dilation 2; groups 2 and 3; bias or not; vec4 (Ci/groups % 4 == 0) and
-// scalar paths for both the reduction and the output channels.
-const FORWARD: Case[] = [
-  { x: [1, 7, 9, 3], w: [5, 3, 3, 3], opts: { padding: 1 }, bias: true },
-  { x: [3, 7, 9, 1], w: [3, 3, 3, 1], opts: { stride: 2 }, bias: false },
-  { x: [1, 33, 17, 17], w: [17, 3, 3, 17], opts: { stride: 2, padding: 1 }, bias: true },
-  { x: [3, 7, 9, 5], w: [1, 1, 1, 5], opts: {}, bias: false },
-  { x: [1, 33, 17, 96], w: [96, 1, 1, 96], opts: {}, bias: true },
-  { x: [1, 7, 9, 96], w: [5, 3, 3, 96], opts: { padding: 1 }, bias: false },
-  { x: [1, 7, 9, 17], w: [96, 3, 3, 17], opts: { stride: 2, padding: 1 }, bias: true },
-  { x: [1, 33, 17, 4], w: [8, 5, 5, 4], opts: { padding: 1 }, bias: false },
-  { x: [1, 33, 17, 5], w: [3, 3, 3, 5], opts: { dilation: 2, padding: 1 }, bias: true },
-  { x: [3, 7, 9, 6], w: [10, 3, 3, 3], opts: { groups: 2, padding: 1 }, bias: true },
-  { x: [1, 33, 17, 12], w: [12, 3, 3, 4], opts: { groups: 3, stride: 2, padding: 1 }, bias: false },
-  { x: [3, 9, 7, 15], w: [6, 3, 3, 5], opts: { groups: 3, stride: 2, padding: 0 }, bias: true },
-  { x: [1, 9, 7, 8], w: [16, 2, 3, 8], opts: { stride: [2, 1], padding: [1, 0], dilation: [1, 2] }, bias: true },
-  { x: [1, 3, 3, 2], w: [2, 5, 5, 2], opts: { padding: 1 }, bias: false },
-  // 1x1 convolutions: unpadded ones find each pixel's input offset once (stride 1: the pixel's own
-  // index); padded ones take the general path, whose border outputs see only padding.
-  { x: [3, 9, 7, 8], w: [5, 1, 1, 8], opts: { stride: 2 }, bias: true },
-  { x: [3, 5, 7, 8], w: [6, 1, 1, 4], opts: { groups: 2 }, bias: false },
-  { x: [2, 5, 7, 6], w: [7, 1, 1, 6], opts: { padding: 1 }, bias: true },
-];
-
-const GRADS: Case[] = [
-  { x: [2, 7, 9, 3], w: [4, 3, 3, 3], opts: { stride: 2, padding: 1 }, bias: true },
-  { x: [1, 7, 9, 5], w: [3, 3, 3, 5], opts: { dilation: 2, padding: 1 }, bias: false },
-  { x: [2, 5, 7, 8], w: [8, 3, 3, 4], opts: { groups: 2, padding: 1 }, bias: true },
-  { x: [1, 6, 5, 6], w: [9, 2, 3, 2], opts: { groups: 3, stride: [1, 2], padding: [1, 0] }, bias: false },
-  { x: [2, 5, 5, 8], w: [12, 1, 1, 8], opts: {}, bias: true },
-  { x: [1, 9, 8, 4], w: [4, 3, 3, 4], opts: { stride: 2, padding: 1, dilation: 2 }, bias: false },
-  // Stride 3 with dilation 2: the taps that reach an input pixel recur every 3rd tap.
-  { x: [1, 10, 11, 3], w: [2, 3, 3, 3], opts: { stride: 3, padding: 2, dilation: 2 }, bias: true },
-];
 
 t('float64 reference matches hand-computed convolutions', () => {
   // 3x3 ramp, 2x2 kernel [1, 0; 0, -1]: every output is x[i][j] - x[i+1][j+1] = -4.
@@ -179,14 +115,14 @@ for (const mode of kernelModes(await testEngine(), ...FAMILIES)) {
   tt(`forward matches float64 (rel err < 1e-4), ${cls} tiles`, async () => {
     const e = await testEngine();
     await withTiles(e, async () => {
-      for (const [k, c] of FORWARD.entries()) await checkForward(e, c, 100 + k);
+      for (const [k, c] of FORWARD.entries()) await checkForward(e, c, CONV2D_FORWARD_SEED + k);
     });
   });
 
   tt(`gradients of x, w and bias vs finite differences (< 1e-3), ${cls} tiles`, async () => {
     const e = await testEngine();
     await withTiles(e, async () => {
-      for (const [k, c] of GRADS.entries()) await checkGrads(e, c, 200 + k);
+      for (const [k, c] of GRADS.entries()) await checkGrads(e, c, CONV2D_GRADS_SEED + k);
     });
   });
 }

@@ -2,14 +2,11 @@
  * A compact set of kernel checks against the float64 references, run both in Node (Dawn) and in
  * headless Chromium (the browser bundle). Depthwise, conv-transpose, batch-norm, FCA, loss and
  * optimizer checks run cases of the Node tests' own tables (test/cases/<family>.ts: same data,
- * runner and tolerances as test/<family>.test.ts); only the conv2d checks still declare their own
- * cases here. Platform-neutral: it imports the engine's neutral index, which the page bundle maps
+ * runner and tolerances as test/<family>.test.ts); so do the conv2d checks. Platform-neutral: it imports the engine's neutral index, which the page bundle maps
  * to dist/browser/canet-gpu.js. Comparisons happen where the GPU is, so only a summary leaves the page.
  */
-import { ops, type Engine, type Tensor } from '../../entry/index.js';
-import { expectClose, randn } from '../check.js';
-import { gradCheck } from '../gradcheck.js';
-import { refConv2d } from '../ref/conv.js';
+import type { Engine } from '../../entry/index.js';
+import { CONV2D_BROWSER_FORWARD, CONV2D_BROWSER_GRADS, checkConv2dForward, checkConv2dGrads } from '../cases/conv2d.js';
 import { checkDepthwise, DEPTHWISE_BROWSER } from '../cases/depthwise.js';
 import { checkConvTranspose, CONV_TRANSPOSE_BROWSER } from '../cases/conv-transpose.js';
 import { BATCHNORM_BROWSER_BACKWARD, BATCHNORM_BROWSER_INFERENCE, BATCHNORM_BROWSER_TRAINING, BN_TOL, checkBnGrad, checkBnInferenceForward, checkBnTrainingForward } from '../cases/batchnorm.js';
@@ -34,15 +31,6 @@ interface Check {
   run(e: Engine): Promise<number>;
 }
 
-const sizeOf = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
-const f32r = (a: Float64Array): Float64Array => Float64Array.from(Float32Array.from(a));
-const maxAbs = (a: ArrayLike<number>): number => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-const up = (e: Engine, d: Float64Array, shape: number[], grad = false): Tensor => {
-  const t = e.tensor(Float32Array.from(d), shape);
-  t.requiresGrad = grad;
-  return t;
-};
-
 /** Runs `check` on each case in turn; the largest error. */
 async function worstOf<C>(cases: readonly C[], check: (c: C) => Promise<number>): Promise<number> {
   let worst = 0;
@@ -52,44 +40,14 @@ async function worstOf<C>(cases: readonly C[], check: (c: C) => Promise<number>)
 
 const CHECKS: Check[] = [
   {
-    name: 'conv2d forward: 3x3 pad 1 +bias, 3x3 stride 2 on 17 channels, groups 2 (batch 3)',
+    name: 'conv2d forward: 3x3 pad 1 +bias, 3x3 stride 2 on 17 channels, groups 2 (batch 3; test/cases/conv2d.ts)',
     tol: 'rel 1e-4, floor 1e-2 max|y|',
-    async run(e) {
-      let worst = 0;
-      const cases: [number[], number[], { stride?: number; padding?: number; groups?: number }, boolean][] = [
-        [[1, 7, 9, 3], [5, 3, 3, 3], { padding: 1 }, true],
-        [[1, 33, 17, 17], [17, 3, 3, 17], { stride: 2, padding: 1 }, true],
-        [[3, 7, 9, 6], [10, 3, 3, 3], { groups: 2, padding: 1 }, false],
-      ];
-      for (const [k, [xs, ws, opts, bias]] of cases.entries()) {
-        const x = f32r(randn(sizeOf(xs), 10 + k));
-        const w = f32r(randn(sizeOf(ws), 20 + k));
-        const b = bias ? f32r(randn(ws[0]!, 30 + k)) : null;
-        const ref = refConv2d(x, xs, w, ws, b, opts);
-        worst = Math.max(worst, await e.scope(async () => {
-          const y = ops.conv2d(up(e, x, xs), up(e, w, ws), b ? up(e, b, [ws[0]!]) : null, opts);
-          return expectClose(await y.read(), ref.data, 1e-4, `conv2d ${xs} ${ws}`, 1e-2 * maxAbs(ref.data));
-        }));
-      }
-      return worst;
-    },
+    run: (e) => worstOf(CONV2D_BROWSER_FORWARD, ({ c, seed }) => checkConv2dForward(e, c, seed)),
   },
   {
-    name: 'conv2d backward: x, w, bias vs finite differences of float64 (batch 2, 3x3 stride 2 pad 1)',
+    name: 'conv2d backward: x, w, bias vs finite differences of float64 (batch 2, 3x3 stride 2 pad 1; test/cases/conv2d.ts)',
     tol: 'rel 1e-3',
-    run: (e) =>
-      gradCheck(e, {
-        gpu: ([x, w, b]) => ops.conv2d(x!, w!, b!, { stride: 2, padding: 1 }),
-        ref: ([x, w, b]) => refConv2d(x!, [2, 7, 9, 3], w!, [4, 3, 3, 3], b!, { stride: 2, padding: 1 }).data,
-        inputs: [
-          { name: 'x', shape: [2, 7, 9, 3], data: randn(2 * 7 * 9 * 3, 40) },
-          { name: 'w', shape: [4, 3, 3, 3], data: randn(4 * 27, 41) },
-          { name: 'bias', shape: [4], data: randn(4, 42) },
-        ],
-        tol: 1e-3,
-        maxElements: 48,
-        seed: 43,
-      }),
+    run: (e) => worstOf(CONV2D_BROWSER_GRADS, ({ c, seed }) => checkConv2dGrads(e, c, seed)),
   },
   {
     name: 'depthwise forward + backward: 3x3 stride 2 pad 1 +bias, 5 (scalar, batch 3) and 96 (vec4) channels (test/cases/depthwise.ts)',
