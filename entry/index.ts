@@ -7,6 +7,7 @@ export { type Program, type ShaderSpec, type BindingDecl, type ScalarType, type 
 export { Plan, PlannedCall, PlanInvalidError, type CaptureOptions, type PlanFeed } from '../engine/plan.js';
 export { bucketSize } from '../engine/pool.js';
 export { autotune, exportTuning, importTuning, adapterKey, type TuneOptions, type TunedCase, type TuningCase, type TuningTable } from '../engine/tune.js';
+export { VARIANT_FAMILIES, variantCandidates, type VariantRegistry, type VariantFamilyName, type VariantReport } from '../engine/variants.js';
 export * as ops from '../engine/ops/index.js';
 export { Optimizer, SGD, Adam, AdamW, type SGDOptions, type AdamOptions, type OptimizerKind, type OptimizerState, type ParamState } from '../engine/optim.js';
 export { polyLR, cosineLR, type CosineLROptions } from '../engine/schedule.js';
