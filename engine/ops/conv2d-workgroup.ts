@@ -576,34 +576,18 @@ export function gemmFilterProgram(engine: Engine, g: Geometry, plan: GemmFilterC
  * pixels), B = w^T (N = Co/groups of one group); K is contiguous in both x (NHWC) and w (OHWI).
  * The K loop runs in units of XT (vec4 when Ci/groups allows), BKV of them per step.
  */
-function forwardWgsl(d: { ACC: number; A_SUB: number; BKV: number; BM: number; BN: number; B_SUB: number; COMPUTE: string; EPILOGUE: string; EP_DECLS: string; LOAD: string; SETUP: string; WG: number; WGN: number }): string {
-  return `${d.EP_DECLS}
-var<workgroup> a_sub: array<f32, ${d.A_SUB}>;
-var<workgroup> b_sub: array<f32, ${d.B_SUB}>;
-
-@compute @workgroup_size(${d.WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  // One tile per workgroup; the early return is uniform across the workgroup (before any barrier).
-  let t = wid.x + wid.y * nwg.x;
-  if (t >= p.tiles) { return; }
-  // Pixel tiles vary fastest: the workgroups running at once share one weight tile (in L2).
+function forwardWgsl(d: GemmShell & { BKV: number; BM: number; BN: number; EP_DECLS: string }): string {
+  return gemmShellWgsl(d, {
+    decls: d.EP_DECLS,
+    count: 'tiles',
+    head: `  // Pixel tiles vary fastest: the workgroups running at once share one weight tile (in L2).
   let rest = t / p.tiles_m;
   let m0 = (t % p.tiles_m) * ${d.BM}u;
   let g = rest / p.tiles_n;
   let n0 = (rest % p.tiles_n) * ${d.BN}u;
-  let xg = p.xoff + g * p.ck;
-  let tx = li % ${d.WGN}u;
-  let ty = li / ${d.WGN}u;
-${d.SETUP}
-  var acc: array<f32, ${d.ACC}>;
-  for (var k0 = 0u; k0 < p.kt; k0 = k0 + ${d.BKV}u) {
-${d.LOAD}
-    workgroupBarrier();
-${d.COMPUTE}
-    workgroupBarrier();
-  }
-${d.EPILOGUE}
-}`;
+  let xg = p.xoff + g * p.ck;`,
+    loop: `var k0 = 0u; k0 < p.kt; k0 = k0 + ${d.BKV}u`,
+  });
 }
 
 /**
@@ -614,16 +598,11 @@ ${d.EPILOGUE}
  * vec4 along ci). The K loop runs in units of A's vector, BKV per step. As a transposed
  * convolution's forward it stores through the epilogue's helpers (EP_DECLS, empty for dx).
  */
-function backwardInputWgsl(d: { ACC: number; A_SUB: number; BKV: number; BM: number; BN: number; B_SUB: number; COMPUTE: string; EPILOGUE: string; EP_DECLS: string; LOAD: string; SETUP: string; WG: number; WGN: number }): string {
-  return `${d.EP_DECLS}
-var<workgroup> a_sub: array<f32, ${d.A_SUB}>;
-var<workgroup> b_sub: array<f32, ${d.B_SUB}>;
-
-@compute @workgroup_size(${d.WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let t = wid.x + wid.y * nwg.x;
-  if (t >= p.tiles) { return; }
-  let phase = t / p.tiles_phase;
+function backwardInputWgsl(d: GemmShell & { BKV: number; BM: number; BN: number; EP_DECLS: string }): string {
+  return gemmShellWgsl(d, {
+    decls: d.EP_DECLS,
+    count: 'tiles',
+    head: `  let phase = t / p.tiles_phase;
   let rh = phase / p.sw;
   let rw = phase % p.sw;
   let tp = t % p.tiles_phase;
@@ -632,20 +611,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let g = rest / p.tiles_n;
   let n0 = (rest % p.tiles_n) * ${d.BN}u;
   let qm = p.n * p.hq * p.wq;
-  let tx = li % ${d.WGN}u;
-  let ty = li / ${d.WGN}u;
 ${phaseTapsWgsl()}
-  let kt = nkh * nkw * p.ck;
-${d.SETUP}
-  var acc: array<f32, ${d.ACC}>;
-  for (var k0 = 0u; k0 < kt; k0 = k0 + ${d.BKV}u) {
-${d.LOAD}
-    workgroupBarrier();
-${d.COMPUTE}
-    workgroupBarrier();
-  }
-${d.EPILOGUE}
-}`;
+  let kt = nkh * nkw * p.ck;`,
+    loop: `var k0 = 0u; k0 < kt; k0 = k0 + ${d.BKV}u`,
+  });
 }
 
 /**
@@ -653,33 +622,64 @@ ${d.EPILOGUE}
  * gy[q, co] * x_patch[q, k]. A = gy^T (M = Co/groups, vec4 along co), B = x_patch (N = (kh, kw,
  * ci), vec4 along ci), K = the chunk's pixels, BK per step; sumColumns adds the chunks.
  */
-function backwardFilterWgsl(d: { ACC: number; A_SUB: number; BK: number; BM: number; BN: number; B_SUB: number; COMPUTE: string; EPILOGUE: string; LOAD: string; SETUP: string; WG: number; WGN: number }): string {
-  return `var<workgroup> a_sub: array<f32, ${d.A_SUB}>;
-var<workgroup> b_sub: array<f32, ${d.B_SUB}>;
-
-@compute @workgroup_size(${d.WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let t = wid.x + wid.y * nwg.x;
-  if (t >= p.total) { return; }
-  let chunk = t / p.tiles;
+function backwardFilterWgsl(d: GemmShell & { BK: number; BM: number; BN: number }): string {
+  return gemmShellWgsl(d, {
+    decls: '',
+    count: 'total',
+    head: `  let chunk = t / p.tiles;
   let tt = t % p.tiles;
   let rest = tt / p.tiles_m;
   let m0 = (tt % p.tiles_m) * ${d.BM}u;
   let g = rest / p.tiles_n;
   let n0 = (rest % p.tiles_n) * ${d.BN}u;
   let q0 = chunk * p.chunk;
-  let q1 = min(p.m, q0 + p.chunk);
+  let q1 = min(p.m, q0 + p.chunk);`,
+    loop: `var k0 = q0; k0 < q1; k0 = k0 + ${d.BK}u`,
+    tail: '  let ob = chunk * p.wsize;',
+  });
+}
+
+/** What the generators of the three GEMMs hand their shell (gemmShellWgsl). */
+interface GemmShell {
+  ACC: number;
+  A_SUB: number;
+  B_SUB: number;
+  COMPUTE: string;
+  EPILOGUE: string;
+  LOAD: string;
+  SETUP: string;
+  WG: number;
+  WGN: number;
+}
+
+/**
+ * The shell the three GEMM kernels share: `decls` (the epilogue's helpers), the two workgroup
+ * tiles, the entry point, one output tile per workgroup `t` (the early return at p.`count` is
+ * uniform across the workgroup, before any barrier), `head` (the kernel's tile decode), the
+ * invocation's place in the tile (tx, ty), SETUP, the accumulators, then the K loop (`loop`, the
+ * for header) loading both tiles and computing between barriers, `tail` and the EPILOGUE.
+ */
+function gemmShellWgsl(d: GemmShell, k: { decls: string; count: string; head: string; loop: string; tail?: string }): string {
+  return `${k.decls}
+var<workgroup> a_sub: array<f32, ${d.A_SUB}>;
+var<workgroup> b_sub: array<f32, ${d.B_SUB}>;
+
+@compute @workgroup_size(${d.WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let t = wid.x + wid.y * nwg.x;
+  if (t >= p.${k.count}) { return; }
+${k.head}
   let tx = li % ${d.WGN}u;
   let ty = li / ${d.WGN}u;
 ${d.SETUP}
   var acc: array<f32, ${d.ACC}>;
-  for (var k0 = q0; k0 < q1; k0 = k0 + ${d.BK}u) {
+  for (${k.loop}) {
 ${d.LOAD}
     workgroupBarrier();
 ${d.COMPUTE}
     workgroupBarrier();
   }
-  let ob = chunk * p.wsize;
+${k.tail ?? ''}
 ${d.EPILOGUE}
 }`;
 }
