@@ -605,11 +605,7 @@ function convTransposeBackwardFilter(x: Tensor, gy4: Tensor, g: Geometry, into: 
  */
 function forwardWgsl(d: { BODY: string; COL_SETUP: string; EP_DECLS: string; ROW_SETUP: string; SETUP: string; STORE: string; TH: number; TP: number }): string {
   return `${d.EP_DECLS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let id = flat_id(gid, nwg, ${WG}u);
-  if (id >= p.threads) { return; }
-  let ct = id % p.co_tiles;
+${main1d(`let ct = id % p.co_tiles;
   var rest = id / p.co_tiles;
   let tx = rest % p.tiles_x;
   rest = rest / p.tiles_x;
@@ -648,8 +644,7 @@ ${d.COL_SETUP}
     let wk = (ky * p.kw + kx) * p.civ;
 ${d.BODY}
   }
-${d.STORE}
-}`;
+${d.STORE}`, { index: 'id' })}`;
 }
 
 /**
@@ -661,11 +656,7 @@ ${d.STORE}
  * the unrolled body does not grow with the kernel size (a 15x15 kernel compiles as fast as 3x3).
  */
 function backwardInputWgsl(d: { BODY: string; COL_SETUP: string; ROW_SETUP: string; SETUP: string; STORE: string; TH: number; TW: number }): string {
-  return `@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let id = flat_id(gid, nwg, ${WG}u);
-  if (id >= p.threads) { return; }
-  let ct = id % p.ci_tiles;
+  return main1d(`let ct = id % p.ci_tiles;
   var rest = id / p.ci_tiles;
   let tx = rest % p.tiles_w;
   rest = rest / p.tiles_w;
@@ -690,8 +681,7 @@ ${d.COL_SETUP}
     let wk = tap * p.ci * p.cov;
 ${d.BODY}
   }
-${d.STORE}
-}`;
+${d.STORE}`, { index: 'id' });
 }
 
 /**
@@ -713,11 +703,7 @@ fn put(chunk: u32, co4: u32, ky: u32, kx: u32, c: u32, v: vec4<f32>) {
   }
 }
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let id = flat_id(gid, nwg, ${WG}u);
-  if (id >= p.threads) { return; }
-  let cit = id % p.ci_tiles;
+${main1d(`let cit = id % p.ci_tiles;
   var rest = id / p.ci_tiles;
   let cot = rest % p.co_tiles;
   rest = rest / p.co_tiles;
@@ -742,6 +728,5 @@ ${d.SETUP}
 ${d.BODY}
     }
   }
-${d.STORE}
-}`;
+${d.STORE}`, { index: 'id' })}`;
 }

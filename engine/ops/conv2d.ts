@@ -25,7 +25,7 @@ import { type Tensor, dtypeBytes } from '../tensor.js';
 import { type TuningCase, candidateList, scratchCase, tunedNumbers } from '../tune.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { generatedSpec, range, lines, vtype, comp, gcd } from './shader.js';
+import { generatedSpec, main1d, range, lines, vtype, comp, gcd } from './shader.js';
 import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, phaseTapsWgsl, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
@@ -816,11 +816,7 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dO
  */
 function forwardWgsl(d: { ACC: number; EPILOGUE: string; EP_DECLS: string; INNER: string; SETUP: string; TAP: string; TM: number; TN: number; WG: number }): string {
   return `${d.EP_DECLS}
-@compute @workgroup_size(${d.WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let t = flat_id(gid, nwg, ${d.WG}u);
-  if (t >= p.tiles) { return; }
-  // Tile order (see channelsFastest in conv2d.ts): pixel tiles fastest keeps a weight tile hot while
+${main1d(`// Tile order (see channelsFastest in conv2d.ts): pixel tiles fastest keeps a weight tile hot while
   // the input streams by; channel tiles fastest keeps a pixel tile hot while the weights do.
   let ng = p.tiles / p.tiles_m;
   let n_fast = p.n_fast != 0u;
@@ -841,8 +837,7 @@ ${d.TAP}
     let wc = kk;
 ${d.INNER}
   }
-${d.EPILOGUE}
-}`;
+${d.EPILOGUE}`, { count: 'tiles', index: 't', wg: d.WG })}`;
 }
 
 /**
@@ -855,11 +850,7 @@ ${d.EPILOGUE}
  * reduction walks those taps and, inside each, the group's output channels (contiguous in gy).
  */
 function backwardInputWgsl(d: { ACC: number; AV: number; BT: string; EPILOGUE: string; INNER: string; SETUP: string; TAP: string; TM: number; TN: number; WG: number }): string {
-  return `@compute @workgroup_size(${d.WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let t = flat_id(gid, nwg, ${d.WG}u);
-  if (t >= p.tiles) { return; }
-  // The phase varies slowest, so the invocations of a SIMD group nearly always share it and
+  return main1d(`// The phase varies slowest, so the invocations of a SIMD group nearly always share it and
   // take the same branches.
   let phase = t / p.tiles_phase;
   let rh = phase / p.sw;
@@ -892,8 +883,7 @@ ${d.TAP}
     let wc = (gyg + c) * ${d.AV}u * p.wrow_v + wt;
 ${d.INNER}
   }
-${d.EPILOGUE}
-}`;
+${d.EPILOGUE}`, { count: 'tiles', index: 't', wg: d.WG });
 }
 
 /**
@@ -904,11 +894,7 @@ ${d.EPILOGUE}
  * of k and walks the pixels of its chunk, PIX at a time.
  */
 function backwardFilterWgsl(d: { ACC: number; EPILOGUE: string; INNER: string; PIX: number; SETUP: string; TM: number; TN: number; WG: number }): string {
-  return `@compute @workgroup_size(${d.WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let t = flat_id(gid, nwg, ${d.WG}u);
-  if (t >= p.total) { return; }
-  let chunk = t / p.tiles;
+  return main1d(`let chunk = t / p.tiles;
   let tt = t % p.tiles;
   let tgm = tt / p.tiles_n;
   let k0 = (tt % p.tiles_n) * ${d.TN}u;
@@ -927,6 +913,5 @@ ${d.SETUP}
 ${d.INNER}
   }
   let ob = chunk * p.wsize_v;
-${d.EPILOGUE}
-}`;
+${d.EPILOGUE}`, { count: 'total', index: 't', wg: d.WG });
 }

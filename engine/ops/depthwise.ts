@@ -19,7 +19,7 @@ import { type Tensor, dtypeBytes } from '../tensor.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
 import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueAllowsVec4, epiloguePlan, hasEpilogue } from './epilogue.js';
-import { WG, generatedSpec, range } from './shader.js';
+import { WG, generatedSpec, main1d, range } from './shader.js';
 import { type KernelFamily, tileFamily } from '../device-common.js';
 import { depthwiseForwardWorkgroupProgram, depthwiseWorkgroupTile } from './depthwise-workgroup.js';
 
@@ -432,6 +432,17 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry, into: Tenso
 // with bounds tests joined by non-short-circuit `&`.
 
 /**
+ * WGSL (a main1d body's first lines): the invocation `id`'s channel vector c, tile column tx, tile
+ * row ty and image n, c fastest; the forward and the input gradient tile alike.
+ */
+const TILE_DECODE = `let c = id % p.cv;
+  var rest = id / p.cv;
+  let tx = rest % p.tiles_w;
+  rest = rest / p.tiles_w;
+  let ty = rest % p.tiles_h;
+  let n = rest / p.tiles_h;`;
+
+/**
  * depthwise_forward: Invocation (n, tile of TH output rows x TW output columns, channel group c): the tile's outputs
  * share the input rows and columns of their windows, so each loaded input vector feeds up to
  * KH * KW * TH * TW / (window area) FMAs. Strides and dilations are compiled in so that rows and
@@ -440,16 +451,7 @@ function depthwiseBackwardFilter(x: Tensor, gy: Tensor, g: Geometry, into: Tenso
  */
 function forwardWgsl(d: { BODY: string; EP_DECLS: string; SH: number; STORE: string; SW: number; TH: number; TW: number; V: string }): string {
   return `${d.EP_DECLS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let id = flat_id(gid, nwg, ${WG}u);
-  if (id >= p.threads) { return; }
-  let c = id % p.cv;
-  var rest = id / p.cv;
-  let tx = rest % p.tiles_w;
-  rest = rest / p.tiles_w;
-  let ty = rest % p.tiles_h;
-  let n = rest / p.tiles_h;
+${main1d(`${TILE_DECODE}
   let ox0 = tx * ${d.TW}u;
   let oy0 = ty * ${d.TH}u;
   let ix0 = i32(ox0 * ${d.SW}u) - p.pad_w;
@@ -458,8 +460,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let wmax = i32(p.w) - 1;
   let zero = ${d.V}(0.0);
 ${d.BODY}
-${d.STORE}
-}`;
+${d.STORE}`, { index: 'id' })}`;
 }
 
 /**
@@ -471,16 +472,7 @@ ${d.STORE}
  * contribute, each once for the whole tile.
  */
 function backwardInputWgsl(d: { BODY: string; STORE: string; TH: number; TH_OVER_SH: number; TW: number; TW_OVER_SW: number; V: string }): string {
-  return `@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let id = flat_id(gid, nwg, ${WG}u);
-  if (id >= p.threads) { return; }
-  let c = id % p.cv;
-  var rest = id / p.cv;
-  let tx = rest % p.tiles_w;
-  rest = rest / p.tiles_w;
-  let ty = rest % p.tiles_h;
-  let n = rest / p.tiles_h;
+  return main1d(`${TILE_DECODE}
   // First input row/column of the tile (may be negative: those are computed, never stored).
   let iy0 = i32(ty * ${d.TH}u) - i32(p.pad_hmod);
   let ix0 = i32(tx * ${d.TW}u) - i32(p.pad_wmod);
@@ -491,8 +483,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let womax = i32(p.wo) - 1;
   let zero = ${d.V}(0.0);
 ${d.BODY}
-${d.STORE}
-}`;
+${d.STORE}`, { index: 'id' });
 }
 
 /**
@@ -502,11 +493,7 @@ ${d.STORE}
  * Output [chunks, KH * KW, cv]; sumColumns finishes the sum over chunks.
  */
 function backwardFilterWgsl(d: { ACC_DECL: string; BODY: string; ROW_SETUP: string; STORE: string; SW: number; TW: number; V: string }): string {
-  return `@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let id = flat_id(gid, nwg, ${WG}u);
-  if (id >= p.threads) { return; }
-  let c = id % p.cv;
+  return main1d(`let c = id % p.cv;
   let chunk = id / p.cv;
   let hmax = i32(p.h) - 1;
   let wmax = i32(p.w) - 1;
@@ -526,6 +513,5 @@ ${d.ROW_SETUP}
 ${d.BODY}
     }
   }
-${d.STORE}
-}`;
+${d.STORE}`, { index: 'id' });
 }
