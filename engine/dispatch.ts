@@ -32,12 +32,19 @@ interface PipelineEntry extends PipelineRef {
  */
 export const BIND_GROUP_CACHE_LIMIT = 4096;
 
+/** The dispatcher's running counts, reported by `engine.stats()` (EngineStats). */
 export interface DispatchCounters {
   dispatches: number;
   submits: number;
   bindGroupsCreated: number;
+  /** Dispatches that reused a cached bind group. */
   bindGroupHits: number;
+  /** Useful floating-point operations recorded (sum of the programs' declared flops). */
   flops: number;
+  /**
+   * Milliseconds this engine spent creating shader modules and pipelines (each is compiled once,
+   * on first use, and blocks the calling thread: seconds on SwiftShader, so first calls are slow).
+   */
   compileMs: number;
 }
 

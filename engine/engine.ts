@@ -19,7 +19,7 @@ import { type ArenaBuffer, type DType, Tensor, dtypeBytes } from './tensor.js';
 import { decodeHalf, encodeHalf } from './half-float.js';
 import { copyTensor } from './ops/basic.js';
 import { summarizeDevice } from './device-common.js';
-import { Dispatcher } from './dispatch.js';
+import { type DispatchCounters, Dispatcher } from './dispatch.js';
 import { type KernelTiming, Profiler } from './profiling.js';
 import { TensorStore, checkShape, isTensor } from './tensor-store.js';
 import { MapMode } from './gpu-constants.js';
@@ -45,7 +45,8 @@ export interface EngineInit {
   scopeContext?: ScopeContext;
 }
 
-export interface EngineStats {
+/** What `engine.stats()` reports: the memory of its tensors and pools, and the dispatcher's counters. */
+export interface EngineStats extends DispatchCounters {
   liveTensors: number;
   /** Bytes of data in live tensors. */
   liveBytes: number;
@@ -56,18 +57,6 @@ export interface EngineStats {
   freeBuffers: number;
   freeBytes: number;
   pipelines: number;
-  dispatches: number;
-  submits: number;
-  bindGroupsCreated: number;
-  /** Dispatches that reused a cached bind group. */
-  bindGroupHits: number;
-  /** Useful floating-point operations recorded (sum of the programs' declared flops). */
-  flops: number;
-  /**
-   * Milliseconds this engine spent creating shader modules and pipelines (each is compiled once,
-   * on first use, and blocks the calling thread: seconds on SwiftShader, so first calls are slow).
-   */
-  compileMs: number;
 }
 
 type TensorData = ArrayLike<number> | Float32Array | Int32Array | Uint32Array;
