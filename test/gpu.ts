@@ -16,18 +16,28 @@ export function testEngine(): Promise<Engine> {
   return shared;
 }
 
-/** The real device, reporting `overrides` as its limits (the device behind it is unchanged): tests run kernels against tiny limits. */
-export function withLimits(real: GPUDevice, overrides: Partial<Record<keyof GPUSupportedLimits, number>>): GPUDevice {
-  const limits = new Proxy(real.limits, {
-    get: (target, prop) => (prop in overrides ? overrides[prop as keyof GPUSupportedLimits] : Reflect.get(target, prop, target)),
-  });
+/** The real device with some properties reported as `shown` (the device behind it is unchanged; its methods stay bound to it). */
+function deviceView(real: GPUDevice, shown: Readonly<Record<string, unknown>>): GPUDevice {
   return new Proxy(real, {
     get(target, prop) {
-      if (prop === 'limits') return limits;
+      if (typeof prop === 'string' && Object.hasOwn(shown, prop)) return shown[prop];
       const v = Reflect.get(target, prop, target) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
+}
+
+/** The real device, reporting `overrides` as its limits: tests run kernels against tiny limits. */
+export function withLimits(real: GPUDevice, overrides: Partial<Record<keyof GPUSupportedLimits, number>>): GPUDevice {
+  const limits = new Proxy(real.limits, {
+    get: (target, prop) => (prop in overrides ? overrides[prop as keyof GPUSupportedLimits] : Reflect.get(target, prop, target)),
+  });
+  return deviceView(real, { limits });
+}
+
+/** The real device, reporting its features without `hidden`: tests take the paths of a device that lacks them. */
+export function withoutFeatures(real: GPUDevice, hidden: readonly string[]): GPUDevice {
+  return deviceView(real, { features: new Set([...(real.features as unknown as Iterable<string>)].filter((f) => !hidden.includes(f))) });
 }
 
 /**

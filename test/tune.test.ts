@@ -15,7 +15,7 @@ import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-trans
 import { type ConvTransposeGeometry, convTransposeOutShape, refConvTranspose, refConvTransposeBackward } from './ref/conv-transpose.js';
 import { mul, sum } from '../engine/ops/basic.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine } from './gpu.js';
+import { expectClose, randn, testEngine, withoutFeatures } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { refConv2d, refConv2dBackward } from './ref/conv.js';
 
@@ -37,15 +37,7 @@ const f32 = (d: Float64Array): Float64Array => Float64Array.from(Float32Array.fr
  * would be tuned. Without subgroups the register tiles are llvmpipe's default, as here.
  */
 function registerTileEngine(base: Engine): Engine {
-  const features = new Set([...(base.device.features as unknown as Iterable<string>)].filter((f) => f !== 'subgroups'));
-  const device = new Proxy(base.device, {
-    get: (target, prop) => {
-      if (prop === 'features') return features;
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-  return new Engine({ device, ownsDevice: false, adapter: base.adapter });
+  return new Engine({ device: withoutFeatures(base.device, ['subgroups']), ownsDevice: false, adapter: base.adapter });
 }
 
 /** An engine on the shared test device that takes the tiles of the given adapter class. */
