@@ -194,31 +194,26 @@ const PROBES: Record<VariantFamilyName, (e: Engine) => void> = {
   poolShape: (e) => void maxPool2d(tensor(e, [1, 7, 9, 4], 8), { kernel: 3, stride: 2, padding: 1 }),
 };
 
+/** `fn` with `family` forced to `value`, then the override it had before. */
+function forcing(e: Engine, family: 'conv2d' | 'depthwise' | 'convTranspose', value: string, fn: () => void): void {
+  const before = e.variants.override(family);
+  e.variants.set(family, value);
+  try {
+    fn();
+  } finally {
+    e.variants.set(family, before);
+  }
+}
+
 /**
  * `fn` with `kind` forced to its register kernels: what the *Tiles and conv2dTile families choose
  * among. Without it the adapter's kernel kind (workgroup GEMMs on GPUs, conv2d's lanes on llvmpipe)
  * would run and the tiles' default could not be compared with forcing the same tiles.
  */
-function withRegister(e: Engine, kind: 'conv2d' | 'depthwise' | 'convTranspose', fn: () => void): void {
-  const before = e.variants.override(kind);
-  e.variants.set(kind, 'register');
-  try {
-    fn();
-  } finally {
-    e.variants.set(kind, before);
-  }
-}
+const withRegister = (e: Engine, kind: 'conv2d' | 'depthwise' | 'convTranspose', fn: () => void): void => forcing(e, kind, 'register', fn);
 
 /** `fn` with the conv2d lanes kernels forced (what conv2dLanes and conv2dLanesInput refine). */
-function withLanes(e: Engine, fn: () => void): void {
-  const before = e.variants.override('conv2d');
-  e.variants.set('conv2d', 'lanes');
-  try {
-    fn();
-  } finally {
-    e.variants.set('conv2d', before);
-  }
-}
+const withLanes = (e: Engine, fn: () => void): void => forcing(e, 'conv2d', 'lanes', fn);
 
 function bn(e: Engine): void {
   const gamma = tensor(e, [8], 10, true);
