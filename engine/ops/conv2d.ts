@@ -272,8 +272,9 @@ function chooseLanes(engine: Engine, g: Geometry, kernel: Conv2dKernel): LanesTi
   const variants = engine.variants;
   const forcedRegister = variants.override('conv2d') === undefined && (variants.override('conv2dTiles') !== undefined || variants.override('conv2dTile') !== undefined);
   if (variants.choose('conv2d') !== 'lanes' || forcedRegister) return null;
-  // A measured tile for this GEMM (engine.tuned) replaces the default, as for every conv2d default.
-  if (variants.override('conv2d') === undefined && engine.tuned.has(tileKey(kernel, g))) return null;
+  // A measured tile for this GEMM (engine.tuned) replaces the default, as for every conv2d default
+  // (the key is built only when something was tuned: this runs on every unplanned call).
+  if (variants.override('conv2d') === undefined && engine.tuned.size > 0 && engine.tuned.has(tileKey(kernel, g))) return null;
   if (kernel === 'input' && variants.choose('conv2dLanesInput') !== 'on') return null;
   const named = variants.choose('conv2dLanes');
   if (named === undefined) return defaultLanesTile(engine, g.cog, g.n * g.ho * g.wo);
