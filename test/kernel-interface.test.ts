@@ -1,8 +1,10 @@
 /**
  * Every kernel declares its interface (engine/program.ts `Program`). Two groups of representative
- * calls (forward and backward) run with the engine's `run` wrapped: every op outside the conv
- * family, and the conv family (conv2d, transposed conv, depthwise, BatchNorm and the fused
- * epilogue they share: every kernel, every epilogue layout). Then
+ * calls (forward and backward) run with the engine's `run` replaced by a recorder: every op
+ * outside the conv family, and the conv family (conv2d, transposed conv, depthwise, BatchNorm and
+ * the fused epilogue they share: every kernel, every epilogue layout). The recorder validates each
+ * WGSL with the device's compiler front end but builds no pipeline and dispatches nothing
+ * (collectPrograms: a kernel's backend compile and its numbers are its family test's). Then
  * - each distinct `name|variant` is checked against its generated WGSL (programProblems of
  *   test/kernel-interface-checks.ts: struct Params is the declared uniforms, every uniform read is
  *   declared and every declared one read, every binding used, values given for exactly the
@@ -17,7 +19,7 @@
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { existsSync } from 'node:fs';
-import { Adam, LAVAPIPE_ICD, SGD, backward, colorizeIds, createEngine, labelsToTensor, ops, rowsToTensor, type Engine, type Program, type Tensor } from '../entry/node.js';
+import { Adam, LAVAPIPE_ICD, SGD, backward, colorizeIds, createEngine, labelsToTensor, ops, rowsToTensor, Engine, type Program, type Tensor } from '../entry/node.js';
 import { cast, foldHalf } from '../engine/ops/half.js';
 import { batchNorm2d, bnFold } from '../engine/ops/batchnorm.js';
 import { add, sum } from '../engine/ops/basic.js';
@@ -509,6 +511,29 @@ t('the checks catch a wrong interface', () => {
   assert.equal(section(family['f.wgsl'], 'b', { X: 2 }), '// shared\n\nfn main() { let x = 2; }\n');
   const texty = { 't.wgsl': '//# kernel c\n{{ENABLE}}\nfn main() { var a = {{T}}(0.0); let b: {{T}} = a; let v = vec4<{{T}}>(a); let n = {{N}}u * 2u; }\n' };
   assert.equal(textDefineUses(texty).map((u) => u.split(' in ')[0]), ['t.wgsl: c: {{ENABLE}}', 't.wgsl: c: {{T}}', 't.wgsl: c: {{T}}', 't.wgsl: c: {{T}}']);
+});
+
+t('the recorder validates WGSL with the compiler front end, dispatches nothing and advances written tensors\' versions', async () => {
+  const e = await testEngine();
+  const y = e.tensor([5, 6], [2]);
+  const program = (body: string): Program => ({
+    name: 'recorded',
+    variant: body.length.toString(),
+    shader: () => generatedSpec({ bindings: { y: readWrite('f32') } }, `@compute @workgroup_size(1)\nfn main() { ${body} }`),
+    bindings: { y },
+    dispatch: [1],
+  });
+  const version = y.version;
+  const good = await collectPrograms(e, () => e.run(program('y[0] = 1.0;')));
+  assert.is(good.error, undefined);
+  assert.is(good.programs.length, 1);
+  assert.is(y.version, version + 1, 'the written tensor\'s version');
+  assert.equal(Array.from(await y.read()), [5, 6], 'nothing ran');
+  // A type error (f32 = bool) the text checks cannot see: the compiler's message comes back.
+  const bad = await collectPrograms(e, () => e.run(program('y[0] = true;')));
+  assert.ok(bad.error instanceof Error && /WGSL the compiler refused:\n\s*recorded\|\d+: \d+:\d+ /.test(bad.error.message), String(bad.error));
+  assert.is(e.run, Engine.prototype.run, 'the recorder is removed');
+  y.dispose();
 });
 
 t.after(async () => {
