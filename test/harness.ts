@@ -24,6 +24,8 @@ export interface Suite {
 }
 
 const DEFAULT_TIMEOUT_MS = Number(process.env.CANET_TEST_TIMEOUT_MS ?? 180_000);
+/** CANET_TEST_TIMES=1: each test's seconds on stderr, to find where a file's time goes (a cost report, never an assertion). */
+const REPORT_TIMES = process.env.CANET_TEST_TIMES === '1';
 
 export function suite(name: string): Suite {
   const s = uvuSuite(name);
@@ -31,6 +33,7 @@ export function suite(name: string): Suite {
     s(testName, async () => {
       const limit = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
       let timer: ReturnType<typeof setTimeout> | undefined;
+      const t0 = performance.now();
       try {
         await Promise.race([
           Promise.resolve().then(fn),
@@ -44,6 +47,7 @@ export function suite(name: string): Suite {
         throw e;
       } finally {
         clearTimeout(timer);
+        if (REPORT_TIMES) process.stderr.write(`\n  [${((performance.now() - t0) / 1000).toFixed(1)} s] ${name}: ${testName}\n`);
       }
     });
   };
