@@ -85,7 +85,7 @@ export const VARIANT_FAMILIES = {
     candidates: {
       workgroup: 'workgroup-memory GEMM tiles (conv2d-workgroup.ts)',
       register: 'register tiles of the conv2dTiles family (conv2d.ts)',
-      lanes: 'one output pixel (filter gradient: one k-slot) per SIMD lane, the shared operand loaded once per subgroup and handed out by subgroupBroadcast (conv2d-lanes.ts); forward and filter gradient, the input gradient too with conv2dLanesInput',
+      lanes: 'one output pixel (filter gradient: one k-slot) per SIMD lane, the shared operand loaded once per subgroup and handed out by subgroupBroadcast (conv2d-lanes.ts); forward, filter gradient and (conv2dLanesInput) the stride-1 input gradient',
     },
     default: (r) => {
       const family = familyOf(r);
@@ -102,8 +102,8 @@ export const VARIANT_FAMILIES = {
     rule: "per call: 2 pixels x 16 channels at the device's subgroup size, fewer channels for narrow layers (conv2d-lanes.ts)",
   },
   conv2dLanesInput: {
-    description: "whether the lanes kernels also take the stride-1 input gradient (a lanes forward of gy with flipped, transposed weights)",
-    candidates: { off: 'the register tiles (no weight flip)', on: 'the lanes forward, one weight-flip dispatch more per convolution' },
+    description: 'whether the lanes kernels also take the stride-1 input gradient (a lanes forward of gy reading the weights flipped and transposed)',
+    candidates: { off: 'the register tiles', on: 'the lanes forward of gy, w read flipped and transposed in the kernel (no extra dispatch)' },
     default: () => 'off',
     rule: 'off: the flip made a training step 445 dispatches, over the 400 budget (bench/RESULTS.md 2026-12-06)',
   },

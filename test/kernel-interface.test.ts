@@ -207,7 +207,7 @@ function convFamilyCalls(e: Engine): void {
   }
 
   // The lanes kernels (conv2d-lanes.ts, forced here; llvmpipe's default): forward, stride-1 input
-  // gradient (flipped weights, added into a gathered gradient), filter gradient; vec4 and scalar.
+  // gradient (weights read flipped, added into a gathered gradient), filter gradient; vec4 and scalar.
   e.prefer.conv2d = 'lanes';
   e.prefer.conv2dLanesInput = 'on';
   try {
