@@ -55,6 +55,11 @@ function familyOf(r: VariantRegistry): KernelFamily {
   return r.choose('family');
 }
 
+/** conv2d's kernel kind (the `conv2d` choice), typed like familyOf. */
+function conv2dKindOf(r: VariantRegistry): string {
+  return r.choose('conv2d');
+}
+
 /** A family of register tiles of one op: the engine's kernel family unless forced. */
 const tileFamily = (op: string) => ({
   description: `the kernel family whose register tiles ${op} takes`,
@@ -104,8 +109,8 @@ export const VARIANT_FAMILIES = {
   conv2dLanesInput: {
     description: 'whether the lanes kernels also take the stride-1 input gradient (a lanes forward of gy reading the weights flipped and transposed)',
     candidates: { off: 'the register tiles', on: 'the lanes forward of gy, w read flipped and transposed in the kernel (no extra dispatch)' },
-    default: () => 'off',
-    rule: 'off: the flip made a training step 445 dispatches, over the 400 budget (bench/RESULTS.md 2026-12-06)',
+    default: (r) => (conv2dKindOf(r) === 'lanes' ? 'on' : 'off'),
+    rule: "on wherever conv2d's choice is lanes (by default llvmpipe with subgroups): 2x the register input gradient there and no extra dispatch (bench/RESULTS.md 2026-12-06, 21:30); off elsewhere, where the register or workgroup tiles take every GEMM",
   },
   conv2dTiles: tileFamily('conv2d'),
   conv2dTile: {

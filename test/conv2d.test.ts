@@ -148,9 +148,8 @@ tCpuTiles('the 1x1 CPU forward tile (32 pixels x 16 channels) with partial edges
   });
 });
 
-/** The variants of a kernel kind for the gradient tests: 'lanes' takes the stride-1 input gradient too (conv2dLanesInput). */
-const kindVariants = (kind: 'register' | 'lanes'): { conv2d: string; conv2dLanesInput?: string } =>
-  kind === 'lanes' ? { conv2d: 'lanes', conv2dLanesInput: 'on' } : { conv2d: kind };
+/** The variants of a kernel kind for the gradient tests ('lanes' takes the stride-1 input gradient too: conv2dLanesInput's rule). */
+const kindVariants = (kind: 'register' | 'lanes'): { conv2d: string } => ({ conv2d: kind });
 
 t('lanes forward (conv2d-lanes.ts): named tiles with partial pixel and channel blocks, with and without subgroup broadcasts, against float64', async () => {
   const e = await testEngine();
@@ -216,10 +215,10 @@ t('lanes input gradient (w read flipped and transposed in the kernel): named til
     });
   };
   for (const tile of ['lanes3x8s1@16', 'lanes1x4s1@8', ...broadcast])
-    await withPrefer(e, { conv2d: 'lanes', conv2dLanesInput: 'on', conv2dLanes: tile }, async () => {
+    await withPrefer(e, { conv2d: 'lanes', conv2dLanes: tile }, async () => {
       for (const [k, c] of cases.entries()) await dxOf(c, 340 + 3 * k);
     });
-  await withPrefer(e, { conv2d: 'lanes', conv2dLanesInput: 'on' }, async () => {
+  await withPrefer(e, { conv2d: 'lanes' }, async () => {
     for (const [k, c] of cases.entries()) await dxOf(c, 360 + 3 * k);
     for (const [k, c] of cases.entries()) await checkGrads(e, c, 380 + k);
     // Padding wider than the dilated window (a 1x1 padded by 1) is no forward of gy: the register kernel takes it.
@@ -234,7 +233,7 @@ t('lanes input gradient (w read flipped and transposed in the kernel): named til
   });
 });
 
-t('lanes kernels: the llvmpipe family\'s default for the forward and filter gradient (with subgroups); prefer register, the other families and forced tiles keep the register kernels', async () => {
+t('lanes kernels: the llvmpipe family\'s default for the forward and both gradients (with subgroups); prefer register, conv2dLanesInput off, the other families and forced tiles keep the register kernels', async () => {
   const e = await testEngine();
   const x = e.tensor(randn(1 * 5 * 5 * 8, 3), [1, 5, 5, 8]);
   const w = e.tensor(randn(8 * 3 * 3 * 8, 4), [8, 3, 3, 8]);
@@ -242,14 +241,23 @@ t('lanes kernels: the llvmpipe family\'s default for the forward and filter grad
   try {
     await withPrefer(e, { family: 'llvmpipe' }, async () => {
       assert.equal(forward(), [e.features.has('subgroups') ? 'conv2d_forward[lanes]' : 'conv2d_forward']);
-      // Gradients: the filter gradient's lanes form by default, the input gradient's only when forced.
+      // Gradients: both lanes forms by default; conv2dLanesInput 'off' gives the register input gradient back.
       const xg = e.tensor(randn(1 * 5 * 5 * 8, 5), [1, 5, 5, 8]);
       const wg = e.tensor(randn(8 * 3 * 3 * 8, 6), [8, 3, 3, 8]);
       xg.requiresGrad = wg.requiresGrad = true;
       try {
-        const y = conv2d(xg, wg, null, { padding: 1 });
-        const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) })).filter((n) => n.startsWith('conv2d'));
-        assert.equal(ran.sort(), e.features.has('subgroups') ? ['conv2d_backward_filter[lanes]', 'conv2d_backward_input'] : ['conv2d_backward_filter', 'conv2d_backward_input']);
+        const grads = (): string[] => {
+          const y = conv2d(xg, wg, null, { padding: 1 });
+          const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) })).filter((n) => n.startsWith('conv2d'));
+          for (const t of [xg, wg]) {
+            t.grad?.dispose();
+            t.grad = null;
+          }
+          return ran.sort();
+        };
+        assert.equal(grads(), e.features.has('subgroups') ? ['conv2d_backward_filter[lanes]', 'conv2d_backward_input[lanes]'] : ['conv2d_backward_filter', 'conv2d_backward_input']);
+        await withPrefer(e, { conv2dLanesInput: 'off' }, async () =>
+          assert.equal(grads(), e.features.has('subgroups') ? ['conv2d_backward_filter[lanes]', 'conv2d_backward_input'] : ['conv2d_backward_filter', 'conv2d_backward_input']));
       } finally {
         for (const t of [xg, wg]) {
           t.grad?.dispose();

@@ -98,6 +98,9 @@ const LANES_UNIFORMS = {
   woff: 'u32', // first weight row (a slice of the output channels)
 } as const satisfies Record<string, ScalarType>;
 
+/** The flipped kernel's: no output-channel slice (an input gradient has none). */
+const { woff: _woff, ...FLIPPED_UNIFORMS } = LANES_UNIFORMS;
+
 /** The forward program. `nFast` is conv2d.ts's channelsFastest (tile order), `flops` its count. */
 export function lanesForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null,
   tile: LanesTile, nFast: number, flops: number): Program {
@@ -201,7 +204,7 @@ ${lines(nb / vy, (j) => {
 }
 `;
     return generatedSpec({
-      uniforms: { ...LANES_UNIFORMS, ...ep.uniforms },
+      uniforms: { ...(flipped ? FLIPPED_UNIFORMS : LANES_UNIFORMS), ...ep.uniforms },
       bindings: { xs: read(storageType(x, vx as 1 | 4)), ws: read(storageType(w, vw as 1 | 4)), ys: readWrite(storageType(ep.target, vy as 1 | 4)), ...ep.bindings },
     }, code);
   };
@@ -215,7 +218,7 @@ ${lines(nb / vy, (j) => {
     uniforms: {
       m, howo: g.ho * g.wo, wo: g.wo, h: g.h, w: g.w, ci_v: g.xstride / vx, xoff: g.xoff / vx, ck: g.cig / vx, cog: g.cog,
       kw: g.kw, taps: g.kh * g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw,
-      tiles_m: tilesM, tiles_n: tilesN, tiles, krow: flipped ? g.kh * g.kw * g.cog : (g.kh * g.kw * g.cig) / vx, n_fast: nFast, woff: g.woff,
+      tiles_m: tilesM, tiles_n: tilesN, tiles, krow: flipped ? g.kh * g.kw * g.cog : (g.kh * g.kw * g.cig) / vx, n_fast: nFast, ...(flipped ? {} : { woff: g.woff }),
       ...ep.values,
     },
     bindings: { xs: x, ws: w, ys: ep.target, ...ep.tensors },
