@@ -16,8 +16,10 @@
  * Per K-step of 4: one gather of 4 values per lane, NB uniform vec4 loads, 4*NB vector FMAs.
  *
  * Same uniforms and geometry as conv2d_forward (padding, stride, dilation, groups, input and
- * output channel slices, f16 operands), and the same fused epilogue (epilogue.ts). Selected by
- * conv2d.ts's chooseTile (`engine.prefer.conv2d = 'lanes'`, or the llvmpipe family's default).
+ * output channel slices, f16 operands), and the same fused epilogue (epilogue.ts). The stride-1
+ * input gradient is the same GEMM of gy, reading w flipped and transposed (lanesInputProgram); the
+ * filter gradient runs its lanes across k (lanesFilterProgram). Selected by conv2d.ts's chooseLanes
+ * (`engine.prefer.conv2d = 'lanes'`, or the llvmpipe family's default; `conv2dLanesInput`).
  */
 import type { Engine } from '../engine.js';
 import { type Program, type ScalarType, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
@@ -93,7 +95,7 @@ const LANES_UNIFORMS = {
   cog: 'u32', // Co/groups
   kw: 'u32', taps: 'u32', sh: 'u32', sw: 'u32', ph: 'i32', pw: 'i32', dh: 'u32', dw: 'u32',
   tiles_m: 'u32', tiles_n: 'u32', tiles: 'u32',
-  krow: 'u32', // row stride of w: KH*KW*Ci/groups in XT units; flipped, w's own (KH*KW*Co/groups, in elements)
+  krow: 'u32', // row stride of w: KH*KW*Ci/groups in XT units; flipped, in elements (KH*KW*cog here = w's KH*KW*Ci/groups)
   n_fast: 'u32', // 1: channel blocks vary fastest, 0: pixel blocks do
   woff: 'u32', // first weight row (a slice of the output channels)
 } as const satisfies Record<string, ScalarType>;
