@@ -3,7 +3,7 @@
  * adapter with GFLOP/s, next to the engine's own best matmul (a 1x1 convolution is a matmul), so
  * each conv's fraction of the adapter's matmul ceiling is visible.
  *   node bench/kernels.js [--quick] [--iters N] [--json PATH] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]
- *                         [--kernels default|register|workgroup|lanes|lanesTMxNBsSG@WG|both|A,B,...] [--only REGEX]
+ *                         [--kernels default|register|workgroup|lanes|lanesTMxNBsSG@WG|both|A,B,...] [--only REGEX] [--grads [input]]
  * --tune times each kernel's candidate tiles first (engine/tune.ts; the ceiling too), keeping the
  * winners in the tuning file as `bench/run.js --tune` does, so the fractions are tuned against tuned.
  * Each kernel runs at least N times (default 3, 2 with --quick) and until its runs add up to 2 s
@@ -12,8 +12,10 @@
  * the adapter's default, the register tiles, the workgroup-memory tiles written for GPUs, or
  * `both`: every case timed with the register kernels and then with the workgroup ones in the same
  * run (the matmul-ceiling fraction of each against its own kind's ceiling). A comma list of kinds
- * (e.g. `register,lanes`) alternates them case by case; --only keeps the cases whose name matches;
- * --grads times the conv2d cases as forward + both gradients (FLOPs counted 3x the forward's).
+ * (e.g. `register,lanes`) alternates them case by case; a kind may force further variants after
+ * `+` (`lanes+conv2dLanesInput=off`); --only keeps the cases whose name matches;
+ * --grads times the conv2d cases as forward + both gradients (FLOPs counted 3x the forward's),
+ * `--grads input` as forward + the input gradient (2x).
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -33,8 +35,8 @@ interface Case {
   flops: number;
   setup: (e: Engine) => Tensor[];
   run: (ts: Tensor[]) => Tensor;
-  /** Forward and both gradients (x and w), for --grads: conv2d cases only. */
-  grads?: (ts: Tensor[]) => void;
+  /** Forward and the gradients of x (and w unless `inputOnly`), for --grads: conv2d cases only. */
+  grads?: (ts: Tensor[], inputOnly: boolean) => void;
 }
 
 function randomTensor(e: Engine, shape: number[], scale = 0.1): Tensor {
@@ -57,9 +59,9 @@ function convCase(name: string, n: number, h: number, w: number, ci: number, co:
     flops: 2 * n * ho * wo * co * ci * k * k,
     setup: (e) => [randomTensor(e, [n, h, w, ci]), randomTensor(e, [co, k, k, ci])],
     run: ([x, wt]) => conv2d(x!, wt!, null, { stride, padding: pad }),
-    grads: ([x, wt]) => {
+    grads: ([x, wt], inputOnly) => {
       x!.requiresGrad = true;
-      wt!.requiresGrad = true;
+      wt!.requiresGrad = !inputOnly;
       const y = conv2d(x!, wt!, null, { stride, padding: pad });
       backward(y, { gradOutput: x!.engine.tensor(new Float32Array(y.size).fill(1), y.shape) });
       for (const t of [x!, wt!]) {
@@ -71,9 +73,11 @@ function convCase(name: string, n: number, h: number, w: number, ci: number, co:
   };
 }
 
-/** The conv2d cases timed as forward + both gradients (3x the forward's FLOPs). */
-export function gradCases(quick: boolean): Case[] {
-  return kernelCases(quick).filter((c) => c.grads).map((c) => ({ ...c, name: `${c.name} fwd+bwd`, flops: 3 * c.flops, run: (ts) => (c.grads!(ts), ts[0]!) }));
+/** The conv2d cases timed as forward + both gradients (3x the forward's FLOPs), or forward + the input gradient (2x). */
+export function gradCases(quick: boolean, inputOnly = false): Case[] {
+  return kernelCases(quick).filter((c) => c.grads).map((c) => ({
+    ...c, name: `${c.name} ${inputOnly ? 'fwd+dx' : 'fwd+bwd'}`, flops: (inputOnly ? 2 : 3) * c.flops, run: (ts) => (c.grads!(ts, inputOnly), ts[0]!),
+  }));
 }
 
 export function kernelCases(quick: boolean): Case[] {
@@ -119,11 +123,17 @@ export function kernelCases(quick: boolean): Case[] {
 export type KernelKind = string;
 
 const KINDS = ['default', 'register', 'workgroup', 'lanes'];
-const isKind = (k: string): boolean => KINDS.includes(k) || /^lanes\d+x\d+s\d+@\d+$/.test(k);
+/** A kind, then optionally `+family=value` overrides (checked by the registry when set). */
+const isKind = (k: string): boolean => {
+  const [base, ...extra] = k.split('+');
+  return (KINDS.includes(base!) || /^lanes\d+x\d+s\d+@\d+$/.test(base!)) && extra.every((e) => /^\w+=[\w@.]+$/.test(e));
+};
 
 /** Forces `kind` on the engine's convolution ops (engine.variants); 'default' clears it. */
-function useKernels(engine: Engine, kind: KernelKind): void {
-  for (const family of ['conv2d', 'convTranspose', 'depthwise', 'conv2dLanes'] as const) engine.variants.set(family, undefined);
+function useKernels(engine: Engine, kindAndExtra: KernelKind): void {
+  const [kind, ...extra] = kindAndExtra.split('+') as [string, ...string[]];
+  for (const family of ['conv2d', 'convTranspose', 'depthwise', 'conv2dLanes', 'conv2dLanesInput'] as const) engine.variants.set(family, undefined);
+  for (const e of extra) engine.variants.set(e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1));
   if (kind === 'default') return;
   if (kind.startsWith('lanes')) {
     engine.variants.set('conv2d', 'lanes');
@@ -152,11 +162,11 @@ export interface KernelResult {
  * Times every case with each kind of `kinds`; with `interleave` the kinds alternate case by case
  * (A/B on a noisy host), else each kind runs all cases in turn.
  */
-export async function runKernelBench(engine: Engine, quick: boolean, iters: number, tuneFile?: string, kinds: KernelKind[] = ['default'], interleave = false, only?: RegExp, grads = false): Promise<KernelResult[]> {
+export async function runKernelBench(engine: Engine, quick: boolean, iters: number, tuneFile?: string, kinds: KernelKind[] = ['default'], interleave = false, only?: RegExp, grads: boolean | 'input' = false): Promise<KernelResult[]> {
   const results: KernelResult[] = [];
   if (tuneFile) await loadTuningFile(engine, tuneFile);
   const ceilings = new Map<KernelKind, number>();
-  const cases = (grads ? gradCases(quick) : kernelCases(quick)).filter((c) => !only || only.test(c.name));
+  const cases = (grads ? gradCases(quick, grads === 'input') : kernelCases(quick)).filter((c) => !only || only.test(c.name));
   const runs: [KernelKind, Case[]][] = interleave ? cases.flatMap((c) => kinds.map((k): [KernelKind, Case[]] => [k, [c]])) : kinds.map((k) => [k, cases]);
   for (const [kind, cs] of runs) {
     useKernels(engine, kind);
@@ -193,7 +203,7 @@ async function runCases(engine: Engine, quick: boolean, iters: number, tuneFile:
 
 async function main() {
   const args = commandLine({
-    usage: 'usage: node bench/kernels.js [--quick] [--iters N] [--json PATH] [--kernels default|register|workgroup|lanes|lanesTMxNBsSG@WG|both|A,B,...] [--only REGEX] [--grads] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]\n' +
+    usage: 'usage: node bench/kernels.js [--quick] [--iters N] [--json PATH] [--kernels default|register|workgroup|lanes|lanesTMxNBsSG@WG|both|A,B,...] [--only REGEX] [--grads [input]] [--tune [FILE]] [--adapter lavapipe|swiftshader|NAME]\n' +
       'Times the convolutions that dominate CANet at 1024x512 (GFLOP/s, fraction of the matmul ceiling); see bench/kernels.ts.',
     flags: ['quick', 'iters', 'json', 'kernels', 'only', 'grads'],
   });
@@ -205,9 +215,11 @@ async function main() {
   const choice = String(args.get('kernels') ?? 'default');
   // A comma list (e.g. register,lanes) alternates the kinds case by case: an A/B in one run.
   const kinds: KernelKind[] = choice === 'both' ? ['register', 'workgroup'] : choice.split(',');
-  if (!kinds.every(isKind)) throw new Error(`--kernels must be default, register, workgroup, lanes, lanesTMxNBsSG@WG, both or a comma list of them, got ${choice}`);
+  if (!kinds.every(isKind)) throw new Error(`--kernels must be default, register, workgroup, lanes, lanesTMxNBsSG@WG (each optionally +family=value), both or a comma list of them, got ${choice}`);
+  const grads = args.get('grads');
+  if (grads !== undefined && grads !== true && grads !== 'input') throw new Error(`--grads takes nothing or 'input', got ${grads}`);
   const only = args.get('only');
-  const results = await runKernelBench(engine, quick, iters, tuneFile, kinds, kinds.length > 1 && choice !== 'both', typeof only === 'string' ? new RegExp(only, 'i') : undefined, args.has('grads'));
+  const results = await runKernelBench(engine, quick, iters, tuneFile, kinds, kinds.length > 1 && choice !== 'both', typeof only === 'string' ? new RegExp(only, 'i') : undefined, grads === 'input' ? 'input' : grads === true);
   const json = args.get('json');
   if (typeof json === 'string') {
     mkdirSync(dirname(json), { recursive: true });

@@ -55,6 +55,11 @@ function familyOf(r: VariantRegistry): KernelFamily {
   return r.choose('family');
 }
 
+/** conv2d's kernel kind (the `conv2d` choice), typed like familyOf. */
+function conv2dKindOf(r: VariantRegistry): string {
+  return r.choose('conv2d');
+}
+
 /** A family of register tiles of one op: the engine's kernel family unless forced. */
 const tileFamily = (op: string) => ({
   description: `the kernel family whose register tiles ${op} takes`,
@@ -85,7 +90,7 @@ export const VARIANT_FAMILIES = {
     candidates: {
       workgroup: 'workgroup-memory GEMM tiles (conv2d-workgroup.ts)',
       register: 'register tiles of the conv2dTiles family (conv2d.ts)',
-      lanes: 'one output pixel (filter gradient: one k-slot) per SIMD lane, the shared operand loaded once per subgroup and handed out by subgroupBroadcast (conv2d-lanes.ts); forward and filter gradient, the input gradient too with conv2dLanesInput',
+      lanes: 'one output pixel (filter gradient: one k-slot) per SIMD lane, the shared operand loaded once per subgroup and handed out by subgroupBroadcast (conv2d-lanes.ts); forward, filter gradient and (conv2dLanesInput) the stride-1 input gradient',
     },
     default: (r) => {
       const family = familyOf(r);
@@ -102,10 +107,10 @@ export const VARIANT_FAMILIES = {
     rule: "per call: 2 pixels x 16 channels at the device's subgroup size, fewer channels for narrow layers (conv2d-lanes.ts)",
   },
   conv2dLanesInput: {
-    description: "whether the lanes kernels also take the stride-1 input gradient (a lanes forward of gy with flipped, transposed weights)",
-    candidates: { off: 'the register tiles (no weight flip)', on: 'the lanes forward, one weight-flip dispatch more per convolution' },
-    default: () => 'off',
-    rule: 'off: the flip made a training step 445 dispatches, over the 400 budget (bench/RESULTS.md 2026-12-06)',
+    description: 'whether the lanes kernels also take the stride-1 input gradient (a lanes forward of gy reading the weights flipped and transposed)',
+    candidates: { off: 'the register tiles', on: 'the lanes forward of gy, w read flipped and transposed in the kernel (no extra dispatch)' },
+    default: (r) => (conv2dKindOf(r) === 'lanes' ? 'on' : 'off'),
+    rule: "on wherever conv2d's choice is lanes (by default llvmpipe with subgroups): 2x the register input gradient there and no extra dispatch (bench/RESULTS.md 2026-12-06, 21:30); off elsewhere, where the register or workgroup tiles take every GEMM",
   },
   conv2dTiles: tileFamily('conv2d'),
   conv2dTile: {

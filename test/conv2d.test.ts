@@ -19,9 +19,9 @@ import { suite } from './harness.js';
 import { expectClose, randn, testEngine, forKernelMode, kernelModes, useKernelMode, withVariants } from './gpu.js';
 import type { VariantFamilyName } from '../engine/variants.js';
 import { gradCheck } from './gradcheck.js';
-import { refConv2d } from './ref/conv.js';
-import { type Conv2dCase, CONV2D_FORWARD, CONV2D_FORWARD_SEED, CONV2D_GRADS, CONV2D_GRADS_SEED, checkConv2dForward, checkConv2dGrads } from './cases/conv2d.js';
-import { sizeOf } from './cases/common.js';
+import { refConv2d, refConv2dBackward } from './ref/conv.js';
+import { type Conv2dCase, CONV2D_FORWARD, CONV2D_FORWARD_SEED, CONV2D_GRADS, CONV2D_GRADS_SEED, checkConv2dForward, checkConv2dGrads, describeConv2d } from './cases/conv2d.js';
+import { f32Round, maxAbs, sizeOf } from './cases/common.js';
 import { add, sum } from '../engine/ops/basic.js';
 import { cast } from '../engine/ops/half.js';
 import type { Tensor } from '../engine/tensor.js';
@@ -148,9 +148,8 @@ tCpuTiles('the 1x1 CPU forward tile (32 pixels x 16 channels) with partial edges
   });
 });
 
-/** The variants of a kernel kind for the gradient tests: 'lanes' takes the stride-1 input gradient too (conv2dLanesInput). */
-const kindVariants = (kind: 'register' | 'lanes'): { conv2d: string; conv2dLanesInput?: string } =>
-  kind === 'lanes' ? { conv2d: 'lanes', conv2dLanesInput: 'on' } : { conv2d: kind };
+/** The variants of a kernel kind for the gradient tests ('lanes' takes the stride-1 input gradient too: conv2dLanesInput's rule). */
+const kindVariants = (kind: 'register' | 'lanes'): { conv2d: string } => ({ conv2d: kind });
 
 t('lanes forward (conv2d-lanes.ts): named tiles with partial pixel and channel blocks, with and without subgroup broadcasts, against float64', async () => {
   const e = await testEngine();
@@ -187,7 +186,54 @@ t('lanes forward (conv2d-lanes.ts): named tiles with partial pixel and channel b
   });
 });
 
-t('lanes kernels: the llvmpipe family\'s default for the forward and filter gradient (with subgroups); prefer register, the other families and forced tiles keep the register kernels', async () => {
+t('lanes input gradient (w read flipped and transposed in the kernel): named tiles, awkward shapes, the whole dx against float64, and finite differences', async () => {
+  const e = await testEngine();
+  const broadcast = e.features.has('subgroups') ? ['lanes2x16s4@32', 'lanes1x8s4@8'] : [];
+  // Stride 1 throughout: Co = 40 and 20 (vec4 along gy) against 5 and 10/2 (scalar); Ci/groups =
+  // 36, 17, 12, 3 (partial channel blocks, scalar stores); a 2x3 window with uneven padding and
+  // dilation (the flip must mirror each axis on its own), a dilated 5x5, a 1x1, groups 2, odd sizes.
+  const cases: Case[] = [
+    { x: [2, 7, 9, 36], w: [40, 3, 3, 36], opts: { padding: 1 }, bias: false },
+    { x: [2, 6, 7, 17], w: [20, 2, 3, 17], opts: { padding: [1, 0], dilation: [1, 2] }, bias: false },
+    { x: [1, 9, 5, 12], w: [5, 1, 1, 12], opts: {}, bias: false },
+    { x: [3, 5, 7, 6], w: [10, 3, 3, 3], opts: { groups: 2, padding: 1 }, bias: false },
+    { x: [1, 11, 10, 8], w: [12, 5, 5, 8], opts: { padding: 3, dilation: 2 }, bias: false },
+  ];
+  const dxOf = async (c: Case, seed: number): Promise<void> => {
+    const xd = f32Round(randn(size(c.x), seed));
+    const wd = f32Round(randn(size(c.w), seed + 1));
+    const ref = refConv2d(xd, c.x, wd, c.w, null, c.opts);
+    const gyd = f32Round(randn(ref.data.length, seed + 2));
+    const want = refConv2dBackward(xd, c.x, wd, c.w, gyd, c.opts).dx;
+    await e.scope(async () => {
+      const x = e.tensor(Float32Array.from(xd), c.x);
+      x.requiresGrad = true;
+      const y = conv2d(x, e.tensor(Float32Array.from(wd), c.w), null, c.opts);
+      const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(Float32Array.from(gyd), y.shape) })).filter((n) => n.startsWith('conv2d'));
+      assert.equal(ran, ['conv2d_backward_input[lanes]'], `${describeConv2d(c)}: one lanes kernel, no weight flip`);
+      expectClose(await x.grad!.read(), want, 1e-4, `dx of ${describeConv2d(c)}`, 1e-2 * maxAbs(want));
+    });
+  };
+  for (const tile of ['lanes3x8s1@16', 'lanes1x4s1@8', ...broadcast])
+    await withPrefer(e, { conv2d: 'lanes', conv2dLanes: tile }, async () => {
+      for (const [k, c] of cases.entries()) await dxOf(c, 340 + 3 * k);
+    });
+  await withPrefer(e, { conv2d: 'lanes' }, async () => {
+    for (const [k, c] of cases.entries()) await dxOf(c, 360 + 3 * k);
+    for (const [k, c] of cases.entries()) await checkGrads(e, c, 380 + k);
+    // Padding wider than the dilated window (a 1x1 padded by 1) is no forward of gy: the register kernel takes it.
+    const c: Case = { x: [2, 5, 7, 8], w: [6, 1, 1, 8], opts: { padding: 1 }, bias: true };
+    await checkGrads(e, c, 390);
+    await e.scope(async () => {
+      const x = e.tensor(randn(size(c.x), 391), c.x);
+      x.requiresGrad = true;
+      const y = conv2d(x, e.tensor(randn(size(c.w), 392), c.w), null, c.opts);
+      assert.equal(kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) })).filter((n) => n.startsWith('conv2d')), ['conv2d_backward_input']);
+    });
+  });
+});
+
+t('lanes kernels: the llvmpipe family\'s default for the forward and both gradients (with subgroups); prefer register, conv2dLanesInput off, the other families and forced tiles keep the register kernels', async () => {
   const e = await testEngine();
   const x = e.tensor(randn(1 * 5 * 5 * 8, 3), [1, 5, 5, 8]);
   const w = e.tensor(randn(8 * 3 * 3 * 8, 4), [8, 3, 3, 8]);
@@ -195,14 +241,23 @@ t('lanes kernels: the llvmpipe family\'s default for the forward and filter grad
   try {
     await withPrefer(e, { family: 'llvmpipe' }, async () => {
       assert.equal(forward(), [e.features.has('subgroups') ? 'conv2d_forward[lanes]' : 'conv2d_forward']);
-      // Gradients: the filter gradient's lanes form by default, the input gradient's only when forced.
+      // Gradients: both lanes forms by default; conv2dLanesInput 'off' gives the register input gradient back.
       const xg = e.tensor(randn(1 * 5 * 5 * 8, 5), [1, 5, 5, 8]);
       const wg = e.tensor(randn(8 * 3 * 3 * 8, 6), [8, 3, 3, 8]);
       xg.requiresGrad = wg.requiresGrad = true;
       try {
-        const y = conv2d(xg, wg, null, { padding: 1 });
-        const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) })).filter((n) => n.startsWith('conv2d'));
-        assert.equal(ran.sort(), e.features.has('subgroups') ? ['conv2d_backward_filter[lanes]', 'conv2d_backward_input'] : ['conv2d_backward_filter', 'conv2d_backward_input']);
+        const grads = (): string[] => {
+          const y = conv2d(xg, wg, null, { padding: 1 });
+          const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) })).filter((n) => n.startsWith('conv2d'));
+          for (const t of [xg, wg]) {
+            t.grad?.dispose();
+            t.grad = null;
+          }
+          return ran.sort();
+        };
+        assert.equal(grads(), e.features.has('subgroups') ? ['conv2d_backward_filter[lanes]', 'conv2d_backward_input[lanes]'] : ['conv2d_backward_filter', 'conv2d_backward_input']);
+        await withPrefer(e, { conv2dLanesInput: 'off' }, async () =>
+          assert.equal(grads(), e.features.has('subgroups') ? ['conv2d_backward_filter[lanes]', 'conv2d_backward_input'] : ['conv2d_backward_filter', 'conv2d_backward_input']));
       } finally {
         for (const t of [xg, wg]) {
           t.grad?.dispose();
@@ -402,8 +457,9 @@ for (const kind of ['register', 'lanes'] as const) t(`only the gradients that ar
     const y = conv2d(x, w, b, { padding: 1 });
     const gy = randn(y.size, 9);
     const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(Float32Array.from(gy), y.shape) }));
-    // The lanes input gradient of a stride-1 convolution is a lanes forward of gy with flipped weights.
-    assert.ok(ran.includes(kind === 'lanes' ? 'conv2d_forward[lanes]' : 'conv2d_backward_input'), `${ran}`);
+    // The lanes input gradient of a stride-1 convolution is a lanes forward of gy reading w flipped; nothing flips w first.
+    assert.ok(ran.includes(kind === 'lanes' ? 'conv2d_backward_input[lanes]' : 'conv2d_backward_input'), `${ran}`);
+    assert.is(ran.filter((n) => n.startsWith('conv2d')).length, 1, `one conv2d kernel: ${ran}`);
     assert.not.ok(ran.some((n) => n.startsWith('conv2d_backward_filter')), `no filter gradient: ${ran}`);
     assert.not.ok(w.grad);
     const want = new Float64Array(8);
@@ -515,7 +571,7 @@ for (const kind of ['register', 'lanes'] as const) t(`grad input adds into the g
     const w = e.tensor(Float32Array.from(randn(size(wa), 37)), wa);
     const loss = sum(add(conv2d(x, w, null, optsA), x));
     const names = kernelsRun(e, () => backward(loss));
-    assert.ok(names.includes(kind === 'lanes' ? 'conv2d_forward_accumulate[lanes]' : 'conv2d_backward_input_accumulate'), names.join(', '));
+    assert.ok(names.includes(kind === 'lanes' ? 'conv2d_backward_input_accumulate[lanes]' : 'conv2d_backward_input_accumulate'), names.join(', '));
     assert.not.ok(names.includes('axpy_inplace'), names.join(', '));
   });
 }));

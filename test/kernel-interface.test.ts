@@ -209,9 +209,8 @@ function convFamilyCalls(e: Engine): void {
   }
 
   // The lanes kernels (conv2d-lanes.ts, forced here; llvmpipe's default): forward, stride-1 input
-  // gradient (flipped weights, added into a gathered gradient), filter gradient; vec4 and scalar.
+  // gradient (weights read flipped, added into a gathered gradient), filter gradient; vec4 and scalar.
   e.prefer.conv2d = 'lanes';
-  e.prefer.conv2dLanesInput = 'on';
   try {
     withGrad(e, [[1, 6, 6, 8], [8, 3, 3, 8], [8]], ([x, w, b]) => conv2d(x!, w!, b!, { padding: 1 }), 16);
     withGrad(e, [[1, 7, 5, 3], [5, 3, 3, 3]], ([x, w]) => conv2d(x!, w!, null, { stride: 2, padding: 1 }), 17);
@@ -219,7 +218,6 @@ function convFamilyCalls(e: Engine): void {
     e.noGrad(() => conv2d(tensor(e, [1, 6, 6, 8], 19), tensor(e, [8, 3, 3, 8], 56), null, { padding: 1 }, { affine: tensor(e, [2, 8], 57), act: 'relu6', residual: tensor(e, [1, 6, 6, 8], 58) }));
   } finally {
     delete e.prefer.conv2d;
-    delete e.prefer.conv2dLanesInput;
   }
 
   // ---- the epilogue in every layout, through each producer (inference)

@@ -49,8 +49,9 @@ t('default rules follow the adapter: hardware, lavapipe, SwiftShader', () => {
   assert.is(gpuNoSg.choose('subgroups'), 'off', 'no subgroups without the feature');
   const lavapipeNoSg = new VariantRegistry({ adapter: { ...adapter('llvmpipe (LLVM 15.0.6, 256 bits)', true), vendor: 'mesa' }, features: new Set() });
   assert.is(lavapipeNoSg.choose('conv2d'), 'register', "llvmpipe's lanes kernels need subgroups");
+  assert.is(lavapipeNoSg.choose('conv2dLanesInput'), 'off', 'the lanes input gradient follows the lanes kernels');
   assert.equal(pick(lavapipe), {
-    family: 'llvmpipe', conv2d: 'lanes', conv2dLanes: undefined, conv2dLanesInput: 'off', conv2dTiles: 'llvmpipe', conv2dTile: undefined, depthwise: 'register', depthwiseTiles: 'llvmpipe',
+    family: 'llvmpipe', conv2d: 'lanes', conv2dLanes: undefined, conv2dLanesInput: 'on', conv2dTiles: 'llvmpipe', conv2dTile: undefined, depthwise: 'register', depthwiseTiles: 'llvmpipe',
     convTranspose: 'register', convTransposeTiles: 'llvmpipe', subgroups: 'off', bnReduce: 'serial', bnFuse: undefined, bnUnroll: '1', poolShape: 'rolled',
   });
   assert.equal(pick(swiftshader), {
@@ -62,6 +63,9 @@ t('default rules follow the adapter: hardware, lavapipe, SwiftShader', () => {
   assert.is(swiftshader.choose('conv2dTiles'), 'llvmpipe');
   assert.is(swiftshader.choose('poolShape'), 'rolled');
   assert.is(swiftshader.defaultOf('family'), 'swiftshader', 'defaultOf ignores the override');
+  swiftshader.set('conv2d', 'lanes');
+  assert.is(swiftshader.choose('conv2dLanesInput'), 'on', 'forcing the lanes kernels brings their input gradient');
+  swiftshader.set('conv2d', undefined);
   swiftshader.set('conv2dTiles', 'gpu');
   assert.is(swiftshader.choose('conv2dTiles'), 'gpu', 'an override beats the rule');
 });
@@ -181,8 +185,8 @@ const PROBES: Record<VariantFamilyName, (e: Engine) => void> = {
   conv2d: (e) => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 }))),
   conv2dTiles: (e) => withRegister(e, 'conv2d', () => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 })))),
   conv2dTile: (e) => withRegister(e, 'conv2d', () => void conv2d(tensor(e, [2, 5, 5, 4], 1), tensor(e, [6, 3, 3, 4], 2), null, { padding: 1 })),
-  conv2dLanes: (e) => withLanes(e, () => void conv2d(tensor(e, [2, 5, 5, 4], 1), tensor(e, [6, 3, 3, 4], 2), null, { padding: 1 })),
-  conv2dLanesInput: (e) => withLanes(e, () => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 })))),
+  conv2dLanes: (e) => void conv2d(tensor(e, [2, 5, 5, 4], 1), tensor(e, [6, 3, 3, 4], 2), null, { padding: 1 }), // (PROBE_CONTEXT)
+  conv2dLanesInput: (e) => backward(sum(conv2d(tensor(e, [2, 5, 5, 4], 1, true), tensor(e, [6, 3, 3, 4], 2, true), null, { padding: 1 }))),
   depthwise: (e) => void depthwiseConv2d(tensor(e, [1, 9, 9, 8], 3), tensor(e, [3, 3, 8], 4), null, { padding: 1 }),
   depthwiseTiles: (e) => withRegister(e, 'depthwise', () => backward(sum(depthwiseConv2d(tensor(e, [1, 9, 9, 8], 3, true), tensor(e, [3, 3, 8], 4, true), null, { padding: 1, stride: 2 })))),
   convTranspose: (e) => void convTranspose2d(tensor(e, [1, 4, 4, 8], 5), tensor(e, [8, 3, 3, 8], 6), null, { stride: 2, padding: 1 }),
@@ -212,8 +216,12 @@ function forcing(e: Engine, family: 'conv2d' | 'depthwise' | 'convTranspose', va
  */
 const withRegister = (e: Engine, kind: 'conv2d' | 'depthwise' | 'convTranspose', fn: () => void): void => forcing(e, kind, 'register', fn);
 
-/** `fn` with the conv2d lanes kernels forced (what conv2dLanes and conv2dLanesInput refine). */
-const withLanes = (e: Engine, fn: () => void): void => forcing(e, 'conv2d', 'lanes', fn);
+/**
+ * Overrides a family's probe runs under, set for its whole test so that the default rule sees them
+ * too: conv2dLanes and conv2dLanesInput refine the conv2d lanes kernels (and conv2dLanesInput's
+ * rule follows conv2d's choice).
+ */
+const PROBE_CONTEXT: Partial<Record<VariantFamilyName, { conv2d: string }>> = { conv2dLanes: { conv2d: 'lanes' }, conv2dLanesInput: { conv2d: 'lanes' } };
 
 function bn(e: Engine): void {
   const gamma = tensor(e, [8], 10, true);
@@ -248,6 +256,8 @@ for (const family of FAMILIES) {
     if (family === 'subgroups' && !e.features.has('subgroups')) return; // 'on' cannot add the feature
     const values: string[] = free ? [FREE_FORM_VALUE[family] ?? '2'] : e.variants.candidates(family).filter((v) => !slowOnLavapipe(family, v));
     const runs = new Map<string, string>();
+    const context = PROBE_CONTEXT[family];
+    if (context) e.variants.set('conv2d', context.conv2d);
     try {
       for (const value of values) {
         e.variants.set(family, value);
@@ -266,6 +276,7 @@ for (const family of FAMILIES) {
       if (dflt !== undefined && runs.has(dflt)) assert.is(runs.get(dflt), ran, `${family}: the default ${dflt} against forcing it`);
     } finally {
       e.variants.set(family, undefined);
+      if (context) e.variants.set('conv2d', undefined);
     }
   });
 }

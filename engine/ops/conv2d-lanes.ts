@@ -16,14 +16,16 @@
  * Per K-step of 4: one gather of 4 values per lane, NB uniform vec4 loads, 4*NB vector FMAs.
  *
  * Same uniforms and geometry as conv2d_forward (padding, stride, dilation, groups, input and
- * output channel slices, f16 operands), and the same fused epilogue (epilogue.ts). Selected by
- * conv2d.ts's chooseTile (`engine.prefer.conv2d = 'lanes'`, or the llvmpipe family's default).
+ * output channel slices, f16 operands), and the same fused epilogue (epilogue.ts). The stride-1
+ * input gradient is the same GEMM of gy, reading w flipped and transposed (lanesInputProgram); the
+ * filter gradient runs its lanes across k (lanesFilterProgram). Selected by conv2d.ts's chooseLanes
+ * (`engine.prefer.conv2d = 'lanes'`, or the llvmpipe family's default; `conv2dLanesInput`).
  */
 import type { Engine } from '../engine.js';
 import { type Program, type ScalarType, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import { type Tensor, dtypeBytes } from '../tensor.js';
 import { type Epilogue, epilogueAllowsVec4, epiloguePlan } from './epilogue.js';
-import { WG, generatedSpec, lines, main1d, range } from './shader.js';
+import { generatedSpec, lines, range, vtype } from './shader.js';
 import { halfTag, loadF32, storageType } from './storage.js';
 import type { Geometry } from './conv2d.js';
 
@@ -93,17 +95,49 @@ const LANES_UNIFORMS = {
   cog: 'u32', // Co/groups
   kw: 'u32', taps: 'u32', sh: 'u32', sw: 'u32', ph: 'i32', pw: 'i32', dh: 'u32', dw: 'u32',
   tiles_m: 'u32', tiles_n: 'u32', tiles: 'u32',
-  krow: 'u32', // KH*KW*Ci/groups in XT units (row stride of w)
+  krow: 'u32', // row stride of w: KH*KW*Ci/groups in XT units; flipped, in elements (KH*KW*cog here = w's KH*KW*Ci/groups)
   n_fast: 'u32', // 1: channel blocks vary fastest, 0: pixel blocks do
   woff: 'u32', // first weight row (a slice of the output channels)
 } as const satisfies Record<string, ScalarType>;
 
-/**
- * The forward program. `nFast` is conv2d.ts's channelsFastest (tile order), `flops` its count.
- */
+/** The flipped kernel's: no output-channel slice (an input gradient has none). */
+const { woff: _woff, ...FLIPPED_UNIFORMS } = LANES_UNIFORMS;
+
+/** The forward program. `nFast` is conv2d.ts's channelsFastest (tile order), `flops` its count. */
 export function lanesForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null,
-  tile: LanesTile, nFast: number, flops: number, accumulate = false): Program {
+  tile: LanesTile, nFast: number, flops: number): Program {
+  return lanesGemmProgram(engine, g, x, w, bias, y, epi, tile, nFast, flops, false, false);
+}
+
+/**
+ * The input gradient of a stride-1 convolution (geometry `g`, weights `w` [Co, KH, KW, Ci/groups]
+ * as the forward has them), written into dx or added into it (`accumulate`: the gradient gathered
+ * so far), or null where inputGradAsForward does not hold. It is a lanes forward convolution of
+ * gy with the window flipped and the weights transposed, wT[g*cig + ci, kh, kw, co] =
+ * w[g*cog + co, KH-1-kh, KW-1-kw, ci], which the kernel reads from w itself (`flipped`, see
+ * lanesGemmProgram): no flipped copy, no extra dispatch.
+ */
+export function lanesInputProgram(engine: Engine, g: Geometry, gy: Tensor, w: Tensor, dx: Tensor, tile: LanesTile, nFast: number, flops: number, accumulate: boolean): Program | null {
+  const gt = inputGradAsForward(g);
+  return gt && lanesGemmProgram(engine, gt, gy, w, null, dx, null, tile, nFast, flops, accumulate, true);
+}
+
+/**
+ * The lanes GEMM of lanesForwardProgram and lanesInputProgram: a forward convolution of x with
+ * weights w, or, `flipped`, with the flipped transpose of w (x is then gy and `g` the
+ * inputGradAsForward geometry, whose output channels are w's input channels).
+ *
+ * Flipped, the weight vector of a K-step (4 of the forward's input channels = 4 of w's output
+ * channels, for one of w's input channels and the mirrored tap) is a column of w, KH*KW*Ci/groups
+ * apart: each lane loads its 4 components as scalars. On llvmpipe that costs what the forward's
+ * vec4 load does (a storage load whose address varies per lane is a per-lane loop over its
+ * components, either way), and the broadcasts are the same.
+ */
+function lanesGemmProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bias: Tensor | null, y: Tensor | null, epi: Epilogue | null,
+  tile: LanesTile, nFast: number, flops: number, accumulate: boolean, flipped: boolean): Program {
   const vx = g.cig % 4 === 0 && g.xoff % 4 === 0 && g.xstride % 4 === 0 ? 4 : 1;
+  // Flipped, w is read as scalars (its vec4 axis is not the K axis).
+  const vw = flipped ? 1 : vx;
   const vy = g.cog % 4 === 0 && tile.nb % 4 === 0 && epilogueAllowsVec4(epi) ? 4 : 1;
   const { tm, nb, wg, sg } = tile;
   const m = g.n * g.ho * g.wo;
@@ -112,9 +146,10 @@ export function lanesForwardProgram(engine: Engine, g: Geometry, x: Tensor, w: T
   const tiles = tilesM * tilesN * g.groups;
   const ep = epiloguePlan(epi, [g.n, g.ho, g.wo, g.co], y, vy as 1 | 4, bias);
   // Every compile-time input of the WGSL: the tile, the vector widths of x and y, the epilogue's
-  // layout and the f16 bindings.
-  const variant = `${formatLanesTile(tile)} x${vx} y${vy} ${ep.variant}${halfTag({ x, w })}${accumulate ? ' acc' : ''}`;
-  if (accumulate && (epi || bias)) throw new Error('lanesForwardProgram: accumulate takes no epilogue or bias');
+  // layout, the f16 bindings, the weight layout and whether y is added into.
+  const variant = `${formatLanesTile(tile)} x${vx} y${vy} ${ep.variant}${halfTag({ x, w })}${flipped ? ' flip' : ''}${accumulate ? ' acc' : ''}`;
+  if (accumulate && (epi || bias)) throw new Error('lanesGemmProgram: accumulate takes no epilogue or bias');
+  if (flipped && (g.woff || g.xoff)) throw new Error('lanesGemmProgram: flipped weights take no channel slices');
 
   const shader = (): ShaderSpec => {
     const epc = ep.code();
@@ -137,7 +172,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let g = tgn / p.tiles_n;
   let n0 = (tgn % p.tiles_n) * ${nb}u;
   let xg = p.xoff + g * p.ck;
-${lines(loads, (r) => `  let wr_${r} = (p.woff + g * p.cog + min(n0 + ${wrow(r)}, p.cog - 1u)) * p.krow;`)}
+${lines(loads, (r) => flipped
+    // The column of w holding channel n0 + .. of this group (w's rows g*ck*VX ..).
+    ? `  let wr_${r} = g * p.ck * ${vx}u * p.krow + min(n0 + ${wrow(r)}, p.cog - 1u);`
+    : `  let wr_${r} = (p.woff + g * p.cog + min(n0 + ${wrow(r)}, p.cog - 1u)) * p.krow;`)}
   // TM output pixels per lane, WG apart (clamped: the surplus lanes of the last block compute and do not store).
 ${lines(tm, (i) => `  let mi_${i} = mt * ${wg * tm}u + ${i * wg}u + li;
   let mm_${i} = min(mi_${i}, p.m - 1u); let r_${i} = mm_${i} % p.howo; let xb_${i} = (mm_${i} / p.howo) * p.h;
@@ -149,9 +187,10 @@ ${lines(tm, (i) => lines(nb, (j) => `  var acc_${i}_${j} = 0.0;`))}
     let dx = i32((tap % p.kw) * p.dw);
 ${lines(tm, (i) => `    let yy_${i} = iy_${i} + dy; let xx_${i} = ix_${i} + dx; let ok_${i} = (u32(yy_${i}) < p.h) & (u32(xx_${i}) < p.w);
     let xo_${i} = select(0u, ((xb_${i} + u32(yy_${i})) * p.w + u32(xx_${i})) * p.ci_v + xg, ok_${i}); let xv_${i} = select(0.0, 1.0, ok_${i});`)}
-    let wt = tap * p.ck;
+${flipped ? '    // The mirrored tap: (KH-1-kh)*KW + KW-1-kw = taps-1-tap.\n    let wt = (p.taps - 1u - tap) * p.cog;' : '    let wt = tap * p.ck;'}
     for (var c = 0u; c < p.ck; c = c + 1u) {
-${lines(loads, (r) => `      let wv_${r} = ${loadF32(w, vx as 1 | 4, `ws[wr_${r} + wt + c]`)};`)}
+${flipped ? `      let wc = wt + c * ${vx}u * p.krow;\n${lines(loads, (r) => `      let wv_${r} = ${vtype(vx)}(${range(vx).map((u) => loadF32(w, 1, `ws[wr_${r} + wc${u ? ` + ${u}u * p.krow` : ''}]`)).join(', ')});`)}`
+    : lines(loads, (r) => `      let wv_${r} = ${loadF32(w, vx as 1 | 4, `ws[wr_${r} + wt + c]`)};`)}
 ${lines(tm, (i) => `      let a_${i}: ${xt} = ${loadF32(x, vx as 1 | 4, `xs[xo_${i} + c]`)} * xv_${i};`)}
 ${lines(nb, (j) => `      { let b = ${weight(j)};${range(tm).map((i) => ` acc_${i}_${j} += ${mac(`a_${i}`, 'b')};`).join('')} }`)}
     }
@@ -167,67 +206,36 @@ ${lines(nb / vy, (j) => {
 }
 `;
     return generatedSpec({
-      uniforms: { ...LANES_UNIFORMS, ...ep.uniforms },
-      bindings: { xs: read(storageType(x, vx as 1 | 4)), ws: read(storageType(w, vx as 1 | 4)), ys: readWrite(storageType(ep.target, vy as 1 | 4)), ...ep.bindings },
+      uniforms: { ...(flipped ? FLIPPED_UNIFORMS : LANES_UNIFORMS), ...ep.uniforms },
+      bindings: { xs: read(storageType(x, vx as 1 | 4)), ws: read(storageType(w, vw as 1 | 4)), ys: readWrite(storageType(ep.target, vy as 1 | 4)), ...ep.bindings },
     }, code);
   };
 
   return {
     // The register kernel's names (profiles and tests count convolutions by name); the variant,
     // which starts with 'lanes', tells them apart.
-    name: accumulate ? 'conv2d_forward_accumulate' : 'conv2d_forward',
+    name: flipped ? (accumulate ? 'conv2d_backward_input_accumulate' : 'conv2d_backward_input') : 'conv2d_forward',
     variant,
     shader,
     uniforms: {
       m, howo: g.ho * g.wo, wo: g.wo, h: g.h, w: g.w, ci_v: g.xstride / vx, xoff: g.xoff / vx, ck: g.cig / vx, cog: g.cog,
       kw: g.kw, taps: g.kh * g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: g.dh, dw: g.dw,
-      tiles_m: tilesM, tiles_n: tilesN, tiles, krow: (g.kh * g.kw * g.cig) / vx, n_fast: nFast, woff: g.woff,
+      tiles_m: tilesM, tiles_n: tilesN, tiles, krow: flipped ? g.kh * g.kw * g.cog : (g.kh * g.kw * g.cig) / vx, n_fast: nFast, ...(flipped ? {} : { woff: g.woff }),
       ...ep.values,
     },
     bindings: { xs: x, ws: w, ys: ep.target, ...ep.tensors },
     dispatch: grid1d(tiles * wg, wg, engine.limits.maxComputeWorkgroupsPerDimension),
     flops,
-    bytes: x.byteLength + w.byteLength + m * g.co * dtypeBytes(ep.target.dtype),
+    bytes: x.byteLength + w.byteLength + m * g.co * dtypeBytes(ep.target.dtype) * (accumulate ? 2 : 1),
   };
 }
 
 /**
- * The weights of a stride-1 convolution's input gradient, as the weights of a forward
- * convolution of gy: w [Co, KH, KW, Ci/groups] -> [Ci, KH, KW, Co/groups] with the window flipped,
- * wT[g*cig + ci, kh, kw, co] = w[g*cog + co, KH-1-kh, KW-1-kw, ci].
- */
-export function flipTransposeWeights(engine: Engine, g: Geometry, w: Tensor): Tensor {
-  const out = engine.empty([g.ci, g.kh, g.kw, g.cog], 'f32');
-  const total = out.size;
-  engine.run({
-    name: 'conv2d_flip_transpose',
-    // No variant: the WGSL has no compile-time input.
-    shader: () => generatedSpec({
-      uniforms: { kh: 'u32', kw: 'u32', cig: 'u32', cog: 'u32', total: 'u32' },
-      bindings: { src: read('f32'), dst: readWrite('f32') },
-    }, main1d(`let co = i % p.cog;
-  let r = i / p.cog;
-  let kw = r % p.kw;
-  let r2 = r / p.kw;
-  let kh = r2 % p.kh;
-  let cf = r2 / p.kh;
-  let grp = cf / p.cig;
-  let ci = cf % p.cig;
-  dst[i] = src[(((grp * p.cog + co) * p.kh + (p.kh - 1u - kh)) * p.kw + (p.kw - 1u - kw)) * p.cig + ci];`, { count: 'total' })),
-    uniforms: { kh: g.kh, kw: g.kw, cig: g.cig, cog: g.cog, total },
-    bindings: { src: w, dst: out },
-    dispatch: grid1d(total, WG, engine.limits.maxComputeWorkgroupsPerDimension),
-    bytes: 8 * total,
-  });
-  return out;
-}
-
-/**
  * The geometry of a stride-1 convolution's input gradient as a forward convolution of gy with
- * flipTransposeWeights, or null where that does not hold (strides, slices, padding wider than
+ * the flipped, transposed weights (lanesInputProgram), or null where that does not hold (strides, slices, padding wider than
  * the dilated window).
  */
-export function inputGradAsForward(g: Geometry): Geometry | null {
+function inputGradAsForward(g: Geometry): Geometry | null {
   const ph = g.dh * (g.kh - 1) - g.ph;
   const pw = g.dw * (g.kw - 1) - g.pw;
   if (g.sh !== 1 || g.sw !== 1 || ph < 0 || pw < 0 || g.xoff !== 0 || g.woff !== 0 || g.xstride !== g.ci) return null;

@@ -29,7 +29,7 @@ import { generatedSpec, main1d, range, lines, vtype, comp, gcd } from './shader.
 import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, phaseTapsWgsl, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
-import { type LanesTile, defaultLanesTile, flipTransposeWeights, inputGradAsForward, lanesFilterPlan, lanesFilterProgram, lanesForwardProgram, parseLanesTile } from './conv2d-lanes.js';
+import { type LanesTile, defaultLanesTile, lanesFilterPlan, lanesFilterProgram, lanesForwardProgram, lanesInputProgram, parseLanesTile } from './conv2d-lanes.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -259,14 +259,13 @@ function chooseTile(engine: Engine, kernel: Conv2dKernel, g: Geometry, m: number
 }
 
 /**
- * The lanes kernel of one GEMM (conv2d-lanes.ts: the forward with one pixel per lane and the
- * weights broadcast across a subgroup; the stride-1 input gradient as such a forward; the filter
- * gradient with lanes across k), or null for the register and workgroup tiles. The `conv2d`
- * variant 'lanes' (forced on any adapter; the llvmpipe family's default where the device has
- * subgroups) takes the forward and the filter gradient, unless register tiles are forced by
- * family or by name; the input gradient only with `conv2dLanesInput` 'on', since its weight flip
- * is one more dispatch per convolution (a training step went over issue 10's 400; bench/RESULTS.md,
- * 2026-12-06 lanes). The `conv2dLanes` variant names the tile ('lanes2x16s8@64').
+ * The lanes kernel of one GEMM of the convolution `g` (conv2d-lanes.ts: the forward with one
+ * pixel per lane and the weights broadcast across a subgroup; the stride-1 input gradient as such
+ * a forward of gy, reading the weights flipped and transposed; the filter gradient with lanes
+ * across k), or null for the register and workgroup tiles. The `conv2d` variant 'lanes' (forced
+ * on any adapter; the llvmpipe family's default where the device has subgroups) takes all three,
+ * unless register tiles are forced by family or by name; the input gradient unless
+ * `conv2dLanesInput` is 'off'. The `conv2dLanes` variant names the tile ('lanes2x16s8@64').
  */
 function chooseLanes(engine: Engine, g: Geometry, kernel: Conv2dKernel): LanesTile | null {
   const variants = engine.variants;
@@ -277,7 +276,8 @@ function chooseLanes(engine: Engine, g: Geometry, kernel: Conv2dKernel): LanesTi
   if (variants.override('conv2d') === undefined && engine.tuned.size > 0 && engine.tuned.has(tileKey(kernel, g))) return null;
   if (kernel === 'input' && variants.choose('conv2dLanesInput') !== 'on') return null;
   const named = variants.choose('conv2dLanes');
-  if (named === undefined) return defaultLanesTile(engine, g.cog, g.n * g.ho * g.wo);
+  // The input gradient's GEMM: a pixel of dx per row, an input channel per column.
+  if (named === undefined) return kernel === 'input' ? defaultLanesTile(engine, g.cig, g.n * g.h * g.w) : defaultLanesTile(engine, g.cog, g.n * g.ho * g.wo);
   const t = parseLanesTile(engine, named);
   if (!t) throw new Error(`engine.variants conv2dLanes: '${named}' is not a lanes tile this device runs: lanes{TM}x{NB}s{SG}@{WG} (TM 1-8; NB, SG, WG powers of two, NB <= 32, SG <= the smallest subgroup, WG 8-256 a multiple of SG)`);
   return t;
@@ -583,16 +583,10 @@ function conv2dBackwardInput(g: Geometry, gy: Tensor, w: Tensor, into: Tensor | 
   const shape = [g.n, g.h, g.w, g.ci];
   const accumulate = into !== null && into.dtype === 'f32' && into.rank === 4 && into.shape.every((d, i) => d === shape[i]);
   const dx = accumulate ? into : engine.empty(shape, 'f32');
-  // Stride 1: a lanes forward convolution of gy with the flipped, transposed weights (conv2d-lanes.ts).
-  const gt = inputGradAsForward(g);
-  const lanes = gt && chooseLanes(engine, gt, 'input');
-  if (gt && lanes) {
-    const wt = flipTransposeWeights(engine, g, w);
-    engine.run(lanesForwardProgram(engine, gt, gy, wt, null, dx, null, lanes, channelsFastest(gy, wt), convFlops(g), accumulate));
-    wt.dispose();
-    return dx;
-  }
-  engine.run(backwardInputProgram(engine, g, gy, w, dx, accumulate));
+  // Stride 1: a lanes forward convolution of gy with the flipped, transposed weights (conv2d-lanes.ts; null otherwise).
+  const lanes = g.sh === 1 && g.sw === 1 ? chooseLanes(engine, g, 'input') : null;
+  const program = lanes && lanesInputProgram(engine, g, gy, w, dx, lanes, channelsFastest(gy, w), convFlops(g), accumulate);
+  engine.run(program ?? backwardInputProgram(engine, g, gy, w, dx, accumulate));
   return dx;
 }
 
