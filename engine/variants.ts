@@ -130,6 +130,7 @@ export const VARIANT_FAMILIES = {
     candidates: {
       workgroup: 'workgroup-memory GEMMs per stride phase (conv-transpose-workgroup.ts)',
       register: 'register tiles of the convTransposeTiles family (conv-transpose.ts)',
+      lanes: 'forward only: one output pixel per SIMD lane, the weights loaded once per subgroup and handed out by subgroupBroadcast (conv-transpose-lanes.ts); the gradients keep the register tiles',
     },
     default: (r) => (familyOf(r) === 'gpu' ? 'workgroup' : 'register'),
     rule: 'workgroup on GPUs, register on CPU adapters; a tuned register tile per shape replaces workgroup',

@@ -25,6 +25,8 @@ import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { WG, generatedSpec, main1d, section } from './shader.js';
 import { kernelFamily, tileFamily } from '../device-common.js';
+import { type LanesTile } from './conv2d-lanes.js';
+import { transposeLanesProgram, transposeLanesTile } from './conv-transpose-lanes.js';
 import { convTransposeBackwardFilterWorkgroup, convTransposeBackwardInputWorkgroup, convTransposeForwardWorkgroup, convTransposeUsesWorkgroup } from './conv-transpose-workgroup.js';
 
 export interface ConvTransposeOptions {
@@ -288,8 +290,36 @@ function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; 
   return t ? { th: t[0]!, tw: t[1]!, tci: def.tci, tuned: true } : { ...def, tuned: false };
 }
 
+/**
+ * The lanes tile of a forward (conv-transpose-lanes.ts), or null for the register and workgroup
+ * kernels: the `convTranspose` variant 'lanes' (forced on any adapter; the llvmpipe family's
+ * default where the device has subgroups), unless register tiles are forced by family
+ * (`convTransposeTiles`) or a register tile was measured for this shape (engine.tuned), or the
+ * fused argmax has more channels than one block holds.
+ */
+function forwardLanes(engine: Engine, g: Geometry, argmax: boolean): LanesTile | null {
+  const variants = engine.variants;
+  const forced = variants.override('convTranspose');
+  if (variants.choose('convTranspose') !== 'lanes' || (forced === undefined && variants.override('convTransposeTiles') !== undefined)) return null;
+  if (forced === undefined && engine.tuned.size > 0 && engine.tuned.has(tuneKey(argmax ? 'forward-argmax' : 'forward', g))) return null;
+  const tile = transposeLanesTile(engine, g);
+  return argmax && tile.nb < g.co ? null : tile;
+}
+
 function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {
   const engine = x.engine;
+  const lanes = forwardLanes(engine, g, argmax);
+  if (lanes) {
+    const ciVec = g.ci % 4 === 0;
+    const x4 = ciVec ? x : padChannels(x, g.ci);
+    const w4 = ciVec ? w : padChannels(w, g.ci);
+    const out = argmax ? engine.empty([g.n, g.ho, g.wo], 'i32') : epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], resultDType(x, w));
+    const prog = transposeLanesProgram(engine, g, { x4, w4, bias, argmax, flops: connectedFlops(g) }, out, epi, lanes);
+    engine.run(prog);
+    if (x4 !== x) x4.dispose();
+    if (w4 !== w) w4.dispose();
+    return out ?? epi!.into!.tensor;
+  }
   const { th: TH, tp: TP, tco: TCO, tuned } = forwardTiles(engine, g, argmax);
   // The workgroup-memory kernels are f32 only: the f16 inference path keeps the register kernel.
   if (!argmax && x.dtype === 'f32' && w.dtype === 'f32' && convTransposeUsesWorkgroup(engine, tuned)) return convTransposeForwardWorkgroup(x, w, bias, g, epi);
