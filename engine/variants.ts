@@ -132,8 +132,12 @@ export const VARIANT_FAMILIES = {
       register: 'register tiles of the convTransposeTiles family (conv-transpose.ts)',
       lanes: 'forward only: one output pixel per SIMD lane, the weights loaded once per subgroup and handed out by subgroupBroadcast (conv-transpose-lanes.ts); the gradients keep the register tiles',
     },
-    default: (r) => (familyOf(r) === 'gpu' ? 'workgroup' : 'register'),
-    rule: 'workgroup on GPUs, register on CPU adapters; a tuned register tile per shape replaces workgroup',
+    default: (r) => {
+      const family = familyOf(r);
+      if (family === 'gpu') return 'workgroup';
+      return family === 'llvmpipe' && r.target.features.has('subgroups') ? 'lanes' : 'register';
+    },
+    rule: 'workgroup on GPUs; lanes on llvmpipe with subgroups (bench/RESULTS.md 2026-12-06 21:30: 2-4x its register tiles); register on other CPU adapters; a tuned register tile per shape replaces workgroup and lanes',
     tunedPrefixes: ['convTranspose2d.'],
   },
   convTransposeTiles: tileFamily('convTranspose'),
