@@ -16,12 +16,14 @@
  *
  * Keeps what the register kernel has: bias, the fused epilogue (folded BatchNorm, activation,
  * residual, FCA, a channel slice of a larger output), f16 operands, and the fused argmax of the
- * inference head (class ids; every channel in one lane: NB >= Co).
+ * inference head (class ids; every channel in one lane: NB >= Co). The input gradient is
+ * conv2d's lanes forward (transposeInputLanesProgram); the filter gradient keeps the register tiles.
  */
 import type { Engine } from '../engine.js';
 import { type Program, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import { type Tensor, dtypeBytes } from '../tensor.js';
-import { type LanesTile, broadcastRows, formatLanesTile, lanesMain, minSubgroup } from './conv2d-lanes.js';
+import type { Geometry as ConvGeometry } from './conv2d.js';
+import { type LanesTile, broadcastRows, defaultLanesTile, formatLanesTile, lanesForwardProgram, lanesMain, minSubgroup } from './conv2d-lanes.js';
 import type { TransposeGeometry } from './conv-transpose-workgroup.js';
 import { type Epilogue, epilogueAllowsVec4, epiloguePlan } from './epilogue.js';
 import { generatedSpec, lines, range } from './shader.js';
@@ -175,4 +177,21 @@ ${store(i)}
     flops,
     bytes: x4.byteLength + w4.byteLength + g.n * g.ho * g.wo * (argmax ? 1 : g.co) * dtypeBytes(ep.target.dtype),
   };
+}
+
+/**
+ * The input gradient as conv2d's lanes forward (conv2d-lanes.ts): dx[n, iy, ix, ci] = sum of
+ * gy[n, iy * stride_h - pad_h + ky, ix * stride_w - pad_w + kx, co] * w[co, ky, kx, ci] is a
+ * strided convolution of gy (channels zero-padded to 4 * cov, as gy4 is) with the weights read as
+ * [Ci, KH, KW, 4 * cov] (`wt`, conv-transpose.ts's pack: the register kernel packs too, the other
+ * way round, so the dispatch count is the same).
+ */
+export function transposeInputLanesProgram(engine: Engine, g: TransposeGeometry, gy4: Tensor, wt: Tensor, dx: Tensor, flops: number): Program {
+  const cp = 4 * Math.ceil(g.co / 4);
+  const cg: ConvGeometry = {
+    n: g.n, h: g.ho, w: g.wo, ci: cp, co: g.ci, kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw, dh: 1, dw: 1,
+    groups: 1, cig: cp, cog: g.ci, ho: g.h, wo: g.w, xstride: cp, xoff: 0, woff: 0,
+  };
+  // Named as the register kernel it replaces (profiles count it there); the variant starts with 'lanes'.
+  return { ...lanesForwardProgram(engine, cg, gy4, wt, null, dx, null, defaultLanesTile(engine, g.ci, g.n * g.h * g.w), 0, flops), name: 'conv_transpose_backward_input' };
 }

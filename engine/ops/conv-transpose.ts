@@ -11,7 +11,9 @@
  * cheap pass (x, w or gy), and the input gradient reads the weights transposed to [KH, KW, Ci, Co].
  * On real GPUs all three take the workgroup-memory GEMMs of conv-transpose-workgroup.ts instead
  * (convTransposeUsesWorkgroup: unless a register tile was tuned faster, or engine.prefer says
- * otherwise; the fused argmax head keeps its register kernel); CPU adapters keep these tiles.
+ * otherwise; the fused argmax head keeps its register kernel); llvmpipe with subgroups takes the
+ * lanes kernels of conv-transpose-lanes.ts for the forward and the input gradient (useLanes);
+ * other CPU adapters keep these tiles.
  */
 import convTransposeWgsl from '../../shaders/conv_transpose.wgsl';
 import { recordOp } from '../autograd.js';
@@ -25,8 +27,8 @@ import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { WG, generatedSpec, main1d, section } from './shader.js';
 import { kernelFamily, tileFamily } from '../device-common.js';
-import { type LanesTile } from './conv2d-lanes.js';
-import { transposeLanesProgram, transposeLanesTile } from './conv-transpose-lanes.js';
+import type { LanesTile } from './conv2d-lanes.js';
+import { transposeInputLanesProgram, transposeLanesProgram, transposeLanesTile } from './conv-transpose-lanes.js';
 import { convTransposeBackwardFilterWorkgroup, convTransposeBackwardInputWorkgroup, convTransposeForwardWorkgroup, convTransposeUsesWorkgroup } from './conv-transpose-workgroup.js';
 
 export interface ConvTransposeOptions {
@@ -298,12 +300,17 @@ function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; 
  * fused argmax has more channels than one block holds.
  */
 function forwardLanes(engine: Engine, g: Geometry, argmax: boolean): LanesTile | null {
-  const variants = engine.variants;
-  const forced = variants.override('convTranspose');
-  if (variants.choose('convTranspose') !== 'lanes' || (forced === undefined && variants.override('convTransposeTiles') !== undefined)) return null;
-  if (forced === undefined && engine.tuned.size > 0 && engine.tuned.has(tuneKey(argmax ? 'forward-argmax' : 'forward', g))) return null;
+  if (!useLanes(engine, g, argmax ? 'forward-argmax' : 'forward')) return null;
   const tile = transposeLanesTile(engine, g);
   return argmax && tile.nb < g.co ? null : tile;
+}
+
+/** Whether `kernel` takes its lanes form (see forwardLanes; the input gradient: transposeInputLanesProgram). */
+function useLanes(engine: Engine, g: Geometry, kernel: 'forward' | 'forward-argmax' | 'input'): boolean {
+  const variants = engine.variants;
+  const forced = variants.override('convTranspose');
+  if (variants.choose('convTranspose') !== 'lanes' || (forced === undefined && variants.override('convTransposeTiles') !== undefined)) return false;
+  return !(forced === undefined && engine.tuned.size > 0 && engine.tuned.has(tuneKey(kernel, g)));
 }
 
 function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {
@@ -431,6 +438,14 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
 /** dL/dx = a strided convolution of gy with w (each input pixel gathers the outputs it reached). */
 function convTransposeBackwardInput(gy4: Tensor, w: Tensor, g: Geometry): Tensor {
   const engine = gy4.engine;
+  if (useLanes(engine, g, 'input')) {
+    // wt [Ci, KH, KW, 4 * cov]: conv2d's OHWI weights of the convolution of gy that dx is.
+    const wt = pack(w, [g.ci, g.kh, g.kw, g.co], [1, g.kw * g.ci, g.ci, g.kh * g.kw * g.ci]);
+    const dx = engine.empty([g.n, g.h, g.w, g.ci], 'f32');
+    engine.run(transposeInputLanesProgram(engine, g, gy4, wt, dx, connectedFlops(g)));
+    wt.dispose();
+    return dx;
+  }
   const { th: TH, tw: TW, tci: TCI, tuned } = inputGradTiles(engine, g);
   if (convTransposeUsesWorkgroup(engine, tuned)) return convTransposeBackwardInputWorkgroup(gy4, w, g);
   const cov = Math.ceil(g.co / 4);
