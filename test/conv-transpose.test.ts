@@ -98,8 +98,9 @@ for (const mode of MODES)
     }
   });
 
-// The adapter's kernels and each forced kind (the other families' register tiles add compile time, not coverage of the lanes blocks).
-for (const mode of MODES.filter((m) => m === null || m.family === 'convTranspose'))
+// The adapter's kernels and the lanes and register kinds (on either adapter, one is the default): the
+// other kinds add compile time, not coverage of the lanes blocks.
+for (const mode of MODES.filter((m) => m === null || m.value === 'lanes' || m.value === 'register'))
   forKernelMode(t, mode)(`forward: partial lanes blocks (33, 20 and 19 channels), stride 4 and 8, phases of 5x11, 9x13 and 20x37 pixels (rel err < 1e-4)${modeSuffix(mode)}`, async () => {
     const e = await testEngine();
     useTiles(e, mode);
