@@ -23,14 +23,13 @@ import type { Engine } from '../engine.js';
 import { type Program, type ShaderSpec, grid1d, read, readWrite } from '../program.js';
 import { type Tensor, dtypeBytes } from '../tensor.js';
 import type { Geometry as ConvGeometry } from './conv2d.js';
-import { type LanesTile, broadcastRows, defaultLanesTile, formatLanesTile, lanesForwardProgram, lanesMain, minSubgroup } from './conv2d-lanes.js';
+import { type LanesTile, broadcastRows, defaultLanesTile, formatLanesTile, lanesForwardProgram, lanesMain, minSubgroup, pow2AtLeast } from './conv2d-lanes.js';
 import type { TransposeGeometry } from './conv-transpose-workgroup.js';
 import { type Epilogue, epilogueAllowsVec4, epiloguePlan } from './epilogue.js';
 import { generatedSpec, lines, range } from './shader.js';
 import { halfTag, loadF32, storageType } from './storage.js';
 import { ENABLE_SUBGROUPS } from './subgroup.js';
 
-const pow2AtLeast = (v: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
 
 /**
  * Output pixel slots of one stride phase (the phase grid ceil(Ho / stride_h) x ceil(Wo / stride_w)

@@ -69,7 +69,8 @@ export function parseLanesTile(engine: Engine, v: string | undefined): LanesTile
   return ok ? { lanes: true, tm, nb, wg, sg } : null;
 }
 
-const pow2AtLeast = (v: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
+/** The smallest power of two >= v (1 for v <= 1). */
+export const pow2AtLeast = (v: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
 
 /**
  * The entry point of a lanes kernel: `wg` invocations per workgroup, `li` the lane's local index,
