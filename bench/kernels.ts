@@ -73,6 +73,19 @@ function convCase(name: string, n: number, h: number, w: number, ci: number, co:
   };
 }
 
+/**
+ * A k3 s2 p1 op1 transposed convolution (exactly 2x larger); FLOPs of the (input, output) pairs a
+ * tap joins, 3H - 1 per row axis (as conv-transpose.ts counts them).
+ */
+function deconvCase(name: string, n: number, h: number, w: number, ci: number, co: number): Case {
+  return {
+    name: `${name}: deconv ${n}x${h}x${w}x${ci} -> ${co}, k3 s2`,
+    flops: 2 * n * (3 * h - 1) * (3 * w - 1) * ci * co,
+    setup: (e) => [randomTensor(e, [n, h, w, ci]), randomTensor(e, [co, 3, 3, ci])],
+    run: ([x, wt]) => convTranspose2d(x!, wt!, null, { stride: 2, padding: 1, outputPadding: 1 }),
+  };
+}
+
 /** The conv2d cases timed as forward + both gradients (3x the forward's FLOPs), or forward + the input gradient (2x). */
 export function gradCases(quick: boolean, inputOnly = false): Case[] {
   return kernelCases(quick).filter((c) => c.grads).map((c) => ({
@@ -101,6 +114,10 @@ export function kernelCases(quick: boolean): Case[] {
       setup: (e) => [randomTensor(e, [1, 32 / q, 64 / q, 576]), randomTensor(e, [3, 3, 576])],
       run: ([x, w]) => depthwiseConv2d(x!, w!, null, { stride: 1, padding: 1 }),
     },
+    // The context branch's x2 upsamplers (k3 s2 p1 op1) at a 1024x512 input: up1 320 -> 192 from
+    // 1/32, up2 288 -> 256 from 1/16.
+    deconvCase('up1', 1, 16 / q, 32 / q, 320, 192),
+    deconvCase('up2', 1, 32 / q, 64 / q, 288, 256),
     {
       ...x8,
       name: `x8 deconv: 1x${64 / q}x${128 / q}x19 -> 19, k15 s8`,
@@ -117,8 +134,9 @@ export function kernelCases(quick: boolean): Case[] {
 
 /**
  * Which convolution kernels a run uses: the adapter's choice, or one kind forced; 'lanes' is
- * conv2d's lanes forward (conv2d-lanes.ts; the other ops keep the adapter's kernels), 'lanes{TM}x{NB}s{SG}@{WG}'
- * the same with a named tile (engine.prefer.conv2dLanes).
+ * conv2d's and the transposed convolution's lanes forwards (conv2d-lanes.ts, conv-transpose-lanes.ts;
+ * depthwise keeps the adapter's kernel), 'lanes{TM}x{NB}s{SG}@{WG}' the same with a named conv2d
+ * tile (engine.prefer.conv2dLanes).
  */
 export type KernelKind = string;
 
@@ -137,6 +155,7 @@ function useKernels(engine: Engine, kindAndExtra: KernelKind): void {
   if (kind === 'default') return;
   if (kind.startsWith('lanes')) {
     engine.variants.set('conv2d', 'lanes');
+    engine.variants.set('convTranspose', 'lanes');
     if (kind !== 'lanes') engine.variants.set('conv2dLanes', kind);
     return;
   }

@@ -135,9 +135,14 @@ export const VARIANT_FAMILIES = {
     candidates: {
       workgroup: 'workgroup-memory GEMMs per stride phase (conv-transpose-workgroup.ts)',
       register: 'register tiles of the convTransposeTiles family (conv-transpose.ts)',
+      lanes: 'one output pixel per SIMD lane, the weights loaded once per subgroup and handed out by subgroupBroadcast (conv-transpose-lanes.ts): the forward, and the input gradient as conv2d\'s lanes forward; the filter gradient keeps the register tiles',
     },
-    default: (r) => (familyOf(r) === 'gpu' ? 'workgroup' : 'register'),
-    rule: 'workgroup on GPUs, register on CPU adapters; a tuned register tile per shape replaces workgroup',
+    default: (r) => {
+      const family = familyOf(r);
+      if (family === 'gpu') return 'workgroup';
+      return family === 'llvmpipe' && r.target.features.has('subgroups') ? 'lanes' : 'register';
+    },
+    rule: 'workgroup on GPUs; lanes on llvmpipe with subgroups (bench/RESULTS.md 2026-12-06 21:28: kernels 2-4x its register tiles, inference 1.25x, training 1.15x); register on other CPU adapters; a tuned register tile per shape replaces workgroup and lanes',
     tunedPrefixes: ['convTranspose2d.'],
   },
   convTransposeTiles: tileFamily('convTranspose'),

@@ -9,13 +9,13 @@
  * chunks, asserted at 2e-4.
  */
 import * as assert from 'uvu/assert';
-import { backward, ShapeError, type Engine } from '../entry/node.js';
-import { convTranspose2d } from '../engine/ops/conv-transpose.js';
+import { backward, ShapeError, type Engine, type Tensor } from '../entry/node.js';
+import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-transpose.js';
 import { suite } from './harness.js';
-import { randn, testEngine, forKernelMode, kernelModes, useKernelMode, modeSuffix, type KernelMode } from './gpu.js';
+import { expectClose, kernelsRun, randn, testEngine, forKernelMode, kernelModes, useKernelMode, modeSuffix, withVariants, type KernelMode } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { convTransposeOutShape, refConvTranspose, refConvTransposeBackward, type ConvTransposeGeometry } from './ref/conv-transpose.js';
-import { checkConvTranspose, mk, CONV_TRANSPOSE_BACKWARD, CONV_TRANSPOSE_FORWARD_KERNELS, CONV_TRANSPOSE_FORWARD_ODD, CONV_TRANSPOSE_FORWARD_UP, type ConvTransposeCase } from './cases/conv-transpose.js';
+import { checkConvTranspose, mk, CONV_TRANSPOSE_BACKWARD, CONV_TRANSPOSE_FORWARD_KERNELS, CONV_TRANSPOSE_FORWARD_LANES, CONV_TRANSPOSE_FORWARD_ODD, CONV_TRANSPOSE_FORWARD_UP, type ConvTransposeCase } from './cases/conv-transpose.js';
 
 const t = suite('conv-transpose');
 
@@ -98,6 +98,19 @@ for (const mode of MODES)
     }
   });
 
+// The adapter's kernels and the lanes and register kinds (on either adapter, one is the default): the
+// other kinds add compile time, not coverage of the lanes blocks.
+for (const mode of MODES.filter((m) => m === null || m.value === 'lanes' || m.value === 'register'))
+  forKernelMode(t, mode)(`forward: partial lanes blocks (33, 20 and 19 channels), stride 4 and 8, phases of 5x11, 9x13 and 20x37 pixels (rel err < 1e-4)${modeSuffix(mode)}`, async () => {
+    const e = await testEngine();
+    useTiles(e, mode);
+    try {
+      for (const { c, seed } of CONV_TRANSPOSE_FORWARD_LANES) await checkConvTranspose(e, c, seed, false);
+    } finally {
+      useTiles(e, null);
+    }
+  });
+
 for (const mode of MODES)
   forKernelMode(t, mode)(`backward kernels (dx, dw, db via autograd) vs float64 reference on awkward and CANet shapes (dx < 1e-4, dw/db < 2e-4)${modeSuffix(mode)}`, async () => {
     const e = await testEngine();
@@ -131,6 +144,87 @@ for (const [name, c] of gradCases)
       maxElements: 40,
     });
   });
+
+t('lanes forward (conv-transpose-lanes.ts): fused epilogues (folded BN, activation, residual, FCA, channel slice; vec4 and scalar stores) and the fused argmax equal the register kernel (rel err < 1e-5)', async () => {
+  const e = await testEngine();
+  const up = (shape: number[], seed: number, lo = -1, hi = 1): Tensor => e.tensor(Float32Array.from(randn(shape.reduce((a, b) => a * b, 1), seed, lo, hi)), shape);
+  const run = async (prefer: 'lanes' | 'register', fn: () => Tensor): Promise<{ data: Float32Array | Int32Array; ran: string[] }> =>
+    withVariants(e, { convTranspose: prefer }, async () => {
+      let y: Tensor | undefined;
+      const ran = kernelsRun(e, () => void (y = fn())).filter((n) => n.startsWith('conv_transpose_forward'));
+      return { data: (await y!.read()) as Float32Array | Int32Array, ran };
+    });
+  await e.noGrad(() => e.scope(async () => {
+    // [x, Co, kernel, stride]: 12 channels (vec4 stores), 7 (scalar), the x8 head's 19 (one block of 24).
+    for (const [k, [xs, co, kk, s]] of ([[[2, 4, 5, 8], 12, 3, 2], [[1, 5, 3, 5], 7, 3, 2], [[1, 3, 4, 19], 19, 15, 8]] as const).entries()) {
+      const opts = { stride: s, padding: (kk - 1) / 2, outputPadding: s - 1 };
+      const [n, h, w] = xs;
+      const [ho, wo] = [h * s, w * s];
+      const x = up([...xs], 700 + k);
+      const wt = up([co, kk, kk, xs[3]], 710 + k, -0.3, 0.3);
+      const affine = e.tensor(Float32Array.from([...randn(co, 720 + k, 0.5, 1.5), ...randn(co, 730 + k)]), [2, co]);
+      const residual = up([n, ho, wo, co], 740 + k);
+      const fca = { as: up([n, ho, wo], 750 + k, 0, 1), ac: up([n, co], 760 + k, 0, 1) };
+      for (const [what, epi] of [
+        ['affine + relu6 + residual', () => ({ affine, act: 'relu6' as const, residual })],
+        ['bias + sigmoid + FCA', () => ({ act: 'sigmoid' as const, fca })],
+        ['affine + relu into channels [4, 4 + Co)', () => ({ affine, act: 'relu' as const, into: { tensor: up([n, ho, wo, co + 6], 770 + k), channelOffset: 4 } })],
+      ] as const) {
+        const make = (): Tensor => convTranspose2d(x, wt, what.startsWith('bias') ? up([co], 780 + k) : null, opts, epi());
+        const want = await run('register', make);
+        const got = await run('lanes', make);
+        assert.equal(got.ran, ['conv_transpose_forward[lanes]'], `${what}: the lanes kernel ran`);
+        assert.equal(want.ran, ['conv_transpose_forward'], `${what}: the register kernel ran`);
+        expectClose(got.data, Float64Array.from(want.data), 1e-5, `${what}, ${co} channels k${kk} s${s}`);
+      }
+      const ids = (prefer: 'lanes' | 'register') => run(prefer, () => convTranspose2dArgmax(x, wt, null, opts, { affine, act: 'relu' }));
+      const [a, b] = [await ids('register'), await ids('lanes')];
+      assert.equal(b.ran, ['conv_transpose_forward[lanes]'], 'argmax: the lanes kernel ran');
+      assert.equal(Array.from(b.data), Array.from(a.data), `argmax, ${co} channels k${kk} s${s}`);
+    }
+  }));
+});
+
+t('lanes: the llvmpipe default for the forward and the input gradient (with subgroups; the filter gradient keeps the register tiles); register forced, forced tiles, a tuned tile and the other families keep the register kernels', async () => {
+  const e = await testEngine();
+  const x = e.tensor(Float32Array.from(randn(1 * 4 * 5 * 8, 800)), [1, 4, 5, 8]);
+  const w = e.tensor(Float32Array.from(randn(8 * 3 * 3 * 8, 801)), [8, 3, 3, 8]);
+  const opts = { stride: 2, padding: 1, outputPadding: 1 };
+  const forward = (): string[] => kernelsRun(e, () => convTranspose2d(x, w, null, opts).dispose()).filter((n) => n.startsWith('conv_transpose'));
+  const lanes = e.features.has('subgroups') ? 'conv_transpose_forward[lanes]' : 'conv_transpose_forward';
+  try {
+    await withVariants(e, { family: 'llvmpipe' }, async () => {
+      assert.equal(forward(), [lanes]);
+      const xg = e.tensor(Float32Array.from(randn(x.size, 802)), x.shape);
+      const wg = e.tensor(Float32Array.from(randn(w.size, 803)), w.shape);
+      xg.requiresGrad = wg.requiresGrad = true;
+      try {
+        const y = convTranspose2d(xg, wg, null, opts);
+        const ran = kernelsRun(e, () => backward(y, { gradOutput: e.tensor(new Float32Array(y.size).fill(1), y.shape) })).filter((n) => n.startsWith('conv_transpose_backward'));
+        assert.equal(ran.sort(), ['conv_transpose_backward_filter', e.features.has('subgroups') ? 'conv_transpose_backward_input[lanes]' : 'conv_transpose_backward_input']);
+      } finally {
+        for (const tns of [xg, wg]) {
+          tns.grad?.dispose();
+          tns.dispose();
+        }
+      }
+    });
+    const key = 'convTranspose2d.forward 1x4x5x8>8 k3x3 s2x2 p1x1 o8x10';
+    e.tuned.set(key, '2x2');
+    try {
+      await withVariants(e, { family: 'llvmpipe' }, async () => assert.equal(forward(), ['conv_transpose_forward'], 'a tuned register tile replaces the default'));
+      await withVariants(e, { family: 'llvmpipe', convTranspose: 'lanes' }, async () => assert.equal(forward(), ['conv_transpose_forward[lanes]'], 'forcing lanes beats the tuned tile'));
+    } finally {
+      e.tuned.delete(key);
+    }
+    await withVariants(e, { family: 'llvmpipe', convTranspose: 'register' }, async () => assert.equal(forward(), ['conv_transpose_forward']));
+    await withVariants(e, { family: 'llvmpipe', convTransposeTiles: 'llvmpipe' }, async () => assert.equal(forward(), ['conv_transpose_forward']));
+    await withVariants(e, { family: 'swiftshader' }, async () => assert.equal(forward(), ['conv_transpose_forward']));
+  } finally {
+    x.dispose();
+    w.dispose();
+  }
+});
 
 t('gradients reach only the inputs that require them; no tensors leak', async () => {
   const e = await testEngine();

@@ -16,7 +16,7 @@ import { Engine, ShapeError, backward } from '../entry/node.js';
 import { type Conv2dOptions, conv2d, conv2dOutputSize } from '../engine/ops/conv2d.js';
 import { kernelFamily } from '../engine/device-common.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine, forKernelMode, kernelModes, useKernelMode, withVariants } from './gpu.js';
+import { expectClose, randn, testEngine, forKernelMode, kernelModes, useKernelMode, withVariants, kernelsRun } from './gpu.js';
 import type { VariantFamilyName } from '../engine/variants.js';
 import { gradCheck } from './gradcheck.js';
 import { refConv2d, refConv2dBackward } from './ref/conv.js';
@@ -42,22 +42,6 @@ async function checkGrads(e: Engine, c: Case, seed: number, maxElements = 48): P
   await checkConv2dGrads(e, c, seed, maxElements);
 }
 
-/** Names of the kernels `fn` dispatches. */
-function kernelsRun(e: Engine, fn: () => void): string[] {
-  const names: string[] = [];
-  const run = e.run;
-  e.run = (p) => {
-    // The lanes kernels (conv2d-lanes.ts) share the register kernels' names; their variants start with 'lanes'.
-    names.push(p.variant?.startsWith('lanes') ? `${p.name}[lanes]` : p.name);
-    run.call(e, p);
-  };
-  try {
-    fn();
-  } finally {
-    delete (e as { run?: unknown }).run; // back to the prototype's method
-  }
-  return names;
-}
 
 t('float64 reference matches hand-computed convolutions', () => {
   // 3x3 ramp, 2x2 kernel [1, 0; 0, -1]: every output is x[i][j] - x[i+1][j+1] = -4.

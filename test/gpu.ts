@@ -126,3 +126,23 @@ export async function withVariants<T>(e: Engine, overrides: { [F in VariantFamil
     for (const family of Object.keys(overrides)) e.variants.clear(family);
   }
 }
+
+/**
+ * Names of the kernels `fn` dispatches, in order. The lanes kernels (conv2d-lanes.ts,
+ * conv-transpose-lanes.ts) share the register kernels' names; their variants start with 'lanes',
+ * and they are listed as `NAME[lanes]`.
+ */
+export function kernelsRun(e: Engine, fn: () => void): string[] {
+  const names: string[] = [];
+  const run = e.run;
+  e.run = (p) => {
+    names.push(p.variant?.startsWith('lanes') ? `${p.name}[lanes]` : p.name);
+    run.call(e, p);
+  };
+  try {
+    fn();
+  } finally {
+    delete (e as { run?: unknown }).run; // back to the prototype's method
+  }
+  return names;
+}

@@ -220,6 +220,23 @@ function convFamilyCalls(e: Engine): void {
     delete e.prefer.conv2d;
   }
 
+  // The transposed convolution's lanes forward (conv-transpose-lanes.ts, forced here; llvmpipe's
+  // default): vec4 stores after a folded BN with a residual, scalar stores with a bias (x padded
+  // to vec4 channels), the fused argmax of the x8 head; the input gradient (conv2d's lanes
+  // forward of gy, vec4 and padded channels).
+  e.prefer.convTranspose = 'lanes';
+  try {
+    withGrad(e, [[1, 4, 5, 8], [8, 3, 3, 8], [8]], ([x, w, b]) => convTranspose2d(x!, w!, b!, { stride: 2, padding: 1, outputPadding: 1 }), 99);
+    withGrad(e, [[1, 4, 4, 3], [5, 3, 3, 3]], ([x, w]) => convTranspose2d(x!, w!, null, { stride: 2, padding: 1, outputPadding: 1 }), 100);
+    e.noGrad(() => {
+      convTranspose2d(tensor(e, [1, 4, 4, 8], 90), tensor(e, [8, 3, 3, 8], 91), null, { stride: 2, padding: 1, outputPadding: 1 }, { affine: tensor(e, [2, 8], 92), act: 'relu', residual: tensor(e, [1, 8, 8, 8], 93) });
+      convTranspose2d(tensor(e, [1, 4, 4, 5], 94), tensor(e, [7, 3, 3, 5], 95), tensor(e, [7], 96), { stride: 2, padding: 1, outputPadding: 1 });
+      convTranspose2dArgmax(tensor(e, [1, 2, 2, 19], 97), tensor(e, [19, 15, 15, 19], 98), null, { stride: 8, padding: 7, outputPadding: 7 }, { act: 'relu' });
+    });
+  } finally {
+    delete e.prefer.convTranspose;
+  }
+
   // ---- the epilogue in every layout, through each producer (inference)
   e.noGrad(() => {
     const shape = [1, 6, 6, 8];

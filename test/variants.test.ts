@@ -50,9 +50,10 @@ t('default rules follow the adapter: hardware, lavapipe, SwiftShader', () => {
   const lavapipeNoSg = new VariantRegistry({ adapter: { ...adapter('llvmpipe (LLVM 15.0.6, 256 bits)', true), vendor: 'mesa' }, features: new Set() });
   assert.is(lavapipeNoSg.choose('conv2d'), 'register', "llvmpipe's lanes kernels need subgroups");
   assert.is(lavapipeNoSg.choose('conv2dLanesInput'), 'off', 'the lanes input gradient follows the lanes kernels');
+  assert.is(lavapipeNoSg.choose('convTranspose'), 'register', "llvmpipe's lanes kernels need subgroups");
   assert.equal(pick(lavapipe), {
     family: 'llvmpipe', conv2d: 'lanes', conv2dLanes: undefined, conv2dLanesInput: 'on', conv2dTiles: 'llvmpipe', conv2dTile: undefined, depthwise: 'register', depthwiseTiles: 'llvmpipe',
-    convTranspose: 'register', convTransposeTiles: 'llvmpipe', subgroups: 'off', bnReduce: 'serial', bnFuse: undefined, bnUnroll: '1', poolShape: 'rolled',
+    convTranspose: 'lanes', convTransposeTiles: 'llvmpipe', subgroups: 'off', bnReduce: 'serial', bnFuse: undefined, bnUnroll: '1', poolShape: 'rolled',
   });
   assert.equal(pick(swiftshader), {
     family: 'swiftshader', conv2d: 'register', conv2dLanes: undefined, conv2dLanesInput: 'off', conv2dTiles: 'swiftshader', conv2dTile: undefined, depthwise: 'register', depthwiseTiles: 'swiftshader',

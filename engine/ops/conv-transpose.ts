@@ -11,7 +11,9 @@
  * cheap pass (x, w or gy), and the input gradient reads the weights transposed to [KH, KW, Ci, Co].
  * On real GPUs all three take the workgroup-memory GEMMs of conv-transpose-workgroup.ts instead
  * (convTransposeUsesWorkgroup: unless a register tile was tuned faster, or engine.prefer says
- * otherwise; the fused argmax head keeps its register kernel); CPU adapters keep these tiles.
+ * otherwise; the fused argmax head keeps its register kernel); llvmpipe with subgroups takes the
+ * lanes kernels of conv-transpose-lanes.ts for the forward and the input gradient (useLanes);
+ * other CPU adapters keep these tiles.
  */
 import convTransposeWgsl from '../../shaders/conv_transpose.wgsl';
 import { recordOp } from '../autograd.js';
@@ -25,6 +27,8 @@ import { sumColumns } from './reduce.js';
 import { type Epilogue, checkEpilogue, epilogueKind, epiloguePlan, hasEpilogue } from './epilogue.js';
 import { WG, generatedSpec, main1d, section } from './shader.js';
 import { kernelFamily, tileFamily } from '../device-common.js';
+import type { LanesTile } from './conv2d-lanes.js';
+import { transposeInputLanesProgram, transposeLanesProgram, transposeLanesTile } from './conv-transpose-lanes.js';
 import { convTransposeBackwardFilterWorkgroup, convTransposeBackwardInputWorkgroup, convTransposeForwardWorkgroup, convTransposeUsesWorkgroup } from './conv-transpose-workgroup.js';
 
 export interface ConvTransposeOptions {
@@ -288,8 +292,41 @@ function inputGradTiles(engine: Engine, g: Geometry): { th: number; tw: number; 
   return t ? { th: t[0]!, tw: t[1]!, tci: def.tci, tuned: true } : { ...def, tuned: false };
 }
 
+/**
+ * The lanes tile of a forward (conv-transpose-lanes.ts), or null for the register and workgroup
+ * kernels: the `convTranspose` variant 'lanes' (forced on any adapter; the llvmpipe family's
+ * default where the device has subgroups), unless register tiles are forced by family
+ * (`convTransposeTiles`) or a register tile was measured for this shape (engine.tuned), or the
+ * fused argmax has more channels than one block holds.
+ */
+function forwardLanes(engine: Engine, g: Geometry, argmax: boolean): LanesTile | null {
+  if (!useLanes(engine, g, argmax ? 'forward-argmax' : 'forward')) return null;
+  const tile = transposeLanesTile(engine, g);
+  return argmax && tile.nb < g.co ? null : tile;
+}
+
+/** Whether `kernel` takes its lanes form (see forwardLanes; the input gradient: transposeInputLanesProgram). */
+function useLanes(engine: Engine, g: Geometry, kernel: 'forward' | 'forward-argmax' | 'input'): boolean {
+  const variants = engine.variants;
+  const forced = variants.override('convTranspose');
+  if (variants.choose('convTranspose') !== 'lanes' || (forced === undefined && variants.override('convTransposeTiles') !== undefined)) return false;
+  return !(forced === undefined && engine.tuned.size > 0 && engine.tuned.has(tuneKey(kernel, g)));
+}
+
 function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {
   const engine = x.engine;
+  const lanes = forwardLanes(engine, g, argmax);
+  if (lanes) {
+    const ciVec = g.ci % 4 === 0;
+    const x4 = ciVec ? x : padChannels(x, g.ci);
+    const w4 = ciVec ? w : padChannels(w, g.ci);
+    const out = argmax ? engine.empty([g.n, g.ho, g.wo], 'i32') : epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], resultDType(x, w));
+    const prog = transposeLanesProgram(engine, g, { x4, w4, bias, argmax, flops: connectedFlops(g) }, out, epi, lanes);
+    engine.run(prog);
+    if (x4 !== x) x4.dispose();
+    if (w4 !== w) w4.dispose();
+    return out ?? epi!.into!.tensor;
+  }
   const { th: TH, tp: TP, tco: TCO, tuned } = forwardTiles(engine, g, argmax);
   // The workgroup-memory kernels are f32 only: the f16 inference path keeps the register kernel.
   if (!argmax && x.dtype === 'f32' && w.dtype === 'f32' && convTransposeUsesWorkgroup(engine, tuned)) return convTransposeForwardWorkgroup(x, w, bias, g, epi);
@@ -401,6 +438,14 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
 /** dL/dx = a strided convolution of gy with w (each input pixel gathers the outputs it reached). */
 function convTransposeBackwardInput(gy4: Tensor, w: Tensor, g: Geometry): Tensor {
   const engine = gy4.engine;
+  if (useLanes(engine, g, 'input')) {
+    // wt [Ci, KH, KW, 4 * cov]: conv2d's OHWI weights of the convolution of gy that dx is.
+    const wt = pack(w, [g.ci, g.kh, g.kw, g.co], [1, g.kw * g.ci, g.ci, g.kh * g.kw * g.ci]);
+    const dx = engine.empty([g.n, g.h, g.w, g.ci], 'f32');
+    engine.run(transposeInputLanesProgram(engine, g, gy4, wt, dx, connectedFlops(g)));
+    wt.dispose();
+    return dx;
+  }
   const { th: TH, tw: TW, tci: TCI, tuned } = inputGradTiles(engine, g);
   if (convTransposeUsesWorkgroup(engine, tuned)) return convTransposeBackwardInputWorkgroup(gy4, w, g);
   const cov = Math.ceil(g.co / 4);

@@ -27,6 +27,7 @@ import { type Tensor, dtypeBytes } from '../tensor.js';
 import { type Epilogue, epilogueAllowsVec4, epiloguePlan } from './epilogue.js';
 import { generatedSpec, lines, range, vtype } from './shader.js';
 import { halfTag, loadF32, storageType } from './storage.js';
+import { ENABLE_SUBGROUPS } from './subgroup.js';
 import type { Geometry } from './conv2d.js';
 
 /**
@@ -52,7 +53,7 @@ export const formatLanesTile = (t: LanesTile): string => `lanes${t.tm}x${t.nb}s$
 const pow2 = (v: number): boolean => Number.isInteger(v) && v >= 1 && (v & (v - 1)) === 0;
 
 /** The subgroup size every subgroup of this device has at least (0 without the feature). */
-function minSubgroup(engine: Engine): number {
+export function minSubgroup(engine: Engine): number {
   if (!engine.features.has('subgroups')) return 0;
   const info = (engine.device as unknown as { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
   return info?.subgroupMinSize ?? 4;
@@ -70,7 +71,37 @@ export function parseLanesTile(engine: Engine, v: string | undefined): LanesTile
   return ok ? { lanes: true, tm, nb, wg, sg } : null;
 }
 
-const pow2AtLeast = (v: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
+/** The smallest power of two >= v (1 for v <= 1). */
+export const pow2AtLeast = (v: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
+
+/**
+ * The entry point of a lanes kernel: `wg` invocations per workgroup, `li` the lane's local index,
+ * `sgi` its subgroup invocation id where `sg` > 1 (broadcasts), `t` the flat workgroup index;
+ * workgroups at or past `p.${count}` return at once (uniformly: the broadcasts below stay in
+ * uniform control flow). `body` is indented by two spaces.
+ */
+export const lanesMain = (wg: number, sg: number, body: string, count = 'tiles'): string =>
+  `@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg > 1 ? ', @builtin(subgroup_invocation_id) sgi: u32' : ''}) {
+  let t = wid.x + wid.y * nwg.x;
+  if (t >= p.${count}) { return; }
+${body}
+}`;
+
+/**
+ * How NB per-channel operands that are the same for every lane reach the lanes: with SG > 1,
+ * lane l of a subgroup loads rows `row(r)` = r * SG + l % SG (r < loads = ceil(NB / SG)) and
+ * `value(j)` broadcasts row j's value from lane j % SG of load j / SG; with SG 1 every lane loads
+ * all NB rows. `name` is the loaded values' prefix (`${name}_${r}`).
+ */
+export function broadcastRows(nb: number, sg: number, name: string): { loads: number; row: (r: number) => string; value: (j: number) => string } {
+  if (sg <= 1) return { loads: nb, row: (r) => `${r}u`, value: (j) => `${name}_${j}` };
+  return {
+    loads: Math.ceil(nb / sg),
+    row: (r) => `${r * sg}u + sgi % ${sg}u`,
+    value: (j) => `subgroupBroadcast(${name}_${Math.floor(j / sg)}, ${j % sg}u)`,
+  };
+}
 
 /**
  * The default lanes tile of a forward GEMM with `cog` output channels per group and `m` output
@@ -155,17 +186,10 @@ function lanesGemmProgram(engine: Engine, g: Geometry, x: Tensor, w: Tensor, bia
     const epc = ep.code();
     const xt = vx === 4 ? 'vec4<f32>' : 'f32';
     const mac = (a: string, b: string): string => (vx === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`);
-    // Weight rows: with broadcasts, lane l of each subgroup loads channels l % SG, SG + l % SG, ...;
-    // without, every lane loads all NB.
-    const loads = sg > 1 ? Math.ceil(nb / sg) : nb;
-    const wrow = (r: number): string => sg > 1 ? `${r * sg}u + sgi % ${sg}u` : `${r}u`;
-    const weight = (j: number): string => sg > 1 ? `subgroupBroadcast(wv_${Math.floor(j / sg)}, ${j % sg}u)` : `wv_${j}`;
-    const code = `${sg > 1 ? 'enable subgroups;\n' : ''}${epc.decls}
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg > 1 ? ', @builtin(subgroup_invocation_id) sgi: u32' : ''}) {
-  let t = wid.x + wid.y * nwg.x;
-  if (t >= p.tiles) { return; }
-  let ng = p.tiles / p.tiles_m;
+    // Weight rows: loaded once per subgroup and broadcast (broadcastRows).
+    const { loads, row: wrow, value: weight } = broadcastRows(nb, sg, 'wv');
+    const code = `${sg > 1 ? `${ENABLE_SUBGROUPS}\n` : ''}${epc.decls}
+${lanesMain(wg, sg, `  let ng = p.tiles / p.tiles_m;
   let n_fast = p.n_fast != 0u;
   let tgn = select(t / p.tiles_m, t % ng, n_fast);
   let mt = select(t % p.tiles_m, t / ng, n_fast);
@@ -202,8 +226,7 @@ ${lines(nb / vy, (j) => {
       const at = epc.index(`mi_${i}`, `ch_${j}`);
       return `    if (n0 + ${j * vy}u < p.cog) { ys[${at}] = ${accumulate ? `ys[${at}] + ` : ''}${epc.apply(v, `mi_${i}`, `ch_${j}`, `e${j}`)}; }`;
     })}
-  }`)}
-}
+  }`)}`)}
 `;
     return generatedSpec({
       uniforms: { ...(flipped ? FLIPPED_UNIFORMS : LANES_UNIFORMS), ...ep.uniforms },
@@ -305,12 +328,8 @@ export function lanesFilterProgram(engine: Engine, g: Geometry, plan: LanesFilte
       const v = va === 4 ? `gv_${r}.${'xyzw'[c]}` : `gv_${r}`;
       return sg > 1 ? `subgroupBroadcast(${v}, ${lane}u)` : v;
     };
-    const code = `${sg > 1 ? 'enable subgroups;\n' : ''}
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32${sg > 1 ? ', @builtin(subgroup_invocation_id) sgi: u32' : ''}) {
-  let t = wid.x + wid.y * nwg.x;
-  if (t >= p.total) { return; }
-  let chunk = t / p.tiles;
+    const code = `${sg > 1 ? `${ENABLE_SUBGROUPS}\n` : ''}
+${lanesMain(wg, sg, `  let chunk = t / p.tiles;
   let tt = t % p.tiles;
   let kt = tt % p.tiles_k;
   let tgn = tt / p.tiles_k;
@@ -347,8 +366,7 @@ ${lines(nb, (j) => `    acc_${j} += ${gval(j)} * xv;`)}
   if (slot < p.slots) {
     let ob = chunk * p.wsize_v + slot;
 ${lines(nb, (j) => `    if (n0 + ${j}u < p.cog) { dws[ob + (g * p.cog + n0 + ${j}u) * p.krow_v] = acc_${j}; }`)}
-  }
-}
+  }`, 'total')}
 `;
     return generatedSpec({
       uniforms: {

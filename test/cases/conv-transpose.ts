@@ -98,6 +98,20 @@ export const CONV_TRANSPOSE_FORWARD_ODD = seeded([
   mk([1, 9, 7, 3], 2, 5, 2, 3, 1, false),
 ], 300);
 
+/**
+ * Forward shapes with partial blocks of the lanes kernel (conv-transpose-lanes.ts): 33 channels
+ * (blocks of 16, the last holding one), 20 in one block of 24 (vec4 stores, the last skipped) and
+ * 19 (scalar stores), stride 4 (k7 p3 op3) and 8, phases whose pixel count is not a multiple of
+ * the lanes (5x11, 9x13), and 20x37 (six workgroups a phase, the last partial).
+ */
+export const CONV_TRANSPOSE_FORWARD_LANES = seeded([
+  mk([1, 5, 11, 4], 33, 3, 2, 1, 1, true),
+  mk([2, 3, 7, 8], 24, 7, 4, 3, 3, false),
+  mk([1, 9, 13, 12], 20, 15, 8, 7, 7, true),
+  mk([1, 20, 37, 8], 16, 3, 2, 1, 1, true),
+  mk([1, 4, 5, 19], 19, 15, 8, 7, 7, false),
+], 600);
+
 /** Backward kernels (dx, dw, db via autograd) on awkward and CANet shapes. */
 export const CONV_TRANSPOSE_BACKWARD = seeded([
   mk([1, 7, 9, 3], 5, 3, 2, 1, 1, true),
