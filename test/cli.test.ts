@@ -67,23 +67,35 @@ t('kill -9 at random moments with a checkpoint every step: each kill leaves a wh
   const dir = join(work, 'run-k');
   const ckpt = join(dir, 'checkpoint.safetensors');
   let lastStep = 0;
+  let msPerStep = 0;
   for (let round = 0; round < 3; round++) {
     const args = round === 0 ? [...TRAIN, '--steps', '20', '--out', 'run-k', '--checkpoint-every', '1'] : ['train', '--resume', ckpt, '--out', 'run-k'];
     const child = spawn(process.execPath, [bin, ...args], { cwd: work, stdio: 'ignore', env: ENV });
-    const wait = 200 + Math.floor(delay() * 2500);
+    const exited = new Promise((r) => child.once('exit', r));
     const started = Date.now();
-    // Once this round has trained a step past the last checkpoint, kill it after `wait` ms.
+    // Round 0 measures a step's time (the first two metrics lines, in a fresh folder); each round,
+    // once it is past the last checkpoint (later rounds count the killed round's stale lines too,
+    // so their kill may land while the resumed process still starts), is killed at a random
+    // moment within 0.3 of the time its remaining steps took at round 0's pace (its early steps run
+    // op by op, slower than the replays that follow): milliseconds, not steps, so kills land
+    // mid-step and mid-write, yet a fast adapter (lavapipe, a quiet host) cannot finish first.
+    let wait = 0;
     await new Promise<void>((resolve, reject) => {
+      let first: number | null = null;
       const poll = setInterval(() => {
         const n = existsSync(join(dir, 'metrics.jsonl')) ? losses(dir).length : 0;
         if (child.exitCode !== null) return clearInterval(poll), reject(new Error(`round ${round} finished before the kill (seed ${seed})`));
-        if (n > lastStep + round) {
+        if (round === 0 && n >= 1 && first === null) first = Date.now();
+        const ready = round === 0 ? n >= 2 : n > lastStep + round;
+        if (ready) {
           clearInterval(poll);
+          if (round === 0) msPerStep = (Date.now() - first!) / (n - 1);
+          wait = Math.floor(delay() * Math.min(2700, 0.3 * (20 - n) * msPerStep));
           setTimeout(() => (child.kill('SIGKILL'), resolve()), wait);
         } else if (Date.now() - started > 200_000) clearInterval(poll), reject(new Error(`round ${round} made no progress`));
       }, 20);
     });
-    await new Promise((r) => child.once('exit', r));
+    await exited;
     // Whatever the moment, the checkpoint parses completely and is not older than the last one.
     const bytes = readFileSync(ckpt);
     const parsed = parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
