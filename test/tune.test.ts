@@ -108,38 +108,67 @@ for (const cls of ['cpu', 'gpu', 'llvmpipe'] as const) {
 
   t(`every ${cls} candidate tile matches float64: forward and gradients`, async () => {
     const e = await engineFor(cls);
-    const report = await tune(e);
-    try {
-      for (const [k, c] of CASES.entries()) {
-        const mine = report.filter((r) => r.key.includes(` ${c.x.join('x')}>${c.w[0]} `));
-        assert.is(mine.length, 3, `cases of ${c.x}`);
-        const most = Math.max(...mine.map((r) => r.times.length));
-        for (let i = 0; i < most; i++) {
-          // Candidate i of each of the three GEMMs at once (the last one where a GEMM has fewer).
-          for (const r of mine) e.tuned.set(r.key, r.times[Math.min(i, r.times.length - 1)]!.variant);
-          const tiles = mine.map((r) => e.tuned.get(r.key)).join(', ');
-          const xd = f32(randn(size(c.x), 50 + k));
-          const wd = f32(randn(size(c.w), 60 + k));
-          const ref = refConv2d(xd, c.x, wd, c.w, null, c.opts);
-          await e.scope(async () => {
-            const y = conv2d(e.tensor(Float32Array.from(xd), c.x), e.tensor(Float32Array.from(wd), c.w), null, c.opts);
-            expectClose(await y.read(), ref.data, 1e-4, `forward of ${c.x} with ${tiles}`);
-          });
-          await gradCheck(e, {
-            gpu: ([x, w]) => conv2d(x!, w!, null, c.opts),
-            ref: ([x, w]) => refConv2d(x!, c.x, w!, c.w, null, c.opts).data,
-            inputs: [{ name: 'x', shape: c.x, data: xd }, { name: 'w', shape: c.w, data: wd }],
-            tol: 1e-3,
-            maxElements: 24,
-            seed: 70 + i,
-          });
-        }
-      }
-    } finally {
-      for (const r of report) e.tuned.delete(r.key);
-    }
+    await everyCandidateMatches(e, await tune(e), 3);
   });
 }
+
+/**
+ * Candidate i of each GEMM of a case at once (the last one where a GEMM has fewer), for every i:
+ * the forward against float64 and the gradients against finite differences. `perCase`: the GEMMs
+ * of each case the report holds.
+ */
+async function everyCandidateMatches(e: Engine, report: TunedCase[], perCase: number): Promise<void> {
+  try {
+    for (const [k, c] of CASES.entries()) {
+      const mine = report.filter((r) => r.key.includes(` ${c.x.join('x')}>${c.w[0]} `));
+      assert.is(mine.length, perCase, `cases of ${c.x}`);
+      const most = Math.max(...mine.map((r) => r.times.length));
+      for (let i = 0; i < most; i++) {
+        for (const r of mine) e.tuned.set(r.key, r.times[Math.min(i, r.times.length - 1)]!.variant);
+        const tiles = mine.map((r) => e.tuned.get(r.key)).join(', ');
+        const xd = f32(randn(size(c.x), 50 + k));
+        const wd = f32(randn(size(c.w), 60 + k));
+        const ref = refConv2d(xd, c.x, wd, c.w, null, c.opts);
+        await e.scope(async () => {
+          const y = conv2d(e.tensor(Float32Array.from(xd), c.x), e.tensor(Float32Array.from(wd), c.w), null, c.opts);
+          expectClose(await y.read(), ref.data, 1e-4, `forward of ${c.x} with ${tiles}`);
+        });
+        await gradCheck(e, {
+          gpu: ([x, w]) => conv2d(x!, w!, null, c.opts),
+          ref: ([x, w]) => refConv2d(x!, c.x, w!, c.w, null, c.opts).data,
+          inputs: [{ name: 'x', shape: c.x, data: xd }, { name: 'w', shape: c.w, data: wd }],
+          tol: 1e-3,
+          maxElements: 24,
+          seed: 70 + i,
+        });
+      }
+    }
+  } finally {
+    for (const r of report) e.tuned.delete(r.key);
+  }
+}
+
+// The lanes kernels (conv2d-lanes.ts), llvmpipe's default where the device has subgroups: autotune
+// times the lanes tiles of the forward and of the stride-1 input gradient; the filter gradient's
+// tile fixes its pixel chunks and keeps the default; CASES[0]'s stride-2 input gradient is the
+// register tiles'. Needs the subgroups feature (lavapipe) for the lanes default.
+const lanesUnavailable = (async () => ((await testEngine()).features.has('subgroups') ? null : `'${(await testEngine()).adapter.description}' has no subgroups`))();
+if (await lanesUnavailable) t.skip(`autotune times the lanes tiles (llvmpipe with subgroups); every candidate matches float64 (skipped: ${await lanesUnavailable})`);
+else
+  t('autotune times the lanes tiles (llvmpipe with subgroups); every candidate matches float64', async () => {
+    const base = await testEngine();
+    const e = new Engine({ device: base.device, ownsDevice: false, adapter: base.adapter });
+    e.prefer.family = 'llvmpipe';
+    assert.is(e.variants.choose('conv2d'), 'lanes');
+    const report = await tune(e);
+    const kinds = report.map((r) => `${r.key.split(' ')[0]} ${r.times[0]!.variant.startsWith('lanes') ? 'lanes' : 'register'}`).sort();
+    assert.equal(kinds, ['conv2d.forward lanes', 'conv2d.forward lanes', 'conv2d.input lanes', 'conv2d.input register'], report.map((r) => r.key).join('; '));
+    for (const r of report.filter((x) => x.times[0]!.variant.startsWith('lanes'))) {
+      assert.ok(r.times.length >= 3 && r.times.every((x) => x.variant.startsWith('lanes')), `${r.label}: ${r.times.map((x) => x.variant)}`);
+      assert.is(e.tuned.get(r.key), pickWinner(r.times, 0.05, 1000).variant, r.label);
+    }
+    await everyCandidateMatches(e, report, 2);
+  });
 
 // Transposed convolutions: a decoder upsampler (Ci 6: zero-padded lanes, batch 2) and an x8 head
 // (19 classes, k15 s8) whose forward also runs with the fused argmax.

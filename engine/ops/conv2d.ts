@@ -29,7 +29,7 @@ import { generatedSpec, main1d, range, lines, vtype, comp, gcd } from './shader.
 import { type KernelFamily, kernelFamily, tileFamily } from '../device-common.js';
 import { type GemmTile, defaultGemmTile, phaseTapsWgsl, formatGemmTile, gemmCandidates, gemmFilterChunks, gemmFilterProgram, gemmForwardProgram, gemmInputProgram, isGemmTile, parseGemmTile } from './conv2d-workgroup.js';
 import { checkFloatOperands, halfTag, loadF32, resultDType, storageType } from './storage.js';
-import { type LanesTile, defaultLanesTile, lanesFilterPlan, lanesFilterProgram, lanesForwardProgram, lanesInputProgram, parseLanesTile } from './conv2d-lanes.js';
+import { type LanesTile, defaultLanesTile, formatLanesTile, lanesFilterPlan, lanesFilterProgram, lanesForwardProgram, lanesInputProgram, parseLanesTile } from './conv2d-lanes.js';
 
 /** Convolution hyper-parameters; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -271,16 +271,41 @@ function chooseLanes(engine: Engine, g: Geometry, kernel: Conv2dKernel): LanesTi
   const variants = engine.variants;
   const forcedRegister = variants.override('conv2d') === undefined && (variants.override('conv2dTiles') !== undefined || variants.override('conv2dTile') !== undefined);
   if (variants.choose('conv2d') !== 'lanes' || forcedRegister) return null;
-  // A measured tile for this GEMM (engine.tuned) replaces the default, as for every conv2d default
-  // (the key is built only when something was tuned: this runs on every unplanned call).
-  if (variants.override('conv2d') === undefined && engine.tuned.size > 0 && engine.tuned.has(tileKey(kernel, g))) return null;
   if (kernel === 'input' && variants.choose('conv2dLanesInput') !== 'on') return null;
   const named = variants.choose('conv2dLanes');
+  if (named !== undefined) {
+    const t = parseLanesTile(engine, named);
+    if (!t) throw new Error(`engine.variants conv2dLanes: '${named}' is not a lanes tile this device runs: lanes{TM}x{NB}s{SG}@{WG} (TM 1-8; NB, SG, WG powers of two, NB <= 32, SG <= the smallest subgroup, WG 8-256 a multiple of SG)`);
+    return t;
+  }
   // The input gradient's GEMM: a pixel of dx per row, an input channel per column.
-  if (named === undefined) return kernel === 'input' ? defaultLanesTile(engine, g.cig, g.n * g.h * g.w) : defaultLanesTile(engine, g.cog, g.n * g.ho * g.wo);
-  const t = parseLanesTile(engine, named);
-  if (!t) throw new Error(`engine.variants conv2dLanes: '${named}' is not a lanes tile this device runs: lanes{TM}x{NB}s{SG}@{WG} (TM 1-8; NB, SG, WG powers of two, NB <= 32, SG <= the smallest subgroup, WG 8-256 a multiple of SG)`);
-  return t;
+  const dflt = kernel === 'input' ? defaultLanesTile(engine, g.cig, g.n * g.h * g.w) : defaultLanesTile(engine, g.cog, g.n * g.ho * g.wo);
+  // Forced lanes kernels are what a test asked for; otherwise nothing to look up unless something
+  // was tuned or autotune is listening (this runs on every unplanned call: build no key before).
+  if (variants.override('conv2d') !== undefined || (!engine.tuningSink && engine.tuned.size === 0)) return dflt;
+  const key = tileKey(kernel, g);
+  // autotune times the forward's and the input gradient's lanes tiles; the filter gradient's tile
+  // sets its pixel chunks, so another would add a reduction dispatch (kept as the default).
+  const sink = engine.tuningSink;
+  if (sink && kernel !== 'filter' && !sink.has(key)) sink.set(key, () => tuningCase(engine, key, kernel, g, lanesCandidates(engine, dflt)));
+  const tuned = engine.tuned.get(key);
+  if (tuned === undefined) return dflt;
+  // A measured lanes tile, or a measured register tile (null: chooseTile takes it), for this GEMM.
+  return tuned.startsWith('lanes') ? (parseLanesTile(engine, tuned) ?? dflt) : null;
+}
+
+/**
+ * Lanes tiles worth timing for one GEMM, the default first: one, two or four pixels per lane,
+ * half or twice the channel block, and half or twice the workgroup (bench/RESULTS.md 2026-12-06:
+ * 4x16 and 2x32 won in places and cost twice the compile, which the winner rule charges).
+ */
+function lanesCandidates(engine: Engine, d: LanesTile): string[] {
+  const tiles: LanesTile[] = [
+    { ...d, tm: 1 }, { ...d, tm: 4 },
+    { ...d, nb: Math.max(d.sg, d.nb / 2) }, { ...d, nb: Math.min(32, d.nb * 2) },
+    { ...d, wg: Math.max(8, d.sg, d.wg / 2) }, { ...d, wg: Math.min(256, d.wg * 2) },
+  ];
+  return candidateList(formatLanesTile(d), tiles.map(formatLanesTile).filter((v) => parseLanesTile(engine, v) !== null));
 }
 
 // ------------------------------------------------------------------ measured tiles (engine/tune.ts)
