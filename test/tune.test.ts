@@ -31,10 +31,10 @@ const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
 const f32 = (d: Float64Array): Float64Array => Float64Array.from(Float32Array.from(d));
 
 /**
- * An engine on the shared test device whose conv2d default is register tiles (what the autotuner
- * times), shown without 'subgroups': with them llvmpipe's forward and filter gradient take the
- * lanes kernels (conv2d-lanes.ts), which the autotuner does not time, and only input gradients
- * would be tuned. Without subgroups the register tiles are llvmpipe's default, as here.
+ * An engine on the shared test device whose conv2d default is register tiles (what these tests
+ * time), shown without 'subgroups': with them llvmpipe takes the lanes kernels (conv2d-lanes.ts),
+ * whose tiles the lanes test below times. Without subgroups the register tiles are llvmpipe's
+ * default, as here.
  */
 function registerTileEngine(base: Engine): Engine {
   return new Engine({ device: withoutFeatures(base.device, ['subgroups']), ownsDevice: false, adapter: base.adapter });
