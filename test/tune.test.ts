@@ -15,7 +15,7 @@ import { convTranspose2d, convTranspose2dArgmax } from '../engine/ops/conv-trans
 import { type ConvTransposeGeometry, convTransposeOutShape, refConvTranspose, refConvTransposeBackward } from './ref/conv-transpose.js';
 import { mul, sum } from '../engine/ops/basic.js';
 import { suite } from './harness.js';
-import { expectClose, randn, testEngine, withoutFeatures } from './gpu.js';
+import { expectClose, forKernelMode, randn, testEngine, withoutFeatures } from './gpu.js';
 import { gradCheck } from './gradcheck.js';
 import { refConv2d, refConv2dBackward } from './ref/conv.js';
 
@@ -84,8 +84,12 @@ t('pickWinner: the default stays unless a candidate is 5% faster and pays back i
   assert.is(pickWinner([{ variant: 'd', ms: 100, compileMs: 0 }, { variant: 'a', ms: 50, compileMs: 0 }, { variant: 'b', ms: 40, compileMs: 0 }], 0.05, 1000).variant, 'b');
 });
 
+// The GPU tile set's workgroup-memory kernels compile for seconds each on a cold lavapipe (CI's
+// second run): there they are checked in the SwiftShader run, as in conv2d.test (forKernelMode).
+const forClass = (cls: 'cpu' | 'gpu' | 'llvmpipe') => (cls === 'gpu' ? forKernelMode(t, 'family=gpu') : t);
+
 for (const cls of ['cpu', 'gpu', 'llvmpipe'] as const) {
-  t(`autotune (${cls} tile set) times each candidate of the 3 GEMMs of each conv, keeps the fastest, leaks nothing`, async () => {
+  forClass(cls)(`autotune (${cls} tile set) times each candidate of the 3 GEMMs of each conv, keeps the fastest, leaks nothing`, async () => {
     const e = await engineFor(cls);
     const before = e.stats().liveTensors;
     const report = await tune(e);
@@ -106,7 +110,7 @@ for (const cls of ['cpu', 'gpu', 'llvmpipe'] as const) {
     assert.is(e.stats().liveTensors, before, 'live tensors after the second autotune');
   });
 
-  t(`every ${cls} candidate tile matches float64: forward and gradients`, async () => {
+  forClass(cls)(`every ${cls} candidate tile matches float64: forward and gradients`, async () => {
     const e = await engineFor(cls);
     await everyCandidateMatches(e, await tune(e), 3);
   });
@@ -180,7 +184,7 @@ const deconvOpts = (g: ConvTransposeGeometry) => ({ stride: g.stride as [number,
 const wShapeOf = (g: ConvTransposeGeometry): number[] => [g.k[0]!, g.k[1]!, g.k[2]!, g.x[3]!];
 
 for (const cls of ['cpu', 'gpu'] as const)
-t(`autotune covers convTranspose2d (forward, fused argmax, input gradient); every ${cls} candidate matches float64`, async () => {
+forClass(cls)(`autotune covers convTranspose2d (forward, fused argmax, input gradient); every ${cls} candidate matches float64`, async () => {
   const e = await engineFor(cls);
   e.tuned.clear();
   const before = e.stats().liveTensors;
