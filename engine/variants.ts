@@ -55,6 +55,16 @@ function familyOf(r: VariantRegistry): KernelFamily {
   return r.choose('family');
 }
 
+/**
+ * The default kernel kind of conv2d and of the transposed convolution: the workgroup-memory GEMMs
+ * on GPUs, the lanes kernels on llvmpipe with subgroups, register tiles on other CPU adapters.
+ */
+function convKindDefault(r: VariantRegistry): 'workgroup' | 'lanes' | 'register' {
+  const family = familyOf(r);
+  if (family === 'gpu') return 'workgroup';
+  return family === 'llvmpipe' && r.target.features.has('subgroups') ? 'lanes' : 'register';
+}
+
 /** conv2d's kernel kind (the `conv2d` choice), typed like familyOf. */
 function conv2dKindOf(r: VariantRegistry): string {
   return r.choose('conv2d');
@@ -92,11 +102,7 @@ export const VARIANT_FAMILIES = {
       register: 'register tiles of the conv2dTiles family (conv2d.ts)',
       lanes: 'one output pixel (filter gradient: one k-slot) per SIMD lane, the shared operand loaded once per subgroup and handed out by subgroupBroadcast (conv2d-lanes.ts); forward, filter gradient and (conv2dLanesInput) the stride-1 input gradient',
     },
-    default: (r) => {
-      const family = familyOf(r);
-      if (family === 'gpu') return 'workgroup';
-      return family === 'llvmpipe' && r.target.features.has('subgroups') ? 'lanes' : 'register';
-    },
+    default: convKindDefault,
     rule: 'workgroup on GPUs; lanes on llvmpipe with subgroups (bench/RESULTS.md 2026-12-06: 2-3.5x its register tiles); register on other CPU adapters; a tuned tile per shape replaces it',
     tunedPrefixes: ['conv2d.'],
   },
@@ -137,11 +143,7 @@ export const VARIANT_FAMILIES = {
       register: 'register tiles of the convTransposeTiles family (conv-transpose.ts)',
       lanes: 'one output pixel per SIMD lane, the weights loaded once per subgroup and handed out by subgroupBroadcast (conv-transpose-lanes.ts): the forward, and the input gradient as conv2d\'s lanes forward; the filter gradient keeps the register tiles',
     },
-    default: (r) => {
-      const family = familyOf(r);
-      if (family === 'gpu') return 'workgroup';
-      return family === 'llvmpipe' && r.target.features.has('subgroups') ? 'lanes' : 'register';
-    },
+    default: convKindDefault,
     rule: 'workgroup on GPUs; lanes on llvmpipe with subgroups (bench/RESULTS.md 2026-12-06 21:28: kernels 2-4x its register tiles, inference 1.25x, training 1.15x); register on other CPU adapters; a tuned register tile per shape replaces workgroup and lanes',
     tunedPrefixes: ['convTranspose2d.'],
   },

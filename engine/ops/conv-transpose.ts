@@ -313,16 +313,28 @@ function useLanes(engine: Engine, g: Geometry, kernel: 'forward' | 'forward-argm
   return !(forced === undefined && engine.tuned.size > 0 && engine.tuned.has(tuneKey(kernel, g)));
 }
 
+/**
+ * The forward's operands for the register and lanes kernels, which read vec4s along Ci: x and w
+ * with their input channels zero-padded to a multiple of 4 (new tensors the caller disposes, or x
+ * and w themselves), and the output: class ids for the argmax, else a new tensor, or null where
+ * the epilogue writes into a slice of a larger one.
+ */
+function forwardOperands(x: Tensor, w: Tensor, g: Geometry, epi: Epilogue | null, argmax: boolean): { x4: Tensor; w4: Tensor; out: Tensor | null } {
+  const engine = x.engine;
+  const ciVec = g.ci % 4 === 0;
+  return {
+    x4: ciVec ? x : padChannels(x, g.ci),
+    w4: ciVec ? w : padChannels(w, g.ci),
+    out: argmax ? engine.empty([g.n, g.ho, g.wo], 'i32') : epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], resultDType(x, w)),
+  };
+}
+
 function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry, epi: Epilogue | null, argmax = false): Tensor {
   const engine = x.engine;
   const lanes = forwardLanes(engine, g, argmax);
   if (lanes) {
-    const ciVec = g.ci % 4 === 0;
-    const x4 = ciVec ? x : padChannels(x, g.ci);
-    const w4 = ciVec ? w : padChannels(w, g.ci);
-    const out = argmax ? engine.empty([g.n, g.ho, g.wo], 'i32') : epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], resultDType(x, w));
-    const prog = transposeLanesProgram(engine, g, { x4, w4, bias, argmax, flops: connectedFlops(g) }, out, epi, lanes);
-    engine.run(prog);
+    const { x4, w4, out } = forwardOperands(x, w, g, epi, argmax);
+    engine.run(transposeLanesProgram(engine, g, { x4, w4, bias, argmax, flops: connectedFlops(g) }, out, epi, lanes));
     if (x4 !== x) x4.dispose();
     if (w4 !== w) w4.dispose();
     return out ?? epi!.into!.tensor;
@@ -332,10 +344,7 @@ function convTransposeForward(x: Tensor, w: Tensor, bias: Tensor | null, g: Geom
   if (!argmax && x.dtype === 'f32' && w.dtype === 'f32' && convTransposeUsesWorkgroup(engine, tuned)) return convTransposeForwardWorkgroup(x, w, bias, g, epi);
   if (argmax) check(g.co <= TCO, 'convTranspose2dArgmax', () => `the fused argmax needs every channel in one tile (at most ${TCO}), got ${g.co}`);
   const civ = Math.ceil(g.ci / 4);
-  const ciVec = g.ci % 4 === 0;
-  const x4 = ciVec ? x : padChannels(x, g.ci);
-  const w4 = ciVec ? w : padChannels(w, g.ci);
-  const out = argmax ? engine.empty([g.n, g.ho, g.wo], 'i32') : epi?.into ? null : engine.empty([g.n, g.ho, g.wo, g.co], resultDType(x, w));
+  const { x4, w4, out } = forwardOperands(x, w, g, epi, argmax);
   // A bare bias starts the accumulators, so the store loop only stores: it is a large share of
   // the x8 head's time (10 M scattered outputs; moving the bias out of it saved ~35%). Any other
   // epilogue is applied at the store.
